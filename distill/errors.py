@@ -1,0 +1,61 @@
+"""Errors raised by distill.
+
+The tree::
+
+    DistillError                 base; the CLI prints `error: <message>` and exits 1
+    ├── UserError                the user can fix it; the message says how (exit 2)
+    │   ├── RecipeError          a recipe failed validation; one line per problem
+    │   ├── InputError           bad input data: empty corpus, missing stage output
+    │   └── MissingExtraError    an optional dependency is not installed
+    ├── TeacherError             a teacher backend failed; keeps `status` and `body`
+    └── StageError               a stage failed for a reason that is not the user's
+
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class DistillError(Exception):
+    """Base class of every error distill raises on purpose."""
+
+    exit_code = 1
+
+
+class UserError(DistillError):
+    """The user's mistake; the message says what to do."""
+
+    exit_code = 2
+
+
+class RecipeError(UserError):
+    """A recipe is invalid. `problems` holds one line per problem."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {p}" for p in problems))
+
+
+class InputError(UserError):
+    """Input data is unusable (empty corpus, missing stage output, bad file)."""
+
+
+class MissingExtraError(UserError):
+    """An optional dependency is missing; the message names the pip install."""
+
+    def __init__(self, package: str, install: str) -> None:
+        super().__init__(f"{package} is not installed; run: pip install {install}")
+
+
+class TeacherError(DistillError):
+    """A teacher backend failed. `status` and `body` keep what the provider said."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None):
+        self.status = status
+        self.body = body
+        super().__init__(message)
+
+
+class StageError(DistillError):
+    """A pipeline stage failed for a reason that is not the user's input."""

@@ -1,0 +1,197 @@
+"""Generate: the teacher writes question/answer pairs grounded in the corpus.
+
+For each selected chunk (and each of `samples_per_chunk`):
+1. the teacher writes a question the chunk answers (`question_template`);
+2. the teacher answers it from the chunk plus its retrieved neighbours
+   (`answer_template`); that prompt plus the answer is the training sample.
+
+Outputs in `generate/`: samples.parquet (one row per sample, with the chunk ids it
+was grounded in) and failures.parquet (requests that ended in an error).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from distill.errors import TeacherError
+from distill.io import hash_json, write_rows
+from distill.prompts import Template, fence, load_template
+from distill.recipe import Recipe
+from distill.retrieval import Retriever
+from distill.runfolder import RunFolder
+from distill.teachers import Teacher, get_teacher
+from distill.ui import progress
+
+QUESTION_MAX_TOKENS = 64
+# SmolLM-class teachers sometimes run on into a new "Question:"; cut there.
+ANSWER_STOP = ["\nQuestion:", "\nQ:"]
+
+
+def templates(recipe: Recipe) -> list[Template]:
+    """The question and answer templates the recipe names."""
+    cfg = recipe.generate
+    search = [recipe.base_dir / cfg.prompts_dir] if cfg.prompts_dir else []
+    return [
+        load_template(cfg.question_template, search),
+        load_template(cfg.answer_template, search),
+    ]
+
+
+def clean_question(text: str) -> str:
+    """The question in a teacher's reply: the first line with a '?', labels and quotes stripped.
+
+    Small teachers wrap it ('Question: ...', 'The customer wants to know: "...?"').
+    """
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = next((ln for ln in lines if "?" in ln), lines[0] if lines else "")
+    line = re.sub(r"^(question|q)\s*[:.)-]\s*", "", line, flags=re.I)
+    quoted = re.search(r":\s*[\"“](.+?\?)", line)
+    if quoted:
+        line = quoted.group(1)
+    if "?" in line:
+        line = line[: line.rindex("?") + 1]
+    return line.strip().strip('"“”').strip()
+
+
+def clean_answer(text: str) -> str:
+    return re.sub(r"^(answer|a)\s*:\s*", "", text.strip(), flags=re.I).strip()
+
+
+def fenced(chunk: dict[str, Any]) -> str:
+    return fence(chunk["chunk_id"], chunk["text"], chunk["heading_path"])
+
+
+def select_chunks(
+    chunks: list[dict[str, Any]], max_chunks: int | None, seed: int
+) -> list[dict[str, Any]]:
+    """All chunks, or a seeded sample of `max_chunks` spread over the corpus, in corpus order."""
+    if max_chunks is None or max_chunks >= len(chunks):
+        return chunks
+    picked = sorted(random.Random(seed).sample(range(len(chunks)), max_chunks))
+    return [chunks[i] for i in picked]
+
+
+def _complete(
+    teacher: Teacher,
+    batch: list[list[dict[str, str]]],
+    request_ids: list[str],
+    failures: list[dict[str, Any]],
+    step: str,
+    **params: Any,
+) -> list[Any]:
+    """Answer a batch; a failed batch becomes failure rows (never silently dropped)."""
+    try:
+        return teacher.complete_many(batch, **params)
+    except TeacherError as e:
+        failures.extend(
+            {
+                "request_id": rid,
+                "stage": f"generate.{step}",
+                "reason": type(e).__name__,
+                "status": e.status,
+                "attempts": 1,
+                "last_error": str(e)[:2000],
+            }
+            for rid in request_ids
+        )
+        return [None] * len(batch)
+
+
+def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+    cfg = recipe.generate
+    out_dir: Path = run.stage_dir("generate")
+    retriever = Retriever(run.stage_dir("ingest"))
+    q_tpl, a_tpl = templates(recipe)
+    teacher = get_teacher(cfg.teacher, cfg.teacher_options)
+    chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed)
+    jobs = [(c, i) for c in chunks for i in range(cfg.samples_per_chunk)]
+    ids = [
+        hash_json(
+            ["qa", c["chunk_id"], q_tpl.sha, a_tpl.sha, cfg.teacher, cfg.seed, i, cfg.neighbours]
+        )[:16]
+        for c, i in jobs
+    ]
+    rng = random.Random(cfg.seed)
+    failures: list[dict[str, Any]] = []
+    questions: list[Any] = []
+    answers: list[Any] = []
+    contexts: list[list[dict[str, Any]]] = []
+    prompts: list[list[dict[str, str]]] = []
+    bs = cfg.batch_size
+    with progress() as bar:
+        t_q = bar.add_task("questions", total=len(jobs))
+        for start in range(0, len(jobs), bs):
+            batch = [
+                q_tpl.render(passage=fenced(c), style=None) for c, _ in jobs[start : start + bs]
+            ]
+            questions += _complete(
+                teacher, batch, ids[start : start + bs], failures, "question",
+                max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature, seed=cfg.seed + start,
+            )  # fmt: skip
+            bar.advance(t_q, len(batch))
+        for c, _ in jobs:
+            context = [c] + [n for n, _ in retriever.neighbours(c["chunk_id"], cfg.neighbours)]
+            rng.shuffle(context)  # the grounding chunk is not always first
+            contexts.append(context)
+        t_a = bar.add_task("answers", total=len(jobs))
+        for start in range(0, len(jobs), bs):
+            end = min(start + bs, len(jobs))
+            batch = [
+                a_tpl.render(
+                    passages=[fenced(x) for x in contexts[j]],
+                    question=clean_question(questions[j].text) if questions[j] else "",
+                )
+                for j in range(start, end)
+            ]
+            prompts += batch
+            answers += _complete(
+                teacher, batch, ids[start:end], failures, "answer",
+                max_tokens=cfg.max_new_tokens, temperature=0.0, stop=ANSWER_STOP,
+            )  # fmt: skip
+            bar.advance(t_a, len(batch))
+
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    samples = []
+    for j, (chunk, _) in enumerate(jobs):
+        q, a = questions[j], answers[j]
+        if q is None or a is None:
+            continue
+        question = clean_question(q.text)
+        answer = clean_answer(a.text)
+        samples.append(
+            {
+                "sample_id": ids[j],
+                "task": "qa",
+                "question": question,
+                "answer": answer,
+                "messages": [*prompts[j], {"role": "assistant", "content": answer}],
+                "source_chunk_id": chunk["chunk_id"],
+                "chunk_ids": [x["chunk_id"] for x in contexts[j]],
+                "doc_ids": list(
+                    dict.fromkeys([chunk["doc_id"]] + [x["doc_id"] for x in contexts[j]])
+                ),
+                "teacher": cfg.teacher,
+                "template": f"{q_tpl.ref}+{a_tpl.ref}",
+                "template_sha": f"{q_tpl.sha}+{a_tpl.sha}",
+                "input_tokens": q.usage.input_tokens + a.usage.input_tokens,
+                "output_tokens": q.usage.output_tokens + a.usage.output_tokens,
+                "cost_usd": q.cost_usd + a.cost_usd,
+                "created_at": created,
+            }
+        )
+    write_rows(out_dir / "samples.parquet", samples)
+    write_rows(out_dir / "failures.parquet", failures)
+    return {
+        "chunks": len(chunks),
+        "samples": len(samples),
+        "failures": len(failures),
+        "tokens": {
+            "input": sum(s["input_tokens"] for s in samples),
+            "output": sum(s["output_tokens"] for s in samples),
+        },
+        "cost_usd": round(sum(s["cost_usd"] for s in samples), 6),
+    }

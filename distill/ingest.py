@@ -1,0 +1,416 @@
+"""Ingest: read documents, split them into heading-aware token chunks, embed them.
+
+Outputs in `ingest/`: documents.parquet, chunks.parquet, index/ (see
+distill.retrieval) and report.md with every file's outcome. A file that cannot be
+read is skipped with its reason; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from distill.errors import InputError
+from distill.io import sha256_bytes, sha256_text, write_rows, write_text
+from distill.recipe import IngestConfig, Recipe
+from distill.runfolder import RunFolder
+
+READERS_BY_SUFFIX = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+}
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class Document:
+    doc_id: str
+    source: str
+    title: str
+    text: str
+    format: str
+    sha256: str
+
+
+@dataclass
+class Chunk:
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    heading_path: str
+    text: str
+    n_tokens: int
+    position: int
+
+
+@dataclass
+class FileOutcome:
+    source: str
+    status: str  # ok | skipped
+    reason: str = ""
+    chunks: int = 0
+
+
+class TokenCounter(Protocol):
+    """What chunking needs from a tokenizer."""
+
+    def count(self, text: str) -> int: ...
+    def spans(self, text: str) -> list[tuple[int, int]]: ...
+
+
+class HFTokenCounter:
+    """Token counts and character spans from a (fast) Hugging Face tokenizer."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tok = tokenizer
+
+    def count(self, text: str) -> int:
+        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [tuple(s) for s in enc["offset_mapping"]]
+
+
+class WhitespaceCounter:
+    """Words as tokens: for tests and as a fallback."""
+
+    def count(self, text: str) -> int:
+        return len(text.split())
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in re.finditer(r"\S+", text)]
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def discover(cfg: IngestConfig, base_dir: Path) -> tuple[list[Path], Path]:
+    """Expand `paths` (files, folders, globs) minus `exclude`; return files and their root."""
+    found: list[Path] = []
+    for pattern in cfg.paths:
+        full = base_dir / pattern
+        if _GLOB_CHARS & set(pattern):
+            matches = [p for p in sorted(base_dir.glob(pattern)) if p.is_file()]
+        elif full.is_dir():
+            matches = [p for p in sorted(full.rglob("*")) if p.is_file()]
+        elif full.is_file():
+            matches = [full]
+        else:
+            raise InputError(
+                f"ingest.paths: '{pattern}' does not exist (paths are relative to {base_dir})"
+            )
+        if not matches:
+            raise InputError(f"ingest.paths: '{pattern}' matches no file (relative to {base_dir})")
+        found.extend(matches)
+    files = sorted({p.resolve() for p in found if not p.name.startswith(".")})
+    files = [p for p in files if not _excluded(p, base_dir, cfg.exclude)]
+    if not files:
+        raise InputError("ingest: every file is excluded; check ingest.paths and ingest.exclude")
+    root = Path(_common_root(files))
+    return files, root
+
+
+def _excluded(path: Path, base_dir: Path, patterns: list[str]) -> bool:
+    try:
+        rel = path.relative_to(base_dir.resolve()).as_posix()
+    except ValueError:
+        rel = path.as_posix()
+    return any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(path.name, pat) for pat in patterns)
+
+
+def _common_root(files: list[Path]) -> str:
+    if len(files) == 1:
+        return str(files[0].parent)
+    return os.path.commonpath([str(f.parent) for f in files])
+
+
+# ---------------------------------------------------------------- readers
+
+
+def read_document(path: Path, root: Path, base_dir: Path) -> Document:
+    """Read one file into a Document (text as Markdown-ish). Raises ValueError with a reason."""
+    fmt = READERS_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"unsupported file type '{path.suffix or path.name}'")
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError("empty file")
+    if fmt == "pdf":
+        text = _read_pdf(path)
+    else:
+        if b"\x00" in data[:8192]:
+            raise ValueError("binary file")
+        try:
+            raw = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"not UTF-8 text (byte {e.start})") from e
+        text = html_to_text(raw) if fmt == "html" else raw
+    text = _normalise(text)
+    if not text.strip():
+        raise ValueError("no text content")
+    rel = path.relative_to(root).with_suffix("").as_posix()
+    source = Path(os.path.relpath(path, base_dir.resolve())).as_posix()
+    return Document(
+        doc_id=rel,
+        source=source,
+        title=_title(text, path),
+        text=text,
+        format=fmt,
+        sha256=sha256_bytes(data),
+    )
+
+
+def _read_pdf(path: Path) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(path)
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, OSError) as e:
+        raise ValueError(f"unreadable PDF ({type(e).__name__}: {e})") from e
+    # Each PDF page becomes paragraphs; line breaks inside a paragraph are kept.
+    return "\n\n".join(p.strip() for p in pages if p.strip())
+
+
+_DROP_TAGS = "script, style, noscript, nav, header, footer, aside, form, template, svg"
+_BLOCK = {"p", "li", "pre", "blockquote", "dt", "dd", "tr", "caption", "figcaption"}
+_HEADINGS = {f"h{i}": i for i in range(1, 7)}
+
+
+def html_to_text(html: str) -> str:
+    """Main content of an HTML page as Markdown-ish text (headings as '#' lines)."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(html)
+    title_node = tree.css_first("title")
+    page_title = title_node.text(strip=True) if title_node else ""
+    for node in tree.css(_DROP_TAGS):
+        node.decompose()
+    root = tree.css_first("main") or tree.css_first("article") or tree.body
+    blocks: list[str] = []
+    if root is not None:
+        _walk(root, blocks)
+    if page_title and not any(b.startswith("# ") for b in blocks):
+        blocks.insert(0, f"# {page_title}")
+    return "\n\n".join(blocks)
+
+
+def _walk(node: Any, blocks: list[str]) -> None:
+    for child in node.iter(include_text=True):
+        tag = child.tag
+        if tag == "-text":
+            text = " ".join((child.text_content or "").split())
+            if text:
+                blocks.append(text)
+        elif tag in _HEADINGS:
+            blocks.append("#" * _HEADINGS[tag] + " " + " ".join(child.text().split()))
+        elif tag == "tr":
+            cells = [" ".join(c.text().split()) for c in child.css("th, td")]
+            blocks.append("| " + " | ".join(cells) + " |")
+        elif tag in _BLOCK and not child.css_first("p, li, pre, table, ul, ol, div"):
+            text = " ".join(child.text().split())
+            if text:
+                blocks.append(("- " if tag == "li" else "") + text)
+        elif tag not in ("-comment",):
+            _walk(child, blocks)
+
+
+def _normalise(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _title(text: str, path: Path) -> str:
+    for line in text.splitlines():
+        m = _HEADING.match(line)
+        if m and len(m[1]) == 1:
+            return m[2].strip()
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return first[:80] if 0 < len(first) <= 80 else path.stem.replace("-", " ").replace("_", " ")
+
+
+# ---------------------------------------------------------------- chunking
+
+
+def split_sections(text: str, title: str) -> list[tuple[list[str], str]]:
+    """Split Markdown into (heading path, body) sections; headings inside code fences ignored."""
+    sections: list[tuple[list[str], list[str]]] = []
+    stack: list[tuple[int, str]] = []
+    body: list[str] = []
+    in_fence = False
+
+    def flush() -> None:
+        path = [h for _, h in stack] or [title]
+        sections.append((path, body.copy()))
+        body.clear()
+
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        m = None if in_fence else _HEADING.match(line)
+        if m:
+            flush()
+            level = len(m[1])
+            stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, m[2].strip())]
+        else:
+            body.append(line)
+    flush()
+    return [
+        (path, "\n".join(lines).strip()) for path, lines in sections if "\n".join(lines).strip()
+    ]
+
+
+def chunk_text(text: str, counter: TokenCounter, max_tokens: int, overlap: int) -> list[str]:
+    """Pack paragraphs into chunks of at most `max_tokens`; split longer paragraphs by tokens.
+
+    A chunk that continues a section starts with the last `overlap` tokens of the previous one.
+    """
+    paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+
+    def tail(chunk: str) -> str:
+        if overlap == 0:
+            return ""
+        spans = counter.spans(chunk)
+        return chunk[spans[-overlap][0] :] if len(spans) > overlap else ""
+
+    def flush() -> str:
+        nonlocal size
+        chunk = "\n\n".join(current)
+        if chunk:
+            chunks.append(chunk)
+        current.clear()
+        size = 0
+        return chunk
+
+    for para in paras:
+        n = counter.count(para)
+        if n > max_tokens:
+            flush()
+            spans = counter.spans(para)
+            step = max_tokens - overlap
+            for start in range(0, len(spans), step):
+                window = spans[start : start + max_tokens]
+                chunks.append(para[window[0][0] : window[-1][1]])
+                if start + max_tokens >= len(spans):
+                    break
+            continue
+        if current and size + n > max_tokens:
+            seed = tail(flush())
+            if seed and counter.count(seed) + n <= max_tokens:
+                current.append(seed)
+                size = counter.count(seed)
+        current.append(para)
+        size += n
+    flush()
+    return chunks
+
+
+def chunk_document(doc: Document, counter: TokenCounter, cfg: IngestConfig) -> list[Chunk]:
+    out: list[Chunk] = []
+    for path, body in split_sections(doc.text, doc.title):
+        heading = " > ".join(path)
+        for text in chunk_text(body, counter, cfg.chunk_tokens, cfg.chunk_overlap):
+            out.append(
+                Chunk(
+                    chunk_id=f"{doc.doc_id}#{sha256_text(heading + chr(10) + text)[:10]}",
+                    doc_id=doc.doc_id,
+                    source=doc.source,
+                    title=doc.title,
+                    heading_path=heading,
+                    text=text,
+                    n_tokens=counter.count(text),
+                    position=len(out),
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def input_files(recipe: Recipe) -> dict[str, str]:
+    """Source path -> sha256 of every file ingest would read (for the run fingerprint)."""
+    files, _ = discover(recipe.ingest, recipe.base_dir)
+    return {str(p): sha256_bytes(p.read_bytes()) for p in files}
+
+
+def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+    """Read, chunk and embed the corpus into `ingest/`; return counts for the manifest."""
+    from distill.models import load_tokenizer
+    from distill.retrieval import build_index
+    from distill.ui import console, track
+
+    out_dir = run.stage_dir("ingest")
+    cfg = recipe.ingest
+    files, root = discover(cfg, recipe.base_dir)
+    counter: TokenCounter = HFTokenCounter(load_tokenizer(cfg.tokenizer or recipe.train.student))
+    docs: list[Document] = []
+    chunks: list[Chunk] = []
+    outcomes: list[FileOutcome] = []
+    seen_ids: dict[str, str] = {}
+    for path in track(files, "reading files"):
+        try:
+            doc = read_document(path, root, recipe.base_dir)
+        except (ValueError, OSError) as e:
+            outcomes.append(FileOutcome(str(path.relative_to(root)), "skipped", str(e)))
+            continue
+        if doc.doc_id in seen_ids:  # a.md and a.html in one folder
+            doc.doc_id = f"{doc.doc_id}.{doc.format}"
+        seen_ids[doc.doc_id] = doc.source
+        doc_chunks = chunk_document(doc, counter, cfg)
+        docs.append(doc)
+        chunks.extend(doc_chunks)
+        outcomes.append(FileOutcome(str(path.relative_to(root)), "ok", chunks=len(doc_chunks)))
+    if not chunks:
+        reasons = "; ".join(f"{o.source}: {o.reason}" for o in outcomes[:5])
+        raise InputError(f"ingest: no usable text in {len(files)} file(s) ({reasons})")
+
+    write_rows(out_dir / "documents.parquet", [asdict(d) for d in docs])
+    write_rows(out_dir / "chunks.parquet", [asdict(c) for c in chunks])
+    build_index([asdict(c) for c in chunks], cfg.embedding_model, cfg.embedding_batch_size, out_dir)
+    write_text(out_dir / "report.md", _report(root, outcomes, chunks))
+    skipped = [o for o in outcomes if o.status != "ok"]
+    for o in skipped:
+        console.print(f"  [yellow]skipped[/] {o.source}: {o.reason}")
+    return {
+        "files": len(files),
+        "documents": len(docs),
+        "skipped": len(skipped),
+        "chunks": len(chunks),
+        "tokens": sum(c.n_tokens for c in chunks),
+    }
+
+
+def _report(root: Path, outcomes: list[FileOutcome], chunks: list[Chunk]) -> str:
+    sizes = sorted(c.n_tokens for c in chunks)
+    lines = [
+        "# Ingest report",
+        "",
+        f"- corpus root: {root}",
+        f"- files: {len(outcomes)} ({sum(o.status == 'ok' for o in outcomes)} read, "
+        f"{sum(o.status != 'ok' for o in outcomes)} skipped)",
+        f"- chunks: {len(chunks)}; tokens per chunk: min {sizes[0]}, "
+        f"median {sizes[len(sizes) // 2]}, max {sizes[-1]}",
+        "",
+        "| file | outcome | chunks |",
+        "| --- | --- | --- |",
+    ]
+    for o in outcomes:
+        outcome = "ok" if o.status == "ok" else f"skipped: {o.reason}"
+        lines.append(f"| {o.source} | {outcome} | {o.chunks} |")
+    return "\n".join(lines) + "\n"

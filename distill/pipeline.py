@@ -1,0 +1,173 @@
+"""`distill run`: call the stages in order, skipping those whose inputs are unchanged.
+
+A stage's fingerprint hashes its own config section, the output hashes of the
+stages it reads, and any extra inputs (corpus file hashes, prompt template text,
+model ids). A stage reruns when its fingerprint changes or when forced; a rerun
+that reproduces the same outputs leaves later stages skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from distill.errors import InputError, UserError
+from distill.io import hash_json, hash_tree
+from distill.recipe import Recipe
+from distill.runfolder import STAGES, RunFolder, now, package_versions
+from distill.ui import console
+
+StageFn = Callable[[Recipe, RunFolder], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    upstream: tuple[str, ...]
+    fn: StageFn
+    extra: Callable[[Recipe], dict[str, Any]] = field(default=lambda r: {})
+
+
+def _templates(recipe: Recipe) -> dict[str, str]:
+    from distill.generate import templates
+
+    return {t.ref: t.sha for t in templates(recipe)}
+
+
+def default_stages() -> dict[str, Stage]:
+    """The seven stages, imported lazily so `distill --help` stays fast."""
+    from distill import curate, evaluate, generate, ingest, publish, review, train
+
+    return {
+        "ingest": Stage(
+            "ingest",
+            (),
+            ingest.run,
+            lambda r: {
+                "files": ingest.input_files(r),
+                "tokenizer": r.ingest.tokenizer or r.train.student,
+            },
+        ),
+        "generate": Stage(
+            "generate", ("ingest",), generate.run, lambda r: {"templates": _templates(r)}
+        ),
+        "curate": Stage(
+            "curate", ("generate",), curate.run, lambda r: {"student": r.train.student}
+        ),
+        "review": Stage("review", ("curate",), review.run),
+        "train": Stage("train", ("curate", "review"), train.run),
+        "eval": Stage(
+            "eval",
+            ("ingest", "curate", "train"),
+            evaluate.run,
+            lambda r: {
+                "teacher": r.generate.teacher,
+                "teacher_options": r.generate.teacher_options,
+                "templates": _templates(r),
+                "student": r.train.student,
+            },
+        ),
+        "publish": Stage(
+            "publish",
+            ("curate", "review", "train", "eval"),
+            publish.run,
+            lambda r: {"description": r.description, "recipe": r.name},
+        ),
+    }
+
+
+def fingerprint(stage: Stage, recipe: Recipe, run: RunFolder) -> str:
+    return hash_json(
+        {
+            "stage": stage.name,
+            "config": recipe.stage_config(stage.name).model_dump(mode="json"),
+            "upstream": {u: run.stage(u).get("output_hash") for u in stage.upstream},
+            "extra": stage.extra(recipe),
+        }
+    )
+
+
+def select(only: str | None, until: str | None) -> list[str]:
+    for name in (only, until):
+        if name is not None and name not in STAGES:
+            raise UserError(f"unknown stage '{name}'; stages are: {', '.join(STAGES)}")
+    if only:
+        return [only]
+    return list(STAGES[: STAGES.index(until) + 1]) if until else list(STAGES)
+
+
+def run_pipeline(
+    recipe: Recipe,
+    *,
+    only: str | None = None,
+    until: str | None = None,
+    force: set[str] | None = None,
+    stages: dict[str, Stage] | None = None,
+) -> RunFolder:
+    """Run the selected stages of `recipe`; return the run folder."""
+    force = force or set()
+    unknown = force - set(STAGES)
+    if unknown:
+        raise UserError(
+            f"--force: unknown stage {sorted(unknown)}; stages are: {', '.join(STAGES)}"
+        )
+    stages = stages or default_stages()
+    run = RunFolder(recipe.run_path)
+    run.manifest.update(
+        recipe=recipe.model_dump(mode="json"),
+        recipe_dir=str(recipe.base_dir),
+        versions=package_versions(),
+        models={
+            "teacher": recipe.generate.teacher,
+            "student": recipe.train.student,
+            "embedding_model": recipe.ingest.embedding_model,
+        },
+    )
+    run.manifest.setdefault("created_at", now())
+    console.print(f"[bold]distill[/] run [cyan]{recipe.name}[/] → {run.root}")
+    for name in select(only, until):
+        stage = stages[name]
+        for up in stage.upstream:
+            if not run.is_done(up):
+                raise InputError(
+                    f"stage '{name}' needs the output of '{up}', which has not run; "
+                    f"run `distill run RECIPE --until {up}` first"
+                )
+        fp = fingerprint(stage, recipe, run)
+        if run.is_done(name) and run.stage(name).get("fingerprint") == fp and name not in force:
+            console.print(f"[dim]• {name:<9} unchanged, skipped (--force {name} to rerun)[/]")
+            continue
+        _run_stage(stage, recipe, run, fp)
+    return run
+
+
+def _run_stage(stage: Stage, recipe: Recipe, run: RunFolder, fp: str) -> None:
+    name = stage.name
+    console.print(f"[bold]• {name}[/]")
+    started = now()
+    run.update_stage(name, status="running", started_at=started, ended_at=None, error=None)
+    t0 = time.perf_counter()
+    try:
+        counts = stage.fn(recipe, run)
+    except KeyboardInterrupt:
+        run.update_stage(name, status="interrupted", ended_at=now())
+        raise
+    except Exception as e:
+        run.update_stage(name, status="failed", ended_at=now(), error=f"{type(e).__name__}: {e}")
+        raise
+    duration = round(time.perf_counter() - t0, 2)
+    tokens = counts.pop("tokens", {})
+    run.update_stage(
+        name,
+        status="done",
+        ended_at=now(),
+        duration_s=duration,
+        counts=counts,
+        tokens=tokens,
+        fingerprint=fp,
+        output_hash=hash_tree(run.root / name),
+    )
+    summary = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict))
+    console.print(f"[green]✓ {name:<9}[/] {summary} [dim]({duration:.1f} s)[/]")

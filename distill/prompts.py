@@ -1,0 +1,84 @@
+"""Versioned prompt templates, stored as files in `prompts/<name>/v<N>.j2`.
+
+A reference is `name@vN`. Templates are Jinja2 with StrictUndefined (a missing
+variable is an error). The template is split into chat messages by lines that
+hold only `[system]`, `[user]` or `[assistant]`; each part is rendered on its own.
+
+Documents are untrusted: `passages` are given to templates already fenced in
+`<document id=...>` tags, with any look-alike closing tags in their text defused,
+so a document cannot end its own fence and speak as instructions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from distill.errors import UserError
+from distill.io import sha256_text
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "prompts"
+_REF = re.compile(r"^(?P<name>[a-z0-9_]+)@v(?P<version>[0-9]+)$")
+_ROLE = re.compile(r"^\[(system|user|assistant)\]\s*$", re.M)
+_ENV = jinja2.Environment(
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
+)
+
+
+@dataclass(frozen=True)
+class Template:
+    ref: str  # name@vN
+    path: Path
+    text: str
+
+    @property
+    def sha(self) -> str:
+        return sha256_text(self.text)[:16]
+
+    def render(self, **variables: Any) -> list[dict[str, str]]:
+        """Render to chat messages; raise UserError on a missing variable.
+
+        The source is split into role sections *before* rendering, so a variable's
+        value (a document) can never start a new message.
+        """
+        parts = _ROLE.split(self.text)
+        if parts[0].strip():
+            raise UserError(
+                f"prompt template {self.ref}: text before the first [system]/[user] line"
+            )
+        if len(parts) < 3:
+            raise UserError(f"prompt template {self.ref}: no [system]/[user] sections")
+        messages = []
+        for role, source in zip(parts[1::2], parts[2::2], strict=True):
+            try:
+                content = _ENV.from_string(source).render(**variables)
+            except jinja2.UndefinedError as e:
+                raise UserError(f"prompt template {self.ref} ({self.path}): {e.message}") from e
+            messages.append({"role": role, "content": content.strip()})
+        return messages
+
+
+def load_template(ref: str, search: list[Path] | None = None) -> Template:
+    """Find `name@vN` in the given folders, then in distill's built-in prompts/."""
+    m = _REF.match(ref)
+    if not m:
+        raise UserError(f"template reference '{ref}' must look like NAME@vN, e.g. qa_answer@v1")
+    for folder in [*(search or []), BUILTIN_DIR]:
+        path = folder / m["name"] / f"v{m['version']}.j2"
+        if path.is_file():
+            return Template(ref, path, path.read_text(encoding="utf-8"))
+    raise UserError(f"prompt template {ref} not found (looked for {m['name']}/v{m['version']}.j2)")
+
+
+_FENCE = re.compile(r"</?\s*document", re.I)
+
+
+def fence(chunk_id: str, text: str, title: str = "") -> str:
+    """Wrap an untrusted passage in document tags, defusing tags inside it."""
+    safe = _FENCE.sub(lambda m: m.group(0).replace("<", "&lt;"), text)
+    label = f' title="{title}"' if title else ""
+    return f'<document id="{chunk_id}"{label}>\n{safe}\n</document>'

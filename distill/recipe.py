@@ -1,0 +1,263 @@
+"""Typed recipe: one pydantic model per stage, composed into `Recipe`.
+
+YAML keys are exactly the field names; unknown keys are errors. `--set a.b=value`
+overrides a field (the value is parsed as YAML, so `--set train.epochs=1` is a number).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from distill.errors import RecipeError
+
+DEFAULT_STUDENT = "smollm2-135m-instruct"
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+EvalSystem = Literal["teacher", "base", "base+rag", "ft", "ft+rag"]
+ALL_SYSTEMS: tuple[EvalSystem, ...] = ("teacher", "base", "base+rag", "ft", "ft+rag")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class IngestConfig(StrictModel):
+    paths: list[str] = Field(
+        min_length=1,
+        description="Files, folders or glob patterns of documents, relative to the recipe file.",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Glob patterns (relative paths) of files to leave out."
+    )
+    chunk_tokens: int = Field(
+        256, ge=16, le=8192, description="Largest chunk, in tokens of `tokenizer`."
+    )
+    chunk_overlap: int = Field(
+        32, ge=0, description="Tokens a chunk repeats from the previous one in the same section."
+    )
+    tokenizer: str | None = Field(
+        None, description="Tokenizer that measures chunks; defaults to the student model's."
+    )
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDER,
+        description="sentence-transformers model: hub id, local folder or offline alias.",
+    )
+    embedding_batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
+
+    @model_validator(mode="after")
+    def _overlap_smaller_than_chunk(self) -> IngestConfig:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        return self
+
+
+class GenerateConfig(StrictModel):
+    teacher: str = Field(
+        f"local:{DEFAULT_STUDENT}",
+        description="Teacher as 'provider:model', e.g. 'local:PATH_OR_HUB_ID' or 'fake:'.",
+    )
+    teacher_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The teacher backend's settings, e.g. {dtype: bfloat16} for local:.",
+    )
+    question_template: str = Field(
+        "qa_question@v1", description="Prompt template (name@vN in prompts/) for questions."
+    )
+    answer_template: str = Field(
+        "qa_answer@v1",
+        description="Prompt template for answers; it is also the prompt the student is trained on.",
+    )
+    prompts_dir: str | None = Field(
+        None,
+        description="Folder of your own templates (same layout as prompts/), relative to the "
+        "recipe; searched before the built-in ones.",
+    )
+    samples_per_chunk: int = Field(1, ge=1, le=50, description="Questions written per chunk.")
+    max_chunks: int | None = Field(
+        None, ge=1, description="Use at most this many chunks (a seeded sample); null for all."
+    )
+    neighbours: int = Field(
+        1, ge=0, le=10, description="Retrieved neighbour chunks added to the answer's context."
+    )
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature for questions.")
+    max_new_tokens: int = Field(160, ge=8, le=4096, description="Token cap per teacher reply.")
+    batch_size: int = Field(8, ge=1, description="Requests sent to the teacher together.")
+    seed: int = Field(0, description="Seed for chunk sampling and teacher sampling.")
+
+
+class CurateConfig(StrictModel):
+    min_question_chars: int = Field(10, ge=1, description="Shorter questions are rejected.")
+    require_question_mark: bool = Field(
+        True, description="Reject questions that do not end with '?'."
+    )
+    min_answer_chars: int = Field(2, ge=1, description="Shorter answers are rejected.")
+    max_answer_tokens: int = Field(
+        200, ge=8, description="Longer answers (student tokenizer) are rejected."
+    )
+    eval_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of source documents held out for evaluation."
+    )
+    seed: int = Field(0, description="Seed of the split by document.")
+
+
+class ReviewConfig(StrictModel):
+    backend: Literal["none"] = Field(
+        "none", description="'none' records every sample as not reviewed (Argilla comes later)."
+    )
+
+
+class TrainConfig(StrictModel):
+    backend: Literal["trl", "unsloth"] = Field(
+        "trl", description="'trl' (TRL + PEFT, CPU or GPU) or 'unsloth' (GPU only)."
+    )
+    student: str = Field(
+        DEFAULT_STUDENT, description="Student model: hub id, local folder, .gguf file or alias."
+    )
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Module names LoRA wraps.",
+    )
+    epochs: float = Field(2.0, gt=0, description="Passes over the training set.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimizer steps (overrides epochs)."
+    )
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(8, ge=1, description="Examples per device step.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Steps per optimizer update.")
+    max_seq_length: int = Field(512, ge=32, description="Longer examples are truncated.")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="bfloat16 mixed precision or float32; auto uses bfloat16 where the hardware "
+        "has it (about 1.5x faster on such CPUs).",
+    )
+    seed: int = Field(0, description="Training seed.")
+
+
+class EvalConfig(StrictModel):
+    systems: list[EvalSystem] = Field(
+        default_factory=lambda: list(ALL_SYSTEMS),
+        min_length=1,
+        description="Systems to answer the held-out questions; '+rag' adds retrieved chunks.",
+    )
+    max_questions: int | None = Field(
+        None, ge=1, description="Evaluate at most this many held-out questions."
+    )
+    k: int = Field(2, ge=1, le=20, description="Chunks retrieved for '+rag' systems and teacher.")
+    max_new_tokens: int = Field(128, ge=8, description="Token cap per answer.")
+    batch_size: int = Field(
+        4, ge=1, description="Questions answered together (latency is the batch's wall time / n)."
+    )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Student weights dtype for answering: auto (bfloat16 where the hardware "
+        "has it), float32 or bfloat16.",
+    )
+    similarity_model: str = Field(
+        DEFAULT_EMBEDDER, description="Embedding model for answer-to-reference similarity."
+    )
+
+
+class PublishConfig(StrictModel):
+    dataset_name: str | None = Field(
+        None, description="Dataset repo name; defaults to '<recipe name>-dataset'."
+    )
+    adapter_name: str | None = Field(
+        None, description="Adapter repo name; defaults to '<recipe name>-lora'."
+    )
+    license: str = Field(
+        "other", description="License stated in both cards (your documents' license)."
+    )
+
+
+class Recipe(StrictModel):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Run name; the run folder is <run_dir>/<name>.",
+    )
+    description: str = Field("", description="Free text, copied into the cards.")
+    run_dir: str = Field("runs", description="Parent folder of run folders, relative to the cwd.")
+    ingest: IngestConfig
+    generate: GenerateConfig = Field(default_factory=lambda: GenerateConfig())
+    curate: CurateConfig = Field(default_factory=lambda: CurateConfig())
+    review: ReviewConfig = Field(default_factory=lambda: ReviewConfig())
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig())
+    eval: EvalConfig = Field(default_factory=lambda: EvalConfig())
+    publish: PublishConfig = Field(default_factory=lambda: PublishConfig())
+
+    # Set by load_recipe: where relative input paths are resolved from.
+    base_dir: Path = Field(Path("."), exclude=True, description="Folder of the recipe file.")
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) / self.name
+
+    def stage_config(self, stage: str) -> BaseModel:
+        return getattr(self, stage)
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    keys = dotted.split(".")
+    node = data
+    for i, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise RecipeError(
+                source, [f"--set {dotted}: '{'.'.join(keys[: i + 1])}' is not a section"]
+            )
+        node = child
+    node[keys[-1]] = value
+
+
+def _format_error(err: Any, model: type[BaseModel]) -> str:
+    loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        parent: Any = model
+        for part in err["loc"][:-1]:
+            field = parent.model_fields.get(str(part)) if isinstance(part, str) else None
+            ann = field.annotation if field else None
+            parent = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            if parent is None:
+                break
+        known = f" (known keys: {', '.join(parent.model_fields)})" if parent else ""
+        return f"{loc}: unknown key{known}"
+    given = err.get("input")
+    shown = "" if err["type"] == "missing" else f" (got {given!r})"
+    return f"{loc}: {err['msg']}{shown}"
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe; raise RecipeError with one line per problem."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise RecipeError(source, ["file not found"])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise RecipeError(source, [f"{where}not valid YAML ({getattr(e, 'problem', e)})"]) from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(source, ["the top level must be a mapping of stage names to settings"])
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RecipeError(source, [f"--set {item!r}: expected KEY.PATH=VALUE"])
+        _set_path(data, key.strip(), yaml.safe_load(raw) if raw else "", source)
+    data.pop("base_dir", None)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError(source, [_format_error(err, Recipe) for err in e.errors()]) from e
+    recipe.base_dir = path.resolve().parent
+    return recipe

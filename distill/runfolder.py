@@ -1,0 +1,73 @@
+"""The run folder `runs/<name>/` and its manifest.json.
+
+The manifest holds the resolved recipe, versions, model ids, input and template
+hashes, and per stage: status (running | done | failed | interrupted), start and
+end times, duration, counts, tokens, the fingerprint of its inputs and the hash
+of its outputs. It is rewritten atomically after every change of state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from distill import __version__
+from distill.io import read_json, write_json
+
+STAGES = ("ingest", "generate", "curate", "review", "train", "eval", "publish")
+TRACKED_PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "datasets",
+    "sentence-transformers",
+    "pydantic",
+)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"distill": __version__}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+class RunFolder:
+    """One recipe's run folder; stages write into `stage_dir(name)`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.manifest_path = root / "manifest.json"
+        self.manifest: dict[str, Any] = (
+            read_json(self.manifest_path) if self.manifest_path.exists() else {"stages": {}}
+        )
+
+    def stage_dir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def stage(self, name: str) -> dict[str, Any]:
+        return self.manifest["stages"].get(name, {})
+
+    def is_done(self, name: str) -> bool:
+        return self.stage(name).get("status") == "done" and (self.root / name).is_dir()
+
+    def update_stage(self, name: str, **fields: Any) -> None:
+        self.manifest["stages"].setdefault(name, {}).update(fields)
+        self.save()
+
+    def save(self) -> None:
+        self.manifest["updated_at"] = now()
+        write_json(self.manifest_path, self.manifest)

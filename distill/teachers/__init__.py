@@ -1,0 +1,47 @@
+"""Teacher backends, chosen by the prefix of a "provider:model" string."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from distill.errors import UserError
+from distill.teachers.base import Completion, Message, Teacher, Usage
+from distill.teachers.fake import FakeTeacher
+from distill.teachers.local import LocalTeacher
+
+BACKENDS: dict[str, type[Teacher]] = {
+    "local": LocalTeacher,
+    "fake": FakeTeacher,
+}
+
+
+def get_teacher(spec: str, options: dict[str, Any] | None = None) -> Teacher:
+    """Build the teacher named by `spec`, e.g. 'local:smollm2-135m-instruct' or 'fake:'.
+
+    `options` are the backend's settings (the recipe's `generate.teacher_options`).
+    """
+    provider, sep, model = spec.partition(":")
+    if not sep or provider not in BACKENDS:
+        raise UserError(
+            f"unknown teacher '{spec}': write it as PROVIDER:MODEL with PROVIDER one of "
+            f"{', '.join(BACKENDS)} (e.g. 'local:smollm2-135m-instruct')"
+        )
+    if provider == "local" and not model:
+        raise UserError("teacher 'local:' needs a model: 'local:HUB_ID', a folder or a .gguf file")
+    backend = BACKENDS[provider]
+    try:
+        opts = backend.Options.model_validate(options or {})
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()
+        )
+        known = ", ".join(backend.Options.model_fields) or "none"
+        raise UserError(
+            f"generate.teacher_options for '{provider}:': {problems} (known options: {known})"
+        ) from e
+    return backend(spec, model, opts)
+
+
+__all__ = ["BACKENDS", "Completion", "Message", "Teacher", "Usage", "get_teacher"]

@@ -1,0 +1,94 @@
+"""The teacher protocol: every backend is one class with one required method.
+
+`complete(messages, **params) -> Completion`. Messages are OpenAI chat format
+(`[{"role": "system" | "user" | "assistant", "content": str}]`). Params every
+backend understands: `max_tokens`, `temperature` (0 = greedy), `top_p`, `seed`,
+`stop` (list of strings; the reply is cut before the first). A backend that can
+enforce a JSON schema sets `supports_schema = True`; otherwise `schema` is used
+only to parse the reply. `complete_many` answers a batch; backends that can batch
+(a local model) or run concurrently override it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+Message = dict[str, str]
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class Completion:
+    text: str
+    parsed: Any = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    raw: Any = None
+
+
+def cut_at_stop(text: str, stop: list[str] | None) -> str:
+    """Cut `text` before the earliest stop string."""
+    if not stop:
+        return text
+    ends = [i for s in stop if s and (i := text.find(s)) >= 0]
+    return text[: min(ends)] if ends else text
+
+
+def parse_json(text: str) -> Any:
+    """Parse the first JSON object in `text`, or return None."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError:
+        return None
+    return obj
+
+
+class Teacher:
+    """Base class of teacher backends. Subclasses implement `complete`."""
+
+    supports_schema: ClassVar[bool] = False
+    supports_batching: ClassVar[bool] = False
+    # Backend settings from the recipe's `teacher_options`, validated strictly.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, spec: str, model: str, options: Any = None) -> None:
+        self.spec = spec  # "provider:model", as the recipe wrote it
+        self.model = model
+
+    def complete(
+        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
+    ) -> Completion:
+        raise NotImplementedError
+
+    def complete_many(
+        self,
+        batch: list[list[Message]],
+        *,
+        schema: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> list[Completion]:
+        out = []
+        for messages in batch:
+            t0 = time.perf_counter()
+            c = self.complete(messages, schema=schema, **params)
+            c.latency_s = c.latency_s or time.perf_counter() - t0
+            out.append(c)
+        return out

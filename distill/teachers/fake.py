@@ -1,0 +1,65 @@
+"""A scripted teacher for tests and dry runs: no model, no network.
+
+`FakeTeacher(responses=[...])` replies with the scripted strings in turn;
+`responses=callable` computes the reply from the messages. With no script it
+replies deterministically from the prompt (a question for question prompts, the
+first sentence of the delimited document otherwise), so a whole pipeline can run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from distill.teachers.base import Completion, Message, Teacher, Usage, cut_at_stop, parse_json
+
+Script = list[str] | Callable[[list[Message]], str]
+
+_DOC = re.compile(r"<document[^>]*>\s*(.*?)\s*</document>", re.S)
+
+
+def _default_reply(messages: list[Message]) -> str:
+    prompt = messages[-1]["content"]
+    docs = _DOC.findall(prompt)
+    first = docs[0] if docs else prompt
+    sentence = re.split(r"(?<=[.!?])\s", first.strip(), maxsplit=1)[0][:200]
+    if "write one question" in prompt.lower():
+        words = re.findall(r"[A-Za-z0-9$%]+", sentence)[:8]
+        return f"What does the documentation say about {' '.join(words)}?"
+    return sentence
+
+
+class FakeTeacher(Teacher):
+    supports_schema = True
+
+    def __init__(
+        self,
+        spec: str = "fake:",
+        model: str = "",
+        options: Any = None,
+        responses: Script | None = None,
+    ) -> None:
+        super().__init__(spec, model or "scripted")
+        self.responses = responses
+        self.calls: list[list[Message]] = []
+
+    def complete(
+        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
+    ) -> Completion:
+        self.calls.append(messages)
+        if self.responses is None:
+            text = _default_reply(messages)
+        elif callable(self.responses):
+            text = self.responses(messages)
+        else:
+            if not self.responses:
+                raise IndexError("FakeTeacher ran out of scripted responses")
+            text = self.responses.pop(0)
+        text = cut_at_stop(text, params.get("stop"))
+        n_in = sum(len(m["content"].split()) for m in messages)
+        return Completion(
+            text=text,
+            parsed=parse_json(text) if schema else None,
+            usage=Usage(n_in, len(text.split())),
+        )

@@ -1,0 +1,61 @@
+"""Test fixtures. No test may reach the network: sockets may only connect to loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "examples" / "brightdesk" / "docs"
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if (
+            isinstance(host, str)
+            and host not in ("127.0.0.1", "::1", "localhost")
+            and not (self.family == socket.AF_UNIX)
+        ):
+            raise OSError(f"tests must not reach the network (tried {address!r})")
+        return real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def write_recipe(tmp_path: Path, body: str, name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    """Three short Markdown documents about a fictional product."""
+    docs = tmp_path / "docs"
+    (docs / "billing").mkdir(parents=True)
+    (docs / "account").mkdir()
+    (docs / "billing" / "plans.md").write_text(
+        "# Plans\n\n## Prices\n\nStarter costs $12 per user per month. Team costs $29 per user "
+        "per month.\n\n## Trials\n\nFree trials last 14 days and need no credit card.\n"
+    )
+    (docs / "account" / "password.md").write_text(
+        "# Passwords\n\n## Reset\n\nClick Forgot password on the sign-in page. The reset link "
+        "is valid for 30 minutes.\n"
+    )
+    (docs / "account" / "two-factor.md").write_text(
+        "# Two-factor authentication\n\n## Methods\n\nAuthenticator apps and hardware keys are "
+        "supported. SMS codes are not supported.\n"
+    )
+    return docs

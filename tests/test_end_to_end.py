@@ -1,0 +1,135 @@
+"""The quickstart recipe, scaled down, with the real offline models (slow)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distill.io import read_json, read_rows
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+SCALED_DOWN = [
+    "generate.max_chunks=10",
+    "curate.eval_fraction=0.3",
+    "train.max_steps=3",
+    "train.batch_size=4",
+    "eval.max_questions=3",
+    "eval.systems=[teacher, base, ft+rag]",
+    "eval.batch_size=3",
+]
+STAGES = ["ingest", "generate", "curate", "review", "train", "eval", "publish"]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    cwd = tmp_path_factory.mktemp("e2e")
+    args = [sys.executable, "-m", "distill", "run", str(REPO / "recipes" / "quickstart.yaml")]
+    for s in SCALED_DOWN:
+        args += ["--set", s]
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rerun = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    return cwd / "runs" / "quickstart", rerun.stderr
+
+
+def test_manifest_records_every_stage(quickstart: tuple[Path, str]) -> None:
+    run, _ = quickstart
+    m = read_json(run / "manifest.json")
+    assert [s for s in STAGES if m["stages"][s]["status"] == "done"] == STAGES
+    assert m["stages"]["ingest"]["counts"]["documents"] == 20
+    assert m["stages"]["generate"]["tokens"]["output"] > 0
+    assert m["models"]["teacher"] == "local:smollm2-135m-instruct"
+    assert m["versions"]["trl"] and m["recipe"]["generate"]["max_chunks"] == 10
+    assert all(len(m["stages"][s]["fingerprint"]) == 64 for s in STAGES)
+
+
+def test_rerun_skips_every_unchanged_stage(quickstart: tuple[Path, str]) -> None:
+    _, log = quickstart
+    for stage in STAGES:
+        assert re.search(rf"• {stage}\s+unchanged, skipped", log), stage
+    assert "✓" not in log  # nothing ran again
+
+
+def test_samples_are_grounded_in_recorded_chunks(quickstart: tuple[Path, str]) -> None:
+    run, _ = quickstart
+    chunk_ids = {c["chunk_id"] for c in read_rows(run / "ingest" / "chunks.parquet")}
+    samples = read_rows(run / "generate" / "samples.parquet")
+    assert len(samples) == 10
+    for s in samples:
+        assert s["source_chunk_id"] in s["chunk_ids"]
+        assert set(s["chunk_ids"]) <= chunk_ids
+        assert len(s["chunk_ids"]) == 2  # the chunk and one neighbour
+        assert s["messages"][-1] == {"role": "assistant", "content": s["answer"]}
+        assert f'<document id="{s["source_chunk_id"]}"' in s["messages"][1]["content"]
+        assert s["template"] == "qa_question@v1+qa_answer@v1"
+    assert sum(bool(s["question"]) and bool(s["answer"]) for s in samples) >= 5
+
+
+def test_split_is_by_document(quickstart: tuple[Path, str]) -> None:
+    run, _ = quickstart
+    train = read_rows(run / "curate" / "train.parquet")
+    held = read_rows(run / "curate" / "eval.parquet")
+    assert train and held
+    assert not {s["doc_ids"][0] for s in train} & {s["doc_ids"][0] for s in held}
+
+
+def test_adapter_loads_with_peft_and_changes_the_model(quickstart: tuple[Path, str]) -> None:
+    import torch
+    from peft import PeftModel
+
+    from distill.models import load_causal_lm
+
+    run, _ = quickstart
+    adapter = run / "publish" / "adapter"
+    assert (adapter / "adapter_model.safetensors").stat().st_size > 100_000
+    config = read_json(adapter / "adapter_config.json")
+    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model, tok = load_causal_lm("smollm2-135m-instruct")
+    ids = tok("Question: How long do free trials last?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        base_logits = model(ids).logits
+        tuned = PeftModel.from_pretrained(model, str(adapter))
+        tuned_logits = tuned(ids).logits
+    assert (tuned_logits - base_logits).abs().max().item() > 1e-4
+
+
+def test_eval_report_compares_systems(quickstart: tuple[Path, str]) -> None:
+    run, _ = quickstart
+    answers = read_rows(run / "eval" / "answers.parquet")
+    metrics = read_json(run / "eval" / "metrics.json")
+    n = metrics["questions"]
+    assert 1 <= n <= 3
+    assert sorted(metrics["systems"]) == ["base", "ft+rag", "teacher"]
+    assert len(answers) == 3 * n
+    assert all(-1.0 <= a["similarity"] <= 1.0 and a["latency_s"] > 0 for a in answers)
+    assert all(a["retrieved_chunk_ids"] for a in answers if a["system"] == "ft+rag")
+    assert not any(a["retrieved_chunk_ids"] for a in answers if a["system"] == "base")
+    report = (run / "eval" / "report.md").read_text()
+    for system in ("teacher", "base", "ft+rag"):
+        assert f"| {system} | {n} |" in report
+
+
+def test_published_folders_are_hub_repos(quickstart: tuple[Path, str]) -> None:
+    from datasets import load_dataset
+
+    run, _ = quickstart
+    ds = load_dataset(str(run / "publish" / "dataset"))
+    assert set(ds) == {"train", "test"}
+    assert ds["train"].num_rows == len(read_rows(run / "curate" / "train.parquet"))
+    assert ds["train"][0]["messages"][-1]["role"] == "assistant"
+    card = (run / "publish" / "dataset" / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["configs"][0]["data_files"][0]["split"] == "train"
+    model_card = (run / "publish" / "adapter" / "README.md").read_text()
+    model_meta = yaml.safe_load(model_card.split("---")[1])
+    assert model_meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert model_meta["library_name"] == "peft"
+    assert "| ft+rag |" in model_card

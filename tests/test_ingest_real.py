@@ -1,0 +1,68 @@
+"""Ingest, retrieval and generation on a small corpus with the real tokenizer and embedder,
+and the fake teacher (slow: loads SmolLM2's tokenizer and MiniLM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from distill.io import read_rows
+from distill.pipeline import run_pipeline
+from distill.recipe import load_recipe
+from distill.retrieval import Retriever
+from tests.conftest import write_recipe
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ingested(small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (small_corpus / "broken.pdf").write_bytes(b"%PDF-1.4 not a pdf")
+    (small_corpus / "notes.bin").write_bytes(b"\x00\x01")
+    recipe = write_recipe(
+        tmp_path,
+        "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+        "generate:\n  teacher: 'fake:'\n  neighbours: 1\n",
+    )
+    run_pipeline(load_recipe(recipe), until="curate")
+    return tmp_path / "runs" / "small"
+
+
+def test_bad_files_are_skipped_with_reasons_in_the_report(ingested: Path) -> None:
+    report = (ingested / "ingest" / "report.md").read_text()
+    assert "skipped: unreadable PDF" in report
+    assert "skipped: unsupported file type '.bin'" in report
+    docs = read_rows(ingested / "ingest" / "documents.parquet")
+    assert sorted(d["doc_id"] for d in docs) == [
+        "account/password",
+        "account/two-factor",
+        "billing/plans",
+    ]
+
+
+def test_retrieval_finds_the_right_passage(ingested: Path) -> None:
+    r = Retriever(ingested / "ingest")
+    (top, score), *_ = r.retrieve("how long is the password reset link valid", k=3)
+    assert top["doc_id"] == "account/password" and 0 < score <= 1.0001
+    (top, _), *_ = r.retrieve("Is SMS supported for 2FA?", k=1)
+    assert top["doc_id"] == "account/two-factor"
+    others = r.retrieve("price per user", k=10, exclude_doc="billing/plans")
+    assert others and all(c["doc_id"] != "billing/plans" for c, _ in others)
+    cid = r.chunks[0]["chunk_id"]
+    assert cid not in [c["chunk_id"] for c, _ in r.neighbours(cid, 3)]
+
+
+def test_fake_teacher_runs_generate_and_curate(ingested: Path) -> None:
+    chunks = read_rows(ingested / "ingest" / "chunks.parquet")
+    samples = read_rows(ingested / "generate" / "samples.parquet")
+    assert len(samples) == len(chunks) == 4
+    for s in samples:
+        chunk = next(c for c in chunks if c["chunk_id"] == s["source_chunk_id"])
+        assert s["question"].startswith("What does the documentation say about")
+        assert s["answer"] and s["answer"] in " ".join(c["text"] for c in chunks)
+        assert chunk["chunk_id"] in s["chunk_ids"]
+    train = read_rows(ingested / "curate" / "train.parquet")
+    held = read_rows(ingested / "curate" / "eval.parquet")
+    assert len(train) + len(held) + len(read_rows(ingested / "curate" / "rejected.parquet")) == 4

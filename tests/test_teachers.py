@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from distill.errors import UserError
+from distill.teachers import get_teacher
+from distill.teachers.base import cut_at_stop, parse_json
+from distill.teachers.fake import FakeTeacher
+from distill.teachers.local import LocalTeacher
+
+
+def test_backends_are_chosen_by_prefix() -> None:
+    assert isinstance(get_teacher("fake:"), FakeTeacher)
+    t = get_teacher("local:some/model")
+    assert isinstance(t, LocalTeacher) and t.model == "some/model"
+    with pytest.raises(UserError, match="unknown teacher 'gpt-4o'.*local, fake"):
+        get_teacher("gpt-4o")
+    with pytest.raises(UserError, match="needs a model"):
+        get_teacher("local:")
+
+
+def test_fake_teacher_scripted_and_stop_strings() -> None:
+    t = FakeTeacher(responses=["one\nQuestion: two", '{"a": 1} trailing'])
+    c = t.complete([{"role": "user", "content": "hi"}], stop=["\nQuestion:"])
+    assert c.text == "one"
+    c2 = t.complete([{"role": "user", "content": "x"}], schema={"type": "object"})
+    assert c2.parsed == {"a": 1}
+    assert len(t.calls) == 2
+    with pytest.raises(IndexError):
+        t.complete([{"role": "user", "content": "x"}])
+
+
+def test_fake_teacher_default_reply_is_deterministic_and_grounded() -> None:
+    msgs = [
+        {"role": "user", "content": '<document id="a">\nTrials last 14 days. More.\n</document>'}
+    ]
+    a = FakeTeacher().complete(msgs).text
+    assert a == "Trials last 14 days." == FakeTeacher().complete(msgs).text
+
+
+def test_helpers() -> None:
+    assert cut_at_stop("abc STOP def", ["STOP", "c"]) == "ab"
+    assert cut_at_stop("abc", None) == "abc"
+    assert parse_json('noise {"x": [1, 2]} more') == {"x": [1, 2]}
+    assert parse_json("no json") is None
