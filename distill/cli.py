@@ -59,6 +59,14 @@ def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
 
 
 @app.command()
+def fields() -> None:
+    """List every recipe key with its type, default and meaning (Markdown)."""
+    from distill.recipe import describe_fields
+
+    typer.echo(describe_fields())
+
+
+@app.command()
 def run(
     recipe: RecipeArg,
     set_: SetOpt = None,

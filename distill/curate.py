@@ -31,6 +31,13 @@ _REFERS_TO_CONTEXT = re.compile(
 )
 
 
+def repetition(text: str) -> float:
+    """Share of word 4-grams that repeat an earlier one (0 = none, near 1 = a loop)."""
+    words = text.lower().split()
+    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
 def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str], int]) -> str:
     """The reason to reject a sample, or '' to keep it."""
     q, a = sample.get("question") or "", sample.get("answer") or ""
@@ -46,8 +53,12 @@ def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str
         return f"question shorter than {cfg.min_question_chars} characters"
     if len(a.strip()) < cfg.min_answer_chars:
         return f"answer shorter than {cfg.min_answer_chars} characters"
+    if sample.get("answer_truncated"):
+        return "answer cut off at the teacher's token limit"
     if count_tokens(a) > cfg.max_answer_tokens:
         return f"answer longer than {cfg.max_answer_tokens} tokens"
+    if repetition(a) > cfg.max_repetition:
+        return f"repetitive answer (over {cfg.max_repetition:.0%} repeated 4-grams)"
     return ""
 
 

@@ -179,6 +179,14 @@ def _report(recipe: Recipe, metrics: dict[str, Any], rows: list[dict[str, Any]])
         f"`{recipe.eval.similarity_model}` (1.0 = same meaning); the reference is the "
         "teacher's answer written with the source chunk in context",
         f"- latency: wall time per answer, batches of {recipe.eval.batch_size} on this machine",
+        *(
+            [
+                "- note: the teacher is the untrained student model itself, so `teacher` and "
+                "`base+rag` answer the same prompts with the same weights",
+            ]
+            if recipe.generate.teacher == f"local:{recipe.train.student}"
+            else []
+        ),
         "",
         "| system | n | similarity | latency (s) | output tokens | tokens/s |",
         "| --- | --- | --- | --- | --- | --- |",

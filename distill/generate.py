@@ -168,6 +168,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
                 "task": "qa",
                 "question": question,
                 "answer": answer,
+                "answer_truncated": a.finish_reason == "length",
                 "messages": [*prompts[j], {"role": "assistant", "content": answer}],
                 "source_chunk_id": chunk["chunk_id"],
                 "chunk_ids": [x["chunk_id"] for x in contexts[j]],

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.markup import escape
+
 from distill.errors import InputError, UserError
 from distill.io import hash_json, hash_tree
 from distill.recipe import Recipe
@@ -170,4 +172,4 @@ def _run_stage(stage: Stage, recipe: Recipe, run: RunFolder, fp: str) -> None:
         output_hash=hash_tree(run.root / name),
     )
     summary = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict))
-    console.print(f"[green]✓ {name:<9}[/] {summary} [dim]({duration:.1f} s)[/]")
+    console.print(f"[green]✓ {name:<9}[/] {escape(summary)} [dim]({duration:.1f} s)[/]")

@@ -80,5 +80,5 @@ _FENCE = re.compile(r"</?\s*document", re.I)
 def fence(chunk_id: str, text: str, title: str = "") -> str:
     """Wrap an untrusted passage in document tags, defusing tags inside it."""
     safe = _FENCE.sub(lambda m: m.group(0).replace("<", "&lt;"), text)
-    label = f' title="{title}"' if title else ""
+    label = f' title="{title.replace(chr(34), chr(39))}"' if title else ""
     return f'<document id="{chunk_id}"{label}>\n{safe}\n</document>'

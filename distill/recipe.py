@@ -6,6 +6,7 @@ overrides a field (the value is parsed as YAML, so `--set train.epochs=1` is a n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,6 +98,12 @@ class CurateConfig(StrictModel):
     max_answer_tokens: int = Field(
         200, ge=8, description="Longer answers (student tokenizer) are rejected."
     )
+    max_repetition: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Reject answers whose share of repeated word 4-grams is higher (loops).",
+    )
     eval_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of source documents held out for evaluation."
     )
@@ -131,6 +138,11 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(8, ge=1, description="Examples per device step.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Steps per optimizer update.")
     max_seq_length: int = Field(512, ge=32, description="Longer examples are truncated.")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass: less memory, ~30% slower. "
+        "Turn on for large students on small GPUs.",
+    )
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="bfloat16 mixed precision or float32; auto uses bfloat16 where the hardware "
@@ -261,3 +273,34 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise RecipeError(source, [_format_error(err, Recipe) for err in e.errors()]) from e
     recipe.base_dir = path.resolve().parent
     return recipe
+
+
+def describe_fields() -> str:
+    """Every recipe key with its type, default and description, as Markdown."""
+    lines = []
+    sections: list[tuple[str, type[BaseModel]]] = [("(top level)", Recipe)]
+    for name, field in Recipe.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            sections.append((name, ann))
+    for section, model in sections:
+        lines += [
+            f"### `{section}`",
+            "",
+            "| key | type | default | meaning |",
+            "| --- | --- | --- | --- |",
+        ]
+        for key, field in model.model_fields.items():
+            ann = field.annotation
+            if field.exclude or (isinstance(ann, type) and issubclass(ann, BaseModel)):
+                continue
+            if field.is_required():
+                default = "required"
+            else:
+                value = field.get_default(call_default_factory=True)
+                default = f"`{json.dumps(value, default=str)}`"
+            kind = ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
+            kind = kind.replace(" | ", " or ")
+            lines.append(f"| `{key}` | {kind} | {default} | {field.description or ''} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -137,6 +137,7 @@ def train_adapter(cfg: TrainConfig, rows: list[dict[str, Any]], out: Path) -> di
             disable_tqdm=True,
             use_cpu=not use_gpu,
             bf16=bf16,
+            gradient_checkpointing=cfg.gradient_checkpointing,
             dataloader_num_workers=0,
         )
         trainer = SFTTrainer(

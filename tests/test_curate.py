@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.curate import curate, split_documents
+from distill.curate import curate, repetition, split_documents
 from distill.recipe import CurateConfig
 
 
@@ -42,6 +42,8 @@ def test_curate_rejects_with_reasons_and_splits_by_source_document() -> None:
         sample(103, "doc1", q="Two\nlines?"),
         sample(104, "doc1", q="The user wants to know about refunds."),
         sample(105, "doc1", q="What does the document say about refunds?"),
+        {**sample(106, "doc1"), "answer_truncated": True},
+        sample(107, "doc1", a="Click the banner. " * 4),
         {**sample(0, "doc0"), "sample_id": "dup"},  # same text as s0
     ]
     cfg = CurateConfig(min_question_chars=10, max_answer_tokens=20, eval_fraction=0.4)
@@ -54,6 +56,8 @@ def test_curate_rejects_with_reasons_and_splits_by_source_document() -> None:
         "s103": "unparseable: question spans several lines",
         "s104": "not a question (no question mark)",
         "s105": "question refers to the context instead of standing alone",
+        "s106": "answer cut off at the teacher's token limit",
+        "s107": "repetitive answer (over 20% repeated 4-grams)",
         "dup": "exact duplicate",
     }
     assert len(train) + len(held) == 20
@@ -62,6 +66,11 @@ def test_curate_rejects_with_reasons_and_splits_by_source_document() -> None:
     assert train_docs and held_docs and not train_docs & held_docs
     assert len(held_docs) == 2
     assert {s["split"] for s in train} == {"train"} and {s["split"] for s in held} == {"eval"}
+
+
+def test_repetition_score() -> None:
+    assert repetition("Trials last 14 days and need no credit card.") == 0.0
+    assert repetition("go to the page. " * 10) > 0.7
 
 
 def test_duplicates_ignore_case_and_punctuation() -> None:

@@ -31,9 +31,8 @@ def test_fake_teacher_scripted_and_stop_strings() -> None:
 
 
 def test_fake_teacher_default_reply_is_deterministic_and_grounded() -> None:
-    msgs = [
-        {"role": "user", "content": '<document id="a">\nTrials last 14 days. More.\n</document>'}
-    ]
+    doc = '<document id="a" title="Billing > Trials">\nTrials last 14 days. More.\n</document>'
+    msgs = [{"role": "user", "content": doc}]  # a '>' inside an attribute must not end the tag
     a = FakeTeacher().complete(msgs).text
     assert a == "Trials last 14 days." == FakeTeacher().complete(msgs).text
 

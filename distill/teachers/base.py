@@ -38,6 +38,7 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    finish_reason: str = "stop"  # "stop" (ended or hit a stop string) | "length" (token cap)
     raw: Any = None
 
 

@@ -16,7 +16,7 @@ from distill.teachers.base import Completion, Message, Teacher, Usage, cut_at_st
 
 Script = list[str] | Callable[[list[Message]], str]
 
-_DOC = re.compile(r"<document[^>]*>\s*(.*?)\s*</document>", re.S)
+_DOC = re.compile(r'<document(?:\s+\w+="[^"]*")*\s*>\s*(.*?)\s*</document>', re.S)
 
 
 def _default_reply(messages: list[Message]) -> str:

@@ -88,14 +88,17 @@ def generate_batch(
     for row, mask in zip(new, enc["attention_mask"], strict=True):
         ids = row.tolist()
         # Count generated tokens up to and including the first end-of-sequence token.
-        n_out = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
-        text = cut_at_stop(tok.decode(ids[:n_out], skip_special_tokens=True).strip(), stop)
+        ended = next((i + 1 for i, t in enumerate(ids) if t in eos), None)
+        n_out = ended or len(ids)
+        decoded = tok.decode(ids[:n_out], skip_special_tokens=True).strip()
+        text = cut_at_stop(decoded, stop)
         results.append(
             Completion(
                 text=text.strip(),
                 parsed=parse_json(text) if schema else None,
                 usage=Usage(int(mask.sum()), n_out),
                 latency_s=latency,
+                finish_reason="stop" if ended or text != decoded else "length",
             )
         )
     return results
