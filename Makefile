@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo test lint format clean-runs
+.PHONY: install demo test lint format docs clean-runs
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,13 +30,16 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check distill tests bench examples
-	$(BIN)/ruff format --check distill tests bench examples
+	$(BIN)/ruff check distill tests bench examples tools
+	$(BIN)/ruff format --check distill tests bench examples tools
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix distill tests bench examples
-	$(BIN)/ruff format distill tests bench examples
+	$(BIN)/ruff check --fix distill tests bench examples tools
+	$(BIN)/ruff format distill tests bench examples tools
+
+docs: $(STAMP)
+	$(BIN)/python tools/sync_readme.py
 
 clean-runs:
 	rm -rf runs
