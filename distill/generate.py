@@ -101,6 +101,33 @@ def _complete(
         return [None] * len(batch)
 
 
+def _run_batches(
+    bar: Any,
+    label: str,
+    teacher: Teacher,
+    prompts: dict[int, list[dict[str, str]]],
+    ids: list[str],
+    failures: list[dict[str, Any]],
+    batch_size: int,
+    seed: int | None = None,
+    **params: Any,
+) -> dict[int, Any]:
+    """Send prompts in batches of similar length (less padding); return index -> Completion."""
+    order = sorted(prompts, key=lambda j: sum(len(m["content"]) for m in prompts[j]))
+    task = bar.add_task(label, total=len(order))
+    out: dict[int, Any] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if seed is not None:
+            params["seed"] = seed + start
+        replies = _complete(
+            teacher, [prompts[j] for j in idx], [ids[j] for j in idx], failures, label, **params
+        )
+        out.update((j, r) for j, r in zip(idx, replies, strict=True) if r is not None)
+        bar.advance(task, len(idx))
+    return out
+
+
 def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     cfg = recipe.generate
     out_dir: Path = run.stage_dir("generate")
@@ -116,48 +143,35 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         for c, i in jobs
     ]
     rng = random.Random(cfg.seed)
+    contexts = []
+    for c, _ in jobs:
+        context = [c] + [n for n, _ in retriever.neighbours(c["chunk_id"], cfg.neighbours)]
+        rng.shuffle(context)  # the grounding chunk is not always first
+        contexts.append(context)
     failures: list[dict[str, Any]] = []
-    questions: list[Any] = []
-    answers: list[Any] = []
-    contexts: list[list[dict[str, Any]]] = []
-    prompts: list[list[dict[str, str]]] = []
-    bs = cfg.batch_size
     with progress() as bar:
-        t_q = bar.add_task("questions", total=len(jobs))
-        for start in range(0, len(jobs), bs):
-            batch = [
-                q_tpl.render(passage=fenced(c), style=None) for c, _ in jobs[start : start + bs]
-            ]
-            questions += _complete(
-                teacher, batch, ids[start : start + bs], failures, "question",
-                max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature, seed=cfg.seed + start,
-            )  # fmt: skip
-            bar.advance(t_q, len(batch))
-        for c, _ in jobs:
-            context = [c] + [n for n, _ in retriever.neighbours(c["chunk_id"], cfg.neighbours)]
-            rng.shuffle(context)  # the grounding chunk is not always first
-            contexts.append(context)
-        t_a = bar.add_task("answers", total=len(jobs))
-        for start in range(0, len(jobs), bs):
-            end = min(start + bs, len(jobs))
-            batch = [
-                a_tpl.render(
-                    passages=[fenced(x) for x in contexts[j]],
-                    question=clean_question(questions[j].text) if questions[j] else "",
-                )
-                for j in range(start, end)
-            ]
-            prompts += batch
-            answers += _complete(
-                teacher, batch, ids[start:end], failures, "answer",
-                max_tokens=cfg.max_new_tokens, temperature=0.0, stop=ANSWER_STOP,
-            )  # fmt: skip
-            bar.advance(t_a, len(batch))
+        q_prompts = {
+            j: q_tpl.render(passage=fenced(c), style=None) for j, (c, _) in enumerate(jobs)
+        }
+        questions = _run_batches(
+            bar, "questions", teacher, q_prompts, ids, failures, cfg.batch_size,
+            max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature, seed=cfg.seed,
+        )  # fmt: skip
+        # A question that failed or came back empty is not worth paying to answer.
+        a_prompts = {
+            j: a_tpl.render(passages=[fenced(x) for x in contexts[j]], question=question)
+            for j, q in questions.items()
+            if (question := clean_question(q.text))
+        }
+        answers = _run_batches(
+            bar, "answers", teacher, a_prompts, ids, failures, cfg.batch_size,
+            max_tokens=cfg.max_new_tokens, temperature=0.0, stop=ANSWER_STOP,
+        )  # fmt: skip
 
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     samples = []
     for j, (chunk, _) in enumerate(jobs):
-        q, a = questions[j], answers[j]
+        q, a = questions.get(j), answers.get(j)
         if q is None or a is None:
             continue
         question = clean_question(q.text)
@@ -169,7 +183,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
                 "question": question,
                 "answer": answer,
                 "answer_truncated": a.finish_reason == "length",
-                "messages": [*prompts[j], {"role": "assistant", "content": answer}],
+                "messages": [*a_prompts[j], {"role": "assistant", "content": answer}],
                 "source_chunk_id": chunk["chunk_id"],
                 "chunk_ids": [x["chunk_id"] for x in contexts[j]],
                 "doc_ids": list(

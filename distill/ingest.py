@@ -346,7 +346,8 @@ def chunk_document(doc: Document, counter: TokenCounter, cfg: IngestConfig) -> l
 def input_files(recipe: Recipe) -> dict[str, str]:
     """Source path -> sha256 of every file ingest would read (for the run fingerprint)."""
     files, _ = discover(recipe.ingest, recipe.base_dir)
-    return {str(p): sha256_bytes(p.read_bytes()) for p in files}
+    base = recipe.base_dir.resolve()
+    return {Path(os.path.relpath(p, base)).as_posix(): sha256_bytes(p.read_bytes()) for p in files}
 
 
 def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:

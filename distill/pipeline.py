@@ -80,13 +80,13 @@ def default_stages() -> dict[str, Stage]:
     }
 
 
-def fingerprint(stage: Stage, recipe: Recipe, run: RunFolder) -> str:
+def fingerprint(stage: Stage, recipe: Recipe, run: RunFolder, extra: dict[str, Any]) -> str:
     return hash_json(
         {
             "stage": stage.name,
             "config": recipe.stage_config(stage.name).model_dump(mode="json"),
             "upstream": {u: run.stage(u).get("output_hash") for u in stage.upstream},
-            "extra": stage.extra(recipe),
+            "extra": extra,
         }
     )
 
@@ -137,19 +137,23 @@ def run_pipeline(
                     f"stage '{name}' needs the output of '{up}', which has not run; "
                     f"run `distill run RECIPE --until {up}` first"
                 )
-        fp = fingerprint(stage, recipe, run)
+        extra = stage.extra(recipe)
+        fp = fingerprint(stage, recipe, run, extra)
         if run.is_done(name) and run.stage(name).get("fingerprint") == fp and name not in force:
             console.print(f"[dim]• {name:<9} unchanged, skipped (--force {name} to rerun)[/]")
             continue
-        _run_stage(stage, recipe, run, fp)
+        _run_stage(stage, recipe, run, fp, extra)
     return run
 
 
-def _run_stage(stage: Stage, recipe: Recipe, run: RunFolder, fp: str) -> None:
+def _run_stage(
+    stage: Stage, recipe: Recipe, run: RunFolder, fp: str, extra: dict[str, Any]
+) -> None:
     name = stage.name
     console.print(f"[bold]• {name}[/]")
-    started = now()
-    run.update_stage(name, status="running", started_at=started, ended_at=None, error=None)
+    run.update_stage(
+        name, status="running", started_at=now(), ended_at=None, error=None, inputs=extra
+    )
     t0 = time.perf_counter()
     try:
         counts = stage.fn(recipe, run)

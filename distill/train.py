@@ -100,20 +100,21 @@ def _progress_callback(total_steps: int) -> Any:
 
 def train_adapter(cfg: TrainConfig, rows: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     """Train a LoRA adapter on `rows` and save it to `out` (atomically); return metrics."""
-    import torch
-    from datasets import Dataset, disable_progress_bars
-    from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
-
-    disable_progress_bars()
-
     resolved = resolve_causal_lm(cfg.student)
+    # Unsloth patches transformers and TRL, so it loads before they are imported here.
     if cfg.backend == "unsloth":
         model, tok = _load_unsloth(cfg, resolved.path)
         peft_config = None
     else:
         model, tok = load_causal_lm(cfg.student)
         peft_config = _lora_config(cfg)
+
+    import torch
+    from datasets import Dataset, disable_progress_bars
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    disable_progress_bars()
     dataset = Dataset.from_list(to_prompt_completion(rows))
     use_gpu = torch.cuda.is_available()
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16

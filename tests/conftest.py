@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `datasets` caches loaded folders by path; a fresh cache per test session keeps one
+# run's published dataset from being served for another's.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="distill-tests-datasets-")
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "examples" / "brightdesk" / "docs"

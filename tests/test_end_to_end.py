@@ -49,6 +49,9 @@ def test_manifest_records_every_stage(quickstart: tuple[Path, str]) -> None:
     assert m["models"]["teacher"] == "local:smollm2-135m-instruct"
     assert m["versions"]["trl"] and m["recipe"]["generate"]["max_chunks"] == 10
     assert all(len(m["stages"][s]["fingerprint"]) == 64 for s in STAGES)
+    files = m["stages"]["ingest"]["inputs"]["files"]
+    assert len(files) == 20 and all(len(h) == 64 for h in files.values())
+    assert set(m["stages"]["generate"]["inputs"]["templates"]) == {"qa_question@v1", "qa_answer@v1"}
 
 
 def test_rerun_skips_every_unchanged_stage(quickstart: tuple[Path, str]) -> None:
