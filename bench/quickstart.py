@@ -31,7 +31,8 @@ def main() -> int:
             return proc.returncode
         manifest = json.loads((Path(tmp) / "quickstart" / "manifest.json").read_text())
     print(f"\n{'stage':<10} {'seconds':>8}  counts")
-    for name, stage in manifest["stages"].items():
+    for name in ("ingest", "generate", "curate", "review", "train", "eval", "publish"):
+        stage = manifest["stages"][name]
         counts = ", ".join(f"{k} {v}" for k, v in stage["counts"].items())
         print(f"{name:<10} {stage['duration_s']:>8.1f}  {counts}")
     print(f"{'total':<10} {total:>8.1f}  (wall time of `distill run`, model loading included)")

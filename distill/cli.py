@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -118,6 +119,9 @@ def main() -> int:
     # Nothing may reach a hub at run time unless the user turns it back on.
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Deprecation notices from inside transformers/TRL/PEFT are for their callers'
+    # developers, not for someone running a recipe.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)\.")
     from rich.markup import escape
 
     from distill.ui import console

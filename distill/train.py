@@ -11,6 +11,7 @@ tokenizer), log.json (the trainer's log history) and report.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
@@ -120,6 +121,7 @@ def train_adapter(cfg: TrainConfig, rows: list[dict[str, Any]], out: Path) -> di
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16
     # Checkpointing and resume come with the training issue; the work folder is scratch.
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".work-") as work:
+        checkpointing: dict[str, Any] = {_checkpointing_arg(SFTConfig): cfg.gradient_checkpointing}
         args = SFTConfig(
             output_dir=str(work),
             num_train_epochs=cfg.epochs,
@@ -138,7 +140,8 @@ def train_adapter(cfg: TrainConfig, rows: list[dict[str, Any]], out: Path) -> di
             disable_tqdm=True,
             use_cpu=not use_gpu,
             bf16=bf16,
-            gradient_checkpointing=cfg.gradient_checkpointing,
+            # transformers renamed gradient_checkpointing (5.2x); TRL still sets the old name.
+            **checkpointing,
             dataloader_num_workers=0,
         )
         trainer = SFTTrainer(
@@ -173,6 +176,15 @@ def train_adapter(cfg: TrainConfig, rows: list[dict[str, Any]], out: Path) -> di
         "precision": "bfloat16 mixed" if bf16 else "float32",
         "log_history": trainer.state.log_history,
     }
+
+
+def _checkpointing_arg(config_cls: Any) -> str:
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else ("gradient_checkpointing")
+    )
 
 
 def _portable_adapter_config(path: Path, base: str) -> None:
