@@ -158,11 +158,23 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
             max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature, seed=cfg.seed,
         )  # fmt: skip
         # A question that failed or came back empty is not worth paying to answer.
-        a_prompts = {
-            j: a_tpl.render(passages=[fenced(x) for x in contexts[j]], question=question)
-            for j, q in questions.items()
-            if (question := clean_question(q.text))
-        }
+        a_prompts = {}
+        for j, q in questions.items():
+            if question := clean_question(q.text):
+                a_prompts[j] = a_tpl.render(
+                    passages=[fenced(x) for x in contexts[j]], question=question
+                )
+            else:
+                failures.append(
+                    {
+                        "request_id": ids[j],
+                        "stage": "generate.questions",
+                        "reason": "empty question",
+                        "status": None,
+                        "attempts": 1,
+                        "last_error": q.text[:2000],
+                    }
+                )
         answers = _run_batches(
             bar, "answers", teacher, a_prompts, ids, failures, cfg.batch_size,
             max_tokens=cfg.max_new_tokens, temperature=0.0, stop=ANSWER_STOP,

@@ -65,7 +65,9 @@ def test_samples_are_grounded_in_recorded_chunks(quickstart: tuple[Path, str]) -
     run, _ = quickstart
     chunk_ids = {c["chunk_id"] for c in read_rows(run / "ingest" / "chunks.parquet")}
     samples = read_rows(run / "generate" / "samples.parquet")
-    assert len(samples) == 10
+    failures = read_rows(run / "generate" / "failures.parquet")
+    assert len(samples) + len(failures) == 10  # every request ends as a sample or a failure
+    assert len(samples) >= 5
     for s in samples:
         assert s["source_chunk_id"] in s["chunk_ids"]
         assert set(s["chunk_ids"]) <= chunk_ids
