@@ -88,6 +88,37 @@ def run(
     typer.echo(f"run folder: {folder.root}")
 
 
+@app.command()
+def search(
+    recipe: RecipeArg,
+    query: Annotated[str, typer.Argument(help="What to search for.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many chunks to show.")] = 5,
+    mode: Annotated[
+        str | None, typer.Option(help="hybrid, dense or bm25 (default: the recipe's).")
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Search the recipe's ingested chunks and print them ranked, with their scores."""
+    from distill.errors import InputError, UserError
+    from distill.retrieval import Retriever
+    from distill.runfolder import RunFolder
+
+    r = _load(recipe, set_)
+    if mode not in (None, "hybrid", "dense", "bm25"):
+        raise UserError(f"--mode must be hybrid, dense or bm25, not '{mode}'")
+    run = RunFolder(r.run_path)
+    if not run.is_done("ingest"):
+        raise InputError(f"no index for '{r.name}' yet; run `distill ingest {recipe}` first")
+    hits = Retriever(run.root / "ingest", r.retrieval).retrieve(query, k, mode=mode)
+    for rank, (chunk, score) in enumerate(hits, start=1):
+        snippet = " ".join(chunk["text"].split())
+        snippet = snippet[:160] + ("…" if len(snippet) > 160 else "")
+        typer.echo(f"{rank:>2}. {score:.4f}  {chunk['doc_id']}  [{chunk['heading_path']}]")
+        typer.echo(f"    {snippet}")
+    if not hits:
+        typer.echo("no matching chunks")
+
+
 def _stage_command(name: str, summary: str) -> None:
     def command(
         recipe: RecipeArg,

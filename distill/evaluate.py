@@ -53,7 +53,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         raise InputError(
             "eval: the held-out split is empty; lower curate.eval_fraction or add documents"
         )
-    retriever = Retriever(run.stage_dir("ingest"))
+    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
     hits = retriever.retrieve_many([q["question"] for q in questions], cfg.k)
     _, a_tpl = templates(recipe)
     rag = [

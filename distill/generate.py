@@ -131,7 +131,7 @@ def _run_batches(
 def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     cfg = recipe.generate
     out_dir: Path = run.stage_dir("generate")
-    retriever = Retriever(run.stage_dir("ingest"))
+    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
     q_tpl, a_tpl = templates(recipe)
     teacher = get_teacher(cfg.teacher, cfg.teacher_options)
     chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed)

@@ -350,8 +350,29 @@ def input_files(recipe: Recipe) -> dict[str, str]:
     return {Path(os.path.relpath(p, base)).as_posix(): sha256_bytes(p.read_bytes()) for p in files}
 
 
+def _previous(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
+    """The last ingest's documents by source and chunks by doc id, if made with `settings`."""
+    from distill.io import read_json, read_rows
+
+    try:
+        if read_json(out_dir / "settings.json") != settings:
+            return {}, {}
+        docs = {d["source"]: d for d in read_rows(out_dir / "documents.parquet")}
+        chunks: dict[str, list] = {}
+        for c in read_rows(out_dir / "chunks.parquet"):
+            chunks.setdefault(c["doc_id"], []).append(c)
+        return docs, chunks
+    except (OSError, ValueError, KeyError):
+        return {}, {}
+
+
 def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
-    """Read, chunk and embed the corpus into `ingest/`; return counts for the manifest."""
+    """Read, chunk and embed the corpus into `ingest/`; return counts for the manifest.
+
+    Incremental: a document whose bytes and chunking settings are unchanged since the
+    last ingest is neither re-read nor re-chunked, and its chunks are not re-embedded.
+    """
+    from distill.io import write_json
     from distill.models import load_tokenizer
     from distill.retrieval import build_index
     from distill.ui import console, track
@@ -359,31 +380,51 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     out_dir = run.stage_dir("ingest")
     cfg = recipe.ingest
     files, root = discover(cfg, recipe.base_dir)
-    counter: TokenCounter = HFTokenCounter(load_tokenizer(cfg.tokenizer or recipe.train.student))
-    docs: list[Document] = []
-    chunks: list[Chunk] = []
+    tokenizer = cfg.tokenizer or recipe.train.student
+    settings = {"tokenizer": tokenizer, **cfg.model_dump(include={"chunk_tokens", "chunk_overlap"})}
+    old_docs, old_chunks = _previous(out_dir, settings)
+    counter: TokenCounter | None = None
+    docs: list[dict[str, Any]] = []
+    chunks: list[dict[str, Any]] = []
     outcomes: list[FileOutcome] = []
-    seen_ids: dict[str, str] = {}
+    seen_ids: set[str] = set()
+    reused = 0
     for path in track(files, "reading files"):
-        try:
-            doc = read_document(path, root, recipe.base_dir)
-        except (ValueError, OSError) as e:
-            outcomes.append(FileOutcome(str(path.relative_to(root)), "skipped", str(e)))
-            continue
-        if doc.doc_id in seen_ids:  # a.md and a.html in one folder
-            doc.doc_id = f"{doc.doc_id}.{doc.format}"
-        seen_ids[doc.doc_id] = doc.source
-        doc_chunks = chunk_document(doc, counter, cfg)
-        docs.append(doc)
+        rel = str(path.relative_to(root))
+        source = Path(os.path.relpath(path, recipe.base_dir.resolve())).as_posix()
+        old = old_docs.get(source)
+        if (
+            old
+            and old["sha256"] == sha256_bytes(path.read_bytes())
+            and old["doc_id"] not in seen_ids
+        ):
+            doc_row, doc_chunks = old, old_chunks.get(old["doc_id"], [])
+            reused += 1
+        else:
+            try:
+                doc = read_document(path, root, recipe.base_dir)
+            except (ValueError, OSError) as e:
+                outcomes.append(FileOutcome(rel, "skipped", str(e)))
+                continue
+            if doc.doc_id in seen_ids:  # a.md and a.html in one folder
+                doc.doc_id = f"{doc.doc_id}.{doc.format}"
+            counter = counter or HFTokenCounter(load_tokenizer(tokenizer))
+            doc_row = asdict(doc)
+            doc_chunks = [asdict(c) for c in chunk_document(doc, counter, cfg)]
+        seen_ids.add(doc_row["doc_id"])
+        docs.append(doc_row)
         chunks.extend(doc_chunks)
-        outcomes.append(FileOutcome(str(path.relative_to(root)), "ok", chunks=len(doc_chunks)))
+        outcomes.append(FileOutcome(rel, "ok", chunks=len(doc_chunks)))
     if not chunks:
         reasons = "; ".join(f"{o.source}: {o.reason}" for o in outcomes[:5])
         raise InputError(f"ingest: no usable text in {len(files)} file(s) ({reasons})")
 
-    write_rows(out_dir / "documents.parquet", [asdict(d) for d in docs])
-    write_rows(out_dir / "chunks.parquet", [asdict(c) for c in chunks])
-    build_index([asdict(c) for c in chunks], cfg.embedding_model, cfg.embedding_batch_size, out_dir)
+    write_rows(out_dir / "documents.parquet", docs)
+    write_rows(out_dir / "chunks.parquet", chunks)
+    embedded = build_index(
+        chunks, cfg.embedding_model, cfg.embedding_batch_size, out_dir, previous=out_dir / "index"
+    )
+    write_json(out_dir / "settings.json", settings)
     write_text(out_dir / "report.md", _report(root, outcomes, chunks))
     skipped = [o for o in outcomes if o.status != "ok"]
     for o in skipped:
@@ -391,14 +432,16 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     return {
         "files": len(files),
         "documents": len(docs),
+        "unchanged_documents": reused,
         "skipped": len(skipped),
         "chunks": len(chunks),
-        "tokens": sum(c.n_tokens for c in chunks),
+        "embedded_chunks": embedded,
+        "corpus_tokens": sum(c["n_tokens"] for c in chunks),
     }
 
 
-def _report(root: Path, outcomes: list[FileOutcome], chunks: list[Chunk]) -> str:
-    sizes = sorted(c.n_tokens for c in chunks)
+def _report(root: Path, outcomes: list[FileOutcome], chunks: list[dict[str, Any]]) -> str:
+    sizes = sorted(c["n_tokens"] for c in chunks)
     lines = [
         "# Ingest report",
         "",

@@ -142,6 +142,18 @@ def resolve_embedding_model(ref: str) -> ResolvedModel:
     return ResolvedModel(ref, ref, ref)
 
 
+@cache
+def load_cross_encoder(ref: str) -> Any:
+    """Load a sentence-transformers cross-encoder once per process."""
+    from sentence_transformers import CrossEncoder
+
+    quiet_transformers()
+    try:
+        return CrossEncoder(resolve_embedding_model(ref).path, device="cpu")
+    except OSError as e:
+        raise UserError(f"cannot load re-ranking model '{ref}': {str(e).splitlines()[0]}") from e
+
+
 def load_tokenizer(ref: str) -> Any:
     from transformers import AutoTokenizer
 

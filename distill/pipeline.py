@@ -53,7 +53,10 @@ def default_stages() -> dict[str, Stage]:
             },
         ),
         "generate": Stage(
-            "generate", ("ingest",), generate.run, lambda r: {"templates": _templates(r)}
+            "generate",
+            ("ingest",),
+            generate.run,
+            lambda r: {"templates": _templates(r), "retrieval": r.retrieval.model_dump()},
         ),
         "curate": Stage(
             "curate", ("generate",), curate.run, lambda r: {"student": r.train.student}
@@ -69,6 +72,7 @@ def default_stages() -> dict[str, Stage]:
                 "teacher_options": r.generate.teacher_options,
                 "templates": _templates(r),
                 "student": r.train.student,
+                "retrieval": r.retrieval.model_dump(),
             },
         ),
         "publish": Stage(

@@ -55,6 +55,26 @@ class IngestConfig(StrictModel):
         return self
 
 
+class RetrievalConfig(StrictModel):
+    mode: Literal["hybrid", "dense", "bm25"] = Field(
+        "hybrid", description="Search used by generate and eval: hybrid, dense or bm25."
+    )
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
+    bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    rrf_k: int = Field(
+        60, ge=1, description="Reciprocal rank fusion constant: higher flattens rank differences."
+    )
+    candidates: int = Field(
+        100, ge=1, description="How deep each ranking goes into the fusion (hybrid only)."
+    )
+    rerank_model: str | None = Field(
+        None,
+        description="Optional cross-encoder (hub id or folder) that re-scores the fused top "
+        "`rerank_top`.",
+    )
+    rerank_top: int = Field(20, ge=1, description="Candidates the cross-encoder re-scores.")
+
+
 class GenerateConfig(StrictModel):
     teacher: str = Field(
         f"local:{DEFAULT_STUDENT}",
@@ -195,6 +215,7 @@ class Recipe(StrictModel):
     description: str = Field("", description="Free text, copied into the cards.")
     run_dir: str = Field("runs", description="Parent folder of run folders, relative to the cwd.")
     ingest: IngestConfig
+    retrieval: RetrievalConfig = Field(default_factory=lambda: RetrievalConfig())
     generate: GenerateConfig = Field(default_factory=lambda: GenerateConfig())
     curate: CurateConfig = Field(default_factory=lambda: CurateConfig())
     review: ReviewConfig = Field(default_factory=lambda: ReviewConfig())

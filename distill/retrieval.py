@@ -1,19 +1,30 @@
-"""Dense retrieval over the chunks of an ingest stage.
+"""Retrieval over the chunks of an ingest stage: dense, BM25 and hybrid.
 
-The index is `ingest/index/`: embeddings.npy (float32, L2-normalised, one row per
-chunk in chunks.parquet order) and meta.json (model, dimension, chunk ids).
+The index is `ingest/index/`:
+- embeddings.npy: float32, L2-normalised, one row per chunk in chunks.parquet order;
+- bm25/: a `bm25s` index over the same chunks (lower-cased words, English stopwords);
+- meta.json: embedding model, dimension, chunk ids and content hashes.
 Loading an index never re-embeds the corpus.
+
+Hybrid search fuses the dense and BM25 rankings with weighted reciprocal rank
+fusion: score(c) = sum over rankings of weight / (rrf_k + rank(c)), ranks from 1,
+a chunk absent from a ranking getting nothing from it. An optional cross-encoder
+re-scores the fused top `rerank_top`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from distill.errors import InputError
-from distill.io import atomic_dir, read_json, read_rows, write_json
+from distill.io import atomic_dir, read_json, read_rows, sha256_text, write_json
+from distill.recipe import RetrievalConfig
+
+Hit = tuple[dict[str, Any], float]
 
 
 def embed(texts: list[str], model_ref: str, batch_size: int = 32, label: str = "") -> np.ndarray:
@@ -22,6 +33,9 @@ def embed(texts: list[str], model_ref: str, batch_size: int = 32, label: str = "
     from distill.ui import progress
 
     model = load_embedder(model_ref)
+    dim = model.get_embedding_dimension()
+    if not texts:
+        return np.zeros((0, dim), np.float32)
     parts = []
     with progress() as bar:
         task = bar.add_task(label or "embedding", total=len(texts), visible=bool(label))
@@ -29,68 +43,173 @@ def embed(texts: list[str], model_ref: str, batch_size: int = 32, label: str = "
             batch = texts[i : i + batch_size]
             parts.append(model.encode(batch, batch_size=batch_size, normalize_embeddings=True))
             bar.advance(task, len(batch))
-    dim = model.get_embedding_dimension()
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, dim), np.float32)
+    return np.concatenate(parts).astype(np.float32)
 
 
 def chunk_embedding_text(chunk: dict[str, Any]) -> str:
     return f"{chunk['heading_path']}\n{chunk['text']}"
 
 
-def build_index(chunks: list[dict[str, Any]], model_ref: str, batch_size: int, out: Path) -> None:
-    """Embed every chunk and write `out/index/` atomically."""
-    vectors = embed(
-        [chunk_embedding_text(c) for c in chunks], model_ref, batch_size, "embedding chunks"
-    )
+def bm25_tokens(texts: list[str]) -> list[list[str]]:
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+
+
+def build_index(
+    chunks: list[dict[str, Any]],
+    model_ref: str,
+    batch_size: int,
+    out: Path,
+    previous: Path | None = None,
+) -> int:
+    """Write `out/index/` atomically; return how many chunks were embedded.
+
+    Chunks whose text and embedding model match a chunk in the `previous` index reuse
+    its vector, so re-ingesting a corpus embeds only what changed.
+    """
+    import bm25s
+
+    texts = [chunk_embedding_text(c) for c in chunks]
+    hashes = [sha256_text(t) for t in texts]
+    reuse: dict[str, np.ndarray] = {}
+    if previous is not None and (previous / "meta.json").exists():
+        meta = read_json(previous / "meta.json")
+        if meta.get("model") == model_ref and "hashes" in meta:
+            old = np.load(previous / "embeddings.npy")
+            reuse = {h: old[i] for i, h in enumerate(meta["hashes"])}
+    todo = [i for i, h in enumerate(hashes) if h not in reuse]
+    fresh = embed([texts[i] for i in todo], model_ref, batch_size, "embedding chunks")
+    dim = fresh.shape[1] if todo else next(iter(reuse.values())).shape[0]
+    vectors = np.zeros((len(chunks), dim), np.float32)
+    for i, h in enumerate(hashes):
+        if h in reuse:
+            vectors[i] = reuse[h]
+    for row, i in enumerate(todo):
+        vectors[i] = fresh[row]
+    retriever = bm25s.BM25()
+    retriever.index(bm25_tokens(texts), show_progress=False)
     with atomic_dir(out / "index") as tmp:
         np.save(tmp / "embeddings.npy", vectors)
+        retriever.save(str(tmp / "bm25"))
         write_json(
             tmp / "meta.json",
             {
                 "model": model_ref,
-                "dim": int(vectors.shape[1]),
+                "dim": int(dim),
                 "chunk_ids": [c["chunk_id"] for c in chunks],
+                "hashes": hashes,
             },
         )
+    return len(todo)
+
+
+def rrf(rankings: Sequence[tuple[float, Sequence[int]]], rrf_k: int) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion of rankings (weight, items best first), best first."""
+    scores: dict[int, float] = {}
+    for weight, ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + weight / (rrf_k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 class Retriever:
     """`retrieve(query, k)` and `neighbours(chunk_id, k)` over one ingest folder."""
 
-    def __init__(self, ingest_dir: Path) -> None:
+    def __init__(self, ingest_dir: Path, config: RetrievalConfig | None = None) -> None:
+        import bm25s
+
         index = ingest_dir / "index"
         if not (index / "embeddings.npy").exists():
             raise InputError(f"no index in {ingest_dir}; run `distill ingest RECIPE` first")
+        self.config = config or RetrievalConfig()
         self.meta = read_json(index / "meta.json")
         self.vectors = np.load(index / "embeddings.npy")
+        self.bm25 = bm25s.BM25.load(str(index / "bm25"))
         self.chunks = read_rows(ingest_dir / "chunks.parquet")
         self.position = {c["chunk_id"]: i for i, c in enumerate(self.chunks)}
         self.doc_ids = np.array([c["doc_id"] for c in self.chunks])
 
-    def _top(
-        self, scores: np.ndarray, k: int, mask: np.ndarray | None
-    ) -> list[tuple[dict[str, Any], float]]:
+    # -- rankings: chunk positions, best first, with their scores
+
+    def _dense(self, qvec: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.vectors @ qvec
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [(self.chunks[i], float(scores[i])) for i in order if np.isfinite(scores[i])]
+        order = np.argsort(-scores, kind="stable")
+        return order[np.isfinite(scores[order])], scores
+
+    def _sparse(self, tokens: list[str], mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        known = [t for t in tokens if t in self.bm25.vocab_dict]
+        scores = (
+            np.asarray(self.bm25.get_scores(known), dtype=np.float64)
+            if known
+            else np.zeros(len(self.chunks))
+        )
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        order = np.argsort(-scores, kind="stable")
+        return order[scores[order] > 0], scores  # no shared term: not ranked at all
 
     def retrieve(
-        self, query: str, k: int = 5, exclude_doc: str | None = None
-    ) -> list[tuple[dict[str, Any], float]]:
-        """The k chunks most similar to `query`, best first, as (chunk, cosine score)."""
-        return self.retrieve_many([query], k, exclude_doc)[0]
+        self, query: str, k: int = 5, exclude_doc: str | None = None, mode: str | None = None
+    ) -> list[Hit]:
+        """The k best chunks for `query`, best first, as (chunk, score)."""
+        return self.retrieve_many([query], k, exclude_doc, mode)[0]
 
     def retrieve_many(
-        self, queries: list[str], k: int = 5, exclude_doc: str | None = None
-    ) -> list[list[tuple[dict[str, Any], float]]]:
-        q = embed(queries, self.meta["model"])
+        self,
+        queries: list[str],
+        k: int = 5,
+        exclude_doc: str | None = None,
+        mode: str | None = None,
+    ) -> list[list[Hit]]:
+        """`retrieve` for many queries (their embeddings are computed in one batch)."""
+        cfg = self.config
+        mode = mode or cfg.mode
         mask = self.doc_ids != exclude_doc if exclude_doc else None
-        return [self._top(self.vectors @ row, k, mask) for row in q]
+        qvecs = embed(queries, self.meta["model"]) if mode != "bm25" else None
+        tokens = bm25_tokens(queries) if mode != "dense" else None
+        results = []
+        for i, query in enumerate(queries):
+            if mode == "dense":
+                order, scores = self._dense(qvecs[i], mask)  # type: ignore[index]
+                hits = [(int(j), float(scores[j])) for j in order[:k]]
+            elif mode == "bm25":
+                order, scores = self._sparse(tokens[i], mask)  # type: ignore[index]
+                hits = [(int(j), float(scores[j])) for j in order[:k]]
+            else:
+                depth = max(cfg.rerank_top, k, cfg.candidates)
+                dense, _ = self._dense(qvecs[i], mask)  # type: ignore[index]
+                sparse, _ = self._sparse(tokens[i], mask)  # type: ignore[index]
+                fused = rrf(
+                    [
+                        (cfg.dense_weight, dense[:depth].tolist()),
+                        (cfg.bm25_weight, sparse[:depth].tolist()),
+                    ],
+                    cfg.rrf_k,
+                )
+                hits = [(int(j), s) for j, s in fused[: max(k, cfg.rerank_top)]]
+            if cfg.rerank_model:
+                hits = self._rerank(query, hits[: cfg.rerank_top])
+            results.append([(self.chunks[j], score) for j, score in hits[:k]])
+        return results
 
-    def neighbours(self, chunk_id: str, k: int = 5) -> list[tuple[dict[str, Any], float]]:
-        """The k chunks most similar to chunk `chunk_id`, itself excluded."""
+    def _rerank(self, query: str, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        from distill.models import load_cross_encoder
+
+        if not hits:
+            return hits
+        model = load_cross_encoder(self.config.rerank_model or "")
+        texts = [chunk_embedding_text(self.chunks[j]) for j, _ in hits]
+        scores = model.predict([(query, t) for t in texts], show_progress_bar=False)
+        ranked = sorted(zip(hits, scores, strict=True), key=lambda x: -float(x[1]))
+        return [(j, float(s)) for (j, _), s in ranked]
+
+    def neighbours(self, chunk_id: str, k: int = 5) -> list[Hit]:
+        """The k chunks whose embeddings are closest to chunk `chunk_id`'s, itself excluded."""
         i = self.position[chunk_id]
         mask = np.ones(len(self.chunks), bool)
         mask[i] = False
-        return self._top(self.vectors @ self.vectors[i], k, mask)
+        order, scores = self._dense(self.vectors[i], mask)
+        return [(self.chunks[j], float(scores[j])) for j in order[:k]]

@@ -3,6 +3,8 @@ and the fake teacher (slow: loads SmolLM2's tokenizer and MiniLM)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,10 +46,12 @@ def test_bad_files_are_skipped_with_reasons_in_the_report(ingested: Path) -> Non
 
 def test_retrieval_finds_the_right_passage(ingested: Path) -> None:
     r = Retriever(ingested / "ingest")
-    (top, score), *_ = r.retrieve("how long is the password reset link valid", k=3)
+    (top, score), *_ = r.retrieve("how long is the password reset link valid", k=3, mode="dense")
     assert top["doc_id"] == "account/password" and 0 < score <= 1.0001
-    (top, _), *_ = r.retrieve("Is SMS supported for 2FA?", k=1)
-    assert top["doc_id"] == "account/two-factor"
+    for mode in ("dense", "bm25", "hybrid"):
+        (top, _), *_ = r.retrieve("Are SMS codes supported?", k=1, mode=mode)
+        assert top["doc_id"] == "account/two-factor", mode
+    assert r.retrieve("zebra quantum", k=3, mode="bm25") == []  # no shared term, no hit
     others = r.retrieve("price per user", k=10, exclude_doc="billing/plans")
     assert others and all(c["doc_id"] != "billing/plans" for c, _ in others)
     cid = r.chunks[0]["chunk_id"]
@@ -66,3 +70,51 @@ def test_fake_teacher_runs_generate_and_curate(ingested: Path) -> None:
     train = read_rows(ingested / "curate" / "train.parquet")
     held = read_rows(ingested / "curate" / "eval.parquet")
     assert len(train) + len(held) + len(read_rows(ingested / "curate" / "rejected.parquet")) == 4
+
+
+def test_search_command_prints_ranked_chunks(ingested: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "distill", "search", "recipe.yaml", "reset link", "-k", "2"],
+        cwd=ingested.parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(" 1. ") and "account/password  [Passwords > Reset]" in lines[0]
+    assert lines[1].strip().startswith("Click Forgot password")
+    assert lines[2].startswith(" 2. ")
+    bad = subprocess.run(
+        [sys.executable, "-m", "distill", "search", "recipe.yaml", "x", "--mode", "fuzzy"],
+        cwd=ingested.parent.parent, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--mode must be hybrid, dense or bm25" in bad.stderr
+
+
+def test_reingest_embeds_only_changed_documents(
+    ingested: Path, small_corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import distill.retrieval
+
+    embedded: list[int] = []
+    real_embed = distill.retrieval.embed
+
+    def counting(texts: list[str], *args: object, **kwargs: object) -> object:
+        embedded.append(len(texts))
+        return real_embed(texts, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(distill.retrieval, "embed", counting)
+    before = {c["chunk_id"] for c in read_rows(ingested / "ingest" / "chunks.parquet")}
+    (small_corpus / "account" / "password.md").write_text(
+        "# Passwords\n\n## Reset\n\nThe reset link is valid for 45 minutes.\n"
+    )
+    recipe = load_recipe(ingested.parent.parent / "recipe.yaml")
+    run = run_pipeline(recipe, only="ingest")
+    assert embedded == [1]  # one changed chunk; the three unchanged ones reuse their vectors
+    counts = run.stage("ingest")["counts"]
+    assert counts["unchanged_documents"] == 2 and counts["embedded_chunks"] == 1
+    after = {c["chunk_id"] for c in read_rows(ingested / "ingest" / "chunks.parquet")}
+    assert len(before & after) == 3 and len(after - before) == 1  # stable ids
+    (top, _), *_ = Retriever(ingested / "ingest").retrieve("reset link valid minutes", k=1)
+    assert "45 minutes" in top["text"]
