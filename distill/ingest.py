@@ -8,6 +8,7 @@ read is skipped with its reason; it never stops the run.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -16,16 +17,18 @@ from typing import Any, Protocol
 
 from distill.errors import InputError
 from distill.io import sha256_bytes, sha256_text, write_rows, write_text
-from distill.recipe import IngestConfig, Recipe
+from distill.recipe import DatasetSource, IngestConfig, JsonlConfig, Recipe
 from distill.runfolder import RunFolder
 
 READERS_BY_SUFFIX = {
     ".md": "markdown",
     ".markdown": "markdown",
     ".txt": "text",
+    ".rst": "rst",
     ".html": "html",
     ".htm": "html",
     ".pdf": "pdf",
+    ".jsonl": "jsonl",
 }
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _GLOB_CHARS = set("*?[")
@@ -34,11 +37,13 @@ _GLOB_CHARS = set("*?[")
 @dataclass
 class Document:
     doc_id: str
-    source: str
+    source: str  # where a reader finds it: a path, path#L<line>, or dataset:<path>:<split>#<row>
+    file: str  # the file or dataset it came from (documents are re-read per file)
     title: str
     text: str
     format: str
-    sha256: str
+    sha256: str  # of the whole file or dataset, so an unchanged file is never re-read
+    metadata: str = "{}"  # JSON: a JSONL record's or dataset row's other fields
 
 
 @dataclass
@@ -138,14 +143,17 @@ def _common_root(files: list[Path]) -> str:
 # ---------------------------------------------------------------- readers
 
 
-def read_document(path: Path, root: Path, base_dir: Path) -> Document:
-    """Read one file into a Document (text as Markdown-ish). Raises ValueError with a reason."""
+def read_documents(path: Path, root: Path, base_dir: Path, cfg: IngestConfig) -> list[Document]:
+    """Read one file into Documents (text as Markdown-ish). Raises ValueError with a reason."""
     fmt = READERS_BY_SUFFIX.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"unsupported file type '{path.suffix or path.name}'")
     data = path.read_bytes()
     if not data.strip():
         raise ValueError("empty file")
+    rel = path.relative_to(root).with_suffix("").as_posix()
+    source = Path(os.path.relpath(path, base_dir.resolve())).as_posix()
+    sha = sha256_bytes(data)
     if fmt == "pdf":
         text = _read_pdf(path)
     else:
@@ -155,20 +163,101 @@ def read_document(path: Path, root: Path, base_dir: Path) -> Document:
             raw = data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             raise ValueError(f"not UTF-8 text (byte {e.start})") from e
-        text = html_to_text(raw) if fmt == "html" else raw
+        if fmt == "jsonl":
+            return _jsonl_documents(raw, rel, source, sha, cfg)
+        text = {"html": html_to_text, "rst": rst_to_text}.get(fmt, lambda t: t)(raw)
     text = _normalise(text)
     if not text.strip():
         raise ValueError("no text content")
-    rel = path.relative_to(root).with_suffix("").as_posix()
-    source = Path(os.path.relpath(path, base_dir.resolve())).as_posix()
+    return [Document(rel, source, source, _title(text, path.stem), text, fmt, sha)]
+
+
+def read_document(path: Path, root: Path, base_dir: Path) -> Document:
+    """Read a single-document file (not JSONL)."""
+    (doc,) = read_documents(path, root, base_dir, IngestConfig(paths=["."]))
+    return doc
+
+
+def _record_document(
+    record: dict[str, Any],
+    number: int,
+    doc_prefix: str,
+    source: str,
+    file: str,
+    sha: str,
+    fmt: str,
+    fields: JsonlConfig | DatasetSource,
+) -> Document | None:
+    text = record.get(fields.text_field)
+    if not isinstance(text, str) or not text.strip():
+        return None
+    rid = record.get(fields.id_field) if fields.id_field else None
+    title = record.get(fields.title_field) if fields.title_field else None
+    meta = {k: v for k, v in record.items() if k != fields.text_field}
     return Document(
-        doc_id=rel,
+        doc_id=f"{doc_prefix}/{rid if rid is not None else number}",
         source=source,
-        title=_title(text, path),
-        text=text,
+        file=file,
+        title=str(title) if title else _title(text, f"{doc_prefix} {number}"),
+        text=_normalise(text),
         format=fmt,
-        sha256=sha256_bytes(data),
+        sha256=sha,
+        metadata=json.dumps(meta, default=str, sort_keys=True),
     )
+
+
+def _jsonl_documents(
+    raw: str, rel: str, source: str, sha: str, cfg: IngestConfig
+) -> list[Document]:
+    docs = []
+    for n, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"line {n} is not JSON ({e.msg})") from e
+        if not isinstance(record, dict):
+            raise ValueError(f"line {n} is not a JSON object")
+        doc = _record_document(record, n, rel, f"{source}#L{n}", source, sha, "jsonl", cfg.jsonl)
+        if doc:
+            docs.append(doc)
+    if not docs:
+        raise ValueError(f"no record has a non-empty '{cfg.jsonl.text_field}' field")
+    return docs
+
+
+def dataset_documents(spec: DatasetSource, base_dir: Path) -> list[Document]:
+    """Rows of a Hugging Face dataset (hub id or local path) as Documents."""
+    import datasets
+
+    local = base_dir / spec.path
+    target = str(local) if local.exists() else spec.path
+    try:
+        if local.is_dir() and (local / "dataset_info.json").exists():
+            ds = datasets.load_from_disk(target)
+            ds = ds[spec.split] if isinstance(ds, datasets.DatasetDict) else ds
+        else:
+            ds = datasets.load_dataset(target, split=spec.split)
+    except Exception as e:  # datasets raises many types for "cannot load"
+        raise InputError(
+            f"ingest.datasets: cannot load '{spec.path}' ({type(e).__name__}: {e})"
+        ) from e
+    if spec.text_field not in ds.column_names:
+        raise InputError(
+            f"ingest.datasets: '{spec.path}' has no column '{spec.text_field}' "
+            f"(columns: {', '.join(ds.column_names)})"
+        )
+    file = f"dataset:{spec.path}:{spec.split}"
+    prefix = spec.path.strip("/").replace(":", "_")
+    docs = []
+    for n, row in enumerate(ds):
+        doc = _record_document(
+            row, n, prefix, f"{file}#{n}", file, ds._fingerprint, "dataset", spec
+        )
+        if doc:
+            docs.append(doc)
+    return docs
 
 
 def _read_pdf(path: Path) -> str:
@@ -190,7 +279,31 @@ _HEADINGS = {f"h{i}": i for i in range(1, 7)}
 
 
 def html_to_text(html: str) -> str:
-    """Main content of an HTML page as Markdown-ish text (headings as '#' lines)."""
+    """Main content of an HTML page as Markdown (headings as '#' lines).
+
+    trafilatura finds the main content and drops navigation, headers, footers and
+    scripts; pages it finds nothing in fall back to the <main>/<article>/<body> walk.
+    """
+    import trafilatura
+
+    text = trafilatura.extract(
+        html,
+        output_format="markdown",
+        include_tables=True,
+        include_links=False,
+        include_images=False,
+        include_comments=False,
+        favor_recall=True,
+    )
+    if text and text.strip():
+        title = trafilatura.extract_metadata(html)
+        if not text.lstrip().startswith("# ") and title is not None and title.title:
+            text = f"# {title.title}\n\n{text}"
+        return text
+    return _html_walk(html)
+
+
+def _html_walk(html: str) -> str:
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(html)
@@ -227,18 +340,54 @@ def _walk(node: Any, blocks: list[str]) -> None:
             _walk(child, blocks)
 
 
+def rst_to_text(rst: str) -> str:
+    """reStructuredText as Markdown-ish text, sections as '#' headings (via docutils)."""
+    from docutils import nodes
+    from docutils.core import publish_doctree
+
+    tree = publish_doctree(
+        rst,
+        settings_overrides={"report_level": 5, "halt_level": 5, "file_insertion_enabled": False},
+    )
+    blocks: list[str] = []
+
+    def walk(node: Any, depth: int) -> None:
+        for child in node.children:
+            if isinstance(child, nodes.section):
+                title = child.next_node(nodes.title)
+                blocks.append("#" * min(depth, 6) + " " + (title.astext() if title else ""))
+                walk(child, depth + 1)
+            elif isinstance(child, nodes.title):
+                if node is tree:  # the document title docutils lifted out of its section
+                    blocks.append("# " + child.astext())
+            elif isinstance(child, nodes.system_message | nodes.comment):
+                continue
+            elif isinstance(child, nodes.list_item):
+                blocks.append("- " + " ".join(child.astext().split()))
+            elif isinstance(child, nodes.literal_block):
+                blocks.append(child.astext())
+            elif isinstance(child, nodes.paragraph | nodes.line_block | nodes.term):
+                blocks.append(" ".join(child.astext().split()))
+            elif isinstance(child, nodes.Element):
+                walk(child, depth)
+
+    has_title = bool(tree.children) and isinstance(tree.children[0], nodes.title)
+    walk(tree, 2 if has_title else 1)
+    return "\n\n".join(b for b in blocks if b.strip())
+
+
 def _normalise(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def _title(text: str, path: Path) -> str:
+def _title(text: str, fallback: str) -> str:
     for line in text.splitlines():
         m = _HEADING.match(line)
         if m and len(m[1]) == 1:
             return m[2].strip()
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return first[:80] if 0 < len(first) <= 80 else path.stem.replace("-", " ").replace("_", " ")
+    return first[:80] if 0 < len(first) <= 80 else fallback.replace("-", " ").replace("_", " ")
 
 
 # ---------------------------------------------------------------- chunking
@@ -345,19 +494,25 @@ def chunk_document(doc: Document, counter: TokenCounter, cfg: IngestConfig) -> l
 
 def input_files(recipe: Recipe) -> dict[str, str]:
     """Source path -> sha256 of every file ingest would read (for the run fingerprint)."""
-    files, _ = discover(recipe.ingest, recipe.base_dir)
+    files = discover(recipe.ingest, recipe.base_dir)[0] if recipe.ingest.paths else []
+    for spec in recipe.ingest.datasets:  # local datasets: hash their files too
+        local = recipe.base_dir / spec.path
+        files += sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else []
+        files += [local] if local.is_file() else []
     base = recipe.base_dir.resolve()
     return {Path(os.path.relpath(p, base)).as_posix(): sha256_bytes(p.read_bytes()) for p in files}
 
 
-def _previous(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
-    """The last ingest's documents by source and chunks by doc id, if made with `settings`."""
+def _previous(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, list], dict[str, list]]:
+    """The last ingest's documents by file and chunks by doc id, if made with `settings`."""
     from distill.io import read_json, read_rows
 
     try:
         if read_json(out_dir / "settings.json") != settings:
             return {}, {}
-        docs = {d["source"]: d for d in read_rows(out_dir / "documents.parquet")}
+        docs: dict[str, list] = {}
+        for d in read_rows(out_dir / "documents.parquet"):
+            docs.setdefault(d["file"], []).append(d)
         chunks: dict[str, list] = {}
         for c in read_rows(out_dir / "chunks.parquet"):
             chunks.setdefault(c["doc_id"], []).append(c)
@@ -369,8 +524,9 @@ def _previous(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], 
 def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     """Read, chunk and embed the corpus into `ingest/`; return counts for the manifest.
 
-    Incremental: a document whose bytes and chunking settings are unchanged since the
-    last ingest is neither re-read nor re-chunked, and its chunks are not re-embedded.
+    Incremental: a file (or dataset) whose content and the chunking settings are
+    unchanged since the last ingest is neither re-read nor re-chunked, and its chunks
+    are not re-embedded.
     """
     from distill.io import write_json
     from distill.models import load_tokenizer
@@ -379,9 +535,13 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
 
     out_dir = run.stage_dir("ingest")
     cfg = recipe.ingest
-    files, root = discover(cfg, recipe.base_dir)
+    files, root = discover(cfg, recipe.base_dir) if cfg.paths else ([], recipe.base_dir)
     tokenizer = cfg.tokenizer or recipe.train.student
-    settings = {"tokenizer": tokenizer, **cfg.model_dump(include={"chunk_tokens", "chunk_overlap"})}
+    settings = {
+        "tokenizer": tokenizer,
+        "jsonl": cfg.jsonl.model_dump(),
+        **cfg.model_dump(include={"chunk_tokens", "chunk_overlap"}),
+    }
     old_docs, old_chunks = _previous(out_dir, settings)
     counter: TokenCounter | None = None
     docs: list[dict[str, Any]] = []
@@ -389,35 +549,48 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     outcomes: list[FileOutcome] = []
     seen_ids: set[str] = set()
     reused = 0
-    for path in track(files, "reading files"):
-        rel = str(path.relative_to(root))
-        source = Path(os.path.relpath(path, recipe.base_dir.resolve())).as_posix()
-        old = old_docs.get(source)
-        if (
-            old
-            and old["sha256"] == sha256_bytes(path.read_bytes())
-            and old["doc_id"] not in seen_ids
-        ):
-            doc_row, doc_chunks = old, old_chunks.get(old["doc_id"], [])
-            reused += 1
+
+    def add(file: str, sha: str, read: Any, label: str) -> None:
+        nonlocal counter, reused
+        old = old_docs.get(file, [])
+        if old and all(d["sha256"] == sha for d in old):
+            new_docs = old
+            new_chunks = [c for d in old for c in old_chunks.get(d["doc_id"], [])]
+            reused += len(old)
         else:
             try:
-                doc = read_document(path, root, recipe.base_dir)
+                parsed = read()
             except (ValueError, OSError) as e:
-                outcomes.append(FileOutcome(rel, "skipped", str(e)))
-                continue
-            if doc.doc_id in seen_ids:  # a.md and a.html in one folder
-                doc.doc_id = f"{doc.doc_id}.{doc.format}"
+                outcomes.append(FileOutcome(label, "skipped", str(e)))
+                return
             counter = counter or HFTokenCounter(load_tokenizer(tokenizer))
-            doc_row = asdict(doc)
-            doc_chunks = [asdict(c) for c in chunk_document(doc, counter, cfg)]
-        seen_ids.add(doc_row["doc_id"])
-        docs.append(doc_row)
-        chunks.extend(doc_chunks)
-        outcomes.append(FileOutcome(rel, "ok", chunks=len(doc_chunks)))
+            new_docs, new_chunks = [], []
+            for doc in parsed:
+                if doc.doc_id in seen_ids:  # a.md and a.html in one folder
+                    doc.doc_id = f"{doc.doc_id}.{doc.format}"
+                new_docs.append(asdict(doc))
+                new_chunks += [asdict(c) for c in chunk_document(doc, counter, cfg)]
+        seen_ids.update(d["doc_id"] for d in new_docs)
+        docs.extend(new_docs)
+        chunks.extend(new_chunks)
+        outcomes.append(FileOutcome(label, "ok", chunks=len(new_chunks)))
+
+    base = recipe.base_dir.resolve()
+    for path in track(files, "reading files"):
+        file = Path(os.path.relpath(path, base)).as_posix()
+        add(
+            file,
+            sha256_bytes(path.read_bytes()),
+            lambda path=path: read_documents(path, root, recipe.base_dir, cfg),
+            str(path.relative_to(root)),
+        )
+    for spec in cfg.datasets:
+        parsed = dataset_documents(spec, recipe.base_dir)
+        file = f"dataset:{spec.path}:{spec.split}"
+        add(file, parsed[0].sha256 if parsed else "", lambda parsed=parsed: parsed, file)
     if not chunks:
         reasons = "; ".join(f"{o.source}: {o.reason}" for o in outcomes[:5])
-        raise InputError(f"ingest: no usable text in {len(files)} file(s) ({reasons})")
+        raise InputError(f"ingest: no usable text in {len(outcomes)} input(s) ({reasons})")
 
     write_rows(out_dir / "documents.parquet", docs)
     write_rows(out_dir / "chunks.parquet", chunks)
@@ -429,8 +602,12 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     skipped = [o for o in outcomes if o.status != "ok"]
     for o in skipped:
         console.print(f"  [yellow]skipped[/] {o.source}: {o.reason}")
+    console.print(
+        f"  {len(outcomes) - len(skipped)} of {len(outcomes)} inputs read, {len(skipped)} skipped "
+        f"(reasons in {out_dir / 'report.md'}); {len(chunks)} chunks, {embedded} embedded"
+    )
     return {
-        "files": len(files),
+        "inputs": len(outcomes),
         "documents": len(docs),
         "unchanged_documents": reused,
         "skipped": len(skipped),

@@ -25,10 +25,36 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+class JsonlConfig(StrictModel):
+    text_field: str = Field("text", description="Field holding each record's text.")
+    id_field: str | None = Field(
+        None, description="Field with a stable record id; default: the line number."
+    )
+    title_field: str | None = Field(None, description="Field with the record's title.")
+
+
+class DatasetSource(StrictModel):
+    path: str = Field(description="Hugging Face dataset: hub id, or a local folder or file.")
+    split: str = Field("train", description="Split to read.")
+    text_field: str = Field("text", description="Column holding each row's text.")
+    id_field: str | None = Field(
+        None, description="Column with a stable row id; default: row number."
+    )
+    title_field: str | None = Field(None, description="Column with the row's title.")
+
+
 class IngestConfig(StrictModel):
     paths: list[str] = Field(
-        min_length=1,
-        description="Files, folders or glob patterns of documents, relative to the recipe file.",
+        default_factory=list,
+        description="Files, folders or glob patterns of documents, relative to the recipe file "
+        "(.md, .markdown, .txt, .rst, .html, .htm, .pdf, .jsonl).",
+    )
+    datasets: list[DatasetSource] = Field(
+        default_factory=list, description="Hugging Face datasets to read as documents, one per row."
+    )
+    jsonl: JsonlConfig = Field(
+        default_factory=lambda: JsonlConfig(),
+        description="How .jsonl files map to documents (other fields become metadata).",
     )
     exclude: list[str] = Field(
         default_factory=list, description="Glob patterns (relative paths) of files to leave out."
@@ -49,9 +75,11 @@ class IngestConfig(StrictModel):
     embedding_batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
 
     @model_validator(mode="after")
-    def _overlap_smaller_than_chunk(self) -> IngestConfig:
+    def _check(self) -> IngestConfig:
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        if not self.paths and not self.datasets:
+            raise ValueError("give at least one of paths and datasets")
         return self
 
 
@@ -296,32 +324,46 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     return recipe
 
 
+def _nested_model(ann: Any) -> type[BaseModel] | None:
+    """The model a field holds, directly or as list items."""
+    from typing import get_args
+
+    for candidate in (ann, *get_args(ann)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def describe_fields() -> str:
     """Every recipe key with its type, default and description, as Markdown."""
-    lines = []
-    sections: list[tuple[str, type[BaseModel]]] = [("(top level)", Recipe)]
-    for name, field in Recipe.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            sections.append((name, ann))
-    for section, model in sections:
-        lines += [
-            f"### `{section}`",
-            "",
-            "| key | type | default | meaning |",
-            "| --- | --- | --- | --- |",
-        ]
+    sections: list[tuple[str, type[BaseModel]]] = []
+
+    def collect(name: str, model: type[BaseModel]) -> None:
+        sections.append((name, model))
         for key, field in model.model_fields.items():
-            ann = field.annotation
-            if field.exclude or (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            nested = _nested_model(field.annotation)
+            if nested is not None:
+                is_list = getattr(field.annotation, "__origin__", None) is list
+                prefix = "" if name == "(top level)" else f"{name}."
+                collect(f"{prefix}{key}{'[]' if is_list else ''}", nested)
+
+    collect("(top level)", Recipe)
+    lines = []
+    for section, model in sections:
+        rows = []
+        for key, field in model.model_fields.items():
+            if field.exclude or _nested_model(field.annotation) is not None:
                 continue
             if field.is_required():
                 default = "required"
             else:
                 value = field.get_default(call_default_factory=True)
                 default = f"`{json.dumps(value, default=str)}`"
+            ann = field.annotation
             kind = ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
             kind = kind.replace(" | ", " or ")
-            lines.append(f"| `{key}` | {kind} | {default} | {field.description or ''} |")
-        lines.append("")
+            rows.append(f"| `{key}` | {kind} | {default} | {field.description or ''} |")
+        if rows:
+            head = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+            lines += [f"### `{section}`", "", *head, *rows, ""]
     return "\n".join(lines)

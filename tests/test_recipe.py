@@ -50,7 +50,8 @@ def test_wrong_type_and_range_each_get_a_line(tmp_path: Path) -> None:
 def test_missing_required_fields(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as e:
         load_recipe(write_recipe(tmp_path, "ingest: {}\n"))
-    assert sorted(p.split(":")[0] for p in e.value.problems) == ["ingest.paths", "name"]
+    assert sorted(p.split(":")[0] for p in e.value.problems) == ["ingest", "name"]
+    assert any("give at least one of paths and datasets" in p for p in e.value.problems)
 
 
 def test_overlap_must_be_smaller_than_chunk(tmp_path: Path) -> None:
@@ -90,7 +91,7 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_cli_validate_prints_one_line_per_problem_without_traceback(tmp_path: Path) -> None:
-    path = write_recipe(tmp_path, "name: bad name\ningest:\n  paths: []\n  extra: 1\n")
+    path = write_recipe(tmp_path, "name: bad name\ningest:\n  chunk_tokens: 0\n  extra: 1\n")
     proc = subprocess.run(
         [sys.executable, "-m", "distill", "validate", str(path)],
         capture_output=True,
