@@ -20,7 +20,7 @@ from typing import Any
 from distill.errors import TeacherError
 from distill.io import hash_json, write_rows
 from distill.prompts import Template, fence, load_template
-from distill.recipe import Recipe
+from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
 from distill.teachers import Teacher, get_teacher
@@ -73,6 +73,13 @@ def select_chunks(
         return chunks
     picked = sorted(random.Random(seed).sample(range(len(chunks)), max_chunks))
     return [chunks[i] for i in picked]
+
+
+def samples_for(chunk: dict[str, Any], cfg: GenerateConfig) -> int:
+    """How many samples to write from a chunk: fixed, or proportional to its tokens."""
+    if cfg.samples_per_1k_tokens is None:
+        return cfg.samples_per_chunk
+    return max(1, round(chunk["n_tokens"] / 1000 * cfg.samples_per_1k_tokens))
 
 
 def _complete(
@@ -135,7 +142,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     q_tpl, a_tpl = templates(recipe)
     teacher = get_teacher(cfg.teacher, cfg.teacher_options)
     chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed)
-    jobs = [(c, i) for c in chunks for i in range(cfg.samples_per_chunk)]
+    jobs = [(c, i) for c in chunks for i in range(samples_for(c, cfg))]
     ids = [
         hash_json(
             ["qa", c["chunk_id"], q_tpl.sha, a_tpl.sha, cfg.teacher, cfg.seed, i, cfg.neighbours]

@@ -296,9 +296,13 @@ def html_to_text(html: str) -> str:
         favor_recall=True,
     )
     if text and text.strip():
-        title = trafilatura.extract_metadata(html)
-        if not text.lstrip().startswith("# ") and title is not None and title.title:
-            text = f"# {title.title}\n\n{text}"
+        if not text.lstrip().startswith("# "):
+            # Not trafilatura.extract_metadata: it also hunts for dates, 5x the cost.
+            from selectolax.lexbor import LexborHTMLParser
+
+            node = LexborHTMLParser(html).css_first("title")
+            if node is not None and node.text(strip=True):
+                text = f"# {node.text(strip=True)}\n\n{text}"
         return text
     return _html_walk(html)
 

@@ -125,6 +125,12 @@ class GenerateConfig(StrictModel):
         "recipe; searched before the built-in ones.",
     )
     samples_per_chunk: int = Field(1, ge=1, le=50, description="Questions written per chunk.")
+    samples_per_1k_tokens: float | None = Field(
+        None,
+        gt=0,
+        description="If set, questions per chunk scale with its length instead: "
+        "max(1, round(tokens / 1000 * this)); overrides samples_per_chunk.",
+    )
     max_chunks: int | None = Field(
         None, ge=1, description="Use at most this many chunks (a seeded sample); null for all."
     )

@@ -36,14 +36,21 @@ def embed(texts: list[str], model_ref: str, batch_size: int = 32, label: str = "
     dim = model.get_embedding_dimension()
     if not texts:
         return np.zeros((0, dim), np.float32)
-    parts = []
+    # Longest first, as sentence-transformers orders a single call: batches of similar
+    # length waste little on padding (per-batch calls in corpus order were 20% slower).
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = np.zeros((len(texts), dim), np.float32)
     with progress() as bar:
         task = bar.add_task(label or "embedding", total=len(texts), visible=bool(label))
-        for i in range(0, len(texts), batch_size):
-            batch = texts[i : i + batch_size]
-            parts.append(model.encode(batch, batch_size=batch_size, normalize_embeddings=True))
-            bar.advance(task, len(batch))
-    return np.concatenate(parts).astype(np.float32)
+        # Several batches per call: each encode() call has a fixed cost of its own.
+        step = batch_size * 8
+        for start in range(0, len(order), step):
+            idx = order[start : start + step]
+            out[idx] = model.encode(
+                [texts[i] for i in idx], batch_size=batch_size, normalize_embeddings=True
+            )
+            bar.advance(task, len(idx))
+    return out
 
 
 def chunk_embedding_text(chunk: dict[str, Any]) -> str:

@@ -118,3 +118,35 @@ def test_reingest_embeds_only_changed_documents(
     assert len(before & after) == 3 and len(after - before) == 1  # stable ids
     (top, _), *_ = Retriever(ingested / "ingest").retrieve("reset link valid minutes", k=1)
     assert "45 minutes" in top["text"]
+
+
+def test_cross_encoder_reorders_the_fused_candidates(ingested: Path, tmp_path: Path) -> None:
+    """A tiny randomly initialised cross-encoder (no weights can be downloaded here): the
+    retriever must return candidates in exactly the order of the model's scores."""
+    import shutil
+
+    from sentence_transformers import CrossEncoder
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from distill.models import resolve_embedding_model
+    from distill.recipe import RetrievalConfig
+
+    folder = tmp_path / "tiny-ce"
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=1,
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(folder)
+    minilm = Path(resolve_embedding_model("all-minilm-l6-v2").path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm / name, folder / name)
+    cfg = RetrievalConfig(rerank_model=str(folder), rerank_top=4)
+    r = Retriever(ingested / "ingest", cfg)
+    query = "reset link"
+    hits = r.retrieve(query, k=4)
+    fused = Retriever(ingested / "ingest").retrieve(query, k=4)
+    assert {c["chunk_id"] for c, _ in hits} == {c["chunk_id"] for c, _ in fused}
+    ce = CrossEncoder(str(folder), device="cpu")
+    scores = ce.predict([(query, f"{c['heading_path']}\n{c['text']}") for c, _ in hits])
+    assert list(scores) == sorted(scores, reverse=True)
+    assert [round(s, 5) for _, s in hits] == [round(float(s), 5) for s in scores]

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from distill.generate import clean_answer, clean_question, samples_for, select_chunks
+from distill.recipe import GenerateConfig
+
+
+def test_samples_per_chunk_or_per_thousand_tokens() -> None:
+    assert samples_for({"n_tokens": 900}, GenerateConfig(samples_per_chunk=3)) == 3
+    per_1k = GenerateConfig(samples_per_1k_tokens=10)
+    assert [samples_for({"n_tokens": n}, per_1k) for n in (20, 250, 900)] == [1, 2, 9]
+
+
+@pytest.mark.parametrize(
+    ("reply", "question"),
+    [
+        ("Question: How long do trials last?", "How long do trials last?"),
+        ('The customer wants to know: "What is the limit?" Thanks', "What is the limit?"),
+        ("\n\nQ: Where is the export? More text after.", "Where is the export?"),
+        ("No question at all", "No question at all"),
+        ("", ""),
+    ],
+)
+def test_clean_question(reply: str, question: str) -> None:
+    assert clean_question(reply) == question
+
+
+def test_clean_answer_and_chunk_sampling() -> None:
+    assert clean_answer("Answer: 14 days.") == "14 days."
+    chunks = [{"i": i} for i in range(10)]
+    picked = select_chunks(chunks, 4, seed=1)
+    assert len(picked) == 4 and picked == sorted(picked, key=lambda c: c["i"])
+    assert select_chunks(chunks, 4, seed=1) == picked and select_chunks(chunks, None, 0) == chunks
