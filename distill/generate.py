@@ -24,6 +24,7 @@ from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
 from distill.teachers import Teacher, get_teacher
+from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.ui import progress
 
 QUESTION_MAX_TOKENS = 64
@@ -140,7 +141,11 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     out_dir: Path = run.stage_dir("generate")
     retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
     q_tpl, a_tpl = templates(recipe)
-    teacher = get_teacher(cfg.teacher, cfg.teacher_options)
+    cache = RequestCache(out_dir / "cache.sqlite")
+    # Template text is in the messages already; the shas make a template change explicit.
+    teacher = CachedTeacher(
+        get_teacher(cfg.teacher, cfg.teacher_options), cache, salt=f"{q_tpl.sha}+{a_tpl.sha}"
+    )
     chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed)
     jobs = [(c, i) for c in chunks for i in range(samples_for(c, cfg))]
     ids = [
@@ -219,10 +224,13 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         )
     write_rows(out_dir / "samples.parquet", samples)
     write_rows(out_dir / "failures.parquet", failures)
+    cache.close()
     return {
         "chunks": len(chunks),
         "samples": len(samples),
         "failures": len(failures),
+        "cached_replies": teacher.hits,
+        "requests_sent": teacher.misses,
         "tokens": {
             "input": sum(s["input_tokens"] for s in samples),
             "output": sum(s["output_tokens"] for s in samples),

@@ -114,7 +114,11 @@ def hash_json(data: Any) -> str:
     return sha256_text(json.dumps(data, sort_keys=True, default=str))
 
 
-def hash_tree(root: Path, *, skip: tuple[str, ...] = ("report.md",)) -> str:
+# Reports hold timings, and request caches only grow: neither is an output later stages read.
+HASH_SKIP = ("report.md", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm")
+
+
+def hash_tree(root: Path, *, skip: tuple[str, ...] = HASH_SKIP) -> str:
     """Hash every file under `root` (names and contents), except those named in `skip`."""
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):

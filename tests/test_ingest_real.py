@@ -13,6 +13,7 @@ from distill.io import read_rows
 from distill.pipeline import run_pipeline
 from distill.recipe import load_recipe
 from distill.retrieval import Retriever
+from distill.runfolder import RunFolder
 from tests.conftest import write_recipe
 
 pytestmark = pytest.mark.slow
@@ -150,3 +151,47 @@ def test_cross_encoder_reorders_the_fused_candidates(ingested: Path, tmp_path: P
     scores = ce.predict([(query, f"{c['heading_path']}\n{c['text']}") for c, _ in hits])
     assert list(scores) == sorted(scores, reverse=True)
     assert [round(s, 5) for _, s in hits] == [round(float(s), 5) for s in scores]
+
+
+def test_generation_killed_midway_resumes_without_asking_twice(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kill generate after its first teacher call; the rerun sends only what is missing
+    and ends with exactly the samples of an uninterrupted run."""
+    import distill.generate
+    from distill.teachers import get_teacher as real_get_teacher
+    from distill.teachers.fake import FakeTeacher
+
+    sent: list[str] = []
+
+    class Flaky(FakeTeacher):
+        def complete_many(self, batch, **params):  # type: ignore[no-untyped-def]
+            if crash and sent:
+                raise KeyboardInterrupt  # a hard stop after the first call
+            sent.extend(m[-1]["content"] for m in batch)
+            return super().complete_many(batch, **params)
+
+    monkeypatch.setattr(distill.generate, "get_teacher", lambda spec, opts: Flaky())
+    recipe = load_recipe(
+        ingested.parent.parent / "recipe.yaml", ["name=killed", "generate.batch_size=2"]
+    )
+    crash = True
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(recipe, until="generate")
+    assert RunFolder(recipe.run_path).stage("generate")["status"] == "interrupted"
+    first_call = len(sent)
+    crash = False
+    run = run_pipeline(recipe, only="generate")
+    assert len(sent) == len(set(sent)) == 8  # 4 questions + 4 answers, none asked twice
+    counts = run.stage("generate")["counts"]
+    assert counts["cached_replies"] == first_call and counts["requests_sent"] == 8 - first_call
+    resumed = read_rows(recipe.run_path / "generate" / "samples.parquet")
+
+    monkeypatch.setattr(distill.generate, "get_teacher", real_get_teacher)
+    clean = load_recipe(
+        ingested.parent.parent / "recipe.yaml", ["name=clean", "generate.batch_size=2"]
+    )
+    run_pipeline(clean, until="generate")
+    uninterrupted = read_rows(clean.run_path / "generate" / "samples.parquet")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "created_at"} for r in rows]  # noqa: E731
+    assert strip(resumed) == strip(uninterrupted)

@@ -73,6 +73,7 @@ class Teacher:
     def __init__(self, spec: str, model: str, options: Any = None) -> None:
         self.spec = spec  # "provider:model", as the recipe wrote it
         self.model = model
+        self.options = options
 
     def complete(
         self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any

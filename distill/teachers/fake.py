@@ -40,7 +40,7 @@ class FakeTeacher(Teacher):
         options: Any = None,
         responses: Script | None = None,
     ) -> None:
-        super().__init__(spec, model or "scripted")
+        super().__init__(spec, model or "scripted", options)
         self.responses = responses
         self.calls: list[list[Message]] = []
 

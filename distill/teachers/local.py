@@ -28,8 +28,8 @@ class LocalTeacher(Teacher):
     Options = LocalOptions
 
     def __init__(self, spec: str, model: str, options: LocalOptions | None = None) -> None:
-        super().__init__(spec, model)
-        self.options = options or LocalOptions()
+        super().__init__(spec, model, options or LocalOptions())
+        self.options: LocalOptions
         self._loaded: tuple[Any, Any] | None = None
 
     def _load(self) -> tuple[Any, Any]:

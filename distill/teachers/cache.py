@@ -1,0 +1,98 @@
+"""A persistent request cache, so a rerun never pays twice for the same request.
+
+The key hashes everything that decides a reply: the teacher spec, the messages, the
+schema, the sampling parameters and the prompt templates' text (through `salt`).
+Each answer is committed as soon as it arrives (SQLite, WAL), so killing the
+process at any moment loses at most the requests in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from distill.io import hash_json
+from distill.teachers.base import Completion, Message, Teacher, Usage
+
+
+class RequestCache:
+    """SQLite table of request key -> completion (JSON)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, completion TEXT NOT NULL)"
+        )
+
+    def get(self, key: str) -> Completion | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT completion FROM replies WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        data["usage"] = Usage(**data["usage"])
+        return Completion(**data)
+
+    def put(self, key: str, completion: Completion) -> None:
+        data = asdict(completion)
+        data.pop("raw", None)  # provider objects are not JSON; text, usage and cost are kept
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO replies (key, completion) VALUES (?, ?)",
+                (key, json.dumps(data, default=str)),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class CachedTeacher(Teacher):
+    """Wraps a teacher: answers from the cache first, sends only the misses."""
+
+    def __init__(self, inner: Teacher, cache: RequestCache, salt: str = "") -> None:
+        super().__init__(inner.spec, inner.model)
+        self.inner = inner
+        self.cache = cache
+        self.salt = salt
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, messages: list[Message], schema: dict[str, Any] | None, params: Any) -> str:
+        options = self.inner.options
+        settings = options.model_dump() if hasattr(options, "model_dump") else options
+        return hash_json([self.inner.spec, settings, self.salt, messages, schema, params])
+
+    def complete(
+        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
+    ) -> Completion:
+        return self.complete_many([messages], schema=schema, **params)[0]
+
+    def complete_many(
+        self, batch: list[list[Message]], *, schema: dict[str, Any] | None = None, **params: Any
+    ) -> list[Completion]:
+        keys = [self.key(m, schema, params) for m in batch]
+        found: list[Completion | None] = [self.cache.get(k) for k in keys]
+        todo = [i for i, c in enumerate(found) if c is None]
+        self.hits += len(batch) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            fresh = self.inner.complete_many([batch[i] for i in todo], schema=schema, **params)
+            for i, completion in zip(todo, fresh, strict=True):
+                self.cache.put(keys[i], completion)
+                found[i] = completion
+        return [c for c in found if c is not None]
