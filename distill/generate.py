@@ -83,6 +83,17 @@ def samples_for(chunk: dict[str, Any], cfg: GenerateConfig) -> int:
     return max(1, round(chunk["n_tokens"] / 1000 * cfg.samples_per_1k_tokens))
 
 
+def _failure(request_id: str, step: str, e: TeacherError) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "stage": f"generate.{step}",
+        "reason": str(e).split(": ", 1)[-1][:200],
+        "status": e.status,
+        "attempts": 1,
+        "last_error": (e.body or str(e))[:2000],
+    }
+
+
 def _complete(
     teacher: Teacher,
     batch: list[list[dict[str, str]]],
@@ -91,22 +102,20 @@ def _complete(
     step: str,
     **params: Any,
 ) -> list[Any]:
-    """Answer a batch; a failed batch becomes failure rows (never silently dropped)."""
+    """Answer a batch; each failed request becomes a failure row (never silently dropped)."""
     try:
-        return teacher.complete_many(batch, **params)
+        replies = teacher.complete_many(batch, **params)
     except TeacherError as e:
-        failures.extend(
-            {
-                "request_id": rid,
-                "stage": f"generate.{step}",
-                "reason": type(e).__name__,
-                "status": e.status,
-                "attempts": 1,
-                "last_error": str(e)[:2000],
-            }
-            for rid in request_ids
-        )
+        failures.extend(_failure(rid, step, e) for rid in request_ids)
         return [None] * len(batch)
+    out: list[Any] = []
+    for rid, reply in zip(request_ids, replies, strict=True):
+        if reply.error is not None:
+            failures.append(_failure(rid, step, reply.error))
+            out.append(None)
+        else:
+            out.append(reply)
+    return out
 
 
 def _run_batches(

@@ -10,9 +10,11 @@ from distill.errors import UserError
 from distill.teachers.base import Completion, Message, Teacher, Usage
 from distill.teachers.fake import FakeTeacher
 from distill.teachers.local import LocalTeacher
+from distill.teachers.openai import OpenAITeacher
 
 BACKENDS: dict[str, type[Teacher]] = {
     "local": LocalTeacher,
+    "openai": OpenAITeacher,
     "fake": FakeTeacher,
 }
 
@@ -28,8 +30,8 @@ def get_teacher(spec: str, options: dict[str, Any] | None = None) -> Teacher:
             f"unknown teacher '{spec}': write it as PROVIDER:MODEL with PROVIDER one of "
             f"{', '.join(BACKENDS)} (e.g. 'local:smollm2-135m-instruct')"
         )
-    if provider == "local" and not model:
-        raise UserError("teacher 'local:' needs a model: 'local:HUB_ID', a folder or a .gguf file")
+    if provider != "fake" and not model:
+        raise UserError(f"teacher '{provider}:' needs a model, e.g. '{provider}:MODEL_NAME'")
     backend = BACKENDS[provider]
     try:
         opts = backend.Options.model_validate(options or {})

@@ -39,6 +39,7 @@ class Completion:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     finish_reason: str = "stop"  # "stop" (ended or hit a stop string) | "length" (token cap)
+    error: Any = None  # a TeacherError when this request failed; failures are never cached
     raw: Any = None
 
 

@@ -45,8 +45,11 @@ class RequestCache:
         return Completion(**data)
 
     def put(self, key: str, completion: Completion) -> None:
+        if completion.error is not None:
+            return
         data = asdict(completion)
-        data.pop("raw", None)  # provider objects are not JSON; text, usage and cost are kept
+        data.pop("raw", None)
+        data.pop("error", None)  # provider objects are not JSON; text, usage and cost are kept
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO replies (key, completion) VALUES (?, ?)",
@@ -93,6 +96,6 @@ class CachedTeacher(Teacher):
         if todo:
             fresh = self.inner.complete_many([batch[i] for i in todo], schema=schema, **params)
             for i, completion in zip(todo, fresh, strict=True):
-                self.cache.put(keys[i], completion)
+                self.cache.put(keys[i], completion)  # failed requests are not stored
                 found[i] = completion
         return [c for c in found if c is not None]
