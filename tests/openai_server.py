@@ -1,4 +1,5 @@
-"""A loopback server speaking OpenAI's chat-completions wire format, with faults on demand."""
+"""A loopback server speaking OpenAI's chat completions and Anthropic's messages wire
+formats, with faults on demand."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class FakeOpenAI:
             status, headers, text = self.faults.pop(0)
             self._send(handler, status, text, headers)
             return
+        if handler.path.endswith("/messages"):
+            self._send(handler, 200, json.dumps(self._anthropic(body)))
+            return
         content = None if self.refusal else self.reply(body)
         payload = {
             "id": f"chatcmpl-{len(self.requests)}",
@@ -44,6 +48,30 @@ class FakeOpenAI:
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
         }
         self._send(handler, 200, json.dumps(payload))
+
+    def _anthropic(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A reply in Anthropic's Messages format (text, or tool use when tools are given)."""
+        if self.refusal:
+            content: list[dict[str, Any]] = []
+            stop = "refusal"
+        elif body.get("tools"):
+            tool = body["tools"][0]["name"]
+            args = json.loads(self.reply(body))
+            content = [{"type": "tool_use", "id": "toolu_1", "name": tool, "input": args}]
+            stop = "tool_use"
+        else:
+            content = [{"type": "text", "text": self.reply(body)}]
+            stop = "max_tokens" if self.finish_reason == "length" else "end_turn"
+        return {
+            "id": f"msg_{len(self.requests)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", ""),
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 13, "output_tokens": 5},
+        }
 
     @staticmethod
     def _send(

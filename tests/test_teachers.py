@@ -13,7 +13,7 @@ def test_backends_are_chosen_by_prefix() -> None:
     assert isinstance(get_teacher("fake:"), FakeTeacher)
     t = get_teacher("local:some/model")
     assert isinstance(t, LocalTeacher) and t.model == "some/model"
-    with pytest.raises(UserError, match="unknown teacher .gpt-4o.*local, openai, fake"):
+    with pytest.raises(UserError, match="unknown teacher .gpt-4o.*local, openai, anthropic, fake"):
         get_teacher("gpt-4o")
     with pytest.raises(UserError, match="needs a model"):
         get_teacher("local:")

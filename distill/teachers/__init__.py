@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from distill.errors import UserError
+from distill.teachers.anthropic import AnthropicTeacher
 from distill.teachers.base import Completion, Message, Teacher, Usage
 from distill.teachers.fake import FakeTeacher
 from distill.teachers.local import LocalTeacher
@@ -15,6 +16,7 @@ from distill.teachers.openai import OpenAITeacher
 BACKENDS: dict[str, type[Teacher]] = {
     "local": LocalTeacher,
     "openai": OpenAITeacher,
+    "anthropic": AnthropicTeacher,
     "fake": FakeTeacher,
 }
 

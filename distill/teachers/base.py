@@ -63,6 +63,24 @@ def parse_json(text: str) -> Any:
     return obj
 
 
+def complete_concurrently(
+    teacher: Teacher, batch: list[list[Message]], workers: int, **kwargs: Any
+) -> list[Completion]:
+    """Run `teacher.complete` over a batch on threads; a failed request keeps its error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distill.errors import TeacherError
+
+    def one(messages: list[Message]) -> Completion:
+        try:
+            return teacher.complete(messages, **kwargs)
+        except TeacherError as e:
+            return Completion(text="", error=e)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(batch)))) as pool:
+        return list(pool.map(one, batch))
+
+
 class Teacher:
     """Base class of teacher backends. Subclasses implement `complete`."""
 

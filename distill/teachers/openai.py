@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from pydantic import Field
 
 from distill.errors import MissingExtraError, TeacherError, UserError
 from distill.recipe import StrictModel
-from distill.teachers.base import Completion, Message, Teacher, Usage, cut_at_stop, parse_json
+from distill.teachers.base import (
+    Completion,
+    Message,
+    Teacher,
+    Usage,
+    complete_concurrently,
+    cut_at_stop,
+    parse_json,
+)
 
 
 class OpenAIOptions(StrictModel):
@@ -119,11 +126,4 @@ class OpenAITeacher(Teacher):
     def complete_many(
         self, batch: list[list[Message]], *, schema: dict[str, Any] | None = None, **params: Any
     ) -> list[Completion]:
-        def one(messages: list[Message]) -> Completion:
-            try:
-                return self.complete(messages, schema=schema, **params)
-            except TeacherError as e:
-                return Completion(text="", error=e)
-
-        with ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(batch))) as pool:
-            return list(pool.map(one, batch))
+        return complete_concurrently(self, batch, self.options.concurrency, schema=schema, **params)
