@@ -83,15 +83,22 @@ def samples_for(chunk: dict[str, Any], cfg: GenerateConfig) -> int:
     return max(1, round(chunk["n_tokens"] / 1000 * cfg.samples_per_1k_tokens))
 
 
-def _failure(request_id: str, step: str, e: TeacherError) -> dict[str, Any]:
+def _failure(
+    request_id: str, step: str, reason: str, status: int | None = None, detail: str = ""
+) -> dict[str, Any]:
+    """A failures.parquet row: one request that ended without a usable reply."""
     return {
         "request_id": request_id,
         "stage": f"generate.{step}",
-        "reason": str(e).split(": ", 1)[-1][:200],
-        "status": e.status,
+        "reason": reason[:200],
+        "status": status,
         "attempts": 1,
-        "last_error": (e.body or str(e))[:2000],
+        "last_error": detail[:2000],
     }
+
+
+def _teacher_failure(request_id: str, step: str, e: TeacherError) -> dict[str, Any]:
+    return _failure(request_id, step, str(e).split(": ", 1)[-1], e.status, e.body or str(e))
 
 
 def _complete(
@@ -106,12 +113,12 @@ def _complete(
     try:
         replies = teacher.complete_many(batch, **params)
     except TeacherError as e:
-        failures.extend(_failure(rid, step, e) for rid in request_ids)
+        failures.extend(_teacher_failure(rid, step, e) for rid in request_ids)
         return [None] * len(batch)
     out: list[Any] = []
     for rid, reply in zip(request_ids, replies, strict=True):
         if reply.error is not None:
-            failures.append(_failure(rid, step, reply.error))
+            failures.append(_teacher_failure(rid, step, reply.error))
             out.append(None)
         else:
             out.append(reply)
@@ -186,16 +193,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
                     passages=[fenced(x) for x in contexts[j]], question=question
                 )
             else:
-                failures.append(
-                    {
-                        "request_id": ids[j],
-                        "stage": "generate.questions",
-                        "reason": "empty question",
-                        "status": None,
-                        "attempts": 1,
-                        "last_error": q.text[:2000],
-                    }
-                )
+                failures.append(_failure(ids[j], "questions", "empty question", None, q.text))
         answers = _run_batches(
             bar, "answers", teacher, a_prompts, ids, failures, cfg.batch_size,
             max_tokens=cfg.max_new_tokens, temperature=0.0, stop=ANSWER_STOP,

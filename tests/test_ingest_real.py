@@ -195,3 +195,38 @@ def test_generation_killed_midway_resumes_without_asking_twice(
     uninterrupted = read_rows(clean.run_path / "generate" / "samples.parquet")
     strip = lambda rows: [{k: v for k, v in r.items() if k != "created_at"} for r in rows]  # noqa: E731
     assert strip(resumed) == strip(uninterrupted)
+
+
+def test_generate_with_openai_teacher_records_failed_requests(
+    ingested: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.openai_server import serve
+
+    monkeypatch.setenv("DISTILL_TEST_KEY", "test-key")
+    with serve() as (server, url):
+        server.reply = lambda body: (
+            "How long is the reset link valid?"
+            if "Write one question" in body["messages"][-1]["content"]
+            else "30 minutes."
+        )
+        server.faults = [(500, {}, '{"error": {"message": "overloaded"}}')]
+        options = (
+            f"{{base_url: '{url}', api_key_env: DISTILL_TEST_KEY, max_retries: 0, concurrency: 1}}"
+        )
+        recipe = load_recipe(
+            ingested.parent.parent / "recipe.yaml",
+            [
+                "name=viaopenai",
+                "generate.teacher=openai:test-model",
+                f"generate.teacher_options={options}",
+            ],
+        )
+        run = run_pipeline(recipe, until="generate")
+    samples = read_rows(recipe.run_path / "generate" / "samples.parquet")
+    failures = read_rows(recipe.run_path / "generate" / "failures.parquet")
+    assert len(samples) == 3 and {s["answer"] for s in samples} == {"30 minutes."}
+    (failure,) = failures
+    assert failure["status"] == 500 and "overloaded" in failure["last_error"]
+    assert run.stage("generate")["counts"]["failures"] == 1
+    assert len(server.requests) == 7  # 4 questions (1 failed, not retried) + 3 answers
+    assert "test-key" not in (recipe.run_path / "manifest.json").read_text()
