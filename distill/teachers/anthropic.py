@@ -10,18 +10,19 @@ model must call one tool whose input schema is the schema.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from pydantic import Field
 
-from distill.errors import MissingExtraError, TeacherError, UserError
+from distill.errors import MissingExtraError, TeacherError
 from distill.recipe import StrictModel
 from distill.teachers.base import (
     Completion,
     Message,
     Teacher,
     Usage,
+    api_key,
+    call_sdk,
     complete_concurrently,
     cut_at_stop,
 )
@@ -50,9 +51,7 @@ class AnthropicTeacher(Teacher):
             import anthropic
         except ImportError as e:
             raise MissingExtraError("the anthropic SDK (teacher anthropic:)", "anthropic") from e
-        key = os.environ.get(self.options.api_key_env)
-        if not key:
-            raise UserError(f"teacher {spec} needs an API key in ${self.options.api_key_env}")
+        key = api_key(spec, self.options.api_key_env)
         self._anthropic = anthropic
         self.client = anthropic.Anthropic(
             api_key=key,
@@ -86,17 +85,13 @@ class AnthropicTeacher(Teacher):
     def complete(
         self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
     ) -> Completion:
-        anthropic = self._anthropic
-        try:
-            resp = self.client.messages.create(**self._request(messages, schema, params))
-        except anthropic.APIStatusError as e:
-            raise TeacherError(
-                f"{self.spec}: HTTP {e.status_code}", status=e.status_code, body=str(e.body)[:2000]
-            ) from e
-        except anthropic.APITimeoutError as e:
-            raise TeacherError(f"{self.spec}: timed out after {self.options.timeout_s} s") from e
-        except anthropic.APIConnectionError as e:
-            raise TeacherError(f"{self.spec}: cannot connect ({e.__cause__ or e})") from e
+        resp = call_sdk(
+            self.spec,
+            self._anthropic,
+            self.options.timeout_s,
+            self.client.messages.create,
+            **self._request(messages, schema, params),
+        )
         if resp.stop_reason == "refusal":
             raise TeacherError(f"{self.spec}: refused")
         parsed = None

@@ -63,6 +63,41 @@ def parse_json(text: str) -> Any:
     return obj
 
 
+def api_key(spec: str, env: str) -> str:
+    """The API key from environment variable `env`, or a one-line error naming it."""
+    import os
+
+    from distill.errors import UserError
+
+    key = os.environ.get(env)
+    if not key:
+        raise UserError(
+            f"teacher {spec} needs an API key in ${env}; set it "
+            "(any non-empty value for a local server that checks none)"
+        )
+    return key
+
+
+def call_sdk(spec: str, sdk: Any, timeout_s: float, fn: Any, **body: Any) -> Any:
+    """Call an OpenAI/Anthropic SDK method, turning its errors into TeacherError.
+
+    Both SDKs share the error classes used here (APIStatusError, APITimeoutError,
+    APIConnectionError); the message never includes the request's headers or key.
+    """
+    from distill.errors import TeacherError
+
+    try:
+        return fn(**body)
+    except sdk.APIStatusError as e:
+        raise TeacherError(
+            f"{spec}: HTTP {e.status_code}", status=e.status_code, body=str(e.body)[:2000]
+        ) from e
+    except sdk.APITimeoutError as e:
+        raise TeacherError(f"{spec}: timed out after {timeout_s} s") from e
+    except sdk.APIConnectionError as e:
+        raise TeacherError(f"{spec}: cannot connect ({e.__cause__ or e})") from e
+
+
 def complete_concurrently(
     teacher: Teacher, batch: list[list[Message]], workers: int, **kwargs: Any
 ) -> list[Completion]:

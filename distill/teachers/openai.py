@@ -10,18 +10,19 @@ backoff, honouring Retry-After) and `concurrency` (requests in flight).
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Literal
 
 from pydantic import Field
 
-from distill.errors import MissingExtraError, TeacherError, UserError
+from distill.errors import MissingExtraError, TeacherError
 from distill.recipe import StrictModel
 from distill.teachers.base import (
     Completion,
     Message,
     Teacher,
     Usage,
+    api_key,
+    call_sdk,
     complete_concurrently,
     cut_at_stop,
     parse_json,
@@ -54,12 +55,7 @@ class OpenAITeacher(Teacher):
             import openai
         except ImportError as e:
             raise MissingExtraError("the openai SDK (teacher openai:)", "openai") from e
-        key = os.environ.get(self.options.api_key_env)
-        if not key:
-            raise UserError(
-                f"teacher {spec} needs an API key in ${self.options.api_key_env}; set it "
-                "(any non-empty value for a local server that checks none)"
-            )
+        key = api_key(spec, self.options.api_key_env)
         self._openai = openai
         self.client = openai.OpenAI(
             api_key=key,
@@ -97,17 +93,13 @@ class OpenAITeacher(Teacher):
     def complete(
         self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
     ) -> Completion:
-        openai = self._openai
-        try:
-            resp = self.client.chat.completions.create(**self._request(messages, schema, params))
-        except openai.APIStatusError as e:
-            raise TeacherError(
-                f"{self.spec}: HTTP {e.status_code}", status=e.status_code, body=str(e.body)[:2000]
-            ) from e
-        except openai.APITimeoutError as e:
-            raise TeacherError(f"{self.spec}: timed out after {self.options.timeout_s} s") from e
-        except openai.APIConnectionError as e:
-            raise TeacherError(f"{self.spec}: cannot connect ({e.__cause__ or e})") from e
+        resp = call_sdk(
+            self.spec,
+            self._openai,
+            self.options.timeout_s,
+            self.client.chat.completions.create,
+            **self._request(messages, schema, params),
+        )
         if not resp.choices:
             raise TeacherError(f"{self.spec}: reply has no choices", body=str(resp)[:2000])
         choice = resp.choices[0]
