@@ -119,6 +119,31 @@ def search(
         typer.echo("no matching chunks")
 
 
+@app.command()
+def estimate(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Predict the generate stage's requests, tokens and cost before anything is spent.
+
+    Runs ingest first if it has not run (local, free); sends nothing to the teacher.
+    """
+    import json
+
+    from distill.estimate import estimate as estimate_run
+    from distill.estimate import render
+    from distill.pipeline import run_pipeline
+    from distill.runfolder import RunFolder
+
+    r = _load(recipe, set_)
+    run = RunFolder(r.run_path)
+    if not run.is_done("ingest"):
+        run_pipeline(r, only="ingest")
+    est = estimate_run(r, run)
+    typer.echo(json.dumps(est, indent=2) if json_ else render(est))
+
+
 def _stage_command(name: str, summary: str) -> None:
     def command(
         recipe: RecipeArg,

@@ -51,9 +51,19 @@ class MissingExtraError(UserError):
 class TeacherError(DistillError):
     """A teacher backend failed. `status` and `body` keep what the provider said."""
 
-    def __init__(self, message: str, *, status: int | None = None, body: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ):
         self.status = status
         self.body = body
+        self.retryable = retryable  # worth sending again (429, 5xx, timeout, lost connection)
+        self.retry_after = retry_after  # seconds the provider asked us to wait, if it said
         super().__init__(message)
 
 

@@ -14,17 +14,20 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.errors import TeacherError
+from distill.errors import TeacherError, UserError
 from distill.io import hash_json, write_rows
 from distill.prompts import Template, fence, load_template
 from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
-from distill.teachers import Teacher, get_teacher
+from distill.teachers import Completion, Teacher, get_teacher
 from distill.teachers.cache import CachedTeacher, RequestCache
+from distill.teachers.engine import ApiTeacher
+from distill.teachers.prices import PRICES_AS_OF, Budget, BudgetExceeded, Price, lookup
 from distill.ui import progress
 
 QUESTION_MAX_TOKENS = 64
@@ -84,7 +87,12 @@ def samples_for(chunk: dict[str, Any], cfg: GenerateConfig) -> int:
 
 
 def _failure(
-    request_id: str, step: str, reason: str, status: int | None = None, detail: str = ""
+    request_id: str,
+    step: str,
+    reason: str,
+    status: int | None = None,
+    detail: str = "",
+    attempts: int = 1,
 ) -> dict[str, Any]:
     """A failures.parquet row: one request that ended without a usable reply."""
     return {
@@ -92,76 +100,34 @@ def _failure(
         "stage": f"generate.{step}",
         "reason": reason[:200],
         "status": status,
-        "attempts": 1,
+        "attempts": attempts,
         "last_error": detail[:2000],
     }
 
 
-def _teacher_failure(request_id: str, step: str, e: TeacherError) -> dict[str, Any]:
-    return _failure(request_id, step, str(e).split(": ", 1)[-1], e.status, e.body or str(e))
+def _teacher_failure(
+    request_id: str, step: str, e: TeacherError, attempts: int = 1
+) -> dict[str, Any]:
+    reason = str(e).split(": ", 1)[-1]
+    return _failure(request_id, step, reason, e.status, e.body or str(e), attempts)
 
 
-def _complete(
-    teacher: Teacher,
-    batch: list[list[dict[str, str]]],
-    request_ids: list[str],
-    failures: list[dict[str, Any]],
-    step: str,
-    **params: Any,
-) -> list[Any]:
-    """Answer a batch; each failed request becomes a failure row (never silently dropped)."""
-    try:
-        replies = teacher.complete_many(batch, **params)
-    except TeacherError as e:
-        failures.extend(_teacher_failure(rid, step, e) for rid in request_ids)
-        return [None] * len(batch)
-    out: list[Any] = []
-    for rid, reply in zip(request_ids, replies, strict=True):
-        if reply.error is not None:
-            failures.append(_teacher_failure(rid, step, reply.error))
-            out.append(None)
-        else:
-            out.append(reply)
-    return out
+@dataclass
+class Plan:
+    """What generate will ask: one job per (chunk, sample index), its id and context."""
+
+    question_template: Template
+    answer_template: Template
+    chunks: list[dict[str, Any]]
+    jobs: list[tuple[dict[str, Any], int]]
+    ids: list[str]
+    contexts: list[list[dict[str, Any]]]
+    question_prompts: dict[int, list[dict[str, str]]]
 
 
-def _run_batches(
-    bar: Any,
-    label: str,
-    teacher: Teacher,
-    prompts: dict[int, list[dict[str, str]]],
-    ids: list[str],
-    failures: list[dict[str, Any]],
-    batch_size: int,
-    seed: int | None = None,
-    **params: Any,
-) -> dict[int, Any]:
-    """Send prompts in batches of similar length (less padding); return index -> Completion."""
-    order = sorted(prompts, key=lambda j: sum(len(m["content"]) for m in prompts[j]))
-    task = bar.add_task(label, total=len(order))
-    out: dict[int, Any] = {}
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        if seed is not None:
-            params["seed"] = seed + start
-        replies = _complete(
-            teacher, [prompts[j] for j in idx], [ids[j] for j in idx], failures, label, **params
-        )
-        out.update((j, r) for j, r in zip(idx, replies, strict=True) if r is not None)
-        bar.advance(task, len(idx))
-    return out
-
-
-def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+def make_plan(recipe: Recipe, retriever: Retriever) -> Plan:
     cfg = recipe.generate
-    out_dir: Path = run.stage_dir("generate")
-    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
     q_tpl, a_tpl = templates(recipe)
-    cache = RequestCache(out_dir / "cache.sqlite")
-    # Template text is in the messages already; the shas make a template change explicit.
-    teacher = CachedTeacher(
-        get_teacher(cfg.teacher, cfg.teacher_options), cache, salt=f"{q_tpl.sha}+{a_tpl.sha}"
-    )
     chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed)
     jobs = [(c, i) for c in chunks for i in range(samples_for(c, cfg))]
     ids = [
@@ -176,26 +142,126 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         context = [c] + [n for n, _ in retriever.neighbours(c["chunk_id"], cfg.neighbours)]
         rng.shuffle(context)  # the grounding chunk is not always first
         contexts.append(context)
+    prompts = {j: q_tpl.render(passage=fenced(c), style=None) for j, (c, _) in enumerate(jobs)}
+    return Plan(q_tpl, a_tpl, chunks, jobs, ids, contexts, prompts)
+
+
+def teacher_price(cfg: GenerateConfig) -> tuple[Price | None, str]:
+    """The teacher's price and where it came from (no client or key needed)."""
+    from distill.teachers import BACKENDS
+
+    provider, _, model = cfg.teacher.partition(":")
+    if cfg.price is not None:
+        return Price(cfg.price.input, cfg.price.output, cfg.price.cached_input), "recipe"
+    backend = BACKENDS.get(provider)
+    if backend is None or not issubclass(backend, ApiTeacher):
+        return None, "runs on this machine: no API cost"
+    price = lookup(provider, model)
+    if price is not None:
+        return price, f"price table ({PRICES_AS_OF})"
+    if cfg.max_cost_usd is not None:
+        raise UserError(
+            f"no price known for {cfg.teacher} and generate.max_cost_usd is set; give one: "
+            "generate.price: {input: USD_PER_1M, output: USD_PER_1M}"
+        )
+    return None, "unknown (not in the table; set generate.price): counted as 0"
+
+
+def build_teacher(cfg: GenerateConfig) -> tuple[Teacher, str]:
+    """The recipe's teacher, priced and with its budget."""
+    price, source = teacher_price(cfg)
+    teacher = get_teacher(cfg.teacher, cfg.teacher_options)
+    if isinstance(teacher, ApiTeacher):
+        teacher.price = price
+        teacher.budget = Budget(cfg.max_cost_usd)
+    return teacher, source
+
+
+class Spend:
+    """Live spend for the progress bar and the manifest."""
+
+    def __init__(self) -> None:
+        self.usd = 0.0
+
+    def add(self, c: Completion) -> None:
+        self.usd += c.cost_usd
+
+
+def _run_step(
+    bar: Any,
+    label: str,
+    teacher: CachedTeacher,
+    prompts: dict[int, list[dict[str, str]]],
+    ids: list[str],
+    failures: list[dict[str, Any]],
+    batch_size: int,
+    spend: Spend,
+    seed: int | None = None,
+    **params: Any,
+) -> dict[int, Completion]:
+    """Send one step's prompts; return index -> reply. Each failed request becomes a
+    failure row (never silently dropped). A local teacher gets batches of similar
+    length (less padding); an API teacher gets them all at once (its engine keeps
+    `concurrency` in flight)."""
+    order = sorted(prompts, key=lambda j: sum(len(m["content"]) for m in prompts[j]))
+    if isinstance(teacher.inner, ApiTeacher):
+        batch_size = max(1, len(order))
+    task = bar.add_task(label, total=len(order))
+    out: dict[int, Completion] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if seed is not None:
+            params["seed"] = seed + start
+
+        def done(i: int, c: Completion, idx: list[int] = idx) -> None:
+            spend.add(c)
+            bar.update(task, advance=1, description=f"{label} · ${spend.usd:.4f}")
+            if c.error is not None:
+                failures.append(_teacher_failure(ids[idx[i]], label, c.error, c.attempts))
+            else:
+                out[idx[i]] = c
+
+        try:
+            teacher.complete_many([prompts[j] for j in idx], on_done=done, **params)
+        except TeacherError as e:  # the whole batch failed (e.g. a local model error)
+            failures.extend(_teacher_failure(ids[j], label, e) for j in idx if j not in out)
+    return out
+
+
+def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+    cfg = recipe.generate
+    out_dir: Path = run.stage_dir("generate")
+    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
+    plan = make_plan(recipe, retriever)
+    q_tpl, a_tpl, jobs, ids, contexts = (
+        plan.question_template,
+        plan.answer_template,
+        plan.jobs,
+        plan.ids,
+        plan.contexts,
+    )
+    inner, price_source = build_teacher(cfg)
+    cache = RequestCache(out_dir / "cache.sqlite")
+    # Template text is in the messages already; the shas make a template change explicit.
+    teacher = CachedTeacher(inner, cache, salt=f"{q_tpl.sha}+{a_tpl.sha}")
     failures: list[dict[str, Any]] = []
+    spend = Spend()
     with progress() as bar:
-        q_prompts = {
-            j: q_tpl.render(passage=fenced(c), style=None) for j, (c, _) in enumerate(jobs)
-        }
-        questions = _run_batches(
-            bar, "questions", teacher, q_prompts, ids, failures, cfg.batch_size,
-            max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature, seed=cfg.seed,
+        questions = _run_step(
+            bar, "questions", teacher, plan.question_prompts, ids, failures, cfg.batch_size,
+            spend, max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature, seed=cfg.seed,
         )  # fmt: skip
         # A question that failed or came back empty is not worth paying to answer.
         a_prompts = {}
-        for j, q in questions.items():
-            if question := clean_question(q.text):
+        for j, reply in questions.items():
+            if question := clean_question(reply.text):
                 a_prompts[j] = a_tpl.render(
                     passages=[fenced(x) for x in contexts[j]], question=question
                 )
             else:
-                failures.append(_failure(ids[j], "questions", "empty question", None, q.text))
-        answers = _run_batches(
-            bar, "answers", teacher, a_prompts, ids, failures, cfg.batch_size,
+                failures.append(_failure(ids[j], "questions", "empty question", None, reply.text))
+        answers = _run_step(
+            bar, "answers", teacher, a_prompts, ids, failures, cfg.batch_size, spend,
             max_tokens=cfg.max_new_tokens, temperature=0.0, stop=ANSWER_STOP,
         )  # fmt: skip
 
@@ -232,15 +298,35 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     write_rows(out_dir / "samples.parquet", samples)
     write_rows(out_dir / "failures.parquet", failures)
     cache.close()
-    return {
-        "chunks": len(chunks),
+    counts = {
+        "chunks": len(plan.chunks),
         "samples": len(samples),
         "failures": len(failures),
         "cached_replies": teacher.hits,
-        "requests_sent": teacher.misses,
+        "requests_sent": getattr(inner, "requests_sent", teacher.misses),
         "tokens": {
             "input": sum(s["input_tokens"] for s in samples),
             "output": sum(s["output_tokens"] for s in samples),
         },
-        "cost_usd": round(sum(s["cost_usd"] for s in samples), 6),
+        # Everything paid in this run (failed and unused replies included); replies
+        # served from the cache were paid in an earlier run and cost nothing now.
+        "cost_usd": round(spend_now(teacher, spend), 6),
+        "cost_of_samples_usd": round(sum(s["cost_usd"] for s in samples), 6),
+        "price": price_source,
     }
+    budget = getattr(inner, "budget", None)
+    if budget is not None and budget.refused:
+        raise BudgetExceeded(
+            f"generate stopped at the budget: spent ${budget.spent:.4f} of max_cost_usd "
+            f"${budget.max_usd}; {budget.refused} requests not sent (see failures.parquet). "
+            "Replies already paid for are cached: raise generate.max_cost_usd and rerun "
+            "to finish.",
+            counts=counts,
+        )
+    return counts
+
+
+def spend_now(teacher: CachedTeacher, spend: Spend) -> float:
+    """What this run paid: replies that came from the cache cost nothing now."""
+    budget = getattr(teacher.inner, "budget", None)
+    return budget.spent if budget is not None else spend.usd

@@ -165,7 +165,15 @@ def _run_stage(
         run.update_stage(name, status="interrupted", ended_at=now())
         raise
     except Exception as e:
-        run.update_stage(name, status="failed", ended_at=now(), error=f"{type(e).__name__}: {e}")
+        counts = dict(getattr(e, "counts", None) or {})
+        tokens = counts.pop("tokens", {})
+        run.update_stage(
+            name,
+            status="failed",
+            ended_at=now(),
+            error=f"{type(e).__name__}: {e}",
+            **({"counts": counts, "tokens": tokens} if counts else {}),
+        )
         raise
     duration = round(time.perf_counter() - t0, 2)
     tokens = counts.pop("tokens", {})

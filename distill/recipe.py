@@ -103,6 +103,14 @@ class RetrievalConfig(StrictModel):
     rerank_top: int = Field(20, ge=1, description="Candidates the cross-encoder re-scores.")
 
 
+class PriceConfig(StrictModel):
+    input: float = Field(ge=0, description="USD per million input tokens.")
+    output: float = Field(ge=0, description="USD per million output tokens.")
+    cached_input: float | None = Field(
+        None, ge=0, description="USD per million cached input tokens (default: as input)."
+    )
+
+
 class GenerateConfig(StrictModel):
     teacher: str = Field(
         f"local:{DEFAULT_STUDENT}",
@@ -139,8 +147,24 @@ class GenerateConfig(StrictModel):
     )
     temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature for questions.")
     max_new_tokens: int = Field(160, ge=8, le=4096, description="Token cap per teacher reply.")
-    batch_size: int = Field(8, ge=1, description="Requests sent to the teacher together.")
+    batch_size: int = Field(
+        8,
+        ge=1,
+        description="Prompts per forward pass for a local: teacher (API teachers send "
+        "everything at once, teacher_options.concurrency at a time).",
+    )
     seed: int = Field(0, description="Seed for chunk sampling and teacher sampling.")
+    max_cost_usd: float | None = Field(
+        None,
+        gt=0,
+        description="Spend cap for the stage: a request that could pass it (worst case, "
+        "requests in flight counted) is not sent and the stage stops; null for none.",
+    )
+    price: PriceConfig | None = Field(
+        None,
+        description="The teacher's price, overriding the built-in table (needed for a "
+        "model the table does not know when max_cost_usd is set).",
+    )
 
 
 class CurateConfig(StrictModel):

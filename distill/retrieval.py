@@ -129,6 +129,11 @@ class Retriever:
         index = ingest_dir / "index"
         if not (index / "embeddings.npy").exists():
             raise InputError(f"no index in {ingest_dir}; run `distill ingest RECIPE` first")
+        if not (index / "bm25").is_dir() or not (ingest_dir / "chunks.parquet").exists():
+            raise InputError(
+                f"the index in {ingest_dir} is incomplete or from an older distill; "
+                "rebuild it with `distill ingest RECIPE --force`"
+            )
         self.config = config or RetrievalConfig()
         self.meta = read_json(index / "meta.json")
         self.vectors = np.load(index / "embeddings.npy")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,18 +21,43 @@ class FakeOpenAI:
         self.reply = lambda body: "Trials last 14 days."
         self.finish_reason = "stop"
         self.refusal: str | None = None
+        self.delay_s = 0.0  # before each successful reply
+        self.arrivals: list[float] = []  # time.monotonic() of each request
+        self.count_tokens = lambda text: 0  # usage of a reply: 0 keeps the fixed figures
+        self.answered: Counter[str] = Counter()  # replies actually delivered, per request
+        self.open = threading.Event()  # cleared: requests wait for it
+        self.open.set()
+        self.epoch = 0  # a request held across an epoch change is dropped unanswered
+        self.hold_after: int | None = None  # hold every request after this many replies
+        self.held = 0
+        self.lock = threading.Lock()
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length", 0))
         body = json.loads(handler.rfile.read(length) or b"{}")
-        self.requests.append(body)
-        self.headers.append({k.lower(): v for k, v in handler.headers.items()})
-        if self.faults:
-            status, headers, text = self.faults.pop(0)
+        with self.lock:
+            self.requests.append(body)
+            self.arrivals.append(time.monotonic())
+            self.headers.append({k.lower(): v for k, v in handler.headers.items()})
+            fault = self.faults.pop(0) if self.faults else None
+            epoch = self.epoch
+            if self.hold_after is not None and self.answered.total() >= self.hold_after:
+                self.open.clear()
+            if not self.open.is_set():
+                self.held += 1
+        if fault:
+            status, headers, text = fault
             self._send(handler, status, text, headers)
             return
+        if not self.open.wait(timeout=60) or epoch != self.epoch:
+            return  # held until the client gave up or died: no reply
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        key = json.dumps(body.get("messages"), sort_keys=True)
         if handler.path.endswith("/messages"):
             self._send(handler, 200, json.dumps(self._anthropic(body)))
+            with self.lock:
+                self.answered[key] += 1
             return
         content = None if self.refusal else self.reply(body)
         payload = {
@@ -47,7 +74,16 @@ class FakeOpenAI:
             ],
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
         }
+        if n_in := sum(self.count_tokens(m["content"]) for m in body["messages"]):
+            n_out = self.count_tokens(content or "")
+            payload["usage"] = {
+                "prompt_tokens": n_in,
+                "completion_tokens": n_out,
+                "total_tokens": n_in + n_out,
+            }
         self._send(handler, 200, json.dumps(payload))
+        with self.lock:
+            self.answered[key] += 1
 
     def _anthropic(self, body: dict[str, Any]) -> dict[str, Any]:
         """A reply in Anthropic's Messages format (text, or tool use when tools are given)."""

@@ -1,10 +1,10 @@
 """Anthropic's Messages API through the official `anthropic` SDK.
 
 `anthropic:MODEL`, with `teacher_options`: `api_key_env` (default
-ANTHROPIC_API_KEY; the key is read only from the environment), `base_url`,
-`timeout_s`, `max_retries` (the SDK retries 429, 5xx and timeouts, honouring
-Retry-After) and `concurrency`. A JSON schema is enforced through tool use: the
-model must call one tool whose input schema is the schema.
+ANTHROPIC_API_KEY; the key is read only from the environment) and the engine's
+settings (base_url, concurrency, rpm, tpm, timeout_s, max_retries, backoff_s). A
+JSON schema is enforced through tool use: the model must call one tool whose input
+schema is the schema.
 """
 
 from __future__ import annotations
@@ -15,34 +15,19 @@ from typing import Any
 from pydantic import Field
 
 from distill.errors import MissingExtraError, TeacherError
-from distill.recipe import StrictModel
-from distill.teachers.base import (
-    Completion,
-    Message,
-    Teacher,
-    Usage,
-    api_key,
-    call_sdk,
-    complete_concurrently,
-    cut_at_stop,
-)
+from distill.teachers.base import Completion, Message, Usage, api_key, cut_at_stop
+from distill.teachers.engine import ApiTeacher, EngineOptions, sdk_error
 
 DEFAULT_MAX_TOKENS = 1024  # the Messages API requires a cap
 
 
-class AnthropicOptions(StrictModel):
-    base_url: str | None = Field(None, description="API URL; default Anthropic's.")
+class AnthropicOptions(EngineOptions):
     api_key_env: str = Field("ANTHROPIC_API_KEY", description="Environment variable with the key.")
-    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout.")
-    max_retries: int = Field(
-        5, ge=0, description="Retries on 429, 5xx, timeouts, lost connections."
-    )
-    concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
 
 
-class AnthropicTeacher(Teacher):
-    supports_schema = True
+class AnthropicTeacher(ApiTeacher):
     Options = AnthropicOptions
+    provider = "anthropic"
 
     def __init__(self, spec: str, model: str, options: AnthropicOptions | None = None) -> None:
         super().__init__(spec, model, options or AnthropicOptions())
@@ -51,13 +36,16 @@ class AnthropicTeacher(Teacher):
             import anthropic
         except ImportError as e:
             raise MissingExtraError("the anthropic SDK (teacher anthropic:)", "anthropic") from e
-        key = api_key(spec, self.options.api_key_env)
+        self._key = api_key(spec, self.options.api_key_env)
         self._anthropic = anthropic
-        self.client = anthropic.Anthropic(
-            api_key=key,
+
+    def open_client(self) -> Any:
+        # Retries are the engine's (shared cool-down, budget), so the SDK makes none.
+        return self._anthropic.AsyncAnthropic(
+            api_key=self._key,
             base_url=self.options.base_url,
             timeout=self.options.timeout_s,
-            max_retries=self.options.max_retries,
+            max_retries=0,
         )
 
     def _request(
@@ -82,16 +70,13 @@ class AnthropicTeacher(Teacher):
             body["tool_choice"] = {"type": "tool", "name": "reply"}
         return body
 
-    def complete(
-        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
+    async def send(
+        self, client: Any, messages: list[Message], schema: dict[str, Any] | None, params: Any
     ) -> Completion:
-        resp = call_sdk(
-            self.spec,
-            self._anthropic,
-            self.options.timeout_s,
-            self.client.messages.create,
-            **self._request(messages, schema, params),
-        )
+        try:
+            resp = await client.messages.create(**self._request(messages, schema, params))
+        except self._anthropic.AnthropicError as e:
+            raise sdk_error(self.spec, self._anthropic, e, self.options.timeout_s) from e
         if resp.stop_reason == "refusal":
             raise TeacherError(f"{self.spec}: refused")
         parsed = None
@@ -102,15 +87,13 @@ class AnthropicTeacher(Teacher):
                 texts.append(json.dumps(block.input))
             elif block.type == "text":
                 texts.append(block.text)
+        u = resp.usage
+        cached = getattr(u, "cache_read_input_tokens", None) or 0
         return Completion(
             text=cut_at_stop("".join(texts), params.get("stop")),
             parsed=parsed,
-            usage=Usage(resp.usage.input_tokens, resp.usage.output_tokens),
+            # Anthropic counts cache reads apart from input_tokens; Usage counts them in.
+            usage=Usage(u.input_tokens + cached, u.output_tokens, cached),
             finish_reason="length" if resp.stop_reason == "max_tokens" else "stop",
             raw=resp,
         )
-
-    def complete_many(
-        self, batch: list[list[Message]], *, schema: dict[str, Any] | None = None, **params: Any
-    ) -> list[Completion]:
-        return complete_concurrently(self, batch, self.options.concurrency, schema=schema, **params)

@@ -6,13 +6,15 @@ backend understands: `max_tokens`, `temperature` (0 = greedy), `top_p`, `seed`,
 `stop` (list of strings; the reply is cut before the first). A backend that can
 enforce a JSON schema sets `supports_schema = True`; otherwise `schema` is used
 only to parse the reply. `complete_many` answers a batch; backends that can batch
-(a local model) or run concurrently override it.
+(a local model) or run concurrently (the API teachers, through
+distill.teachers.engine) override it.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -29,6 +31,7 @@ class NoOptions(BaseModel):
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0  # part of input_tokens the provider served from its cache
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Completion:
     latency_s: float = 0.0
     finish_reason: str = "stop"  # "stop" (ended or hit a stop string) | "length" (token cap)
     error: Any = None  # a TeacherError when this request failed; failures are never cached
+    attempts: int = 1  # HTTP requests it took (retries and a schema repair included)
     raw: Any = None
 
 
@@ -78,44 +82,6 @@ def api_key(spec: str, env: str) -> str:
     return key
 
 
-def call_sdk(spec: str, sdk: Any, timeout_s: float, fn: Any, **body: Any) -> Any:
-    """Call an OpenAI/Anthropic SDK method, turning its errors into TeacherError.
-
-    Both SDKs share the error classes used here (APIStatusError, APITimeoutError,
-    APIConnectionError); the message never includes the request's headers or key.
-    """
-    from distill.errors import TeacherError
-
-    try:
-        return fn(**body)
-    except sdk.APIStatusError as e:
-        raise TeacherError(
-            f"{spec}: HTTP {e.status_code}", status=e.status_code, body=str(e.body)[:2000]
-        ) from e
-    except sdk.APITimeoutError as e:
-        raise TeacherError(f"{spec}: timed out after {timeout_s} s") from e
-    except sdk.APIConnectionError as e:
-        raise TeacherError(f"{spec}: cannot connect ({e.__cause__ or e})") from e
-
-
-def complete_concurrently(
-    teacher: Teacher, batch: list[list[Message]], workers: int, **kwargs: Any
-) -> list[Completion]:
-    """Run `teacher.complete` over a batch on threads; a failed request keeps its error."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from distill.errors import TeacherError
-
-    def one(messages: list[Message]) -> Completion:
-        try:
-            return teacher.complete(messages, **kwargs)
-        except TeacherError as e:
-            return Completion(text="", error=e)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(batch)))) as pool:
-        return list(pool.map(one, batch))
-
-
 class Teacher:
     """Base class of teacher backends. Subclasses implement `complete`."""
 
@@ -139,12 +105,23 @@ class Teacher:
         batch: list[list[Message]],
         *,
         schema: dict[str, Any] | None = None,
+        on_done: Callable[[int, Completion], None] | None = None,
         **params: Any,
     ) -> list[Completion]:
+        """Answer every chat of `batch`, in order; `on_done(i, completion)` is called as
+        each one finishes (the cache commits there). A failed request ends as a
+        Completion with `error` set, not as an exception."""
+        from distill.errors import TeacherError
+
         out = []
-        for messages in batch:
+        for i, messages in enumerate(batch):
             t0 = time.perf_counter()
-            c = self.complete(messages, schema=schema, **params)
+            try:
+                c = self.complete(messages, schema=schema, **params)
+            except TeacherError as e:
+                c = Completion(text="", error=e)
             c.latency_s = c.latency_s or time.perf_counter() - t0
             out.append(c)
+            if on_done is not None:
+                on_done(i, c)
         return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -86,16 +87,32 @@ class CachedTeacher(Teacher):
         return self.complete_many([messages], schema=schema, **params)[0]
 
     def complete_many(
-        self, batch: list[list[Message]], *, schema: dict[str, Any] | None = None, **params: Any
+        self,
+        batch: list[list[Message]],
+        *,
+        schema: dict[str, Any] | None = None,
+        on_done: Callable[[int, Completion], None] | None = None,
+        **params: Any,
     ) -> list[Completion]:
         keys = [self.key(m, schema, params) for m in batch]
         found: list[Completion | None] = [self.cache.get(k) for k in keys]
         todo = [i for i, c in enumerate(found) if c is None]
         self.hits += len(batch) - len(todo)
         self.misses += len(todo)
+        if on_done is not None:
+            for i, c in enumerate(found):
+                if c is not None:
+                    on_done(i, c)
+
+        def arrived(j: int, completion: Completion) -> None:
+            i = todo[j]
+            self.cache.put(keys[i], completion)  # committed now; failures are not stored
+            found[i] = completion
+            if on_done is not None:
+                on_done(i, completion)
+
         if todo:
-            fresh = self.inner.complete_many([batch[i] for i in todo], schema=schema, **params)
-            for i, completion in zip(todo, fresh, strict=True):
-                self.cache.put(keys[i], completion)  # failed requests are not stored
-                found[i] = completion
+            self.inner.complete_many(
+                [batch[i] for i in todo], schema=schema, on_done=arrived, **params
+            )
         return [c for c in found if c is not None]

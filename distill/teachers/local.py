@@ -8,6 +8,7 @@ padding, which is several times faster than one at a time on a CPU.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field
@@ -43,10 +44,19 @@ class LocalTeacher(Teacher):
         return self.complete_many([messages], schema=schema, **params)[0]
 
     def complete_many(
-        self, batch: list[list[Message]], *, schema: dict[str, Any] | None = None, **params: Any
+        self,
+        batch: list[list[Message]],
+        *,
+        schema: dict[str, Any] | None = None,
+        on_done: Callable[[int, Completion], None] | None = None,
+        **params: Any,
     ) -> list[Completion]:
         model, tok = self._load()
-        return generate_batch(model, tok, batch, schema=schema, **params)
+        out = generate_batch(model, tok, batch, schema=schema, **params)
+        for i, c in enumerate(out):
+            if on_done is not None:
+                on_done(i, c)
+        return out
 
 
 def generate_batch(
