@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LLAMA  := $(VENV)/.llama-stamp
 PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 
 .PHONY: install demo test lint format docs clean-runs
@@ -23,10 +24,16 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 
 install: $(STAMP)
 
+# llama-cpp-python's OpenAI-compatible server, for the test against a real server.
+# It compiles llama.cpp from source (~12 minutes on 2 cores; pip caches the wheel).
+$(LLAMA): $(STAMP)
+	$(PIP) 'llama-cpp-python[server]==0.3.36'
+	touch $(LLAMA)
+
 demo: $(STAMP)
 	$(BIN)/distill run recipes/quickstart.yaml
 
-test: $(STAMP) lint
+test: $(STAMP) $(LLAMA) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -63,3 +63,22 @@ def small_corpus(tmp_path: Path) -> Path:
         "supported. SMS codes are not supported.\n"
     )
     return docs
+
+
+@pytest.fixture
+def ingested(small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The small corpus ingested and run through curate with the fake teacher (slow:
+    real tokenizer and embedder); returns the run folder. The recipe is in tmp_path."""
+    from distill.pipeline import run_pipeline
+    from distill.recipe import load_recipe
+
+    monkeypatch.chdir(tmp_path)
+    (small_corpus / "broken.pdf").write_bytes(b"%PDF-1.4 not a pdf")
+    (small_corpus / "notes.bin").write_bytes(b"\x00\x01")
+    recipe = write_recipe(
+        tmp_path,
+        "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+        "generate:\n  teacher: 'fake:'\n  neighbours: 1\n",
+    )
+    run_pipeline(load_recipe(recipe), until="curate")
+    return tmp_path / "runs" / "small"

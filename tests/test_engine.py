@@ -34,11 +34,16 @@ def test_results_keep_input_order_and_concurrency_is_real() -> None:
     with serve() as (server, url):
         server.delay_s = 0.3
         server.reply = lambda body: body["messages"][0]["content"].upper()
-        replies = teacher(url, concurrency=4).complete_many(chats(8))
-    assert [r.text for r in replies] == [f"QUESTION {i}" for i in range(8)]
-    # Four in flight at once: the first four arrive together, the next four 0.3 s later.
-    a = sorted(server.arrivals)
-    assert a[3] - a[0] < 0.2 and a[4] - a[0] >= 0.29
+        replies = teacher(url, concurrency=4, ramp_s=0).complete_many(chats(8))
+        assert [r.text for r in replies] == [f"QUESTION {i}" for i in range(8)]
+        # Four in flight at once: the first four arrive together, the next four 0.3 s later.
+        a = sorted(server.arrivals)
+        assert a[3] - a[0] < 0.2 and a[4] - a[0] >= 0.29
+        # With a ramp, the first four start spread over it.
+        server.arrivals.clear()
+        teacher(url, concurrency=4, ramp_s=0.4).complete_many(chats(4))
+        a = sorted(server.arrivals)
+        assert [round(t - a[0], 1) for t in a] == [0.0, 0.1, 0.2, 0.3]
 
 
 def test_requests_per_minute_cap() -> None:
@@ -73,9 +78,7 @@ def test_retry_after_header_forms() -> None:
 def test_timeouts_and_5xx_are_retried_then_recorded() -> None:
     with serve() as (server, url):
         server.delay_s = 0.5
-        replies = teacher(url, timeout_s=0.2, max_retries=2, backoff_s=0.01).complete_many(
-            chats(1)
-        )
+        replies = teacher(url, timeout_s=0.2, max_retries=2, backoff_s=0.01).complete_many(chats(1))
         (c,) = replies
         assert c.error is not None and "timed out" in str(c.error) and c.attempts == 3
         server.delay_s = 0

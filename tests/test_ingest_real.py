@@ -14,23 +14,8 @@ from distill.pipeline import run_pipeline
 from distill.recipe import load_recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
-from tests.conftest import write_recipe
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def ingested(small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (small_corpus / "broken.pdf").write_bytes(b"%PDF-1.4 not a pdf")
-    (small_corpus / "notes.bin").write_bytes(b"\x00\x01")
-    recipe = write_recipe(
-        tmp_path,
-        "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
-        "generate:\n  teacher: 'fake:'\n  neighbours: 1\n",
-    )
-    run_pipeline(load_recipe(recipe), until="curate")
-    return tmp_path / "runs" / "small"
 
 
 def test_bad_files_are_skipped_with_reasons_in_the_report(ingested: Path) -> None:

@@ -12,7 +12,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,13 @@ class RequestCache:
     def put(self, key: str, completion: Completion) -> None:
         if completion.error is not None:
             return
-        data = asdict(completion)
-        data.pop("raw", None)
-        data.pop("error", None)  # provider objects are not JSON; text, usage and cost are kept
+        # The provider's raw reply is not kept (asdict would deep-copy it, too).
+        data = {
+            f.name: getattr(completion, f.name)
+            for f in fields(completion)
+            if f.name not in ("raw", "error")
+        }
+        data["usage"] = asdict(completion.usage)
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO replies (key, completion) VALUES (?, ?)",

@@ -54,6 +54,12 @@ class EngineOptions(StrictModel):
     backoff_s: float = Field(
         1.0, ge=0, description="First retry delay; it doubles each retry (with jitter), max 60 s."
     )
+    ramp_s: float = Field(
+        0.5,
+        ge=0,
+        description="Spread the first requests of a batch over this many seconds (no burst "
+        "of `concurrency` connections at once; later requests are not delayed).",
+    )
 
 
 def retry_after(headers: Any) -> float | None:
@@ -94,6 +100,34 @@ def sdk_error(spec: str, sdk: Any, e: Exception, timeout_s: float) -> TeacherErr
     if isinstance(e, sdk.APIConnectionError):
         return TeacherError(f"{spec}: cannot connect ({e.__cause__ or e})", retryable=True)
     raise e
+
+
+def aiohttp_client(sdk: Any) -> Any:
+    """The SDK's aiohttp transport when aiohttp is installed (about half the CPU time
+    of its default httpx transport per request), else None: the SDK's default."""
+    factory = getattr(sdk, "DefaultAioHttpClient", None)  # in SDKs from mid 2025
+    if factory is None:
+        return None
+    try:
+        return factory()
+    except RuntimeError:  # the SDK's aiohttp extra (aiohttp) is not installed
+        return None
+
+
+def reply_json(spec: str, raw: bytes) -> dict[str, Any]:
+    """A reply body as JSON; a malformed one is a retryable TeacherError."""
+    import json
+
+    try:
+        data = json.loads(raw)
+    except (ValueError, TypeError) as e:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        raise TeacherError(
+            f"{spec}: malformed reply (not JSON)", body=text[:2000], retryable=True
+        ) from e
+    if not isinstance(data, dict):
+        raise TeacherError(f"{spec}: malformed reply (not an object)", body=str(raw)[:2000])
+    return data
 
 
 def schema_problem(parsed: Any, schema: dict[str, Any]) -> str | None:
@@ -197,7 +231,17 @@ class ApiTeacher(Teacher):
     ) -> list[Completion]:
         if not batch:
             return []
-        return asyncio.run(Engine(self).run(batch, schema, params, on_done))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(Engine(self).run(batch, schema, params, on_done))
+
+
+def _loop_factory() -> Any:
+    """uvloop's event loop where installed (less CPU per request), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 class Engine:
@@ -221,8 +265,12 @@ class Engine:
         queue = list(range(len(batch) - 1, -1, -1))  # popped from the end: in order
 
         async with self.t.open_client() as client:
+            n = min(self.t.options.concurrency, len(batch))
+            spacing = self.t.options.ramp_s / self.t.options.concurrency
 
-            async def worker() -> None:
+            async def worker(k: int) -> None:
+                if k and spacing:
+                    await asyncio.sleep(k * spacing)
                 while queue:
                     i = queue.pop()
                     c = await self.one(client, batch[i], schema, params)
@@ -230,8 +278,7 @@ class Engine:
                     if on_done is not None:
                         on_done(i, c)
 
-            n = min(self.t.options.concurrency, len(batch))
-            await asyncio.gather(*(worker() for _ in range(n)))
+            await asyncio.gather(*(worker(k) for k in range(n)))
         return [c for c in results if c is not None]
 
     async def one(

@@ -1,0 +1,161 @@
+"""Generate through the openai: teacher against the loopback server: a hard kill and
+resume, the budget cap, and the estimate against measured tokens (slow: real
+tokenizer and embedder)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distill.estimate import estimate
+from distill.io import read_rows
+from distill.pipeline import run_pipeline
+from distill.recipe import load_recipe
+from distill.runfolder import RunFolder
+from distill.teachers.prices import BudgetExceeded
+from tests.conftest import REPO
+from tests.openai_server import serve
+
+pytestmark = pytest.mark.slow
+KEY = "test-key-" + "z" * 24
+
+
+def scripted(body: dict) -> str:
+    """A deterministic reply per request: the same request always gets the same text."""
+    content = body["messages"][-1]["content"]
+    tag = hashlib.sha256(content.encode()).hexdigest()
+    if "Write one question" in content:
+        return f"How long does step {tag[:6]} take?"
+    return f"Step {tag[:6]} takes {int(tag[:4], 16) % 50 + 1} minutes."
+
+
+def openai_overrides(url: str, name: str, **options: object) -> list[str]:
+    opts = {"base_url": url, "api_key_env": "DISTILL_TEST_KEY", "ramp_s": 0, **options}
+    flow = ", ".join(f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {v}" for k, v in opts.items())
+    return [
+        f"name={name}",
+        "generate.teacher=openai:gpt-4o-mini",
+        f"generate.teacher_options={{{flow}}}",
+    ]
+
+
+def test_hard_kill_midway_resumes_without_paying_twice(
+    ingested: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 the CLI while requests are in flight; the rerun sends only what has no
+    answer yet, no request is answered twice, and the samples equal a clean run's."""
+    monkeypatch.setenv("DISTILL_TEST_KEY", KEY)
+    recipe_path = ingested.parent.parent / "recipe.yaml"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with serve() as (server, url):
+        server.reply = scripted
+        server.hold_after = 3  # answer three, then hold everything in flight
+        cmd = [sys.executable, "-m", "distill", "run", str(recipe_path), "--until", "generate"]
+        for o in openai_overrides(url, "killed", concurrency=2):
+            cmd += ["--set", o]
+        log = ingested.parent / "killed.log"
+        with log.open("wb") as err:
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 120
+        while server.held < 1 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.held >= 1, log.read_text()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before_kill = server.answered.total()  # 3, or 4 if one arrived just before the hold
+        assert 3 <= before_kill < 8
+        server.hold_after, server.epoch = None, server.epoch + 1
+        server.open.set()  # held requests are dropped unanswered; new ones are answered
+
+        rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        answered = dict(server.answered)
+        stage = RunFolder(ingested.parent / "killed").stage("generate")
+        assert stage["counts"]["cached_replies"] == before_kill
+        assert stage["counts"]["requests_sent"] == 8 - before_kill
+
+        clean = load_recipe(recipe_path, openai_overrides(url, "clean"))
+        run_pipeline(clean, until="generate")
+    assert len(answered) == 8 and set(answered.values()) == {1}  # 4 questions + 4 answers
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "created_at"} for r in rows]  # noqa: E731
+    resumed = read_rows(ingested.parent / "killed" / "generate" / "samples.parquet")
+    uninterrupted = read_rows(clean.run_path / "generate" / "samples.parquet")
+    assert len(resumed) == 4 and strip(resumed) == strip(uninterrupted)
+
+
+def _count_like_openai(tok):  # type: ignore[no-untyped-def]
+    """A server-side token count: a real BPE tokenizer plus the chat format's overhead."""
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"]) + 3
+
+
+def test_budget_stops_the_stage_and_a_bigger_budget_finishes_it(
+    ingested: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distill.models import load_tokenizer
+
+    monkeypatch.setenv("DISTILL_TEST_KEY", KEY)
+    recipe_path = ingested.parent.parent / "recipe.yaml"
+    price = ["generate.price={input: 1000, output: 1000}"]  # $0.001 a token
+    with serve() as (server, url):
+        server.reply = scripted
+        server.count_tokens = _count_like_openai(load_tokenizer("smollm2-135m-instruct"))
+        capped = load_recipe(
+            recipe_path,
+            openai_overrides(url, "budget", concurrency=2) + price + ["generate.max_cost_usd=0.9"],
+        )
+        with pytest.raises(BudgetExceeded, match="raise generate.max_cost_usd"):
+            run_pipeline(capped, until="generate")
+        stage = RunFolder(capped.run_path).stage("generate")
+        assert stage["status"] == "failed"
+        assert 0 < stage["counts"]["cost_usd"] <= 0.9
+        failures = read_rows(capped.run_path / "generate" / "failures.parquet")
+        assert failures and all("budget" in f["reason"] for f in failures)
+        first = server.answered.total()
+
+        more = load_recipe(
+            recipe_path,
+            openai_overrides(url, "budget", concurrency=2) + price + ["generate.max_cost_usd=5"],
+        )
+        run = run_pipeline(more, only="generate")
+    counts = run.stage("generate")["counts"]
+    assert counts["samples"] == 4 and counts["cached_replies"] == first
+    assert set(server.answered.values()) == {1} and server.answered.total() == 8
+    # This run paid only for what the first one had not.
+    assert counts["cost_usd"] < counts["cost_of_samples_usd"]
+
+
+def test_estimate_is_within_ten_percent_of_measured_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the example corpus, the estimate's prompt tokens (4 characters a token) are
+    within 10% of what a server counting with a real BPE tokenizer reports."""
+    from distill.models import load_tokenizer
+    from tests.conftest import CORPUS, write_recipe
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISTILL_TEST_KEY", KEY)
+    path = write_recipe(
+        tmp_path,
+        f"name: est\ningest:\n  paths: ['{CORPUS}']\ngenerate:\n  max_chunks: 24\n"
+        "  neighbours: 1\n  max_new_tokens: 96\n",
+    )
+    with serve() as (server, url):
+        server.reply = scripted
+        server.count_tokens = _count_like_openai(load_tokenizer("smollm2-135m-instruct"))
+        recipe = load_recipe(path, openai_overrides(url, "est", concurrency=8))
+        run_pipeline(recipe, until="ingest")
+        est = estimate(recipe, RunFolder(recipe.run_path))
+        run = run_pipeline(recipe, only="generate")
+    stage = run.stage("generate")
+    assert stage["counts"]["failures"] == 0 and len(server.requests) == est["total"]["requests"]
+    measured = stage["tokens"]["input"]
+    predicted = est["total"]["input_tokens"]
+    assert abs(predicted - measured) / measured < 0.10, (predicted, measured)
+    assert stage["tokens"]["output"] <= est["total"]["output_tokens_max"]
