@@ -19,7 +19,7 @@ from distill.generate import QUESTION_MAX_TOKENS, fenced, make_plan, teacher_pri
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
-from distill.teachers.prices import estimate_tokens
+from distill.teachers.prices import BATCH_DISCOUNT, estimate_tokens
 
 EXPECTED_QUESTION_TOKENS = 24
 ANSWER_FILL = 0.6
@@ -62,6 +62,9 @@ def estimate(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         ),
     ]
     price, source = teacher_price(cfg)
+    discount = BATCH_DISCOUNT if cfg.mode == "batch" else 1.0
+    if cfg.mode == "batch":
+        source += ", batch API: half price"
     rows = []
     for s in steps:
         rows.append(
@@ -71,10 +74,12 @@ def estimate(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
                 "input_tokens": s.input_tokens,
                 "output_tokens_expected": s.output_expected,
                 "output_tokens_max": s.output_max,
-                "cost_usd_expected": price.bound(s.input_tokens, s.output_expected)
+                "cost_usd_expected": price.bound(s.input_tokens, s.output_expected, discount)
                 if price
                 else 0.0,
-                "cost_usd_max": price.bound(s.input_tokens, s.output_max) if price else 0.0,
+                "cost_usd_max": price.bound(s.input_tokens, s.output_max, discount)
+                if price
+                else 0.0,
             }
         )
     total: dict[str, Any] = {"step": "total"}

@@ -25,9 +25,17 @@ from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
 from distill.teachers import Completion, Teacher, get_teacher
+from distill.teachers.batch import BatchTeacher
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.engine import ApiTeacher
-from distill.teachers.prices import PRICES_AS_OF, Budget, BudgetExceeded, Price, lookup
+from distill.teachers.prices import (
+    BATCH_DISCOUNT,
+    PRICES_AS_OF,
+    Budget,
+    BudgetExceeded,
+    Price,
+    lookup,
+)
 from distill.ui import progress
 
 QUESTION_MAX_TOKENS = 64
@@ -167,14 +175,23 @@ def teacher_price(cfg: GenerateConfig) -> tuple[Price | None, str]:
     return None, "unknown (not in the table; set generate.price): counted as 0"
 
 
-def build_teacher(cfg: GenerateConfig) -> tuple[Teacher, str]:
-    """The recipe's teacher, priced and with its budget."""
+def build_teacher(cfg: GenerateConfig, out_dir: Path) -> tuple[Teacher, str]:
+    """The recipe's teacher, priced, with its budget; in batch mode, behind BatchTeacher."""
     price, source = teacher_price(cfg)
     teacher = get_teacher(cfg.teacher, cfg.teacher_options)
     if isinstance(teacher, ApiTeacher):
         teacher.price = price
         teacher.budget = Budget(cfg.max_cost_usd)
-    return teacher, source
+    if cfg.mode == "online":
+        return teacher, source
+    if not isinstance(teacher, ApiTeacher):
+        raise UserError(
+            f"generate.mode batch needs an openai: or anthropic: teacher, not {cfg.teacher}; "
+            "set generate.mode: online"
+        )
+    teacher.discount = BATCH_DISCOUNT
+    batched = BatchTeacher(teacher, out_dir / "batches.json", cfg.batch_poll_s, cfg.batch_resubmits)
+    return batched, f"{source}, batch API: half price"
 
 
 class Spend:
@@ -204,7 +221,7 @@ def _run_step(
     length (less padding); an API teacher gets them all at once (its engine keeps
     `concurrency` in flight)."""
     order = sorted(prompts, key=lambda j: sum(len(m["content"]) for m in prompts[j]))
-    if isinstance(teacher.inner, ApiTeacher):
+    if teacher.inner.sends_all_at_once:
         batch_size = max(1, len(order))
     task = bar.add_task(label, total=len(order))
     out: dict[int, Completion] = {}
@@ -240,7 +257,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         plan.ids,
         plan.contexts,
     )
-    inner, price_source = build_teacher(cfg)
+    inner, price_source = build_teacher(cfg, out_dir)
     cache = RequestCache(out_dir / "cache.sqlite")
     # Template text is in the messages already; the shas make a template change explicit.
     teacher = CachedTeacher(inner, cache, salt=f"{q_tpl.sha}+{a_tpl.sha}")
@@ -314,6 +331,9 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         "cost_of_samples_usd": round(sum(s["cost_usd"] for s in samples), 6),
         "price": price_source,
     }
+    if isinstance(inner, BatchTeacher):
+        counts["batches_submitted"] = inner.batches_submitted
+        counts["batches_resumed"] = inner.batches_resumed
     budget = getattr(inner, "budget", None)
     if budget is not None and budget.refused:
         raise BudgetExceeded(

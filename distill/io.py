@@ -115,7 +115,14 @@ def hash_json(data: Any) -> str:
 
 
 # Reports hold timings, and request caches only grow: neither is an output later stages read.
-HASH_SKIP = ("report.md", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm")
+# Bookkeeping that does not change what a stage produced.
+HASH_SKIP = (
+    "report.md",
+    "cache.sqlite",
+    "cache.sqlite-wal",
+    "cache.sqlite-shm",
+    "batches.json",
+)
 
 
 def hash_tree(root: Path, *, skip: tuple[str, ...] = HASH_SKIP) -> str:

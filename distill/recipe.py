@@ -154,6 +154,15 @@ class GenerateConfig(StrictModel):
         "everything at once, teacher_options.concurrency at a time).",
     )
     seed: int = Field(0, description="Seed for chunk sampling and teacher sampling.")
+    mode: Literal["online", "batch"] = Field(
+        "online",
+        description="online: requests as they go; batch: the provider's batch API (OpenAI "
+        "Batch, Anthropic Message Batches) at half price, results within 24 h; resumable.",
+    )
+    batch_poll_s: float = Field(30.0, gt=0, description="Seconds between batch status polls.")
+    batch_resubmits: int = Field(
+        1, ge=0, description="Times an expired or transiently failed batch item is resubmitted."
+    )
     max_cost_usd: float | None = Field(
         None,
         gt=0,

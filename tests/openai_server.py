@@ -1,5 +1,5 @@
-"""A loopback server speaking OpenAI's chat completions and Anthropic's messages wire
-formats, with faults on demand."""
+"""A loopback server speaking OpenAI's chat completions, files and batches and
+Anthropic's messages and message batches wire formats, with faults on demand."""
 
 from __future__ import annotations
 
@@ -31,10 +31,19 @@ class FakeOpenAI:
         self.hold_after: int | None = None  # hold every request after this many replies
         self.held = 0
         self.lock = threading.Lock()
+        # Batch APIs: uploaded files, batches, and how they behave.
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_polls = 1  # status polls that still say in progress
+        self.expire_next = 0  # this many of the next batch items end expired
+        self.batch_answered: Counter[str] = Counter()  # batch items answered, per custom id
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length", 0))
-        body = json.loads(handler.rfile.read(length) or b"{}")
+        raw = handler.rfile.read(length)
+        if self._batch_route(handler, raw):
+            return
+        body = json.loads(raw or b"{}")
         with self.lock:
             self.requests.append(body)
             self.arrivals.append(time.monotonic())
@@ -59,8 +68,14 @@ class FakeOpenAI:
             with self.lock:
                 self.answered[key] += 1
             return
+        self._send(handler, 200, json.dumps(self.chat_completion(body)))
+        with self.lock:
+            self.answered[key] += 1
+
+    def chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A reply in OpenAI's chat-completion format."""
         content = None if self.refusal else self.reply(body)
-        payload = {
+        payload: dict[str, Any] = {
             "id": f"chatcmpl-{len(self.requests)}",
             "object": "chat.completion",
             "created": 1767225600,
@@ -81,9 +96,149 @@ class FakeOpenAI:
                 "completion_tokens": n_out,
                 "total_tokens": n_in + n_out,
             }
-        self._send(handler, 200, json.dumps(payload))
+        return payload
+
+    # -- batch APIs -------------------------------------------------------------
+
+    def _batch_route(self, handler: BaseHTTPRequestHandler, raw: bytes) -> bool:
+        """Serve the files / batches / message-batches endpoints; False for others."""
+        path, method = handler.path.split("?")[0], handler.command
+        port = handler.server.server_address[1]
+        if method == "POST" and path == "/v1/files":
+            name, data = _multipart_file(handler.headers["Content-Type"], raw)
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = data
+            obj = {"id": file_id, "object": "file", "bytes": len(data), "created_at": 1767225600}
+            self._send(handler, 200, json.dumps({**obj, "filename": name, "purpose": "batch"}))
+        elif method == "POST" and path == "/v1/batches":
+            req = json.loads(raw)
+            lines = self.files[req["input_file_id"]].decode().splitlines()
+            items = [(x["custom_id"], x["body"]) for x in map(json.loads, filter(None, lines))]
+            batch_id = self._new_batch("openai", items, req["input_file_id"])
+            self._send(handler, 200, json.dumps(self._openai_batch(batch_id)))
+        elif method == "GET" and path.startswith("/v1/batches/"):
+            batch_id = path.rsplit("/", 1)[1]
+            self._advance(batch_id)
+            self._send(handler, 200, json.dumps(self._openai_batch(batch_id)))
+        elif method == "GET" and path.startswith("/v1/files/") and path.endswith("/content"):
+            self._send(handler, 200, self.files[path.split("/")[3]].decode())
+        elif method == "POST" and path == "/v1/messages/batches":
+            items = [(r["custom_id"], r["params"]) for r in json.loads(raw)["requests"]]
+            batch_id = self._new_batch("anthropic", items)
+            self._send(handler, 200, json.dumps(self._anthropic_batch(batch_id, port)))
+        elif method == "GET" and path.startswith("/v1/messages/batches/"):
+            parts = path.split("/")
+            if parts[-1] == "results":
+                self._send(handler, 200, self.batches[parts[-2]]["results"])
+            else:
+                self._advance(parts[-1])
+                self._send(handler, 200, json.dumps(self._anthropic_batch(parts[-1], port)))
+        else:
+            return False
+        return True
+
+    def _new_batch(self, kind: str, items: list, input_file: str = "") -> str:
         with self.lock:
-            self.answered[key] += 1
+            batch_id = f"{'batch' if kind == 'openai' else 'msgbatch'}_{len(self.batches) + 1}"
+            self.batches[batch_id] = {
+                "kind": kind,
+                "items": items,
+                "polls_left": self.batch_polls,
+                "input_file_id": input_file,
+                "ended": False,
+                "counts": Counter(),
+            }
+        return batch_id
+
+    def _advance(self, batch_id: str) -> None:
+        """Each status poll brings the batch closer to its end; at the end, answer it."""
+        b = self.batches[batch_id]
+        if b["ended"]:
+            return
+        if b["polls_left"] > 0:
+            b["polls_left"] -= 1
+            return
+        out, errors = [], []
+        for cid, body in b["items"]:
+            with self.lock:
+                expired = self.expire_next > 0
+                self.expire_next -= expired
+            if expired:
+                b["counts"]["expired"] += 1
+                if b["kind"] == "openai":
+                    err = {"code": "batch_expired", "message": "not done in time"}
+                    errors.append({"custom_id": cid, "response": None, "error": err})
+                else:
+                    out.append({"custom_id": cid, "result": {"type": "expired"}})
+                continue
+            self.batch_answered[cid] += 1
+            b["counts"]["succeeded"] += 1
+            if b["kind"] == "openai":
+                resp = {
+                    "status_code": 200,
+                    "request_id": cid[:8],
+                    "body": self.chat_completion(body),
+                }
+                out.append({"id": f"batch_req_{cid[:8]}", "custom_id": cid, "response": resp})
+            else:
+                msg = {"type": "succeeded", "message": self._anthropic(body)}
+                out.append({"custom_id": cid, "result": msg})
+        jsonl = lambda rows: "".join(json.dumps(r) + "\n" for r in rows)  # noqa: E731
+        if b["kind"] == "openai":
+            b["output_file_id"] = f"file-out-{batch_id}" if out else None
+            b["error_file_id"] = f"file-err-{batch_id}" if errors else None
+            if out:
+                self.files[b["output_file_id"]] = jsonl(out).encode()
+            if errors:
+                self.files[b["error_file_id"]] = jsonl(errors).encode()
+        else:
+            b["results"] = jsonl(out)
+        b["ended"] = True
+
+    def _openai_batch(self, batch_id: str) -> dict[str, Any]:
+        b = self.batches[batch_id]
+        n, c = len(b["items"]), b["counts"]
+        return {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": "/v1/chat/completions",
+            "errors": None,
+            "input_file_id": b["input_file_id"],
+            "completion_window": "24h",
+            "status": "completed" if b["ended"] else "in_progress",
+            "output_file_id": b.get("output_file_id"),
+            "error_file_id": b.get("error_file_id"),
+            "created_at": 1767225600,
+            "request_counts": {
+                "total": n,
+                "completed": c["succeeded"],
+                "failed": c["expired"],
+            },
+        }
+
+    def _anthropic_batch(self, batch_id: str, port: int) -> dict[str, Any]:
+        b = self.batches[batch_id]
+        c, ended = b["counts"], b["ended"]
+        return {
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": "ended" if ended else "in_progress",
+            "request_counts": {
+                "processing": 0 if ended else len(b["items"]),
+                "succeeded": c["succeeded"],
+                "errored": 0,
+                "canceled": 0,
+                "expired": c["expired"],
+            },
+            "created_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2026-01-02T00:00:00Z",
+            "ended_at": "2026-01-01T01:00:00Z" if ended else None,
+            "archived_at": None,
+            "cancel_initiated_at": None,
+            "results_url": (
+                f"http://127.0.0.1:{port}/v1/messages/batches/{batch_id}/results" if ended else None
+            ),
+        }
 
     def _anthropic(self, body: dict[str, Any]) -> dict[str, Any]:
         """A reply in Anthropic's Messages format (text, or tool use when tools are given)."""
@@ -123,12 +278,29 @@ class FakeOpenAI:
         handler.wfile.write(data)
 
 
+def _multipart_file(content_type: str, raw: bytes) -> tuple[str, bytes]:
+    """The uploaded file (name, bytes) of a multipart/form-data body."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    msg = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    for part in msg.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_filename() or "", part.get_payload(decode=True)
+    raise ValueError("no file in the upload")
+
+
 @contextmanager
 def serve() -> Iterator[tuple[FakeOpenAI, str]]:
     fake = FakeOpenAI()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
+            fake.handle(self)
+
+        def do_GET(self) -> None:  # noqa: N802
             fake.handle(self)
 
         def log_message(self, *args: Any) -> None:

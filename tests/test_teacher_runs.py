@@ -36,6 +36,14 @@ def scripted(body: dict) -> str:
     return f"Step {tag[:6]} takes {int(tag[:4], 16) % 50 + 1} minutes."
 
 
+def same_samples(run_a: Path, run_b: Path, *ignore: str) -> bool:
+    """Two runs wrote the same samples (creation time and `ignore` columns aside)."""
+    drop = {"created_at", *ignore}
+    a, b = (read_rows(r / "generate" / "samples.parquet") for r in (run_a, run_b))
+    strip = [[{k: v for k, v in row.items() if k not in drop} for row in rows] for rows in (a, b)]
+    return bool(a) and strip[0] == strip[1]
+
+
 def openai_overrides(url: str, name: str, **options: object) -> list[str]:
     opts = {"base_url": url, "api_key_env": "DISTILL_TEST_KEY", "ramp_s": 0, **options}
     flow = ", ".join(f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {v}" for k, v in opts.items())
@@ -84,10 +92,8 @@ def test_hard_kill_midway_resumes_without_paying_twice(
         clean = load_recipe(recipe_path, openai_overrides(url, "clean"))
         run_pipeline(clean, until="generate")
     assert len(answered) == 8 and set(answered.values()) == {1}  # 4 questions + 4 answers
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "created_at"} for r in rows]  # noqa: E731
-    resumed = read_rows(ingested.parent / "killed" / "generate" / "samples.parquet")
-    uninterrupted = read_rows(clean.run_path / "generate" / "samples.parquet")
-    assert len(resumed) == 4 and strip(resumed) == strip(uninterrupted)
+    assert len(read_rows(ingested.parent / "killed" / "generate" / "samples.parquet")) == 4
+    assert same_samples(ingested.parent / "killed", clean.run_path)
 
 
 def _count_like_openai(tok):  # type: ignore[no-untyped-def]
@@ -159,3 +165,34 @@ def test_estimate_is_within_ten_percent_of_measured_tokens(
     predicted = est["total"]["input_tokens"]
     assert abs(predicted - measured) / measured < 0.10, (predicted, measured)
     assert stage["tokens"]["output"] <= est["total"]["output_tokens_max"]
+
+
+def test_generate_in_batch_mode_costs_half_and_shares_the_cache(
+    ingested: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISTILL_TEST_KEY", KEY)
+    recipe_path = ingested.parent.parent / "recipe.yaml"
+    price = ["generate.price={input: 1000, output: 1000}"]
+    with serve() as (server, url):
+        server.reply = scripted
+        online = load_recipe(recipe_path, openai_overrides(url, "online") + price)
+        run_pipeline(online, until="generate")
+        batch = load_recipe(
+            recipe_path,
+            openai_overrides(url, "batch")
+            + price
+            + ["generate.mode=batch", "generate.batch_poll_s=0.01"],
+        )
+        run = run_pipeline(batch, until="generate")
+        assert len(server.batches) == 2  # questions, then answers
+        # Switching mode keeps the cache: the batch run folder, online, asks nothing again.
+        as_online = load_recipe(recipe_path, openai_overrides(url, "batch") + price)
+        again = run_pipeline(as_online, only="generate", force={"generate"})
+        assert len(server.batches) == 2
+    counts = run.stage("generate")["counts"]
+    assert counts["samples"] == 4 and counts["batches_submitted"] == 2
+    assert counts["requests_sent"] == 8 and "half price" in counts["price"]
+    online_cost = RunFolder(online.run_path).stage("generate")["counts"]["cost_usd"]
+    assert counts["cost_usd"] == pytest.approx(online_cost / 2)
+    assert again.stage("generate")["counts"]["cached_replies"] == 8
+    assert same_samples(online.run_path, batch.run_path, "cost_usd")

@@ -16,7 +16,15 @@ from pydantic import Field
 
 from distill.errors import MissingExtraError, TeacherError
 from distill.teachers.base import Completion, Message, Usage, api_key, cut_at_stop
-from distill.teachers.engine import ApiTeacher, EngineOptions, aiohttp_client, reply_json, sdk_error
+from distill.teachers.engine import (
+    ApiTeacher,
+    BatchItem,
+    BatchStatus,
+    EngineOptions,
+    aiohttp_client,
+    reply_json,
+    sdk_error,
+)
 
 DEFAULT_MAX_TOKENS = 1024  # the Messages API requires a cap
 
@@ -49,7 +57,7 @@ class AnthropicTeacher(ApiTeacher):
             http_client=aiohttp_client(self._anthropic),
         )
 
-    def _request(
+    def request_body(
         self, messages: list[Message], schema: dict[str, Any] | None, params: dict[str, Any]
     ) -> dict[str, Any]:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
@@ -76,12 +84,15 @@ class AnthropicTeacher(ApiTeacher):
     ) -> Completion:
         # The SDK's raw path (auth, version header, errors, HTTP) without its typed
         # models, which cost ~1 ms of CPU a request; the reply is the Messages API JSON.
-        body = self._request(messages, schema, params)
+        body = self.request_body(messages, schema, params)
         try:
             raw = await client.post("/v1/messages", body=body, cast_to=bytes)
         except self._anthropic.AnthropicError as e:
             raise sdk_error(self.spec, self._anthropic, e, self.options.timeout_s) from e
-        resp = reply_json(self.spec, raw)
+        return self.completion(reply_json(self.spec, raw), params)
+
+    def completion(self, resp: dict[str, Any], params: dict[str, Any]) -> Completion:
+        """A Messages API reply (JSON) as a Completion; raises TeacherError."""
         if resp.get("stop_reason") == "refusal":
             raise TeacherError(f"{self.spec}: refused")
         parsed = None
@@ -101,4 +112,55 @@ class AnthropicTeacher(ApiTeacher):
             usage=Usage((u.get("input_tokens") or 0) + cached, u.get("output_tokens") or 0, cached),
             finish_reason="length" if resp.get("stop_reason") == "max_tokens" else "stop",
             raw=resp,
+        )
+
+    async def batch_submit(self, client: Any, items: list[BatchItem]) -> str:
+        requests = [{"custom_id": it.custom_id, "params": it.body} for it in items]
+        try:
+            batch = await client.messages.batches.create(requests=requests)
+        except self._anthropic.AnthropicError as e:
+            raise sdk_error(self.spec, self._anthropic, e, self.options.timeout_s) from e
+        return str(batch.id)
+
+    async def batch_status(self, client: Any, batch_id: str) -> BatchStatus:
+        try:
+            b = await client.messages.batches.retrieve(batch_id)
+        except self._anthropic.AnthropicError as e:
+            raise sdk_error(self.spec, self._anthropic, e, self.options.timeout_s) from e
+        c = b.request_counts
+        done = c.succeeded + c.errored + c.canceled + c.expired
+        return BatchStatus(
+            b.processing_status == "ended", b.processing_status, done, done + c.processing
+        )
+
+    async def batch_results(
+        self, client: Any, batch_id: str, schema: dict[str, Any] | None, params: dict[str, Any]
+    ) -> dict[str, Completion]:
+        out: dict[str, Completion] = {}
+        try:
+            async for item in await client.messages.batches.results(batch_id):
+                out[item.custom_id] = self._batch_item(item.result.model_dump(), params)
+        except self._anthropic.AnthropicError as e:
+            raise sdk_error(self.spec, self._anthropic, e, self.options.timeout_s) from e
+        return out
+
+    def _batch_item(self, result: dict[str, Any], params: dict[str, Any]) -> Completion:
+        kind = result.get("type")
+        if kind == "succeeded":
+            try:
+                return self.completion(result["message"], params)
+            except TeacherError as e:
+                return Completion(text="", error=e)
+        if kind == "errored":
+            err = (result.get("error") or {}).get("error") or {}
+            etype = err.get("type", "error")
+            failed = TeacherError(
+                f"{self.spec}: batch item {etype}: {err.get('message', '')}",
+                body=json.dumps(result)[:2000],
+                retryable=etype in ("overloaded_error", "api_error", "rate_limit_error"),
+            )
+            return Completion(text="", error=failed)
+        # expired or canceled: worth sending again
+        return Completion(
+            text="", error=TeacherError(f"{self.spec}: batch item {kind}", retryable=True)
         )

@@ -87,6 +87,9 @@ class Teacher:
 
     supports_schema: ClassVar[bool] = False
     supports_batching: ClassVar[bool] = False
+    # True when complete_many should get a whole step at once (the API teachers keep
+    # their own concurrency); False: callers send batches of a few prompts (local).
+    sends_all_at_once: ClassVar[bool] = False
     # Backend settings from the recipe's `teacher_options`, validated strictly.
     Options: ClassVar[type[BaseModel]] = NoOptions
 

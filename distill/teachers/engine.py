@@ -22,6 +22,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
@@ -187,6 +188,24 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + amount)
 
 
+@dataclass
+class BatchStatus:
+    """Where a provider batch is: `ended` once results can be fetched."""
+
+    ended: bool
+    state: str  # the provider's word for it
+    done: int
+    total: int
+
+
+@dataclass
+class BatchItem:
+    """One request of a provider batch: its custom id and request body."""
+
+    custom_id: str
+    body: dict[str, Any]
+
+
 class ApiTeacher(Teacher):
     """Base of teachers behind an HTTP API. A subclass opens its SDK's async client
     (`open_client`) and sends one request (`send`); the engine does the rest."""
@@ -203,14 +222,35 @@ class ApiTeacher(Teacher):
         self.discount = 1.0
         self.requests_sent = 0  # HTTP requests, retries and repairs included
 
+    sends_all_at_once = True
+
     def open_client(self) -> Any:
         """An async context manager yielding the SDK client (created in the running loop)."""
+        raise NotImplementedError
+
+    def request_body(
+        self, messages: list[Message], schema: dict[str, Any] | None, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The provider's request body for one chat."""
         raise NotImplementedError
 
     async def send(
         self, client: Any, messages: list[Message], schema: dict[str, Any] | None, params: Any
     ) -> Completion:
         """One request; raises TeacherError (with `retryable` / `retry_after`) on failure."""
+        raise NotImplementedError
+
+    # Batch APIs (generate.mode: batch); SDK errors are raised as TeacherError.
+    async def batch_submit(self, client: Any, items: list[BatchItem]) -> str:
+        raise NotImplementedError(f"{self.spec}: no batch API")
+
+    async def batch_status(self, client: Any, batch_id: str) -> BatchStatus:
+        raise NotImplementedError
+
+    async def batch_results(
+        self, client: Any, batch_id: str, schema: dict[str, Any] | None, params: dict[str, Any]
+    ) -> dict[str, Completion]:
+        """custom id -> Completion (a failed item has `error` set, retryable if transient)."""
         raise NotImplementedError
 
     def complete(
@@ -231,11 +271,11 @@ class ApiTeacher(Teacher):
     ) -> list[Completion]:
         if not batch:
             return []
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             return runner.run(Engine(self).run(batch, schema, params, on_done))
 
 
-def _loop_factory() -> Any:
+def loop_factory() -> Any:
     """uvloop's event loop where installed (less CPU per request), else asyncio's."""
     try:
         import uvloop

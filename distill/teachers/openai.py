@@ -16,7 +16,15 @@ from pydantic import Field
 
 from distill.errors import MissingExtraError, TeacherError
 from distill.teachers.base import Completion, Message, Usage, api_key, cut_at_stop, parse_json
-from distill.teachers.engine import ApiTeacher, EngineOptions, aiohttp_client, reply_json, sdk_error
+from distill.teachers.engine import (
+    ApiTeacher,
+    BatchItem,
+    BatchStatus,
+    EngineOptions,
+    aiohttp_client,
+    reply_json,
+    sdk_error,
+)
 
 
 class OpenAIOptions(EngineOptions):
@@ -52,7 +60,7 @@ class OpenAITeacher(ApiTeacher):
             http_client=aiohttp_client(self._openai),
         )
 
-    def _request(
+    def request_body(
         self, messages: list[Message], schema: dict[str, Any] | None, params: dict[str, Any]
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": messages}
@@ -84,17 +92,24 @@ class OpenAITeacher(ApiTeacher):
         # The SDK's raw path (auth, base URL, errors, HTTP) without its typed request and
         # reply models, which cost ~1 ms of CPU a request; the reply is the documented
         # chat-completion JSON.
-        body = self._request(messages, schema, params)
+        body = self.request_body(messages, schema, params)
         try:
             raw = await client.post("/chat/completions", body=body, cast_to=bytes)
         except self._openai.OpenAIError as e:
             raise sdk_error(self.spec, self._openai, e, self.options.timeout_s) from e
-        resp = reply_json(self.spec, raw)
+        return self.completion(reply_json(self.spec, raw), schema, params)
+
+    def completion(
+        self, resp: dict[str, Any], schema: dict[str, Any] | None, params: dict[str, Any]
+    ) -> Completion:
+        """A chat-completion reply (JSON) as a Completion; raises TeacherError."""
         try:
             choice = resp["choices"][0]
             message = choice["message"]
         except (KeyError, IndexError, TypeError) as e:
-            raise TeacherError(f"{self.spec}: reply has no choices", body=raw[:2000]) from e
+            raise TeacherError(
+                f"{self.spec}: reply has no choices", body=json.dumps(resp)[:2000]
+            ) from e
         if message.get("refusal"):
             raise TeacherError(f"{self.spec}: refused: {message['refusal']}")
         text = cut_at_stop(message.get("content") or "", params.get("stop"))
@@ -105,6 +120,84 @@ class OpenAITeacher(ApiTeacher):
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             raw=resp,
         )
+
+    async def batch_submit(self, client: Any, items: list[BatchItem]) -> str:
+        lines = [
+            {"custom_id": it.custom_id, "method": "POST", "url": ENDPOINT, "body": it.body}
+            for it in items
+        ]
+        data = ("\n".join(json.dumps(x) for x in lines) + "\n").encode()
+        try:
+            upload = await client.files.create(file=("distill-batch.jsonl", data), purpose="batch")
+            batch = await client.batches.create(
+                input_file_id=upload.id, endpoint=ENDPOINT, completion_window="24h"
+            )
+        except self._openai.OpenAIError as e:
+            raise sdk_error(self.spec, self._openai, e, self.options.timeout_s) from e
+        return str(batch.id)
+
+    async def batch_status(self, client: Any, batch_id: str) -> BatchStatus:
+        try:
+            b = await client.batches.retrieve(batch_id)
+        except self._openai.OpenAIError as e:
+            raise sdk_error(self.spec, self._openai, e, self.options.timeout_s) from e
+        counts = b.request_counts
+        done = (counts.completed + counts.failed) if counts else 0
+        return BatchStatus(b.status in BATCH_ENDED, b.status, done, counts.total if counts else 0)
+
+    async def batch_results(
+        self, client: Any, batch_id: str, schema: dict[str, Any] | None, params: dict[str, Any]
+    ) -> dict[str, Completion]:
+        try:
+            b = await client.batches.retrieve(batch_id)
+            files = [f for f in (b.output_file_id, b.error_file_id) if f]
+            texts = [(await client.files.content(f)).text for f in files]
+        except self._openai.OpenAIError as e:
+            raise sdk_error(self.spec, self._openai, e, self.options.timeout_s) from e
+        out: dict[str, Completion] = {}
+        for line in (ln for text in texts for ln in text.splitlines() if ln.strip()):
+            item = json.loads(line)
+            out[item["custom_id"]] = self._batch_item(item, schema, params)
+        if b.status in ("failed", "cancelled", "expired") and not out:
+            # The whole batch ended without results (e.g. it failed validation).
+            errors = getattr(getattr(b, "errors", None), "data", None) or []
+            why = "; ".join(f"{e.code}: {e.message}" for e in errors) or b.status
+            whole = TeacherError(
+                f"{self.spec}: batch {b.status}: {why}", retryable=b.status != "failed"
+            )
+            return {"*": Completion(text="", error=whole)}
+        return out
+
+    def _batch_item(
+        self, item: dict[str, Any], schema: dict[str, Any] | None, params: dict[str, Any]
+    ) -> Completion:
+        """One line of a batch output or error file."""
+        err, resp = item.get("error"), item.get("response")
+        if err:
+            code = err.get("code") or "error"
+            failed = TeacherError(
+                f"{self.spec}: batch item {code}: {err.get('message', '')}",
+                retryable=code in ("batch_expired", "batch_cancelled"),
+            )
+            return Completion(text="", error=failed)
+        status = int((resp or {}).get("status_code") or 0)
+        body = (resp or {}).get("body") or {}
+        if status != 200:
+            http = TeacherError(
+                f"{self.spec}: HTTP {status}",
+                status=status,
+                body=json.dumps(body)[:2000],
+                retryable=status == 429 or status >= 500,
+            )
+            return Completion(text="", error=http)
+        try:
+            return self.completion(body, schema, params)
+        except TeacherError as e:
+            return Completion(text="", error=e)
+
+
+ENDPOINT = "/v1/chat/completions"
+BATCH_ENDED = ("completed", "failed", "expired", "cancelled")
 
 
 def _usage(usage: dict[str, Any] | None) -> Usage:
