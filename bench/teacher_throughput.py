@@ -40,7 +40,7 @@ def bare_sdk(port: int, chats: list, concurrency: int) -> tuple[float, float]:
 
     import openai
 
-    from distill.teachers.engine import _loop_factory, aiohttp_client
+    from distill.teachers.engine import aiohttp_client, loop_factory
 
     async def go() -> None:
         async with openai.AsyncOpenAI(
@@ -60,7 +60,7 @@ def bare_sdk(port: int, chats: list, concurrency: int) -> tuple[float, float]:
             await asyncio.gather(*(worker(k) for k in range(concurrency)))
 
     cpu0, t0 = time.process_time(), time.perf_counter()
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(go())
     return time.perf_counter() - t0, time.process_time() - cpu0
 

@@ -8,6 +8,7 @@ The tree::
     │   ├── InputError           bad input data: empty corpus, missing stage output
     │   └── MissingExtraError    an optional dependency is not installed
     ├── TeacherError             a teacher backend failed; keeps `status` and `body`
+    ├── BudgetExceeded           (teachers/prices.py) max_cost_usd reached (exit 3)
     └── StageError               a stage failed for a reason that is not the user's
 
 Anything else is a bug and keeps its traceback.

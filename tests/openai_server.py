@@ -75,6 +75,17 @@ class FakeOpenAI:
     def chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
         """A reply in OpenAI's chat-completion format."""
         content = None if self.refusal else self.reply(body)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": content,
+            "refusal": self.refusal,
+        }
+        if body.get("tools") and content is not None:  # a forced function call
+            call = {"name": body["tools"][0]["function"]["name"], "arguments": content}
+            message.update(
+                content=None,
+                tool_calls=[{"id": "call_1", "type": "function", "function": call}],
+            )
         payload: dict[str, Any] = {
             "id": f"chatcmpl-{len(self.requests)}",
             "object": "chat.completion",
@@ -83,7 +94,7 @@ class FakeOpenAI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": self.refusal},
+                    "message": message,
                     "finish_reason": self.finish_reason,
                 }
             ],

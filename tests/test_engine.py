@@ -137,3 +137,14 @@ def test_token_bucket_and_price_table() -> None:
     assert lookup("anthropic", "claude-opus-4-1-20250805").input == 15.0  # type: ignore[union-attr]
     assert lookup("openai", "my-local-model") is None
     assert estimate_tokens([{"role": "user", "content": "x" * 400}]) == 104
+
+
+def test_tokens_per_minute_cap_uses_the_providers_counts() -> None:
+    with serve() as (server, url):
+        server.count_tokens = lambda text: 50  # every request really uses ~100 tokens
+        t = teacher(url, concurrency=1, ramp_s=0, tpm=12_000)
+        replies = t.complete_many(chats(5), max_tokens=10)
+    assert all(r.usage.input_tokens + r.usage.output_tokens == 100 for r in replies)
+    # 200 tokens a second, bursts of 200. Each request is estimated at 17 tokens before it
+    # goes (prompt + max_tokens) but uses 100: after 4 (400 tokens), the 5th waits ~1.1 s.
+    assert server.arrivals[-1] - server.arrivals[0] >= 1.0

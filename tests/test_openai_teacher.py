@@ -76,9 +76,25 @@ def test_truncation_refusal_and_structured_output() -> None:
         assert server.requests[-1]["response_format"]["type"] == "json_schema"
         teacher(url, structured="prompt").complete(CHAT, schema=schema)
         assert json.dumps(schema) in server.requests[-1]["messages"][-1]["content"]
+        c = teacher(url, structured="tool").complete(CHAT, schema=schema)
+        assert c.parsed == {"q": "How long?"}
+        sent = server.requests[-1]
+        assert sent["tools"][0]["function"]["parameters"] == schema
+        assert sent["tool_choice"]["function"]["name"] == "reply"
         server.refusal = "I can't help with that."
         with pytest.raises(TeacherError, match="refused"):
             teacher(url).complete(CHAT)
+
+
+def test_malformed_reply_is_retried_then_recorded() -> None:
+    with serve() as (server, url):
+        server.faults = [(200, {}, "<html>proxy error</html>")] * 2
+        c = teacher(url, backoff_s=0.01).complete(CHAT)
+        assert c.text == "Trials last 14 days." and c.attempts == 3
+        server.faults = [(200, {}, "{not json")] * 3
+        (bad,) = teacher(url, backoff_s=0.01, max_retries=2).complete_many([CHAT])
+    assert bad.error is not None and "malformed reply" in str(bad.error)
+    assert "{not json" in (bad.error.body or "")
 
 
 def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -128,3 +128,16 @@ class Teacher:
             if on_done is not None:
                 on_done(i, c)
         return out
+
+
+class BatchFirstTeacher(Teacher):
+    """A teacher whose natural unit is a batch: `complete` is a batch of one, and a
+    failed request raises its TeacherError."""
+
+    def complete(
+        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
+    ) -> Completion:
+        c = self.complete_many([messages], schema=schema, **params)[0]
+        if c.error is not None:
+            raise c.error
+        return c

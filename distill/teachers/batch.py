@@ -23,7 +23,7 @@ from typing import Any
 
 from distill.errors import TeacherError
 from distill.io import hash_json, read_json, write_json
-from distill.teachers.base import Completion, Message, Teacher
+from distill.teachers.base import BatchFirstTeacher, Completion, Message
 from distill.teachers.engine import ApiTeacher, BatchItem, BatchStatus, loop_factory
 from distill.teachers.prices import estimate_tokens
 from distill.ui import console
@@ -61,7 +61,7 @@ def custom_id(body: dict[str, Any]) -> str:
     return hash_json(body)
 
 
-class BatchTeacher(Teacher):
+class BatchTeacher(BatchFirstTeacher):
     """An ApiTeacher's requests sent through its provider's batch API."""
 
     sends_all_at_once = True
@@ -85,14 +85,6 @@ class BatchTeacher(Teacher):
     @property
     def budget(self) -> Any:
         return self.inner.budget
-
-    def complete(
-        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
-    ) -> Completion:
-        c = self.complete_many([messages], schema=schema, **params)[0]
-        if c.error is not None:
-            raise c.error
-        return c
 
     def complete_many(
         self,

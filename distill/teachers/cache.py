@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.io import hash_json
-from distill.teachers.base import Completion, Message, Teacher, Usage
+from distill.teachers.base import BatchFirstTeacher, Completion, Message, Teacher, Usage
 
 
 class RequestCache:
@@ -69,7 +69,7 @@ class RequestCache:
         self._db.close()
 
 
-class CachedTeacher(Teacher):
+class CachedTeacher(BatchFirstTeacher):
     """Wraps a teacher: answers from the cache first, sends only the misses."""
 
     def __init__(self, inner: Teacher, cache: RequestCache, salt: str = "") -> None:
@@ -84,11 +84,6 @@ class CachedTeacher(Teacher):
         options = self.inner.options
         settings = options.model_dump() if hasattr(options, "model_dump") else options
         return hash_json([self.inner.spec, settings, self.salt, messages, schema, params])
-
-    def complete(
-        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
-    ) -> Completion:
-        return self.complete_many([messages], schema=schema, **params)[0]
 
     def complete_many(
         self,

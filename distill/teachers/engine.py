@@ -30,7 +30,7 @@ from pydantic import Field
 
 from distill.errors import TeacherError
 from distill.recipe import StrictModel
-from distill.teachers.base import Completion, Message, Teacher
+from distill.teachers.base import BatchFirstTeacher, Completion, Message
 from distill.teachers.prices import Budget, Price, estimate_tokens
 
 OnDone = Callable[[int, Completion], None]
@@ -206,7 +206,7 @@ class BatchItem:
     body: dict[str, Any]
 
 
-class ApiTeacher(Teacher):
+class ApiTeacher(BatchFirstTeacher):
     """Base of teachers behind an HTTP API. A subclass opens its SDK's async client
     (`open_client`) and sends one request (`send`); the engine does the rest."""
 
@@ -252,14 +252,6 @@ class ApiTeacher(Teacher):
     ) -> dict[str, Completion]:
         """custom id -> Completion (a failed item has `error` set, retryable if transient)."""
         raise NotImplementedError
-
-    def complete(
-        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
-    ) -> Completion:
-        c = self.complete_many([messages], schema=schema, **params)[0]
-        if c.error is not None:
-            raise c.error
-        return c
 
     def complete_many(
         self,

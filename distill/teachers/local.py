@@ -15,7 +15,14 @@ from pydantic import Field
 
 from distill.models import Dtype, load_causal_lm
 from distill.recipe import StrictModel
-from distill.teachers.base import Completion, Message, Teacher, Usage, cut_at_stop, parse_json
+from distill.teachers.base import (
+    BatchFirstTeacher,
+    Completion,
+    Message,
+    Usage,
+    cut_at_stop,
+    parse_json,
+)
 
 
 class LocalOptions(StrictModel):
@@ -24,7 +31,7 @@ class LocalOptions(StrictModel):
     )
 
 
-class LocalTeacher(Teacher):
+class LocalTeacher(BatchFirstTeacher):
     supports_batching = True
     Options = LocalOptions
 
@@ -37,11 +44,6 @@ class LocalTeacher(Teacher):
         if self._loaded is None:
             self._loaded = load_causal_lm(self.model, self.options.dtype)
         return self._loaded
-
-    def complete(
-        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
-    ) -> Completion:
-        return self.complete_many([messages], schema=schema, **params)[0]
 
     def complete_many(
         self,

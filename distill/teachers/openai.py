@@ -29,10 +29,11 @@ from distill.teachers.engine import (
 
 class OpenAIOptions(EngineOptions):
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with the key.")
-    structured: Literal["json_schema", "json_object", "prompt"] = Field(
+    structured: Literal["json_schema", "json_object", "tool", "prompt"] = Field(
         "json_schema",
-        description="json_schema (OpenAI strict), json_object with a schema (llama.cpp), or "
-        "prompt (schema in the prompt, parsed and validated after).",
+        description="How a JSON schema is enforced: json_schema (OpenAI strict), json_object "
+        "with a schema (llama.cpp), tool (a forced function call: vLLM, Ollama, TGI), or "
+        "prompt (schema in the prompt; the reply is validated, with one repair).",
     )
 
 
@@ -78,6 +79,11 @@ class OpenAITeacher(ApiTeacher):
                 }
             elif mode == "json_object":
                 body["response_format"] = {"type": "json_object", "schema": schema}
+            elif mode == "tool":
+                body["tools"] = [
+                    {"type": "function", "function": {"name": "reply", "parameters": schema}}
+                ]
+                body["tool_choice"] = {"type": "function", "function": {"name": "reply"}}
             else:
                 hint = f"\n\nReply with one JSON object matching this schema:\n{json.dumps(schema)}"
                 body["messages"] = [
@@ -112,7 +118,11 @@ class OpenAITeacher(ApiTeacher):
             ) from e
         if message.get("refusal"):
             raise TeacherError(f"{self.spec}: refused: {message['refusal']}")
-        text = cut_at_stop(message.get("content") or "", params.get("stop"))
+        calls = message.get("tool_calls") or []
+        if calls and schema is not None:  # structured: tool — the arguments are the reply
+            text = calls[0].get("function", {}).get("arguments") or ""
+        else:
+            text = cut_at_stop(message.get("content") or "", params.get("stop"))
         return Completion(
             text=text,
             parsed=parse_json(text) if schema is not None else None,
