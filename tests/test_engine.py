@@ -38,12 +38,13 @@ def test_results_keep_input_order_and_concurrency_is_real() -> None:
         assert [r.text for r in replies] == [f"QUESTION {i}" for i in range(8)]
         # Four in flight at once: the first four arrive together, the next four 0.3 s later.
         a = sorted(server.arrivals)
-        assert a[3] - a[0] < 0.2 and a[4] - a[0] >= 0.29
+        assert a[3] - a[0] < 0.25 and a[4] - a[0] >= 0.29
         # With a ramp, the first four start spread over it.
         server.arrivals.clear()
         teacher(url, concurrency=4, ramp_s=0.4).complete_many(chats(4))
         a = sorted(server.arrivals)
-        assert [round(t - a[0], 1) for t in a] == [0.0, 0.1, 0.2, 0.3]
+        gaps = [b - x for x, b in zip(a, a[1:], strict=False)]
+        assert all(g >= 0.08 for g in gaps) and a[-1] - a[0] < 1.0
 
 
 def test_requests_per_minute_cap() -> None:
