@@ -195,13 +195,14 @@ def build_teacher(cfg: GenerateConfig, out_dir: Path) -> tuple[Teacher, str]:
 
 
 class Spend:
-    """Live spend for the progress bar and the manifest."""
+    """What this run has paid so far, for the progress bar (cached replies are free)."""
 
     def __init__(self) -> None:
         self.usd = 0.0
 
     def add(self, c: Completion) -> None:
-        self.usd += c.cost_usd
+        if not c.cached:
+            self.usd += c.cost_usd
 
 
 def _run_step(
@@ -225,6 +226,12 @@ def _run_step(
         batch_size = max(1, len(order))
     task = bar.add_task(label, total=len(order))
     out: dict[int, Completion] = {}
+    if isinstance(teacher.inner, BatchTeacher):  # the provider's progress, while we wait
+
+        def status(batch_id: str, state: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{label} · batch {batch_id} {state} {done}/{total}")
+
+        teacher.inner.on_status = status
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         if seed is not None:

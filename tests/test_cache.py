@@ -27,6 +27,7 @@ def test_second_ask_is_served_from_the_cache(tmp_path: Path) -> None:
     assert calls == ["a", "b", "c"]
     assert [c.text for c in again] == ["reply to b", "reply to a", "reply to c"]
     assert again[1].usage == first[0].usage
+    assert [c.cached for c in again] == [True, True, False] and not first[0].cached
     assert (teacher.hits, teacher.misses) == (2, 3)
 
 

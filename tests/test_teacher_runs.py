@@ -158,6 +158,24 @@ def test_estimate_is_within_ten_percent_of_measured_tokens(
         recipe = load_recipe(path, openai_overrides(url, "est", concurrency=8))
         run_pipeline(recipe, until="ingest")
         est = estimate(recipe, RunFolder(recipe.run_path))
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "distill",
+                "estimate",
+                str(path),
+                "--set",
+                "generate.mode=batch",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert "price table" in cli.stdout and "batch API: half price" in cli.stdout
+        total = next(ln for ln in cli.stdout.splitlines() if ln.startswith("total"))
+        assert f"{est['total']['input_tokens']:,}" in total and len(server.requests) == 0
         run = run_pipeline(recipe, only="generate")
     stage = run.stage("generate")
     assert stage["counts"]["failures"] == 0 and len(server.requests) == est["total"]["requests"]

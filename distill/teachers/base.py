@@ -44,6 +44,7 @@ class Completion:
     finish_reason: str = "stop"  # "stop" (ended or hit a stop string) | "length" (token cap)
     error: Any = None  # a TeacherError when this request failed; failures are never cached
     attempts: int = 1  # HTTP requests it took (retries and a schema repair included)
+    cached: bool = False  # served from the request cache (paid for in an earlier run)
     raw: Any = None
 
 

@@ -81,6 +81,8 @@ class BatchTeacher(BatchFirstTeacher):
         self.requests_sent = 0  # batch items submitted (resubmissions included)
         self.batches_submitted = 0
         self.batches_resumed = 0
+        # Called on each status change: (batch id, provider state, done, total).
+        self.on_status: Callable[[str, str, int, int], None] | None = None
 
     @property
     def budget(self) -> Any:
@@ -226,7 +228,10 @@ class BatchTeacher(BatchFirstTeacher):
             status: BatchStatus = await self._call(self.inner.batch_status, client, entry["id"])
             line = f"{status.state} {status.done}/{status.total}"
             if line != last:
-                console.print(f"  batch {entry['id']}: {line}")
+                if self.on_status is not None:
+                    self.on_status(entry["id"], status.state, status.done, status.total)
+                else:
+                    console.print(f"  batch {entry['id']}: {line}")
                 last = line
             if status.ended:
                 return

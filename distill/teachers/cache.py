@@ -43,6 +43,7 @@ class RequestCache:
             return None
         data = json.loads(row[0])
         data["usage"] = Usage(**data["usage"])
+        data["cached"] = True
         return Completion(**data)
 
     def put(self, key: str, completion: Completion) -> None:
@@ -52,7 +53,7 @@ class RequestCache:
         data = {
             f.name: getattr(completion, f.name)
             for f in fields(completion)
-            if f.name not in ("raw", "error")
+            if f.name not in ("raw", "error", "cached")
         }
         data["usage"] = asdict(completion.usage)
         with self._lock:
