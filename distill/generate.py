@@ -159,10 +159,16 @@ def teacher_price(cfg: GenerateConfig) -> tuple[Price | None, str]:
     from distill.teachers import BACKENDS
 
     provider, _, model = cfg.teacher.partition(":")
+    backend = BACKENDS.get(provider)
+    is_api = backend is not None and issubclass(backend, ApiTeacher)
+    if cfg.mode == "batch" and not is_api:
+        raise UserError(
+            f"generate.mode batch needs an openai: or anthropic: teacher, not {cfg.teacher}; "
+            "set generate.mode: online"
+        )
     if cfg.price is not None:
         return Price(cfg.price.input, cfg.price.output, cfg.price.cached_input), "recipe"
-    backend = BACKENDS.get(provider)
-    if backend is None or not issubclass(backend, ApiTeacher):
+    if not is_api:
         return None, "runs on this machine: no API cost"
     price = lookup(provider, model)
     if price is not None:
@@ -182,13 +188,8 @@ def build_teacher(cfg: GenerateConfig, out_dir: Path) -> tuple[Teacher, str]:
     if isinstance(teacher, ApiTeacher):
         teacher.price = price
         teacher.budget = Budget(cfg.max_cost_usd)
-    if cfg.mode == "online":
+    if cfg.mode == "online" or not isinstance(teacher, ApiTeacher):
         return teacher, source
-    if not isinstance(teacher, ApiTeacher):
-        raise UserError(
-            f"generate.mode batch needs an openai: or anthropic: teacher, not {cfg.teacher}; "
-            "set generate.mode: online"
-        )
     teacher.discount = BATCH_DISCOUNT
     batched = BatchTeacher(teacher, out_dir / "batches.json", cfg.batch_poll_s, cfg.batch_resubmits)
     return batched, f"{source}, batch API: half price"
