@@ -1,9 +1,25 @@
-"""Curate: reject unusable samples and exact duplicates, split train/eval by document.
+"""Curate: only good samples reach training.
 
-Outputs in `curate/`: train.parquet, eval.parquet, rejected.parquet (each with the
-reason it was rejected) and report.md. Splitting by source document keeps every
-question about one document on one side, so evaluation never sees a document the
-student was trained on.
+In order, each step removing samples (the report counts each):
+1. checks: the request parses, lengths are in bounds, no loops, no truncation; a
+   RAFT sample whose context lacks the answer must say so, and every other answer
+   must not refuse; citations ([n]) must point at documents in the context;
+2. exact duplicates (normalised request + answer);
+3. near-duplicate requests, then near-duplicate samples (MinHash LSH, distill.dedup);
+4. optional semantic duplicates (embedding cosine of the requests);
+5. a lexical support score (no model: the share of the answers' content words found
+   in the documents they cite), reported, and a filter when `min_support` is set;
+6. optional judge scores (groundedness and quality 1-5, one call per sample to
+   `curate.judge`); a sample whose judge call failed is rejected, never passed;
+7. the split by source document: a sample goes to eval when all its source
+   documents are held out, to train when none is; one whose sources straddle the
+   two sides is dropped;
+8. decontamination: a training sample sharing a `decontam_ngram`-word sequence with
+   any eval sample's request or answers is dropped.
+
+Outputs in `curate/`: train.parquet, eval.parquet, rejected.parquet (with the
+reason), report.md with histograms (support.png, judge.png), and exports/ (OpenAI
+JSONL, ShareGPT, Alpaca).
 """
 
 from __future__ import annotations
@@ -11,12 +27,19 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from distill.dedup import near_duplicates
 from distill.errors import InputError
+from distill.exports import write_exports
 from distill.io import read_rows, sha256_text, write_rows, write_text
 from distill.recipe import CurateConfig, Recipe
 from distill.runfolder import RunFolder
+from distill.tasks import QUESTION_TASKS, citations, is_refusal
+
+_CITE = re.compile(r"\[\d{1,2}\]")
 
 
 def normalise(text: str) -> str:
@@ -41,25 +64,78 @@ def repetition(text: str) -> float:
 def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str], int]) -> str:
     """The reason to reject a sample, or '' to keep it."""
     q, a = sample.get("question") or "", sample.get("answer") or ""
-    if not q.strip() or not a.strip():
-        return "unparseable: empty question or answer"
+    answers = [m["content"] for m in sample.get("messages") or [] if m["role"] == "assistant"]
+    answers = answers or [a]
+    if not q.strip() or not all(x.strip() for x in answers):
+        return "unparseable: empty request or answer"
     if "\n" in q.strip():
-        return "unparseable: question spans several lines"
-    if cfg.require_question_mark and not q.strip().endswith("?"):
+        return "unparseable: request spans several lines"
+    asks_question = sample.get("task", "qa") in QUESTION_TASKS
+    if asks_question and cfg.require_question_mark and not q.strip().endswith("?"):
         return "not a question (no question mark)"
     if _REFERS_TO_CONTEXT.search(q):
-        return "question refers to the context instead of standing alone"
+        return "request refers to the context instead of standing alone"
     if len(q.strip()) < cfg.min_question_chars:
-        return f"question shorter than {cfg.min_question_chars} characters"
-    if len(a.strip()) < cfg.min_answer_chars:
+        return f"request shorter than {cfg.min_question_chars} characters"
+    if any(len(x.strip()) < cfg.min_answer_chars for x in answers):
         return f"answer shorter than {cfg.min_answer_chars} characters"
     if sample.get("answer_truncated"):
         return "answer cut off at the teacher's token limit"
-    if count_tokens(a) > cfg.max_answer_tokens:
+    if any(count_tokens(x) > cfg.max_answer_tokens for x in answers):
         return f"answer longer than {cfg.max_answer_tokens} tokens"
-    if repetition(a) > cfg.max_repetition:
+    if any(repetition(x) > cfg.max_repetition for x in answers):
         return f"repetitive answer (over {cfg.max_repetition:.0%} repeated 4-grams)"
+    if sample.get("expects_refusal"):
+        if not is_refusal(a):
+            return "answers although its context lacks the answer"
+        return ""
+    if any(is_refusal(x) for x in answers):
+        return "refuses although its context holds the answer"
+    n_context = len(sample.get("chunk_ids") or [])
+    cited = [n for x in answers for n in citations(x)]
+    if any(not 1 <= n <= n_context for n in cited):
+        return "cites a document that is not in its context"
+    if cfg.require_citations and not cited:
+        return "cites no document"
     return ""
+
+
+_STOP = set(
+    "the a an and or of to in on for with is are was be by as at it this that from can you "
+    "your not but if then than there their they them its into about which what when where "
+    "how who will would should could may might have has had does did done also any all".split()
+)
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z0-9$%]+", text.lower()) if len(w) > 2 and w not in _STOP]
+
+
+def support_score(sample: dict[str, Any], chunk_text: dict[str, str]) -> float | None:
+    """Share of the answers' content words found in the documents they cite (all of the
+    context when they cite none): a cheap groundedness signal that needs no model.
+    None for a refusal target (nothing to support)."""
+    if sample.get("expects_refusal"):
+        return None
+    answers = [m["content"] for m in sample["messages"] if m["role"] == "assistant"]
+    words = [w for x in answers for w in content_words(_CITE.sub(" ", x))]
+    if not words:
+        return 1.0
+    ids = sample.get("cited_chunk_ids") or sample.get("chunk_ids") or []
+    source = set(content_words(" ".join(chunk_text.get(i, "") for i in ids)))
+    return sum(w in source for w in words) / len(words)
+
+
+def dialogue(sample: dict[str, Any]) -> str:
+    """The sample's own words: the request, every answer and later turn (not the context
+    documents, which many samples share)."""
+    later = [m["content"] for m in (sample.get("messages") or [])[2:]]
+    return "\n".join([sample["question"], *(later or [sample["answer"]])])
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = normalise(text).split()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def split_documents(doc_ids: list[str], eval_fraction: float, seed: int) -> set[str]:
@@ -75,27 +151,205 @@ def split_documents(doc_ids: list[str], eval_fraction: float, seed: int) -> set[
     return set(ranked[:n_eval])
 
 
+def _sources(s: dict[str, Any]) -> list[str]:
+    return list(s.get("source_doc_ids") or s["doc_ids"][:1])
+
+
+@dataclass
+class Curated:
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    funnel: list[tuple[str, int]] = field(default_factory=list)  # (filter, samples removed)
+
+
+Judge = Callable[[list[dict[str, Any]]], list[dict[str, Any] | str]]
+
+
 def curate(
-    samples: list[dict[str, Any]], cfg: CurateConfig, count_tokens: Callable[[str], int]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Return (train, eval, rejected) rows."""
-    kept, rejected = [], []
-    seen: set[str] = set()
-    for s in samples:
-        reason = check(s, cfg, count_tokens)
-        if not reason:
-            key = sha256_text(normalise(s["question"]) + "\x00" + normalise(s["answer"]))
-            reason = "exact duplicate" if key in seen else ""
-            seen.add(key)
-        if reason:
-            rejected.append({**s, "reject_reason": reason})
-        else:
-            kept.append(s)
-    source_doc = {s["sample_id"]: s["doc_ids"][0] for s in kept}
-    eval_docs = split_documents(list(source_doc.values()), cfg.eval_fraction, cfg.seed)
-    train = [{**s, "split": "train"} for s in kept if source_doc[s["sample_id"]] not in eval_docs]
-    held = [{**s, "split": "eval"} for s in kept if source_doc[s["sample_id"]] in eval_docs]
-    return train, held, rejected
+    samples: list[dict[str, Any]],
+    cfg: CurateConfig,
+    count_tokens: Callable[[str], int],
+    chunk_text: dict[str, str] | None = None,
+    judge: Judge | None = None,
+    embed: Callable[[list[str]], Any] | None = None,
+) -> Curated:
+    """Filter, deduplicate, score, split by document and decontaminate.
+
+    `judge(samples)` returns, per sample, {"groundedness", "quality", "reason"} or a
+    string saying why the judge failed; `embed(texts)` returns normalised vectors.
+    """
+    chunk_text = chunk_text or {}
+    out = Curated([], [], [])
+    kept = list(samples)
+
+    def drop(name: str, reasons: dict[int, str]) -> None:
+        nonlocal kept
+        out.funnel.append((name, len(reasons)))
+        out.rejected.extend({**kept[i], "reject_reason": r} for i, r in reasons.items())
+        kept = [s for i, s in enumerate(kept) if i not in reasons]
+
+    drop("checks", {i: r for i, s in enumerate(kept) if (r := check(s, cfg, count_tokens))})
+    seen: dict[str, str] = {}
+    exact = {}
+    for i, s in enumerate(kept):
+        key = sha256_text(normalise(s["question"]) + "\x00" + normalise(s["answer"]))
+        if key in seen:
+            exact[i] = f"exact duplicate of {seen[key]}"
+        seen.setdefault(key, s["sample_id"])
+    drop("exact duplicates", exact)
+    if cfg.near_dup_questions is not None:
+        dup = near_duplicates([s["question"] for s in kept], cfg.near_dup_questions)
+        drop("near-duplicate questions", {
+            i: f"near-duplicate question of {kept[j]['sample_id']}" for i, j in dup.items()
+        })  # fmt: skip
+    if cfg.near_dup_samples is not None:
+        texts = [dialogue(s) for s in kept]
+        dup = near_duplicates(texts, cfg.near_dup_samples)
+        drop("near-duplicate samples", {
+            i: f"near-duplicate sample of {kept[j]['sample_id']}" for i, j in dup.items()
+        })  # fmt: skip
+    if cfg.semantic_dedup is not None and embed is not None and kept:
+        drop("semantic duplicates", _semantic(kept, embed, cfg.semantic_dedup))
+    for s in kept:
+        s["support"] = support_score(s, chunk_text)
+    if cfg.min_support is not None:
+        low = {
+            i: f"support score {s['support']:.2f} below {cfg.min_support}"
+            for i, s in enumerate(kept)
+            if s["support"] is not None and s["support"] < cfg.min_support
+        }
+        drop("support score", low)
+    if judge is not None and kept:
+        drop("judge", _judged(kept, judge(kept), cfg))
+    eval_docs = split_documents([d for s in kept for d in _sources(s)], cfg.eval_fraction, cfg.seed)
+    mixed = {
+        i: "its source documents span the train and eval sides"
+        for i, s in enumerate(kept)
+        if 0 < len(set(_sources(s)) & eval_docs) < len(set(_sources(s)))
+    }
+    drop("split by document", mixed)
+    held = [{**s, "split": "eval"} for s in kept if set(_sources(s)) <= eval_docs]
+    train_rows = [s for s in kept if not set(_sources(s)) & eval_docs]
+    if cfg.decontam_ngram:
+        n = cfg.decontam_ngram
+        grams = set().union(*(ngrams(dialogue(s), n) for s in held))
+        kept = train_rows
+        drop("decontamination", {
+            i: f"shares a {n}-word sequence with an eval sample"
+            for i, s in enumerate(kept)
+            if grams & ngrams(dialogue(s), n)
+        })  # fmt: skip
+        train_rows = kept
+    out.train = [{**s, "split": "train"} for s in train_rows]
+    out.eval = held
+    return out
+
+
+def _semantic(
+    kept: list[dict[str, Any]], embed: Callable[[list[str]], Any], threshold: float
+) -> dict[int, str]:
+    """Greedy: a question this close to an earlier kept one is a duplicate (O(n^2))."""
+    import numpy as np
+
+    vectors = np.asarray(embed([s["question"] for s in kept]))
+    reasons: dict[int, str] = {}
+    keep: list[int] = []
+    for i in range(len(kept)):
+        if keep:
+            sims = vectors[keep] @ vectors[i]
+            j = int(np.argmax(sims))
+            if sims[j] >= threshold:
+                reasons[i] = f"semantic duplicate of {kept[keep[j]]['sample_id']} ({sims[j]:.2f})"
+                continue
+        keep.append(i)
+    return reasons
+
+
+def _judged(
+    kept: list[dict[str, Any]], verdicts: list[dict[str, Any] | str], cfg: CurateConfig
+) -> dict[int, str]:
+    reasons = {}
+    for i, (s, v) in enumerate(zip(kept, verdicts, strict=True)):
+        if isinstance(v, str):
+            s["groundedness"] = s["quality"] = None
+            s["judge_reason"] = v
+            reasons[i] = f"judge failed: {v}"[:200]  # never counted as passing
+            continue
+        s["groundedness"], s["quality"], s["judge_reason"] = (
+            v["groundedness"],
+            v["quality"],
+            v.get("reason", ""),
+        )
+        if v["groundedness"] < cfg.min_groundedness:
+            reasons[i] = f"judge: groundedness {v['groundedness']} below {cfg.min_groundedness}"
+        elif v["quality"] < cfg.min_quality:
+            reasons[i] = f"judge: quality {v['quality']} below {cfg.min_quality}"
+    return reasons
+
+
+JUDGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "groundedness": {"type": "integer", "minimum": 1, "maximum": 5},
+        "quality": {"type": "integer", "minimum": 1, "maximum": 5},
+        "reason": {"type": "string"},
+    },
+    "required": ["groundedness", "quality", "reason"],
+}
+
+
+def make_judge(recipe: Recipe, out: Path, chunk_text: dict[str, str]) -> Judge:
+    """The recipe's judge: one cached call per sample, verdicts validated."""
+    from distill.prompts import load_template
+    from distill.tasks import numbered
+    from distill.teachers import get_teacher
+    from distill.teachers.cache import CachedTeacher, RequestCache
+    from distill.teachers.engine import schema_problem
+    from distill.ui import progress
+
+    cfg = recipe.curate
+    assert cfg.judge is not None
+    search = [recipe.base_dir / recipe.generate.prompts_dir] if recipe.generate.prompts_dir else []
+    tpl = load_template(cfg.judge_template, search)
+
+    def judge(samples: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
+        assert cfg.judge is not None
+        cache = RequestCache(out / "cache.sqlite")
+        teacher = CachedTeacher(get_teacher(cfg.judge, cfg.judge_options), cache, salt=tpl.sha)
+        prompts = [
+            tpl.render(
+                passages=numbered(
+                    [{"text": chunk_text.get(c, ""), "heading_path": ""} for c in s["chunk_ids"]]
+                ),
+                question=s["question"],
+                answer=s["answer"],
+            )
+            for s in samples
+        ]
+        verdicts: list[dict[str, Any] | str] = []
+        with progress() as bar:
+            task = bar.add_task("judging", total=len(prompts))
+            size = len(prompts) if teacher.inner.sends_all_at_once else 8
+            for start in range(0, len(prompts), size):
+                replies = teacher.complete_many(
+                    prompts[start : start + size],
+                    schema=JUDGE_SCHEMA,
+                    max_tokens=128,
+                    temperature=0.0,
+                    on_done=lambda i, c: bar.advance(task),
+                )
+                for c in replies:
+                    if c.error is not None:
+                        verdicts.append(str(c.error).split(": ", 1)[-1] or "error")
+                    elif (problem := schema_problem(c.parsed, JUDGE_SCHEMA)) is not None:
+                        verdicts.append(f"unparseable verdict ({problem})")
+                    else:
+                        verdicts.append(c.parsed)
+        cache.close()
+        return verdicts
+
+    return judge
 
 
 def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
@@ -104,49 +358,136 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     samples = read_rows(run.stage_dir("generate") / "samples.parquet")
     if not samples:
         raise InputError("curate: the generate stage produced no samples; check generate failures")
-    tok = load_tokenizer(recipe.train.student)
-    train, held, rejected = curate(
-        samples, recipe.curate, lambda t: len(tok(t, add_special_tokens=False)["input_ids"])
-    )
+    cfg = recipe.curate
     out = run.stage_dir("curate")
-    write_rows(out / "train.parquet", train)
-    write_rows(out / "eval.parquet", held)
-    write_rows(out / "rejected.parquet", rejected)
-    write_text(out / "report.md", _report(samples, train, held, rejected))
-    if not train:
+    chunks = read_rows(run.stage_dir("ingest") / "chunks.parquet")
+    chunk_text = {c["chunk_id"]: c["text"] for c in chunks}
+    tok = load_tokenizer(recipe.train.student)
+    embed = None
+    if cfg.semantic_dedup is not None:
+        from distill.retrieval import embed as embed_model
+
+        def embed(texts: list[str]) -> Any:
+            return embed_model(texts, recipe.ingest.embedding_model, label="questions")
+
+    result = curate(
+        samples,
+        cfg,
+        lambda t: len(tok(t, add_special_tokens=False)["input_ids"]),
+        chunk_text,
+        judge=make_judge(recipe, out, chunk_text) if cfg.judge else None,
+        embed=embed,
+    )
+    write_rows(out / "train.parquet", result.train)
+    write_rows(out / "eval.parquet", result.eval)
+    write_rows(out / "rejected.parquet", result.rejected)
+    for split, rows in (("train", result.train), ("eval", result.eval)):
+        write_exports(out / "exports", split, rows, list(cfg.exports))
+    plots = _histograms(out, result)
+    write_text(out / "report.md", _report(samples, result, plots, cfg))
+    _print_funnel(len(samples), result)
+    if not result.train:
         raise InputError(
             "curate: no training samples left; see curate/report.md for the reject reasons"
         )
     return {
         "samples": len(samples),
-        "train": len(train),
-        "eval": len(held),
-        "rejected": len(rejected),
+        "train": len(result.train),
+        "eval": len(result.eval),
+        "rejected": len(result.rejected),
+        **{f"removed_by_{name.replace(' ', '_')}": n for name, n in result.funnel},
     }
 
 
+def _print_funnel(n_in: int, result: Curated) -> None:
+    from rich.table import Table
+
+    from distill.ui import console
+
+    table = Table(title="curation", show_edge=False)
+    for col in ("filter", "in", "removed", "out"):
+        table.add_column(col, justify="left" if col == "filter" else "right")
+    left = n_in
+    for name, removed in result.funnel:
+        table.add_row(name, str(left), str(removed), str(left - removed))
+        left -= removed
+    console.print(table)
+
+
+def _histograms(out: Path, result: Curated) -> list[str]:
+    """support.png (and judge.png when judged); returns the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    everyone = result.train + result.eval + result.rejected
+    written = []
+    support = [s["support"] for s in everyone if s.get("support") is not None]
+    if support:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.hist(support, bins=20, range=(0, 1), color="#4c72b0")
+        ax.set_xlabel("support score (share of answer words found in cited documents)")
+        ax.set_ylabel("samples")
+        fig.tight_layout()
+        fig.savefig(out / "support.png", dpi=100)
+        plt.close(fig)
+        written.append("support.png")
+    judged = [s for s in everyone if s.get("groundedness") is not None]
+    if judged:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+        for ax, key in zip(axes, ("groundedness", "quality"), strict=True):
+            counts = Counter(s[key] for s in judged)
+            ax.bar(range(1, 6), [counts.get(v, 0) for v in range(1, 6)], color="#55a868")
+            ax.set_xlabel(f"judge {key}")
+            ax.set_xticks(range(1, 6))
+        axes[0].set_ylabel("samples")
+        fig.tight_layout()
+        fig.savefig(out / "judge.png", dpi=100)
+        plt.close(fig)
+        written.append("judge.png")
+    return written
+
+
 def _report(
-    samples: list[dict[str, Any]],
-    train: list[dict[str, Any]],
-    held: list[dict[str, Any]],
-    rejected: list[dict[str, Any]],
+    samples: list[dict[str, Any]], result: Curated, plots: list[str], cfg: CurateConfig
 ) -> str:
-    reasons = Counter(r["reject_reason"] for r in rejected)
+    train, held, rejected = result.train, result.eval, result.rejected
     lines = [
         "# Curation report",
         "",
         f"- samples in: {len(samples)}",
         f"- kept: {len(train) + len(held)} (train {len(train)} from "
-        f"{len({s['doc_ids'][0] for s in train})} documents, eval {len(held)} from "
-        f"{len({s['doc_ids'][0] for s in held})} documents)",
+        f"{len({d for s in train for d in _sources(s)})} documents, eval {len(held)} from "
+        f"{len({d for s in held for d in _sources(s)})} documents)",
         f"- rejected: {len(rejected)}",
+        f"- tasks kept: {dict(Counter(s.get('task', 'qa') for s in train + held))}",
         "",
-        "| reject reason | samples |",
-        "| --- | --- |",
-        *(f"| {r} | {n} |" for r, n in reasons.most_common()),
-        "",
-        "## Held-out documents",
-        "",
-        *(f"- {d}" for d in sorted({s["doc_ids"][0] for s in held})),
+        "| filter | in | removed | out |",
+        "| --- | --- | --- | --- |",
     ]
+    left = len(samples)
+    for name, removed in result.funnel:
+        lines.append(f"| {name} | {left} | {removed} | {left - removed} |")
+        left -= removed
+    reasons = Counter(_reason_kind(r["reject_reason"]) for r in rejected)
+    lines += ["", "| reject reason | samples |", "| --- | --- |"]
+    lines += [f"| {r} | {n} |" for r, n in reasons.most_common()]
+    lines += [""] + [f"![{p}]({p})" for p in plots]
+    lines += ["", "## Rejected examples", ""]
+    for reason, _ in reasons.most_common():
+        lines.append(f"### {reason}")
+        for r in [r for r in rejected if _reason_kind(r["reject_reason"]) == reason][:3]:
+            answer = " ".join(r["answer"].split())[:300]
+            lines.append(
+                f"- `{r['sample_id']}` ({r.get('task', 'qa')}): **{r['question']}** → {answer}"
+            )
+        lines.append("")
+    lines += ["## Held-out documents", ""]
+    lines += [f"- {d}" for d in sorted({d for s in held for d in _sources(s)})]
     return "\n".join(lines) + "\n"
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without its specifics ('near-duplicate question of X' -> '... question')."""
+    return re.sub(r" (of|\() ?[0-9a-f]{16}.*$", "", reason)

@@ -1,10 +1,11 @@
 """`distill estimate`: requests, tokens and cost of a recipe's generate stage, before
 anything is spent.
 
-Question prompts are rendered exactly as generate will send them. Answer prompts
-depend on the questions the teacher has not written yet, so they are rendered with
-a stand-in question of typical length. Prompt tokens use the ~4 characters a token
-rule (distill.teachers.prices.estimate_tokens). Output is given two ways: the cap
+Request prompts (questions, instructions) are rendered exactly as generate will send
+them. Answer and follow-up prompts depend on what the teacher has not written yet,
+so they are rendered with a stand-in question (and answers) of typical length.
+Prompt tokens use the ~4 characters a token rule
+(distill.teachers.prices.estimate_tokens). Output is given two ways: the cap
 (`max_tokens` on every reply: the most the run can cost) and an expectation
 (questions ~EXPECTED_QUESTION_TOKENS, answers ANSWER_FILL of the cap), which is an
 assumption, not a measurement: after a run, compare with the manifest's tokens.
@@ -15,10 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from distill.generate import QUESTION_MAX_TOKENS, fenced, make_plan, teacher_price
+from distill.generate import QUESTION_MAX_TOKENS, teacher_price
+from distill.prompts import fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
+from distill.tasks import make_plan, numbered
 from distill.teachers.prices import BATCH_DISCOUNT, estimate_tokens
 
 EXPECTED_QUESTION_TOKENS = 24
@@ -39,28 +42,59 @@ def estimate(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     """The generate stage's requests, tokens and cost; ingest must have run."""
     cfg = recipe.generate
     plan = make_plan(recipe, Retriever(run.stage_dir("ingest"), recipe.retrieval))
-    q_in = sum(estimate_tokens(m) for m in plan.question_prompts.values())
-    a_in = sum(
-        estimate_tokens(
-            plan.answer_template.render(
-                passages=[fenced(x) for x in plan.contexts[j]], question=STAND_IN_QUESTION
-            )
+    tpl, jobs = plan.templates, plan.jobs
+    answer_out = round(cfg.max_new_tokens * ANSWER_FILL)
+    stand_in = {"question": STAND_IN_QUESTION, "answer": "x" * (answer_out * 4)}
+    answer_in = {
+        j.index: estimate_tokens(
+            tpl.answer.render(passages=numbered(j.context), question=STAND_IN_QUESTION)
         )
-        for j in range(len(plan.jobs))
-    )
-    n = len(plan.jobs)
+        for j in jobs
+        if not j.expects_refusal
+    }
+    q_out = min(EXPECTED_QUESTION_TOKENS, QUESTION_MAX_TOKENS)
     steps = [
         StepEstimate(
-            "questions",
-            n,
-            q_in,
-            n * min(EXPECTED_QUESTION_TOKENS, QUESTION_MAX_TOKENS),
-            n * QUESTION_MAX_TOKENS,
+            "requests",
+            len(jobs),
+            sum(estimate_tokens(j.request_prompt) for j in jobs),
+            len(jobs) * q_out,
+            len(jobs) * QUESTION_MAX_TOKENS,
         ),
         StepEstimate(
-            "answers", n, a_in, round(n * cfg.max_new_tokens * ANSWER_FILL), n * cfg.max_new_tokens
+            "answers",
+            len(answer_in),
+            sum(answer_in.values()),
+            len(answer_in) * answer_out,
+            len(answer_in) * cfg.max_new_tokens,
         ),
     ]
+    talks = [j for j in jobs if j.task == "multi_turn"]
+    for turn in range(1, cfg.multi_turn_turns if talks else 1):
+        passage = [fence("1", j.chunk["text"], j.chunk["heading_path"]) for j in talks]
+        follow_in = sum(
+            estimate_tokens(tpl.follow_up.render(passage=p, conversation=[stand_in] * turn))
+            for p in passage
+        )
+        steps.append(
+            StepEstimate(
+                f"follow-ups {turn + 1}",
+                len(talks),
+                follow_in,
+                len(talks) * q_out,
+                len(talks) * QUESTION_MAX_TOKENS,
+            )
+        )
+        per_turn = estimate_tokens([stand_in | {"content": STAND_IN_QUESTION}]) + answer_out
+        steps.append(
+            StepEstimate(
+                f"answers {turn + 1}",
+                len(talks),
+                sum(answer_in[j.index] for j in talks) + len(talks) * turn * per_turn,
+                len(talks) * answer_out,
+                len(talks) * cfg.max_new_tokens,
+            )
+        )
     price, source = teacher_price(cfg)
     discount = BATCH_DISCOUNT if cfg.mode == "batch" else 1.0
     if cfg.mode == "batch":

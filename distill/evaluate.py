@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from distill.errors import InputError
-from distill.generate import ANSWER_STOP, clean_answer, fenced, templates
+from distill.generate import ANSWER_STOP
 from distill.io import read_rows, write_json, write_rows, write_text
 from distill.recipe import Recipe
 from distill.retrieval import Retriever, embed
 from distill.runfolder import RunFolder
+from distill.tasks import clean_answer, load_templates, numbered
 from distill.teachers import Completion, get_teacher
 from distill.teachers.local import generate_batch
 from distill.ui import progress
@@ -55,9 +56,9 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         )
     retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
     hits = retriever.retrieve_many([q["question"] for q in questions], cfg.k)
-    _, a_tpl = templates(recipe)
+    a_tpl = load_templates(recipe).answer
     rag = [
-        a_tpl.render(passages=[fenced(c) for c, _ in h], question=q["question"])
+        a_tpl.render(passages=numbered([c for c, _ in h]), question=q["question"])
         for q, h in zip(questions, hits, strict=True)
     ]
     closed = [a_tpl.render(passages=[], question=q["question"]) for q in questions]

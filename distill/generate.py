@@ -12,18 +12,27 @@ was grounded in) and failures.parquet (requests that ended in an error).
 from __future__ import annotations
 
 import datetime as dt
-import random
-import re
-from dataclasses import dataclass
+from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from distill.errors import TeacherError, UserError
-from distill.io import hash_json, write_rows
-from distill.prompts import Template, fence, load_template
+from distill.io import write_rows
+from distill.prompts import fence
 from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
+from distill.tasks import (
+    Job,
+    Templates,
+    citations,
+    clean_answer,
+    clean_question,
+    clean_reply,
+    make_plan,
+    numbered,
+)
 from distill.teachers import Completion, Teacher, get_teacher
 from distill.teachers.batch import BatchTeacher
 from distill.teachers.cache import CachedTeacher, RequestCache
@@ -41,57 +50,6 @@ from distill.ui import progress
 QUESTION_MAX_TOKENS = 64
 # SmolLM-class teachers sometimes run on into a new "Question:"; cut there.
 ANSWER_STOP = ["\nQuestion:", "\nQ:"]
-
-
-def templates(recipe: Recipe) -> list[Template]:
-    """The question and answer templates the recipe names."""
-    cfg = recipe.generate
-    search = [recipe.base_dir / cfg.prompts_dir] if cfg.prompts_dir else []
-    return [
-        load_template(cfg.question_template, search),
-        load_template(cfg.answer_template, search),
-    ]
-
-
-def clean_question(text: str) -> str:
-    """The question in a teacher's reply: the first line with a '?', labels and quotes stripped.
-
-    Small teachers wrap it ('Question: ...', 'The customer wants to know: "...?"').
-    """
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    line = next((ln for ln in lines if "?" in ln), lines[0] if lines else "")
-    line = re.sub(r"^(question|q)\s*[:.)-]\s*", "", line, flags=re.I)
-    quoted = re.search(r":\s*[\"“](.+?\?)", line)
-    if quoted:
-        line = quoted.group(1)
-    if "?" in line:
-        line = line[: line.rindex("?") + 1]
-    return line.strip().strip('"“”').strip()
-
-
-def clean_answer(text: str) -> str:
-    return re.sub(r"^(answer|a)\s*:\s*", "", text.strip(), flags=re.I).strip()
-
-
-def fenced(chunk: dict[str, Any]) -> str:
-    return fence(chunk["chunk_id"], chunk["text"], chunk["heading_path"])
-
-
-def select_chunks(
-    chunks: list[dict[str, Any]], max_chunks: int | None, seed: int
-) -> list[dict[str, Any]]:
-    """All chunks, or a seeded sample of `max_chunks` spread over the corpus, in corpus order."""
-    if max_chunks is None or max_chunks >= len(chunks):
-        return chunks
-    picked = sorted(random.Random(seed).sample(range(len(chunks)), max_chunks))
-    return [chunks[i] for i in picked]
-
-
-def samples_for(chunk: dict[str, Any], cfg: GenerateConfig) -> int:
-    """How many samples to write from a chunk: fixed, or proportional to its tokens."""
-    if cfg.samples_per_1k_tokens is None:
-        return cfg.samples_per_chunk
-    return max(1, round(chunk["n_tokens"] / 1000 * cfg.samples_per_1k_tokens))
 
 
 def _failure(
@@ -118,40 +76,6 @@ def _teacher_failure(
 ) -> dict[str, Any]:
     reason = str(e).split(": ", 1)[-1]
     return _failure(request_id, step, reason, e.status, e.body or str(e), attempts)
-
-
-@dataclass
-class Plan:
-    """What generate will ask: one job per (chunk, sample index), its id and context."""
-
-    question_template: Template
-    answer_template: Template
-    chunks: list[dict[str, Any]]
-    jobs: list[tuple[dict[str, Any], int]]
-    ids: list[str]
-    contexts: list[list[dict[str, Any]]]
-    question_prompts: dict[int, list[dict[str, str]]]
-
-
-def make_plan(recipe: Recipe, retriever: Retriever) -> Plan:
-    cfg = recipe.generate
-    q_tpl, a_tpl = templates(recipe)
-    chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed)
-    jobs = [(c, i) for c in chunks for i in range(samples_for(c, cfg))]
-    ids = [
-        hash_json(
-            ["qa", c["chunk_id"], q_tpl.sha, a_tpl.sha, cfg.teacher, cfg.seed, i, cfg.neighbours]
-        )[:16]
-        for c, i in jobs
-    ]
-    rng = random.Random(cfg.seed)
-    contexts = []
-    for c, _ in jobs:
-        context = [c] + [n for n, _ in retriever.neighbours(c["chunk_id"], cfg.neighbours)]
-        rng.shuffle(context)  # the grounding chunk is not always first
-        contexts.append(context)
-    prompts = {j: q_tpl.render(passage=fenced(c), style=None) for j, (c, _) in enumerate(jobs)}
-    return Plan(q_tpl, a_tpl, chunks, jobs, ids, contexts, prompts)
 
 
 def teacher_price(cfg: GenerateConfig) -> tuple[Price | None, str]:
@@ -209,11 +133,12 @@ class Spend:
 def _run_step(
     bar: Any,
     label: str,
-    teacher: CachedTeacher,
     prompts: dict[int, list[dict[str, str]]],
+    batch_size: int,
+    *,
+    teacher: CachedTeacher,
     ids: list[str],
     failures: list[dict[str, Any]],
-    batch_size: int,
     spend: Spend,
     seed: int | None = None,
     **params: Any,
@@ -258,68 +183,73 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     out_dir: Path = run.stage_dir("generate")
     retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
     plan = make_plan(recipe, retriever)
-    q_tpl, a_tpl, jobs, ids, contexts = (
-        plan.question_template,
-        plan.answer_template,
-        plan.jobs,
-        plan.ids,
-        plan.contexts,
-    )
+    jobs, tpl = plan.jobs, plan.templates
     inner, price_source = build_teacher(cfg, out_dir)
     cache = RequestCache(out_dir / "cache.sqlite")
     # Template text is in the messages already; the shas make a template change explicit.
-    teacher = CachedTeacher(inner, cache, salt=f"{q_tpl.sha}+{a_tpl.sha}")
+    teacher = CachedTeacher(inner, cache, salt=tpl.salt())
+    ids = [j.sample_id for j in jobs]
     failures: list[dict[str, Any]] = []
     spend = Spend()
+    step = partial(_run_step, teacher=teacher, ids=ids, failures=failures, spend=spend)
+    convo: dict[int, list[dict[str, Any]]] = {}  # job -> turns {question, answer, reply}
+    base: dict[int, list[dict[str, str]]] = {}  # job -> the answer prompt (system + user)
     with progress() as bar:
-        questions = _run_step(
-            bar, "questions", teacher, plan.question_prompts, ids, failures, cfg.batch_size,
-            spend, max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature, seed=cfg.seed,
+        replies = step(
+            bar, "requests", {j.index: j.request_prompt for j in jobs}, cfg.batch_size,
+            max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature, seed=cfg.seed,
         )  # fmt: skip
-        # A question that failed or came back empty is not worth paying to answer.
-        a_prompts = {}
-        for j, reply in questions.items():
-            if question := clean_question(reply.text):
-                a_prompts[j] = a_tpl.render(
-                    passages=[fenced(x) for x in contexts[j]], question=question
-                )
+        # A request that failed or came back empty is not worth paying to answer.
+        asks: dict[int, list[dict[str, str]]] = {}
+        for j, reply in replies.items():
+            job = jobs[j]
+            request = clean_reply(job, reply.text)
+            if not request:
+                failures.append(_failure(ids[j], "requests", "empty request", None, reply.text))
+                continue
+            base[j] = tpl.answer.render(passages=numbered(job.context), question=request)
+            convo[j] = [{"question": request, "reply": reply}]
+            if job.expects_refusal:
+                convo[j][0]["answer"] = cfg.raft.refusal  # the target; nothing to ask
             else:
-                failures.append(_failure(ids[j], "questions", "empty question", None, reply.text))
-        answers = _run_step(
-            bar, "answers", teacher, a_prompts, ids, failures, cfg.batch_size, spend,
-            max_tokens=cfg.max_new_tokens, temperature=0.0, stop=ANSWER_STOP,
-        )  # fmt: skip
+                asks[j] = base[j]
+        for turn in range(cfg.multi_turn_turns):
+            answers = step(
+                bar, "answers" if turn == 0 else f"answers (turn {turn + 1})", asks,
+                cfg.batch_size, max_tokens=cfg.max_new_tokens, temperature=0.0, stop=ANSWER_STOP,
+            )  # fmt: skip
+            for j, a in answers.items():
+                convo[j][-1].update(answer=clean_answer(a.text), answer_reply=a)
+            more = [
+                j
+                for j in answers
+                if jobs[j].task == "multi_turn" and turn + 1 < cfg.multi_turn_turns
+            ]
+            if not more:
+                break
+            follow = step(
+                bar, f"follow-ups (turn {turn + 2})",
+                {j: _follow_up_prompt(tpl, jobs[j], convo[j]) for j in more}, cfg.batch_size,
+                max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature, seed=cfg.seed,
+            )  # fmt: skip
+            asks = {}
+            for j, reply in follow.items():
+                question = clean_question(reply.text)
+                if not question:
+                    failures.append(
+                        _failure(ids[j], "follow-ups", "empty follow-up", None, reply.text)
+                    )
+                    continue
+                convo[j].append({"question": question, "reply": reply})
+                asks[j] = _conversation(base[j], convo[j])
 
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     samples = []
-    for j, (chunk, _) in enumerate(jobs):
-        q, a = questions.get(j), answers.get(j)
-        if q is None or a is None:
-            continue
-        question = clean_question(q.text)
-        answer = clean_answer(a.text)
-        samples.append(
-            {
-                "sample_id": ids[j],
-                "task": "qa",
-                "question": question,
-                "answer": answer,
-                "answer_truncated": a.finish_reason == "length",
-                "messages": [*a_prompts[j], {"role": "assistant", "content": answer}],
-                "source_chunk_id": chunk["chunk_id"],
-                "chunk_ids": [x["chunk_id"] for x in contexts[j]],
-                "doc_ids": list(
-                    dict.fromkeys([chunk["doc_id"]] + [x["doc_id"] for x in contexts[j]])
-                ),
-                "teacher": cfg.teacher,
-                "template": f"{q_tpl.ref}+{a_tpl.ref}",
-                "template_sha": f"{q_tpl.sha}+{a_tpl.sha}",
-                "input_tokens": q.usage.input_tokens + a.usage.input_tokens,
-                "output_tokens": q.usage.output_tokens + a.usage.output_tokens,
-                "cost_usd": q.cost_usd + a.cost_usd,
-                "created_at": created,
-            }
-        )
+    for job in jobs:
+        turns = [t for t in convo.get(job.index, []) if "answer" in t]
+        if not turns or (job.task == "multi_turn" and len(turns) < cfg.multi_turn_turns):
+            continue  # a failure row says why
+        samples.append(_sample(job, turns, base[job.index], cfg, tpl, created))
     write_rows(out_dir / "samples.parquet", samples)
     write_rows(out_dir / "failures.parquet", failures)
     cache.close()
@@ -338,6 +268,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         "cost_usd": round(spend_now(teacher, spend), 6),
         "cost_of_samples_usd": round(sum(s["cost_usd"] for s in samples), 6),
         "price": price_source,
+        "tasks": dict(Counter(s["task"] for s in samples)),
     }
     if isinstance(inner, BatchTeacher):
         counts["batches_submitted"] = inner.batches_submitted
@@ -352,6 +283,73 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
             counts=counts,
         )
     return counts
+
+
+def _follow_up_prompt(
+    tpl: Templates, job: Job, turns: list[dict[str, Any]]
+) -> list[dict[str, str]]:
+    passage = fence("1", job.chunk["text"], job.chunk["heading_path"])
+    conversation = [{"question": t["question"], "answer": t["answer"]} for t in turns]
+    return tpl.follow_up.render(passage=passage, conversation=conversation)
+
+
+def _conversation(base: list[dict[str, str]], turns: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The answer prompt followed by the turns so far (the last one unanswered)."""
+    msgs = list(base)
+    for n, t in enumerate(turns):
+        if n:
+            msgs.append({"role": "user", "content": t["question"]})
+        if "answer" in t:
+            msgs.append({"role": "assistant", "content": t["answer"]})
+    return msgs
+
+
+def _sample(
+    job: Job,
+    turns: list[dict[str, Any]],
+    base: list[dict[str, str]],
+    cfg: GenerateConfig,
+    tpl: Templates,
+    created: str,
+) -> dict[str, Any]:
+    replies = [r for t in turns for r in (t.get("reply"), t.get("answer_reply")) if r is not None]
+    answers = [t["answer"] for t in turns]
+    cited = list(dict.fromkeys(n for a in answers for n in citations(a)))
+    context_ids = [c["chunk_id"] for c in job.context]
+    return {
+        "sample_id": job.sample_id,
+        "task": job.task,
+        "persona": job.persona,
+        "difficulty": job.difficulty,
+        "style": job.style,
+        "instruction_kind": job.kind,
+        "question": turns[0]["question"],
+        "answer": turns[0]["answer"],
+        "turns": len(turns),
+        "answer_truncated": any(
+            t.get("answer_reply") is not None and t["answer_reply"].finish_reason == "length"
+            for t in turns
+        ),
+        "messages": _conversation(base, turns),
+        "source_chunk_id": job.chunk["chunk_id"],
+        "source_chunk_ids": [s["chunk_id"] for s in job.sources],
+        "source_doc_ids": list(dict.fromkeys(s["doc_id"] for s in job.sources)),
+        "chunk_ids": context_ids,
+        "doc_ids": list(
+            dict.fromkeys([s["doc_id"] for s in job.sources] + [c["doc_id"] for c in job.context])
+        ),
+        "oracle_in_context": job.oracle_in_context,
+        "expects_refusal": job.expects_refusal,
+        "citations": cited,
+        "cited_chunk_ids": [context_ids[n - 1] for n in cited if 0 < n <= len(context_ids)],
+        "teacher": cfg.teacher,
+        "template": "+".join(t.ref for t in tpl.all()),
+        "template_sha": tpl.salt(),
+        "input_tokens": sum(r.usage.input_tokens for r in replies),
+        "output_tokens": sum(r.usage.output_tokens for r in replies),
+        "cost_usd": sum(r.cost_usd for r in replies),
+        "created_at": created,
+    }
 
 
 def spend_now(teacher: CachedTeacher, spend: Spend) -> float:

@@ -33,9 +33,9 @@ class Stage:
 
 
 def _templates(recipe: Recipe) -> dict[str, str]:
-    from distill.generate import templates
+    from distill.tasks import load_templates
 
-    return {t.ref: t.sha for t in templates(recipe)}
+    return {t.ref: t.sha for t in load_templates(recipe).all()}
 
 
 def default_stages() -> dict[str, Stage]:

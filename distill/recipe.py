@@ -111,6 +111,37 @@ class PriceConfig(StrictModel):
     )
 
 
+TaskType = Literal["qa", "instructions", "multi_hop", "raft", "multi_turn"]
+INSTRUCTION_KINDS = (
+    "a request to summarise the page for a particular reader",
+    "a request to extract specific facts from the page into a short list",
+    "a request to compare two options, plans or settings the page describes",
+    "a request for step-by-step instructions for a task the page describes",
+    "a request to rewrite part of the page for a particular audience",
+)
+
+
+def _qa_only() -> dict[TaskType, float]:
+    return {"qa": 1.0}
+
+
+class RaftConfig(StrictModel):
+    distractors: int = Field(
+        3, ge=1, le=10, description="Retrieved chunks added to a raft sample's context."
+    )
+    no_oracle_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Share of raft samples whose context leaves the source chunk out; their "
+        "target answer is `refusal`.",
+    )
+    refusal: str = Field(
+        "The documents provided do not contain the answer to this question.",
+        description="The target answer when the context lacks the answer.",
+    )
+
+
 class GenerateConfig(StrictModel):
     teacher: str = Field(
         f"local:{DEFAULT_STUDENT}",
@@ -120,12 +151,51 @@ class GenerateConfig(StrictModel):
         default_factory=dict,
         description="The teacher backend's settings, e.g. {dtype: bfloat16} for local:.",
     )
+    tasks: dict[TaskType, float] = Field(
+        default_factory=_qa_only,
+        description="Task mix: task type -> weight (qa, instructions, multi_hop, raft, "
+        "multi_turn); each sample's task is a seeded weighted pick.",
+    )
+    personas: list[str] = Field(
+        default_factory=lambda: ["a new user", "an experienced user", "an administrator"],
+        description="Who asks; each sample picks one (seeded).",
+    )
+    difficulties: list[str] = Field(
+        default_factory=lambda: ["easy", "medium", "hard"],
+        description="Question difficulty levels; each sample picks one.",
+    )
+    question_styles: list[str] = Field(
+        default_factory=lambda: [
+            "a direct question",
+            "a how-do-I question",
+            "a question that first describes the user's situation",
+        ],
+        description="Question styles; each sample picks one.",
+    )
+    instruction_kinds: list[str] = Field(
+        default_factory=lambda: list(INSTRUCTION_KINDS),
+        description="Kinds of request for the instructions task (a phrase each; defaults: "
+        "summarise, extract, compare, explain step by step, rewrite for an audience).",
+    )
+    raft: RaftConfig = Field(default_factory=lambda: RaftConfig())
+    multi_turn_turns: int = Field(2, ge=2, le=3, description="Turns in a multi_turn sample.")
     question_template: str = Field(
-        "qa_question@v1", description="Prompt template (name@vN in prompts/) for questions."
+        "qa_question@v2",
+        description="Template for questions (qa, raft, multi_turn), name@vN in prompts/.",
+    )
+    instruction_template: str = Field(
+        "instruction@v1", description="Template for the instructions task's requests."
+    )
+    multi_hop_template: str = Field(
+        "multi_hop_question@v1", description="Template for two-chunk questions."
+    )
+    follow_up_template: str = Field(
+        "follow_up@v1", description="Template for multi_turn follow-up questions."
     )
     answer_template: str = Field(
-        "qa_answer@v1",
-        description="Prompt template for answers; it is also the prompt the student is trained on.",
+        "grounded_answer@v1",
+        description="Template for answers; it is also the prompt the student is trained on "
+        "and evaluated with (numbered documents, citations like [1]).",
     )
     prompts_dir: str | None = Field(
         None,
@@ -175,11 +245,31 @@ class GenerateConfig(StrictModel):
         "model the table does not know when max_cost_usd is set).",
     )
 
+    @model_validator(mode="after")
+    def _check(self) -> GenerateConfig:
+        if (
+            not self.tasks
+            or any(w < 0 for w in self.tasks.values())
+            or not any(w > 0 for w in self.tasks.values())
+        ):
+            raise ValueError("tasks: give at least one task type with a positive weight")
+        for name in ("personas", "difficulties", "instruction_kinds"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: give at least one")
+        return self
+
+
+ExportFormat = Literal["openai", "sharegpt", "alpaca"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("openai", "sharegpt", "alpaca")
+
 
 class CurateConfig(StrictModel):
     min_question_chars: int = Field(10, ge=1, description="Shorter questions are rejected.")
     require_question_mark: bool = Field(
-        True, description="Reject questions that do not end with '?'."
+        True, description="Reject questions (not instructions) that do not end with '?'."
+    )
+    require_citations: bool = Field(
+        False, description="Reject answers that cite no document (refusals aside)."
     )
     min_answer_chars: int = Field(2, ge=1, description="Shorter answers are rejected.")
     max_answer_tokens: int = Field(
@@ -191,10 +281,56 @@ class CurateConfig(StrictModel):
         le=1,
         description="Reject answers whose share of repeated word 4-grams is higher (loops).",
     )
+    near_dup_questions: float | None = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Reject a question this similar (Jaccard of character 5-grams, MinHash "
+        "LSH) to an earlier kept one; null to keep them.",
+    )
+    near_dup_samples: float | None = Field(
+        0.8, gt=0, le=1, description="The same for question + answers together."
+    )
+    semantic_dedup: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Also reject a question whose embedding cosine similarity to an earlier "
+        "kept one is at least this (ingest's embedding model); null for off.",
+    )
+    min_support: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Reject answers whose lexical support score (share of their content "
+        "words found in the cited documents) is lower; null to only report it.",
+    )
+    judge: str | None = Field(
+        None,
+        description="Judge model ('provider:model', as teachers) scoring groundedness and "
+        "quality 1-5; null for no judge. A failed judge call rejects the sample.",
+    )
+    judge_options: dict[str, Any] = Field(
+        default_factory=dict, description="The judge backend's settings."
+    )
+    judge_template: str = Field("judge@v1", description="The judge's prompt template.")
+    min_groundedness: int = Field(4, ge=1, le=5, description="Judge score needed to keep.")
+    min_quality: int = Field(3, ge=1, le=5, description="Judge score needed to keep.")
     eval_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of source documents held out for evaluation."
     )
     seed: int = Field(0, description="Seed of the split by document.")
+    decontam_ngram: int = Field(
+        13,
+        ge=0,
+        description="Drop training samples sharing a word n-gram this long with any eval "
+        "question or answer; 0 for off.",
+    )
+    exports: list[ExportFormat] = Field(
+        default_factory=lambda: list(EXPORT_FORMATS),
+        description="Files written to curate/exports/ besides the parquet splits (whose "
+        "`messages` column is Hugging Face chat format).",
+    )
 
 
 class ReviewConfig(StrictModel):

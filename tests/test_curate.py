@@ -1,17 +1,37 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from distill.curate import curate, repetition, split_documents
+from distill.curate import curate, repetition, split_documents, support_score
+from distill.exports import write_exports
 from distill.recipe import CurateConfig
 
+SYSTEM = {"role": "system", "content": "You are a helpful support assistant."}
+NO_DEDUP = {"near_dup_questions": None, "near_dup_samples": None}
 
-def sample(i: int, doc: str, q: str | None = None, a: str = "An answer.") -> dict[str, Any]:
+
+def sample(
+    i: int, doc: str, q: str | None = None, a: str = "An answer.", **extra: Any
+) -> dict[str, Any]:
+    question = f"What is item number {i}?" if q is None else q
+    context = '<document id="1">Item text.</document>\n\n<document id="2">More.</document>'
     return {
         "sample_id": f"s{i}",
-        "question": f"What is item number {i}?" if q is None else q,
+        "task": "qa",
+        "question": question,
         "answer": a,
+        "messages": [
+            SYSTEM,
+            {"role": "user", "content": f"{context}\n\n{question}"},
+            {"role": "assistant", "content": a},
+        ],
         "doc_ids": [doc, "other"],
+        "source_doc_ids": [doc],
+        "chunk_ids": [f"{doc}#1", "other#1"],
+        "expects_refusal": False,
+        **extra,
     }
 
 
@@ -33,7 +53,7 @@ def test_split_keeps_one_document_on_each_side() -> None:
     assert split_documents(["only"], 0.5, seed=0) == set()
 
 
-def test_curate_rejects_with_reasons_and_splits_by_source_document() -> None:
+def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
     samples = [sample(i, f"doc{i % 5}") for i in range(20)]
     samples += [
         sample(100, "doc1", q="", a=""),
@@ -42,30 +62,144 @@ def test_curate_rejects_with_reasons_and_splits_by_source_document() -> None:
         sample(103, "doc1", q="Two\nlines?"),
         sample(104, "doc1", q="The user wants to know about refunds."),
         sample(105, "doc1", q="What does the document say about refunds?"),
-        {**sample(106, "doc1"), "answer_truncated": True},
+        sample(106, "doc1", answer_truncated=True),
         sample(107, "doc1", a="Click the banner. " * 4),
+        sample(108, "doc1", a="The documents do not contain that."),
+        sample(109, "doc1", a="Trials last 14 days.", expects_refusal=True),
+        sample(110, "doc1", a="Trials last 14 days [3]."),
+        sample(111, "doc1", q="Summarise the refund policy for a new user.", task="instructions"),
         {**sample(0, "doc0"), "sample_id": "dup"},  # same text as s0
     ]
-    cfg = CurateConfig(min_question_chars=10, max_answer_tokens=20, eval_fraction=0.4)
-    train, held, rejected = curate(samples, cfg, words)
-    reasons = {r["sample_id"]: r["reject_reason"] for r in rejected}
+    cfg = CurateConfig(min_question_chars=10, max_answer_tokens=20, eval_fraction=0.4, **NO_DEDUP)
+    out = curate(samples, cfg, words)
+    reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
     assert reasons == {
-        "s100": "unparseable: empty question or answer",
-        "s101": "question shorter than 10 characters",
+        "s100": "unparseable: empty request or answer",
+        "s101": "request shorter than 10 characters",
         "s102": "answer longer than 20 tokens",
-        "s103": "unparseable: question spans several lines",
+        "s103": "unparseable: request spans several lines",
         "s104": "not a question (no question mark)",
-        "s105": "question refers to the context instead of standing alone",
+        "s105": "request refers to the context instead of standing alone",
         "s106": "answer cut off at the teacher's token limit",
         "s107": "repetitive answer (over 20% repeated 4-grams)",
-        "dup": "exact duplicate",
-    }
-    assert len(train) + len(held) == 20
-    train_docs = {s["doc_ids"][0] for s in train}
-    held_docs = {s["doc_ids"][0] for s in held}
+        "s108": "refuses although its context holds the answer",
+        "s109": "answers although its context lacks the answer",
+        "s110": "cites a document that is not in its context",
+        "dup": "exact duplicate of s0",
+    }  # s111 is an instruction: no question mark needed
+    assert len(out.train) + len(out.eval) == 21
+    train_docs = {s["source_doc_ids"][0] for s in out.train}
+    held_docs = {s["source_doc_ids"][0] for s in out.eval}
     assert train_docs and held_docs and not train_docs & held_docs
     assert len(held_docs) == 2
-    assert {s["split"] for s in train} == {"train"} and {s["split"] for s in held} == {"eval"}
+    assert {s["split"] for s in out.train} == {"train"} and {s["split"] for s in out.eval} == {
+        "eval"
+    }
+    assert dict(out.funnel)["checks"] == 11 and dict(out.funnel)["exact duplicates"] == 1
+
+
+def test_refusal_targets_pass_and_citations_can_be_required() -> None:
+    refusal = sample(
+        1, "d1", a="The documents provided do not contain the answer to this question."
+    )
+    refusal["expects_refusal"] = True
+    cited = sample(2, "d1", q="How much is Team?", a="Team costs $29 [2].")
+    bare = sample(3, "d2", q="How much is Starter?", a="Starter costs $12.")
+    out = curate([refusal, cited, bare], CurateConfig(require_citations=True, **NO_DEDUP), words)
+    assert [r["sample_id"] for r in out.rejected] == ["s3"]
+    assert out.rejected[0]["reject_reason"] == "cites no document"
+
+
+def test_near_duplicates_caught_and_distinct_samples_kept() -> None:
+    pairs = [
+        ("How long does the free trial last?", "How long does the free trial last for?"),
+        ("How can I reset my account password?", "How can I reset my account password now?"),
+        ("What is the API rate limit per minute?", "what is the api rate-limit per minute?!"),
+    ]
+    distinct = [
+        "How long does the free trial last?",
+        "How much does the Team plan cost per user?",
+        "How do I export my tickets to CSV?",
+        "Which roles can delete a workspace?",
+    ]
+    samples = [sample(i, f"d{i}", q=q, a=f"Answer {i} with words.") for i, q in enumerate(distinct)]
+    for n, (a, b) in enumerate(pairs):
+        samples.append(sample(10 + 2 * n, f"e{n}", q=a, a=f"First {n}."))
+        samples.append(sample(11 + 2 * n, f"f{n}", q=b, a=f"Second {n}."))
+    out = curate(samples, CurateConfig(decontam_ngram=0), words)
+    gone = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
+    assert set(gone) == {"s10", "s11", "s13", "s15"}  # s10 repeats distinct[0] (s0)
+    assert gone["s11"].startswith("near-duplicate question of s0")
+    assert gone["s13"].startswith("near-duplicate question of s12")
+    # Whole samples: the same question and nearly the same answer.
+    text = "Open Billing in the left menu, then Invoices: each invoice of the last {} is there."
+    again = [sample(1, "d1", q="Where are invoices?", a=text.format("two years"))]
+    again.append(sample(2, "d2", q="Where are invoices?", a=text.format("2 years")))
+    out = curate(again, CurateConfig(near_dup_questions=None), words)
+    assert [r["reject_reason"] for r in out.rejected] == ["near-duplicate sample of s1"]
+
+
+def test_sources_straddling_the_split_are_dropped() -> None:
+    samples = [sample(i, f"doc{i}") for i in range(6)]
+    hop = sample(9, "doc0", q="How do plans and trials combine?", source_doc_ids=["doc0", "doc1"])
+    cfg = CurateConfig(eval_fraction=0.5, seed=3, **NO_DEDUP)
+    held = split_documents([f"doc{i}" for i in range(6)], 0.5, 3)
+    out = curate([*samples, hop], cfg, words)
+    straddles = ("doc0" in held) != ("doc1" in held)
+    dropped = [r["sample_id"] for r in out.rejected]
+    assert ("s9" in dropped) == straddles
+    for s in out.train:
+        assert not set(s["source_doc_ids"]) & held
+
+
+def test_decontamination_removes_a_planted_overlap() -> None:
+    shared = "refunds are issued to the original card within ten business days of the request"
+    samples = [sample(i, f"doc{i}", a=f"Answer number {i}.") for i in range(8)]
+    held = split_documents([f"doc{i}" for i in range(8)], 0.25, 0)
+    eval_doc = sorted(held)[0]
+    train_doc = next(d for d in (f"doc{i}" for i in range(8)) if d not in held)
+    samples.append(sample(20, eval_doc, q="How are refunds paid?", a=f"Well, {shared}."))
+    samples.append(sample(21, train_doc, q="When do refunds arrive?", a=f"So {shared}!"))
+    samples.append(sample(22, train_doc, q="Who pays refunds?", a="The finance team [1]."))
+    cfg = CurateConfig(eval_fraction=0.25, **NO_DEDUP)
+    out = curate(samples, cfg, words)
+    reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
+    assert reasons == {"s21": "shares a 13-word sequence with an eval sample"}
+    assert dict(out.funnel)["decontamination"] == 1
+    assert "s20" in {s["sample_id"] for s in out.eval}
+
+
+def test_a_failed_judge_call_is_not_a_pass() -> None:
+    samples = [sample(i, f"doc{i}", a=f"Answer {i}.") for i in range(4)]
+
+    def judge(batch: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
+        return [
+            {"groundedness": 5, "quality": 4, "reason": "fine"},
+            "HTTP 500",
+            {"groundedness": 2, "quality": 5, "reason": "invented a number"},
+            {"groundedness": 5, "quality": 1, "reason": "useless"},
+        ]
+
+    out = curate(samples, CurateConfig(**NO_DEDUP), words, judge=judge)
+    reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
+    assert reasons == {
+        "s1": "judge failed: HTTP 500",
+        "s2": "judge: groundedness 2 below 4",
+        "s3": "judge: quality 1 below 3",
+    }
+    (kept,) = out.train + out.eval
+    assert (kept["groundedness"], kept["quality"]) == (5, 4)
+
+
+def test_support_score_reads_the_cited_documents() -> None:
+    chunks = {"d1#1": "Starter costs $12 per user per month.", "other#1": "Team costs $29."}
+    good = sample(1, "d1", a="Starter costs $12 per user [1].")
+    wrong = sample(2, "d1", a="Starter costs $15 weekly [1].")
+    assert support_score({**good, "cited_chunk_ids": ["d1#1"]}, chunks) == 1.0
+    assert support_score({**wrong, "cited_chunk_ids": ["d1#1"]}, chunks) == 0.5
+    assert support_score({**good, "expects_refusal": True}, chunks) is None
+    out = curate([good, wrong], CurateConfig(min_support=0.8, **NO_DEDUP), words, chunks)
+    assert [r["sample_id"] for r in out.rejected] == ["s2"]
 
 
 def test_repetition_score() -> None:
@@ -73,8 +207,18 @@ def test_repetition_score() -> None:
     assert repetition("go to the page. " * 10) > 0.7
 
 
-def test_duplicates_ignore_case_and_punctuation() -> None:
-    a = sample(1, "d1", q="How long is the trial?", a="14 days.")
-    b = sample(2, "d2", q="how long is the TRIAL", a="14 days")
-    _, _, rejected = curate([a, b], CurateConfig(), words)
-    assert [r["sample_id"] for r in rejected] == ["s2"]
+def test_exports_in_three_formats(tmp_path: Path) -> None:
+    talk = sample(1, "d1", q="How long is a trial?", a="14 days [1].")
+    talk["messages"] += [
+        {"role": "user", "content": "Can I extend it?"},
+        {"role": "assistant", "content": "Yes, once, by 7 days [1]."},
+    ]
+    write_exports(tmp_path, "train", [talk], ["openai", "sharegpt", "alpaca"])
+    (line,) = (tmp_path / "train.openai.jsonl").read_text().splitlines()
+    assert json.loads(line) == {"messages": talk["messages"]}
+    (conv,) = json.loads((tmp_path / "train.sharegpt.json").read_text())
+    assert [t["from"] for t in conv["conversations"]] == ["system", "human", "gpt", "human", "gpt"]
+    (alp,) = json.loads((tmp_path / "train.alpaca.json").read_text())
+    assert alp["instruction"] == "Can I extend it?" and alp["output"].startswith("Yes, once")
+    assert alp["history"] == [[talk["messages"][1]["content"], "14 days [1]."]]
+    assert alp["system"] == SYSTEM["content"]

@@ -215,3 +215,45 @@ def test_generate_with_openai_teacher_records_failed_requests(
     assert run.stage("generate")["counts"]["failures"] == 1
     assert len(server.requests) == 7  # 4 questions (1 failed, not retried) + 3 answers
     assert "test-key" not in (recipe.run_path / "manifest.json").read_text()
+
+
+def test_every_task_type_through_generate(ingested: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import distill.generate
+    from distill.teachers.fake import FakeTeacher
+
+    calls: list[list[dict[str, str]]] = []
+
+    class Recording(FakeTeacher):
+        def complete(self, messages, **params):  # type: ignore[no-untyped-def]
+            calls.append(messages)
+            return super().complete(messages, **params)
+
+    monkeypatch.setattr(distill.generate, "get_teacher", lambda spec, opts: Recording())
+    mix = "{qa: 1, instructions: 1, multi_hop: 1, raft: 3, multi_turn: 1}"
+    recipe = load_recipe(
+        ingested.parent.parent / "recipe.yaml",
+        ["name=tasks", f"generate.tasks={mix}", "generate.samples_per_chunk=6"]
+        + ["generate.raft={distractors: 2, no_oracle_share: 0.5}"],
+    )
+    run = run_pipeline(recipe, until="generate")
+    samples = read_rows(recipe.run_path / "generate" / "samples.parquet")
+    by_task = {t: [s for s in samples if s["task"] == t] for t in recipe.generate.tasks}
+    assert all(by_task.values()), {t: len(v) for t, v in by_task.items()}
+    assert run.stage("generate")["counts"]["tasks"] == {t: len(v) for t, v in by_task.items()}
+    for s in samples:
+        assert s["messages"][0]["role"] == "system" and s["messages"][-1]["role"] == "assistant"
+        assert s["messages"][1]["content"].endswith(s["question"])
+        assert s["template"].startswith("qa_question@v2+instruction@v1")
+        assert len(s["chunk_ids"]) == s["messages"][1]["content"].count("<document id=")
+    turns = by_task["multi_turn"][0]["messages"]
+    assert [m["role"] for m in turns] == ["system", "user", "assistant", "user", "assistant"]
+    for s in by_task["multi_hop"]:
+        assert len(s["source_doc_ids"]) == 2 and set(s["source_chunk_ids"]) <= set(s["chunk_ids"])
+    refusals = [s for s in by_task["raft"] if s["expects_refusal"]]
+    assert refusals and all(s["answer"] == recipe.generate.raft.refusal for s in refusals)
+    assert all(s["source_chunk_id"] not in s["chunk_ids"] for s in refusals)
+    # Nobody asked the teacher to answer a question whose context lacks the answer.
+    asked = {m[-1]["content"] for m in calls}
+    assert not any(s["messages"][1]["content"] in asked for s in refusals)
+    instructions = by_task["instructions"]
+    assert all(s["question"].startswith("Summarise") for s in instructions)

@@ -24,7 +24,10 @@ def _default_reply(messages: list[Message]) -> str:
     docs = _DOC.findall(prompt)
     first = docs[0] if docs else prompt
     sentence = re.split(r"(?<=[.!?])\s", first.strip(), maxsplit=1)[0][:200]
-    if "write one question" in prompt.lower():
+    if "write one request" in prompt.lower():
+        words = re.findall(r"[A-Za-z0-9$%]+", sentence)[:8]
+        return f"Request: Summarise what the documentation says about {' '.join(words)}."
+    if "write one question" in prompt.lower() or "next question" in prompt.lower():
         words = re.findall(r"[A-Za-z0-9$%]+", sentence)[:8]
         return f"What does the documentation say about {' '.join(words)}?"
     return sentence

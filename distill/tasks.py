@@ -1,0 +1,248 @@
+"""Generation tasks: what each sample asks the teacher, and from which chunks.
+
+Each job is one (chunk, sample index) pair. A seeded pick per job chooses its task
+type (by the recipe's weights), persona, difficulty, question style and, for the
+instructions task, the kind of request:
+
+- `qa`: a question the chunk answers; context = the chunk plus `neighbours`
+  retrieved chunks, shuffled;
+- `instructions`: a request over the chunk (summarise, extract, compare, explain
+  step by step, rewrite for an audience); same context;
+- `multi_hop`: a question that needs the chunk and a related chunk (the nearest one
+  from another document, found by retrieval); context = both plus neighbours;
+- `raft`: a question the chunk answers, with the chunk (the oracle) among
+  `raft.distractors` retrieved chunks; for `raft.no_oracle_share` of them the
+  oracle is left out (and so are other chunks of its document), and the target
+  answer is `raft.refusal`;
+- `multi_turn`: a `multi_turn_turns`-turn conversation grounded in the chunk.
+
+In every answer prompt the context chunks are numbered documents (`<document
+id="1">`), so answers cite them as [1], [2]; each sample keeps the chunk ids in
+that order, so a citation maps back to its chunk.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from distill.io import hash_json
+from distill.prompts import Template, fence, load_template
+from distill.recipe import GenerateConfig, Recipe
+from distill.retrieval import Retriever
+
+Message = dict[str, str]
+QUESTION_TASKS = ("qa", "multi_hop", "raft", "multi_turn")
+
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+_REFUSAL = re.compile(
+    r"\b(do(es)?n[o']?t|do(es)? not) (contain|include|mention|say|provide|cover|specify)\b"
+    r"|\bnot (mentioned|covered|specified|provided|included|stated)\b"
+    r"|\bno (information|mention)\b"
+    r"|\b(cannot|can't|can not|unable to) (find|answer|determine)\b",
+    re.I,
+)
+
+
+@dataclass
+class Templates:
+    question: Template
+    instruction: Template
+    multi_hop: Template
+    follow_up: Template
+    answer: Template
+
+    def all(self) -> list[Template]:
+        return [self.question, self.instruction, self.multi_hop, self.follow_up, self.answer]
+
+    def salt(self) -> str:
+        """The text hashes of every template, for cache keys and sample ids."""
+        return "+".join(t.sha for t in self.all())
+
+
+def load_templates(recipe: Recipe) -> Templates:
+    cfg = recipe.generate
+    search = [recipe.base_dir / cfg.prompts_dir] if cfg.prompts_dir else []
+    return Templates(
+        question=load_template(cfg.question_template, search),
+        instruction=load_template(cfg.instruction_template, search),
+        multi_hop=load_template(cfg.multi_hop_template, search),
+        follow_up=load_template(cfg.follow_up_template, search),
+        answer=load_template(cfg.answer_template, search),
+    )
+
+
+def numbered(chunks: list[dict[str, Any]]) -> list[str]:
+    """Chunks as numbered, fenced documents: the context of every answer prompt."""
+    return [fence(str(n), c["text"], c["heading_path"]) for n, c in enumerate(chunks, start=1)]
+
+
+def citations(text: str) -> list[int]:
+    """The document numbers an answer cites ([1], [2]), in order, without repeats."""
+    return list(dict.fromkeys(int(m) for m in _CITATION.findall(text)))
+
+
+def is_refusal(text: str) -> bool:
+    """Does the answer say the documents do not contain the answer?"""
+    return bool(_REFUSAL.search(text))
+
+
+def clean_question(text: str) -> str:
+    """The question in a teacher's reply: the first line with a '?', labels and quotes stripped.
+
+    Small teachers wrap it ('Question: ...', 'The customer wants to know: "...?"').
+    """
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = next((ln for ln in lines if "?" in ln), lines[0] if lines else "")
+    line = re.sub(r"^(question|q)\s*[:.)-]\s*", "", line, flags=re.I)
+    quoted = re.search(r":\s*[\"“](.+?\?)", line)
+    if quoted:
+        line = quoted.group(1)
+    if "?" in line:
+        line = line[: line.rindex("?") + 1]
+    return line.strip().strip('"“”').strip()
+
+
+def clean_request(text: str) -> str:
+    """The request in a teacher's reply to the instructions template."""
+    text = text.strip()
+    m = re.search(r"(?:^|\n)\s*(?:request|instruction)\s*:\s*(.+)", text, flags=re.I | re.S)
+    body = m.group(1) if m else text
+    lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
+    return lines[0].strip().strip('"“”').strip() if lines else ""
+
+
+def clean_answer(text: str) -> str:
+    return re.sub(r"^(answer|a)\s*:\s*", "", text.strip(), flags=re.I).strip()
+
+
+@dataclass
+class Job:
+    """One sample to generate."""
+
+    index: int
+    sample_id: str
+    task: str
+    chunk: dict[str, Any]  # the chunk the request is written from (the oracle)
+    sources: list[dict[str, Any]]  # chunks the request needs (2 for multi_hop)
+    context: list[dict[str, Any]]  # the answer prompt's documents, in order
+    persona: str
+    difficulty: str
+    style: str | None
+    kind: str | None  # instructions: the kind of request
+    request_prompt: list[Message] = field(default_factory=list)
+
+    @property
+    def oracle_in_context(self) -> bool:
+        ids = {c["chunk_id"] for c in self.context}
+        return all(s["chunk_id"] in ids for s in self.sources)
+
+    @property
+    def expects_refusal(self) -> bool:
+        return self.task == "raft" and not self.oracle_in_context
+
+
+@dataclass
+class Plan:
+    templates: Templates
+    chunks: list[dict[str, Any]]
+    jobs: list[Job]
+
+
+def select_chunks(
+    chunks: list[dict[str, Any]], max_chunks: int | None, seed: int
+) -> list[dict[str, Any]]:
+    """All chunks, or a seeded sample of `max_chunks` spread over the corpus, in corpus order."""
+    if max_chunks is None or max_chunks >= len(chunks):
+        return chunks
+    picked = sorted(random.Random(seed).sample(range(len(chunks)), max_chunks))
+    return [chunks[i] for i in picked]
+
+
+def samples_for(chunk: dict[str, Any], cfg: GenerateConfig) -> int:
+    """How many samples to write from a chunk: fixed, or proportional to its tokens."""
+    if cfg.samples_per_1k_tokens is None:
+        return cfg.samples_per_chunk
+    return max(1, round(chunk["n_tokens"] / 1000 * cfg.samples_per_1k_tokens))
+
+
+def make_plan(recipe: Recipe, retriever: Retriever) -> Plan:
+    cfg = recipe.generate
+    tpl = load_templates(recipe)
+    chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed)
+    names = [t for t, w in cfg.tasks.items() if w > 0]
+    weights = [cfg.tasks[t] for t in names]
+    jobs: list[Job] = []
+    for chunk in chunks:
+        for i in range(samples_for(chunk, cfg)):
+            # One generator per job: adding chunks or tasks leaves other jobs unchanged.
+            rng = random.Random(hash_json([cfg.seed, chunk["chunk_id"], i]))
+            task = rng.choices(names, weights)[0]
+            job = Job(
+                index=len(jobs),
+                sample_id="",
+                task=task,
+                chunk=chunk,
+                sources=[chunk],
+                context=[],
+                persona=rng.choice(cfg.personas),
+                difficulty=rng.choice(cfg.difficulties),
+                style=rng.choice(cfg.question_styles) if cfg.question_styles else None,
+                kind=rng.choice(cfg.instruction_kinds) if task == "instructions" else None,
+            )
+            _place(job, retriever, cfg, rng)
+            job.request_prompt = _request_prompt(job, tpl)
+            job.sample_id = hash_json(
+                [job.task, chunk["chunk_id"], i, tpl.salt(), cfg.teacher, cfg.seed]
+                + [cfg.neighbours, cfg.raft.model_dump(), cfg.multi_turn_turns]
+            )[:16]
+            jobs.append(job)
+    return Plan(tpl, chunks, jobs)
+
+
+def _place(job: Job, retriever: Retriever, cfg: GenerateConfig, rng: random.Random) -> None:
+    """Choose the job's sources and answer context (see the module docstring)."""
+    chunk = job.chunk
+    if job.task == "multi_hop":
+        near = [c for c, _ in retriever.neighbours(chunk["chunk_id"], 8)]
+        other = [c for c in near if c["doc_id"] != chunk["doc_id"]]
+        if other or near:
+            job.sources = [chunk, (other or near)[0]]
+        else:
+            job.task = "qa"  # a one-chunk corpus has nothing to hop to
+    context: list[dict[str, Any]]
+    if job.task == "raft":
+        k = cfg.raft.distractors
+        if rng.random() < cfg.raft.no_oracle_share:
+            far = [c for c, _ in retriever.neighbours(chunk["chunk_id"], k * 4 + 4)]
+            context = [c for c in far if c["doc_id"] != chunk["doc_id"]][:k]
+        else:
+            context = [chunk] + [c for c, _ in retriever.neighbours(chunk["chunk_id"], k)]
+    else:
+        have = {s["chunk_id"] for s in job.sources}
+        near = [c for c, _ in retriever.neighbours(chunk["chunk_id"], cfg.neighbours + len(have))]
+        context = (
+            list(job.sources) + [c for c in near if c["chunk_id"] not in have][: cfg.neighbours]
+        )
+    rng.shuffle(context)  # the source is not always first
+    job.context = context
+
+
+def _request_prompt(job: Job, tpl: Templates) -> list[Message]:
+    passage = fence("1", job.chunk["text"], job.chunk["heading_path"])
+    if job.task == "instructions":
+        return tpl.instruction.render(passage=passage, persona=job.persona, kind=job.kind)
+    if job.task == "multi_hop":
+        return tpl.multi_hop.render(
+            passages=numbered(job.sources), persona=job.persona, difficulty=job.difficulty
+        )
+    return tpl.question.render(
+        passage=passage, persona=job.persona, difficulty=job.difficulty, style=job.style
+    )
+
+
+def clean_reply(job: Job, text: str) -> str:
+    """The request (question or instruction) in the teacher's reply for this job."""
+    return clean_request(text) if job.task == "instructions" else clean_question(text)
