@@ -173,6 +173,8 @@ def curate(
     chunk_text: dict[str, str] | None = None,
     judge: Judge | None = None,
     embed: Callable[[list[str]], Any] | None = None,
+    sample_tokens: Callable[[dict[str, Any]], int] | None = None,
+    max_sample_tokens: int | None = None,
 ) -> Curated:
     """Filter, deduplicate, score, split by document and decontaminate.
 
@@ -190,6 +192,13 @@ def curate(
         kept = [s for i, s in enumerate(kept) if i not in reasons]
 
     drop("checks", {i: r for i, s in enumerate(kept) if (r := check(s, cfg, count_tokens))})
+    if sample_tokens is not None and max_sample_tokens is not None:
+        # Training would cut these (TRL keeps the start), losing the answer.
+        drop("too long to train on", {
+            i: f"longer than train.max_seq_length ({n} > {max_sample_tokens} tokens)"
+            for i, s in enumerate(kept)
+            if (n := sample_tokens(s)) > max_sample_tokens
+        })  # fmt: skip
     seen: dict[str, str] = {}
     exact = {}
     for i, s in enumerate(kept):
@@ -377,6 +386,13 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         chunk_text,
         judge=make_judge(recipe, out, chunk_text) if cfg.judge else None,
         embed=embed,
+        sample_tokens=lambda s: len(
+            tok.apply_chat_template(
+                [{"role": m["role"], "content": m["content"]} for m in s["messages"]],
+                tokenize=True,
+            )["input_ids"]
+        ),
+        max_sample_tokens=recipe.train.max_seq_length,
     )
     write_rows(out / "train.parquet", result.train)
     write_rows(out / "eval.parquet", result.eval)

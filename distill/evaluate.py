@@ -49,7 +49,10 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     from distill.models import load_causal_lm
 
     cfg = recipe.eval
-    questions = read_rows(run.stage_dir("curate") / "eval.parquet")[: cfg.max_questions]
+    # A RAFT sample whose context lacked the answer has a refusal as its reference,
+    # which is wrong once eval retrieves for itself; those are left out here.
+    held = read_rows(run.stage_dir("curate") / "eval.parquet")
+    questions = [q for q in held if not q.get("expects_refusal")][: cfg.max_questions]
     if not questions:
         raise InputError(
             "eval: the held-out split is empty; lower curate.eval_fraction or add documents"

@@ -222,3 +222,20 @@ def test_exports_in_three_formats(tmp_path: Path) -> None:
     assert alp["instruction"] == "Can I extend it?" and alp["output"].startswith("Yes, once")
     assert alp["history"] == [[talk["messages"][1]["content"], "14 days [1]."]]
     assert alp["system"] == SYSTEM["content"]
+
+
+def test_samples_too_long_to_train_on_are_dropped() -> None:
+    long_answer = "Starter costs twelve dollars a user each month, billed yearly or monthly."
+    short, long = sample(1, "d1"), sample(2, "d2", a=long_answer)
+    out = curate(
+        [short, long],
+        CurateConfig(**NO_DEDUP),
+        words,
+        sample_tokens=lambda s: sum(words(m["content"]) for m in s["messages"]),
+        max_sample_tokens=20,
+    )
+    (gone,) = out.rejected
+    assert gone["sample_id"] == "s2" and gone["reject_reason"].startswith(
+        "longer than train.max_seq_length"
+    )
+    assert dict(out.funnel)["too long to train on"] == 1

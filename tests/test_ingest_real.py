@@ -257,3 +257,42 @@ def test_every_task_type_through_generate(ingested: Path, monkeypatch: pytest.Mo
     assert not any(s["messages"][1]["content"] in asked for s in refusals)
     instructions = by_task["instructions"]
     assert all(s["question"].startswith("Summarise") for s in instructions)
+
+
+def test_curate_with_a_judge_writes_report_plots_and_exports(
+    ingested: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import distill.teachers
+    from distill.errors import TeacherError
+    from distill.teachers.fake import FakeTeacher
+
+    class Judge(FakeTeacher):
+        def complete(self, messages, **params):  # type: ignore[no-untyped-def]
+            if "30 minutes" in messages[-1]["content"]:  # the judge's API fails on these
+                raise TeacherError("fake:judge: HTTP 503", status=503)
+            return super().complete(messages, **params)
+
+    verdict = '{"groundedness": 5, "quality": 4, "reason": "every claim is in [1]"}'
+    judge = Judge(responses=lambda messages: verdict)
+    monkeypatch.setattr(distill.teachers, "get_teacher", lambda spec, opts: judge)
+    recipe = load_recipe(ingested.parent.parent / "recipe.yaml", ["name=judged"])
+    recipe = recipe.model_copy(
+        update={"curate": recipe.curate.model_copy(update={"judge": "fake:"})}
+    )
+    run = run_pipeline(recipe, until="curate")
+    out = recipe.run_path / "curate"
+    rejected = read_rows(out / "rejected.parquet")
+    kept = read_rows(out / "train.parquet") + read_rows(out / "eval.parquet")
+    failed = [r for r in rejected if r["reject_reason"].startswith("judge failed")]
+    assert failed and all("HTTP 503" in r["reject_reason"] for r in failed)
+    assert kept and all(s["groundedness"] == 5 and s["quality"] == 4 for s in kept)
+    assert run.stage("curate")["counts"]["removed_by_judge"] == len(failed)
+    report = (out / "report.md").read_text()
+    assert "| judge |" in report and "![judge.png](judge.png)" in report
+    assert (out / "judge.png").stat().st_size > 1000 and (out / "support.png").exists()
+    lines = (out / "exports" / "train.openai.jsonl").read_text().splitlines()
+    assert len(lines) == len(read_rows(out / "train.parquet"))
+    assert all(json.loads(x)["messages"][-1]["role"] == "assistant" for x in lines)
+    assert (out / "exports" / "eval.sharegpt.json").exists()
