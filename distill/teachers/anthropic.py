@@ -14,15 +14,13 @@ from typing import Any
 
 from pydantic import Field
 
-from distill.errors import MissingExtraError, TeacherError
-from distill.teachers.base import Completion, Message, Usage, api_key, cut_at_stop
+from distill.errors import TeacherError
+from distill.teachers.base import Completion, Message, Usage, cut_at_stop
 from distill.teachers.engine import (
     ApiTeacher,
     BatchItem,
     BatchStatus,
     EngineOptions,
-    aiohttp_client,
-    reply_json,
     sdk_error,
 )
 
@@ -36,26 +34,11 @@ class AnthropicOptions(EngineOptions):
 class AnthropicTeacher(ApiTeacher):
     Options = AnthropicOptions
     provider = "anthropic"
-
-    def __init__(self, spec: str, model: str, options: AnthropicOptions | None = None) -> None:
-        super().__init__(spec, model, options or AnthropicOptions())
-        self.options: AnthropicOptions
-        try:
-            import anthropic
-        except ImportError as e:
-            raise MissingExtraError("the anthropic SDK (teacher anthropic:)", "anthropic") from e
-        self._key = api_key(spec, self.options.api_key_env)
-        self._anthropic = anthropic
-
-    def open_client(self) -> Any:
-        # Retries are the engine's (shared cool-down, budget), so the SDK makes none.
-        return self._anthropic.AsyncAnthropic(
-            api_key=self._key,
-            base_url=self.options.base_url,
-            timeout=self.options.timeout_s,
-            max_retries=0,
-            http_client=aiohttp_client(self._anthropic),
-        )
+    sdk_name = "anthropic"
+    client_class = "AsyncAnthropic"
+    error_class = "AnthropicError"
+    chat_path = "/v1/messages"
+    options: AnthropicOptions
 
     def request_body(
         self, messages: list[Message], schema: dict[str, Any] | None, params: dict[str, Any]
@@ -79,19 +62,9 @@ class AnthropicTeacher(ApiTeacher):
             body["tool_choice"] = {"type": "tool", "name": "reply"}
         return body
 
-    async def send(
-        self, client: Any, messages: list[Message], schema: dict[str, Any] | None, params: Any
+    def completion(
+        self, resp: dict[str, Any], schema: dict[str, Any] | None, params: dict[str, Any]
     ) -> Completion:
-        # The SDK's raw path (auth, version header, errors, HTTP) without its typed
-        # models, which cost ~1 ms of CPU a request; the reply is the Messages API JSON.
-        body = self.request_body(messages, schema, params)
-        try:
-            raw = await client.post("/v1/messages", body=body, cast_to=bytes)
-        except self._anthropic.AnthropicError as e:
-            raise sdk_error(self.spec, self._anthropic, e, self.options.timeout_s) from e
-        return self.completion(reply_json(self.spec, raw), params)
-
-    def completion(self, resp: dict[str, Any], params: dict[str, Any]) -> Completion:
         """A Messages API reply (JSON) as a Completion; raises TeacherError."""
         if resp.get("stop_reason") == "refusal":
             raise TeacherError(f"{self.spec}: refused")
@@ -116,17 +89,11 @@ class AnthropicTeacher(ApiTeacher):
 
     async def batch_submit(self, client: Any, items: list[BatchItem]) -> str:
         requests = [{"custom_id": it.custom_id, "params": it.body} for it in items]
-        try:
-            batch = await client.messages.batches.create(requests=requests)
-        except self._anthropic.AnthropicError as e:
-            raise sdk_error(self.spec, self._anthropic, e, self.options.timeout_s) from e
+        batch = await self.sdk_call(client.messages.batches.create(requests=requests))
         return str(batch.id)
 
     async def batch_status(self, client: Any, batch_id: str) -> BatchStatus:
-        try:
-            b = await client.messages.batches.retrieve(batch_id)
-        except self._anthropic.AnthropicError as e:
-            raise sdk_error(self.spec, self._anthropic, e, self.options.timeout_s) from e
+        b = await self.sdk_call(client.messages.batches.retrieve(batch_id))
         c = b.request_counts
         done = c.succeeded + c.errored + c.canceled + c.expired
         return BatchStatus(
@@ -137,18 +104,21 @@ class AnthropicTeacher(ApiTeacher):
         self, client: Any, batch_id: str, schema: dict[str, Any] | None, params: dict[str, Any]
     ) -> dict[str, Completion]:
         out: dict[str, Completion] = {}
+        results = await self.sdk_call(client.messages.batches.results(batch_id))
         try:
-            async for item in await client.messages.batches.results(batch_id):
-                out[item.custom_id] = self._batch_item(item.result.model_dump(), params)
-        except self._anthropic.AnthropicError as e:
-            raise sdk_error(self.spec, self._anthropic, e, self.options.timeout_s) from e
+            async for item in results:
+                out[item.custom_id] = self._batch_item(item.result.model_dump(), schema, params)
+        except self.sdk.AnthropicError as e:
+            raise sdk_error(self.spec, self.sdk, e, self.options.timeout_s) from e
         return out
 
-    def _batch_item(self, result: dict[str, Any], params: dict[str, Any]) -> Completion:
+    def _batch_item(
+        self, result: dict[str, Any], schema: dict[str, Any] | None, params: dict[str, Any]
+    ) -> Completion:
         kind = result.get("type")
         if kind == "succeeded":
             try:
-                return self.completion(result["message"], params)
+                return self.completion(result["message"], schema, params)
             except TeacherError as e:
                 return Completion(text="", error=e)
         if kind == "errored":

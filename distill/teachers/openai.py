@@ -14,16 +14,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from distill.errors import MissingExtraError, TeacherError
-from distill.teachers.base import Completion, Message, Usage, api_key, cut_at_stop, parse_json
+from distill.errors import TeacherError
+from distill.teachers.base import Completion, Message, Usage, cut_at_stop, parse_json
 from distill.teachers.engine import (
     ApiTeacher,
     BatchItem,
     BatchStatus,
     EngineOptions,
-    aiohttp_client,
-    reply_json,
-    sdk_error,
 )
 
 
@@ -40,26 +37,11 @@ class OpenAIOptions(EngineOptions):
 class OpenAITeacher(ApiTeacher):
     Options = OpenAIOptions
     provider = "openai"
-
-    def __init__(self, spec: str, model: str, options: OpenAIOptions | None = None) -> None:
-        super().__init__(spec, model, options or OpenAIOptions())
-        self.options: OpenAIOptions
-        try:
-            import openai
-        except ImportError as e:
-            raise MissingExtraError("the openai SDK (teacher openai:)", "openai") from e
-        self._key = api_key(spec, self.options.api_key_env)
-        self._openai = openai
-
-    def open_client(self) -> Any:
-        # Retries are the engine's (shared cool-down, budget), so the SDK makes none.
-        return self._openai.AsyncOpenAI(
-            api_key=self._key,
-            base_url=self.options.base_url,
-            timeout=self.options.timeout_s,
-            max_retries=0,
-            http_client=aiohttp_client(self._openai),
-        )
+    sdk_name = "openai"
+    client_class = "AsyncOpenAI"
+    error_class = "OpenAIError"
+    chat_path = "/chat/completions"
+    options: OpenAIOptions
 
     def request_body(
         self, messages: list[Message], schema: dict[str, Any] | None, params: dict[str, Any]
@@ -91,19 +73,6 @@ class OpenAITeacher(ApiTeacher):
                     {**messages[-1], "content": messages[-1]["content"] + hint},
                 ]
         return body
-
-    async def send(
-        self, client: Any, messages: list[Message], schema: dict[str, Any] | None, params: Any
-    ) -> Completion:
-        # The SDK's raw path (auth, base URL, errors, HTTP) without its typed request and
-        # reply models, which cost ~1 ms of CPU a request; the reply is the documented
-        # chat-completion JSON.
-        body = self.request_body(messages, schema, params)
-        try:
-            raw = await client.post("/chat/completions", body=body, cast_to=bytes)
-        except self._openai.OpenAIError as e:
-            raise sdk_error(self.spec, self._openai, e, self.options.timeout_s) from e
-        return self.completion(reply_json(self.spec, raw), schema, params)
 
     def completion(
         self, resp: dict[str, Any], schema: dict[str, Any] | None, params: dict[str, Any]
@@ -137,20 +106,18 @@ class OpenAITeacher(ApiTeacher):
             for it in items
         ]
         data = ("\n".join(json.dumps(x) for x in lines) + "\n").encode()
-        try:
-            upload = await client.files.create(file=("distill-batch.jsonl", data), purpose="batch")
-            batch = await client.batches.create(
+        upload = await self.sdk_call(
+            client.files.create(file=("distill-batch.jsonl", data), purpose="batch")
+        )
+        batch = await self.sdk_call(
+            client.batches.create(
                 input_file_id=upload.id, endpoint=ENDPOINT, completion_window="24h"
             )
-        except self._openai.OpenAIError as e:
-            raise sdk_error(self.spec, self._openai, e, self.options.timeout_s) from e
+        )
         return str(batch.id)
 
     async def batch_status(self, client: Any, batch_id: str) -> BatchStatus:
-        try:
-            b = await client.batches.retrieve(batch_id)
-        except self._openai.OpenAIError as e:
-            raise sdk_error(self.spec, self._openai, e, self.options.timeout_s) from e
+        b = await self.sdk_call(client.batches.retrieve(batch_id))
         counts = b.request_counts
         done = (counts.completed + counts.failed) if counts else 0
         return BatchStatus(b.status in BATCH_ENDED, b.status, done, counts.total if counts else 0)
@@ -158,12 +125,9 @@ class OpenAITeacher(ApiTeacher):
     async def batch_results(
         self, client: Any, batch_id: str, schema: dict[str, Any] | None, params: dict[str, Any]
     ) -> dict[str, Completion]:
-        try:
-            b = await client.batches.retrieve(batch_id)
-            files = [f for f in (b.output_file_id, b.error_file_id) if f]
-            texts = [(await client.files.content(f)).text for f in files]
-        except self._openai.OpenAIError as e:
-            raise sdk_error(self.spec, self._openai, e, self.options.timeout_s) from e
+        b = await self.sdk_call(client.batches.retrieve(batch_id))
+        files = [f for f in (b.output_file_id, b.error_file_id) if f]
+        texts = [(await self.sdk_call(client.files.content(f))).text for f in files]
         out: dict[str, Completion] = {}
         for line in (ln for text in texts for ln in text.splitlines() if ln.strip()):
             item = json.loads(line)
