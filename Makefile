@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 LLAMA  := $(VENV)/.llama-stamp
 PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo test lint format docs clean-runs
+.PHONY: install demo test lint format docs clean-runs redis
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,17 +33,22 @@ $(LLAMA): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/distill run recipes/quickstart.yaml
 
-test: $(STAMP) $(LLAMA) lint
+# Redis, for the local Argilla server the review tests start (Debian package).
+redis:
+	@command -v redis-server >/dev/null || { echo "installing redis-server (for the review tests)"; \
+	  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+
+test: $(STAMP) $(LLAMA) redis lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check distill tests bench examples tools
-	$(BIN)/ruff format --check distill tests bench examples tools
+	$(BIN)/ruff check distill tests bench examples tools review
+	$(BIN)/ruff format --check distill tests bench examples tools review
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix distill tests bench examples tools
-	$(BIN)/ruff format distill tests bench examples tools
+	$(BIN)/ruff check --fix distill tests bench examples tools review
+	$(BIN)/ruff format distill tests bench examples tools review
 
 docs: $(STAMP)
 	$(BIN)/python tools/sync_readme.py

@@ -163,12 +163,60 @@ for _name, _summary in [
     ("ingest", "Read, chunk and embed the documents"),
     ("generate", "Have the teacher write grounded question/answer pairs"),
     ("curate", "Drop bad samples and duplicates; split train/eval by document"),
-    ("review", "Record review decisions (pass-through for now)"),
     ("train", "Train the LoRA adapter on the student"),
     ("eval", "Compare teacher, base and fine-tuned student on held-out questions"),
     ("publish", "Write the dataset and adapter in Hugging Face Hub layout"),
 ]:
     _stage_command(_name, _summary)
+
+
+review_app = typer.Typer(
+    help="Human review in Argilla: the review stage, and a local Argilla server.",
+    no_args_is_help=True,
+)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("run")
+def review_run(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Rerun even if unchanged.")] = False,
+) -> None:
+    """Run the review stage: record review decisions for the curated samples."""
+    from distill.pipeline import run_pipeline
+
+    r = _load(recipe, set_)
+    run_pipeline(r, only="review", force={"review"} if force else set())
+
+
+@review_app.command("serve")
+def review_serve(
+    port: Annotated[int, typer.Option(help="Argilla's port on 127.0.0.1.")] = 6900,
+    redis_port: Annotated[int, typer.Option(help="Redis's port on 127.0.0.1.")] = 6379,
+) -> None:
+    """Start a local Argilla server (no Elasticsearch needed), Redis and a worker.
+
+    The first start installs argilla-server 2.8.0 in its own virtual environment
+    (about a minute). Prints the address and the owner's and annotator's credentials.
+    """
+    from distill.review_server import serve, state_dir
+
+    got = serve(port, redis_port)
+    typer.echo(f"Argilla is running at {got['url']} (state in {state_dir()})")
+    typer.echo(f"  owner:     {got['owner']['username']} / {got['owner']['password']}")
+    typer.echo(f"  annotator: {got['annotator']['username']} / {got['annotator']['password']}")
+    typer.echo(f"  API key:   {got['api_key']}")
+    typer.echo("Stop it with: distill review stop")
+
+
+@review_app.command("stop")
+def review_stop() -> None:
+    """Stop the local Argilla server, its worker and Redis started by `review serve`."""
+    from distill.review_server import stop
+
+    stopped = stop()
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 def main() -> int:

@@ -1,0 +1,250 @@
+"""A local Argilla server for one team, without Elasticsearch: `distill review serve`.
+
+Argilla 2.x normally searches through Elasticsearch or OpenSearch. distill runs
+argilla-server 2.8.0 in its own virtual environment (its pins conflict with
+distill's) with a search engine that reads Argilla's own SQLite database
+(review/server/sqlite_engine.py), plus Redis and Argilla's background worker, all on
+127.0.0.1. The venv is `argilla-venv/` in distill's cache (`$DISTILL_CACHE`, default
+`~/.cache/distill`); the server's state is in `$DISTILL_ARGILLA_DIR` (default the
+cache's `argilla/`): Argilla's home (its database), logs, the process ids, and
+credentials.json (mode 0600) with the owner's API key and the owner's and an
+annotator's passwords, generated on first start.
+
+To use your own Argilla (Docker, a Hugging Face Space) instead, set
+ARGILLA_API_URL and ARGILLA_API_KEY; see review/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from distill.errors import UserError
+from distill.io import write_text
+from distill.models import cache_dir
+from distill.ui import console
+
+ARGILLA_SERVER = "argilla-server==2.8.0"
+# typer 0.9 (argilla-server's pin) breaks with click 8.2+ ("Secondary flag is not
+# valid for non-boolean flag").
+PINS = [ARGILLA_SERVER, "click==8.1.8"]
+LAUNCHER = Path(__file__).resolve().parent.parent / "review" / "server" / "launch.py"
+OWNER, ANNOTATOR = "argilla", "annotator"
+
+
+def state_dir() -> Path:
+    """The server's database, logs, process ids and credentials
+    ($DISTILL_ARGILLA_DIR, default: the distill cache's `argilla/`)."""
+    return Path(os.environ.get("DISTILL_ARGILLA_DIR") or cache_dir() / "argilla")
+
+
+def _venv() -> Path:
+    return cache_dir() / "argilla-venv"
+
+
+def _python() -> Path:
+    return _venv() / "bin" / "python"
+
+
+def ensure_venv() -> Path:
+    """argilla-server's own virtual environment, created on first use (~1 minute)."""
+    py = _python()
+    stamp = _venv() / ".distill-installed"
+    if stamp.exists() and stamp.read_text() == " ".join(PINS):
+        return py
+    console.print(f"  installing {ARGILLA_SERVER} in {_venv()} (once)")
+    subprocess.run([sys.executable, "-m", "venv", str(_venv())], check=True)
+    result = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PINS],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise UserError(f"could not install {ARGILLA_SERVER}: {result.stderr.strip()[-500:]}")
+    stamp.write_text(" ".join(PINS))
+    return py
+
+
+def credentials() -> dict[str, str]:
+    """The local server's credentials, generated once and kept with mode 0600."""
+    path = state_dir() / "credentials.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    creds = {
+        "api_key": "argilla.apikey." + secrets.token_urlsafe(24),
+        "owner_password": secrets.token_urlsafe(12),
+        "annotator_password": secrets.token_urlsafe(12),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(creds, f)
+    return creds
+
+
+def _env(redis_port: int) -> dict[str, str]:
+    tmp = state_dir() / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARGILLA_")}
+    env.update(
+        ARGILLA_HOME_PATH=str(state_dir() / "home"),
+        ARGILLA_SEARCH_ENGINE="sqlite",
+        ARGILLA_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        ARGILLA_ENABLE_TELEMETRY="0",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_OFFLINE="1",
+        # Every import of argilla_server copies its web UI into a new temporary folder.
+        TMPDIR=str(tmp),
+    )
+    return env
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# The processes this one started: kept so they are waited for, not garbage-collected
+# while running.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _start(name: str, cmd: list[str], env: dict[str, str]) -> int:
+    logs = state_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / f"{name}.log").open("ab") as log:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+def _argilla(args: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [str(_python()), str(LAUNCHER), *args], env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise UserError(f"argilla {' '.join(args[:3])} failed: {result.stderr.strip()[-500:]}")
+
+
+def _pids() -> dict[str, int]:
+    path = state_dir() / "pids.json"
+    return {k: int(v) for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+
+
+def _alive(pid: int) -> bool:
+    if pid in _children:
+        return _children[pid].poll() is None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def serve(port: int = 6900, redis_port: int = 6379, timeout_s: float = 120) -> dict[str, Any]:
+    """Start Redis, Argilla and its worker on 127.0.0.1; return the URL and credentials."""
+    if shutil.which("redis-server") is None:
+        raise UserError("redis-server is not installed; run: apt-get install -y redis-server")
+    running = {k: p for k, p in _pids().items() if _alive(p)}
+    if "server" in running and _listening(port):
+        return info(port)
+    if _listening(port):
+        raise UserError(f"port {port} is in use by another program; pass --port")
+    ensure_venv()
+    creds = credentials()
+    env = _env(redis_port)
+    pids: dict[str, int] = {}
+    if not _listening(redis_port):
+        redis = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1"]
+        pids["redis"] = _start("redis", redis + ["--save", "", "--appendonly", "no"], env)
+    _argilla(["database", "migrate"], env)
+    _argilla(
+        ["database", "users", "create_default", "--quiet"]
+        + ["--api-key", creds["api_key"], "--password", creds["owner_password"]],
+        env,
+    )
+    _create_annotator(creds, env)
+    launch = [str(_python()), str(LAUNCHER)]
+    pids["server"] = _start(
+        "server", launch + ["start", "--host", "127.0.0.1", "--port", str(port)], env
+    )
+    pids["worker"] = _start("worker", launch + ["worker", "--num-workers", "1"], env)
+    write_text(state_dir() / "pids.json", json.dumps(pids))
+    deadline = time.monotonic() + timeout_s
+    while not _ready(port, creds["api_key"]):
+        if not _alive(pids["server"]):
+            log = state_dir() / "logs" / "server.log"
+            raise UserError(f"the Argilla server exited; see {log}")
+        if time.monotonic() > deadline:
+            raise UserError(f"the Argilla server did not answer in {timeout_s:.0f} s")
+        time.sleep(0.5)
+    return info(port)
+
+
+def _create_annotator(creds: dict[str, str], env: dict[str, str]) -> None:
+    args = ["database", "users", "create", "--username", ANNOTATOR, "--first-name", "Annotator"]
+    args += ["--role", "annotator", "--password", creds["annotator_password"]]
+    args += ["--workspace", "argilla"]
+    result = subprocess.run(
+        [str(_python()), str(LAUNCHER), *args], env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0 and "already exists" not in result.stdout + result.stderr:
+        raise UserError(f"could not create the annotator: {result.stderr.strip()[-500:]}")
+
+
+def _ready(port: int, api_key: str) -> bool:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/me", headers={"X-Argilla-Api-Key": api_key}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def info(port: int = 6900) -> dict[str, Any]:
+    creds = credentials()
+    return {
+        "url": f"http://127.0.0.1:{port}",
+        "api_key": creds["api_key"],
+        "owner": {"username": OWNER, "password": creds["owner_password"]},
+        "annotator": {"username": ANNOTATOR, "password": creds["annotator_password"]},
+    }
+
+
+def stop() -> list[str]:
+    """Stop what `serve` started; return the names of what was stopped."""
+    stopped = []
+    for name, pid in _pids().items():
+        if not _alive(pid):
+            continue
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            continue
+        for _ in range(50):
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+        if pid in _children:
+            _children.pop(pid).wait(timeout=10)
+        stopped.append(name)
+    (state_dir() / "pids.json").unlink(missing_ok=True)
+    shutil.rmtree(state_dir() / "tmp", ignore_errors=True)
+    return stopped
