@@ -1,12 +1,18 @@
-"""Generate: the teacher writes question/answer pairs grounded in the corpus.
+"""Generate: the teacher writes training samples grounded in the corpus.
 
-For each selected chunk (and each of `samples_per_chunk`):
-1. the teacher writes a question the chunk answers (`question_template`);
-2. the teacher answers it from the chunk plus its retrieved neighbours
-   (`answer_template`); that prompt plus the answer is the training sample.
+distill.tasks plans one job per (chunk, sample index): its task type, persona,
+context and request prompt. Then, in steps that each send all their requests
+(batched for a local teacher, concurrently for an API teacher, or through a batch
+API):
+1. requests: the teacher writes each job's question or instruction;
+2. answers: the teacher answers it from the job's numbered context documents
+   (`answer_template`, which is also the student's prompt); a RAFT job whose
+   context lacks the answer gets `raft.refusal` as its target, with no call;
+3. for multi_turn jobs, follow-up questions and their answers, turn by turn.
 
-Outputs in `generate/`: samples.parquet (one row per sample, with the chunk ids it
-was grounded in) and failures.parquet (requests that ended in an error).
+Every reply is cached as it arrives; every request that fails is a failure row.
+Outputs in `generate/`: samples.parquet (one row per sample: `messages` plus
+provenance) and failures.parquet.
 """
 
 from __future__ import annotations

