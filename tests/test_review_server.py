@@ -25,8 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     mp.setenv("DISTILL_ARGILLA_DIR", str(state))
     from distill.review_server import serve, stop
 
+    redis_port = free_port()
     try:
-        yield serve(free_port(), free_port())
+        yield {**serve(free_port(), redis_port), "redis_port": redis_port}
     finally:
         stop()
         mp.undo()
@@ -108,6 +109,7 @@ def test_sdk_flow_with_filters_and_annotator_responses(server: dict) -> None:
     submitted = rg.Query(filter=rg.Filter(("response.status", "==", "submitted")))
     assert sorted(r.id for r in ds.records(query=submitted)) == ["s1", "s2"]
     assert ds.progress()["total"] == 6
+    client.http_client.close()  # its keep-alive connections would outlive the server
 
 
 def test_cli_stop_and_help(server: dict) -> None:
@@ -116,3 +118,18 @@ def test_cli_stop_and_help(server: dict) -> None:
     ).stdout
     for command in ("run", "serve", "stop"):
         assert f" {command} " in out
+
+
+def test_stop_then_serve_again_keeps_data_and_credentials(server: dict) -> None:
+    import argilla as rg
+
+    from distill.review_server import serve, stop
+
+    assert set(stop()) == {"redis", "server", "worker"}
+    port = int(server["url"].rsplit(":", 1)[1])
+    again = serve(port, server["redis_port"])
+    assert again["api_key"] == server["api_key"]
+    client = rg.Argilla(api_url=again["url"], api_key=again["api_key"])
+    ds = client.datasets(name="spot-check", workspace="argilla")
+    assert ds is not None and len(list(ds.records)) == 6  # the SQLite database survived
+    client.http_client.close()
