@@ -144,7 +144,9 @@ def estimate(
     typer.echo(json.dumps(est, indent=2) if json_ else render(est))
 
 
-def _stage_command(name: str, summary: str) -> None:
+def _stage_command(
+    name: str, summary: str, group: typer.Typer = app, command_name: str | None = None
+) -> None:
     def command(
         recipe: RecipeArg,
         set_: SetOpt = None,
@@ -156,7 +158,7 @@ def _stage_command(name: str, summary: str) -> None:
         run_pipeline(r, only=name, force={name} if force else set())
 
     command.__doc__ = f"{summary}."
-    app.command(name=name)(command)
+    group.command(name=command_name or name)(command)
 
 
 for _name, _summary in [
@@ -177,17 +179,12 @@ review_app = typer.Typer(
 app.add_typer(review_app, name="review")
 
 
-@review_app.command("run")
-def review_run(
-    recipe: RecipeArg,
-    set_: SetOpt = None,
-    force: Annotated[bool, typer.Option(help="Rerun even if unchanged.")] = False,
-) -> None:
-    """Run the review stage: record review decisions for the curated samples."""
-    from distill.pipeline import run_pipeline
-
-    r = _load(recipe, set_)
-    run_pipeline(r, only="review", force={"review"} if force else set())
+_stage_command(
+    "review",
+    "Run the review stage: record review decisions for the curated samples",
+    review_app,
+    "run",
+)
 
 
 @review_app.command("serve")

@@ -85,7 +85,8 @@ def estimate(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
                 len(talks) * QUESTION_MAX_TOKENS,
             )
         )
-        per_turn = estimate_tokens([stand_in | {"content": STAND_IN_QUESTION}]) + answer_out
+        # Each earlier turn adds a user question and an assistant answer to the prompt.
+        per_turn = estimate_tokens([{"role": "user", "content": STAND_IN_QUESTION}]) + answer_out
         steps.append(
             StepEstimate(
                 f"answers {turn + 1}",
@@ -137,14 +138,14 @@ def render(est: dict[str, Any]) -> str:
     price = f"${p['input']:g} in / ${p['output']:g} out per 1M tokens, " if p else ""
     lines = [
         f"teacher {est['teacher']} ({price}{est['price']}); {est['chunks']} chunks",
-        f"{'step':<10}{'requests':>9}{'input tok':>12}{'output tok (exp / max)':>26}"
+        f"{'step':<14}{'requests':>9}{'input tok':>12}{'output tok (exp / max)':>26}"
         f"{'cost USD (exp / max)':>24}",
     ]
     for r in [*est["steps"], est["total"]]:
         out = f"{r['output_tokens_expected']:,} / {r['output_tokens_max']:,}"
         cost = f"{r['cost_usd_expected']:.4f} / {r['cost_usd_max']:.4f}"
         lines.append(
-            f"{r['step']:<10}{r['requests']:>9,}{r['input_tokens']:>12,}{out:>26}{cost:>24}"
+            f"{r['step']:<14}{r['requests']:>9,}{r['input_tokens']:>12,}{out:>26}{cost:>24}"
         )
     lines.append(
         "requests assume every question succeeds; answer prompts use a stand-in question; "

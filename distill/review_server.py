@@ -10,8 +10,8 @@ cache's `argilla/`): Argilla's home (its database), logs, the process ids, and
 credentials.json (mode 0600) with the owner's API key and the owner's and an
 annotator's passwords, generated on first start.
 
-To use your own Argilla (Docker, a Hugging Face Space) instead, set
-ARGILLA_API_URL and ARGILLA_API_KEY; see review/README.md.
+Pointing distill at your own Argilla (Docker, a Hugging Face Space) comes with
+`review push`/`pull`.
 """
 
 from __future__ import annotations
