@@ -27,6 +27,15 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a recipe field: --set train.epochs=1 (repeatable)."),
 ]
 
+AcceptOpt = Annotated[
+    bool,
+    typer.Option(
+        "--accept-unreviewed",
+        help="Train even when the review spot-check is incomplete or rejects too much "
+        "(recorded in the manifest and the dataset card).",
+    ),
+]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -76,15 +85,19 @@ def run(
     ] = None,
     only: Annotated[str | None, typer.Option(help="Run just this stage.")] = None,
     until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+    accept_unreviewed: AcceptOpt = False,
 ) -> None:
     """Run the whole pipeline: ingest, generate, curate, review, train, eval, publish.
 
-    Stages whose inputs and settings are unchanged since the last run are skipped.
+    Stages whose inputs and settings are unchanged since the last run are skipped
+    (the review stage with `review.mode: argilla` always pulls the latest answers).
     """
     from distill.pipeline import run_pipeline
 
     r = _load(recipe, set_)
-    folder = run_pipeline(r, only=only, until=until, force=set(force or []))
+    folder = run_pipeline(
+        r, only=only, until=until, force=set(force or []), accept_unreviewed=accept_unreviewed
+    )
     typer.echo(f"run folder: {folder.root}")
 
 
@@ -157,6 +170,21 @@ def _stage_command(
         r = _load(recipe, set_)
         run_pipeline(r, only=name, force={name} if force else set())
 
+    def train_command(
+        recipe: RecipeArg,
+        set_: SetOpt = None,
+        force: Annotated[bool, typer.Option(help="Rerun even if unchanged.")] = False,
+        accept_unreviewed: AcceptOpt = False,
+    ) -> None:
+        from distill.pipeline import run_pipeline
+
+        r = _load(recipe, set_)
+        force_ = {name} if force else set()
+        run_pipeline(r, only=name, force=force_, accept_unreviewed=accept_unreviewed)
+
+    if name == "train":
+        command = train_command
+
     command.__doc__ = f"{summary}."
     group.command(name=command_name or name)(command)
 
@@ -181,10 +209,62 @@ app.add_typer(review_app, name="review")
 
 _stage_command(
     "review",
-    "Run the review stage: record review decisions for the curated samples",
+    "Run the review stage (auto: record no human review; argilla: push, then pull)",
     review_app,
     "run",
 )
+
+
+def _need_argilla(r: object) -> None:
+    from distill.errors import UserError
+
+    if r.review.mode != "argilla":  # type: ignore[attr-defined]
+        raise UserError("review.mode is 'auto' (no humans); set review.mode: argilla to review")
+
+
+@review_app.command("push")
+def review_push(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Send the spot-check sample to Argilla (creates or updates; ids are sample ids)."""
+    from distill.review import push
+    from distill.runfolder import RunFolder
+
+    r = _load(recipe, set_)
+    _need_argilla(r)
+    got = push(r, RunFolder(r.run_path))
+    typer.echo(
+        f"pushed {got['records']} records to Argilla dataset '{got['dataset']}' "
+        f"({got['sample']} sampled, {got['low_score']} low-score)"
+    )
+    typer.echo(f"review them at {got['url']}, then run: distill review pull {recipe}")
+
+
+@review_app.command("status")
+def review_status(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Show the spot-check's review progress, overall and per task and source document."""
+    from distill.errors import InputError
+    from distill.review import pull, render_status
+    from distill.runfolder import RunFolder
+
+    r = _load(recipe, set_)
+    _need_argilla(r)
+    run = RunFolder(r.run_path)
+    if not (run.root / "review" / "spot_check.parquet").exists():
+        raise InputError(f"nothing pushed yet; run `distill review push {recipe}` first")
+    _, _, stats = pull(r, run)
+    typer.echo(render_status(stats, r.review))
+
+
+@review_app.command("pull")
+def review_pull(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Apply the reviewers' submitted answers: rejects leave training, corrections replace
+    answers. Writes review/ and the manifest's review statistics."""
+    from distill.pipeline import run_pipeline
+    from distill.review import render_status, review_stats
+
+    r = _load(recipe, set_)
+    _need_argilla(r)
+    run = run_pipeline(r, only="review", force={"review"})
+    typer.echo(render_status(review_stats(run), r.review))
 
 
 @review_app.command("serve")

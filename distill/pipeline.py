@@ -30,6 +30,10 @@ class Stage:
     upstream: tuple[str, ...]
     fn: StageFn
     extra: Callable[[Recipe], dict[str, Any]] = field(default=lambda r: {})
+    # Reruns every time: its input lives outside the run folder (reviewers' answers).
+    volatile: Callable[[Recipe], bool] = field(default=lambda r: False)
+    # Checked before the stage runs; gets the run's flags (e.g. accept_unreviewed).
+    before: Callable[[Recipe, RunFolder, dict[str, Any]], None] | None = None
 
 
 def _templates(recipe: Recipe) -> dict[str, str]:
@@ -61,8 +65,10 @@ def default_stages() -> dict[str, Stage]:
         "curate": Stage(
             "curate", ("generate",), curate.run, lambda r: {"student": r.train.student}
         ),
-        "review": Stage("review", ("curate",), review.run),
-        "train": Stage("train", ("curate", "review"), train.run),
+        "review": Stage(
+            "review", ("curate",), review.run, volatile=lambda r: r.review.mode == "argilla"
+        ),
+        "train": Stage("train", ("curate", "review"), train.run, before=check_gate),
         "eval": Stage(
             "eval",
             ("ingest", "curate", "train"),
@@ -111,8 +117,12 @@ def run_pipeline(
     until: str | None = None,
     force: set[str] | None = None,
     stages: dict[str, Stage] | None = None,
+    accept_unreviewed: bool = False,
 ) -> RunFolder:
-    """Run the selected stages of `recipe`; return the run folder."""
+    """Run the selected stages of `recipe`; return the run folder.
+
+    Before training, the review gate is checked (distill.review.gate);
+    `accept_unreviewed` overrides a closed gate, and the manifest records it."""
     force = force or set()
     unknown = force - set(STAGES)
     if unknown:
@@ -143,11 +153,34 @@ def run_pipeline(
                 )
         extra = stage.extra(recipe)
         fp = fingerprint(stage, recipe, run, extra)
-        if run.is_done(name) and run.stage(name).get("fingerprint") == fp and name not in force:
+        unchanged = run.is_done(name) and run.stage(name).get("fingerprint") == fp
+        if unchanged and name not in force and not stage.volatile(recipe):
             console.print(f"[dim]• {name:<9} unchanged, skipped (--force {name} to rerun)[/]")
             continue
+        if stage.before is not None:
+            stage.before(recipe, run, {"accept_unreviewed": accept_unreviewed})
         _run_stage(stage, recipe, run, fp, extra)
     return run
+
+
+def check_gate(recipe: Recipe, run: RunFolder, flags: dict[str, Any]) -> None:
+    """The review gate before training; its verdict goes to the manifest's `review_gate`."""
+    from distill.review import GateClosed, gate
+
+    try:
+        result = gate(recipe, run, bool(flags.get("accept_unreviewed")))
+    except GateClosed as e:
+        run.manifest["review_gate"] = {"passed": False, "overridden": False, "error": str(e)}
+        run.save()
+        raise
+    run.manifest["review_gate"] = result
+    run.save()
+    if result["overridden"]:
+        console.print(
+            "[yellow]! training despite the spot-check (--accept-unreviewed): "
+            + escape("; ".join(result["reasons"]))
+            + "[/]"
+        )
 
 
 def _run_stage(

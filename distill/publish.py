@@ -19,7 +19,7 @@ from distill import __version__
 from distill.io import atomic_dir, read_json, read_rows, write_rows
 from distill.models import resolve_causal_lm
 from distill.recipe import Recipe
-from distill.review import review_stats, training_rows
+from distill.review import review_stats, summary, training_rows
 from distill.runfolder import RunFolder
 
 DATASET_COLUMNS = (
@@ -35,6 +35,7 @@ DATASET_COLUMNS = (
     "template",
     "template_sha",
     "review_status",
+    "human_edited",
 )
 
 
@@ -44,7 +45,11 @@ def _card(meta: dict[str, Any], body: str) -> str:
 
 def _dataset_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
-        {k: r.get(k, "not_reviewed" if k == "review_status" else None) for k in DATASET_COLUMNS}
+        {
+            **{k: r.get(k) for k in DATASET_COLUMNS},
+            "review_status": r.get("review_status", "not_reviewed"),
+            "human_edited": bool(r.get("human_edited")),
+        }
         for r in rows
     ]
 
@@ -55,7 +60,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     held = read_rows(run.stage_dir("curate") / "eval.parquet")
     metrics = read_json(run.root / "eval" / "metrics.json")
     train_metrics = read_json(run.root / "train" / "metrics.json")
-    stats = review_stats(run)
+    review_text = summary(review_stats(run), run.manifest.get("review_gate"))
     dataset_name = recipe.publish.dataset_name or f"{recipe.name}-dataset"
     adapter_name = recipe.publish.adapter_name or f"{recipe.name}-lora"
     student = resolve_causal_lm(recipe.train.student)
@@ -64,14 +69,15 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         write_rows(tmp / "data" / "train-00000-of-00001.parquet", _dataset_rows(train))
         write_rows(tmp / "data" / "test-00000-of-00001.parquet", _dataset_rows(held))
         (tmp / "README.md").write_text(
-            _dataset_card(recipe, dataset_name, len(train), len(held), stats), encoding="utf-8"
+            _dataset_card(recipe, dataset_name, len(train), len(held), review_text),
+            encoding="utf-8",
         )
     with atomic_dir(out / "adapter") as tmp:
         for f in (run.root / "train" / "adapter").iterdir():
             shutil.copy2(f, tmp / f.name)
         (tmp / "README.md").write_text(
             _model_card(recipe, adapter_name, dataset_name, student.hub_id, student.note,
-                        metrics, train_metrics, len(train), stats),
+                        metrics, train_metrics, len(train), review_text),
             encoding="utf-8",
         )  # fmt: skip
     return {
@@ -81,9 +87,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     }
 
 
-def _dataset_card(
-    recipe: Recipe, name: str, n_train: int, n_test: int, stats: dict[str, Any]
-) -> str:
+def _dataset_card(recipe: Recipe, name: str, n_train: int, n_test: int, review_text: str) -> str:
     meta = {
         "license": recipe.publish.license,
         "task_categories": ["question-answering", "text-generation"],
@@ -114,8 +118,8 @@ Synthetic question/answer pairs grounded in a document collection, made with
   (`{g.answer_template}`).
 - **Curation**: empty, unparseable and over-long samples and exact duplicates removed.
 - **Split**: by source document; no document has questions in both splits.
-- **Human review**: {stats.get("reviewed", 0)} of {stats.get("samples", 0)} training samples
-  reviewed (backend `{stats.get("backend")}`); unreviewed samples are marked `not_reviewed`.
+- **Human review**: {review_text} Each row's `review_status` says whether it was
+  reviewed; `human_edited` marks answers a reviewer rewrote.
 
 ## Splits
 | split | rows |
@@ -145,7 +149,7 @@ def _model_card(
     metrics: dict[str, Any],
     train_metrics: dict[str, Any],
     n_train: int,
-    stats: dict[str, Any],
+    review_text: str,
 ) -> str:
     t = recipe.train
     base = base_hub_id or t.student
@@ -175,7 +179,7 @@ r={t.lora_r}, alpha={t.lora_alpha}, dropout={t.lora_dropout}, modules {", ".join
 {train_metrics["steps"]} steps ({train_metrics["epochs"]} epochs), learning rate {t.learning_rate},
 batch {t.batch_size} x {t.gradient_accumulation_steps}, max length {t.max_seq_length};
 loss on the answer tokens only. Mean training loss {train_metrics["train_loss"]}.
-Human review: {stats.get("reviewed", 0)} of {stats.get("samples", 0)} samples reviewed.
+Human review: {review_text}
 
 ## Evaluation
 {metrics["questions"]} held-out questions from documents not trained on. Similarity is

@@ -1,60 +1,472 @@
-"""Review: human decisions that gate training.
+"""Review: a human spot-check of the training samples that gates training.
 
-In this version the only backend is `none`: every curated training sample is
-recorded as `not_reviewed` and passes through. The stage exists so recipes name it
-and so training already reads its samples through `training_rows`, which is where
-rejections and corrections will apply.
+`review.mode: auto` (no humans): every curated training sample is recorded as not
+human-reviewed, and training is not gated; cards say so.
 
-Outputs in `review/`: decisions.parquet (sample_id, status, reviewer, edited,
-corrected_answer) and stats.json.
+`review.mode: argilla`:
+- `spot_check` picks a seeded sample of the training split, stratified by task and
+  source document (proportional, largest remainder), plus every sample under the
+  judge/support thresholds (`flag_*_below`, capped at `low_score_cap`).
+- `push` creates or updates the Argilla dataset; record ids are sample ids.
+- `pull` (the stage) reads the reviewers' submitted answers: a reject removes the
+  sample from training (kept in review/rejected.parquet with the reasons), an accept
+  with a corrected response replaces the answer (marked human-edited). With several
+  reviewers, one reject wins, then a correction, then accept.
+- `gate` is checked before training: enough of the spot-check reviewed
+  (`required_share`) and a reject rate on the random sample at or under
+  `max_reject_rate`. Low-score extras are reviewed and applied but left out of the
+  rate: they were picked for looking bad.
+
+Outputs in `review/`: spot_check.parquet, decisions.parquet, rejected.parquet,
+stats.json.
 """
 
 from __future__ import annotations
 
+import math
+import random
+from collections import Counter, defaultdict
 from typing import Any
 
-from distill.io import read_json, read_rows, write_json, write_rows
-from distill.recipe import Recipe
-from distill.runfolder import RunFolder
+from distill.errors import InputError, UserError
+from distill.io import hash_json, read_json, read_rows, write_json, write_rows
+from distill.recipe import Recipe, ReviewConfig
+from distill.runfolder import RunFolder, now
+from distill.ui import console
+
+OUTCOMES = ("accepted", "rejected", "edited")
+
+
+class GateClosed(UserError):
+    """The spot-check does not allow training yet (exit 4)."""
+
+    exit_code = 4
+
+
+def _train(run: RunFolder) -> list[dict[str, Any]]:
+    if not run.is_done("curate"):
+        raise InputError("review needs the curated samples; run `distill curate RECIPE` first")
+    return read_rows(run.stage_dir("curate") / "train.parquet")
+
+
+def _doc(s: dict[str, Any]) -> str:
+    docs = s.get("source_doc_ids") or s.get("doc_ids") or ["?"]
+    return str(docs[0])
+
+
+def spot_check(train: list[dict[str, Any]], cfg: ReviewConfig) -> list[dict[str, Any]]:
+    """The samples to review: [{sample_id, reason ('sample'|'low_score'), task, source_doc}]."""
+    if not train:
+        return []
+    n = min(len(train), cfg.sample_count or max(1, round(cfg.sample_fraction * len(train))))
+    strata: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for s in sorted(train, key=lambda s: s["sample_id"]):
+        strata[(s["task"], _doc(s))].append(s)
+    keys = sorted(strata)
+    quota = {k: n * len(strata[k]) / len(train) for k in keys}
+    take = {k: math.floor(q) for k, q in quota.items()}
+    rng = random.Random(cfg.seed)
+    tiebreak = {k: rng.random() for k in keys}
+    by_remainder = sorted(keys, key=lambda k: (-(quota[k] - take[k]), tiebreak[k]))
+    for k in by_remainder[: n - sum(take.values())]:
+        take[k] += 1
+    picked: list[dict[str, Any]] = []
+    for k in keys:
+        # Seeded per stratum, so a change elsewhere does not reshuffle this one.
+        members = random.Random(hash_json([cfg.seed, *k])).sample(strata[k], take[k])
+        picked += [_entry(s, "sample") for s in members]
+    chosen = {p["sample_id"] for p in picked}
+    low = [s for s in train if s["sample_id"] not in chosen and _low_score(s, cfg)]
+    low.sort(key=lambda s: (_num(s, "groundedness"), _num(s, "quality"), _num(s, "support")))
+    picked += [_entry(s, "low_score") for s in low[: cfg.low_score_cap]]
+    return picked
+
+
+def _num(s: dict[str, Any], key: str) -> float:
+    v = s.get(key)
+    return float(v) if v is not None else math.inf
+
+
+def _low_score(s: dict[str, Any], cfg: ReviewConfig) -> bool:
+    g, q, sup = s.get("groundedness"), s.get("quality"), s.get("support")
+    return (
+        (g is not None and g < cfg.flag_groundedness_below)
+        or (q is not None and q < cfg.flag_quality_below)
+        or (sup is not None and cfg.flag_support_below is not None and sup < cfg.flag_support_below)
+    )
+
+
+def _entry(s: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {"sample_id": s["sample_id"], "reason": reason, "task": s["task"], "source_doc": _doc(s)}
+
+
+# --- records -------------------------------------------------------------------
+
+
+def _context(s: dict[str, Any], chunks: dict[str, dict[str, Any]]) -> str:
+    parts = []
+    for n, cid in enumerate(s.get("chunk_ids") or [], start=1):
+        c = chunks.get(cid)
+        head = f"[{n}] {cid}" + (f"  ({c['heading_path']})" if c and c["heading_path"] else "")
+        parts.append(head + "\n" + (c["text"].strip() if c else "(chunk no longer in the index)"))
+    return "\n\n".join(parts) or "(no context: this sample was written without documents)"
+
+
+def _instruction(s: dict[str, Any]) -> str:
+    """The question, or for a conversation every turn before the answer under review."""
+    msgs = [m for m in s["messages"] if m["role"] != "system"][:-1]
+    if len(msgs) <= 1:
+        return str(s["question"])
+    lines = [f"user: {s['question']}"]  # the first user message also holds the documents
+    lines += [f"{m['role']}: {m['content']}" for m in msgs[1:]]
+    return "\n\n".join(lines)
+
+
+def record(
+    s: dict[str, Any], entry: dict[str, Any], chunks: dict[str, Any], recipe: Recipe
+) -> dict[str, Any]:
+    """One Argilla record: fields, metadata, and the judge's scores as suggestions."""
+    g, q = s.get("groundedness"), s.get("quality")
+    judge = f"judge:{recipe.curate.judge}" if recipe.curate.judge else "judge"
+    suggestions: list[tuple[str, Any, float | None, str]] = []
+    if g is not None and q is not None:
+        ok = g >= recipe.curate.min_groundedness and q >= recipe.curate.min_quality
+        verdict = "accept" if ok else "reject"
+        suggestions.append(("verdict", verdict, round(min(g, q) / 5, 2), judge))
+        suggestions.append(("quality", int(q), None, judge))
+        if g <= 3:
+            suggestions.append(("issues", ["not_grounded"], None, judge))
+    return {
+        "id": s["sample_id"],
+        "fields": {
+            "context": _context(s, chunks),
+            "instruction": _instruction(s),
+            "response": s["messages"][-1]["content"],
+        },
+        "metadata": {
+            "task": s["task"],
+            "source_doc": entry["source_doc"],
+            "reason": entry["reason"],
+            "template": s.get("template"),
+            "groundedness": g,
+            "judge_quality": q,
+            "support": s.get("support"),
+        },
+        "suggestions": suggestions,
+    }
+
+
+def push(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+    """Pick the spot-check and create or update its Argilla records."""
+    from distill import argilla_io
+
+    train = _train(run)
+    entries = spot_check(train, recipe.review)
+    by_id = {s["sample_id"]: s for s in train}
+    chunks = {c["chunk_id"]: c for c in read_rows(run.stage_dir("ingest") / "chunks.parquet")}
+    items = [record(by_id[e["sample_id"]], e, chunks, recipe) for e in entries]
+    conn = argilla_io.connect(recipe)
+    try:
+        ds = argilla_io.open_dataset(conn, recipe, create=True)
+        argilla_io.log_records(ds, items)
+        url = argilla_io.ui_url(conn, ds)
+    finally:
+        conn.close()
+    write_rows(run.stage_dir("review") / "spot_check.parquet", entries)
+    reasons = Counter(e["reason"] for e in entries)
+    return {
+        "records": len(items),
+        "sample": reasons["sample"],
+        "low_score": reasons["low_score"],
+        "dataset": argilla_io.dataset_name(recipe),
+        "url": url,
+    }
+
+
+# --- decisions -----------------------------------------------------------------
+
+
+def decide(responses: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record's outcome from its reviewers' responses (drafts do not count)."""
+    submitted = [r for r in responses if r["status"] == "submitted"]
+    if not submitted:
+        skipped = any(r["status"] == "discarded" for r in responses)
+        return {"status": "skipped" if skipped else "pending", "reviewers": [], "issues": []}
+    verdicts = [r["values"].get("verdict") for r in submitted]
+    corrections = [
+        str(r["values"]["corrected_response"]).strip()
+        for r in sorted(submitted, key=lambda r: r["user"])
+        if r["values"].get("verdict") == "accept"
+        and str(r["values"].get("corrected_response") or "").strip()
+    ]
+    status = "rejected" if "reject" in verdicts else ("edited" if corrections else "accepted")
+    ratings = [r["values"]["quality"] for r in submitted if r["values"].get("quality")]
+    issues = sorted({i for r in submitted for i in r["values"].get("issues") or []})
+    notes = [
+        str(r["values"]["corrected_response"]).strip()
+        for r in submitted
+        if r["values"].get("verdict") == "reject" and r["values"].get("corrected_response")
+    ]
+    return {
+        "status": status,
+        "reviewers": sorted(r["user"] for r in submitted),
+        "verdicts": verdicts,
+        "corrected_answer": corrections[0] if status == "edited" else None,
+        "quality": round(sum(ratings) / len(ratings), 2) if ratings else None,
+        "issues": issues,
+        "reviewer_notes": notes,
+    }
+
+
+def _stats(
+    entries: list[dict[str, Any]], decisions: list[dict[str, Any]], n_train: int
+) -> dict[str, Any]:
+    outcome = {d["sample_id"]: d["status"] for d in decisions}
+    reviewed = [e for e in entries if outcome[e["sample_id"]] in OUTCOMES]
+    sample = [e for e in reviewed if e["reason"] == "sample"]
+    rejected_sample = sum(outcome[e["sample_id"]] == "rejected" for e in sample)
+
+    def tally(key: str) -> dict[str, dict[str, int]]:
+        out: dict[str, Counter[str]] = defaultdict(Counter)
+        for e in entries:
+            out[e[key]]["records"] += 1
+            out[e[key]][outcome[e["sample_id"]]] += 1
+        return {k: dict(v) for k, v in sorted(out.items())}
+
+    counts = Counter(outcome.values())
+    return {
+        "train_samples": n_train,
+        "spot_check": len(entries),
+        "sample_records": sum(e["reason"] == "sample" for e in entries),
+        "low_score_records": sum(e["reason"] == "low_score" for e in entries),
+        "reviewed": len(reviewed),
+        "reviewed_share": round(len(reviewed) / len(entries), 4) if entries else 1.0,
+        **{k: counts[k] for k in (*OUTCOMES, "pending", "skipped")},
+        "reject_rate": round(rejected_sample / len(sample), 4) if sample else None,
+        "issues": dict(Counter(i for d in decisions for i in d["issues"])),
+        "by_task": tally("task"),
+        "by_doc": tally("source_doc"),
+    }
+
+
+def pull(recipe: Recipe, run: RunFolder) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """Read the reviewers' answers; return (entries, decisions, stats)."""
+    from distill import argilla_io
+
+    entries = read_rows(run.stage_dir("review") / "spot_check.parquet")
+    conn = argilla_io.connect(recipe)
+    try:
+        ds = argilla_io.open_dataset(conn, recipe, create=False)
+        got = {a["id"]: a["responses"] for a in argilla_io.answers(conn, ds)}
+        url = argilla_io.ui_url(conn, ds)
+    finally:
+        conn.close()
+    missing = [e["sample_id"] for e in entries if e["sample_id"] not in got]
+    if missing:
+        raise UserError(
+            f"{len(missing)} spot-check records are not in Argilla (e.g. {missing[0]}); "
+            "run `distill review push RECIPE`"
+        )
+    decisions = []
+    for e in entries:
+        d = decide(got[e["sample_id"]])
+        decisions.append(
+            {
+                "sample_id": e["sample_id"],
+                "reason": e["reason"],
+                "status": d["status"],
+                "reviewers": d["reviewers"],
+                "corrected_answer": d.get("corrected_answer"),
+                "human_edited": d["status"] == "edited",
+                "quality": d.get("quality"),
+                "issues": d["issues"],
+                "reviewer_notes": d.get("reviewer_notes", []),
+            }
+        )
+    stats = _stats(entries, decisions, len(_train(run)))
+    stats.update(mode="argilla", human_reviewed=True, dataset=argilla_io.dataset_name(recipe))
+    stats["url"] = url
+    return entries, decisions, stats
 
 
 def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
-    train = read_rows(run.stage_dir("curate") / "train.parquet")
-    decisions = [
-        {
-            "sample_id": s["sample_id"],
-            "status": "not_reviewed",
-            "reviewer": None,
-            "edited": False,
-            "corrected_answer": None,
-        }
-        for s in train
-    ]
+    """The review stage: `auto` records no human review; `argilla` pushes the spot-check
+    (idempotent) and pulls the decisions submitted so far."""
+    train = _train(run)
     out = run.stage_dir("review")
+    for stale in ("spot_check.parquet", "decisions.parquet", "rejected.parquet"):
+        (out / stale).unlink(missing_ok=True)
+    if recipe.review.mode == "auto":
+        stats = {
+            "mode": "auto",
+            "human_reviewed": False,
+            "train_samples": len(train),
+            "spot_check": 0,
+            "reviewed": 0,
+            **{k: 0 for k in OUTCOMES},
+        }
+        write_json(out / "stats.json", stats)
+        return {"mode": "auto", "samples": len(train), "human_reviewed": 0}
+    pushed = push(recipe, run)
+    _, decisions, stats = pull(recipe, run)
     write_rows(out / "decisions.parquet", decisions)
-    stats = {"backend": recipe.review.backend, "samples": len(train), "not_reviewed": len(train)}
-    stats.update(reviewed=0, accepted=0, rejected=0)
-    write_json(out / "stats.json", stats)
-    return {"samples": len(train), "not_reviewed": len(train)}
-
-
-def training_rows(run: RunFolder) -> list[dict[str, Any]]:
-    """Curated training samples with review decisions applied (rejects out, edits in)."""
-    train = read_rows(run.stage_dir("curate") / "train.parquet")
-    decisions = {
-        d["sample_id"]: d for d in read_rows(run.stage_dir("review") / "decisions.parquet")
+    by_id = {s["sample_id"]: s for s in train}
+    rejected = [
+        {**by_id[d["sample_id"]], **{k: d[k] for k in ("reviewers", "issues", "reviewer_notes")}}
+        for d in decisions
+        if d["status"] == "rejected"
+    ]
+    if rejected:
+        write_rows(out / "rejected.parquet", rejected)
+    write_json(out / "stats.json", {k: v for k, v in stats.items() if k != "url"})
+    console.print(f"  review in Argilla: {pushed['url']}")
+    return {
+        "mode": "argilla",
+        "spot_check": stats["spot_check"],
+        "reviewed": stats["reviewed"],
+        **{k: stats[k] for k in (*OUTCOMES, "pending")},
+        "reject_rate": stats["reject_rate"],
+        "pulled_at": now(),
+        "by_task": stats["by_task"],
+        "by_doc": stats["by_doc"],
     }
-    rows = []
-    for s in train:
-        d = decisions.get(s["sample_id"], {"status": "not_reviewed"})
-        if d["status"] == "rejected":
-            continue
-        if d.get("corrected_answer"):
-            s = {**s, "answer": d["corrected_answer"]}
-            s["messages"] = [*s["messages"][:-1], {"role": "assistant", "content": s["answer"]}]
-        rows.append({**s, "review_status": d["status"]})
-    return rows
+
+
+# --- what training reads -------------------------------------------------------
 
 
 def review_stats(run: RunFolder) -> dict[str, Any]:
-    return read_json(run.stage_dir("review") / "stats.json")
+    return dict(read_json(run.stage_dir("review") / "stats.json"))
+
+
+def _decisions(run: RunFolder) -> dict[str, dict[str, Any]]:
+    path = run.stage_dir("review") / "decisions.parquet"
+    return {d["sample_id"]: d for d in read_rows(path)} if path.exists() else {}
+
+
+def training_rows(run: RunFolder) -> list[dict[str, Any]]:
+    """Curated training samples with review decisions applied: rejects out, corrections
+    in place of the last assistant message (marked human_edited)."""
+    train = read_rows(run.stage_dir("curate") / "train.parquet")
+    decisions = _decisions(run)
+    human = review_stats(run).get("human_reviewed", False)
+    rows = []
+    for s in train:
+        d = decisions.get(s["sample_id"])
+        status = d["status"] if d else ("not_spot_checked" if human else "not_reviewed")
+        if status == "rejected":
+            continue
+        s = {**s, "review_status": status, "human_edited": False}
+        if d and d.get("corrected_answer"):
+            msgs = [*s["messages"][:-1], {"role": "assistant", "content": d["corrected_answer"]}]
+            s.update(messages=msgs, human_edited=True)
+            if sum(m["role"] == "assistant" for m in msgs) == 1:  # else `answer` is turn 1's
+                s["answer"] = d["corrected_answer"]
+        rows.append(s)
+    return rows
+
+
+def gate_reasons(stats: dict[str, Any], cfg: ReviewConfig) -> list[str]:
+    """Why the spot-check keeps training from starting (empty: it does not)."""
+    if stats.get("mode") != "argilla":
+        return []
+    reasons = []
+    n, done = stats["spot_check"], stats["reviewed"]
+    if n and done / n < cfg.required_share:
+        reasons.append(
+            f"{done} of {n} spot-check records reviewed ({done / n:.0%}); "
+            f"review.required_share is {cfg.required_share:.0%}"
+        )
+    rate = stats.get("reject_rate")
+    if rate is not None and rate > cfg.max_reject_rate:
+        reasons.append(
+            f"reviewers rejected {rate:.0%} of the reviewed random sample; "
+            f"review.max_reject_rate is {cfg.max_reject_rate:.0%}"
+        )
+    return reasons
+
+
+def render_status(stats: dict[str, Any], cfg: ReviewConfig, top: int = 15) -> str:
+    """Progress, the gate's verdict, and counts per task and per source document."""
+    if stats.get("mode") != "argilla":
+        return f"review.mode is auto: {stats.get('train_samples', 0)} samples, none human-reviewed"
+    n = stats["spot_check"]
+    lines = [
+        f"spot-check: {n} records ({stats['sample_records']} sampled, "
+        f"{stats['low_score_records']} low-score) of {stats['train_samples']} training samples",
+        f"reviewed {stats['reviewed']} of {n} ({stats['reviewed_share']:.0%}): "
+        f"{stats['accepted']} accepted, {stats['rejected']} rejected, {stats['edited']} edited; "
+        f"{stats['pending']} pending, {stats['skipped']} skipped",
+    ]
+    rate = stats.get("reject_rate")
+    if rate is not None:
+        lines.append(
+            f"reject rate on the random sample: {rate:.0%} (max {cfg.max_reject_rate:.0%})"
+        )
+    reasons = gate_reasons(stats, cfg)
+    lines.append("training gate: " + ("closed: " + "; ".join(reasons) if reasons else "open"))
+    cols = ("records", "accepted", "rejected", "edited", "pending")
+    for title, key in (("task", "by_task"), ("source document", "by_doc")):
+        groups = sorted(stats[key].items(), key=lambda kv: -kv[1]["records"])
+        width = max([len(title), *(len(k) for k, _ in groups[:top])])
+        lines += ["", f"{title:<{width}}  " + "  ".join(f"{c:>8}" for c in cols)]
+        for k, v in groups[:top]:
+            lines.append(f"{k:<{width}}  " + "  ".join(f"{v.get(c, 0):>8}" for c in cols))
+        if len(groups) > top:
+            lines.append(f"… and {len(groups) - top} more")
+    return "\n".join(lines)
+
+
+def gate(recipe: Recipe, run: RunFolder, accept_unreviewed: bool = False) -> dict[str, Any]:
+    """Whether training may start; raises GateClosed when not and not overridden.
+    Returns the record kept in the manifest as `review_gate`."""
+    stats = review_stats(run)
+    cfg = recipe.review
+    result: dict[str, Any] = {
+        "mode": stats.get("mode", "auto"),
+        "human_reviewed": bool(stats.get("human_reviewed")),
+        "checked_at": now(),
+        "reasons": [],
+        "overridden": False,
+    }
+    result["reasons"] = gate_reasons(stats, cfg)
+    result["passed"] = not result["reasons"]
+    if not result["passed"]:
+        if not accept_unreviewed:
+            raise GateClosed(
+                "train: the spot-check does not allow training: "
+                + "; ".join(result["reasons"])
+                + ". Review in Argilla, then `distill review pull RECIPE`; "
+                "or pass --accept-unreviewed to train anyway (recorded in the manifest "
+                "and the dataset card)"
+            )
+        result["overridden"] = True
+    return result
+
+
+def summary(stats: dict[str, Any], gate_record: dict[str, Any] | None) -> str:
+    """One honest paragraph on human review, for cards and reports."""
+    if stats.get("mode") != "argilla":
+        text = (
+            "Not human-reviewed: the recipe's review.mode was `auto`, so no person checked "
+            f"any of the {stats.get('train_samples', 0)} training samples."
+        )
+    else:
+        rate = stats.get("reject_rate")
+        text = (
+            f"Human spot-check in Argilla: {stats['reviewed']} of {stats['spot_check']} "
+            f"spot-check records reviewed ({stats['sample_records']} sampled at random, "
+            f"stratified by task and source document; {stats['low_score_records']} picked for "
+            f"low scores): {stats['accepted']} accepted, {stats['rejected']} rejected and "
+            f"removed, {stats['edited']} corrected by a reviewer"
+            + (f"; reject rate on the random sample {rate:.0%}" if rate is not None else "")
+            + f". The other {stats['train_samples'] - stats['spot_check']} training samples "
+            "were not individually reviewed."
+        )
+    if gate_record and gate_record.get("overridden"):
+        text += (
+            " Training went ahead with --accept-unreviewed although "
+            + "; ".join(gate_record.get("reasons", []))
+            + "."
+        )
+    return text

@@ -10,8 +10,8 @@ cache's `argilla/`): Argilla's home (its database), logs, the process ids, and
 credentials.json (mode 0600) with the owner's API key and the owner's and an
 annotator's passwords, generated on first start.
 
-Pointing distill at your own Argilla (Docker, a Hugging Face Space) comes with
-`review push`/`pull`.
+`distill review push|status|pull` use this server unless $ARGILLA_API_URL (or
+`review.api_url`) points at another one (distill/argilla_io.py).
 """
 
 from __future__ import annotations
@@ -183,6 +183,7 @@ def serve(port: int = 6900, redis_port: int = 6379, timeout_s: float = 120) -> d
     )
     pids["worker"] = _start("worker", launch + ["worker", "--num-workers", "1"], env)
     write_text(state_dir() / "pids.json", json.dumps(pids))
+    write_text(state_dir() / "server.json", json.dumps({"port": port}))
     deadline = time.monotonic() + timeout_s
     while not _ready(port, creds["api_key"]):
         if not _alive(pids["server"]):
@@ -226,6 +227,15 @@ def info(port: int = 6900) -> dict[str, Any]:
     }
 
 
+def local_server() -> dict[str, Any] | None:
+    """The running local server's URL and credentials, or None when none is running."""
+    path = state_dir() / "server.json"
+    server = _pids().get("server")
+    if not path.exists() or server is None or not _alive(server):
+        return None
+    return info(int(json.loads(path.read_text())["port"]))
+
+
 def stop() -> list[str]:
     """Stop what `serve` started; return the names of what was stopped."""
     stopped = []
@@ -246,5 +256,6 @@ def stop() -> list[str]:
             _children.pop(pid).wait(timeout=10)
         stopped.append(name)
     (state_dir() / "pids.json").unlink(missing_ok=True)
+    (state_dir() / "server.json").unlink(missing_ok=True)
     shutil.rmtree(state_dir() / "tmp", ignore_errors=True)
     return stopped

@@ -1,0 +1,194 @@
+"""The review logic without a server: the spot-check sample, decisions from responses,
+statistics, the training gate, and what training reads."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distill.io import write_json, write_rows
+from distill.recipe import Recipe, ReviewConfig
+from distill.review import (
+    GateClosed,
+    _stats,
+    decide,
+    gate,
+    gate_reasons,
+    render_status,
+    spot_check,
+    summary,
+    training_rows,
+)
+from distill.runfolder import RunFolder
+
+
+def sample(i: int, task: str = "qa", doc: str = "a", **extra: Any) -> dict[str, Any]:
+    return {
+        "sample_id": f"s{i:03d}",
+        "task": task,
+        "source_doc_ids": [doc],
+        "question": f"Q{i}?",
+        "answer": f"A{i}.",
+        "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": f"docs + Q{i}?"},
+            {"role": "assistant", "content": f"A{i}."},
+        ],
+        **extra,
+    }
+
+
+def test_spot_check_is_proportional_to_strata_seeded_and_sized() -> None:
+    train = [sample(i, "qa", "a") for i in range(60)]
+    train += [sample(100 + i, "raft", "b") for i in range(30)]
+    train += [sample(200 + i, "qa", "c") for i in range(10)]
+    picked = spot_check(train, ReviewConfig(sample_fraction=0.1))
+    assert len(picked) == 10 and all(p["reason"] == "sample" for p in picked)
+    strata = Counter((p["task"], p["source_doc"]) for p in picked)
+    assert strata == {("qa", "a"): 6, ("raft", "b"): 3, ("qa", "c"): 1}
+    assert picked == spot_check(list(reversed(train)), ReviewConfig(sample_fraction=0.1))
+    other = spot_check(train, ReviewConfig(sample_fraction=0.1, seed=1))
+    assert {p["sample_id"] for p in other} != {p["sample_id"] for p in picked}
+    assert len(spot_check(train, ReviewConfig(sample_count=25))) == 25
+    assert len(spot_check(train[:3], ReviewConfig(sample_count=25))) == 3
+    assert spot_check([], ReviewConfig()) == []
+
+
+def test_small_strata_share_the_remainder_and_low_scores_are_added_capped() -> None:
+    train = [sample(i, "qa", f"doc{i}") for i in range(20)]  # 20 strata of one
+    for i, s in enumerate(train[:8]):
+        s.update(groundedness=2 if i < 5 else 5, quality=5 if i < 5 else 2)
+    picked = spot_check(train, ReviewConfig(sample_count=4, low_score_cap=3))
+    assert Counter(p["reason"] for p in picked) == {"sample": 4, "low_score": 3}
+    assert len({p["source_doc"] for p in picked}) == 7  # no stratum twice
+    low = [p["sample_id"] for p in picked if p["reason"] == "low_score"]
+    ids = {s["sample_id"]: s for s in train}
+    assert all(ids[i]["groundedness"] == 2 or ids[i]["quality"] == 2 for i in low)
+    off = ReviewConfig(sample_count=4, flag_groundedness_below=0, flag_quality_below=0)
+    assert all(p["reason"] == "sample" for p in spot_check(train, off))
+
+
+def r(user: str, status: str = "submitted", **values: Any) -> dict[str, Any]:
+    return {"user": user, "status": status, "values": values}
+
+
+def test_decisions_from_responses() -> None:
+    assert decide([])["status"] == "pending"
+    assert decide([r("a", "draft", verdict="reject")])["status"] == "pending"
+    assert decide([r("a", "discarded")])["status"] == "skipped"
+    assert decide([r("a", verdict="accept", quality=4)])["status"] == "accepted"
+    edited = decide([r("a", verdict="accept", corrected_response="  Better.  ")])
+    assert edited["status"] == "edited" and edited["corrected_answer"] == "Better."
+    # A reject wins over another reviewer's accept; its text is a note, not an answer.
+    both = decide(
+        [
+            r("a", verdict="accept", quality=5),
+            r("b", verdict="reject", corrected_response="wrong", issues=["hallucination"]),
+        ]
+    )
+    assert both["status"] == "rejected" and both["corrected_answer"] is None
+    assert both["issues"] == ["hallucination"] and both["reviewer_notes"] == ["wrong"]
+    assert both["reviewers"] == ["a", "b"] and both["quality"] == 5.0
+    blank = decide([r("a", verdict="accept", corrected_response="   ")])
+    assert blank["status"] == "accepted"
+
+
+def entries_and_decisions(outcomes: list[tuple[str, str]]) -> tuple[list[dict], list[dict]]:
+    entries, decisions = [], []
+    for i, (reason, status) in enumerate(outcomes):
+        sid = f"s{i}"
+        entries.append(
+            {
+                "sample_id": sid,
+                "reason": reason,
+                "task": "qa" if i % 2 else "raft",
+                "source_doc": "d",
+            }
+        )
+        decisions.append({"sample_id": sid, "status": status, "issues": []})
+    return entries, decisions
+
+
+def test_stats_and_gate_reasons() -> None:
+    cfg = ReviewConfig(max_reject_rate=0.2, required_share=1.0)
+    entries, decisions = entries_and_decisions(
+        [("sample", "accepted")] * 4 + [("sample", "rejected")] + [("low_score", "rejected")] * 3
+    )
+    stats = {**_stats(entries, decisions, 40), "mode": "argilla"}
+    assert stats["reviewed"] == 8 and stats["rejected"] == 4
+    assert stats["reject_rate"] == 0.2  # the low-score extras are not in the rate
+    assert gate_reasons(stats, cfg) == []
+    assert stats["by_task"]["qa"]["records"] == 4
+    entries, decisions = entries_and_decisions(
+        [("sample", "accepted")] * 2 + [("sample", "rejected")] + [("sample", "pending")]
+    )
+    stats = {**_stats(entries, decisions, 40), "mode": "argilla"}
+    reasons = gate_reasons(stats, cfg)
+    assert len(reasons) == 2
+    assert "3 of 4 spot-check records reviewed (75%)" in reasons[0]
+    assert "rejected 33%" in reasons[1]
+    assert gate_reasons(stats, ReviewConfig(required_share=0.75, max_reject_rate=0.5)) == []
+    text = render_status(stats, cfg)
+    assert "training gate: closed" in text and "pending" in text and "raft" in text
+    assert gate_reasons({"mode": "auto"}, cfg) == []
+
+
+def make_run(tmp_path: Path, stats: dict[str, Any], decisions: list[dict] | None) -> RunFolder:
+    run = RunFolder(tmp_path / "run")
+    multi = sample(3)
+    multi["messages"] = [
+        *multi["messages"],
+        {"role": "user", "content": "And then?"},
+        {"role": "assistant", "content": "Then B."},
+    ]
+    multi["turns"] = 2
+    write_rows(run.stage_dir("curate") / "train.parquet", [sample(1), sample(2), multi])
+    write_json(run.stage_dir("review") / "stats.json", stats)
+    if decisions is not None:
+        write_rows(run.stage_dir("review") / "decisions.parquet", decisions)
+    return run
+
+
+def test_training_rows_apply_rejects_and_corrections(tmp_path: Path) -> None:
+    decisions = [
+        {"sample_id": "s001", "status": "rejected", "corrected_answer": None},
+        {"sample_id": "s003", "status": "edited", "corrected_answer": "Then C."},
+    ]
+    run = make_run(tmp_path, {"mode": "argilla", "human_reviewed": True}, decisions)
+    rows = {s["sample_id"]: s for s in training_rows(run)}
+    assert set(rows) == {"s002", "s003"}
+    assert rows["s002"]["review_status"] == "not_spot_checked"
+    multi = rows["s003"]
+    assert multi["human_edited"] and multi["messages"][-1]["content"] == "Then C."
+    assert multi["messages"][-2]["content"] == "And then?" and multi["answer"] == "A3."
+    auto = make_run(tmp_path / "auto", {"mode": "auto", "human_reviewed": False}, None)
+    assert {s["review_status"] for s in training_rows(auto)} == {"not_reviewed"}
+
+
+def test_gate_raises_or_records_the_override(tmp_path: Path) -> None:
+    stats = {"mode": "argilla", "human_reviewed": True, "spot_check": 4, "reviewed": 1}
+    stats.update(reject_rate=0.0)
+    run = make_run(tmp_path, stats, [])
+    recipe = Recipe.model_validate({"name": "x", "ingest": {"paths": ["d"]}})
+    with pytest.raises(GateClosed, match="1 of 4 spot-check records reviewed.*--accept-unreviewed"):
+        gate(recipe, run)
+    assert GateClosed.exit_code == 4
+    got = gate(recipe, run, accept_unreviewed=True)
+    assert got["overridden"] and not got["passed"] and got["reasons"]
+    full = {
+        **stats,
+        "train_samples": 40,
+        "sample_records": 4,
+        "low_score_records": 0,
+        "accepted": 1,
+        "rejected": 0,
+        "edited": 0,
+    }
+    text = summary(full, got)
+    assert "1 of 4 spot-check records reviewed" in text and "--accept-unreviewed" in text
+    assert "36 training samples were not individually reviewed" in text
+    auto = summary({"mode": "auto", "train_samples": 7}, {"overridden": False})
+    assert auto.startswith("Not human-reviewed") and "7 training samples" in auto
