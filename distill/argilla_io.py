@@ -89,7 +89,7 @@ def guidelines(recipe: Recipe) -> str:
     file = recipe.base_dir / path if path else DEFAULT_GUIDELINES
     if not file.is_file():
         raise UserError(f"review.guidelines: no file at {file}")
-    return file.read_text(encoding="utf-8")
+    return file.read_text(encoding="utf-8").strip()  # the server strips it too
 
 
 def settings(recipe: Recipe) -> Any:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +91,21 @@ def ingested(small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     )
     run_pipeline(load_recipe(recipe), until="curate")
     return tmp_path / "runs" / "small"
+
+
+@pytest.fixture(scope="session")
+def argilla_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A real local Argilla server (`distill review serve`), once per test session, with
+    its state in a temporary folder (slow: the first run installs argilla-server)."""
+    from distill.review_server import serve, stop
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DISTILL_ARGILLA_DIR", str(tmp_path_factory.mktemp("argilla")))
+    mp.delenv("ARGILLA_API_URL", raising=False)
+    mp.delenv("ARGILLA_API_KEY", raising=False)
+    redis_port = free_port()
+    try:
+        yield {**serve(free_port(), redis_port), "redis_port": redis_port}
+    finally:
+        stop()
+        mp.undo()

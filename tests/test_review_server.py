@@ -8,29 +8,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    state = tmp_path_factory.mktemp("argilla")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DISTILL_ARGILLA_DIR", str(state))
-    from distill.review_server import serve, stop
-
-    redis_port = free_port()
-    try:
-        yield {**serve(free_port(), redis_port), "redis_port": redis_port}
-    finally:
-        stop()
-        mp.undo()
+@pytest.fixture
+def server(argilla_server: dict) -> dict:
+    return argilla_server
 
 
 def test_serve_prints_address_and_credentials_and_is_idempotent(

@@ -1,0 +1,229 @@
+"""The review loop against the real local Argilla server, through the CLI: push the
+spot-check, re-push idempotently, annotator answers through the REST API (as the web
+UI sends them), pull with accept / reject / edit, status, and the training gate both
+ways (slow: a real server, real ingest and a one-step real training run)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distill.io import read_json, read_rows, write_rows
+from tests.conftest import CORPUS, REPO, write_recipe
+
+pytestmark = pytest.mark.slow
+
+RECIPE = f"""name: loop
+ingest:
+  paths: [{CORPUS}]
+  chunk_tokens: 128
+  chunk_overlap: 16
+generate:
+  teacher: 'fake:'
+  max_chunks: 30
+  neighbours: 1
+curate:
+  eval_fraction: 0.2
+review:
+  mode: argilla
+  sample_count: 6
+  low_score_cap: 2
+train:
+  max_steps: 1
+  batch_size: 2
+  max_seq_length: 384
+"""
+
+
+@pytest.fixture(scope="module")
+def loop(argilla_server: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A run curated with the fake teacher; two training samples get low judge scores."""
+    from distill.pipeline import run_pipeline
+    from distill.recipe import load_recipe
+
+    cwd = tmp_path_factory.mktemp("loop")
+    recipe = write_recipe(cwd, RECIPE)
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        run_pipeline(load_recipe(recipe), until="curate")
+    finally:
+        os.chdir(old)
+    run = cwd / "runs" / "loop"
+    path = run / "curate" / "train.parquet"
+    train = read_rows(path)
+    for i, s in enumerate(train):
+        s["groundedness"], s["quality"] = (2, 2) if i in (0, 1) else (5, 5)
+    write_rows(path, train)
+    yield {
+        "cwd": cwd,
+        "recipe": recipe,
+        "run": run,
+        "low": {train[0]["sample_id"], train[1]["sample_id"]},
+    }
+
+
+def cli(loop: dict, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "distill", *args],
+        cwd=loop["cwd"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def dataset(server: dict) -> Any:
+    import argilla as rg
+
+    client = rg.Argilla(api_url=server["url"], api_key=server["api_key"])
+    ds = client.datasets(name="loop-spot-check", workspace="argilla")
+    assert ds is not None
+    return client, ds
+
+
+def answer(server: dict, server_id: Any, values: dict[str, Any]) -> None:
+    """Submit a response as the annotator, the way the web UI does."""
+    import requests
+
+    token = requests.post(
+        f"{server['url']}/api/v1/token",
+        data={"username": "annotator", "password": server["annotator"]["password"]},
+        timeout=10,
+    ).json()["access_token"]
+    resp = requests.post(
+        f"{server['url']}/api/v1/records/{server_id}/responses",
+        json={"values": {k: {"value": v} for k, v in values.items()}, "status": "submitted"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert resp.status_code == 201, resp.text
+
+
+def test_push_creates_the_dataset_with_records_metadata_and_suggestions(
+    argilla_server: dict, loop: dict
+) -> None:
+    got = cli(loop, "review", "push", str(loop["recipe"]))
+    assert got.returncode == 0, got.stderr
+    assert "pushed 8 records" in got.stdout and "6 sampled, 2 low-score" in got.stdout
+    assert "/annotation-mode" in got.stdout
+    client, ds = dataset(argilla_server)
+    assert [f.name for f in ds.settings.fields] == ["context", "instruction", "response"]
+    assert [q.name for q in ds.settings.questions] == [
+        "verdict",
+        "corrected_response",
+        "quality",
+        "issues",
+    ]
+    assert {m.name for m in ds.settings.metadata} >= {"task", "source_doc", "reason", "support"}
+    assert ds.settings.guidelines == (REPO / "review" / "guidelines.md").read_text().strip()
+    spot = read_rows(loop["run"] / "review" / "spot_check.parquet")
+    records = {r.id: r for r in ds.records(with_suggestions=True)}
+    assert set(records) == {s["sample_id"] for s in spot} and len(records) == 8
+    train = {s["sample_id"]: s for s in read_rows(loop["run"] / "curate" / "train.parquet")}
+    for rid, rec in records.items():
+        s = train[rid]
+        low = rid in loop["low"]
+        assert rec.metadata["reason"] == ("low_score" if low else "sample")
+        assert rec.metadata["task"] == s["task"] and rec.metadata["groundedness"] in (2, 5)
+        assert rec.suggestions["verdict"].value == ("reject" if low else "accept")
+        assert rec.suggestions["quality"].value == (2 if low else 5)
+        assert rec.fields["response"] == s["messages"][-1]["content"]
+        assert f"[1] {s['chunk_ids'][0]}" in rec.fields["context"]
+    client.http_client.close()
+
+
+def test_push_twice_updates_and_keeps_answers(argilla_server: dict, loop: dict) -> None:
+    client, ds = dataset(argilla_server)
+    first = next(iter(ds.records))
+    answer(argilla_server, first._server_id, {"verdict": "accept", "quality": 4})
+    got = cli(loop, "review", "push", str(loop["recipe"]))
+    assert got.returncode == 0, got.stderr
+    records = list(ds.records(with_responses=True))
+    assert len(records) == 8
+    kept = next(r for r in records if r.id == first.id)
+    assert [x.value for x in kept.responses["verdict"]] == ["accept"]
+    client.http_client.close()
+
+
+def test_run_stops_at_the_gate_before_review(loop: dict) -> None:
+    got = cli(loop, "run", str(loop["recipe"]))
+    assert got.returncode == 4, got.stderr
+    err = " ".join((got.stdout + got.stderr).split())
+    assert "1 of 8 spot-check records reviewed (12%)" in err and "--accept-unreviewed" in err
+    assert "Traceback" not in got.stderr
+    manifest = read_json(loop["run"] / "manifest.json")
+    assert manifest["review_gate"]["passed"] is False
+    assert manifest["stages"]["review"]["counts"]["reviewed"] == 1
+    assert "train" not in manifest["stages"] or manifest["stages"]["train"].get("status") != "done"
+
+
+def test_pull_applies_reject_edit_accept_and_the_gate_both_ways(
+    argilla_server: dict, loop: dict
+) -> None:
+    from distill.review import training_rows
+    from distill.runfolder import RunFolder
+
+    client, ds = dataset(argilla_server)
+    records = {r.id: r for r in ds.records(with_responses=True)}
+    pending = sorted(rid for rid, r in records.items() if not r.responses)
+    sampled = [rid for rid in pending if rid not in loop["low"]]
+    rejected = [sampled[0], sampled[1], sorted(loop["low"])[0]]
+    edited = sampled[2]
+    for rid in pending:
+        if rid in rejected:
+            values: dict[str, Any] = {"verdict": "reject", "issues": ["hallucination"]}
+        elif rid == edited:
+            values = {"verdict": "accept", "corrected_response": "A reviewer's answer."}
+        else:
+            values = {"verdict": "accept", "quality": 5}
+        answer(argilla_server, records[rid]._server_id, values)
+    client.http_client.close()
+
+    got = cli(loop, "review", "pull", str(loop["recipe"]))
+    assert got.returncode == 0, got.stderr
+    out = " ".join(got.stdout.split())
+    assert "reviewed 8 of 8 (100%): 4 accepted, 3 rejected, 1 edited" in out
+    assert "reject rate on the random sample: 33% (max 20%)" in out
+    assert "training gate: closed" in out
+
+    run = RunFolder(loop["run"])
+    decisions = {d["sample_id"]: d for d in read_rows(loop["run"] / "review" / "decisions.parquet")}
+    assert {k for k, d in decisions.items() if d["status"] == "rejected"} == set(rejected)
+    assert decisions[edited]["human_edited"] and decisions[edited]["reviewers"] == ["annotator"]
+    out_rows = read_rows(loop["run"] / "review" / "rejected.parquet")
+    assert {r["sample_id"] for r in out_rows} == set(rejected)
+    assert all(r["issues"] == ["hallucination"] for r in out_rows)
+    rows = {s["sample_id"]: s for s in training_rows(run)}
+    assert not set(rejected) & set(rows)
+    assert rows[edited]["messages"][-1]["content"] == "A reviewer's answer."
+    assert rows[edited]["human_edited"] and rows[edited]["review_status"] == "edited"
+    counts = run.stage("review")["counts"]
+    assert (counts["accepted"], counts["rejected"], counts["edited"]) == (4, 3, 1)
+    assert sum(v["records"] for v in counts["by_task"].values()) == 8
+
+    status = cli(loop, "review", "status", str(loop["recipe"]))
+    assert status.returncode == 0 and "source document" in status.stdout
+
+    closed = cli(loop, "train", str(loop["recipe"]))
+    assert closed.returncode == 4
+    assert "rejected 33% of the reviewed random sample" in " ".join(closed.stderr.split())
+
+    forced = cli(loop, "train", str(loop["recipe"]), "--accept-unreviewed")
+    assert forced.returncode == 0, forced.stdout[-2000:] + forced.stderr[-2000:]
+    gate = read_json(loop["run"] / "manifest.json")["review_gate"]
+    assert gate["overridden"] and not gate["passed"] and "33%" in gate["reasons"][0]
+    assert (loop["run"] / "train" / "adapter" / "adapter_model.safetensors").exists()
+
+    opened = cli(
+        loop, "train", str(loop["recipe"]), "--force", "--set", "review.max_reject_rate=0.5"
+    )
+    assert opened.returncode == 0, opened.stdout[-2000:] + opened.stderr[-2000:]
+    gate = read_json(loop["run"] / "manifest.json")["review_gate"]
+    assert gate["passed"] and not gate["overridden"] and gate["human_reviewed"]
