@@ -235,7 +235,8 @@ def review_push(recipe: RecipeArg, set_: SetOpt = None) -> None:
         f"pushed {got['records']} records to Argilla dataset '{got['dataset']}' "
         f"({got['sample']} sampled, {got['low_score']} low-score)"
     )
-    typer.echo(f"review them at {got['url']}, then run: distill review pull {recipe}")
+    typer.echo(f"review them at {got['url']}")
+    typer.echo(f"then run: distill review pull {recipe}")
 
 
 @review_app.command("status")

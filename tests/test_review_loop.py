@@ -6,6 +6,7 @@ ways (slow: a real server, real ingest and a one-step real training run)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -227,3 +228,66 @@ def test_pull_applies_reject_edit_accept_and_the_gate_both_ways(
     assert opened.returncode == 0, opened.stdout[-2000:] + opened.stderr[-2000:]
     gate = read_json(loop["run"] / "manifest.json")["review_gate"]
     assert gate["passed"] and not gate["overridden"] and gate["human_reviewed"]
+
+
+def select(page: Any, option: str) -> None:
+    """Tick a label in the form; the judge's suggestion may have ticked it already, and
+    a second click would untick it."""
+    if not page.locator(f"#{option}").is_checked():
+        page.locator(f'label[for="{option}"]').click()
+
+
+def test_an_annotator_rejects_and_corrects_in_the_web_ui(argilla_server: dict, loop: dict) -> None:
+    """Headless Chromium (Debian's package) driven by Playwright: sign in as the
+    annotator, reject one record and correct another; `review pull` sees both."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "the browser test needs Debian's chromium: apt-get install -y chromium"
+    ui = ["--set", "review.dataset=loop-ui", "--set", "review.sample_count=2"]
+    ui += ["--set", "review.low_score_cap=0"]
+    pushed = cli(loop, "review", "push", str(loop["recipe"]), *ui)
+    assert pushed.returncode == 0, pushed.stderr
+    url = next(w for w in pushed.stdout.split() if w.endswith("/annotation-mode"))
+    correction = "The reviewer's corrected answer."
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{argilla_server['url']}/sign-in")
+        page.get_by_label("Username").fill("annotator")
+        page.get_by_label("Password").fill(argilla_server["annotator"]["password"])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/")
+        page.goto(url)
+        shown = []
+        for verdict in ("reject", "accept"):
+            page.locator('[aria-label="Question: verdict"]').wait_for()
+            instruction = page.locator(".text_field_component").nth(1)
+            page.wait_for_function(
+                "([el, seen]) => !seen.includes(el.innerText)",
+                arg=[instruction.element_handle(), shown],
+            )
+            shown.append(instruction.inner_text())
+            select(page, f"verdict_{verdict}")
+            if verdict == "reject":
+                select(page, "issues_unclear_question")
+            if verdict == "accept":
+                box = '[aria-label="Question: corrected_response"] [contenteditable="true"]'
+                page.locator(box).fill(correction)
+            page.locator("button.button--submit").click()
+        page.get_by_text("Submitted").first.wait_for()
+        browser.close()
+
+    pulled = cli(loop, "review", "pull", str(loop["recipe"]), *ui)
+    assert pulled.returncode == 0, pulled.stderr
+    assert "1 accepted" not in pulled.stdout and "0 accepted, 1 rejected, 1 edited" in pulled.stdout
+    train = {s["sample_id"]: s for s in read_rows(loop["run"] / "curate" / "train.parquet")}
+    decisions = read_rows(loop["run"] / "review" / "decisions.parquet")
+    by_status = {d["status"]: d for d in decisions}
+    assert "unclear_question" in by_status["rejected"]["issues"]
+    assert by_status["edited"]["corrected_answer"] == correction
+    for d, text in zip((by_status["rejected"], by_status["edited"]), shown, strict=True):
+        assert train[d["sample_id"]]["question"] in text  # the record the browser showed
