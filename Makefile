@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 LLAMA  := $(VENV)/.llama-stamp
 PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo test lint format docs clean-runs redis
+.PHONY: install demo test lint format docs clean-runs review-deps
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,12 +33,14 @@ $(LLAMA): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/distill run recipes/quickstart.yaml
 
-# Redis, for the local Argilla server the review tests start (Debian package).
-redis:
-	@command -v redis-server >/dev/null || { echo "installing redis-server (for the review tests)"; \
-	  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+# Debian packages for the review tests: Redis for the local Argilla server, and
+# Chromium for the web-UI test (Playwright drives it; no browser download).
+review-deps:
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null || { \
+	  echo "installing redis-server and chromium (for the review tests)"; \
+	  apt-get update -qq && apt-get install -y -qq redis-server chromium >/dev/null; }
 
-test: $(STAMP) $(LLAMA) redis lint
+test: $(STAMP) $(LLAMA) review-deps lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -12,15 +12,19 @@ discarded response that has no values.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from distill.errors import UserError
 from distill.recipe import Recipe
+from distill.ui import track
 
 VERDICTS = {"accept": "Accept", "reject": "Reject"}
 ISSUES = {
@@ -137,12 +141,12 @@ def open_dataset(conn: Connection, recipe: Recipe, *, create: bool) -> Any:
 
     name, workspace = dataset_name(recipe), recipe.review.workspace
     client = conn.client
-    if client.workspaces(workspace) is None:
-        raise UserError(
-            f"Argilla has no workspace '{workspace}'; create it or set review.workspace"
-        )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the SDK warns when a dataset does not exist
+        warnings.simplefilter("ignore")  # the SDK warns when something does not exist
+        if client.workspaces(workspace) is None:
+            raise UserError(
+                f"Argilla has no workspace '{workspace}'; create it or set review.workspace"
+            )
         ds = client.datasets(name=name, workspace=workspace)
     if ds is not None:
         have = {q.name for q in ds.settings.questions}
@@ -170,7 +174,7 @@ def ui_url(conn: Connection, ds: Any) -> str:
     return f"{conn.url}/dataset/{ds.id}/annotation-mode"
 
 
-def log_records(ds: Any, items: list[dict[str, Any]]) -> None:
+def log_records(ds: Any, items: list[dict[str, Any]], batch: int = 256) -> None:
     """Create or update records; each item has id, fields, metadata, suggestions."""
     import argilla as rg
 
@@ -186,9 +190,23 @@ def log_records(ds: Any, items: list[dict[str, Any]]) -> None:
         )
         for it in items
     ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds.records.log(records, batch_size=256)
+    from argilla.records import _dataset_records
+    from tqdm import tqdm
+
+    sdk_log = logging.getLogger("argilla.sdk")
+    level = sdk_log.level
+    sdk_log.setLevel(logging.ERROR)  # it warns each time it shrinks a batch to its records
+    # distill shows its own bar; the SDK's tqdm bar would interleave with it.
+    quiet = functools.partial(tqdm, disable=True)
+    try:
+        with warnings.catch_warnings(), mock.patch.object(_dataset_records, "tqdm", quiet):
+            warnings.simplefilter("ignore")
+            batches = range(0, len(records), batch)
+            for start in track(batches, "sending records", total=len(batches)):
+                chunk = records[start : start + batch]
+                ds.records.log(chunk, batch_size=len(chunk))
+    finally:
+        sdk_log.setLevel(level)
 
 
 def usernames(conn: Connection) -> dict[str, str]:

@@ -319,14 +319,13 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     if rejected:
         write_rows(out / "rejected.parquet", rejected)
     write_json(out / "stats.json", {k: v for k, v in stats.items() if k != "url"})
-    console.print(f"  review in Argilla: {pushed['url']}")
+    console.print(f"  review in Argilla: {pushed['url']}", soft_wrap=True)
     return {
         "mode": "argilla",
         "spot_check": stats["spot_check"],
         "reviewed": stats["reviewed"],
         **{k: stats[k] for k in (*OUTCOMES, "pending")},
-        "reject_rate": stats["reject_rate"],
-        "pulled_at": now(),
+        **({"reject_rate": stats["reject_rate"]} if stats["reject_rate"] is not None else {}),
         "by_task": stats["by_task"],
         "by_doc": stats["by_doc"],
     }
