@@ -73,10 +73,18 @@ def connect(recipe: Recipe) -> Connection:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            client = rg.Argilla(api_url=url, api_key=key, timeout=60)
+            client = rg.Argilla(api_url=url, api_key=key, timeout=60, **_space_auth(url))
     except Exception as e:  # the SDK raises its own and httpx's errors
         raise UserError(f"cannot reach Argilla at {url}: {_short(e)}") from None
     return Connection(client, url)
+
+
+def _space_auth(url: str) -> dict[str, Any]:
+    """A private Hugging Face Space lets requests through with the user's HF token."""
+    token = os.environ.get("HF_TOKEN")
+    if token and ".hf.space" in url:
+        return {"headers": {"Authorization": f"Bearer {token}"}}
+    return {}
 
 
 def _short(e: Exception) -> str:

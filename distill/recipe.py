@@ -357,17 +357,18 @@ class ReviewConfig(StrictModel):
         None, ge=1, description="Spot-check this many training samples (overrides the fraction)."
     )
     flag_groundedness_below: int = Field(
-        4,
+        5,
         ge=0,
         le=6,
         description="Also send every training sample whose judge groundedness is below this "
-        "(0: none).",
+        "(0: none). Curation keeps 4 and up by default, so 5 sends the borderline ones.",
     )
     flag_quality_below: int = Field(
         4,
         ge=0,
         le=6,
-        description="Also send every training sample whose judge quality is below this (0: none).",
+        description="Also send every training sample whose judge quality is below this (0: none). "
+        "Curation keeps 3 and up by default.",
     )
     flag_support_below: float | None = Field(
         None,
