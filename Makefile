@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 LLAMA  := $(VENV)/.llama-stamp
 PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo test lint format docs clean-runs review-deps
+.PHONY: install demo test lint format docs clean-runs review-deps review-server
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ review-deps:
 	@command -v redis-server >/dev/null && command -v chromium >/dev/null || { \
 	  echo "installing redis-server and chromium (for the review tests)"; \
 	  apt-get update -qq && apt-get install -y -qq redis-server chromium >/dev/null; }
+
+# A local Argilla server for human review (see review/README.md); `distill review stop` stops it.
+review-server: $(STAMP) review-deps
+	$(BIN)/distill review serve
 
 test: $(STAMP) $(LLAMA) review-deps lint
 	$(BIN)/python -m pytest

@@ -27,6 +27,10 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a recipe field: --set train.epochs=1 (repeatable)."),
 ]
 
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue an interrupted training run from its last checkpoint."),
+]
 AcceptOpt = Annotated[
     bool,
     typer.Option(
@@ -86,6 +90,7 @@ def run(
     only: Annotated[str | None, typer.Option(help="Run just this stage.")] = None,
     until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
     accept_unreviewed: AcceptOpt = False,
+    resume: ResumeOpt = False,
 ) -> None:
     """Run the whole pipeline: ingest, generate, curate, review, train, eval, publish.
 
@@ -96,7 +101,12 @@ def run(
 
     r = _load(recipe, set_)
     folder = run_pipeline(
-        r, only=only, until=until, force=set(force or []), accept_unreviewed=accept_unreviewed
+        r,
+        only=only,
+        until=until,
+        force=set(force or []),
+        accept_unreviewed=accept_unreviewed,
+        resume=resume,
     )
     typer.echo(f"run folder: {folder.root}")
 
@@ -175,12 +185,13 @@ def _stage_command(
         set_: SetOpt = None,
         force: Annotated[bool, typer.Option(help="Rerun even if unchanged.")] = False,
         accept_unreviewed: AcceptOpt = False,
+        resume: ResumeOpt = False,
     ) -> None:
         from distill.pipeline import run_pipeline
 
         r = _load(recipe, set_)
         force_ = {name} if force else set()
-        run_pipeline(r, only=name, force=force_, accept_unreviewed=accept_unreviewed)
+        run_pipeline(r, only=name, force=force_, accept_unreviewed=accept_unreviewed, resume=resume)
 
     if name == "train":
         command = train_command
@@ -314,7 +325,10 @@ def main() -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except KeyboardInterrupt:
-        console.print("interrupted; finished stages are kept, rerun to continue")
+        console.print(
+            "interrupted; finished stages are kept, rerun to continue "
+            "(training continues from its last checkpoint with `distill train RECIPE --resume`)"
+        )
         return 130
     except DistillError as e:
         for line in str(e).splitlines() or [type(e).__name__]:

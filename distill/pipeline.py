@@ -32,8 +32,8 @@ class Stage:
     extra: Callable[[Recipe], dict[str, Any]] = field(default=lambda r: {})
     # Reruns every time: its input lives outside the run folder (reviewers' answers).
     volatile: Callable[[Recipe], bool] = field(default=lambda r: False)
-    # Checked before the stage runs; gets the run's flags (e.g. accept_unreviewed).
-    before: Callable[[Recipe, RunFolder, dict[str, Any]], None] | None = None
+    # Checked before the stage runs (it reads run.flags, e.g. accept_unreviewed).
+    before: Callable[[Recipe, RunFolder], None] | None = None
 
 
 def _templates(recipe: Recipe) -> dict[str, str]:
@@ -118,11 +118,13 @@ def run_pipeline(
     force: set[str] | None = None,
     stages: dict[str, Stage] | None = None,
     accept_unreviewed: bool = False,
+    resume: bool = False,
 ) -> RunFolder:
     """Run the selected stages of `recipe`; return the run folder.
 
     Before training, the review gate is checked (distill.review.gate);
-    `accept_unreviewed` overrides a closed gate, and the manifest records it."""
+    `accept_unreviewed` overrides a closed gate, and the manifest records it;
+    `resume` continues training from its last checkpoint."""
     force = force or set()
     unknown = force - set(STAGES)
     if unknown:
@@ -131,6 +133,7 @@ def run_pipeline(
         )
     stages = stages or default_stages()
     run = RunFolder(recipe.run_path)
+    run.flags.update(accept_unreviewed=accept_unreviewed, resume=resume)
     run.manifest.update(
         recipe=recipe.model_dump(mode="json"),
         recipe_dir=str(recipe.base_dir),
@@ -158,17 +161,17 @@ def run_pipeline(
             console.print(f"[dim]• {name:<9} unchanged, skipped (--force {name} to rerun)[/]")
             continue
         if stage.before is not None:
-            stage.before(recipe, run, {"accept_unreviewed": accept_unreviewed})
+            stage.before(recipe, run)
         _run_stage(stage, recipe, run, fp, extra)
     return run
 
 
-def check_gate(recipe: Recipe, run: RunFolder, flags: dict[str, Any]) -> None:
+def check_gate(recipe: Recipe, run: RunFolder) -> None:
     """The review gate before training; its verdict goes to the manifest's `review_gate`."""
     from distill.review import GateClosed, gate
 
     try:
-        result = gate(recipe, run, bool(flags.get("accept_unreviewed")))
+        result = gate(recipe, run, bool(run.flags.get("accept_unreviewed")))
     except GateClosed as e:
         run.manifest["review_gate"] = {"passed": False, "overridden": False, "error": str(e)}
         run.save()

@@ -400,8 +400,11 @@ class ReviewConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    backend: Literal["trl", "unsloth"] = Field(
-        "trl", description="'trl' (TRL + PEFT, CPU or GPU) or 'unsloth' (GPU only)."
+    backend: Literal["auto", "trl", "unsloth"] = Field(
+        "auto",
+        description="'unsloth' (CUDA GPU, the `gpu` extra), 'trl' (TRL + PEFT, CPU or GPU), or "
+        "'auto': Unsloth when a CUDA GPU and Unsloth are present, else TRL. Both run the same "
+        "TRL SFTTrainer with the same settings; Unsloth only loads and wraps the model.",
     )
     student: str = Field(
         DEFAULT_STUDENT, description="Student model: hub id, local folder, .gguf file or alias."
@@ -418,6 +421,24 @@ class TrainConfig(StrictModel):
         None, ge=1, description="Stop after this many optimizer steps (overrides epochs)."
     )
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warmup."
+    )
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps spent warming up.")
+    load_in_4bit: bool = Field(
+        False, description="QLoRA: load the student in 4-bit NF4 (CUDA GPU only, bitsandbytes)."
+    )
+    packing: bool = Field(
+        False,
+        description="Pack several examples into each max_seq_length row (best-fit, each "
+        "example attending only to itself): fewer pad tokens, faster on short examples.",
+    )
+    eval_steps: int = Field(
+        20, ge=1, description="Loss on the eval split every this many optimizer steps."
+    )
+    save_steps: int = Field(
+        20, ge=1, description="Checkpoint every this many steps (`distill train --resume`)."
+    )
     batch_size: int = Field(8, ge=1, description="Examples per device step.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Steps per optimizer update.")
     max_seq_length: int = Field(512, ge=32, description="Longer examples are truncated.")

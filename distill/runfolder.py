@@ -48,6 +48,9 @@ class RunFolder:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Options of this invocation that are not recipe settings (--resume,
+        # --accept-unreviewed); stages and checks read them.
+        self.flags: dict[str, Any] = {}
         self.manifest_path = root / "manifest.json"
         self.manifest: dict[str, Any] = (
             read_json(self.manifest_path) if self.manifest_path.exists() else {"stages": {}}

@@ -143,8 +143,14 @@ def test_published_folders_are_hub_repos(quickstart: tuple[Path, str]) -> None:
     card = (run / "publish" / "dataset" / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["configs"][0]["data_files"][0]["split"] == "train"
+    # The quickstart has no reviewers (review.mode: auto), and both cards say so.
+    assert "Not human-reviewed" in " ".join(card.split())
+    assert set(ds["train"]["review_status"]) == {"not_reviewed"}
     model_card = (run / "publish" / "adapter" / "README.md").read_text()
     model_meta = yaml.safe_load(model_card.split("---")[1])
     assert model_meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert model_meta["library_name"] == "peft"
     assert "| ft+rag |" in model_card
+    assert "Not human-reviewed" in " ".join(model_card.split())
+    gate = read_json(run / "manifest.json")["review_gate"]
+    assert gate["passed"] and gate["mode"] == "auto" and not gate["human_reviewed"]

@@ -16,7 +16,7 @@ MINIMAL = "name: demo\ningest:\n  paths: [docs]\n"
 def test_minimal_recipe_gets_defaults(tmp_path: Path) -> None:
     r = load_recipe(write_recipe(tmp_path, MINIMAL))
     assert r.name == "demo"
-    assert r.train.backend == "trl"
+    assert r.train.backend == "auto"
     assert r.generate.teacher.startswith("local:")
     assert r.base_dir == tmp_path
     assert r.run_path == Path("runs/demo")
