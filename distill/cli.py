@@ -211,6 +211,42 @@ for _name, _summary in [
     _stage_command(_name, _summary)
 
 
+@app.command("export")
+def export_cmd(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Write the student with the adapter merged in.")
+    ] = False,
+    gguf: Annotated[
+        bool, typer.Option("--gguf", help="Write a GGUF file with llama.cpp's converter.")
+    ] = False,
+    gguf_type: Annotated[
+        str, typer.Option(help="GGUF tensor type: f16, bf16, q8_0 or f32.")
+    ] = "f16",
+    adapter_only: Annotated[
+        bool,
+        typer.Option(
+            "--adapter-only", help="With --gguf: convert the adapter alone (llama.cpp --lora)."
+        ),
+    ] = False,
+) -> None:
+    """Export the trained adapter: merged safetensors and/or GGUF, in runs/<name>/export/.
+
+    Always prints how to load the adapter with PEFT and serve it with vLLM or llama.cpp.
+    """
+    from distill.export import export, usage
+    from distill.runfolder import RunFolder
+
+    r = _load(recipe, set_)
+    made = export(
+        r, merge_weights=merge, to_gguf=gguf, outtype=gguf_type, adapter_only=adapter_only
+    )
+    for kind, path in made.items():
+        typer.echo(f"{kind}: {path}")
+    typer.echo(usage(r, RunFolder(r.run_path)))
+
+
 review_app = typer.Typer(
     help="Human review in Argilla: the review stage, and a local Argilla server.",
     no_args_is_help=True,

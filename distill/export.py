@@ -1,0 +1,187 @@
+"""`distill export`: the trained adapter as merged weights or GGUF, and how to serve it.
+
+- `--merge`: the base student with the adapter folded in, saved as safetensors with
+  its tokenizer (export/merged/); loads anywhere transformers or vLLM loads a model.
+- `--gguf`: llama.cpp's converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py)
+  turn the merged model (export/<name>-<type>.gguf) or the adapter alone
+  (export/<name>-lora-<type>.gguf, applied with llama.cpp's --lora) into GGUF. The
+  scripts ship inside the llama-cpp-python source package; distill fetches that
+  package with pip once and keeps the scripts in its cache, or uses a llama.cpp
+  checkout named by $DISTILL_LLAMA_CPP.
+
+Outputs in `export/` (not a pipeline stage: run it after training).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from distill.errors import InputError, UserError
+from distill.io import atomic_dir, atomic_path
+from distill.models import cache_dir, resolve_causal_lm
+from distill.recipe import Recipe
+from distill.runfolder import RunFolder, now
+from distill.ui import console
+
+LLAMA_CPP_PYTHON = "0.3.36"  # the version `make test` installs; its sdist carries llama.cpp
+GGUF_TYPES = ("f16", "bf16", "q8_0", "f32")
+CONVERTER_PARTS = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
+
+
+def _adapter(run: RunFolder) -> Path:
+    path = run.root / "train" / "adapter"
+    if not run.is_done("train") or not (path / "adapter_config.json").exists():
+        raise InputError("no trained adapter yet; run `distill train RECIPE` first")
+    return path
+
+
+def merge(recipe: Recipe, run: RunFolder) -> Path:
+    """The student with the adapter merged in, as safetensors + tokenizer in export/merged."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = _adapter(run)
+    base_path = resolve_causal_lm(recipe.train.student).path
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    tok = AutoTokenizer.from_pretrained(str(adapter))
+    out = run.root / "export" / "merged"
+    with atomic_dir(out) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+    return out
+
+
+def converter_dir() -> Path:
+    """A folder with llama.cpp's GGUF converters: $DISTILL_LLAMA_CPP, or the scripts
+    taken from the llama-cpp-python source package (fetched with pip once)."""
+    env = os.environ.get("DISTILL_LLAMA_CPP")
+    if env:
+        path = Path(env)
+        if not (path / "convert_hf_to_gguf.py").is_file():
+            raise UserError(f"DISTILL_LLAMA_CPP={env} has no convert_hf_to_gguf.py")
+        return path
+    try:
+        version = metadata.version("llama-cpp-python")
+    except metadata.PackageNotFoundError:
+        version = LLAMA_CPP_PYTHON
+    dest = cache_dir() / f"llama.cpp-converters-{version}"
+    if (dest / "convert_hf_to_gguf.py").is_file():
+        return dest
+    console.print(
+        f"  fetching llama.cpp's GGUF converters (llama-cpp-python {version} sources, once)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        got = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
+            + ["--disable-pip-version-check", "-d", tmp, f"llama-cpp-python=={version}"],
+            capture_output=True,
+            text=True,
+        )
+        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        if got.returncode != 0 or not archives:
+            raise UserError(
+                "the GGUF converter is not available: pip could not fetch the "
+                f"llama-cpp-python {version} sources ({got.stderr.strip()[-200:]}); "
+                "set DISTILL_LLAMA_CPP to a llama.cpp checkout"
+            )
+        with atomic_dir(dest) as out, tarfile.open(archives[0]) as tar:
+            prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
+            for member in tar.getmembers():
+                name = member.name.removeprefix(prefix)
+                if member.name.startswith(prefix) and name.startswith(CONVERTER_PARTS):
+                    if member.isfile():
+                        target = out / name
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        src = tar.extractfile(member)
+                        assert src is not None
+                        target.write_bytes(src.read())
+    if not (dest / "convert_hf_to_gguf.py").is_file():
+        shutil.rmtree(dest, ignore_errors=True)
+        raise UserError(f"the llama-cpp-python {version} sources hold no GGUF converter")
+    return dest
+
+
+def _convert(script: str, args: list[str], out: Path) -> Path:
+    tools = converter_dir()
+    env = {**os.environ, "PYTHONPATH": str(tools / "gguf-py"), "NO_LOCAL_GGUF": ""}
+    with atomic_path(out) as tmp:
+        got = subprocess.run(
+            [sys.executable, str(tools / script), *args, "--outfile", str(tmp)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if got.returncode != 0:
+            tail = " ".join(got.stderr.strip().splitlines()[-3:])
+            raise UserError(f"llama.cpp's {script} failed: {tail}")
+    return out
+
+
+def gguf(recipe: Recipe, run: RunFolder, outtype: str, adapter_only: bool) -> Path:
+    """The merged model (or the adapter alone) as one GGUF file in export/."""
+    if outtype not in GGUF_TYPES:
+        raise UserError(f"--gguf-type must be one of {', '.join(GGUF_TYPES)}, not '{outtype}'")
+    export = run.root / "export"
+    if adapter_only:
+        adapter = _adapter(run)
+        base = resolve_causal_lm(recipe.train.student).path
+        out = export / f"{recipe.name}-lora-{outtype}.gguf"
+        return _convert(
+            "convert_lora_to_gguf.py", [str(adapter), "--base", base, "--outtype", outtype], out
+        )
+    merged = export / "merged"
+    if not (merged / "config.json").exists():
+        merged = merge(recipe, run)
+    out = export / f"{recipe.name}-{outtype}.gguf"
+    return _convert("convert_hf_to_gguf.py", [str(merged), "--outtype", outtype], out)
+
+
+def usage(recipe: Recipe, run: RunFolder) -> str:
+    """How to load the adapter with PEFT and serve it with vLLM or llama.cpp."""
+    adapter = run.root / "train" / "adapter"
+    base = resolve_causal_lm(recipe.train.student)
+    base_id = base.hub_id or recipe.train.student
+    rank = recipe.train.lora_r
+    return f"""Load with PEFT:
+
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+    model = AutoPeftModelForCausalLM.from_pretrained("{adapter}")
+    tokenizer = AutoTokenizer.from_pretrained("{adapter}")
+
+Serve with vLLM (OpenAI-compatible; ask for model "{recipe.name}"):
+
+    vllm serve {base_id} --enable-lora --max-lora-rank {max(rank, 8)} \\
+        --lora-modules {recipe.name}={adapter}
+
+Serve with llama.cpp (after `distill export RECIPE --gguf --adapter-only`):
+
+    llama-server -m BASE.gguf --lora {run.root / "export" / f"{recipe.name}-lora-f16.gguf"}
+"""
+
+
+def export(
+    recipe: Recipe, *, merge_weights: bool, to_gguf: bool, outtype: str, adapter_only: bool
+) -> dict[str, Any]:
+    run = RunFolder(recipe.run_path)
+    _adapter(run)
+    made: dict[str, Any] = {}
+    if merge_weights:
+        made["merged"] = str(merge(recipe, run))
+    if to_gguf:
+        made["gguf"] = str(gguf(recipe, run, outtype, adapter_only))
+    run.manifest.setdefault("exports", {}).update(
+        {k: {"path": v, "at": now()} for k, v in made.items()}
+    )
+    run.save()
+    return made
