@@ -152,6 +152,7 @@ def _model_card(
     review_text: str,
 ) -> str:
     t = recipe.train
+    backend = train_metrics.get("backend", t.backend)
     base = base_hub_id or t.student
     meta = {
         "base_model": base,
@@ -174,7 +175,7 @@ A LoRA adapter for `{base}`{provenance}, trained with
 {n_train} synthetic question/answer pairs from `{dataset_name}`. {recipe.description}
 
 ## Training
-TRL SFTTrainer with PEFT LoRA (backend `{t.backend}`, {train_metrics["device"]}):
+TRL SFTTrainer with PEFT LoRA (backend `{backend}`, {train_metrics["device"]}):
 r={t.lora_r}, alpha={t.lora_alpha}, dropout={t.lora_dropout}, modules {", ".join(t.target_modules)};
 {train_metrics["steps"]} steps ({train_metrics["epochs"]} epochs), learning rate {t.learning_rate},
 batch {t.batch_size} x {t.gradient_accumulation_steps}, max length {t.max_seq_length};

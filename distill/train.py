@@ -239,6 +239,12 @@ def train_adapter(
         (checkpoints / "settings.sha256").write_text(settings)
 
     checkpointing: dict[str, Any] = {_checkpointing_arg(SFTConfig): cfg.gradient_checkpointing}
+    # TRL flattens a packed batch into one sequence. Without FlashAttention (the CPU)
+    # that means a dense batch x batch attention mask, so on the CPU each packed row
+    # goes alone and the batch is made up by accumulation: same rows per update.
+    batch, accumulate = cfg.batch_size, cfg.gradient_accumulation_steps
+    if cfg.packing and not cuda:
+        batch, accumulate = 1, cfg.batch_size * cfg.gradient_accumulation_steps
     args = SFTConfig(
         output_dir=str(checkpoints),
         num_train_epochs=cfg.epochs,
@@ -246,9 +252,9 @@ def train_adapter(
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=batch,
         per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulate,
         max_length=cfg.max_seq_length,
         packing=cfg.packing,
         packing_strategy="bfd",
