@@ -79,7 +79,8 @@ def quiet_transformers() -> None:
 def _gguf_to_folder(gguf: Path) -> Path:
     """Convert a GGUF causal LM to a transformers folder once; return the folder."""
     stat = gguf.stat()
-    key = sha256_text(f"{gguf.resolve()}|{stat.st_size}|{int(stat.st_mtime)}")[:12]
+    # v2: special tokens from the GGUF metadata (_gguf_special_tokens).
+    key = sha256_text(f"v2|{gguf.resolve()}|{stat.st_size}|{int(stat.st_mtime)}")[:12]
     out = cache_dir() / "models" / f"{gguf.stem}-{key}"
     if (out / "config.json").exists():
         return out
@@ -95,10 +96,31 @@ def _gguf_to_folder(gguf: Path) -> Path:
     # de-quantized fp32; that flag makes TRL refuse to train and blocks saving.
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
+    _gguf_special_tokens(gguf, tok, model)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return out
+
+
+def _gguf_special_tokens(path: Path, tok: Any, model: Any) -> None:
+    """Take BOS/EOS/PAD from the GGUF file's own metadata. Some transformers versions
+    (5.17) read SmolLM2's EOS as <|im_start|>, and a wrong EOS teaches the student to
+    stop on the wrong token."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(path).fields
+    for role in ("bos", "eos", "pad"):
+        field = fields.get(f"tokenizer.ggml.{role}_token_id")
+        if field is None:
+            continue
+        token_id = int(field.parts[field.data[0]][0])
+        token = tok.convert_ids_to_tokens(token_id)
+        if token is not None:
+            setattr(tok, f"{role}_token", token)
+            setattr(model.config, f"{role}_token_id", token_id)
+            if getattr(model, "generation_config", None) is not None:
+                setattr(model.generation_config, f"{role}_token_id", token_id)
 
 
 @cache

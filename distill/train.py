@@ -191,6 +191,13 @@ def train_adapter(
     """Train a LoRA adapter on `rows` and save it to out/adapter (atomically); return
     metrics. Checkpoints go to out/checkpoints; `resume` continues from the last one."""
     backend = choose_backend(cfg)
+    if not _cuda() and metadata.version("trl").startswith("1.15."):
+        # Found with the gpu extra's set: TRL 1.15 always swaps in a fused LM head built
+        # on Triton kernels, which cannot run without a GPU.
+        raise UserError(
+            "trl 1.15 (the gpu extra's pin) trains on a CUDA GPU only; on this CPU "
+            "install trl 1.16 or later: pip install -U 'trl>=1.16'"
+        )
     resolved = resolve_causal_lm(cfg.student)
     if cfg.load_in_4bit and not _cuda():
         raise UserError("train.load_in_4bit needs a CUDA GPU (bitsandbytes); set it to false")
