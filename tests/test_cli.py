@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from distill import __version__
 from tests.conftest import write_recipe
 
@@ -66,3 +68,14 @@ def test_readme_recipe_reference_matches_the_config_models() -> None:
     assert synced(text) == text, "README.md's recipe reference is stale: run `make docs`"
     for key in ("chunk_overlap", "teacher_options", "max_repetition", "precision", "systems"):
         assert f"| `{key}` |" in text
+
+
+def test_export_names_a_missing_converter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from distill.errors import UserError
+    from distill.export import converter_dir
+
+    monkeypatch.setenv("DISTILL_LLAMA_CPP", str(tmp_path))
+    with pytest.raises(UserError, match="has no convert_hf_to_gguf.py"):
+        converter_dir()
+    (tmp_path / "convert_hf_to_gguf.py").write_text("# stand-in\n")
+    assert converter_dir() == tmp_path
