@@ -6,12 +6,15 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from distill import __version__
 from distill.errors import DistillError
+
+if TYPE_CHECKING:
+    from distill.recipe import Recipe
 
 app = typer.Typer(
     help="Turn your own documents into a small, fast model of your own.",
@@ -180,22 +183,6 @@ def _stage_command(
         r = _load(recipe, set_)
         run_pipeline(r, only=name, force={name} if force else set())
 
-    def train_command(
-        recipe: RecipeArg,
-        set_: SetOpt = None,
-        force: Annotated[bool, typer.Option(help="Rerun even if unchanged.")] = False,
-        accept_unreviewed: AcceptOpt = False,
-        resume: ResumeOpt = False,
-    ) -> None:
-        from distill.pipeline import run_pipeline
-
-        r = _load(recipe, set_)
-        force_ = {name} if force else set()
-        run_pipeline(r, only=name, force=force_, accept_unreviewed=accept_unreviewed, resume=resume)
-
-    if name == "train":
-        command = train_command
-
     command.__doc__ = f"{summary}."
     group.command(name=command_name or name)(command)
 
@@ -204,7 +191,27 @@ for _name, _summary in [
     ("ingest", "Read, chunk and embed the documents"),
     ("generate", "Have the teacher write grounded question/answer pairs"),
     ("curate", "Drop bad samples and duplicates; split train/eval by document"),
-    ("train", "Train the LoRA adapter on the student"),
+]:
+    _stage_command(_name, _summary)
+
+
+@app.command()
+def train(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Rerun even if unchanged.")] = False,
+    accept_unreviewed: AcceptOpt = False,
+    resume: ResumeOpt = False,
+) -> None:
+    """Train the LoRA adapter on the student."""
+    from distill.pipeline import run_pipeline
+
+    r = _load(recipe, set_)
+    force_ = {"train"} if force else set()
+    run_pipeline(r, only="train", force=force_, accept_unreviewed=accept_unreviewed, resume=resume)
+
+
+for _name, _summary in [
     ("eval", "Compare teacher, base and fine-tuned student on held-out questions"),
     ("publish", "Write the dataset and adapter in Hugging Face Hub layout"),
 ]:
@@ -262,10 +269,10 @@ _stage_command(
 )
 
 
-def _need_argilla(r: object) -> None:
+def _need_argilla(r: Recipe) -> None:
     from distill.errors import UserError
 
-    if r.review.mode != "argilla":  # type: ignore[attr-defined]
+    if r.review.mode != "argilla":
         raise UserError("review.mode is 'auto' (no humans); set review.mode: argilla to review")
 
 
