@@ -211,11 +211,43 @@ def train(
     run_pipeline(r, only="train", force=force_, accept_unreviewed=accept_unreviewed, resume=resume)
 
 
-for _name, _summary in [
-    ("eval", "Compare teacher, base and fine-tuned student on held-out questions"),
-    ("publish", "Write the dataset and adapter in Hugging Face Hub layout"),
-]:
-    _stage_command(_name, _summary)
+@app.command("eval")
+def eval_cmd(
+    recipe: Annotated[
+        Path | None, typer.Argument(help="Recipe YAML file (not needed with --compare).")
+    ] = None,
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Rerun even if unchanged.")] = False,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            "--compare",
+            help="Print the difference between two runs' eval results (run folders or recipes).",
+        ),
+    ] = None,
+) -> None:
+    """Compare teacher, base and fine-tuned student on held-out questions.
+
+    Writes runs/<name>/eval/: report.md, report.html, metrics.json, answers.parquet and
+    the plots. With --compare RUN_A RUN_B, prints the difference between two runs instead.
+    """
+    from distill.errors import UserError
+
+    if compare is not None:
+        from distill.eval_report import compare as compare_runs
+
+        typer.echo(compare_runs(*compare))
+        return
+    if recipe is None:
+        raise UserError("give a recipe (distill eval RECIPE) or --compare RUN_A RUN_B")
+    from distill.pipeline import run_pipeline
+
+    r = _load(recipe, set_)
+    run = run_pipeline(r, only="eval", force={"eval"} if force else set())
+    typer.echo(f"report: {run.root / 'eval' / 'report.html'}")
+
+
+_stage_command("publish", "Write the dataset and adapter in Hugging Face Hub layout")
 
 
 @app.command("export")

@@ -1,209 +1,565 @@
-"""Evaluate: the student before and after training against the teacher, on held-out questions.
+"""Evaluate: does the small model match the teacher? The decision table on held-out data.
 
 Systems (recipe `eval.systems`):
 - `teacher`: the generate stage's teacher, given the retrieved chunks;
 - `base` / `base+rag`: the student without its adapter, without / with retrieved chunks;
 - `ft` / `ft+rag`: the student with the trained adapter, without / with retrieved chunks.
+Students run here through transformers, or through an OpenAI-compatible endpoint
+(`eval.base_model` / `eval.ft_model`, e.g. vLLM serving the adapter).
 
-Retrieval uses the ingest index (top `eval.k` chunks for the question). Every answer
-is scored by cosine similarity to the reference answer (the teacher's answer in the
-held-out split, written with the grounding chunk in context) under `similarity_model`.
+Items: the held-out split's questions (documents never trained on) with their
+reference answers; `eval.unanswerable` of them asked again with their source
+documents removed from retrieval; and `eval.off_topic` questions. For the last two
+the right answer says the documents do not contain it (systems with retrieval only).
 
-Outputs in `eval/`: answers.parquet, metrics.json and report.md.
+Scores: a judge (`eval.judge`, default the teacher) grades correctness 1-5 against
+the reference, and groundedness 1-5 against the retrieved chunks for systems with
+retrieval; it compares each student system with the teacher in both orders. Also:
+citation accuracy, refusal accuracy, similarity to the reference, latency, tokens/s,
+cost per 1,000 queries. See distill.eval_metrics for the definitions.
+
+Outputs in `eval/`: answers.parquet (one row per system and item, with every score
+and judge reason), metrics.json, report.md, report.html, quality.png, tradeoff.png.
+API answers and every judgement are cached in eval/cache.sqlite, so a rerun never
+pays twice; local models answer again (their latency is measured, not replayed).
 """
 
 from __future__ import annotations
 
-import statistics
+import os
+import platform
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from distill import eval_metrics
 from distill.errors import InputError
-from distill.generate import ANSWER_STOP
-from distill.io import read_rows, write_json, write_rows, write_text
+from distill.generate import ANSWER_STOP, teacher_price
+from distill.io import read_rows, write_json, write_rows
+from distill.prompts import Template, load_template
 from distill.recipe import Recipe
 from distill.retrieval import Retriever, embed
 from distill.runfolder import RunFolder
-from distill.tasks import clean_answer, load_templates, numbered
-from distill.teachers import Completion, get_teacher
-from distill.teachers.local import generate_batch
+from distill.tasks import citations, clean_answer, is_refusal, load_templates, numbered
+from distill.teachers import Completion, Message, Teacher, get_teacher
+from distill.teachers.base import BatchFirstTeacher, parse_json
+from distill.teachers.cache import CachedTeacher, RequestCache
+from distill.teachers.engine import ApiTeacher, schema_problem
+from distill.teachers.local import LocalTeacher
+from distill.teachers.prices import lookup
 from distill.ui import progress
 
+CORRECTNESS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "correctness": {"type": "integer", "minimum": 1, "maximum": 5},
+        "reason": {"type": "string"},
+    },
+    "required": ["correctness", "reason"],
+}
+GRADE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "correctness": {"type": "integer", "minimum": 1, "maximum": 5},
+        "groundedness": {"type": "integer", "minimum": 1, "maximum": 5},
+        "reason": {"type": "string"},
+    },
+    "required": ["correctness", "groundedness", "reason"],
+}
+PAIRWISE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
+        "reason": {"type": "string"},
+    },
+    "required": ["winner", "reason"],
+}
+# Tags of the judge templates: an answer containing one cannot close its own fence.
+_TAGS = re.compile(r"<\s*/?\s*(answer_a|answer_b|answer|reference|question|document)\b", re.I)
+JUDGE_BATCH = 8  # prompts per call for judges that answer a batch at a time (local)
 
-def _answer_all(
-    label: str, prompts: list[list[dict[str, str]]], answer_fn: Any, batch_size: int
-) -> list[Completion]:
-    out: list[Completion] = []
-    with progress() as bar:
-        task = bar.add_task(f"answering: {label}", total=len(prompts))
-        for i in range(0, len(prompts), batch_size):
-            out += answer_fn(prompts[i : i + batch_size])
-            bar.advance(task, len(prompts[i : i + batch_size]))
-    return out
+
+@dataclass
+class Item:
+    item_id: str
+    kind: str  # answerable | no_oracle | off_topic
+    question: str
+    reference: str
+    source_chunk_ids: list[str]
+    hits: list[dict[str, Any]]  # the chunks retrieval systems see, best first
 
 
-def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
-    from peft import PeftModel
+@dataclass
+class System:
+    name: str
+    teacher: Teacher
+    local: bool  # compute on this machine (or a self-hosted endpoint), not an API bill
 
-    from distill.models import load_causal_lm
 
+def defuse(text: str) -> str:
+    """An answer as judge material: tag look-alikes lose their '<'."""
+    return _TAGS.sub(lambda m: m.group(0).replace("<", "&lt;"), text)
+
+
+def build_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[Item]:
     cfg = recipe.eval
-    # A RAFT sample whose context lacked the answer has a refusal as its reference,
-    # which is wrong once eval retrieves for itself; those are left out here.
     held = read_rows(run.stage_dir("curate") / "eval.parquet")
+    # A RAFT sample whose context lacked the answer has a refusal as its reference;
+    # its question is answerable once eval retrieves for itself, so it is left out.
     questions = [q for q in held if not q.get("expects_refusal")][: cfg.max_questions]
     if not questions:
         raise InputError(
             "eval: the held-out split is empty; lower curate.eval_fraction or add documents"
         )
-    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
     hits = retriever.retrieve_many([q["question"] for q in questions], cfg.k)
-    a_tpl = load_templates(recipe).answer
-    rag = [
-        a_tpl.render(passages=numbered([c for c, _ in h]), question=q["question"])
+    items = [
+        Item(
+            q["sample_id"],
+            "answerable",
+            q["question"],
+            q["answer"],
+            list(q.get("source_chunk_ids") or [q["source_chunk_id"]]),
+            [c for c, _ in h],
+        )
         for q, h in zip(questions, hits, strict=True)
     ]
-    closed = [a_tpl.render(passages=[], question=q["question"]) for q in questions]
+    picked = random.Random(cfg.seed).sample(questions, min(cfg.unanswerable, len(questions)))
+    if picked:
+        # Retrieve deeper, then drop every chunk of the question's source documents.
+        deep = retriever.retrieve_many([q["question"] for q in picked], cfg.k + 24)
+        for q, h in zip(picked, deep, strict=True):
+            gone = set(q.get("source_doc_ids") or [q["doc_ids"][0]])
+            rest = [c for c, _ in h if c["doc_id"] not in gone][: cfg.k]
+            items.append(
+                Item(f"{q['sample_id']}-no-oracle", "no_oracle", q["question"], "", [], rest)
+            )
+    if cfg.off_topic:
+        off = retriever.retrieve_many(cfg.off_topic, cfg.k)
+        for i, (text, h) in enumerate(zip(cfg.off_topic, off, strict=True)):
+            items.append(Item(f"off-topic-{i}", "off_topic", text, "", [], [c for c, _ in h]))
+    return items
+
+
+class StudentModel(BatchFirstTeacher):
+    """The student loaded here, with (`ft`) or without (`base`) its LoRA adapter.
+    Both systems share one loaded model."""
+
+    supports_batching = True
+
+    def __init__(self, weights: _Weights, adapter: bool) -> None:
+        super().__init__(f"student:{weights.ref}", weights.ref)
+        self.weights = weights
+        self.adapter = adapter
+
+    def complete_many(
+        self, batch: list[list[Message]], *, schema: Any = None, on_done: Any = None, **params: Any
+    ) -> list[Completion]:
+        from distill.teachers.local import generate_batch
+
+        model, tok = self.weights.load()
+        if self.adapter:
+            out = generate_batch(model, tok, batch, **params)
+        else:
+            with model.disable_adapter():
+                out = generate_batch(model, tok, batch, **params)
+        for i, c in enumerate(out):
+            if on_done is not None:
+                on_done(i, c)
+        return out
+
+
+class _Weights:
+    def __init__(self, ref: str, adapter_dir: Path, dtype: Any) -> None:
+        self.ref, self.adapter_dir, self.dtype = ref, adapter_dir, dtype
+        self._loaded: tuple[Any, Any] | None = None
+
+    def load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            from peft import PeftModel
+
+            from distill.models import load_causal_lm
+
+            if not (self.adapter_dir / "adapter_config.json").exists():
+                raise InputError(
+                    f"no trained adapter in {self.adapter_dir}; run `distill train RECIPE` first"
+                )
+            model, tok = load_causal_lm(self.ref, self.dtype)
+            model = PeftModel.from_pretrained(model, str(self.adapter_dir))
+            model.eval()
+            self._loaded = (model, tok)
+        return self._loaded
+
+    def release(self) -> None:
+        self._loaded = None
+
+
+def make_systems(recipe: Recipe, run: RunFolder, cache: RequestCache, salt: str) -> list[System]:
+    cfg = recipe.eval
+    weights = _Weights(recipe.train.student, run.stage_dir("train") / "adapter", cfg.dtype)
+    out = []
+    for name in cfg.systems:
+        if name == "teacher":
+            spec = recipe.generate.teacher
+            inner = get_teacher(spec, recipe.generate.teacher_options)
+            local = spec.startswith("local:")
+            if isinstance(inner, ApiTeacher):  # the generate stage's price (table or recipe)
+                inner.price = teacher_price(recipe.generate)[0]
+        else:
+            endpoint = cfg.ft_model if name.startswith("ft") else cfg.base_model
+            if endpoint:
+                inner, local = get_teacher(endpoint, cfg.student_options), True
+            else:
+                out.append(System(name, StudentModel(weights, name.startswith("ft")), True))
+                continue
+        # Remote replies are cached (a rerun pays nothing); local models answer again.
+        teacher = inner if isinstance(inner, LocalTeacher) else CachedTeacher(inner, cache, salt)
+        out.append(System(name, teacher, local))
+    return out
+
+
+def _inner(teacher: Teacher) -> Teacher:
+    return teacher.inner if isinstance(teacher, CachedTeacher) else teacher
+
+
+def _sends_all(teacher: Teacher) -> bool:
+    return _inner(teacher).sends_all_at_once
+
+
+def answer(
+    system: System, prompts: list[list[Message]], batch_size: int, params: dict[str, Any]
+) -> list[tuple[Completion, float, float]]:
+    """(completion, latency_s, compute_s) per prompt. A request sent alone or
+    concurrently waits its own latency; a batch's answers each wait the batch's wall
+    time, and share its compute."""
+    out: list[tuple[Completion, float, float]] = []
+    with progress() as bar:
+        task = bar.add_task(f"answering: {system.name}", total=len(prompts))
+        if _sends_all(system.teacher):
+            done = system.teacher.complete_many(
+                prompts, on_done=lambda i, c: bar.advance(task), **params
+            )
+            return [(c, c.latency_s, c.latency_s) for c in done]
+        for start in range(0, len(prompts), batch_size):
+            batch = prompts[start : start + batch_size]
+            t0 = time.perf_counter()
+            done = system.teacher.complete_many(batch, **params)
+            wall = time.perf_counter() - t0
+            out += [(c, wall, wall / len(batch)) for c in done]
+            bar.advance(task, len(batch))
+    return out
+
+
+class Judge:
+    """The eval judge: cached calls, each reply validated against its schema."""
+
+    def __init__(self, teacher: Teacher, cache: RequestCache, salt: str) -> None:
+        self.teacher = CachedTeacher(teacher, cache, salt=salt)
+        self.size = 10_000 if teacher.sends_all_at_once else JUDGE_BATCH
+        # A local model gets the start of the JSON object as the beginning of its reply:
+        # small models otherwise echo the prompt instead of answering in JSON.
+        self.prefill = isinstance(teacher, LocalTeacher)
+        self.calls = 0
+        self.failures = 0  # errored or unparseable judgements
+
+    def ask(
+        self, label: str, prompts: list[list[Message]], schema: dict[str, Any]
+    ) -> list[tuple[dict[str, Any] | None, str | None, float]]:
+        """(verdict, error, cost) per prompt; a failed or unparseable judgement is an error."""
+        out: list[tuple[dict[str, Any] | None, str | None, float]] = []
+        if not prompts:
+            return out
+        start_of_reply = '{"' + next(iter(schema["properties"])) + '": '
+        if self.prefill:
+            prompts = [[*p, {"role": "assistant", "content": start_of_reply}] for p in prompts]
+        with progress() as bar:
+            task = bar.add_task(label, total=len(prompts))
+            for start in range(0, len(prompts), self.size):
+                replies = self.teacher.complete_many(
+                    prompts[start : start + self.size],
+                    schema=schema,
+                    max_tokens=160,
+                    temperature=0.0,
+                    on_done=lambda i, c: bar.advance(task),
+                )
+                self.calls += len(replies)
+                for c in replies:
+                    if self.prefill and c.error is None:
+                        c.parsed = parse_json(start_of_reply + c.text)
+                    if c.error is not None:
+                        out.append((None, str(c.error)[:200] or "error", c.cost_usd))
+                    elif (problem := schema_problem(c.parsed, schema)) is not None:
+                        out.append((None, f"unparseable judgement ({problem})", c.cost_usd))
+                    else:
+                        out.append((c.parsed, None, c.cost_usd))
+        self.failures += sum(err is not None for _, err, _ in out)
+        return out
+
+
+def _judge(recipe: Recipe, teacher: Teacher | None) -> tuple[str, Teacher]:
+    cfg = recipe.eval
+    spec = cfg.judge or recipe.generate.teacher
+    same = spec == recipe.generate.teacher
+    options = cfg.judge_options
+    if options is None:
+        options = recipe.generate.teacher_options if same else {}
+    if teacher is not None and same and options == recipe.generate.teacher_options:
+        return spec, teacher  # one loaded model, not two
+    judge = get_teacher(spec, options)
+    if isinstance(judge, ApiTeacher):
+        judge.price = lookup(*spec.split(":", 1))
+    return spec, judge
+
+
+def hardware() -> str:
+    """This machine, in words, for the cost column of local systems."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} GPU"
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores, no GPU"
+
+
+def judge_templates(recipe: Recipe) -> tuple[Template, Template]:
+    """The grade and pairwise templates (the recipe's prompts_dir first)."""
+    search = [recipe.base_dir / recipe.generate.prompts_dir] if recipe.generate.prompts_dir else []
+    return (
+        load_template(recipe.eval.grade_template, search),
+        load_template(recipe.eval.pairwise_template, search),
+    )
+
+
+def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+    from distill.curate import support_score
+    from distill.eval_report import write_report
+
+    cfg = recipe.eval
+    out = run.stage_dir("eval")
+    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
+    items = build_items(recipe, run, retriever)
+    answer_tpl = load_templates(recipe).answer
+    grade_tpl, pair_tpl = judge_templates(recipe)
+    cache = RequestCache(out / "cache.sqlite")
+    systems = make_systems(recipe, run, cache, answer_tpl.sha)
     params: dict[str, Any] = {
         "max_tokens": cfg.max_new_tokens,
         "temperature": 0.0,
         "stop": ANSWER_STOP,
     }
 
-    answers: dict[str, list[Completion]] = {}
-    if "teacher" in cfg.systems:
-        teacher = get_teacher(recipe.generate.teacher, recipe.generate.teacher_options)
-        answers["teacher"] = _answer_all(
-            "teacher", rag, lambda b: teacher.complete_many(b, **params), cfg.batch_size
-        )
-        del teacher
-    student_systems = [s for s in cfg.systems if s != "teacher"]
-    if student_systems:
-        model, tok = load_causal_lm(recipe.train.student, cfg.dtype)
-        model = PeftModel.from_pretrained(model, str(run.stage_dir("train") / "adapter"))
-        model.eval()
-        for system in student_systems:
-            prompts = rag if system.endswith("+rag") else closed
+    rows: list[dict[str, Any]] = []
+    for system in systems:
+        rag = eval_metrics.uses_retrieval(system.name)
+        mine = [it for it in items if rag or it.kind == "answerable"]
+        prompts = [
+            answer_tpl.render(passages=numbered(it.hits) if rag else [], question=it.question)
+            for it in mine
+        ]
+        for it, (c, latency, compute) in zip(
+            mine, answer(system, prompts, cfg.batch_size, params), strict=True
+        ):
+            rows.append(_row(system, it, rag, c, latency, compute))
+    for system in systems:  # free the student before the judge loads
+        if isinstance(system.teacher, StudentModel):
+            system.teacher.weights.release()
 
-            def answer(
-                batch: list[list[dict[str, str]]], ft: bool = system.startswith("ft")
-            ) -> Any:
-                if ft:
-                    return generate_batch(model, tok, batch, **params)
-                with model.disable_adapter():
-                    return generate_batch(model, tok, batch, **params)
-
-            answers[system] = _answer_all(system, prompts, answer, cfg.batch_size)
-
-    rows = _score(questions, hits, answers, cfg.similarity_model)
-    out = run.stage_dir("eval")
-    write_rows(out / "answers.parquet", rows)
-    metrics = summarise(rows, questions, hits, cfg.k)
-    write_json(out / "metrics.json", metrics)
-    write_text(out / "report.md", _report(recipe, metrics, rows))
-    return {
-        "questions": len(questions),
-        **{f"similarity[{s}]": m["similarity"] for s, m in metrics["systems"].items()},
-    }
-
-
-def _score(
-    questions: list[dict[str, Any]],
-    hits: list[list[tuple[dict[str, Any], float]]],
-    answers: dict[str, list[Completion]],
-    model_ref: str,
-) -> list[dict[str, Any]]:
-    refs = embed([q["answer"] for q in questions], model_ref)
-    rows = []
-    for system, completions in answers.items():
-        texts = [clean_answer(c.text) for c in completions]
-        vecs = embed(texts, model_ref)
-        sims = np.sum(vecs * refs, axis=1)
-        for q, h, c, text, sim in zip(questions, hits, completions, texts, sims, strict=True):
-            rows.append(
+    teacher_sys = next((s for s in systems if s.name == "teacher"), None)
+    inner_teacher = _inner(teacher_sys.teacher) if teacher_sys else None
+    judge_spec, judge_model = _judge(recipe, inner_teacher)
+    judge = Judge(judge_model, cache, salt=grade_tpl.sha + pair_tpl.sha)
+    by_item = {it.item_id: it for it in items}
+    judge_cost = _grade(rows, by_item, judge, grade_tpl)
+    if cfg.pairwise and teacher_sys is not None:
+        judge_cost += _pairwise(rows, judge, pair_tpl)
+    chunk_text = {c["chunk_id"]: c["text"] for c in retriever.chunks}
+    for r in rows:
+        r["support"] = (
+            support_score(
                 {
-                    "question_id": q["sample_id"],
-                    "system": system,
-                    "question": q["question"],
-                    "reference": q["answer"],
-                    "answer": text,
-                    "similarity": round(float(sim), 4),
-                    "latency_s": round(c.latency_s, 3),
-                    "output_tokens": c.usage.output_tokens,
-                    "retrieved_chunk_ids": [x["chunk_id"] for x, _ in h]
-                    if "rag" in system or system == "teacher"
-                    else [],
-                }
+                    "messages": [{"role": "assistant", "content": r["answer"]}],
+                    "cited_chunk_ids": r["cited_chunk_ids"],
+                    "chunk_ids": r["retrieved_chunk_ids"],
+                },
+                chunk_text,
             )
-    return rows
+            if r["kind"] == "answerable" and not r["answer_error"] and r["retrieved_chunk_ids"]
+            else None
+        )
+    _similarity(rows, cfg.similarity_model)
+    cache.close()
+
+    answerable = [it for it in items if it.kind == "answerable"]
+    found = [bool(set(it.source_chunk_ids) & {c["chunk_id"] for c in it.hits}) for it in answerable]
+    metrics: dict[str, Any] = {
+        "questions": len(answerable),
+        "unanswerable": {
+            "no_oracle": sum(it.kind == "no_oracle" for it in items),
+            "off_topic": sum(it.kind == "off_topic" for it in items),
+        },
+        "k": cfg.k,
+        "retrieval_hit_rate": round(sum(found) / len(found), 4) if found else None,
+        "teacher": recipe.generate.teacher,
+        "student": recipe.train.student,
+        "judge": judge_spec,
+        "smoke_test": _tiny(judge_spec),
+        "judge_calls": judge.calls,
+        "judge_failures": judge.failures,
+        "judge_cost_usd": round(judge_cost, 4),
+        "hardware": hardware(),
+        "batch_size": cfg.batch_size,
+        "systems": eval_metrics.summarise(rows, list(cfg.systems), cfg.hardware_cost_per_hour),
+    }
+    metrics["what_this_means"] = eval_metrics.what_this_means(metrics)
+    write_rows(out / "answers.parquet", rows)
+    write_json(out / "metrics.json", metrics)
+    write_report(out, recipe, metrics, rows)
+    counts: dict[str, Any] = {
+        "questions": metrics["questions"],
+        "unanswerable": sum(metrics["unanswerable"].values()),
+        "judge_failures": metrics["judge_failures"],
+    }
+    for s, m in metrics["systems"].items():
+        mean = m["correctness"]["mean"]
+        counts[f"correctness[{s}]"] = mean if mean is not None else "n/a"
+    return counts
 
 
-def summarise(
-    rows: list[dict[str, Any]],
-    questions: list[dict[str, Any]],
-    hits: list[list[tuple[dict[str, Any], float]]],
-    k: int,
+def _tiny(spec: str) -> bool:
+    from distill.models import OFFLINE_MODELS
+
+    provider, _, model = spec.partition(":")
+    return provider == "fake" or (provider == "local" and model in OFFLINE_MODELS)
+
+
+def _row(
+    system: System, it: Item, rag: bool, c: Completion, latency: float, compute: float
 ) -> dict[str, Any]:
-    """Per-system means, and how often retrieval found the question's source chunk."""
-    systems: dict[str, Any] = {}
-    for system in dict.fromkeys(r["system"] for r in rows):
-        mine = [r for r in rows if r["system"] == system]
-        seconds = sum(r["latency_s"] for r in mine)
-        systems[system] = {
-            "n": len(mine),
-            "similarity": round(statistics.fmean(r["similarity"] for r in mine), 4),
-            "latency_s": round(statistics.fmean(r["latency_s"] for r in mine), 3),
-            "output_tokens": round(statistics.fmean(r["output_tokens"] for r in mine), 1),
-            "tokens_per_s": round(sum(r["output_tokens"] for r in mine) / seconds, 1)
-            if seconds
-            else 0.0,
-        }
-    found = [
-        q["source_chunk_id"] in {c["chunk_id"] for c, _ in h}
-        for q, h in zip(questions, hits, strict=True)
-    ]
+    text = clean_answer(c.text) if c.error is None else ""
+    ids = [h["chunk_id"] for h in it.hits] if rag else []
+    cited = citations(text) if rag else []
     return {
-        "questions": len(questions),
-        "retrieval_hit_rate": round(sum(found) / len(found), 4) if found else 0.0,
-        "k": k,
-        "systems": systems,
+        "item_id": it.item_id,
+        "kind": it.kind,
+        "system": system.name,
+        "local": system.local,
+        "priced": system.local or getattr(_inner(system.teacher), "price", None) is not None,
+        "question": it.question,
+        "reference": it.reference,
+        "answer": text,
+        "answer_error": str(c.error)[:200] if c.error is not None else None,
+        "latency_s": round(latency, 4),
+        "compute_s": round(compute, 4),
+        "output_tokens": c.usage.output_tokens,
+        "cost_usd": c.cost_usd,
+        "retrieved_chunk_ids": ids,
+        "source_chunk_ids": it.source_chunk_ids,
+        "cited": cited,
+        "cited_chunk_ids": [ids[n - 1] for n in cited if 0 < n <= len(ids)],
+        "refused": is_refusal(text) if c.error is None else False,
+        "correctness": None,
+        "groundedness": None,
+        "grade_reason": None,
+        "grade_error": None,
+        "vs_teacher": None,
+        "pairwise": None,
+        "pairwise_error": None,
+        "similarity": None,
+        "support": None,
     }
 
 
-def _report(recipe: Recipe, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "# Evaluation report",
-        "",
-        f"- held-out questions: {metrics['questions']} (from documents never trained on)",
-        f"- teacher: `{recipe.generate.teacher}`; student: `{recipe.train.student}`",
-        f"- retrieval: the question's source chunk is in the top {metrics['k']} for "
-        f"{metrics['retrieval_hit_rate']:.0%} of questions",
-        f"- similarity: cosine similarity of the answer to the reference answer under "
-        f"`{recipe.eval.similarity_model}` (1.0 = same meaning); the reference is the "
-        "teacher's answer written with the source chunk in context",
-        f"- latency: wall time per answer, batches of {recipe.eval.batch_size} on this machine",
-        *(
-            [
-                "- note: the teacher is the untrained student model itself, so `teacher` and "
-                "`base+rag` answer the same prompts with the same weights",
-            ]
-            if recipe.generate.teacher == f"local:{recipe.train.student}"
-            else []
-        ),
-        "",
-        "| system | n | similarity | latency (s) | output tokens | tokens/s |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for s, m in metrics["systems"].items():
-        lines.append(
-            f"| {s} | {m['n']} | {m['similarity']:.3f} | {m['latency_s']:.2f} | "
-            f"{m['output_tokens']} | {m['tokens_per_s']} |"
+def _grade(
+    rows: list[dict[str, Any]], items: dict[str, Item], judge: Judge, tpl: Template
+) -> float:
+    todo = [r for r in rows if r["kind"] == "answerable"]
+    for r in todo:
+        if r["answer_error"]:
+            r["grade_error"] = "no answer to grade"
+    todo = [r for r in todo if not r["answer_error"]]
+    prompts, schemas = [], []
+    for r in todo:
+        it = items[r["item_id"]]
+        rag = bool(r["retrieved_chunk_ids"])
+        prompts.append(
+            tpl.render(
+                passages=numbered(it.hits) if rag else [],
+                question=it.question,
+                reference=defuse(it.reference),
+                answer=defuse(r["answer"]),
+            )
         )
-    lines += ["", "## Examples", ""]
-    for qid in list(dict.fromkeys(r["question_id"] for r in rows))[:3]:
-        mine = [r for r in rows if r["question_id"] == qid]
-        lines += [f"**Q: {mine[0]['question']}**", "", f"- reference: {mine[0]['reference']}"]
-        lines += [f"- {r['system']} ({r['similarity']:.2f}): {r['answer']}" for r in mine]
-        lines.append("")
-    return "\n".join(lines)
+        schemas.append(GRADE_SCHEMA if rag else CORRECTNESS_SCHEMA)
+    cost = 0.0
+    for schema in (GRADE_SCHEMA, CORRECTNESS_SCHEMA):
+        idx = [i for i, s in enumerate(schemas) if s is schema]
+        label = (
+            "judging: correctness + groundedness"
+            if schema is GRADE_SCHEMA
+            else ("judging: correctness")
+        )
+        verdicts = judge.ask(label, [prompts[i] for i in idx], schema)
+        for i, (v, err, usd) in zip(idx, verdicts, strict=True):
+            r, cost = todo[i], cost + usd
+            if v is None:
+                r["grade_error"] = err
+            else:
+                r["correctness"] = int(v["correctness"])
+                r["groundedness"] = (
+                    int(v["groundedness"])
+                    if "groundedness" in v and (schema is GRADE_SCHEMA)
+                    else None
+                )
+                r["grade_reason"] = str(v.get("reason", ""))[:500]
+    return cost
+
+
+def _pairwise(rows: list[dict[str, Any]], judge: Judge, tpl: Template) -> float:
+    """Each student answer against the teacher's, in both orders."""
+    teacher = {r["item_id"]: r for r in rows if r["system"] == "teacher"}
+    todo = [r for r in rows if r["system"] != "teacher" and r["kind"] == "answerable"]
+    asked, prompts = [], []
+    for r in todo:
+        t = teacher.get(r["item_id"])
+        if t is None or r["answer_error"] or t["answer_error"]:
+            r["vs_teacher"] = "failed"
+            r["pairwise_error"] = "no answer to compare"
+            continue
+        common = {"question": r["question"], "reference": defuse(r["reference"])}
+        s_ans, t_ans = defuse(r["answer"]), defuse(t["answer"])
+        prompts.append(tpl.render(**common, answer_a=s_ans, answer_b=t_ans))
+        prompts.append(tpl.render(**common, answer_a=t_ans, answer_b=s_ans))
+        asked.append(r)
+    verdicts = judge.ask("judging: head to head with the teacher", prompts, PAIRWISE_SCHEMA)
+    cost = 0.0
+    for j, r in enumerate(asked):
+        (v1, e1, c1), (v2, e2, c2) = verdicts[2 * j], verdicts[2 * j + 1]
+        cost += c1 + c2
+        first = v1["winner"] if v1 else None
+        second = v2["winner"] if v2 else None
+        r["pairwise"] = f"{first or 'failed'}/{second or 'failed'}"
+        r["vs_teacher"] = eval_metrics.combine_pairwise(first, second)
+        if e1 or e2:
+            r["pairwise_error"] = e1 or e2
+    return cost
+
+
+def _similarity(rows: list[dict[str, Any]], model_ref: str) -> None:
+    todo = [r for r in rows if r["kind"] == "answerable" and not r["answer_error"]]
+    if not todo:
+        return
+    answers = embed([r["answer"] for r in todo], model_ref)
+    refs = embed([r["reference"] for r in todo], model_ref)
+    for r, sim in zip(todo, np.sum(answers * refs, axis=1), strict=True):
+        r["similarity"] = round(float(sim), 4)

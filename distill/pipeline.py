@@ -42,6 +42,12 @@ def _templates(recipe: Recipe) -> dict[str, str]:
     return {t.ref: t.sha for t in load_templates(recipe).all()}
 
 
+def _eval_templates(recipe: Recipe) -> dict[str, str]:
+    from distill.evaluate import judge_templates
+
+    return {t.ref: t.sha for t in judge_templates(recipe)}
+
+
 def default_stages() -> dict[str, Stage]:
     """The seven stages, imported lazily so `distill --help` stays fast."""
     from distill import curate, evaluate, generate, ingest, publish, review, train
@@ -77,6 +83,7 @@ def default_stages() -> dict[str, Stage]:
                 "teacher": r.generate.teacher,
                 "teacher_options": r.generate.teacher_options,
                 "templates": _templates(r),
+                "judge_templates": _eval_templates(r),
                 "student": r.train.student,
                 "retrieval": r.retrieval.model_dump(),
             },

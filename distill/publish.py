@@ -162,10 +162,10 @@ def _model_card(
         "tags": ["lora", "peft", "trl", "sft", "distill"],
         "datasets": [dataset_name],
     }
-    table = "\n".join(
-        f"| {s} | {m['n']} | {m['similarity']:.3f} | {m['latency_s']:.2f} |"
-        for s, m in metrics["systems"].items()
-    )
+    from distill.eval_report import decision_table
+
+    table = decision_table(metrics)
+    meaning = " ".join(metrics.get("what_this_means", []))
     provenance = f" ({base_note})" if base_note else ""
     body = f"""
 # {name}
@@ -183,15 +183,14 @@ loss on the answer tokens only. Mean training loss {train_metrics["train_loss"]}
 Human review: {review_text}
 
 ## Evaluation
-{metrics["questions"]} held-out questions from documents not trained on. Similarity is
-the cosine similarity of each answer to the teacher's reference answer under
-`{recipe.eval.similarity_model}`; it measures closeness to the teacher, not truth.
-`+rag` systems get the top {metrics["k"]} retrieved chunks (source chunk retrieved for
-{metrics["retrieval_hit_rate"]:.0%} of questions). Latency was measured on the machine that
-ran the evaluation.
+{metrics["questions"]} held-out questions from documents not trained on, answered by the
+teacher (`{recipe.generate.teacher}`) and the student with and without this adapter and
+retrieval (top {metrics["k"]} chunks); judged by `{metrics["judge"]}` against the
+teacher's reference answers. Latency and compute were measured on {metrics["hardware"]}.
+The full report is `eval/report.html` in the run folder.
 
-| system | questions | similarity | latency (s) |
-| --- | --- | --- | --- |
+{meaning}
+
 {table}
 
 ## Use

@@ -464,16 +464,67 @@ class EvalConfig(StrictModel):
     max_questions: int | None = Field(
         None, ge=1, description="Evaluate at most this many held-out questions."
     )
+    unanswerable: int = Field(
+        4,
+        ge=0,
+        description="Held-out questions asked again with their source documents removed from "
+        "retrieval; the right answer says the documents do not contain it.",
+    )
+    off_topic: list[str] = Field(
+        default_factory=list,
+        description="Questions about topics the corpus does not cover; the right answer is a "
+        "refusal. Asked of the systems with retrieval.",
+    )
     k: int = Field(2, ge=1, le=20, description="Chunks retrieved for '+rag' systems and teacher.")
     max_new_tokens: int = Field(128, ge=8, description="Token cap per answer.")
     batch_size: int = Field(
-        4, ge=1, description="Questions answered together (latency is the batch's wall time / n)."
+        4,
+        ge=1,
+        description="Questions a local model answers together (each answer's latency is its "
+        "batch's wall time; compute per answer is that time / batch size).",
     )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="Student weights dtype for answering: auto (bfloat16 where the hardware "
         "has it), float32 or bfloat16.",
     )
+    judge: str | None = Field(
+        None,
+        description="Judge as 'provider:model' (correctness, groundedness, pairwise "
+        "preference); null: the teacher (generate.teacher).",
+    )
+    judge_options: dict[str, Any] | None = Field(
+        None, description="The judge backend's settings; null: generate.teacher_options."
+    )
+    grade_template: str = Field(
+        "eval_grade@v1", description="Correctness (and groundedness) 1-5 against the reference."
+    )
+    pairwise_template: str = Field(
+        "eval_pairwise@v1", description="Which of two answers is better, asked in both orders."
+    )
+    pairwise: bool = Field(True, description="Judge each student system against the teacher.")
+    base_model: str | None = Field(
+        None,
+        description="Answer 'base' systems through this endpoint ('openai:MODEL', e.g. vLLM) "
+        "instead of loading train.student here.",
+    )
+    ft_model: str | None = Field(
+        None,
+        description="Answer 'ft' systems through this endpoint ('openai:LORA_NAME', e.g. vLLM "
+        "with --enable-lora) instead of loading the adapter here.",
+    )
+    student_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Settings for base_model/ft_model, e.g. {base_url: http://localhost:8000/v1}.",
+    )
+    hardware_cost_per_hour: float | None = Field(
+        None,
+        ge=0,
+        description="USD per hour of this machine, to price local systems' compute; null: "
+        "report their compute time only.",
+    )
+    examples: int = Field(10, ge=0, description="Side-by-side examples in the report.")
+    seed: int = Field(0, description="Seed for picking the unanswerable questions.")
     similarity_model: str = Field(
         DEFAULT_EMBEDDER, description="Embedding model for answer-to-reference similarity."
     )
@@ -570,7 +621,17 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise RecipeError(source, [f"--set {item!r}: expected KEY.PATH=VALUE"])
-        _set_path(data, key.strip(), yaml.safe_load(raw) if raw else "", source)
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as e:
+            raise RecipeError(
+                source,
+                [
+                    f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', e)}); "
+                    "quote it, e.g. --set 'eval.off_topic=[\"Is it free?\"]'"
+                ],
+            ) from e
+        _set_path(data, key.strip(), value, source)
     data.pop("base_dir", None)
     try:
         recipe = Recipe.model_validate(data)

@@ -23,6 +23,8 @@ SCALED_DOWN = [
     "eval.max_questions=3",
     "eval.systems=[teacher, base, ft+rag]",
     "eval.batch_size=3",
+    "eval.unanswerable=1",
+    "eval.off_topic=['What is the boiling point of ethanol?']",
 ]
 STAGES = ["ingest", "generate", "curate", "review", "train", "eval", "publish"]
 
@@ -117,19 +119,34 @@ def test_adapter_loads_with_peft_and_changes_the_model(quickstart: tuple[Path, s
 
 
 def test_eval_report_compares_systems(quickstart: tuple[Path, str]) -> None:
+    from distill.eval_report import cells
+    from tests.test_eval_metrics import TableParser
+
     run, _ = quickstart
     answers = read_rows(run / "eval" / "answers.parquet")
     metrics = read_json(run / "eval" / "metrics.json")
     n = metrics["questions"]
     assert 1 <= n <= 3
+    assert metrics["unanswerable"] == {"no_oracle": 1, "off_topic": 1}
     assert sorted(metrics["systems"]) == ["base", "ft+rag", "teacher"]
-    assert len(answers) == 3 * n
-    assert all(-1.0 <= a["similarity"] <= 1.0 and a["latency_s"] > 0 for a in answers)
+    assert len(answers) == 3 * n + 2 * 2  # the retrieval systems also get the unanswerable
+    assert all(a["latency_s"] > 0 and a["compute_s"] > 0 for a in answers)
     assert all(a["retrieved_chunk_ids"] for a in answers if a["system"] == "ft+rag")
     assert not any(a["retrieved_chunk_ids"] for a in answers if a["system"] == "base")
+    # The tiny local judge: every answer was judged or counted as failed, never dropped.
+    assert metrics["judge"] == "local:smollm2-135m-instruct" and metrics["smoke_test"]
+    assert metrics["judge_calls"] == 3 * n + 2 * 2 * n
+    for m in metrics["systems"].values():
+        assert m["correctness"]["judged"] + m["correctness"]["failed"] == n
+        assert m["cost_basis"] == "compute only" and m["compute_s_per_1k"] > 0
+    assert metrics["systems"]["teacher"]["refusal"]["n"] == 2
     report = (run / "eval" / "report.md").read_text()
-    for system in ("teacher", "base", "ft+rag"):
-        assert f"| {system} | {n} |" in report
+    assert "a tiny local model" in report and "smoke test" in report
+    parser = TableParser()
+    parser.feed((run / "eval" / "report.html").read_text())
+    table = {r["system"]: r for r in parser.rows if r}
+    assert table == {s: cells(s, m) for s, m in metrics["systems"].items()}
+    assert (run / "eval" / "tradeoff.png").stat().st_size > 1000
 
 
 def test_published_folders_are_hub_repos(quickstart: tuple[Path, str]) -> None:

@@ -23,3 +23,18 @@ def test_local_teacher_batches_counts_tokens_and_reports_the_token_cap() -> None
     assert free.finish_reason == "stop" and 0 < free.usage.output_tokens < 60
     again = teacher.complete([{"role": "user", "content": "What is 2+2?"}], max_tokens=60)
     assert again.text == free.text  # greedy decoding is deterministic
+
+
+def test_a_final_assistant_message_is_continued() -> None:
+    """A prefill: the reply continues the assistant's text instead of starting a turn."""
+    teacher = get_teacher("local:smollm2-135m-instruct", {"dtype": "float32"})
+    question = [{"role": "user", "content": 'Reply with JSON like {"answer": 4}. What is 2+2?'}]
+    prefix = '{"answer": '
+    plain, continued = teacher.complete_many(
+        [question, [*question, {"role": "assistant", "content": prefix}]],
+        max_tokens=8,
+        temperature=0.0,
+    )
+    assert not continued.text.startswith(prefix)  # the continuation only
+    assert continued.text.lstrip()[:1].isdigit()  # ... right after '"answer": '
+    assert continued.text != plain.text

@@ -79,6 +79,8 @@ def test_set_override_errors(tmp_path: Path) -> None:
         load_recipe(path, ["name.x=1"])
     with pytest.raises(RecipeError, match="train.nope: unknown key"):
         load_recipe(path, ["train.nope=1"])
+    with pytest.raises(RecipeError, match="the value is not valid YAML.*quote it"):
+        load_recipe(path, ["eval.off_topic=[Is it free?]"])
 
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:

@@ -73,11 +73,16 @@ def generate_batch(
     seed: int | None = None,
     stop: list[str] | None = None,
 ) -> list[Completion]:
-    """Generate replies for a batch of chats with a loaded transformers model."""
+    """Generate replies for a batch of chats with a loaded transformers model. A chat
+    whose last message is the assistant's is continued (the reply is the continuation)."""
     import torch
 
+    # A chat ending with an assistant message is continued from it (a prefill).
     prompts = [
-        tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in batch
+        tok.apply_chat_template(m, tokenize=False, continue_final_message=True)
+        if m[-1]["role"] == "assistant"
+        else tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+        for m in batch
     ]
     tok.padding_side = "left"
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)

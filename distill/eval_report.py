@@ -1,0 +1,393 @@
+"""The eval report: the decision table as Markdown and self-contained HTML, two plots,
+side-by-side examples, and the comparison of two runs (`distill eval --compare`)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from distill.errors import InputError
+from distill.io import read_json, write_text
+from distill.recipe import Recipe
+
+COLUMNS = [
+    ("system", "system"),
+    ("correctness", "correctness (mean 1-5 · % ≥ 4)"),
+    ("vs_teacher", "vs teacher (win / tie / loss)"),
+    ("groundedness", "groundedness (1-5)"),
+    ("citations", "citation accuracy"),
+    ("refusal", "refusal accuracy"),
+    ("latency", "latency p50 / p95"),
+    ("tokens_per_s", "tokens/s"),
+    ("cost", "cost per 1k queries"),
+]
+DASH = "—"
+
+
+def pct(x: float | None) -> str:
+    return DASH if x is None else f"{x:.0%}"
+
+
+def cells(name: str, m: dict[str, Any]) -> dict[str, str]:
+    """One decision-table row, formatted; the HTML test re-derives these from metrics.json."""
+    c = m["correctness"]
+    correctness = (DASH if c["mean"] is None else f"{c['mean']:.2f} · {pct(c['ge4'])}") + (
+        f" ({c['judged']}/{m['n']} judged)" if c["failed"] else ""
+    )
+    v = m["vs_teacher"]
+    vs = DASH if v is None else f"{pct(v['win'])} / {pct(v['tie'])} / {pct(v['loss'])}"
+    if v is not None and v["failed"]:
+        vs += f" ({v['failed']} failed)"
+    g = m["groundedness"]
+    grounded = "n/a" if g is None else (DASH if g["mean"] is None else f"{g['mean']:.2f}")
+    cit = m["citations"]
+    citation = (
+        "n/a"
+        if cit is None
+        else (DASH if cit["accuracy"] is None else f"{pct(cit['accuracy'])} of {cit['n_citing']}")
+    )
+    ref = m["refusal"]
+    refusal = (
+        "n/a"
+        if ref is None
+        else (DASH if ref["accuracy"] is None else f"{pct(ref['accuracy'])} of {ref['n']}")
+    )
+    p50, p95 = m["latency_p50_s"], m["latency_p95_s"]
+    latency = DASH if p50 is None else f"{p50:.2f} / {p95:.2f} s"
+    tps = DASH if m["tokens_per_s"] is None else f"{m['tokens_per_s']:.1f}"
+    if m["cost_per_1k_usd"] is not None:
+        cost = f"${m['cost_per_1k_usd']:.2f}"
+        if m["local"]:
+            cost += " (compute)"
+    elif m["compute_s_per_1k"] is not None:
+        cost = f"{m['compute_s_per_1k'] / 60:.1f} min compute"
+    else:
+        cost = DASH
+    return {
+        "system": name,
+        "correctness": correctness,
+        "vs_teacher": vs,
+        "groundedness": grounded,
+        "citations": citation,
+        "refusal": refusal,
+        "latency": latency,
+        "tokens_per_s": tps,
+        "cost": cost,
+    }
+
+
+def decision_table(metrics: dict[str, Any]) -> str:
+    """The decision table in Markdown (the report and the model card)."""
+    lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |"]
+    lines += ["| " + " | ".join("---" for _ in COLUMNS) + " |"]
+    for name, m in metrics["systems"].items():
+        row = cells(name, m)
+        lines.append("| " + " | ".join(row[k] for k, _ in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _notes(recipe: Recipe | None, metrics: dict[str, Any]) -> list[str]:
+    un = metrics["unanswerable"]
+    judge = metrics["judge"]
+    notes = [
+        f"Questions: {metrics['questions']} held-out questions from documents never trained "
+        f"on, plus {un['no_oracle']} asked again with their source documents removed from "
+        f"retrieval and {un['off_topic']} off-topic ones (right answer: the documents do not "
+        "say); those go to the systems with retrieval only.",
+        f"Retrieval: top {metrics['k']} chunks; the question's source chunk was among them for "
+        f"{pct(metrics['retrieval_hit_rate'])} of questions.",
+        f"Judge: `{judge}`"
+        + (" (the teacher)" if judge == metrics["teacher"] else "")
+        + ". Correctness is graded 1-5 against the reference answer (the teacher's answer "
+        "written from the source chunk); groundedness 1-5 against the retrieved chunks. "
+        "Head to head, each student answer is compared with the teacher's twice, in both "
+        "orders; it wins or loses only when both orders agree, otherwise it is a tie.",
+        f"Failures count: {metrics['judge_failures']} of {metrics['judge_calls']} judgements "
+        "failed or could not be parsed; "
+        "an answer without a judgement counts as not ≥ 4 and not a win. Means are over the "
+        "judged answers.",
+        "Citation accuracy: of the answers that cite documents ([n]), the share citing the "
+        "source chunk and no document that does not exist. Refusal accuracy: of the "
+        "unanswerable questions, the share answered with 'the documents do not contain it' "
+        "(detected by phrase).",
+        f"Latency: wall time per answer on {metrics['hardware']}; a local model answers "
+        f"{metrics['batch_size']} questions at a time, so each of those answers waits for its "
+        "batch. Tokens/s is output tokens over compute time.",
+        "Cost: API systems at the provider's list prices; local systems cost compute only "
+        "(time on this machine, priced when `eval.hardware_cost_per_hour` is set). "
+        f"The judge cost ${metrics['judge_cost_usd']:.2f} on top.",
+    ]
+    if recipe is not None and recipe.generate.teacher == f"local:{recipe.train.student}":
+        notes.append(
+            "The teacher is the untrained student model itself, so `teacher` and `base+rag` "
+            "answer the same prompts with the same weights."
+        )
+    return notes
+
+
+def render_markdown(
+    metrics: dict[str, Any], rows: list[dict[str, Any]], recipe: Recipe | None, examples: int
+) -> str:
+    lines = ["# Evaluation report", "", "## What this means", ""]
+    lines += [" ".join(metrics["what_this_means"]), "", "## Decision table", ""]
+    lines += [decision_table(metrics)]
+    lines += [
+        "",
+        "![quality by system](quality.png)",
+        "",
+        "![quality against latency and cost](tradeoff.png)",
+        "",
+        "## How these were measured",
+        "",
+    ]
+    lines += [f"- {n}" for n in _notes(recipe, metrics)]
+    lines += [
+        "",
+        "## Details",
+        "",
+        "| system | n | answer failures | similarity | support | "
+        "cites | false refusals | compute per 1k | cost basis |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, m in metrics["systems"].items():
+        lines.append(
+            f"| {name} | {m['n']} | {m['answer_failures']} | "
+            f"{_num(m['similarity'])} | {_num(m['support'])} | "
+            f"{pct(m['citations']['citing']) if m['citations'] else 'n/a'} | "
+            f"{pct(m['refusal']['false_refusals']) if m['refusal'] else 'n/a'} | "
+            f"{_num(m['compute_s_per_1k'], '.0f')} s | {m['cost_basis']} |"
+        )
+    lines += ["", f"## Examples ({min(examples, metrics['questions'])} held-out questions)", ""]
+    for ex in side_by_side(rows, examples):
+        lines += [f"### {_md(ex['question'])}", "", f"- **reference**: {_md(ex['reference'])}"]
+        for a in ex["answers"]:
+            lines.append(f"- **{a['system']}** ({a['score']}): {_md(a['answer'])}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _num(x: float | None, fmt: str = ".2f") -> str:
+    return DASH if x is None else format(x, fmt)
+
+
+def _md(text: str) -> str:
+    """Untrusted text on one Markdown line: no HTML, no line breaks."""
+    return html.escape(" ".join(text.split())) or "(empty)"
+
+
+def side_by_side(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    ids = list(dict.fromkeys(r["item_id"] for r in rows if r["kind"] == "answerable"))[:n]
+    out = []
+    for item_id in ids:
+        mine = [r for r in rows if r["item_id"] == item_id]
+        out.append(
+            {
+                "question": mine[0]["question"],
+                "reference": mine[0]["reference"],
+                "answers": [
+                    {
+                        "system": r["system"],
+                        "answer": r["answer"] if not r["answer_error"] else "(failed)",
+                        "score": _score_words(r),
+                    }
+                    for r in mine
+                ],
+            }
+        )
+    return out
+
+
+def _score_words(r: dict[str, Any]) -> str:
+    parts = [
+        f"correctness {r['correctness']}/5"
+        if r["correctness"] is not None
+        else "correctness not judged"
+    ]
+    if r["vs_teacher"] is not None:
+        parts.append(f"vs teacher: {r['vs_teacher']}")
+    return ", ".join(parts)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3} img{max-width:100%} .ex{margin-bottom:1.5em}
+.ex td:first-child{white-space:nowrap;font-weight:600}
+"""
+
+
+def render_html(
+    metrics: dict[str, Any],
+    rows: list[dict[str, Any]],
+    recipe: Recipe | None,
+    examples: int,
+    images: dict[str, bytes],
+) -> str:
+    """One file, no outside resources: the plots are inlined as data URIs."""
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>distill evaluation report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>Evaluation report</h1>",
+        "<h2>What this means</h2>",
+        f"<p id='what-this-means'>{e(' '.join(metrics['what_this_means']))}</p>",
+        "<h2>Decision table</h2>",
+        "<table id='decision-table'><thead><tr>",
+        *(f"<th data-col='{k}'>{e(h)}</th>" for k, h in COLUMNS),
+        "</tr></thead><tbody>",
+    ]
+    for name, m in metrics["systems"].items():
+        row = cells(name, m)
+        parts.append("<tr>" + "".join(f"<td data-col='{k}'>{e(row[k])}</td>" for k, _ in COLUMNS))
+        parts.append("</tr>")
+    parts.append("</tbody></table>")
+    for name, data in images.items():
+        uri = "data:image/png;base64," + base64.b64encode(data).decode()
+        parts.append(f"<p><img alt='{e(name)}' src='{uri}'></p>")
+    parts += ["<h2>How these were measured</h2><ul>"]
+    parts += [f"<li>{e(n)}</li>" for n in _notes(recipe, metrics)]
+    parts += ["</ul>", "<h2>Examples</h2>"]
+    for ex in side_by_side(rows, examples):
+        parts.append(f"<div class='ex'><h3>{e(ex['question'])}</h3><table>")
+        parts.append(f"<tr><td>reference</td><td>{e(ex['reference'])}</td><td></td></tr>")
+        for a in ex["answers"]:
+            parts.append(
+                f"<tr><td>{e(a['system'])}</td><td>{e(a['answer'])}</td>"
+                f"<td>{e(a['score'])}</td></tr>"
+            )
+        parts.append("</table></div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
+    """quality.png (correctness by system) and tradeoff.png (against latency and cost)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = metrics["systems"]
+    names = list(systems)
+    means = [systems[s]["correctness"]["mean"] or 0.0 for s in names]
+    ge4 = [systems[s]["correctness"]["ge4"] or 0.0 for s in names]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bars = ax.bar(names, means, color="#4c72b0")
+    for bar, share in zip(bars, ge4, strict=True):
+        ax.annotate(
+            f"{share:.0%} ≥ 4",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
+    ax.set_ylim(0, 5.5)
+    ax.set_ylabel("correctness (mean, 1-5)")
+    ax.set_title(f"Correctness on {metrics['questions']} held-out questions")
+    fig.tight_layout()
+    fig.savefig(out / "quality.png", dpi=100)
+    plt.close(fig)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for s in names:
+        m = systems[s]
+        if m["correctness"]["mean"] is None or m["latency_p50_s"] is None:
+            continue
+        y = m["correctness"]["mean"]
+        left.scatter(m["latency_p50_s"], y, color="#4c72b0")
+        left.annotate(s, (m["latency_p50_s"], y), textcoords="offset points", xytext=(4, 4))
+        cost = m["cost_per_1k_usd"]
+        x = cost if cost is not None else (m["compute_s_per_1k"] or 0) / 3600
+        right.scatter(x, y, color="#dd8452" if cost is None else "#4c72b0")
+        right.annotate(s, (x, y), textcoords="offset points", xytext=(4, 4))
+    left.set_xscale("log")
+    left.set_xlabel("p50 latency per answer (s, log)")
+    priced = any(systems[s]["cost_per_1k_usd"] is not None for s in names)
+    right.set_xlabel(
+        "cost per 1k queries (USD; orange: compute hours, unpriced)"
+        if priced
+        else "compute hours per 1k queries"
+    )
+    for ax in (left, right):
+        ax.set_ylabel("correctness (mean)")
+        ax.set_ylim(0, 5.5)
+    fig.tight_layout()
+    fig.savefig(out / "tradeoff.png", dpi=100)
+    plt.close(fig)
+    return {name: (out / name).read_bytes() for name in ("quality.png", "tradeoff.png")}
+
+
+def write_report(
+    out: Path, recipe: Recipe, metrics: dict[str, Any], rows: list[dict[str, Any]]
+) -> None:
+    images = plots(out, metrics)
+    n = recipe.eval.examples
+    write_text(out / "report.md", render_markdown(metrics, rows, recipe, n))
+    write_text(out / "report.html", render_html(metrics, rows, recipe, n, images))
+
+
+# -- distill eval --compare
+
+
+def load_metrics(where: Path) -> tuple[str, dict[str, Any]]:
+    """metrics.json of a run folder, its eval folder, or a recipe's run."""
+    if where.suffix in (".yaml", ".yml") and where.is_file():
+        from distill.recipe import load_recipe
+
+        where = load_recipe(where).run_path
+    for candidate in (where / "eval" / "metrics.json", where / "metrics.json"):
+        if candidate.is_file():
+            return str(where), read_json(candidate)
+    raise InputError(
+        f"no eval results in {where}; give a run folder (runs/NAME) or a recipe whose eval ran"
+    )
+
+
+_COMPARED = [
+    ("correctness", lambda m: m["correctness"]["mean"], ".2f"),
+    ("% ≥ 4", lambda m: m["correctness"]["ge4"], "%"),
+    ("win vs teacher", lambda m: (m["vs_teacher"] or {}).get("win"), "%"),
+    ("groundedness", lambda m: (m["groundedness"] or {}).get("mean"), ".2f"),
+    ("refusal accuracy", lambda m: (m["refusal"] or {}).get("accuracy"), "%"),
+    ("latency p50 (s)", lambda m: m["latency_p50_s"], ".2f"),
+    ("tokens/s", lambda m: m["tokens_per_s"], ".1f"),
+    ("cost per 1k (USD)", lambda m: m["cost_per_1k_usd"], ".4f"),
+]
+
+
+def compare(a: Path, b: Path) -> str:
+    """The difference between two runs' eval results, system by system."""
+    name_a, ma = load_metrics(a)
+    name_b, mb = load_metrics(b)
+    lines = [
+        f"A: {name_a} ({ma['questions']} questions, judge {ma['judge']})",
+        f"B: {name_b} ({mb['questions']} questions, judge {mb['judge']})",
+    ]
+    if ma["judge"] != mb["judge"]:
+        lines.append("note: different judges; their scores are not on the same scale")
+    lines.append("")
+    lines.append(f"{'system':<10} {'metric':<18} {'A':>9} {'B':>9} {'B - A':>9}")
+    for system in dict.fromkeys([*ma["systems"], *mb["systems"]]):
+        sa, sb = ma["systems"].get(system), mb["systems"].get(system)
+        for label, get, fmt in _COMPARED:
+            va = get(sa) if sa else None
+            vb = get(sb) if sb else None
+            if va is None and vb is None:
+                continue
+            delta = DASH if va is None or vb is None else _fmt(vb - va, fmt, signed=True)
+            lines.append(
+                f"{system:<10} {label:<18} {_fmt(va, fmt):>9} {_fmt(vb, fmt):>9} {delta:>9}"
+            )
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None, fmt: str, signed: bool = False) -> str:
+    if x is None:
+        return DASH
+    if fmt == "%":
+        return f"{x * 100:+.0f}pt" if signed else f"{x:.0%}"
+    return format(x, ("+" if signed else "") + fmt)

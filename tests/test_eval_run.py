@@ -1,0 +1,179 @@
+"""The eval stage end to end with scripted systems and a scripted judge, all behind the
+loopback OpenAI server: teacher, judge and both students (as endpoints, the way a
+vLLM server would serve them). Known answers give known metrics. Slow: it ingests
+with the real embedding model."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distill import evaluate
+from distill.eval_report import cells
+from distill.io import read_json, read_rows, write_rows
+from distill.recipe import load_recipe
+from distill.runfolder import RunFolder
+from tests.conftest import REPO, write_recipe
+from tests.openai_server import serve
+from tests.test_eval_metrics import TableParser
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = {  # question -> (fact in exactly one document, the document's file name)
+    "How long do free trials last?": ("14 days", "plans"),
+    "How long is the password reset link valid?": ("30 minutes", "password"),
+    "Which two-factor methods are supported?": ("hardware keys", "two-factor"),
+}
+FACTS = [fact for fact, _ in QUESTIONS.values()]
+
+
+def _between(text: str, tag: str) -> str:
+    m = re.search(rf"<{tag}>\n(.*?)\n</{tag}>", text, re.S)
+    assert m, f"no <{tag}> in the judge prompt"
+    return m.group(1)
+
+
+def scripted(body: dict[str, Any]) -> str:
+    """Teacher: the fact with its document number when retrieval found it, else a refusal.
+    ft-student: the same without citations, wrong on two-factor. base-student: never
+    right; its reset answer breaks the judge. Judge: correctness 5 when the answer has a
+    fact; pairwise prefers the answer with the fact, else always says A (position bias)."""
+    content = body["messages"][-1]["content"]
+    if "Grade the answer" in content:
+        answer = _between(content, "answer")
+        if "BROKEN" in answer:
+            return "I cannot grade this"  # not JSON, twice (the repair fails too)
+        score = 5 if any(f in answer for f in FACTS) else 2
+        return json.dumps({"correctness": score, "groundedness": 4, "reason": "scripted"})
+    if "Which answer is better" in content:
+        a, b = _between(content, "answer_a"), _between(content, "answer_b")
+        fa, fb = (any(f in x for f in FACTS) for x in (a, b))
+        winner = "B" if fb and not fa else "A"
+        return json.dumps({"winner": winner, "reason": "scripted"})
+    question = content.strip().splitlines()[-1]
+    fact, _ = QUESTIONS.get(question, ("", ""))
+    docs = re.findall(r'<document id="(\d+)"[^>]*>(.*?)</document>', content, re.S)
+    where = next((n for n, text in docs if fact and fact in text), None)
+    model = body["model"]
+    if model == "base-student":
+        return "BROKEN" if "reset" in question else "I am not sure, maybe 7."
+    if where is None:
+        return "The documents do not contain the answer."
+    if model == "ft-student":
+        return "SMS codes." if "two-factor" in question else f"It is {fact}."
+    return f"It is {fact} [{where}]."
+
+
+def held_out(run: Path) -> None:
+    """Write curate's eval split: the three questions, with their source chunks."""
+    chunks = read_rows(run / "ingest" / "chunks.parquet")
+    rows = []
+    for i, (question, (fact, doc)) in enumerate(QUESTIONS.items()):
+        chunk = next(c for c in chunks if fact in c["text"])
+        assert chunk["doc_id"].endswith(doc)
+        rows.append(
+            {
+                "sample_id": f"s{i}",
+                "question": question,
+                "answer": f"It is {fact}.",
+                "source_chunk_id": chunk["chunk_id"],
+                "source_chunk_ids": [chunk["chunk_id"]],
+                "source_doc_ids": [chunk["doc_id"]],
+                "doc_ids": [chunk["doc_id"]],
+                "expects_refusal": False,
+            }
+        )
+    write_rows(run / "curate" / "eval.parquet", rows)
+
+
+def test_eval_with_scripted_systems_and_judge(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISTILL_TEST_KEY", "test-key-" + "z" * 24)
+    held_out(ingested)
+    with serve() as (server, url):
+        server.reply = scripted
+        opts = f"{{base_url: '{url}', api_key_env: DISTILL_TEST_KEY, ramp_s: 0}}"
+        path = write_recipe(
+            tmp_path,
+            "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+            f"generate:\n  teacher: openai:gpt-4o-mini\n  teacher_options: {opts}\n"
+            "eval:\n  systems: [teacher, base, ft+rag]\n  unanswerable: 1\n"
+            "  off_topic: ['What is the capital of Peru?']\n"
+            "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"
+            f"  student_options: {opts}\n",
+            name="eval.yaml",
+        )
+        recipe = load_recipe(path)
+        counts = evaluate.run(recipe, RunFolder(ingested))
+        sent = len(server.requests)
+        # A rerun: answers and judgements come from the cache; only the failed
+        # judgement is asked again (failures are never cached), with its repair.
+        evaluate.run(recipe, RunFolder(ingested))
+        again = server.requests[sent:]
+        assert len(again) == 2
+        assert all("BROKEN" in r["messages"][1]["content"] for r in again)
+
+    out = ingested / "eval"
+    m = read_json(out / "metrics.json")
+    assert m["questions"] == 3 and m["unanswerable"] == {"no_oracle": 1, "off_topic": 1}
+    assert m["retrieval_hit_rate"] == 1.0 and m["judge"] == "openai:gpt-4o-mini"
+    assert not m["smoke_test"]
+    t, b, f = (m["systems"][s] for s in ("teacher", "base", "ft+rag"))
+    assert t["correctness"] == {"mean": 5.0, "ge4": 1.0, "judged": 3, "failed": 0}
+    assert t["refusal"]["accuracy"] == 1.0 and t["refusal"]["n"] == 2
+    assert t["citations"] == {"citing": 1.0, "accuracy": 1.0, "n_citing": 3}
+    assert t["groundedness"]["mean"] == 4.0
+    assert t["cost_per_1k_usd"] > 0 and t["cost_basis"] == "API prices"
+    # base: the broken answer's judgement failed, and it stays in the denominator
+    assert b["correctness"] == {"mean": 2.0, "ge4": 0.0, "judged": 2, "failed": 1}
+    assert b["vs_teacher"] == {"n": 3, "win": 0.0, "tie": 0.0, "loss": 1.0, "failed": 0}
+    assert b["refusal"] is None and b["groundedness"] is None
+    # ft+rag: right twice (ties: the judge's position bias cancels out), wrong once
+    assert f["correctness"]["mean"] == 4.0 and f["correctness"]["ge4"] == round(2 / 3, 4)
+    assert f["vs_teacher"]["tie"] == round(2 / 3, 4) and f["vs_teacher"]["loss"] == round(1 / 3, 4)
+    assert f["refusal"]["accuracy"] == 1.0 and f["citations"]["citing"] == 0.0
+    assert m["judge_failures"] == 1 and counts["judge_failures"] == 1
+    assert m["judge_calls"] == 3 + 3 + 3 + 2 * 3 * 2  # grades for 9 answers, 12 pairwise
+
+    answers = read_rows(out / "answers.parquet")
+    assert len(answers) == 5 + 3 + 5  # retrieval systems also get the 2 unanswerable
+    no_oracle = next(r for r in answers if r["kind"] == "no_oracle" and r["system"] == "teacher")
+    asked = next(r for r in answers if no_oracle["item_id"] == f"{r['item_id']}-no-oracle")
+    assert no_oracle["refused"] and len(no_oracle["retrieved_chunk_ids"]) == 2
+    assert asked["source_chunk_ids"][0] not in no_oracle["retrieved_chunk_ids"]
+    assert asked["source_chunk_ids"][0] in asked["retrieved_chunk_ids"]
+
+    page = (out / "report.html").read_text()
+    parser = TableParser()
+    parser.feed(page)
+    table = {r["system"]: r for r in parser.rows if r}
+    assert table["teacher"]["correctness"] == "5.00 · 100%"
+    assert table["base"]["correctness"] == "2.00 · 0% (2/3 judged)"
+    assert table["ft+rag"]["vs_teacher"] == "0% / 67% / 33%"
+    assert table["teacher"]["refusal"] == "100% of 2"
+    for name, sm in m["systems"].items():
+        assert table[name] == cells(name, sm)
+    assert page.count("data:image/png;base64,") == 2
+    for png in ("quality.png", "tradeoff.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    assert "## What this means" in report and "`ft+rag` scores 4.0/5" in report
+    assert "1 of 21 judgements failed" in report
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "distill", "eval", "--compare", str(ingested), str(ingested)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("ft+rag")]
+    assert len(rows) >= 6 and all(r[-3] == r[-2] and r[-1].startswith("+0") for r in rows)
