@@ -247,7 +247,103 @@ def eval_cmd(
     typer.echo(f"report: {run.root / 'eval' / 'report.html'}")
 
 
-_stage_command("publish", "Write the dataset and adapter in Hugging Face Hub layout")
+@app.command("publish")
+def publish_cmd(
+    recipe: RecipeArg,
+    kind: Annotated[
+        str | None,
+        typer.Argument(
+            help="dataset or adapter: write that repository's folder and upload it. "
+            "Without it, write both folders and upload nothing."
+        ),
+    ] = None,
+    repo_id: Annotated[
+        str | None,
+        typer.Option(
+            "--repo-id",
+            help="ORG/NAME on the Hub (default: publish.dataset_repo or publish.adapter_repo).",
+        ),
+    ] = None,
+    private: Annotated[
+        bool, typer.Option("--private", help="Create the repository as private.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write the folder and stop: upload nothing.")
+    ] = False,
+    accept_unreviewed: Annotated[
+        bool,
+        typer.Option(
+            "--accept-unreviewed",
+            help="Publish a dataset whose human spot-check was skipped or did not pass; "
+            "the card says so.",
+        ),
+    ] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Write the dataset and adapter as Hugging Face Hub repositories (runs/<name>/publish/),
+    and with KIND upload one of them.
+
+    The token comes from HF_TOKEN or the Hub's login cache and is never written anywhere.
+    Every file is scanned for tokens and API keys first.
+    """
+    import re
+
+    from distill.errors import UserError
+    from distill.pipeline import run_pipeline
+
+    if kind not in (None, "dataset", "adapter"):
+        raise UserError(f"publish: KIND is 'dataset' or 'adapter', not '{kind}'")
+    if repo_id is not None and not re.fullmatch(
+        r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", repo_id
+    ):
+        raise UserError(f"--repo-id '{repo_id}': write it as ORG/NAME (letters, digits, - _ .)")
+    if kind is None and (repo_id or private or dry_run):
+        raise UserError("--repo-id, --private and --dry-run need a KIND: dataset or adapter")
+    r = _load(recipe, set_)
+    if kind is None:
+        run_pipeline(r, only="publish", force={"publish"}, accept_unreviewed=accept_unreviewed)
+        return
+    from distill.hub import upload
+    from distill.publish import check_ready, repo_ids, unreviewed_reasons, write
+    from distill.review import GateClosed
+    from distill.runfolder import RunFolder
+
+    if repo_id:
+        setattr(r.publish, f"{kind}_repo", repo_id)
+    target = repo_ids(r)[0 if kind == "dataset" else 1]
+    run = RunFolder(r.run_path)
+    check_ready(run, kind)
+    reasons = unreviewed_reasons(r, run) if kind == "dataset" else []
+    if reasons and not accept_unreviewed and not dry_run:
+        raise GateClosed(
+            "publish: the dataset has not passed a human spot-check: "
+            + "; ".join(reasons)
+            + ". Review it (distill review push), or publish anyway with --accept-unreviewed "
+            "(the card will say so)"
+        )
+    run.flags["accept_unreviewed"] = accept_unreviewed
+    write(r, run, kind)
+    folder = run.root / "publish" / kind
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in files)
+    typer.echo(f"wrote {folder}: {len(files)} files, {size / 1e6:.1f} MB")
+    where = f"https://huggingface.co/{'datasets/' if kind == 'dataset' else ''}{target}"
+    if dry_run:
+        typer.echo(f"dry run: nothing uploaded; without --dry-run this goes to {where}")
+        if reasons:
+            typer.echo(
+                "note: uploading this dataset needs --accept-unreviewed: " + "; ".join(reasons)
+            )
+        return
+    private = private or r.publish.private
+    got = upload(
+        "dataset" if kind == "dataset" else "adapter",
+        folder,
+        target,
+        private,
+        f"distill publish {kind} (recipe {r.name})",
+    )
+    typer.echo(f"uploaded {got['files']} files to {got['url']} (commit {got['commit'][:12]})")
 
 
 @app.command("export")

@@ -267,6 +267,7 @@ def render_html(
 def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
     """quality.png (correctness by system) and tradeoff.png (against latency and cost)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -293,18 +294,23 @@ def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
     plt.close(fig)
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    by_latency = sorted(names, key=lambda s: systems[s]["latency_p50_s"] or 0)
     for s in names:
+        i = by_latency.index(s)
         m = systems[s]
         if m["correctness"]["mean"] is None or m["latency_p50_s"] is None:
             continue
         y = m["correctness"]["mean"]
+        shift = (4, 4 + 12 * (i % 3))  # staggered labels: close points stay readable
         left.scatter(m["latency_p50_s"], y, color="#4c72b0")
-        left.annotate(s, (m["latency_p50_s"], y), textcoords="offset points", xytext=(4, 4))
+        left.annotate(s, (m["latency_p50_s"], y), textcoords="offset points", xytext=shift)
         cost = m["cost_per_1k_usd"]
         x = cost if cost is not None else (m["compute_s_per_1k"] or 0) / 3600
         right.scatter(x, y, color="#dd8452" if cost is None else "#4c72b0")
-        right.annotate(s, (x, y), textcoords="offset points", xytext=(4, 4))
+        right.annotate(s, (x, y), textcoords="offset points", xytext=shift)
     left.set_xscale("log")
+    left.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    left.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     left.set_xlabel("p50 latency per answer (s, log)")
     priced = any(systems[s]["cost_per_1k_usd"] is not None for s in names)
     right.set_xlabel(

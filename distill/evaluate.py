@@ -19,13 +19,15 @@ citation accuracy, refusal accuracy, similarity to the reference, latency, token
 cost per 1,000 queries. See distill.eval_metrics for the definitions.
 
 Outputs in `eval/`: answers.parquet (one row per system and item, with every score
-and judge reason), metrics.json, report.md, report.html, quality.png, tradeoff.png.
+and judge reason), judgements.parquet (every judge call: verdict, error, raw reply),
+metrics.json, report.md, report.html, quality.png, tradeoff.png.
 API answers and every judgement are cached in eval/cache.sqlite, so a rerun never
 pays twice; local models answer again (their latency is measured, not replayed).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import random
@@ -265,17 +267,24 @@ class Judge:
         self.prefill = isinstance(teacher, LocalTeacher)
         self.calls = 0
         self.failures = 0  # errored or unparseable judgements
+        self.log: list[dict[str, Any]] = []  # every judgement, raw reply included
 
     def ask(
-        self, label: str, prompts: list[list[Message]], schema: dict[str, Any]
+        self,
+        label: str,
+        prompts: list[list[Message]],
+        schema: dict[str, Any],
+        keys: list[dict[str, Any]],
     ) -> list[tuple[dict[str, Any] | None, str | None, float]]:
-        """(verdict, error, cost) per prompt; a failed or unparseable judgement is an error."""
+        """(verdict, error, cost) per prompt; a failed or unparseable judgement is an error.
+        `keys` (item, system, kind per prompt) label the rows of judgements.parquet."""
         out: list[tuple[dict[str, Any] | None, str | None, float]] = []
         if not prompts:
             return out
         start_of_reply = '{"' + next(iter(schema["properties"])) + '": '
         if self.prefill:
             prompts = [[*p, {"role": "assistant", "content": start_of_reply}] for p in prompts]
+        raws: list[str] = []
         with progress() as bar:
             task = bar.add_task(label, total=len(prompts))
             for start in range(0, len(prompts), self.size):
@@ -296,7 +305,19 @@ class Judge:
                         out.append((None, f"unparseable judgement ({problem})", c.cost_usd))
                     else:
                         out.append((c.parsed, None, c.cost_usd))
+                raws += [c.text for c in replies]
         self.failures += sum(err is not None for _, err, _ in out)
+        for key, (verdict, err, usd), raw in zip(keys, out, raws, strict=True):
+            self.log.append(
+                {
+                    **key,
+                    "verdict": json.dumps(verdict) if verdict is not None else None,
+                    "error": err,
+                    "raw": (start_of_reply if self.prefill else "") + raw,
+                    "judge": self.teacher.inner.spec,
+                    "cost_usd": usd,
+                }
+            )
         return out
 
 
@@ -423,6 +444,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     }
     metrics["what_this_means"] = eval_metrics.what_this_means(metrics)
     write_rows(out / "answers.parquet", rows)
+    write_rows(out / "judgements.parquet", judge.log)
     write_json(out / "metrics.json", metrics)
     write_report(out, recipe, metrics, rows)
     counts: dict[str, Any] = {
@@ -509,7 +531,11 @@ def _grade(
             if schema is GRADE_SCHEMA
             else ("judging: correctness")
         )
-        verdicts = judge.ask(label, [prompts[i] for i in idx], schema)
+        keys = [
+            {"item_id": todo[i]["item_id"], "system": todo[i]["system"], "kind": "grade"}
+            for i in idx
+        ]
+        verdicts = judge.ask(label, [prompts[i] for i in idx], schema, keys)
         for i, (v, err, usd) in zip(idx, verdicts, strict=True):
             r, cost = todo[i], cost + usd
             if v is None:
@@ -541,7 +567,12 @@ def _pairwise(rows: list[dict[str, Any]], judge: Judge, tpl: Template) -> float:
         prompts.append(tpl.render(**common, answer_a=s_ans, answer_b=t_ans))
         prompts.append(tpl.render(**common, answer_a=t_ans, answer_b=s_ans))
         asked.append(r)
-    verdicts = judge.ask("judging: head to head with the teacher", prompts, PAIRWISE_SCHEMA)
+    keys = [
+        {"item_id": r["item_id"], "system": r["system"], "kind": kind}
+        for r in asked
+        for kind in ("pairwise: student first", "pairwise: teacher first")
+    ]
+    verdicts = judge.ask("judging: head to head with the teacher", prompts, PAIRWISE_SCHEMA, keys)
     cost = 0.0
     for j, r in enumerate(asked):
         (v1, e1, c1), (v2, e2, c2) = verdicts[2 * j], verdicts[2 * j + 1]

@@ -1,25 +1,35 @@
-"""Publish: write the dataset and the adapter as Hugging Face Hub repositories on disk.
+"""Publish: the dataset and the adapter as Hugging Face Hub repositories.
 
-Outputs in `publish/`:
-- dataset/: README.md (dataset card with YAML metadata), data/train-*.parquet,
-  data/test-*.parquet; loads with `datasets.load_dataset("publish/dataset")`;
-- adapter/: adapter_model.safetensors, adapter_config.json, tokenizer files and
-  README.md (model card with the evaluation results); loads with PEFT.
-Pushing to the Hub is a later step; these folders are what would be pushed.
+The stage writes both folders, exactly as they would be uploaded:
+- publish/dataset/: data/train-*.parquet and data/eval-*.parquet (plus, when asked,
+  a `rejected` config with the reasons and a `corpus` config with the chunks),
+  README.md (dataset card with YAML metadata) and recipe.yaml (the resolved recipe,
+  secrets removed); loads with `datasets.load_dataset("publish/dataset")`;
+- publish/adapter/: adapter_model.safetensors, adapter_config.json, the tokenizer
+  files and README.md (model card with the eval decision table); loads with PEFT.
+
+`distill publish RECIPE dataset|adapter --repo-id ORG/NAME` writes the folder again
+for that repository and uploads it (distill.hub). Before anything is written to disk
+as final, both folders are scanned for tokens and API keys; one found stops the stage.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from distill import __version__
+from distill.errors import UserError
 from distill.io import atomic_dir, read_json, read_rows, write_rows
 from distill.models import resolve_causal_lm
 from distill.recipe import Recipe
-from distill.review import review_stats, summary, training_rows
+from distill.review import gate_reasons, review_stats, summary, training_rows
 from distill.runfolder import RunFolder
 
 DATASET_COLUMNS = (
@@ -37,16 +47,143 @@ DATASET_COLUMNS = (
     "review_status",
     "human_edited",
 )
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
+# Shapes of credentials, wherever they appear: Hugging Face, OpenAI, Anthropic, AWS.
+SECRET_SHAPES = {
+    "a Hugging Face token": re.compile(r"\bhf_[A-Za-z0-9]{30,}"),
+    "an OpenAI or Anthropic key": re.compile(r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}"),
+    "an AWS access key": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+}
+_SECRET_ENV = re.compile(r"(TOKEN|API_KEY|APIKEY|SECRET|PASSWORD|ACCESS_KEY)$", re.I)
+_SECRET_FIELD = re.compile(r"(api[_-]?key|token|secret|password|authorization|bearer)", re.I)
 
 
-def _card(meta: dict[str, Any], body: str) -> str:
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n" + body.strip() + "\n"
+def repo_ids(recipe: Recipe) -> tuple[str, str]:
+    """(dataset repo, adapter repo), from the recipe or the defaults."""
+    p = recipe.publish
+    return (
+        p.dataset_repo or f"{recipe.name}-dataset",
+        p.adapter_repo or f"{recipe.name}-lora",
+    )
 
 
-def _dataset_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+# -- secrets
+
+
+def secret_values() -> dict[str, str]:
+    """Secrets this process knows: environment variables named like credentials and the
+    Hub login cache's token, as value -> where it came from (at least 8 characters)."""
+    found = {v: f"${k}" for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 8}
+    try:
+        from huggingface_hub import get_token
+
+        token = get_token()
+    except Exception:  # noqa: BLE001 - no login cache is not an error here
+        token = None
+    if token and len(token) >= 8:
+        found.setdefault(token, "the Hugging Face login cache")
+    return found
+
+
+def _file_text(path: Path) -> str:
+    """A file's content for the scan: Parquet decoded (its pages may be compressed),
+    everything else as bytes read as text."""
+    if path.suffix == ".parquet":
+        import json
+
+        return json.dumps(read_rows(path), default=str)
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def find_secrets(folder: Path) -> list[str]:
+    """'file: what' for every credential found in the folder's files (never the value)."""
+    known = secret_values()
+    problems = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        text = _file_text(path)
+        what = [f"the value of {src}" for value, src in known.items() if value in text]
+        what += [name for name, rx in SECRET_SHAPES.items() if rx.search(text)]
+        if what:
+            problems.append(f"{path.relative_to(folder)}: {', '.join(sorted(set(what)))}")
+    return problems
+
+
+def scrub(value: Any) -> Any:
+    """The recipe without secrets: credential-named fields (not the *_env ones, which
+    name a variable) and credential-shaped strings become '<redacted>'."""
+    if isinstance(value, dict):
+        return {
+            k: "<redacted>"
+            if _SECRET_FIELD.search(str(k)) and not str(k).endswith("_env") and v
+            else scrub(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, str):
+        for rx in SECRET_SHAPES.values():
+            value = rx.sub("<redacted>", value)
+    return value
+
+
+# -- the stage
+
+
+def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+    """The stage: both folders."""
+    dataset_repo, adapter_repo = repo_ids(recipe)
+    counts = write(recipe, run, "dataset")
+    write(recipe, run, "adapter")
+    return {**counts, "dataset": dataset_repo, "adapter": adapter_repo}
+
+
+NEEDS = {"dataset": ("ingest", "generate", "curate", "review"), "adapter": ("train", "eval")}
+
+
+def check_ready(run: RunFolder, kind: str) -> None:
+    """One line naming the first stage the folder needs that has not run."""
+    from distill.errors import InputError
+
+    for stage in NEEDS[kind]:
+        if not run.is_done(stage):
+            raise InputError(
+                f"publish {kind}: the {stage} stage has not run; run `distill run RECIPE` first"
+            )
+
+
+def write(recipe: Recipe, run: RunFolder, kind: str) -> dict[str, Any]:
+    """Write publish/<kind>/ as it would be uploaded; refuse (and remove it) when it holds
+    a credential."""
+    check_ready(run, kind)
+    dataset_repo, adapter_repo = repo_ids(recipe)
+    dest = run.stage_dir("publish") / kind
+    if kind == "dataset":
+        counts: dict[str, Any] = write_dataset(recipe, run, dest, dataset_repo)
+    else:
+        write_adapter(recipe, run, dest, adapter_repo, dataset_repo)
+        counts = {}
+    problems = find_secrets(dest)
+    if problems:
+        shutil.rmtree(dest)
+        raise UserError(
+            f"publish {kind}: credentials found in what would be published (the folder was "
+            "removed): " + "; ".join(problems) + ". Remove them from the documents or recipe"
+        )
+    return counts
+
+
+def _dataset_rows(rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     return [
         {
-            **{k: r.get(k) for k in DATASET_COLUMNS},
+            **{k: r.get(k) for k in DATASET_COLUMNS + extra},
             "review_status": r.get("review_status", "not_reviewed"),
             "human_edited": bool(r.get("human_edited")),
         }
@@ -54,158 +191,320 @@ def _dataset_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
-    out = run.stage_dir("publish")
+def unreviewed_reasons(recipe: Recipe, run: RunFolder) -> list[str]:
+    """Why the dataset has not passed a human spot-check (empty: it has)."""
+    stats = review_stats(run)
+    if stats.get("mode") != "argilla":
+        return ["the spot-check was skipped (review.mode is auto: no person checked it)"]
+    return gate_reasons(stats, recipe.review)
+
+
+def write_dataset(recipe: Recipe, run: RunFolder, dest: Path, repo_id: str) -> dict[str, int]:
+    cfg = recipe.publish
     train = training_rows(run)
     held = read_rows(run.stage_dir("curate") / "eval.parquet")
-    metrics = read_json(run.root / "eval" / "metrics.json")
-    train_metrics = read_json(run.root / "train" / "metrics.json")
-    review_text = summary(review_stats(run), run.manifest.get("review_gate"))
-    dataset_name = recipe.publish.dataset_name or f"{recipe.name}-dataset"
-    adapter_name = recipe.publish.adapter_name or f"{recipe.name}-lora"
-    student = resolve_causal_lm(recipe.train.student)
-
-    with atomic_dir(out / "dataset") as tmp:
+    rejected: list[dict[str, Any]] = []
+    if cfg.include_rejected:
+        rejected = [
+            {**r, "rejected_by": "curation"}
+            for r in read_rows(run.stage_dir("curate") / "rejected.parquet")
+        ]
+        human = run.stage_dir("review") / "rejected.parquet"
+        if human.exists():
+            rejected += [
+                {**r, "rejected_by": "reviewer", "reject_reason": r.get("note") or "rejected"}
+                for r in read_rows(human)
+            ]
+    with atomic_dir(dest) as tmp:
         write_rows(tmp / "data" / "train-00000-of-00001.parquet", _dataset_rows(train))
-        write_rows(tmp / "data" / "test-00000-of-00001.parquet", _dataset_rows(held))
-        (tmp / "README.md").write_text(
-            _dataset_card(recipe, dataset_name, len(train), len(held), review_text),
+        write_rows(tmp / "data" / "eval-00000-of-00001.parquet", _dataset_rows(held))
+        if rejected:
+            write_rows(
+                tmp / "rejected" / "rejected-00000-of-00001.parquet",
+                _dataset_rows(rejected, ("reject_reason", "rejected_by")),
+            )
+        if cfg.include_corpus:
+            chunks = read_rows(run.stage_dir("ingest") / "chunks.parquet")
+            write_rows(tmp / "corpus" / "chunks-00000-of-00001.parquet", chunks)
+        recipe_data = scrub(recipe.model_dump(mode="json"))
+        (tmp / "recipe.yaml").write_text(
+            "# The resolved recipe this dataset was made with (distill "
+            f"{__version__}); secrets removed.\n" + yaml.safe_dump(recipe_data, sort_keys=False),
             encoding="utf-8",
         )
-    with atomic_dir(out / "adapter") as tmp:
-        for f in (run.root / "train" / "adapter").iterdir():
-            shutil.copy2(f, tmp / f.name)
         (tmp / "README.md").write_text(
-            _model_card(recipe, adapter_name, dataset_name, student.hub_id, student.note,
-                        metrics, train_metrics, len(train), review_text),
-            encoding="utf-8",
-        )  # fmt: skip
-    return {
-        "dataset_rows": len(train) + len(held),
-        "dataset": dataset_name,
-        "adapter": adapter_name,
-    }
+            dataset_card(recipe, run, repo_id, train, held, rejected), encoding="utf-8"
+        )
+    return {"train": len(train), "eval": len(held), "rejected": len(rejected)}
 
 
-def _dataset_card(recipe: Recipe, name: str, n_train: int, n_test: int, review_text: str) -> str:
-    meta = {
-        "license": recipe.publish.license,
-        "task_categories": ["question-answering", "text-generation"],
-        "language": ["en"],
-        "tags": ["synthetic", "distill", "rag", "grounded"],
-        "size_categories": ["n<1K" if n_train + n_test < 1000 else "1K<n<10K"],
-        "configs": [
-            {
-                "config_name": "default",
-                "data_files": [
-                    {"split": "train", "path": "data/train-*.parquet"},
-                    {"split": "test", "path": "data/test-*.parquet"},
-                ],
-            }
-        ],
-    }
+def _card(meta: dict[str, Any], body: str) -> str:
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n" + body.strip() + "\n"
+
+
+def size_category(n: int) -> str:
+    for limit, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _review_text(recipe: Recipe, run: RunFolder) -> str:
+    text = summary(review_stats(run), run.manifest.get("review_gate"))
+    reasons = unreviewed_reasons(recipe, run)
+    if reasons and run.flags.get("accept_unreviewed"):
+        text += " **Published with --accept-unreviewed**: " + "; ".join(reasons) + "."
+    return text
+
+
+def dataset_card(
+    recipe: Recipe,
+    run: RunFolder,
+    repo_id: str,
+    train: list[dict[str, Any]],
+    held: list[dict[str, Any]],
+    rejected: list[dict[str, Any]],
+) -> str:
+    cfg = recipe.publish
     g = recipe.generate
+    configs: list[dict[str, Any]] = [
+        {
+            "config_name": "default",
+            "data_files": [
+                {"split": "train", "path": "data/train-*.parquet"},
+                {"split": "eval", "path": "data/eval-*.parquet"},
+            ],
+        }
+    ]
+    if rejected:
+        configs.append(
+            {
+                "config_name": "rejected",
+                "data_files": [{"split": "train", "path": "rejected/*.parquet"}],
+            }
+        )
+    if cfg.include_corpus:
+        configs.append(
+            {
+                "config_name": "corpus",
+                "data_files": [{"split": "train", "path": "corpus/*.parquet"}],
+            }
+        )
+    meta = {
+        "license": cfg.license,
+        "language": cfg.language,
+        "task_categories": ["question-answering", "text-generation"],
+        "size_categories": [size_category(len(train) + len(held))],
+        "tags": ["synthetic", "distillation", "distill", "rag", "grounded"],
+        "pretty_name": repo_id.split("/")[-1],
+        "configs": configs,
+    }
+    stages = run.manifest.get("stages", {})
+    ingest = stages.get("ingest", {}).get("counts", {})
+    gen = stages.get("generate", {})
+    gen_counts = gen.get("counts", {})
+    tokens = gen.get("tokens", {})
+    curate_counts = stages.get("curate", {}).get("counts", {})
+    docs = read_rows(run.stage_dir("ingest") / "documents.parquet")
+    formats = Counter(d.get("format") or Path(d["source"]).suffix.lstrip(".") for d in docs)
+    templates = (stages.get("generate", {}).get("inputs") or {}).get("templates", {})
+    mix = Counter(r["task"] for r in train)
+    mix_eval = Counter(r["task"] for r in held)
+    filters = [
+        (k.removeprefix("removed_by_").replace("_", " "), v)
+        for k, v in curate_counts.items()
+        if k.startswith("removed_by_")
+    ]
+    corpus_line = (
+        "The chunks themselves are in the `corpus` config."
+        if cfg.include_corpus
+        else "The documents are described here, not copied: the dataset holds the "
+        "questions and answers, and each row's context quotes only the chunks it was "
+        "grounded in."
+    )
+    cost = gen_counts.get("cost_usd", 0.0)
     body = f"""
-# {name}
+# {repo_id.split("/")[-1]}
 
-Synthetic question/answer pairs grounded in a document collection, made with
-[distill](https://pypi.org/project/distill/) {__version__} from the recipe `{recipe.name}`.
-{recipe.description}
+Synthetic, document-grounded instruction/answer pairs made with
+[distill](https://pypi.org/project/distill/) {__version__} from the recipe
+`{recipe.name}` (the full resolved recipe is `recipe.yaml`). {recipe.description}
 
-## How it was made
-- **Teacher**: `{g.teacher}` wrote one question per chunk (`{g.question_template}`),
-  then answered it from the chunk plus {g.neighbours} retrieved neighbour chunk(s)
-  (`{g.answer_template}`).
-- **Curation**: empty, unparseable and over-long samples and exact duplicates removed.
-- **Split**: by source document; no document has questions in both splits.
-- **Human review**: {review_text} Each row's `review_status` says whether it was
-  reviewed; `human_edited` marks answers a reviewer rewrote.
+## Source corpus
+{ingest.get("documents", len(docs))} documents ({
+        ", ".join(f"{n} {f}" for f, n in formats.most_common())
+    }), {ingest.get("corpus_tokens", "?")} tokens, split into
+{ingest.get("chunks", "?")} heading-aware chunks of up to {recipe.ingest.chunk_tokens} tokens.
+{corpus_line}
 
-## Splits
-| split | rows |
-| --- | --- |
-| train | {n_train} |
-| test | {n_test} |
+## Teacher and prompts
+- **Teacher**: `{g.teacher}` wrote each request from one chunk and answered it from
+  that chunk among retrieved neighbours, citing documents as [n].
+- **Prompt templates** (versions and text hashes):
+{chr(10).join(f"  - `{ref}` ({sha})" for ref, sha in templates.items()) or "  - (not recorded)"}
+- Each row's `template` and `template_sha` name the exact prompt text.
+
+## Task mix
+{
+        _table(
+            ("task", "train", "eval"),
+            [(t, mix[t], mix_eval[t]) for t in sorted(set(mix) | set(mix_eval))],
+        )
+    }
+
+## Curation
+{curate_counts.get("samples", len(train) + len(held))} samples generated,
+{gen_counts.get("failures", 0)} generation failures. Removed by each filter:
+
+{_table(("filter", "removed"), filters) if filters else "(no counts recorded)"}
+
+Split by source document: no document has rows in both `train` ({len(train)} rows)
+and `eval` ({len(held)} rows).
+
+## Human review
+{_review_text(recipe, run)} Each row's `review_status` says whether it was reviewed;
+`human_edited` marks answers a reviewer rewrote.
+
+## Generation cost
+{gen_counts.get("requests_sent", "?")} teacher requests, {tokens.get("input", 0):,} input
+and {tokens.get("output", 0):,} output tokens, ${cost:.2f} ({gen_counts.get("price", "")}).
 
 ## Columns
-`messages` is OpenAI chat format: the system prompt, the user turn with the retrieved
-documents (fenced in `<document>` tags) and the question, and the assistant's answer.
-`source_chunk_id` is the chunk the question was written from; `chunk_ids` are every
-chunk in the context; `template` and `template_sha` name the prompt versions.
+`messages` is OpenAI chat format: the system prompt, the user turn with the numbered
+documents (fenced in `<document>` tags) and the request, and the assistant's answer.
+`source_chunk_id` is the chunk the request was written from; `chunk_ids` are the
+context's chunks in order (citation [n] is `chunk_ids[n-1]`).
 
-## Limitations
-The answers are machine-written and only as correct as the teacher. Check the teacher
-named above before trusting them; small local teachers often answer wrongly.
+## Known limitations
+- The answers are machine-written and only as correct as `{g.teacher}`; they carry
+  its style and its mistakes.
+- Requests come from single chunks (or two, for multi-hop), so the data says little
+  about questions that need a whole document or none of them.
+- {
+        "Not human-reviewed: no person checked any row."
+        if review_stats(run).get("mode") != "argilla"
+        else "Only the spot-check sample was reviewed by people."
+    }
 """
     return _card(meta, body)
 
 
-def _model_card(
+def write_adapter(
+    recipe: Recipe, run: RunFolder, dest: Path, repo_id: str, dataset_repo: str
+) -> None:
+    adapter = run.stage_dir("train") / "adapter"
+    metrics = read_json(run.root / "eval" / "metrics.json")
+    train_metrics = read_json(run.root / "train" / "metrics.json")
+    student = resolve_causal_lm(recipe.train.student)
+    with atomic_dir(dest) as tmp:
+        for f in adapter.iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        if not any((tmp / n).exists() for n in ("tokenizer.json", "tokenizer.model")):
+            for name in TOKENIZER_FILES:  # the student's own tokenizer
+                src = Path(student.path) / name
+                if src.exists():
+                    shutil.copy2(src, tmp / name)
+        (tmp / "README.md").write_text(
+            model_card(recipe, run, repo_id, dataset_repo, student.hub_id or recipe.train.student,
+                       student.note, metrics, train_metrics),
+            encoding="utf-8",
+        )  # fmt: skip
+
+
+def model_card(
     recipe: Recipe,
-    name: str,
-    dataset_name: str,
-    base_hub_id: str | None,
+    run: RunFolder,
+    repo_id: str,
+    dataset_repo: str,
+    base: str,
     base_note: str,
     metrics: dict[str, Any],
     train_metrics: dict[str, Any],
-    n_train: int,
-    review_text: str,
 ) -> str:
+    from distill.eval_report import decision_table
+
     t = recipe.train
     backend = train_metrics.get("backend", t.backend)
-    base = base_hub_id or t.student
     meta = {
         "base_model": base,
         "library_name": "peft",
-        "license": recipe.publish.license,
         "pipeline_tag": "text-generation",
-        "tags": ["lora", "peft", "trl", "sft", "distill"],
-        "datasets": [dataset_name],
+        "license": recipe.publish.license,
+        "language": recipe.publish.language,
+        "datasets": [dataset_repo],
+        "tags": ["lora", "peft", "trl", "sft", "distillation", "distill"],
     }
-    from distill.eval_report import decision_table
-
-    table = decision_table(metrics)
-    meaning = " ".join(metrics.get("what_this_means", []))
+    versions = train_metrics.get("versions", {})
+    n_train = len(training_rows(run))
     provenance = f" ({base_note})" if base_note else ""
+    meaning = " ".join(metrics.get("what_this_means", []))
+    name = repo_id.split("/")[-1]
     body = f"""
 # {name}
 
-A LoRA adapter for `{base}`{provenance}, trained with
-[distill](https://pypi.org/project/distill/) {__version__} (recipe `{recipe.name}`) on
-{n_train} synthetic question/answer pairs from `{dataset_name}`. {recipe.description}
+A LoRA adapter for `{base}`{provenance}, distilled from `{recipe.generate.teacher}` with
+[distill](https://pypi.org/project/distill/) {__version__} (recipe `{recipe.name}`).
+{recipe.description}
+
+## Training data
+{n_train} synthetic, document-grounded conversations from
+[`{dataset_repo}`](https://huggingface.co/datasets/{dataset_repo}) (its card describes
+the corpus, the teacher, the curation and the review). Human review: {_review_text(recipe, run)}
 
 ## Training
-TRL SFTTrainer with PEFT LoRA (backend `{backend}`, {train_metrics["device"]}):
+TRL `SFTTrainer` with PEFT LoRA (backend `{backend}`, {train_metrics.get("device", "?")}):
 r={t.lora_r}, alpha={t.lora_alpha}, dropout={t.lora_dropout}, modules {", ".join(t.target_modules)};
-{train_metrics["steps"]} steps ({train_metrics["epochs"]} epochs), learning rate {t.learning_rate},
-batch {t.batch_size} x {t.gradient_accumulation_steps}, max length {t.max_seq_length};
-loss on the answer tokens only. Mean training loss {train_metrics["train_loss"]}.
-Human review: {review_text}
+{train_metrics.get("steps", "?")} steps ({train_metrics.get("epochs", "?")} epochs), learning rate
+{t.learning_rate}, batch {t.batch_size} x {t.gradient_accumulation_steps}, max length
+{t.max_seq_length}; loss on the answer tokens only. Final training loss
+{train_metrics.get("train_loss", "?")}, eval loss {train_metrics.get("eval_loss", "?")}.
+Versions: {", ".join(f"{k} {v}" for k, v in versions.items()) or "not recorded"}.
 
-## Evaluation
+## Evaluation against the teacher
 {metrics["questions"]} held-out questions from documents not trained on, answered by the
-teacher (`{recipe.generate.teacher}`) and the student with and without this adapter and
-retrieval (top {metrics["k"]} chunks); judged by `{metrics["judge"]}` against the
-teacher's reference answers. Latency and compute were measured on {metrics["hardware"]}.
-The full report is `eval/report.html` in the run folder.
+teacher and by the student with and without this adapter and retrieval (top
+{metrics["k"]} chunks), judged by `{metrics["judge"]}` against the teacher's reference
+answers. Latency and compute were measured on {metrics["hardware"]}.
 
 {meaning}
 
-{table}
+{decision_table(metrics)}
 
 ## Use
+With PEFT:
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from peft import PeftModel
-base = AutoModelForCausalLM.from_pretrained("{base}")
-model = PeftModel.from_pretrained(base, "PATH_OR_REPO_OF_THIS_ADAPTER")
-tokenizer = AutoTokenizer.from_pretrained("PATH_OR_REPO_OF_THIS_ADAPTER")
-```
-The prompt format is the one in the dataset's `messages` column: retrieved documents
-in `<document>` tags, then `Question: ...`.
 
-## Limitations
-Trained on machine-written answers; it learns the teacher's style and errors. Check the
-evaluation above on your own questions before relying on it.
+base = AutoModelForCausalLM.from_pretrained("{base}")
+model = PeftModel.from_pretrained(base, "{repo_id}")
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
+```
+Served with vLLM (OpenAI-compatible API; ask for the model `{name}`):
+```bash
+huggingface-cli download {repo_id} --local-dir {name}
+vllm serve {base} --enable-lora --lora-modules {name}={name}
+```
+Give it the prompt it was trained on: the system prompt, then the retrieved documents
+as numbered `<document id="n">` blocks and the question (see the dataset's `messages`).
+
+## Intended use and limits
+For answering questions about the documents described in the dataset card, with the
+relevant passages retrieved and given in the prompt. It learned from machine-written
+answers, so it repeats the teacher's style and errors; the evaluation above is the
+evidence of how often, on documents it never saw. It is not a general assistant and
+was not tested for safety beyond that.
 """
     return _card(meta, body)

@@ -531,14 +531,34 @@ class EvalConfig(StrictModel):
 
 
 class PublishConfig(StrictModel):
-    dataset_name: str | None = Field(
-        None, description="Dataset repo name; defaults to '<recipe name>-dataset'."
+    dataset_repo: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$",
+        description="Hub dataset repository, ORG/NAME or NAME; defaults to "
+        "'<recipe name>-dataset'. `distill publish --repo-id` overrides it.",
     )
-    adapter_name: str | None = Field(
-        None, description="Adapter repo name; defaults to '<recipe name>-lora'."
+    adapter_repo: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$",
+        description="Hub model repository for the adapter, ORG/NAME or NAME; defaults to "
+        "'<recipe name>-lora'. `distill publish --repo-id` overrides it.",
     )
+    private: bool = Field(False, description="Create the Hub repositories as private.")
     license: str = Field(
         "other", description="License stated in both cards (your documents' license)."
+    )
+    language: list[str] = Field(
+        default_factory=lambda: ["en"], description="Languages of the data, for the cards."
+    )
+    include_rejected: bool = Field(
+        False,
+        description="Add the samples curation or reviewers rejected, with reasons, as the "
+        "dataset's 'rejected' config.",
+    )
+    include_corpus: bool = Field(
+        False,
+        description="Copy the corpus chunks into the dataset repository ('corpus' config). "
+        "Off by default: the card describes the documents without copying them.",
     )
 
 

@@ -154,8 +154,11 @@ def test_published_folders_are_hub_repos(quickstart: tuple[Path, str]) -> None:
 
     run, _ = quickstart
     ds = load_dataset(str(run / "publish" / "dataset"))
-    assert set(ds) == {"train", "test"}
-    assert ds["train"].num_rows == len(read_rows(run / "curate" / "train.parquet"))
+    assert set(ds) == {"train", "eval"}
+    train = read_rows(run / "curate" / "train.parquet")
+    assert ds["train"]["sample_id"] == [r["sample_id"] for r in train]
+    assert ds["train"]["messages"] == [r["messages"] for r in train]
+    assert ds["eval"].num_rows == len(read_rows(run / "curate" / "eval.parquet"))
     assert ds["train"][0]["messages"][-1]["role"] == "assistant"
     card = (run / "publish" / "dataset" / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
@@ -171,3 +174,111 @@ def test_published_folders_are_hub_repos(quickstart: tuple[Path, str]) -> None:
     assert "Not human-reviewed" in " ".join(model_card.split())
     gate = read_json(run / "manifest.json")["review_gate"]
     assert gate["passed"] and gate["mode"] == "auto" and not gate["human_reviewed"]
+
+
+TOKEN = "hf_" + "e2eT" * 9  # shaped like a Hugging Face token; valid nowhere
+
+
+def test_publish_uploads_both_repositories_over_http(
+    quickstart: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`distill publish` through the CLI against a loopback Hub: the unreviewed dataset is
+    refused, then a dry run sends nothing, then both repositories are uploaded byte for
+    byte; the cards parse with huggingface_hub's classes; no token lands in a file."""
+    import os
+
+    from huggingface_hub import DatasetCard, ModelCard
+
+    from distill.publish import find_secrets
+    from tests.hub_server import serve_hub
+
+    run, _ = quickstart
+    cwd = run.parent.parent
+    sets = [
+        a for s in [*SCALED_DOWN, "publish.dataset_repo=me/brightdesk-qa"] for a in ("--set", s)
+    ]
+    recipe = str(REPO / "recipes" / "quickstart.yaml")
+
+    with serve_hub() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
+        env |= {"HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home")}
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            env.pop(name, None)
+
+        def publish(*args: str) -> subprocess.CompletedProcess[str]:
+            cmd = [sys.executable, "-m", "distill", "publish", recipe, *args, *sets]
+            return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+
+        refused = publish("dataset")
+        assert refused.returncode == 4, refused.stderr
+        assert "the spot-check was skipped" in refused.stderr and "Traceback" not in refused.stderr
+        dry = publish("dataset", "--dry-run")
+        assert dry.returncode == 0 and "dry run: nothing uploaded" in dry.stdout
+        assert hub.requests == []
+        done = publish("dataset", "--accept-unreviewed")
+        assert done.returncode == 0, done.stderr
+        adapter = publish("adapter", "--repo-id", "me/brightdesk-lora", "--private")
+        assert adapter.returncode == 0, adapter.stderr
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*")
+            if p.is_file()
+        }
+
+    dataset, model = run / "publish" / "dataset", run / "publish" / "adapter"
+    assert hub.files["dataset/me/brightdesk-qa"] == files(dataset)
+    assert hub.files["model/me/brightdesk-lora"] == files(model)
+    assert hub.repos == {
+        "dataset/me/brightdesk-qa": {"private": False},
+        "model/me/brightdesk-lora": {"private": True},
+    }
+    assert {"README.md", "recipe.yaml", "data/train-00000-of-00001.parquet"} <= set(files(dataset))
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= set(
+        files(model)
+    )
+    assert len(hub.validated) == 2  # each card's metadata went through the Hub's check
+
+    card = DatasetCard.load(dataset / "README.md")
+    assert card.data.license == "other" and card.data.size_categories == ["n<1K"]
+    assert {"synthetic", "distillation"} <= set(card.data.tags)
+    assert "question-answering" in card.data.task_categories
+    text = " ".join(card.text.split())
+    assert "Published with --accept-unreviewed" in text and "Not human-reviewed" in text
+    for section in ("Source corpus", "Teacher and prompts", "Task mix", "Curation",
+                    "Human review", "Generation cost", "Known limitations"):  # fmt: skip
+        assert f"## {section}" in card.text
+    lineage = yaml.safe_load((dataset / "recipe.yaml").read_text())
+    assert lineage["generate"]["max_chunks"] == 10 and lineage["name"] == "quickstart"
+
+    mcard = ModelCard.load(model / "README.md")
+    assert mcard.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert mcard.data.library_name == "peft" and mcard.data.pipeline_tag == "text-generation"
+    assert mcard.data.datasets == ["me/brightdesk-qa"] and mcard.data.license == "other"
+    assert "| ft+rag |" in mcard.text and "vllm serve" in mcard.text
+    assert 'PeftModel.from_pretrained(base, "me/brightdesk-lora")' in mcard.text
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert find_secrets(run / "publish") == []
+    for folder in (dataset, model):
+        for name, data in files(folder).items():
+            assert TOKEN.encode() not in data, name
+
+
+def test_published_adapter_gives_the_trained_adapters_outputs(quickstart: tuple[Path, str]) -> None:
+    import torch
+    from peft import PeftModel
+
+    from distill.models import load_causal_lm
+
+    run, _ = quickstart
+    model, tok = load_causal_lm("smollm2-135m-instruct")
+    ids = tok("Question: How do I export tickets?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        trained = PeftModel.from_pretrained(model, str(run / "train" / "adapter"))
+        want = trained(ids).logits
+        model, _ = load_causal_lm("smollm2-135m-instruct")
+        published = PeftModel.from_pretrained(model, str(run / "publish" / "adapter"))
+        got = published(ids).logits
+    assert torch.equal(want, got)

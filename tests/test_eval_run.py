@@ -142,6 +142,16 @@ def test_eval_with_scripted_systems_and_judge(
     assert m["judge_failures"] == 1 and counts["judge_failures"] == 1
     assert m["judge_calls"] == 3 + 3 + 3 + 2 * 3 * 2  # grades for 9 answers, 12 pairwise
 
+    judgements = read_rows(out / "judgements.parquet")
+    assert len(judgements) == m["judge_calls"]
+    (failed,) = [j for j in judgements if j["error"]]
+    assert failed["raw"] == "I cannot grade this" and failed["system"] == "base"
+    assert {j["kind"] for j in judgements} == {
+        "grade",
+        "pairwise: student first",
+        "pairwise: teacher first",
+    }
+
     answers = read_rows(out / "answers.parquet")
     assert len(answers) == 5 + 3 + 5  # retrieval systems also get the 2 unanswerable
     no_oracle = next(r for r in answers if r["kind"] == "no_oracle" and r["system"] == "teacher")

@@ -1,0 +1,128 @@
+"""Publishing without models: the secret scan, the recipe scrub, the Hub upload at the
+HTTP boundary (a loopback Hub), and the CLI's refusals. The real-model round trip is
+in test_end_to_end.py."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from distill.errors import UserError
+from distill.hub import upload
+from distill.io import write_rows
+from distill.publish import find_secrets, scrub, size_category
+from tests.hub_server import serve_hub
+
+HF_TOKEN = "hf_" + "T3st" * 9  # shaped like a real token; never valid anywhere
+
+
+@pytest.fixture
+def hub_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    with serve_hub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # conftest and CI set them
+            monkeypatch.delenv(name, raising=False)
+        import importlib
+
+        import huggingface_hub.constants as c
+
+        importlib.reload(c)  # the endpoint and Xet switch are read at import
+        yield hub
+    importlib.reload(c)
+
+
+def test_scrub_removes_credentials_but_keeps_variable_names() -> None:
+    recipe = {
+        "generate": {
+            "teacher_options": {
+                "api_key": "plain-secret-value",
+                "api_key_env": "OPENAI_API_KEY",
+                "base_url": "https://proxy.example/v1?key=sk-proj-" + "a" * 30,
+                "headers": {"Authorization": "Bearer xyz"},
+            }
+        },
+        "notes": ["token " + HF_TOKEN],
+        "review": {"api_url": None, "password_env": "ARGILLA_PASSWORD"},
+    }
+    out = scrub(recipe)
+    opts = out["generate"]["teacher_options"]
+    assert opts["api_key"] == "<redacted>" and opts["api_key_env"] == "OPENAI_API_KEY"
+    assert opts["base_url"] == "https://proxy.example/v1?key=<redacted>"
+    assert opts["headers"] == {"Authorization": "<redacted>"}
+    assert out["notes"] == ["token <redacted>"]
+    assert out["review"] == {"api_url": None, "password_env": "ARGILLA_PASSWORD"}
+
+
+def test_secret_scan_finds_known_values_and_shapes_never_printing_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISTILL_TEST_API_KEY", "correct-horse-battery")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    folder = tmp_path / "repo"
+    (folder / "data").mkdir(parents=True)
+    (folder / "README.md").write_text("Made with key correct-horse-battery.\n")
+    (folder / "clean.txt").write_text("Nothing to see: hf_short, sk-tiny.\n")
+    # Parquet pages may be compressed: the scan reads the decoded rows.
+    write_rows(
+        folder / "data" / "train.parquet", [{"text": "x" * 500 + " " + HF_TOKEN} for _ in range(50)]
+    )
+    found = find_secrets(folder)
+    assert found == [
+        "README.md: the value of $DISTILL_TEST_API_KEY",
+        "data/train.parquet: a Hugging Face token",
+    ]
+    assert not any("correct-horse" in f or HF_TOKEN in f for f in found)
+
+
+def test_size_categories() -> None:
+    assert [size_category(n) for n in (0, 999, 1000, 54_321, 2_000_000)] == [
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "10K<n<100K",
+        "1M<n<10M",
+    ]
+
+
+def test_upload_sends_every_file_to_the_hub(hub_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    hub = hub_env
+    folder = tmp_path / "dataset"
+    (folder / "data").mkdir(parents=True)
+    (folder / "README.md").write_text("---\nlicense: other\n---\n# card\n")
+    write_rows(folder / "data" / "train-00000-of-00001.parquet", [{"a": i} for i in range(10)])
+    got = upload("dataset", folder, "me/demo", private=True, message="distill publish dataset")
+    assert got["files"] == 2 and got["url"].endswith("/datasets/me/demo")
+    assert hub.repos == {"dataset/me/demo": {"private": True}}
+    local = {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+    assert hub.files["dataset/me/demo"] == local
+    # The Parquet file went through the LFS protocol, the card inline in the commit.
+    parquet = local["data/train-00000-of-00001.parquet"]
+    assert hashlib.sha256(parquet).hexdigest() in hub.blobs
+    assert hub.commits[0]["summary"] == "distill publish dataset"
+    api = [r for r in hub.requests if not r["path"].startswith("/lfs-upload/")]
+    assert api and all(r["headers"]["authorization"] == f"Bearer {HF_TOKEN}" for r in api)
+    # Publishing again updates the same repository (create_repo with exist_ok).
+    (folder / "README.md").write_text("---\nlicense: other\n---\n# card v2\n")
+    upload("dataset", folder, "me/demo", private=True, message="again")
+    assert hub.files["dataset/me/demo"]["README.md"].endswith(b"# card v2\n")
+    assert len(hub.commits) == 2
+
+
+def test_upload_without_a_token_is_one_clear_error(
+    hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("HF_TOKEN")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "README.md").write_text("x")
+    with pytest.raises(
+        UserError, match="no Hugging Face token: set HF_TOKEN or run `hf auth login`"
+    ):
+        upload("adapter", tmp_path / "f", "me/x", private=False, message="m")
+    assert hub_env.requests == []
