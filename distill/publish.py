@@ -191,6 +191,13 @@ def _dataset_rows(rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> li
     ]
 
 
+def _reviewer_reason(row: dict[str, Any]) -> str:
+    issues = ", ".join(row.get("issues") or []) or "rejected"
+    notes = row.get("reviewer_notes")
+    text = " / ".join(notes) if isinstance(notes, list) else (notes or "")
+    return f"{issues}: {text}" if text else issues
+
+
 def unreviewed_reasons(recipe: Recipe, run: RunFolder) -> list[str]:
     """Why the dataset has not passed a human spot-check (empty: it has)."""
     stats = review_stats(run)
@@ -212,7 +219,7 @@ def write_dataset(recipe: Recipe, run: RunFolder, dest: Path, repo_id: str) -> d
         human = run.stage_dir("review") / "rejected.parquet"
         if human.exists():
             rejected += [
-                {**r, "rejected_by": "reviewer", "reject_reason": r.get("note") or "rejected"}
+                {**r, "rejected_by": "reviewer", "reject_reason": _reviewer_reason(r)}
                 for r in read_rows(human)
             ]
     with atomic_dir(dest) as tmp:

@@ -265,6 +265,28 @@ def test_publish_uploads_both_repositories_over_http(
         for name, data in files(folder).items():
             assert TOKEN.encode() not in data, name
 
+    # The optional configs: rejected samples with their reasons, and the corpus chunks.
+    extra = publish(
+        "dataset",
+        "--dry-run",
+        "--set",
+        "publish.include_rejected=true",
+        "--set",
+        "publish.include_corpus=true",
+    )
+    assert extra.returncode == 0, extra.stderr
+    from datasets import load_dataset
+
+    rejected = load_dataset(str(dataset), "rejected", split="train")
+    curated = read_rows(run / "curate" / "rejected.parquet")
+    assert rejected.num_rows == len(curated) and all(rejected["reject_reason"])
+    assert set(rejected["rejected_by"]) == {"curation"}
+    corpus = load_dataset(str(dataset), "corpus", split="train")
+    assert corpus.num_rows == len(read_rows(run / "ingest" / "chunks.parquet"))
+    assert "The chunks themselves are in the `corpus` config." in " ".join(
+        (dataset / "README.md").read_text().split()
+    )
+
 
 def test_published_adapter_gives_the_trained_adapters_outputs(quickstart: tuple[Path, str]) -> None:
     import torch

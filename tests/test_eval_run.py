@@ -45,6 +45,8 @@ def scripted(body: dict[str, Any]) -> str:
     right; its reset answer breaks the judge. Judge: correctness 5 when the answer has a
     fact; pairwise prefers the answer with the fact, else always says A (position bias)."""
     content = body["messages"][-1]["content"]
+    if content.startswith("That reply is not valid"):  # the engine's schema repair
+        return "still not JSON"
     if "Grade the answer" in content:
         answer = _between(content, "answer")
         if "BROKEN" in answer:
@@ -145,7 +147,9 @@ def test_eval_with_scripted_systems_and_judge(
     judgements = read_rows(out / "judgements.parquet")
     assert len(judgements) == m["judge_calls"]
     (failed,) = [j for j in judgements if j["error"]]
-    assert failed["raw"] == "I cannot grade this" and failed["system"] == "base"
+    # The recorded reply is the last one: the answer to the engine's repair request.
+    assert failed["raw"] == "still not JSON" and failed["system"] == "base"
+    assert "invalid structured output after one repair" in failed["error"]
     assert {j["kind"] for j in judgements} == {
         "grade",
         "pairwise: student first",
