@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,11 @@ def _score_words(r: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _code(text: str) -> str:
+    """Escaped text with `spans` as <code> (our own sentences, not documents)."""
+    return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", html.escape(text, quote=False))
+
+
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}
@@ -234,7 +240,7 @@ def render_html(
         f"<style>{_CSS}</style></head><body>",
         "<h1>Evaluation report</h1>",
         "<h2>What this means</h2>",
-        f"<p id='what-this-means'>{e(' '.join(metrics['what_this_means']))}</p>",
+        f"<p id='what-this-means'>{_code(' '.join(metrics['what_this_means']))}</p>",
         "<h2>Decision table</h2>",
         "<table id='decision-table'><thead><tr>",
         *(f"<th data-col='{k}'>{e(h)}</th>" for k, h in COLUMNS),
@@ -249,7 +255,7 @@ def render_html(
         uri = "data:image/png;base64," + base64.b64encode(data).decode()
         parts.append(f"<p><img alt='{e(name)}' src='{uri}'></p>")
     parts += ["<h2>How these were measured</h2><ul>"]
-    parts += [f"<li>{e(n)}</li>" for n in _notes(recipe, metrics)]
+    parts += [f"<li>{_code(n)}</li>" for n in _notes(recipe, metrics)]
     parts += ["</ul>", "<h2>Examples</h2>"]
     for ex in side_by_side(rows, examples):
         parts.append(f"<div class='ex'><h3>{e(ex['question'])}</h3><table>")

@@ -282,6 +282,7 @@ def test_html_report_table_carries_the_metrics() -> None:
         assert table[name] == cells(name, m)
     assert parser.images == 1 and parser.external == 0  # self-contained, no script runs
     assert "&lt;script&gt;alert(1)" in page
+    assert "<code>ft+rag</code> scores 4.0/5" in page  # our sentences' `spans` as code
     md = render_markdown(metrics, rows, None, 10)
     assert "| teacher | 4.50 · 67% (2/3 judged) |" in md
     assert "<script>" not in md
