@@ -281,7 +281,9 @@ class Judge:
         out: list[tuple[dict[str, Any] | None, str | None, float]] = []
         if not prompts:
             return out
-        start_of_reply = '{"' + next(iter(schema["properties"])) + '": '
+        first, spec = next(iter(schema["properties"].items()))
+        # ... up to the opening quote of a string: then "A" / "B" / "tie" is the next token.
+        start_of_reply = '{"' + first + '": ' + ('"' if spec.get("type") == "string" else "")
         if self.prefill:
             prompts = [[*p, {"role": "assistant", "content": start_of_reply}] for p in prompts]
         raws: list[str] = []
