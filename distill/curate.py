@@ -310,12 +310,11 @@ JUDGE_SCHEMA = {
 
 def make_judge(recipe: Recipe, out: Path, chunk_text: dict[str, str]) -> Judge:
     """The recipe's judge: one cached call per sample, verdicts validated."""
+    from distill.judging import JsonJudge
     from distill.prompts import load_template
     from distill.tasks import numbered
     from distill.teachers import get_teacher
-    from distill.teachers.cache import CachedTeacher, RequestCache
-    from distill.teachers.engine import schema_problem
-    from distill.ui import progress
+    from distill.teachers.cache import RequestCache
 
     cfg = recipe.curate
     assert cfg.judge is not None
@@ -325,7 +324,8 @@ def make_judge(recipe: Recipe, out: Path, chunk_text: dict[str, str]) -> Judge:
     def judge(samples: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
         assert cfg.judge is not None
         cache = RequestCache(out / "cache.sqlite")
-        teacher = CachedTeacher(get_teacher(cfg.judge, cfg.judge_options), cache, salt=tpl.sha)
+        teacher = get_teacher(cfg.judge, cfg.judge_options)
+        judging = JsonJudge(teacher, cache, salt=tpl.sha, max_tokens=128)
         prompts = [
             tpl.render(
                 passages=numbered(
@@ -336,27 +336,9 @@ def make_judge(recipe: Recipe, out: Path, chunk_text: dict[str, str]) -> Judge:
             )
             for s in samples
         ]
-        verdicts: list[dict[str, Any] | str] = []
-        with progress() as bar:
-            task = bar.add_task("judging", total=len(prompts))
-            size = len(prompts) if teacher.inner.sends_all_at_once else 8
-            for start in range(0, len(prompts), size):
-                replies = teacher.complete_many(
-                    prompts[start : start + size],
-                    schema=JUDGE_SCHEMA,
-                    max_tokens=128,
-                    temperature=0.0,
-                    on_done=lambda i, c: bar.advance(task),
-                )
-                for c in replies:
-                    if c.error is not None:
-                        verdicts.append(str(c.error).split(": ", 1)[-1] or "error")
-                    elif (problem := schema_problem(c.parsed, JUDGE_SCHEMA)) is not None:
-                        verdicts.append(f"unparseable verdict ({problem})")
-                    else:
-                        verdicts.append(c.parsed)
+        verdicts = judging.ask("judging", prompts, JUDGE_SCHEMA)
         cache.close()
-        return verdicts
+        return [verdict if verdict is not None else str(error) for verdict, error, _ in verdicts]
 
     return judge
 

@@ -27,7 +27,6 @@ pays twice; local models answer again (their latency is measured, not replayed).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import random
@@ -43,15 +42,16 @@ from distill import eval_metrics
 from distill.errors import InputError
 from distill.generate import ANSWER_STOP, teacher_price
 from distill.io import read_rows, write_json, write_rows
+from distill.judging import JsonJudge
 from distill.prompts import Template, load_template
 from distill.recipe import Recipe
 from distill.retrieval import Retriever, embed
 from distill.runfolder import RunFolder
 from distill.tasks import citations, clean_answer, is_refusal, load_templates, numbered
 from distill.teachers import Completion, Message, Teacher, get_teacher
-from distill.teachers.base import BatchFirstTeacher, parse_json
+from distill.teachers.base import BatchFirstTeacher
 from distill.teachers.cache import CachedTeacher, RequestCache
-from distill.teachers.engine import ApiTeacher, schema_problem
+from distill.teachers.engine import ApiTeacher
 from distill.teachers.local import LocalTeacher
 from distill.teachers.prices import lookup
 from distill.ui import progress
@@ -83,7 +83,6 @@ PAIRWISE_SCHEMA: dict[str, Any] = {
 }
 # Tags of the judge templates: an answer containing one cannot close its own fence.
 _TAGS = re.compile(r"<\s*/?\s*(answer_a|answer_b|answer|reference|question|document)\b", re.I)
-JUDGE_BATCH = 8  # prompts per call for judges that answer a batch at a time (local)
 
 
 @dataclass
@@ -256,73 +255,6 @@ def answer(
     return out
 
 
-class Judge:
-    """The eval judge: cached calls, each reply validated against its schema."""
-
-    def __init__(self, teacher: Teacher, cache: RequestCache, salt: str) -> None:
-        self.teacher = CachedTeacher(teacher, cache, salt=salt)
-        self.size = 10_000 if teacher.sends_all_at_once else JUDGE_BATCH
-        # A local model gets the start of the JSON object as the beginning of its reply:
-        # small models otherwise echo the prompt instead of answering in JSON.
-        self.prefill = isinstance(teacher, LocalTeacher)
-        self.calls = 0
-        self.failures = 0  # errored or unparseable judgements
-        self.log: list[dict[str, Any]] = []  # every judgement, raw reply included
-
-    def ask(
-        self,
-        label: str,
-        prompts: list[list[Message]],
-        schema: dict[str, Any],
-        keys: list[dict[str, Any]],
-    ) -> list[tuple[dict[str, Any] | None, str | None, float]]:
-        """(verdict, error, cost) per prompt; a failed or unparseable judgement is an error.
-        `keys` (item, system, kind per prompt) label the rows of judgements.parquet."""
-        out: list[tuple[dict[str, Any] | None, str | None, float]] = []
-        if not prompts:
-            return out
-        first, spec = next(iter(schema["properties"].items()))
-        # ... up to the opening quote of a string: then "A" / "B" / "tie" is the next token.
-        start_of_reply = '{"' + first + '": ' + ('"' if spec.get("type") == "string" else "")
-        if self.prefill:
-            prompts = [[*p, {"role": "assistant", "content": start_of_reply}] for p in prompts]
-        raws: list[str] = []
-        with progress() as bar:
-            task = bar.add_task(label, total=len(prompts))
-            for start in range(0, len(prompts), self.size):
-                replies = self.teacher.complete_many(
-                    prompts[start : start + self.size],
-                    schema=schema,
-                    max_tokens=160,
-                    temperature=0.0,
-                    on_done=lambda i, c: bar.advance(task),
-                )
-                self.calls += len(replies)
-                for c in replies:
-                    if self.prefill and c.error is None:
-                        c.parsed = parse_json(start_of_reply + c.text)
-                    if c.error is not None:
-                        out.append((None, str(c.error)[:200] or "error", c.cost_usd))
-                    elif (problem := schema_problem(c.parsed, schema)) is not None:
-                        out.append((None, f"unparseable judgement ({problem})", c.cost_usd))
-                    else:
-                        out.append((c.parsed, None, c.cost_usd))
-                raws += [c.text for c in replies]
-        self.failures += sum(err is not None for _, err, _ in out)
-        for key, (verdict, err, usd), raw in zip(keys, out, raws, strict=True):
-            self.log.append(
-                {
-                    **key,
-                    "verdict": json.dumps(verdict) if verdict is not None else None,
-                    "error": err,
-                    "raw": (start_of_reply if self.prefill else "") + raw,
-                    "judge": self.teacher.inner.spec,
-                    "cost_usd": usd,
-                }
-            )
-        return out
-
-
 def _judge(recipe: Recipe, teacher: Teacher | None) -> tuple[str, Teacher]:
     cfg = recipe.eval
     spec = cfg.judge or recipe.generate.teacher
@@ -401,7 +333,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     teacher_sys = next((s for s in systems if s.name == "teacher"), None)
     inner_teacher = _inner(teacher_sys.teacher) if teacher_sys else None
     judge_spec, judge_model = _judge(recipe, inner_teacher)
-    judge = Judge(judge_model, cache, salt=grade_tpl.sha + pair_tpl.sha)
+    judge = JsonJudge(judge_model, cache, salt=grade_tpl.sha + pair_tpl.sha, prefill=None)
     by_item = {it.item_id: it for it in items}
     judge_cost = _grade(rows, by_item, judge, grade_tpl)
     if cfg.pairwise and teacher_sys is not None:
@@ -505,7 +437,7 @@ def _row(
 
 
 def _grade(
-    rows: list[dict[str, Any]], items: dict[str, Item], judge: Judge, tpl: Template
+    rows: list[dict[str, Any]], items: dict[str, Item], judge: JsonJudge, tpl: Template
 ) -> float:
     todo = [r for r in rows if r["kind"] == "answerable"]
     for r in todo:
@@ -526,13 +458,11 @@ def _grade(
         )
         schemas.append(GRADE_SCHEMA if rag else CORRECTNESS_SCHEMA)
     cost = 0.0
-    for schema in (GRADE_SCHEMA, CORRECTNESS_SCHEMA):
+    for schema, label in (
+        (GRADE_SCHEMA, "judging: correctness + groundedness"),
+        (CORRECTNESS_SCHEMA, "judging: correctness"),
+    ):
         idx = [i for i, s in enumerate(schemas) if s is schema]
-        label = (
-            "judging: correctness + groundedness"
-            if schema is GRADE_SCHEMA
-            else ("judging: correctness")
-        )
         keys = [
             {"item_id": todo[i]["item_id"], "system": todo[i]["system"], "kind": "grade"}
             for i in idx
@@ -553,7 +483,7 @@ def _grade(
     return cost
 
 
-def _pairwise(rows: list[dict[str, Any]], judge: Judge, tpl: Template) -> float:
+def _pairwise(rows: list[dict[str, Any]], judge: JsonJudge, tpl: Template) -> float:
     """Each student answer against the teacher's, in both orders."""
     teacher = {r["item_id"]: r for r in rows if r["system"] == "teacher"}
     todo = [r for r in rows if r["system"] != "teacher" and r["kind"] == "answerable"]

@@ -79,3 +79,30 @@ def test_export_names_a_missing_converter(monkeypatch: pytest.MonkeyPatch, tmp_p
         converter_dir()
     (tmp_path / "convert_hf_to_gguf.py").write_text("# stand-in\n")
     assert converter_dir() == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "publish: KIND is 'dataset' or 'adapter', not 'nope'"),
+        (["dataset", "--repo-id", "my org/x"], "--repo-id 'my org/x': write it as ORG/NAME"),
+        (["--dry-run"], "--repo-id, --private and --dry-run need a KIND"),
+        (["dataset", "--dry-run"], "publish dataset: the ingest stage has not run"),
+        (["adapter", "--dry-run"], "publish adapter: the train stage has not run"),
+    ],
+)
+def test_publish_mistakes_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    recipe = write_recipe(tmp_path, "name: t\ningest:\n  paths: [docs]\n")
+    proc = distill("publish", str(recipe), *args, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+
+
+def test_eval_needs_a_recipe_or_two_runs(tmp_path: Path) -> None:
+    proc = distill("eval", cwd=tmp_path)
+    assert (
+        proc.returncode == 2 and "give a recipe (distill eval RECIPE) or --compare" in proc.stderr
+    )
+    proc = distill("eval", "--compare", str(tmp_path), str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2 and f"no eval results in {tmp_path}" in proc.stderr
