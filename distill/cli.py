@@ -290,12 +290,11 @@ def publish_cmd(
 
     from distill.errors import UserError
     from distill.pipeline import run_pipeline
+    from distill.recipe import REPO_ID
 
     if kind not in (None, "dataset", "adapter"):
         raise UserError(f"publish: KIND is 'dataset' or 'adapter', not '{kind}'")
-    if repo_id is not None and not re.fullmatch(
-        r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", repo_id
-    ):
+    if repo_id is not None and not re.fullmatch(REPO_ID, repo_id):
         raise UserError(f"--repo-id '{repo_id}': write it as ORG/NAME (letters, digits, - _ .)")
     if kind is None and (repo_id or private or dry_run):
         raise UserError("--repo-id, --private and --dry-run need a KIND: dataset or adapter")

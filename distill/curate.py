@@ -311,15 +311,13 @@ JUDGE_SCHEMA = {
 def make_judge(recipe: Recipe, out: Path, chunk_text: dict[str, str]) -> Judge:
     """The recipe's judge: one cached call per sample, verdicts validated."""
     from distill.judging import JsonJudge
-    from distill.prompts import load_template
-    from distill.tasks import numbered
+    from distill.tasks import numbered, recipe_template
     from distill.teachers import get_teacher
     from distill.teachers.cache import RequestCache
 
     cfg = recipe.curate
     assert cfg.judge is not None
-    search = [recipe.base_dir / recipe.generate.prompts_dir] if recipe.generate.prompts_dir else []
-    tpl = load_template(cfg.judge_template, search)
+    tpl = recipe_template(recipe, cfg.judge_template)
 
     def judge(samples: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
         assert cfg.judge is not None

@@ -43,11 +43,18 @@ from distill.errors import InputError
 from distill.generate import ANSWER_STOP, teacher_price
 from distill.io import read_rows, write_json, write_rows
 from distill.judging import JsonJudge
-from distill.prompts import Template, load_template
+from distill.prompts import Template
 from distill.recipe import Recipe
 from distill.retrieval import Retriever, embed
 from distill.runfolder import RunFolder
-from distill.tasks import citations, clean_answer, is_refusal, load_templates, numbered
+from distill.tasks import (
+    citations,
+    clean_answer,
+    is_refusal,
+    load_templates,
+    numbered,
+    recipe_template,
+)
 from distill.teachers import Completion, Message, Teacher, get_teacher
 from distill.teachers.base import BatchFirstTeacher
 from distill.teachers.cache import CachedTeacher, RequestCache
@@ -289,10 +296,9 @@ def hardware() -> str:
 
 def judge_templates(recipe: Recipe) -> tuple[Template, Template]:
     """The grade and pairwise templates (the recipe's prompts_dir first)."""
-    search = [recipe.base_dir / recipe.generate.prompts_dir] if recipe.generate.prompts_dir else []
     return (
-        load_template(recipe.eval.grade_template, search),
-        load_template(recipe.eval.pairwise_template, search),
+        recipe_template(recipe, recipe.eval.grade_template),
+        recipe_template(recipe, recipe.eval.pairwise_template),
     )
 
 

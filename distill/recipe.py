@@ -530,16 +530,20 @@ class EvalConfig(StrictModel):
     )
 
 
+# A Hub repository id: NAME or ORG/NAME.
+REPO_ID = r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$"
+
+
 class PublishConfig(StrictModel):
     dataset_repo: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$",
+        pattern=REPO_ID,
         description="Hub dataset repository, ORG/NAME or NAME; defaults to "
         "'<recipe name>-dataset'. `distill publish --repo-id` overrides it.",
     )
     adapter_repo: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$",
+        pattern=REPO_ID,
         description="Hub model repository for the adapter, ORG/NAME or NAME; defaults to "
         "'<recipe name>-lora'. `distill publish --repo-id` overrides it.",
     )

@@ -62,15 +62,21 @@ class Templates:
         return "+".join(t.sha for t in self.all())
 
 
-def load_templates(recipe: Recipe) -> Templates:
+def recipe_template(recipe: Recipe, ref: str) -> Template:
+    """Template `ref`, looked up in the recipe's `generate.prompts_dir` first."""
     cfg = recipe.generate
     search = [recipe.base_dir / cfg.prompts_dir] if cfg.prompts_dir else []
+    return load_template(ref, search)
+
+
+def load_templates(recipe: Recipe) -> Templates:
+    cfg = recipe.generate
     return Templates(
-        question=load_template(cfg.question_template, search),
-        instruction=load_template(cfg.instruction_template, search),
-        multi_hop=load_template(cfg.multi_hop_template, search),
-        follow_up=load_template(cfg.follow_up_template, search),
-        answer=load_template(cfg.answer_template, search),
+        question=recipe_template(recipe, cfg.question_template),
+        instruction=recipe_template(recipe, cfg.instruction_template),
+        multi_hop=recipe_template(recipe, cfg.multi_hop_template),
+        follow_up=recipe_template(recipe, cfg.follow_up_template),
+        answer=recipe_template(recipe, cfg.answer_template),
     )
 
 
