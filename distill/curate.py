@@ -11,15 +11,21 @@ In order, each step removing samples (the report counts each):
    in the documents they cite), reported, and a filter when `min_support` is set;
 6. optional judge scores (groundedness and quality 1-5, one call per sample to
    `curate.judge`); a sample whose judge call failed is rejected, never passed;
-7. the split by source document: a sample goes to eval when all its source
-   documents are held out, to train when none is; one whose sources straddle the
-   two sides is dropped;
-8. decontamination: a training sample sharing a `decontam_ngram`-word sequence with
-   any eval sample's request or answers is dropped.
+7. the split by document, chosen before generation (generate/split.json,
+   distill.split): a sample goes to eval when all its source documents are held
+   out, to train when none is and no chunk of its context comes from a held-out
+   document; any other sample is dropped (generation never makes one: a check);
+8. the seen-documents eval set: a seeded `seen_eval_fraction` of the training
+   side's plain questions is held out (eval_seen.parquet), to ask without
+   retrieval whether fine-tuning absorbed what the training documents say;
+9. decontamination: a training sample sharing a `decontam_ngram`-word sequence with
+   any eval sample's request or answers is dropped, and so is one whose request is
+   within `decontam_similarity` (embedding cosine) of an eval request; a seen-set
+   question the training set asks too (the same words or that similar) is dropped.
 
-Outputs in `curate/`: train.parquet, eval.parquet, rejected.parquet (with the
-reason), report.md with histograms (support.png, judge.png), and exports/ (OpenAI
-JSONL, ShareGPT, Alpaca).
+Outputs in `curate/`: train.parquet, eval.parquet, eval_seen.parquet,
+rejected.parquet (with the reason), report.md with histograms (support.png,
+judge.png), and exports/ (OpenAI JSONL, ShareGPT, Alpaca).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from distill.exports import write_exports
 from distill.io import read_rows, sha256_text, write_rows, write_text
 from distill.recipe import CurateConfig, Recipe
 from distill.runfolder import RunFolder
+from distill.split import Split, unit
 from distill.tasks import QUESTION_TASKS, citations, is_refusal
 
 _CITE = re.compile(r"\[\d{1,2}\]")
@@ -138,17 +145,55 @@ def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def split_documents(doc_ids: list[str], eval_fraction: float, seed: int) -> set[str]:
-    """Choose the held-out documents: a seeded, order-independent pick of round(f * n).
+def _crosses(s: dict[str, Any], eval_docs: frozenset[str]) -> str | None:
+    """Why a sample cannot stay on either side of the split, or None."""
+    sources = set(_sources(s))
+    if sources <= eval_docs:
+        return None  # an eval item: written from held-out documents
+    if sources & eval_docs:
+        return "its source documents span the train and eval sides"
+    if set(s.get("doc_ids") or []) & eval_docs:
+        return "its context carries chunks of held-out documents"
+    return None
 
-    With two or more documents, at least one is held out and at least one is kept.
-    """
-    docs = sorted(set(doc_ids))
-    if len(docs) < 2:
-        return set()
-    n_eval = min(len(docs) - 1, max(1, round(eval_fraction * len(docs))))
-    ranked = sorted(docs, key=lambda d: sha256_text(f"{seed}:{d}"))
-    return set(ranked[:n_eval])
+
+def _seen_questions(
+    rows: list[dict[str, Any]], cfg: CurateConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(held-out questions on training documents, the rest): a seeded share of the
+    plain `qa` samples, by sample id, so the pick does not depend on row order."""
+    if not cfg.seen_eval_fraction:
+        return [], rows
+    pool = [s for s in rows if s["task"] == "qa" and not s.get("expects_refusal")]
+    # The lowest seeded numbers, up to the share of all training rows (rounded down, so
+    # a tiny run keeps all its rows for training).
+    n = min(len(pool), int(cfg.seen_eval_fraction * len(rows)))
+    ranked = sorted(pool, key=lambda s: unit(cfg.seed + 1, s["sample_id"]))
+    pick = {s["sample_id"] for s in ranked[:n]}
+    return [s for s in rows if s["sample_id"] in pick], [
+        s for s in rows if s["sample_id"] not in pick
+    ]
+
+
+def _near_requests(
+    rows: list[dict[str, Any]],
+    against: list[dict[str, Any]],
+    embed: Callable[[list[str]], Any],
+    threshold: float,
+    what: str = "an eval question",
+) -> dict[int, str]:
+    """Rows whose request has an embedding cosine >= threshold with one in `against`."""
+    import numpy as np
+
+    mine = np.asarray(embed([s["question"] for s in rows]))
+    theirs = np.asarray(embed([s["question"] for s in against]))
+    sims = mine @ theirs.T
+    best = sims.argmax(axis=1)
+    return {
+        i: f"its request is {sims[i, j]:.2f} similar to {what} ({against[j]['sample_id']})"
+        for i, j in enumerate(best)
+        if sims[i, j] >= threshold
+    }
 
 
 def _sources(s: dict[str, Any]) -> list[str]:
@@ -161,6 +206,9 @@ class Curated:
     eval: list[dict[str, Any]]
     rejected: list[dict[str, Any]]
     funnel: list[tuple[str, int]] = field(default_factory=list)  # (filter, samples removed)
+    # Held-out questions on training documents (knowledge absorbed, asked without retrieval).
+    eval_seen: list[dict[str, Any]] = field(default_factory=list)
+    seen_funnel: list[tuple[str, int]] = field(default_factory=list)  # its decontamination
 
 
 Judge = Callable[[list[dict[str, Any]]], list[dict[str, Any] | str]]
@@ -175,6 +223,7 @@ def curate(
     embed: Callable[[list[str]], Any] | None = None,
     sample_tokens: Callable[[dict[str, Any]], int] | None = None,
     max_sample_tokens: int | None = None,
+    split: Split | None = None,
 ) -> Curated:
     """Filter, deduplicate, score, split by document and decontaminate.
 
@@ -231,25 +280,49 @@ def curate(
         drop("support score", low)
     if judge is not None and kept:
         drop("judge", _judged(kept, judge(kept), cfg))
-    eval_docs = split_documents([d for s in kept for d in _sources(s)], cfg.eval_fraction, cfg.seed)
-    mixed = {
-        i: "its source documents span the train and eval sides"
-        for i, s in enumerate(kept)
-        if 0 < len(set(_sources(s)) & eval_docs) < len(set(_sources(s)))
-    }
-    drop("split by document", mixed)
-    held = [{**s, "split": "eval"} for s in kept if set(_sources(s)) <= eval_docs]
-    train_rows = [s for s in kept if not set(_sources(s)) & eval_docs]
+    split = split or Split.choose(
+        (d for s in kept for d in _sources(s)), cfg.eval_fraction, cfg.seed
+    )
+    drop("split by document", {
+        i: why for i, s in enumerate(kept) if (why := _crosses(s, split.eval_docs))
+    })  # fmt: skip
+    held = [{**s, "split": "eval"} for s in kept if set(_sources(s)) <= split.eval_docs]
+    train_rows = [s for s in kept if not set(_sources(s)) <= split.eval_docs]
+    asked_seen, train_rows = _seen_questions(train_rows, cfg)
+    if asked_seen:  # not rejects: moved to the seen-documents eval set
+        out.funnel.append(("held out: questions on training documents", len(asked_seen)))
+    kept = train_rows
     if cfg.decontam_ngram:
         n = cfg.decontam_ngram
         grams = set().union(*(ngrams(dialogue(s), n) for s in held))
-        kept = train_rows
         drop("decontamination", {
             i: f"shares a {n}-word sequence with an eval sample"
             for i, s in enumerate(kept)
             if grams & ngrams(dialogue(s), n)
         })  # fmt: skip
-        train_rows = kept
+    if cfg.decontam_similarity is not None and embed is not None and held and kept:
+        drop("semantic decontamination", _near_requests(kept, held, embed, cfg.decontam_similarity))
+    train_rows = kept
+    # The seen-documents set asks new questions about trained facts: a question the
+    # training set already asks (the same words, or nearly) would test recall of it.
+    # Its removals are listed in `seen_funnel`, apart from the training funnel.
+    asked = {normalise(s["question"]) for s in train_rows}
+    gone = {
+        i: "seen set: the same question is in the training set"
+        for i, s in enumerate(asked_seen)
+        if normalise(s["question"]) in asked
+    }
+    out.seen_funnel.append(("the same question in training", len(gone)))
+    if cfg.decontam_similarity is not None and embed is not None and asked_seen and train_rows:
+        near = _near_requests(
+            asked_seen, train_rows, embed, cfg.decontam_similarity, "a training question"
+        )
+        near = {i: f"seen set: {r}" for i, r in near.items() if i not in gone}
+        out.seen_funnel.append(("a training question this similar (embedding)", len(near)))
+        gone |= near
+    out.rejected.extend({**asked_seen[i], "reject_reason": why} for i, why in gone.items())
+    kept = [s for i, s in enumerate(asked_seen) if i not in gone]
+    out.eval_seen = [{**s, "split": "eval_seen"} for s in kept]
     out.train = [{**s, "split": "train"} for s in train_rows]
     out.eval = held
     return out
@@ -353,7 +426,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     chunk_text = {c["chunk_id"]: c["text"] for c in chunks}
     tok = load_tokenizer(recipe.train.student)
     embed = None
-    if cfg.semantic_dedup is not None:
+    if cfg.semantic_dedup is not None or cfg.decontam_similarity is not None:
         from distill.retrieval import embed as embed_model
 
         def embed(texts: list[str]) -> Any:
@@ -373,9 +446,11 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
             )["input_ids"]
         ),
         max_sample_tokens=recipe.train.max_seq_length,
+        split=Split.load(run.stage_dir("generate") / "split.json"),
     )
     write_rows(out / "train.parquet", result.train)
     write_rows(out / "eval.parquet", result.eval)
+    write_rows(out / "eval_seen.parquet", result.eval_seen)
     write_rows(out / "rejected.parquet", result.rejected)
     for split, rows in (("train", result.train), ("eval", result.eval)):
         write_exports(out / "exports", split, rows, list(cfg.exports))
@@ -390,6 +465,8 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         "samples": len(samples),
         "train": len(result.train),
         "eval": len(result.eval),
+        "eval_seen": len(result.eval_seen),
+        "eval_seen_decontaminated": sum(n for _, n in result.seen_funnel),
         "rejected": len(result.rejected),
         **{f"removed_by_{name.replace(' ', '_')}": n for name, n in result.funnel},
     }

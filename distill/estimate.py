@@ -21,7 +21,7 @@ from distill.prompts import fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
-from distill.tasks import make_plan, numbered
+from distill.tasks import choose_split, make_plan, numbered
 from distill.teachers.prices import BATCH_DISCOUNT, estimate_tokens
 
 EXPECTED_QUESTION_TOKENS = 24
@@ -41,7 +41,8 @@ class StepEstimate:
 def estimate(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     """The generate stage's requests, tokens and cost; ingest must have run."""
     cfg = recipe.generate
-    plan = make_plan(recipe, Retriever(run.stage_dir("ingest"), recipe.retrieval))
+    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
+    plan = make_plan(recipe, retriever, choose_split(recipe, retriever))
     tpl, jobs = plan.templates, plan.jobs
     answer_out = round(cfg.max_new_tokens * ANSWER_FILL)
     stand_in = {"question": STAND_IN_QUESTION, "answer": "x" * (answer_out * 4)}

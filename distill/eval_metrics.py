@@ -6,6 +6,11 @@ An answer row (eval/answers.parquet) is one system's answer to one item:
 or `off_topic` (a question the corpus does not cover). For the last two the right
 answer is a refusal ("the documents do not contain ...").
 
+Every number that is a mean over questions carries a 95% bootstrap confidence
+interval over questions (`m["ci"]`, seeded, `N_BOOT` resamples); the comparisons
+that decide (`comparisons`) carry a paired interval: the same questions resampled
+for both systems, so question difficulty cancels out.
+
 Failures stay in the denominators: an answer that errored, a judgement that
 errored or could not be parsed, counts as not correct (% >= 4), not a win, not a
 refusal. Means of judge scores are over the judged answers, with the judged count
@@ -15,9 +20,13 @@ beside them.
 from __future__ import annotations
 
 import math
+import re
 import statistics
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 Row = dict[str, Any]
 RETRIEVAL_SYSTEMS = ("teacher", "base+rag", "ft+rag")
@@ -42,6 +51,136 @@ def combine_pairwise(first: str | None, second: str | None) -> str:
     return a if a == b else "tie"
 
 
+N_BOOT = 2000
+PRIMARY = "correct"  # the share of answers the judge grades >= 4 (failures count as 0)
+# The comparisons that decide, (system, against), when both systems ran.
+DECIDING = (("ft+rag", "base+rag"), ("ft", "base"), ("ft+rag", "teacher"))
+_WORD = re.compile(r"\w+")
+
+
+def token_f1(answer: str, reference: str) -> float:
+    """SQuAD-style token F1 of an answer against the reference (lower-cased words)."""
+    a, r = _WORD.findall(answer.lower()), _WORD.findall(reference.lower())
+    if not a or not r:
+        return float(a == r)
+    common = sum((Counter(a) & Counter(r)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(a), common / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def bootstrap_ci(values: list[float], seed: int = 0, n_boot: int = N_BOOT) -> list[float] | None:
+    """The 95% percentile-bootstrap interval of the mean of `values`."""
+    if not values:
+        return None
+    x = np.asarray(values, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    lo, hi = np.percentile(x[idx].mean(axis=1), [2.5, 97.5])
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
+def paired_difference(
+    a: dict[str, float], b: dict[str, float], seed: int = 0, n_boot: int = N_BOOT
+) -> dict[str, Any] | None:
+    """Mean of a - b over the items both have, with its paired 95% bootstrap interval.
+
+    `significant` when the interval excludes 0; otherwise `n_to_resolve` estimates how
+    many questions would shrink the interval to the measured difference (the width
+    falls as 1/sqrt(n))."""
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    diffs = [a[k] - b[k] for k in common]
+    ci = bootstrap_ci(diffs, seed, n_boot)
+    assert ci is not None
+    mean = statistics.fmean(diffs)
+    significant = ci[0] > 0 or ci[1] < 0
+    half = (ci[1] - ci[0]) / 2
+    n_to_resolve = None
+    if not significant and abs(mean) > 1e-9 and half > 0:
+        n_to_resolve = math.ceil(len(common) * (half / abs(mean)) ** 2)
+    return {
+        "diff": round(mean, 4),
+        "ci": ci,
+        "n": len(common),
+        "significant": significant,
+        "n_to_resolve": n_to_resolve,
+    }
+
+
+def item_scores(rows: list[Row], system: str) -> dict[str, dict[str, float]]:
+    """Per-question values of each metric with an interval: {metric: {item_id: value}}.
+
+    Failures count as they do in the table: an unjudged answer is not correct, not a
+    win; an errored answer has token F1 0 and no refusal."""
+    mine = [r for r in rows if r["system"] == system]
+    answerable = [r for r in mine if r["kind"] == "answerable"]
+    ok = [r for r in answerable if not r["answer_error"]]
+    out: dict[str, dict[str, float]] = {
+        "correct": {
+            r["item_id"]: float(r["correctness"] is not None and r["correctness"] >= 4)
+            for r in answerable
+        },
+        "correctness": {
+            r["item_id"]: float(r["correctness"])
+            for r in answerable
+            if r["correctness"] is not None
+        },
+        "token_f1": {
+            r["item_id"]: 0.0 if r["answer_error"] else token_f1(r["answer"], r["reference"])
+            for r in answerable
+        },
+        "similarity": {r["item_id"]: r["similarity"] for r in ok if r["similarity"] is not None},
+        "answer_words": {r["item_id"]: float(len(r["answer"].split())) for r in ok},
+    }
+    if system != "teacher":
+        out["win"] = {
+            r["item_id"]: float(r["vs_teacher"] == "win")
+            for r in answerable
+            if r["vs_teacher"] is not None
+        }
+    if uses_retrieval(system):
+        out["groundedness"] = {
+            r["item_id"]: float(r["groundedness"])
+            for r in answerable
+            if r["groundedness"] is not None
+        }
+        out["refusal"] = {
+            r["item_id"]: float(r["refused"]) for r in mine if r["kind"] != "answerable"
+        }
+        out["citation_accuracy"] = {
+            r["item_id"]: float(
+                bool(set(r["cited_chunk_ids"]) & set(r["source_chunk_ids"]))
+                and len(r["cited_chunk_ids"]) == len(r["cited"])
+            )
+            for r in ok
+            if r["cited"]
+        }
+    return out
+
+
+def intervals(rows: list[Row], system: str, seed: int = 0) -> dict[str, list[float] | None]:
+    """The 95% interval of each per-question metric of one system."""
+    return {k: bootstrap_ci(list(v.values()), seed) for k, v in item_scores(rows, system).items()}
+
+
+def comparisons(rows: list[Row], systems: list[str], seed: int = 0) -> list[dict[str, Any]]:
+    """The deciding comparisons (DECIDING) with paired intervals, for the systems present."""
+    out = []
+    scores = {s: item_scores(rows, s) for s in systems}
+    for a, b in DECIDING:
+        if a not in scores or b not in scores:
+            continue
+        for metric in (PRIMARY, "token_f1", "refusal"):
+            if metric not in scores[a] or metric not in scores[b]:
+                continue
+            d = paired_difference(scores[a][metric], scores[b][metric], seed)
+            if d is not None:
+                out.append({"system": a, "against": b, "metric": metric, **d})
+    return out
+
+
 def uses_retrieval(system: str) -> bool:
     return system in RETRIEVAL_SYSTEMS
 
@@ -63,7 +202,9 @@ def _share(k: int, n: int) -> float | None:
     return round(k / n, 4) if n else None
 
 
-def system_metrics(rows: list[Row], system: str, hourly_usd: float | None) -> dict[str, Any]:
+def system_metrics(
+    rows: list[Row], system: str, hourly_usd: float | None, seed: int = 0
+) -> dict[str, Any]:
     mine = [r for r in rows if r["system"] == system]
     answerable = [r for r in mine if r["kind"] == "answerable"]
     unanswerable = [r for r in mine if r["kind"] != "answerable"]
@@ -82,6 +223,14 @@ def system_metrics(rows: list[Row], system: str, hourly_usd: float | None) -> di
             "failed": n - len(scored),
         },
         "similarity": _mean([r["similarity"] for r in ok if r["similarity"] is not None]),
+        "token_f1": _mean(
+            [
+                0.0 if r["answer_error"] else token_f1(r["answer"], r["reference"])
+                for r in answerable
+            ]
+        ),
+        "answer_words": _mean([float(len(r["answer"].split())) for r in ok]),
+        "ci": intervals(rows, system, seed),
     }
     if system != "teacher":
         outcomes = [r["vs_teacher"] for r in answerable if r["vs_teacher"] is not None]
@@ -154,10 +303,10 @@ def system_metrics(rows: list[Row], system: str, hourly_usd: float | None) -> di
 
 
 def summarise(
-    rows: list[Row], systems: list[str], hourly_usd: float | None = None
+    rows: list[Row], systems: list[str], hourly_usd: float | None = None, seed: int = 0
 ) -> dict[str, dict[str, Any]]:
     """Per-system metrics, in the order of `systems`."""
-    return {s: system_metrics(rows, s, hourly_usd) for s in systems}
+    return {s: system_metrics(rows, s, hourly_usd, seed) for s in systems}
 
 
 def _ratio_words(x: float) -> str:
@@ -171,21 +320,71 @@ def _ratio_words(x: float) -> str:
     return f"{x:.1f} times"
 
 
+_METRIC_WORDS = {
+    "correct": "correct answers (judge ≥ 4)",
+    "token_f1": "token F1 against the reference",
+    "refusal": "refusals on unanswerable questions",
+}
+
+
+def _span(ci: list[float] | None) -> str:
+    return "" if ci is None else f" (95% CI {ci[0]:.0%}–{ci[1]:.0%})"
+
+
+def describe(c: dict[str, Any]) -> str:
+    """One comparison in words: a gain or a loss only when its paired interval excludes 0."""
+    what = _METRIC_WORDS.get(c["metric"], c["metric"])
+    lo, hi = c["ci"]
+    head = (
+        f"`{c['system']}` against `{c['against']}` on {what}: {c['diff'] * 100:+.0f} points "
+        f"(paired 95% CI {lo * 100:+.0f} to {hi * 100:+.0f}, {c['n']} questions)"
+    )
+    if c["significant"]:
+        return head + (", a measured gain." if c["diff"] > 0 else ", a measured loss.")
+    if c["n_to_resolve"] is None:
+        return head + ": no difference measured."
+    return (
+        head + ": within noise; about "
+        f"{c['n_to_resolve']:,} questions would resolve a difference this size."
+    )
+
+
+def headline(metrics: dict[str, Any]) -> str | None:
+    """The report's first sentence: the deciding comparison on the primary metric."""
+    systems: dict[str, Any] = metrics["systems"]
+    for c in metrics.get("comparisons", []):
+        if c["metric"] != PRIMARY or c["against"] == "teacher":
+            continue
+        a, b = systems[c["system"]], systems[c["against"]]
+        lo, hi = c["ci"]
+        verdict = (
+            ("a measured gain" if c["diff"] > 0 else "a measured loss")
+            if c["significant"]
+            else "within noise"
+        )
+        return (
+            f"On {metrics['questions']} questions about documents the student never trained "
+            f"on, `{c['system']}` answered {a['correctness']['ge4']:.0%} correctly"
+            f"{_span(a['ci'].get(PRIMARY))} and `{c['against']}` "
+            f"{b['correctness']['ge4']:.0%}{_span(b['ci'].get(PRIMARY))}: "
+            f"{c['diff'] * 100:+.0f} points, paired 95% CI {lo * 100:+.0f} to {hi * 100:+.0f} "
+            f"({verdict})."
+        )
+    return None
+
+
 def what_this_means(metrics: dict[str, Any]) -> list[str]:
-    """Plain sentences drawn from the numbers, strongest caveats first."""
+    """Plain sentences drawn from the numbers: the measured result first, then caveats."""
     systems: dict[str, Any] = metrics["systems"]
     out: list[str] = []
+    first = headline(metrics)
+    if first:
+        out.append(first)
     if metrics.get("smoke_test"):
         out.append(
             f"The judge here is {metrics['judge']}, a tiny local model, so these scores are a "
             "smoke test of the pipeline, not a measure of quality; set `eval.judge` to a strong "
             "model for numbers to act on."
-        )
-    n = metrics["questions"]
-    if n < 30:
-        out.append(
-            f"With {n} questions, one answer moves a percentage by {100 / max(n, 1):.0f} points; "
-            "differences smaller than that are noise."
         )
     failed = sum(m["correctness"]["failed"] for m in systems.values())
     total = sum(m["n"] for m in systems.values())
@@ -195,15 +394,15 @@ def what_this_means(metrics: dict[str, Any]) -> list[str]:
             "judgement failed); they count as not correct."
         )
     teacher = systems.get("teacher")
-    t_mean = teacher["correctness"]["mean"] if teacher else None
+    t_share = teacher["correctness"]["ge4"] if teacher else None
     for name in ("ft+rag", "ft", "base+rag", "base"):
         m = systems.get(name)
-        if m is None or m["correctness"]["mean"] is None:
+        if m is None or m["correctness"]["ge4"] is None:
             continue
-        mean = m["correctness"]["mean"]
-        parts = [f"`{name}` scores {mean:.1f}/5 for correctness"]
-        if teacher and t_mean:
-            parts.append(f"{mean / t_mean:.0%} of the teacher's {t_mean:.1f}")
+        share = m["correctness"]["ge4"]
+        parts = [f"`{name}` answers {share:.0%} correctly{_span(m['ci'].get(PRIMARY))}"]
+        if teacher and t_share:
+            parts.append(f"{share / t_share:.0%} of the teacher's {t_share:.0%}")
             if m["latency_p50_s"] and teacher["latency_p50_s"]:
                 ratio = m["latency_p50_s"] / teacher["latency_p50_s"]
                 parts.append(f"at {_ratio_words(ratio)} its median latency")
@@ -215,18 +414,7 @@ def what_this_means(metrics: dict[str, Any]) -> list[str]:
             )
         out.append(", ".join(parts) + ".")
         break  # the best-trained system present; the table has the rest
-    lift = []
-    base = systems.get("base", {}).get("correctness", {}).get("mean")
-    for name, label in (
-        ("base+rag", "retrieval alone"),
-        ("ft", "fine-tuning alone"),
-        ("ft+rag", "fine-tuning with retrieval"),
-    ):
-        other = systems.get(name, {}).get("correctness", {}).get("mean")
-        if base is not None and other is not None:
-            lift.append(f"{label} {other - base:+.1f}")
-    if lift:
-        out.append("Against the base student's correctness, " + ", ".join(lift) + " points (of 5).")
+    out += [describe(c) for c in metrics.get("comparisons", [])]
     refusals = {
         s: m["refusal"]["accuracy"]
         for s, m in systems.items()
@@ -235,14 +423,24 @@ def what_this_means(metrics: dict[str, Any]) -> list[str]:
     if refusals:
         best = max(refusals, key=lambda s: refusals[s])
         worst = min(refusals, key=lambda s: refusals[s])
+        n = systems[best]["refusal"]["n"]
         if refusals[best] == refusals[worst]:
             out.append(
-                "On questions the documents cannot answer, every system with retrieval says so "
-                f"{refusals[best]:.0%} of the time."
+                f"On {n} questions the documents cannot answer, every system with retrieval "
+                f"says so {refusals[best]:.0%} of the time."
             )
         else:
             out.append(
-                f"On questions the documents cannot answer, `{best}` says so "
-                f"{refusals[best]:.0%} of the time and `{worst}` {refusals[worst]:.0%}."
+                f"On {n} questions the documents cannot answer, `{best}` says so "
+                f"{refusals[best]:.0%} of the time{_span(systems[best]['ci'].get('refusal'))} "
+                f"and `{worst}` {refusals[worst]:.0%}."
             )
+    seen = metrics.get("seen")
+    if seen and seen.get("comparisons"):
+        for c in seen["comparisons"]:
+            if c["metric"] == PRIMARY and c["against"] != "teacher":
+                out.append(
+                    f"On {seen['questions']} new questions about documents it trained on "
+                    "(knowledge absorbed): " + describe(c)
+                )
     return out

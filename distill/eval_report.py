@@ -15,7 +15,9 @@ from distill.recipe import Recipe
 
 COLUMNS = [
     ("system", "system"),
-    ("correctness", "correctness (mean 1-5 · % ≥ 4)"),
+    ("correct", "correct (% ≥ 4, 95% CI)"),
+    ("correctness", "correctness (mean 1-5 [95% CI])"),
+    ("token_f1", "token F1 [95% CI]"),
     ("vs_teacher", "vs teacher (win / tie / loss)"),
     ("groundedness", "groundedness (1-5)"),
     ("citations", "citation accuracy"),
@@ -31,12 +33,24 @@ def pct(x: float | None) -> str:
     return DASH if x is None else f"{x:.0%}"
 
 
+def ci_pct(ci: list[float] | None) -> str:
+    return "" if ci is None else f" [{ci[0]:.0%}, {ci[1]:.0%}]"
+
+
+def ci_num(ci: list[float] | None) -> str:
+    return "" if ci is None else f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
 def cells(name: str, m: dict[str, Any]) -> dict[str, str]:
     """One decision-table row, formatted; the HTML test re-derives these from metrics.json."""
     c = m["correctness"]
-    correctness = (DASH if c["mean"] is None else f"{c['mean']:.2f} · {pct(c['ge4'])}") + (
+    ci = m.get("ci") or {}
+    correct = (DASH if c["ge4"] is None else f"{pct(c['ge4'])}{ci_pct(ci.get('correct'))}") + (
         f" ({c['judged']}/{m['n']} judged)" if c["failed"] else ""
     )
+    correctness = DASH if c["mean"] is None else f"{c['mean']:.2f}{ci_num(ci.get('correctness'))}"
+    f1 = m.get("token_f1")
+    token = DASH if f1 is None else f"{f1:.2f}{ci_num(ci.get('token_f1'))}"
     v = m["vs_teacher"]
     vs = DASH if v is None else f"{pct(v['win'])} / {pct(v['tie'])} / {pct(v['loss'])}"
     if v is not None and v["failed"]:
@@ -53,7 +67,11 @@ def cells(name: str, m: dict[str, Any]) -> dict[str, str]:
     refusal = (
         "n/a"
         if ref is None
-        else (DASH if ref["accuracy"] is None else f"{pct(ref['accuracy'])} of {ref['n']}")
+        else (
+            DASH
+            if ref["accuracy"] is None
+            else f"{pct(ref['accuracy'])}{ci_pct(ci.get('refusal'))} of {ref['n']}"
+        )
     )
     p50, p95 = m["latency_p50_s"], m["latency_p95_s"]
     latency = DASH if p50 is None else f"{p50:.2f} / {p95:.2f} s"
@@ -68,7 +86,9 @@ def cells(name: str, m: dict[str, Any]) -> dict[str, str]:
         cost = DASH
     return {
         "system": name,
+        "correct": correct,
         "correctness": correctness,
+        "token_f1": token,
         "vs_teacher": vs,
         "groundedness": grounded,
         "citations": citation,
@@ -79,13 +99,33 @@ def cells(name: str, m: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def decision_table(metrics: dict[str, Any]) -> str:
+def decision_table(metrics: dict[str, Any], systems: dict[str, Any] | None = None) -> str:
     """The decision table in Markdown (the report and the model card)."""
     lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |"]
     lines += ["| " + " | ".join("---" for _ in COLUMNS) + " |"]
-    for name, m in metrics["systems"].items():
+    for name, m in (systems if systems is not None else metrics["systems"]).items():
         row = cells(name, m)
         lines.append("| " + " | ".join(row[k] for k, _ in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def comparison_table(comparisons: list[dict[str, Any]]) -> str:
+    """The deciding comparisons, paired, in Markdown."""
+    lines = [
+        "| system | against | metric | difference | paired 95% CI | questions | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in comparisons:
+        verdict = (
+            ("gain" if c["diff"] > 0 else "loss")
+            if c["significant"]
+            else "within noise"
+            + (f" (~{c['n_to_resolve']:,} questions to resolve)" if c["n_to_resolve"] else "")
+        )
+        lines.append(
+            f"| {c['system']} | {c['against']} | {c['metric']} | {c['diff'] * 100:+.1f} pt | "
+            f"{c['ci'][0] * 100:+.1f} to {c['ci'][1] * 100:+.1f} pt | {c['n']} | {verdict} |"
+        )
     return "\n".join(lines)
 
 
@@ -119,6 +159,11 @@ def _notes(recipe: Recipe | None, metrics: dict[str, Any]) -> list[str]:
         "Cost: API systems at the provider's list prices; local systems cost compute only "
         "(time on this machine, priced when `eval.hardware_cost_per_hour` is set). "
         f"The judge cost ${metrics['judge_cost_usd']:.2f} on top.",
+        "Intervals: 95% percentile bootstrap over questions "
+        f"({(metrics.get('bootstrap') or {}).get('resamples', '?')} resamples, seeded); a "
+        "comparison resamples the same questions for both systems (paired), and claims a "
+        "gain or a loss only when its interval excludes 0. Token F1 (word overlap with the "
+        "reference) and embedding similarity need no judge.",
     ]
     if recipe is not None and recipe.generate.teacher == f"local:{recipe.train.student}":
         notes.append(
@@ -133,7 +178,32 @@ def render_markdown(
 ) -> str:
     lines = ["# Evaluation report", "", "## What this means", ""]
     lines += [" ".join(metrics["what_this_means"]), "", "## Decision table", ""]
-    lines += [decision_table(metrics)]
+    lines += [
+        f"Unseen documents: {metrics['questions']} questions on documents no training row "
+        "contains (behaviour and grounding).",
+        "",
+        decision_table(metrics),
+    ]
+    if metrics.get("comparisons"):
+        lines += [
+            "",
+            "### Deciding comparisons (paired)",
+            "",
+            comparison_table(metrics["comparisons"]),
+        ]
+    seen = metrics.get("seen")
+    if seen:
+        lines += [
+            "",
+            f"## Seen documents: {seen['questions']} held-out questions on training documents",
+            "",
+            "Knowledge absorbed: new questions (decontaminated against the training "
+            "questions) about documents the student trained on. Compare `ft` with `base`.",
+            "",
+            decision_table(metrics, seen["systems"]),
+        ]
+        if seen.get("comparisons"):
+            lines += ["", comparison_table(seen["comparisons"])]
     lines += [
         "",
         "![quality by system](quality.png)",
@@ -251,6 +321,23 @@ def render_html(
         parts.append("<tr>" + "".join(f"<td data-col='{k}'>{e(row[k])}</td>" for k, _ in COLUMNS))
         parts.append("</tr>")
     parts.append("</tbody></table>")
+    if metrics.get("comparisons"):
+        parts += ["<h3>Deciding comparisons (paired)</h3>", _html_table(metrics["comparisons"])]
+    seen = metrics.get("seen")
+    if seen:
+        parts.append(
+            f"<h2>Seen documents: {seen['questions']} held-out questions on training "
+            "documents</h2><p>Knowledge absorbed: compare <code>ft</code> with "
+            "<code>base</code>.</p><table id='seen-table'><thead><tr>"
+        )
+        parts += [f"<th>{e(h)}</th>" for _, h in COLUMNS]
+        parts.append("</tr></thead><tbody>")
+        for name, m in seen["systems"].items():
+            row = cells(name, m)
+            parts.append("<tr>" + "".join(f"<td>{e(row[k])}</td>" for k, _ in COLUMNS) + "</tr>")
+        parts.append("</tbody></table>")
+        if seen.get("comparisons"):
+            parts.append(_html_table(seen["comparisons"]))
     for name, data in images.items():
         uri = "data:image/png;base64," + base64.b64encode(data).decode()
         parts.append(f"<p><img alt='{e(name)}' src='{uri}'></p>")
@@ -270,6 +357,31 @@ def render_html(
     return "\n".join(parts)
 
 
+def _html_table(comparisons: list[dict[str, Any]]) -> str:
+    """The comparison table (rendered from its Markdown form: one source of truth)."""
+    rows = [ln.strip("|").split(" | ") for ln in comparison_table(comparisons).splitlines()]
+    head, body = rows[0], rows[2:]
+    e = html.escape
+    return (
+        "<table class='comparisons'><thead><tr>"
+        + "".join(f"<th>{e(h.strip())}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{e(c.strip())}</td>" for c in r) + "</tr>" for r in body)
+        + "</tbody></table>"
+    )
+
+
+def _errorbars(systems: dict[str, Any], metric: str, value: Any) -> tuple[list[float], Any]:
+    """(values, yerr) for a bar chart of `metric` with its 95% intervals."""
+    vals = [float(value(m) or 0.0) for m in systems.values()]
+    lows, highs = [], []
+    for v, m in zip(vals, systems.values(), strict=True):
+        ci = (m.get("ci") or {}).get(metric)
+        lows.append(max(0.0, v - ci[0]) if ci else 0.0)
+        highs.append(max(0.0, ci[1] - v) if ci else 0.0)
+    return vals, [lows, highs]
+
+
 def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
     """quality.png (correctness by system) and tradeoff.png (against latency and cost)."""
     import matplotlib
@@ -280,21 +392,20 @@ def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
 
     systems = metrics["systems"]
     names = list(systems)
-    means = [systems[s]["correctness"]["mean"] or 0.0 for s in names]
-    ge4 = [systems[s]["correctness"]["ge4"] or 0.0 for s in names]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    bars = ax.bar(names, means, color="#4c72b0")
-    for bar, share in zip(bars, ge4, strict=True):
-        ax.annotate(
-            f"{share:.0%} ≥ 4",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-            fontsize=9,
-        )
-    ax.set_ylim(0, 5.5)
-    ax.set_ylabel("correctness (mean, 1-5)")
-    ax.set_title(f"Correctness on {metrics['questions']} held-out questions")
+    sets = [("unseen documents", systems)]
+    if metrics.get("seen"):
+        sets.append(("seen documents", metrics["seen"]["systems"]))
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(sets)
+    for k, (label, group) in enumerate(sets):
+        vals, err = _errorbars(group, "correct", lambda m: m["correctness"]["ge4"])
+        xs = [names.index(s) + (k - (len(sets) - 1) / 2) * width for s in group]
+        ax.bar(xs, vals, width, yerr=err, capsize=4, label=label)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("correct (judge ≥ 4), 95% CI")
+    ax.set_title(f"Correct answers on {metrics['questions']} held-out questions (unseen docs)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "quality.png", dpi=100)
     plt.close(fig)
@@ -304,15 +415,19 @@ def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
     for s in names:
         i = by_latency.index(s)
         m = systems[s]
-        if m["correctness"]["mean"] is None or m["latency_p50_s"] is None:
+        if m["correctness"]["ge4"] is None or m["latency_p50_s"] is None:
             continue
-        y = m["correctness"]["mean"]
+        y = m["correctness"]["ge4"]
+        ci = (m.get("ci") or {}).get("correct")
+        yerr = [[max(0.0, y - ci[0])], [max(0.0, ci[1] - y)]] if ci else None
         shift = (4, 4 + 12 * (i % 3))  # staggered labels: close points stay readable
-        left.scatter(m["latency_p50_s"], y, color="#4c72b0")
+        left.errorbar(m["latency_p50_s"], y, yerr=yerr, fmt="o", color="#4c72b0", capsize=3)
         left.annotate(s, (m["latency_p50_s"], y), textcoords="offset points", xytext=shift)
         cost = m["cost_per_1k_usd"]
         x = cost if cost is not None else (m["compute_s_per_1k"] or 0) / 3600
-        right.scatter(x, y, color="#dd8452" if cost is None else "#4c72b0")
+        right.errorbar(
+            x, y, yerr=yerr, fmt="o", color="#dd8452" if cost is None else "#4c72b0", capsize=3
+        )
         right.annotate(s, (x, y), textcoords="offset points", xytext=shift)
     left.set_xscale("log")
     left.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
@@ -325,8 +440,8 @@ def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
         else "compute hours per 1k queries"
     )
     for ax in (left, right):
-        ax.set_ylabel("correctness (mean)")
-        ax.set_ylim(0, 5.5)
+        ax.set_ylabel("correct (judge ≥ 4), 95% CI")
+        ax.set_ylim(0, 1.05)
     fig.tight_layout()
     fig.savefig(out / "tradeoff.png", dpi=100)
     plt.close(fig)
@@ -362,6 +477,7 @@ def load_metrics(where: Path) -> tuple[str, dict[str, Any]]:
 _COMPARED = [
     ("correctness", lambda m: m["correctness"]["mean"], ".2f"),
     ("% ≥ 4", lambda m: m["correctness"]["ge4"], "%"),
+    ("token F1", lambda m: m.get("token_f1"), ".2f"),
     ("win vs teacher", lambda m: (m["vs_teacher"] or {}).get("win"), "%"),
     ("groundedness", lambda m: (m["groundedness"] or {}).get("mean"), ".2f"),
     ("refusal accuracy", lambda m: (m["refusal"] or {}).get("accuracy"), "%"),

@@ -7,10 +7,18 @@ Systems (recipe `eval.systems`):
 Students run here through transformers, or through an OpenAI-compatible endpoint
 (`eval.base_model` / `eval.ft_model`, e.g. vLLM serving the adapter).
 
-Items: the held-out split's questions (documents never trained on) with their
-reference answers; `eval.unanswerable` of them asked again with their source
-documents removed from retrieval; and `eval.off_topic` questions. For the last two
-the right answer says the documents do not contain it (systems with retrieval only).
+Items, in two sets:
+- unseen documents (the decision table): the held-out split's questions (documents
+  no training row contains, not even as context) with their reference answers;
+  `eval.unanswerable` of them asked again with their source documents removed from
+  retrieval; and `eval.off_topic` questions. For the last two the right answer
+  says the documents do not contain it (systems with retrieval only);
+- seen documents (`eval.seen_set`): held-out questions on training documents
+  (curate's eval_seen.parquet): can the fine-tuned model answer without retrieval
+  about what it trained on? Reported beside the first, never mixed into it.
+The `+rag` systems search the whole index, as a deployment would.
+Every per-question mean carries a 95% bootstrap interval, and the deciding
+comparisons a paired one (distill.eval_metrics).
 
 Scores: a judge (`eval.judge`, default the teacher) grades correctness 1-5 against
 the reference, and groundedness 1-5 against the retrieved chunks for systems with
@@ -92,6 +100,9 @@ PAIRWISE_SCHEMA: dict[str, Any] = {
 _TAGS = re.compile(r"<\s*/?\s*(answer_a|answer_b|answer|reference|question|document)\b", re.I)
 
 
+UNSEEN, SEEN = "unseen", "seen"  # the two eval sets (see the module docstring)
+
+
 @dataclass
 class Item:
     item_id: str
@@ -100,6 +111,7 @@ class Item:
     reference: str
     source_chunk_ids: list[str]
     hits: list[dict[str, Any]]  # the chunks retrieval systems see, best first
+    eval_set: str = UNSEEN
 
 
 @dataclass
@@ -150,7 +162,29 @@ def build_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[It
         off = retriever.retrieve_many(cfg.off_topic, cfg.k)
         for i, (text, h) in enumerate(zip(cfg.off_topic, off, strict=True)):
             items.append(Item(f"off-topic-{i}", "off_topic", text, "", [], [c for c, _ in h]))
-    return items
+    return items + _seen_items(recipe, run, retriever)
+
+
+def _seen_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[Item]:
+    """Held-out questions on training documents (curate's eval_seen.parquet)."""
+    cfg = recipe.eval
+    path = run.stage_dir("curate") / "eval_seen.parquet"
+    if not cfg.seen_set or not path.exists():
+        return []
+    rows = read_rows(path)[: cfg.max_questions]
+    hits = retriever.retrieve_many([q["question"] for q in rows], cfg.k) if rows else []
+    return [
+        Item(
+            q["sample_id"],
+            "answerable",
+            q["question"],
+            q["answer"],
+            list(q.get("source_chunk_ids") or [q["source_chunk_id"]]),
+            [c for c, _ in h],
+            SEEN,
+        )
+        for q, h in zip(rows, hits, strict=True)
+    ]
 
 
 class StudentModel(BatchFirstTeacher):
@@ -361,8 +395,11 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     _similarity(rows, cfg.similarity_model)
     cache.close()
 
-    answerable = [it for it in items if it.kind == "answerable"]
+    answerable = [it for it in items if it.kind == "answerable" and it.eval_set == UNSEEN]
     found = [bool(set(it.source_chunk_ids) & {c["chunk_id"] for c in it.hits}) for it in answerable]
+    unseen = [r for r in rows if r["eval_set"] == UNSEEN]
+    seen = [r for r in rows if r["eval_set"] == SEEN]
+    names: list[str] = list(cfg.systems)
     metrics: dict[str, Any] = {
         "questions": len(answerable),
         "unanswerable": {
@@ -380,8 +417,16 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         "judge_cost_usd": round(judge_cost, 4),
         "hardware": hardware(),
         "batch_size": cfg.batch_size,
-        "systems": eval_metrics.summarise(rows, list(cfg.systems), cfg.hardware_cost_per_hour),
+        "systems": eval_metrics.summarise(unseen, names, cfg.hardware_cost_per_hour, cfg.seed),
+        "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed),
+        "bootstrap": {"resamples": eval_metrics.N_BOOT, "seed": cfg.seed, "level": 0.95},
     }
+    if seen:
+        metrics["seen"] = {
+            "questions": len({r["item_id"] for r in seen}),
+            "systems": eval_metrics.summarise(seen, names, cfg.hardware_cost_per_hour, cfg.seed),
+            "comparisons": eval_metrics.comparisons(seen, names, cfg.seed),
+        }
     metrics["what_this_means"] = eval_metrics.what_this_means(metrics)
     write_rows(out / "answers.parquet", rows)
     write_rows(out / "judgements.parquet", judge.log)
@@ -413,6 +458,7 @@ def _row(
     cited = citations(text) if rag else []
     return {
         "item_id": it.item_id,
+        "eval_set": it.eval_set,
         "kind": it.kind,
         "system": system.name,
         "local": system.local,
@@ -438,6 +484,9 @@ def _row(
         "pairwise": None,
         "pairwise_error": None,
         "similarity": None,
+        "token_f1": round(eval_metrics.token_f1(text, it.reference), 4)
+        if it.kind == "answerable" and c.error is None
+        else None,
         "support": None,
     }
 

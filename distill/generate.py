@@ -11,8 +11,12 @@ API):
 3. for multi_turn jobs, follow-up questions and their answers, turn by turn.
 
 Every reply is cached as it arrives; every request that fails is a failure row.
-Outputs in `generate/`: samples.parquet (one row per sample: `messages` plus
-provenance) and failures.parquet.
+Before any of that, the corpus's documents are split into train and eval
+(distill.split, recorded in `generate/split.json`); every chunk a job carries
+comes from its source document's side, and each sample row names its `side`.
+
+Outputs in `generate/`: split.json, samples.parquet (one row per sample:
+`messages` plus provenance) and failures.parquet.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from distill.runfolder import RunFolder
 from distill.tasks import (
     Job,
     Templates,
+    choose_split,
     citations,
     clean_answer,
     clean_question,
@@ -188,7 +193,10 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     cfg = recipe.generate
     out_dir: Path = run.stage_dir("generate")
     retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
-    plan = make_plan(recipe, retriever)
+    # The split comes first: no held-out document may reach a training prompt.
+    split = choose_split(recipe, retriever)
+    split.save(out_dir / "split.json", recipe.curate.eval_fraction, recipe.curate.seed)
+    plan = make_plan(recipe, retriever, split)
     jobs, tpl = plan.jobs, plan.templates
     inner, price_source = build_teacher(cfg, out_dir)
     cache = RequestCache(out_dir / "cache.sqlite")
@@ -255,11 +263,14 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         turns = [t for t in convo.get(job.index, []) if "answer" in t]
         if not turns or (job.task == "multi_turn" and len(turns) < cfg.multi_turn_turns):
             continue  # a failure row says why
-        samples.append(_sample(job, turns, base[job.index], cfg, tpl, created))
+        row = _sample(job, turns, base[job.index], cfg, tpl, created)
+        samples.append({**row, "side": split.side(job.chunk["doc_id"])})
     write_rows(out_dir / "samples.parquet", samples)
     write_rows(out_dir / "failures.parquet", failures)
     cache.close()
     counts = {
+        "train_docs": len(split.train_docs),
+        "eval_docs": len(split.eval_docs),
         "chunks": len(plan.chunks),
         "samples": len(samples),
         "failures": len(failures),

@@ -10,7 +10,6 @@ from distill.teachers import Message, Teacher
 from distill.teachers.base import parse_json
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.engine import schema_problem
-from distill.teachers.local import LocalTeacher
 from distill.ui import progress
 
 JUDGE_BATCH = 8  # prompts per call for judges that answer a batch at a time (local)
@@ -29,12 +28,15 @@ class JsonJudge:
         max_tokens: int = 160,
         prefill: bool | None = False,
     ) -> None:
-        """`prefill`: start the reply with the opening of the JSON object (None: for a
-        local model only, where small models otherwise echo the prompt)."""
+        """`prefill`: start the reply with the opening of the JSON object (None: where
+        the backend says it needs one: a local transformers model, whose small models
+        otherwise echo the prompt; llama.cpp's JSON grammar needs none)."""
         self.teacher = CachedTeacher(teacher, cache, salt=salt)
         self.size = 10_000 if teacher.sends_all_at_once else JUDGE_BATCH
         self.max_tokens = max_tokens
-        self.prefill = isinstance(teacher, LocalTeacher) if prefill is None else prefill
+        if prefill is None:  # a capability of the backend (a grammar makes it unneeded)
+            prefill = bool(getattr(teacher, "needs_json_prefill", False))
+        self.prefill = prefill
         self.calls = 0
         self.failures = 0  # errored or unparseable judgements
         self.log: list[dict[str, Any]] = []  # every judgement, raw reply included

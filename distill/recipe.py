@@ -317,9 +317,28 @@ class CurateConfig(StrictModel):
     min_groundedness: int = Field(4, ge=1, le=5, description="Judge score needed to keep.")
     min_quality: int = Field(3, ge=1, le=5, description="Judge score needed to keep.")
     eval_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of source documents held out for evaluation."
+        0.2,
+        gt=0,
+        lt=1,
+        description="Expected share of documents held out for evaluation, chosen per document "
+        "before generation (stable when other documents are added).",
     )
     seed: int = Field(0, description="Seed of the split by document.")
+    seen_eval_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of the training documents' plain questions held out as a second "
+        "eval set (unseen questions on seen documents: knowledge absorbed); 0 for none.",
+    )
+    decontam_similarity: float | None = Field(
+        0.92,
+        gt=0,
+        le=1,
+        description="Drop a training sample whose request has at least this embedding cosine "
+        "with an eval request (and a seen-set question this close to a training one); null "
+        "for off.",
+    )
     decontam_ngram: int = Field(
         13,
         ge=0,
@@ -462,7 +481,7 @@ class EvalConfig(StrictModel):
         description="Systems to answer the held-out questions; '+rag' adds retrieved chunks.",
     )
     max_questions: int | None = Field(
-        None, ge=1, description="Evaluate at most this many held-out questions."
+        None, ge=1, description="Evaluate at most this many held-out questions (per eval set)."
     )
     unanswerable: int = Field(
         4,
@@ -523,8 +542,15 @@ class EvalConfig(StrictModel):
         description="USD per hour of this machine, to price local systems' compute; null: "
         "report their compute time only.",
     )
+    seen_set: bool = Field(
+        True,
+        description="Also ask curate's held-out questions on training documents (the seen-"
+        "documents set, knowledge absorbed), reported beside the unseen-documents table.",
+    )
     examples: int = Field(10, ge=0, description="Side-by-side examples in the report.")
-    seed: int = Field(0, description="Seed for picking the unanswerable questions.")
+    seed: int = Field(
+        0, description="Seed for picking the unanswerable questions and for the bootstrap."
+    )
     similarity_model: str = Field(
         DEFAULT_EMBEDDER, description="Embedding model for answer-to-reference similarity."
     )

@@ -142,6 +142,10 @@ class Retriever:
         self.position = {c["chunk_id"]: i for i, c in enumerate(self.chunks)}
         self.doc_ids = np.array([c["doc_id"] for c in self.chunks])
 
+    def in_docs(self, docs: frozenset[str]) -> np.ndarray:
+        """A mask over the chunks: those of `docs`."""
+        return np.isin(self.doc_ids, np.array(sorted(docs), dtype=object))
+
     # -- rankings: chunk positions, best first, with their scores
 
     def _dense(self, qvec: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -218,10 +222,13 @@ class Retriever:
         ranked = sorted(zip(hits, scores, strict=True), key=lambda x: -float(x[1]))
         return [(j, float(s)) for (j, _), s in ranked]
 
-    def neighbours(self, chunk_id: str, k: int = 5) -> list[Hit]:
-        """The k chunks whose embeddings are closest to chunk `chunk_id`'s, itself excluded."""
+    def neighbours(
+        self, chunk_id: str, k: int = 5, within: frozenset[str] | None = None
+    ) -> list[Hit]:
+        """The k chunks whose embeddings are closest to chunk `chunk_id`'s, itself excluded;
+        with `within`, only chunks of those documents (one side of the split)."""
         i = self.position[chunk_id]
-        mask = np.ones(len(self.chunks), bool)
+        mask = np.ones(len(self.chunks), bool) if within is None else self.in_docs(within)
         mask[i] = False
         order, scores = self._dense(self.vectors[i], mask)
         return [(self.chunks[j], float(scores[j])) for j in order[:k]]

@@ -32,6 +32,7 @@ from distill.io import hash_json
 from distill.prompts import Template, fence, load_template
 from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
+from distill.split import EVAL, Split
 
 Message = dict[str, str]
 QUESTION_TASKS = ("qa", "multi_hop", "raft", "multi_turn")
@@ -158,12 +159,23 @@ class Plan:
 
 
 def select_chunks(
-    chunks: list[dict[str, Any]], max_chunks: int | None, seed: int
+    chunks: list[dict[str, Any]], max_chunks: int | None, seed: int, split: Split | None = None
 ) -> list[dict[str, Any]]:
-    """All chunks, or a seeded sample of `max_chunks` spread over the corpus, in corpus order."""
+    """All chunks, or a seeded sample of `max_chunks` spread over the corpus, in corpus order.
+
+    With a split, each side gets its share of the sample (at least one chunk for a side
+    that has any), so a small sample still yields eval items."""
     if max_chunks is None or max_chunks >= len(chunks):
         return chunks
-    picked = sorted(random.Random(seed).sample(range(len(chunks)), max_chunks))
+    rng = random.Random(seed)
+    if split is None:
+        picked = sorted(rng.sample(range(len(chunks)), max_chunks))
+        return [chunks[i] for i in picked]
+    held = [i for i, c in enumerate(chunks) if split.side(c["doc_id"]) == EVAL]
+    kept = [i for i, c in enumerate(chunks) if split.side(c["doc_id"]) != EVAL]
+    n_eval = min(len(held), max(1 if held else 0, round(max_chunks * len(held) / len(chunks))))
+    n_train = min(len(kept), max_chunks - n_eval)
+    picked = sorted(rng.sample(held, n_eval) + rng.sample(kept, n_train))
     return [chunks[i] for i in picked]
 
 
@@ -174,10 +186,19 @@ def samples_for(chunk: dict[str, Any], cfg: GenerateConfig) -> int:
     return max(1, round(chunk["n_tokens"] / 1000 * cfg.samples_per_1k_tokens))
 
 
-def make_plan(recipe: Recipe, retriever: Retriever) -> Plan:
+def choose_split(recipe: Recipe, retriever: Retriever) -> Split:
+    """The train/eval documents of the ingested corpus (curate.eval_fraction and seed)."""
+    cfg = recipe.curate
+    return Split.choose((c["doc_id"] for c in retriever.chunks), cfg.eval_fraction, cfg.seed)
+
+
+def make_plan(recipe: Recipe, retriever: Retriever, split: Split | None = None) -> Plan:
+    """One job per (chunk, sample index). With a split, every chunk a job carries comes
+    from its source chunk's side: training samples never see a held-out document."""
     cfg = recipe.generate
     tpl = load_templates(recipe)
-    chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed)
+    split = split or Split([], {c["doc_id"] for c in retriever.chunks})
+    chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed, split)
     names = [t for t, w in cfg.tasks.items() if w > 0]
     weights = [cfg.tasks[t] for t in names]
     jobs: list[Job] = []
@@ -198,7 +219,7 @@ def make_plan(recipe: Recipe, retriever: Retriever) -> Plan:
                 style=rng.choice(cfg.question_styles) if cfg.question_styles else None,
                 kind=rng.choice(cfg.instruction_kinds) if task == "instructions" else None,
             )
-            _place(job, retriever, cfg, rng)
+            _place(job, retriever, cfg, rng, split.docs_of(split.side(chunk["doc_id"])))
             job.request_prompt = _request_prompt(job, tpl)
             job.sample_id = hash_json(
                 [job.task, chunk["chunk_id"], i, tpl.salt(), cfg.teacher, cfg.seed]
@@ -208,11 +229,22 @@ def make_plan(recipe: Recipe, retriever: Retriever) -> Plan:
     return Plan(tpl, chunks, jobs)
 
 
-def _place(job: Job, retriever: Retriever, cfg: GenerateConfig, rng: random.Random) -> None:
-    """Choose the job's sources and answer context (see the module docstring)."""
+def _place(
+    job: Job,
+    retriever: Retriever,
+    cfg: GenerateConfig,
+    rng: random.Random,
+    within: frozenset[str],
+) -> None:
+    """Choose the job's sources and answer context (see the module docstring), every
+    chunk from the documents `within` (the source chunk's side of the split)."""
     chunk = job.chunk
+
+    def neighbours(k: int) -> list[dict[str, Any]]:
+        return [c for c, _ in retriever.neighbours(chunk["chunk_id"], k, within)]
+
     if job.task == "multi_hop":
-        near = [c for c, _ in retriever.neighbours(chunk["chunk_id"], 8)]
+        near = neighbours(8)
         other = [c for c in near if c["doc_id"] != chunk["doc_id"]]
         if other or near:
             job.sources = [chunk, (other or near)[0]]
@@ -222,13 +254,13 @@ def _place(job: Job, retriever: Retriever, cfg: GenerateConfig, rng: random.Rand
     if job.task == "raft":
         k = cfg.raft.distractors
         if rng.random() < cfg.raft.no_oracle_share:
-            far = [c for c, _ in retriever.neighbours(chunk["chunk_id"], k * 4 + 4)]
+            far = neighbours(k * 4 + 4)
             context = [c for c in far if c["doc_id"] != chunk["doc_id"]][:k]
         else:
-            context = [chunk] + [c for c, _ in retriever.neighbours(chunk["chunk_id"], k)]
+            context = [chunk] + neighbours(k)
     else:
         have = {s["chunk_id"] for s in job.sources}
-        near = [c for c, _ in retriever.neighbours(chunk["chunk_id"], cfg.neighbours + len(have))]
+        near = neighbours(cfg.neighbours + len(have))
         context = (
             list(job.sources) + [c for c in near if c["chunk_id"] not in have][: cfg.neighbours]
         )

@@ -4,12 +4,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill.curate import curate, repetition, split_documents, support_score
+import pytest
+
+from distill.curate import curate, repetition, support_score
 from distill.exports import write_exports
 from distill.recipe import CurateConfig
+from distill.split import Split, split_documents
 
 SYSTEM = {"role": "system", "content": "You are a helpful support assistant."}
-NO_DEDUP = {"near_dup_questions": None, "near_dup_samples": None}
+NO_DEDUP = {"near_dup_questions": None, "near_dup_samples": None, "seen_eval_fraction": 0.0}
 
 
 def sample(
@@ -37,20 +40,6 @@ def sample(
 
 def words(text: str) -> int:
     return len(text.split())
-
-
-def test_split_holds_out_whole_documents_deterministically() -> None:
-    docs = [f"doc{i}" for i in range(10)]
-    held = split_documents(docs, 0.2, seed=0)
-    assert len(held) == 2 and held <= set(docs)
-    assert split_documents(list(reversed(docs)), 0.2, seed=0) == held  # order-independent
-    assert split_documents(docs, 0.2, seed=1) != held or len(docs) < 3
-
-
-def test_split_keeps_one_document_on_each_side() -> None:
-    assert len(split_documents(["a", "b"], 0.9, seed=0)) == 1
-    assert len(split_documents(["a", "b", "c"], 0.01, seed=0)) == 1
-    assert split_documents(["only"], 0.5, seed=0) == set()
 
 
 def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
@@ -91,7 +80,7 @@ def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
     train_docs = {s["source_doc_ids"][0] for s in out.train}
     held_docs = {s["source_doc_ids"][0] for s in out.eval}
     assert train_docs and held_docs and not train_docs & held_docs
-    assert len(held_docs) == 2
+    assert held_docs == split_documents([f"doc{i}" for i in range(5)], 0.4, 0)
     assert {s["split"] for s in out.train} == {"train"} and {s["split"] for s in out.eval} == {
         "eval"
     }
@@ -239,3 +228,62 @@ def test_samples_too_long_to_train_on_are_dropped() -> None:
         "longer than train.max_seq_length"
     )
     assert dict(out.funnel)["too long to train on"] == 1
+
+
+def test_a_training_sample_carrying_a_held_out_chunk_is_dropped() -> None:
+    split = Split(["doc9"], [f"doc{i}" for i in range(9)] + ["other"])
+    clean = sample(1, "doc1")
+    leaky = sample(2, "doc2", doc_ids=["doc2", "doc9"], chunk_ids=["doc2#1", "doc9#1"])
+    held = sample(3, "doc9", doc_ids=["doc9"], chunk_ids=["doc9#1", "doc9#2"])
+    out = curate([clean, leaky, held], CurateConfig(**NO_DEDUP), words, split=split)
+    assert [s["sample_id"] for s in out.train] == ["s1"]
+    assert [s["sample_id"] for s in out.eval] == ["s3"]
+    assert {r["sample_id"]: r["reject_reason"] for r in out.rejected} == {
+        "s2": "its context carries chunks of held-out documents"
+    }
+
+
+def test_seen_documents_set_is_held_out_and_decontaminated_against_training() -> None:
+    split = Split(["doc0"], [f"doc{i}" for i in range(1, 40)] + ["other"])
+    rows = [sample(i, f"doc{i % 40}", q=f"Which setting controls feature {i}?") for i in range(200)]
+    cfg = CurateConfig(seen_eval_fraction=0.2, decontam_similarity=None, near_dup_questions=None)
+    out = curate(rows, cfg, words, split=split)
+    seen = {s["sample_id"] for s in out.eval_seen}
+    train = {s["sample_id"] for s in out.train}
+    assert 20 < len(seen) < 60 and not seen & train  # binomial around 0.2 * 195
+    assert {s["split"] for s in out.eval_seen} == {"eval_seen"}
+    assert all(s["source_doc_ids"][0] != "doc0" for s in out.eval_seen)  # training documents
+    # A seen-set question that the training set asks word for word is not kept.
+    twin = next(iter(seen))
+    twin_q = next(s["question"] for s in out.eval_seen if s["sample_id"] == twin)
+    again = rows + [sample(999, "doc5", q=twin_q.upper(), a="Another answer entirely.")]
+    out2 = curate(again, cfg, words, split=split)
+    reasons = {r["sample_id"]: r["reject_reason"] for r in out2.rejected}
+    assert "s999" in {s["sample_id"] for s in out2.train}
+    assert reasons[twin] == "seen set: the same question is in the training set"
+    assert twin not in {s["sample_id"] for s in out2.eval_seen}
+    assert dict(out2.funnel)["held out: questions on training documents"] >= len(seen)
+
+
+@pytest.mark.slow
+def test_a_paraphrased_eval_request_is_caught_by_embedding_similarity() -> None:
+    from distill.retrieval import embed
+
+    split = Split(["billing"], ["account", "api", "other"])
+    eval_q = sample(1, "billing", q="How long does a refund take to reach my card?")
+    eval_q["doc_ids"] = ["billing"]
+    near = sample(2, "account", q="How long does a refund take to arrive on my card?")
+    far = sample(3, "api", q="Which HTTP header carries the API key?")
+    cfg = CurateConfig(decontam_similarity=0.9, decontam_ngram=0, **NO_DEDUP)
+    out = curate(
+        [eval_q, near, far],
+        cfg,
+        words,
+        split=split,
+        embed=lambda texts: embed(texts, "all-minilm-l6-v2"),
+    )
+    reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
+    assert list(reasons) == ["s2"] and reasons["s2"].startswith("its request is 0.9")
+    assert "an eval question (s1)" in reasons["s2"]
+    assert [s["sample_id"] for s in out.train] == ["s3"]
+    assert dict(out.funnel)["semantic decontamination"] == 1

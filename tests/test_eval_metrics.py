@@ -213,14 +213,81 @@ def metrics_for(rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 
 def test_what_this_means_is_drawn_from_the_numbers() -> None:
     text = " ".join(metrics_for(scripted_rows())["what_this_means"])
-    # ft+rag 4.0 against the teacher's 4.5 = 89%; p50 latency 1.0 s against 2.0 s
-    assert "`ft+rag` scores 4.0/5 for correctness, 89% of the teacher's 4.5" in text
+    # ft+rag 1 of 3 correct against the teacher's 2 of 3 = 50%; p50 latency 1.0 s vs 2.0 s
+    assert "`ft+rag` answers 33% correctly (95% CI 0%–100%), 50% of the teacher's 67%" in text
     assert "at 1/2 of its median latency" in text
     assert "wins 33%, ties 0% and loses 33%" in text
-    assert "one answer moves a percentage by 33 points" in text
     assert "`ft+rag` says so 100%" in text and "`teacher` 50%" in text
     smoke = " ".join(metrics_for(scripted_rows(), smoke_test=True)["what_this_means"])
     assert smoke.startswith("The judge here is openai:gpt-4o-mini, a tiny local model")
+
+
+def test_a_bootstrap_interval_contains_the_known_value() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    values = (rng.random(300) < 0.7).astype(float).tolist()
+    lo, hi = em.bootstrap_ci(values, seed=0)  # type: ignore[misc]
+    assert lo < 0.7 < hi and 0.06 < hi - lo < 0.15  # 2 * 1.96 * sqrt(.21 / 300) = 0.10
+    assert em.bootstrap_ci(values, seed=0) == [lo, hi]  # seeded
+    # Coverage: over many samples of 40 questions, ~95% of intervals hold the true 0.7.
+    held = 0
+    for k in range(200):
+        sample = (rng.random(40) < 0.7).astype(float).tolist()
+        ci = em.bootstrap_ci(sample, seed=k, n_boot=1000)
+        assert ci is not None
+        held += ci[0] <= 0.7 <= ci[1]
+    assert 0.88 <= held / 200 <= 0.99
+    assert em.bootstrap_ci([]) is None
+
+
+def paired_rows(ft: range, base: range, n: int = 40) -> list[dict[str, Any]]:
+    """ft+rag and base+rag on the same n questions, correct on the questions given."""
+    rows = []
+    for i in range(n):
+        rows.append(row("ft+rag", f"q{i}", correctness=5 if i in ft else 2))
+        rows.append(row("base+rag", f"q{i}", correctness=5 if i in base else 2))
+    return rows
+
+
+def test_paired_differences_significant_and_not() -> None:
+    gain = em.comparisons(paired_rows(range(30), range(10)), ["base+rag", "ft+rag"])
+    (c,) = [c for c in gain if c["metric"] == "correct"]
+    assert (c["system"], c["against"], c["n"]) == ("ft+rag", "base+rag", 40)
+    assert c["diff"] == 0.5 and c["significant"] and c["ci"][0] > 0.3
+    assert c["n_to_resolve"] is None
+    # 21 against 19 of 40 (4 questions only ft+rag gets, 2 only base+rag): the interval
+    # straddles 0, and it says how many questions would tell.
+    noise = em.comparisons(paired_rows(range(21), range(4, 23)), ["base+rag", "ft+rag"])
+    (d,) = [d for d in noise if d["metric"] == "correct"]
+    assert d["diff"] == 0.05 and not d["significant"] and d["ci"][0] < 0 < d["ci"][1]
+    assert d["n_to_resolve"] > 40
+    assert "within noise; about" in em.describe(d)
+    assert em.describe(c).endswith("a measured gain.")
+    # Paired beats unpaired: identical answers on 38 questions give a tight interval.
+    same = em.paired_difference(
+        {f"q{i}": 1.0 for i in range(40)}, {f"q{i}": 1.0 for i in range(40)}
+    )
+    assert same is not None and same["ci"] == [0.0, 0.0] and same["n_to_resolve"] is None
+
+
+def test_the_headline_states_the_measured_result_with_its_interval() -> None:
+    rows = paired_rows(range(30), range(10))
+    m = metrics_for(rows)
+    m["systems"] = em.summarise(rows, ["base+rag", "ft+rag"])
+    m["comparisons"] = em.comparisons(rows, ["base+rag", "ft+rag"])
+    m["questions"] = 40
+    first = em.what_this_means(m)[0]
+    assert first.startswith("On 40 questions about documents the student never trained on")
+    assert "`ft+rag` answered 75% correctly (95% CI" in first
+    assert "`base+rag` 25%" in first and "(a measured gain)" in first
+
+
+def test_token_f1() -> None:
+    assert em.token_f1("Starter costs $12 a month", "Starter costs $12 per user a month") == (
+        2 * (5 / 5) * (5 / 7) / (5 / 5 + 5 / 7)
+    )
+    assert em.token_f1("", "") == 1.0 and em.token_f1("no", "yes") == 0.0
 
 
 class TableParser(HTMLParser):
@@ -269,11 +336,12 @@ def test_html_report_table_carries_the_metrics() -> None:
     parser.feed(page)
     table = {r["system"]: r for r in parser.rows if r}
     assert list(table) == ["teacher", "base", "ft+rag"]
-    assert table["teacher"]["correctness"] == "4.50 · 67% (2/3 judged)"
+    assert table["teacher"]["correct"] == "67% [0%, 100%] (2/3 judged)"
+    assert table["teacher"]["correctness"] == "4.50 [4.00, 5.00]"
     assert table["ft+rag"]["vs_teacher"] == "33% / 0% / 33% (1 failed)"
     assert table["base"]["vs_teacher"] == "0% / 67% / 33%"
     assert table["base"]["groundedness"] == "n/a" and table["base"]["refusal"] == "n/a"
-    assert table["teacher"]["refusal"] == "50% of 2"
+    assert table["teacher"]["refusal"] == "50% [0%, 100%] of 2"
     assert table["teacher"]["citations"] == "50% of 2"
     assert table["teacher"]["latency"] == "2.00 / 4.00 s"
     assert table["teacher"]["cost"] == "$2.00"
@@ -282,9 +350,9 @@ def test_html_report_table_carries_the_metrics() -> None:
         assert table[name] == cells(name, m)
     assert parser.images == 1 and parser.external == 0  # self-contained, no script runs
     assert "&lt;script&gt;alert(1)" in page
-    assert "<code>ft+rag</code> scores 4.0/5" in page  # our sentences' `spans` as code
+    assert "<code>ft+rag</code> answers 33% correctly" in page  # our sentences' `spans` as code
     md = render_markdown(metrics, rows, None, 10)
-    assert "| teacher | 4.50 · 67% (2/3 judged) |" in md
+    assert "| teacher | 67% [0%, 100%] (2/3 judged) | 4.50 [4.00, 5.00] |" in md
     assert "<script>" not in md
     assert md.count("\n### ") == 3  # one example per answerable question
 

@@ -168,17 +168,18 @@ def test_eval_with_scripted_systems_and_judge(
     parser = TableParser()
     parser.feed(page)
     table = {r["system"]: r for r in parser.rows if r}
-    assert table["teacher"]["correctness"] == "5.00 · 100%"
-    assert table["base"]["correctness"] == "2.00 · 0% (2/3 judged)"
+    assert table["teacher"]["correct"] == "100% [100%, 100%]"
+    assert table["teacher"]["correctness"] == "5.00 [5.00, 5.00]"
+    assert table["base"]["correct"] == "0% [0%, 0%] (2/3 judged)"
     assert table["ft+rag"]["vs_teacher"] == "0% / 67% / 33%"
-    assert table["teacher"]["refusal"] == "100% of 2"
+    assert table["teacher"]["refusal"] == "100% [100%, 100%] of 2"
     for name, sm in m["systems"].items():
         assert table[name] == cells(name, sm)
     assert page.count("data:image/png;base64,") == 2
     for png in ("quality.png", "tradeoff.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()
-    assert "## What this means" in report and "`ft+rag` scores 4.0/5" in report
+    assert "## What this means" in report and "`ft+rag` answers 67% correctly" in report
     assert "1 of 21 judgements failed" in report
 
     proc = subprocess.run(

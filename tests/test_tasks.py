@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from distill.recipe import Recipe
+from distill.split import Split
 from distill.tasks import (
     citations,
     clean_request,
@@ -47,9 +48,15 @@ class Chunks:
             for i, text in enumerate(texts)
         ]
 
-    def neighbours(self, chunk_id: str, k: int = 5) -> list[tuple[dict[str, Any], float]]:
+    def neighbours(
+        self, chunk_id: str, k: int = 5, within: frozenset[str] | None = None
+    ) -> list[tuple[dict[str, Any], float]]:
         me = next(c for c in self.chunks if c["chunk_id"] == chunk_id)
-        others = [c for c in self.chunks if c["chunk_id"] != chunk_id]
+        others = [
+            c
+            for c in self.chunks
+            if c["chunk_id"] != chunk_id and (within is None or c["doc_id"] in within)
+        ]
         others.sort(key=lambda c: c["doc_id"] != me["doc_id"])
         return [(c, 1.0) for c in others[:k]]
 
@@ -155,3 +162,27 @@ def test_bad_task_mix_is_a_recipe_error() -> None:
         recipe(tasks={"qa": 0})
     with pytest.raises(ValueError):
         recipe(tasks={"poems": 1})
+
+
+def test_no_job_carries_a_chunk_from_the_other_side_of_the_split() -> None:
+    split = Split(["api/limits"], ["billing/plans", "account/password"])
+    mix = {"qa": 1, "multi_hop": 1, "raft": 1, "instructions": 1, "multi_turn": 1}
+    p = make_plan(
+        recipe(tasks=mix, samples_per_chunk=12, neighbours=3, raft={"distractors": 3}),
+        Chunks(),  # type: ignore[arg-type]
+        split,
+    )
+    sides = {"train": 0, "eval": 0}
+    for job in p.jobs:
+        side = split.side(job.chunk["doc_id"])
+        sides[side] += 1
+        carried = {c["doc_id"] for c in job.context + job.sources}
+        assert carried <= split.docs_of(side), (job.task, carried)
+    assert sides["train"] and sides["eval"]
+    # Without the split the same jobs would have reached across: the check can fail.
+    loose = make_plan(recipe(tasks=mix, samples_per_chunk=12, neighbours=3), Chunks())  # type: ignore[arg-type]
+    assert any(
+        "api/limits" in {c["doc_id"] for c in j.context}
+        for j in loose.jobs
+        if j.chunk["doc_id"] != "api/limits"
+    )

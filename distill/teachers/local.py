@@ -1,18 +1,25 @@
-"""A local model as teacher, run through transformers on this machine.
+"""A local model as teacher, run on this machine by llama.cpp or transformers.
 
 `local:REF` where REF is a hub id, a model folder, a `.gguf` file or an offline
-alias (see distill.models). Requests in a batch are generated together with left
-padding, which is several times faster than one at a time on a CPU.
+alias (see distill.models). The `engine` option picks the runtime:
+- `llama.cpp`: llama-cpp-python in process, straight from the GGUF (no de-quantised
+  copy), JSON-schema grammar for structured output (distill.teachers.llamacpp);
+- `transformers`: requests in a batch are generated together with left padding,
+  several times faster than one at a time on a CPU; a GGUF is de-quantised once;
+- `auto` (default): llama.cpp for a GGUF model when llama-cpp-python is installed,
+  else transformers (saying so in one line when llama.cpp would have been used).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import cache
+from typing import Any, Literal
 
 from pydantic import Field
 
+from distill.errors import UserError
 from distill.models import Dtype, load_causal_lm
 from distill.recipe import StrictModel
 from distill.teachers.base import (
@@ -24,10 +31,57 @@ from distill.teachers.base import (
     parse_json,
 )
 
+Engine = Literal["auto", "llama.cpp", "transformers"]
+
 
 class LocalOptions(StrictModel):
+    engine: Engine = Field(
+        "auto",
+        description="auto (llama.cpp for GGUF models when llama-cpp-python is installed, "
+        "else transformers), llama.cpp or transformers.",
+    )
     dtype: Dtype = Field(
-        "auto", description="Weights dtype: auto (bfloat16 where the hardware has it), float32."
+        "auto",
+        description="transformers: weights dtype, auto (bfloat16 where the hardware has "
+        "it) or float32.",
+    )
+    n_ctx: int = Field(4096, ge=256, description="llama.cpp: context window in tokens.")
+    n_threads: int | None = Field(
+        None, ge=1, description="llama.cpp: CPU threads; null: the cores this process may use."
+    )
+
+
+def choose_engine(ref: str, engine: Engine, lora: bool = False) -> str:
+    """'llama.cpp' or 'transformers' for model `ref` (see the module docstring)."""
+    from distill.errors import MissingExtraError
+    from distill.models import resolve_gguf
+    from distill.teachers import llamacpp
+
+    if engine == "transformers":
+        return engine
+    gguf = resolve_gguf(ref)
+    if engine == "llama.cpp":
+        if gguf is None:
+            raise UserError(
+                f"engine llama.cpp needs a GGUF model (a .gguf file or a GGUF alias), not {ref}"
+            )
+        if not llamacpp.available():
+            raise MissingExtraError("llama-cpp-python (for engine: llama.cpp)", llamacpp.INSTALL)
+        return engine
+    if gguf is not None and llamacpp.available():
+        return "llama.cpp"
+    if gguf is not None:
+        _say_fallback(ref)
+    return "transformers"
+
+
+@cache
+def _say_fallback(ref: str) -> None:
+    from distill.ui import console
+
+    console.print(
+        f"  [yellow]![/] llama-cpp-python is not installed: {ref} runs through transformers "
+        "(several times slower; `make llamacpp` or pip install 'distill[llamacpp]')"
     )
 
 
@@ -39,11 +93,42 @@ class LocalTeacher(BatchFirstTeacher):
         super().__init__(spec, model, options or LocalOptions())
         self.options: LocalOptions
         self._loaded: tuple[Any, Any] | None = None
+        self._llama: Any = None
+        self._engine: str | None = None
+
+    @property
+    def engine(self) -> str:
+        """The runtime that answers: 'llama.cpp' or 'transformers' (resolved once)."""
+        if self._engine is None:
+            self._engine = choose_engine(self.model, self.options.engine)
+        return self._engine
+
+    @property
+    def supports_schema(self) -> bool:  # type: ignore[override]
+        """llama.cpp enforces a JSON schema with a grammar; transformers does not."""
+        return self.engine == "llama.cpp"
+
+    @property
+    def needs_json_prefill(self) -> bool:
+        """Small models echo the prompt unless their JSON reply is started for them;
+        a grammar makes that unnecessary."""
+        return not self.supports_schema
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
             self._loaded = load_causal_lm(self.model, self.options.dtype)
         return self._loaded
+
+    def _load_llama(self) -> Any:
+        if self._llama is None:
+            from distill.models import resolve_gguf
+            from distill.teachers.llamacpp import LlamaCppModel
+
+            gguf = resolve_gguf(self.model)
+            assert gguf is not None
+            o = self.options
+            self._llama = LlamaCppModel(gguf, n_ctx=o.n_ctx, n_threads=o.n_threads)
+        return self._llama
 
     def complete_many(
         self,
@@ -53,6 +138,15 @@ class LocalTeacher(BatchFirstTeacher):
         on_done: Callable[[int, Completion], None] | None = None,
         **params: Any,
     ) -> list[Completion]:
+        if self.engine == "llama.cpp":
+            llama = self._load_llama()
+            done = []
+            for i, messages in enumerate(batch):
+                c = llama.chat(messages, schema=schema, **params)
+                done.append(c)
+                if on_done is not None:
+                    on_done(i, c)
+            return done
         model, tok = self._load()
         out = generate_batch(model, tok, batch, schema=schema, **params)
         for i, c in enumerate(out):

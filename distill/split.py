@@ -1,0 +1,89 @@
+"""The split by document, chosen before generation: held out means held out.
+
+Each document gets a seeded uniform number u(seed, doc_id) in [0, 1) from a hash;
+it is an eval document when u < eval_fraction. A document's side depends on its id
+and the seed alone, so adding or removing other documents never moves it. With
+two or more documents each side keeps at least one (the lowest u goes to eval if
+none fell there, the highest u to train if all did).
+
+Generation reads the split: every chunk a training sample carries (source,
+neighbours, RAFT distractors, multi-hop partner, follow-up context) comes from
+training documents, and eval samples are written from eval documents only. The
+split is recorded in `generate/split.json`; curate re-checks every row against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from distill.errors import InputError
+from distill.io import read_json, write_json
+
+TRAIN, EVAL = "train", "eval"
+
+
+def unit(seed: int, doc_id: str) -> float:
+    """A seeded number in [0, 1) for a document, the same on every machine."""
+    digest = hashlib.sha256(f"{seed}:{doc_id}".encode()).hexdigest()
+    return int(digest[:15], 16) / 16**15
+
+
+def split_documents(doc_ids: Iterable[str], eval_fraction: float, seed: int) -> set[str]:
+    """The eval documents among `doc_ids` (see the module docstring)."""
+    docs = sorted(set(doc_ids))
+    if len(docs) < 2:
+        return set()
+    u = {d: unit(seed, d) for d in docs}
+    held = {d for d in docs if u[d] < eval_fraction}
+    if not held:
+        held = {min(docs, key=lambda d: u[d])}
+    elif len(held) == len(docs):
+        held -= {max(docs, key=lambda d: u[d])}
+    return held
+
+
+class Split:
+    """Which side each document is on."""
+
+    def __init__(self, eval_docs: Iterable[str], train_docs: Iterable[str]) -> None:
+        self.eval_docs = frozenset(eval_docs)
+        self.train_docs = frozenset(train_docs)
+
+    @classmethod
+    def choose(cls, doc_ids: Iterable[str], eval_fraction: float, seed: int) -> Split:
+        docs = set(doc_ids)
+        held = split_documents(docs, eval_fraction, seed)
+        return cls(held, docs - held)
+
+    def side(self, doc_id: str) -> str:
+        # A document unknown to the split (added after it was recorded) is never
+        # held out: nothing generated from it can be an eval item.
+        return EVAL if doc_id in self.eval_docs else TRAIN
+
+    def docs_of(self, side: str) -> frozenset[str]:
+        return self.eval_docs if side == EVAL else self.train_docs
+
+    def to_json(self, eval_fraction: float, seed: int) -> dict[str, Any]:
+        return {
+            "method": "per document: sha256(seed:doc_id) as u in [0,1); eval when u < fraction",
+            "eval_fraction": eval_fraction,
+            "seed": seed,
+            "eval_docs": sorted(self.eval_docs),
+            "train_docs": sorted(self.train_docs),
+        }
+
+    def save(self, path: Path, eval_fraction: float, seed: int) -> None:
+        write_json(path, self.to_json(eval_fraction, seed))
+
+    @classmethod
+    def load(cls, path: Path) -> Split:
+        if not path.exists():
+            raise InputError(
+                f"no split in {path.parent} (from an older distill?); rerun "
+                "`distill generate RECIPE`"
+            )
+        data = read_json(path)
+        return cls(data["eval_docs"], data["train_docs"])

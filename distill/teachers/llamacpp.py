@@ -1,0 +1,112 @@
+"""llama.cpp in process (llama-cpp-python), straight from a GGUF file.
+
+One loaded model answers chats one at a time (llama.cpp on a CPU gains little from
+batching small requests). Structured output goes through llama.cpp's JSON-schema
+grammar, so a verdict always parses. llama-cpp-python keeps the previous prompt's
+KV cache and re-evaluates only the tokens after the longest common prefix, so
+prompts that start alike (the same system prompt, the judge's rubric before the
+answer) pay for their shared start once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from distill.errors import MissingExtraError
+from distill.teachers.base import Completion, Message, Usage, cut_at_stop
+
+INSTALL = "'llama-cpp-python==0.3.36'  (or: pip install 'distill[llamacpp]'; ~12 min to compile)"
+
+
+@cache
+def available() -> bool:
+    """Is llama-cpp-python importable? (Checked without importing it.)"""
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def threads() -> int:
+    """llama.cpp's threads: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LlamaCppModel:
+    """A GGUF loaded once; `chat` answers one conversation."""
+
+    def __init__(
+        self,
+        gguf: Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        lora: Path | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not available():
+            raise MissingExtraError("llama-cpp-python (for engine: llama.cpp)", INSTALL)
+        from llama_cpp import Llama
+
+        self.gguf, self.lora = gguf, lora
+        self.llm = Llama(
+            model_path=str(gguf),
+            n_ctx=n_ctx,
+            n_threads=n_threads or threads(),
+            n_batch=512,
+            lora_path=str(lora) if lora else None,
+            seed=seed,
+            verbose=False,
+        )
+
+    def chat(
+        self,
+        messages: list[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 0.9,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+    ) -> Completion:
+        if messages and messages[-1]["role"] == "assistant":
+            # A prefill (the start of a JSON reply) is what a grammar does better: the
+            # schema constrains the whole reply, so the partial message is dropped.
+            if schema is None:
+                raise ValueError("llama.cpp chats cannot continue an assistant message")
+            messages = messages[:-1]
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "top_p": top_p if temperature > 0 else 1.0,
+            "stop": stop or None,
+        }
+        if temperature == 0:
+            kwargs["top_k"] = 1  # greedy
+        if seed is not None:
+            kwargs["seed"] = seed
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        t0 = time.perf_counter()
+        out: Any = self.llm.create_chat_completion(**kwargs)
+        latency = time.perf_counter() - t0
+        choice = out["choices"][0]
+        text = cut_at_stop(choice["message"]["content"] or "", stop).strip()
+        usage = out.get("usage") or {}
+        from distill.teachers.base import parse_json
+
+        return Completion(
+            text=text,
+            parsed=parse_json(text) if schema else None,
+            usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+            latency_s=latency,
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+        )
