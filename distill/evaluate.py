@@ -4,8 +4,11 @@ Systems (recipe `eval.systems`):
 - `teacher`: the generate stage's teacher, given the retrieved chunks;
 - `base` / `base+rag`: the student without its adapter, without / with retrieved chunks;
 - `ft` / `ft+rag`: the student with the trained adapter, without / with retrieved chunks.
-Students run here through transformers, or through an OpenAI-compatible endpoint
-(`eval.base_model` / `eval.ft_model`, e.g. vLLM serving the adapter).
+Students run here through llama.cpp (`eval.engine`, by default for a GGUF student
+when llama-cpp-python is installed: the base GGUF, and for `ft` the adapter
+exported as a LoRA GGUF into export/) or transformers, or through an
+OpenAI-compatible endpoint (`eval.base_model` / `eval.ft_model`, e.g. vLLM serving
+the adapter).
 
 Items, in two sets:
 - unseen documents (the decision table): the held-out split's questions (documents
@@ -134,7 +137,8 @@ def build_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[It
     questions = [q for q in held if not q.get("expects_refusal")][: cfg.max_questions]
     if not questions:
         raise InputError(
-            "eval: the held-out split is empty; lower curate.eval_fraction or add documents"
+            "eval: the held-out split is empty; raise curate.eval_fraction or "
+            "generate.max_chunks, or add documents"
         )
     hits = retriever.retrieve_many([q["question"] for q in questions], cfg.k)
     items = [
@@ -215,6 +219,55 @@ class StudentModel(BatchFirstTeacher):
         return out
 
 
+class LlamaStudent(Teacher):
+    """The student through llama.cpp: its GGUF, with (`ft`) the adapter exported as a
+    LoRA GGUF (`distill export --gguf --adapter-only`'s file) or without (`base`).
+    One chat at a time, each timed alone."""
+
+    sends_all_at_once = True
+
+    def __init__(self, gguf: Path, lora: Path | None) -> None:
+        super().__init__(f"student:{gguf.name}" + ("+lora" if lora else ""), gguf.name)
+        self.gguf, self.lora = gguf, lora
+        self._model: Any = None
+
+    def complete(
+        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
+    ) -> Completion:
+        if self._model is None:
+            from distill.teachers.llamacpp import LlamaCppModel
+
+            self._model = LlamaCppModel(self.gguf, lora=self.lora)
+        return self._model.chat(messages, schema=schema, **params)
+
+    def release(self) -> None:
+        self._model = None
+
+
+def student_engine(recipe: Recipe) -> str:
+    """'llama.cpp' or 'transformers' for the student systems (eval.engine)."""
+    from distill.teachers.local import choose_engine
+
+    return choose_engine(recipe.train.student, recipe.eval.engine)
+
+
+def _llama_students(recipe: Recipe, run: RunFolder) -> tuple[Path, Path | None]:
+    """The student's GGUF and, when an ft system is asked for, its LoRA GGUF (exported
+    once into the run's export/ folder; re-exported when the adapter is newer)."""
+    from distill.export import gguf as export_gguf
+    from distill.models import resolve_gguf
+
+    base = resolve_gguf(recipe.train.student)
+    assert base is not None
+    if not any(s.startswith("ft") for s in recipe.eval.systems):
+        return base, None
+    adapter = run.stage_dir("train") / "adapter" / "adapter_model.safetensors"
+    lora = run.root / "export" / f"{recipe.name}-lora-f16.gguf"
+    if not lora.exists() or lora.stat().st_mtime < adapter.stat().st_mtime:
+        lora = export_gguf(recipe, run, "f16", adapter_only=True)
+    return base, lora
+
+
 class _Weights:
     def __init__(self, ref: str, adapter_dir: Path, dtype: Any) -> None:
         self.ref, self.adapter_dir, self.dtype = ref, adapter_dir, dtype
@@ -243,6 +296,16 @@ class _Weights:
 def make_systems(recipe: Recipe, run: RunFolder, cache: RequestCache, salt: str) -> list[System]:
     cfg = recipe.eval
     weights = _Weights(recipe.train.student, run.stage_dir("train") / "adapter", cfg.dtype)
+    needs_local = any(
+        not (cfg.ft_model if s.startswith("ft") else cfg.base_model)
+        for s in cfg.systems
+        if s != "teacher"
+    )
+    llama = (
+        _llama_students(recipe, run)
+        if needs_local and student_engine(recipe) == "llama.cpp"
+        else None
+    )
     out = []
     for name in cfg.systems:
         if name == "teacher":
@@ -255,6 +318,11 @@ def make_systems(recipe: Recipe, run: RunFolder, cache: RequestCache, salt: str)
             endpoint = cfg.ft_model if name.startswith("ft") else cfg.base_model
             if endpoint:
                 inner, local = get_teacher(endpoint, cfg.student_options), True
+            elif llama is not None:
+                gguf, lora = llama
+                student = LlamaStudent(gguf, lora if name.startswith("ft") else None)
+                out.append(System(name, student, True))
+                continue
             else:
                 out.append(System(name, StudentModel(weights, name.startswith("ft")), True))
                 continue
@@ -369,6 +437,8 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     for system in systems:  # free the student before the judge loads
         if isinstance(system.teacher, StudentModel):
             system.teacher.weights.release()
+        elif isinstance(system.teacher, LlamaStudent):
+            system.teacher.release()
 
     teacher_sys = next((s for s in systems if s.name == "teacher"), None)
     inner_teacher = _inner(teacher_sys.teacher) if teacher_sys else None

@@ -502,10 +502,16 @@ class EvalConfig(StrictModel):
         description="Questions a local model answers together (each answer's latency is its "
         "batch's wall time; compute per answer is that time / batch size).",
     )
+    engine: Literal["auto", "llama.cpp", "transformers"] = Field(
+        "auto",
+        description="Runtime of the student systems: auto (llama.cpp for a GGUF student when "
+        "llama-cpp-python is installed: the base GGUF plus the adapter as a LoRA GGUF), "
+        "llama.cpp or transformers.",
+    )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
-        description="Student weights dtype for answering: auto (bfloat16 where the hardware "
-        "has it), float32 or bfloat16.",
+        description="transformers student weights dtype for answering: auto (bfloat16 where "
+        "the hardware has it), float32 or bfloat16.",
     )
     judge: str | None = Field(
         None,

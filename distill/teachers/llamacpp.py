@@ -38,6 +38,26 @@ def threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def bounded(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+    """The schema with a maxLength on each free string field, so the reply closes within
+    `max_tokens` even at one character per token: a grammar forces valid JSON only if
+    the reply is not cut first (a small judge can loop inside its "reason")."""
+    props = schema.get("properties") or {}
+    free = [
+        k
+        for k, v in props.items()
+        if v.get("type") == "string" and not {"enum", "maxLength"} & set(v)
+    ]
+    if not free:
+        return schema
+    # Keys, quotes, braces and numbers: about 12 tokens a field, in the worst case.
+    room = max(8, (max_tokens - 12 * len(props)) // len(free))
+    return {
+        **schema,
+        "properties": {k: {**v, "maxLength": room} if k in free else v for k, v in props.items()},
+    }
+
+
 class LlamaCppModel:
     """A GGUF loaded once; `chat` answers one conversation."""
 
@@ -94,7 +114,10 @@ class LlamaCppModel:
         if seed is not None:
             kwargs["seed"] = seed
         if schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+            kwargs["response_format"] = {
+                "type": "json_object",
+                "schema": bounded(schema, max_tokens),
+            }
         t0 = time.perf_counter()
         out: Any = self.llm.create_chat_completion(**kwargs)
         latency = time.perf_counter() - t0

@@ -109,6 +109,12 @@ class LocalTeacher(BatchFirstTeacher):
         return self.engine == "llama.cpp"
 
     @property
+    def sends_all_at_once(self) -> bool:  # type: ignore[override]
+        """llama.cpp answers one chat at a time, each timed alone: callers need not
+        cut batches (and a batch's wall time is not each answer's latency)."""
+        return self.engine == "llama.cpp"
+
+    @property
     def needs_json_prefill(self) -> bool:
         """Small models echo the prompt unless their JSON reply is started for them;
         a grammar makes that unnecessary."""

@@ -1,0 +1,115 @@
+"""The quality benchmark: a real distillation, offline, and its decision table.
+
+Runs the whole pipeline (`distill run`) on the Brightdesk corpus into a fresh run
+folder: a Qwen2.5-Coder Instruct teacher through llama.cpp writes the training data
+and judges the answers, SmolLM2-135M-Instruct is the student (LoRA, TRL + PEFT on
+the CPU). Then it prints the decision table of both eval sets with their 95%
+intervals, the deciding comparisons with paired intervals, and each stage's wall
+time; the HTML report is in the run folder.
+
+    .venv/bin/python bench/distill_quality.py [--quick] [--teacher ALIAS] [--keep DIR]
+        [--set KEY=VALUE ...]
+
+Goal (issue 15): on unseen documents, ft+rag beats base+rag with the paired 95%
+interval above 0 on the primary metric (share judged >= 4) and on refusal accuracy;
+ft+rag reaches >= 70% of the teacher's score at <= 1/5 of its latency. Budget: the
+full size in <= 90 minutes on the 2-core machine, --quick in <= 20.
+Needs `make qwen` (the offline Qwen GGUFs) and `make llamacpp`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# What each size changes in recipes/quickstart.yaml (everything else as the demo).
+SIZES = {
+    "full": [
+        "generate.max_chunks=null",  # all ~96 chunks
+        "generate.samples_per_chunk=2",
+        "curate.eval_fraction=0.25",
+        "curate.seen_eval_fraction=0.2",
+        "train.epochs=3",
+        "eval.max_questions=60",
+        "eval.unanswerable=12",
+    ],
+    "quick": [
+        "generate.max_chunks=48",
+        "generate.samples_per_chunk=1",
+        "curate.eval_fraction=0.25",
+        "curate.seen_eval_fraction=0.2",
+        "train.epochs=3",
+        "eval.max_questions=20",
+        "eval.unanswerable=6",
+    ],
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="the <= 20 minute size")
+    ap.add_argument("--teacher", default="qwen2.5-coder-0.5b-instruct")
+    ap.add_argument("--keep", type=Path, help="run folder parent to keep (default: a temp dir)")
+    ap.add_argument("--set", action="append", default=[], help="more recipe overrides")
+    args = ap.parse_args()
+    size = "quick" if args.quick else "full"
+    tmp = tempfile.TemporaryDirectory()
+    run_dir = args.keep or Path(tmp.name)
+    sets = [
+        f"run_dir={run_dir}",
+        f"generate.teacher=local:{args.teacher}",
+        "generate.teacher_options={}",
+        *SIZES[size],
+        *args.set,
+    ]
+    cmd = [sys.executable, "-m", "distill", "run", str(REPO / "recipes" / "quickstart.yaml")]
+    for s in sets:
+        cmd += ["--set", s]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, check=False)
+    total = time.perf_counter() - t0
+    if proc.returncode:
+        return proc.returncode
+    run = run_dir / "quickstart"
+    print_results(run, total, size, args.teacher)
+    return 0
+
+
+def print_results(run: Path, total: float, size: str, teacher: str) -> None:
+    from distill.eval_report import comparison_table, decision_table
+    from distill.evaluate import hardware
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    print(f"\n# distill quality benchmark ({size}), {hardware()}")
+    print(f"teacher and judge: {teacher} (llama.cpp); student: {metrics['student']}\n")
+    print(" ".join(metrics["what_this_means"]) + "\n")
+    print(f"## Unseen documents ({metrics['questions']} questions)\n")
+    print(decision_table(metrics) + "\n")
+    print(comparison_table(metrics.get("comparisons", [])) + "\n")
+    seen = metrics.get("seen")
+    if seen:
+        print(f"## Seen documents ({seen['questions']} questions)\n")
+        print(decision_table(metrics, seen["systems"]) + "\n")
+        print(comparison_table(seen.get("comparisons", [])) + "\n")
+    print(f"{'stage':<10} {'seconds':>8}  counts")
+    for name in ("ingest", "generate", "curate", "review", "train", "eval", "publish"):
+        stage = manifest["stages"][name]
+        counts = ", ".join(
+            f"{k} {v}" for k, v in stage["counts"].items() if not k.startswith("removed_by")
+        )
+        print(f"{name:<10} {stage['duration_s']:>8.1f}  {counts[:160]}")
+    print(f"{'total':<10} {total:>8.1f}  (wall time of `distill run`)")
+    print(f"\nreport: {run / 'eval' / 'report.html'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
