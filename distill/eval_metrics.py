@@ -386,6 +386,12 @@ def what_this_means(metrics: dict[str, Any]) -> list[str]:
             "smoke test of the pipeline, not a measure of quality; set `eval.judge` to a strong "
             "model for numbers to act on."
         )
+    elif metrics.get("small_judge"):
+        out.append(
+            f"The judge is {metrics['judge']}, a small offline model: stronger than the "
+            "student, but its grades are noisy, so read the judge-free columns (token F1, "
+            "refusals) beside them, and set `eval.judge` to a strong model before acting."
+        )
     failed = sum(m["correctness"]["failed"] for m in systems.values())
     total = sum(m["n"] for m in systems.values())
     if total and failed / total > 0.1:

@@ -425,7 +425,12 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for system in systems:
         rag = eval_metrics.uses_retrieval(system.name)
-        mine = [it for it in items if rag or it.kind == "answerable"]
+        mine = [
+            it
+            for it in items
+            if (rag or it.kind == "answerable")
+            and (it.eval_set == UNSEEN or system.name in cfg.seen_systems)
+        ]
         prompts = [
             answer_tpl.render(passages=numbered(it.hits) if rag else [], question=it.question)
             for it in mine
@@ -470,6 +475,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     unseen = [r for r in rows if r["eval_set"] == UNSEEN]
     seen = [r for r in rows if r["eval_set"] == SEEN]
     names: list[str] = list(cfg.systems)
+    seen_names: list[str] = [s for s in names if s in cfg.seen_systems]
     metrics: dict[str, Any] = {
         "questions": len(answerable),
         "unanswerable": {
@@ -481,7 +487,8 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         "teacher": recipe.generate.teacher,
         "student": recipe.train.student,
         "judge": judge_spec,
-        "smoke_test": _tiny(judge_spec),
+        "smoke_test": _tiny(judge_spec, recipe.train.student),
+        "small_judge": _small(judge_spec),
         "judge_calls": judge.calls,
         "judge_failures": judge.failures,
         "judge_cost_usd": round(judge_cost, 4),
@@ -494,8 +501,10 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     if seen:
         metrics["seen"] = {
             "questions": len({r["item_id"] for r in seen}),
-            "systems": eval_metrics.summarise(seen, names, cfg.hardware_cost_per_hour, cfg.seed),
-            "comparisons": eval_metrics.comparisons(seen, names, cfg.seed),
+            "systems": eval_metrics.summarise(
+                seen, seen_names, cfg.hardware_cost_per_hour, cfg.seed
+            ),
+            "comparisons": eval_metrics.comparisons(seen, seen_names, cfg.seed),
         }
     metrics["what_this_means"] = eval_metrics.what_this_means(metrics)
     write_rows(out / "answers.parquet", rows)
@@ -513,11 +522,24 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     return counts
 
 
-def _tiny(spec: str) -> bool:
+# Offline judges too small to grade anything: their scores only exercise the pipeline.
+TINY_JUDGES = ("smollm2-135m-instruct",)
+
+
+def _tiny(spec: str, student: str = "") -> bool:
+    """A smoke-test judge: scripted, tiny, or the student model itself."""
+    provider, _, model = spec.partition(":")
+    return provider == "fake" or (
+        provider == "local" and (model in TINY_JUDGES or model == student)
+    )
+
+
+def _small(spec: str) -> bool:
+    """A small offline judge (stronger than the student, still noisy)."""
     from distill.models import OFFLINE_MODELS
 
     provider, _, model = spec.partition(":")
-    return provider == "fake" or (provider == "local" and model in OFFLINE_MODELS)
+    return provider == "local" and model in OFFLINE_MODELS
 
 
 def _row(
@@ -568,7 +590,9 @@ def _grade(
     for r in todo:
         if r["answer_error"]:
             r["grade_error"] = "no answer to grade"
-    todo = [r for r in todo if not r["answer_error"]]
+    # Question by question: the systems answering one question share the judge prompt's
+    # start (rubric, documents, question, reference), which llama.cpp evaluates once.
+    todo = sorted((r for r in todo if not r["answer_error"]), key=lambda r: r["item_id"])
     prompts, schemas = [], []
     for r in todo:
         it = items[r["item_id"]]
@@ -611,7 +635,10 @@ def _grade(
 def _pairwise(rows: list[dict[str, Any]], judge: JsonJudge, tpl: Template) -> float:
     """Each student answer against the teacher's, in both orders."""
     teacher = {r["item_id"]: r for r in rows if r["system"] == "teacher"}
-    todo = [r for r in rows if r["system"] != "teacher" and r["kind"] == "answerable"]
+    todo = sorted(
+        (r for r in rows if r["system"] != "teacher" and r["kind"] == "answerable"),
+        key=lambda r: r["item_id"],  # shared prompt prefixes, as in _grade
+    )
     asked, prompts = [], []
     for r in todo:
         t = teacher.get(r["item_id"])

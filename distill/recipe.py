@@ -522,10 +522,14 @@ class EvalConfig(StrictModel):
         None, description="The judge backend's settings; null: generate.teacher_options."
     )
     grade_template: str = Field(
-        "eval_grade@v1", description="Correctness (and groundedness) 1-5 against the reference."
+        "eval_grade@v2",
+        description="Correctness (and groundedness) 1-5 against the reference (v2: the "
+        "rubric in the system prompt, the answer last, so prompts share long prefixes).",
     )
     pairwise_template: str = Field(
-        "eval_pairwise@v1", description="Which of two answers is better, asked in both orders."
+        "eval_pairwise@v2",
+        description="Which of two answers is better, asked in both orders (v2: the rubric "
+        "in the system prompt).",
     )
     pairwise: bool = Field(True, description="Judge each student system against the teacher.")
     base_model: str | None = Field(
@@ -552,6 +556,11 @@ class EvalConfig(StrictModel):
         True,
         description="Also ask curate's held-out questions on training documents (the seen-"
         "documents set, knowledge absorbed), reported beside the unseen-documents table.",
+    )
+    seen_systems: list[EvalSystem] = Field(
+        default_factory=lambda: list[EvalSystem](["base", "ft"]),
+        description="Systems that answer the seen-documents set (of eval.systems); its "
+        "question is whether fine-tuning alone, without retrieval, absorbed the documents.",
     )
     examples: int = Field(10, ge=0, description="Side-by-side examples in the report.")
     seed: int = Field(

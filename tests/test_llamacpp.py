@@ -145,3 +145,47 @@ def test_greedy_answers_match_the_transformers_path() -> None:
         assert a and b
         agree += a[:4] == b[:4]
     assert agree >= 2
+
+
+@needs_llamacpp
+@pytest.mark.slow
+def test_the_offline_qwen_judge_tells_right_from_wrong(tmp_path: Path) -> None:
+    """Qwen2.5-Coder-1.5B through llama.cpp, with eval's grade template and JSON grammar:
+    every verdict parses, and it grades plainly right answers above plainly wrong ones.
+    (Measured 2026-12-01: the 0.5B gave all six 5/5 with either template and either
+    field order, and SmolLM2-135M, the old offline judge, nearly everything 1/5; the
+    1.5B gave 5, 3, 5, 1, 5, 1.)"""
+    from distill.evaluate import CORRECTNESS_SCHEMA
+    from distill.judging import JsonJudge
+    from distill.prompts import load_template
+    from distill.teachers.cache import RequestCache
+
+    tpl = load_template("eval_grade@v2")
+    judge = JsonJudge(
+        get_teacher("local:qwen2.5-coder-1.5b-instruct"),
+        RequestCache(tmp_path / "cache.sqlite"),
+        salt=tpl.sha,
+        prefill=None,
+    )
+    assert not judge.prefill  # the grammar makes the prefill unnecessary
+    cases = [
+        ("How long do free trials last?", "Free trials last 14 days.", "14 days.", True),
+        ("How long do free trials last?", "Free trials last 14 days.", "Three months.", False),
+        ("What does the Team plan cost?", "$29 per user per month.", "It costs $29 a user.", True),
+        (
+            "What does the Team plan cost?",
+            "$29 per user per month.",
+            "The Team plan is free.",
+            False,
+        ),
+        ("How long is a reset link valid?", "30 minutes.", "For 30 minutes.", True),
+        ("How long is a reset link valid?", "30 minutes.", "Reset links never expire.", False),
+    ]
+    prompts = [
+        tpl.render(passages=[], question=q, reference=ref, answer=a) for q, ref, a, _ in cases
+    ]
+    verdicts = judge.ask("judging", prompts, CORRECTNESS_SCHEMA)
+    assert all(v is not None for v, _, _ in verdicts), verdicts
+    right = [v["correctness"] for (v, _, _), c in zip(verdicts, cases, strict=True) if c[3]]  # type: ignore[index]
+    wrong = [v["correctness"] for (v, _, _), c in zip(verdicts, cases, strict=True) if not c[3]]  # type: ignore[index]
+    assert min(right) >= 4 and sum(right) / 3 - sum(wrong) / 3 >= 2, (right, wrong)

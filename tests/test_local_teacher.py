@@ -10,7 +10,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_local_teacher_batches_counts_tokens_and_reports_the_token_cap() -> None:
-    teacher = get_teacher("local:smollm2-135m-instruct", {"dtype": "float32"})
+    teacher = get_teacher(
+        "local:smollm2-135m-instruct", {"engine": "transformers", "dtype": "float32"}
+    )
     chats = [
         [{"role": "user", "content": "Name three colours."}],
         [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
@@ -27,7 +29,9 @@ def test_local_teacher_batches_counts_tokens_and_reports_the_token_cap() -> None
 
 def test_a_final_assistant_message_is_continued() -> None:
     """A prefill: the reply continues the assistant's text instead of starting a turn."""
-    teacher = get_teacher("local:smollm2-135m-instruct", {"dtype": "float32"})
+    teacher = get_teacher(
+        "local:smollm2-135m-instruct", {"engine": "transformers", "dtype": "float32"}
+    )
     question = [{"role": "user", "content": 'Reply with JSON like {"answer": 4}. What is 2+2?'}]
     prefix = '{"answer": '
     plain, continued = teacher.complete_many(

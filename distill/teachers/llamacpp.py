@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from distill.errors import MissingExtraError
+from distill.errors import MissingExtraError, UserError
 from distill.teachers.base import Completion, Message, Usage, cut_at_stop
 
 INSTALL = "'llama-cpp-python==0.3.36'  (or: pip install 'distill[llamacpp]'; ~12 min to compile)"
@@ -100,7 +100,7 @@ class LlamaCppModel:
             # A prefill (the start of a JSON reply) is what a grammar does better: the
             # schema constrains the whole reply, so the partial message is dropped.
             if schema is None:
-                raise ValueError("llama.cpp chats cannot continue an assistant message")
+                raise UserError("llama.cpp chats cannot continue an assistant message")
             messages = messages[:-1]
         kwargs: dict[str, Any] = {
             "messages": messages,
