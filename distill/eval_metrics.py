@@ -327,6 +327,12 @@ _METRIC_WORDS = {
 }
 
 
+def signed(x: float, digits: int = 0) -> str:
+    """+3 / -3 / +0 (never "-0": a difference that rounds to nothing has no sign)."""
+    text = f"{x:+.{digits}f}"
+    return "+" + text[1:] if float(text) == 0 else text
+
+
 def _span(ci: list[float] | None) -> str:
     return "" if ci is None else f" (95% CI {ci[0]:.0%}–{ci[1]:.0%})"
 
@@ -336,8 +342,8 @@ def describe(c: dict[str, Any]) -> str:
     what = _METRIC_WORDS.get(c["metric"], c["metric"])
     lo, hi = c["ci"]
     head = (
-        f"`{c['system']}` against `{c['against']}` on {what}: {c['diff'] * 100:+.0f} points "
-        f"(paired 95% CI {lo * 100:+.0f} to {hi * 100:+.0f}, {c['n']} questions)"
+        f"`{c['system']}` against `{c['against']}` on {what}: {signed(c['diff'] * 100)} points "
+        f"(paired 95% CI {signed(lo * 100)} to {signed(hi * 100)}, {c['n']} questions)"
     )
     if c["significant"]:
         return head + (", a measured gain." if c["diff"] > 0 else ", a measured loss.")
@@ -367,8 +373,8 @@ def headline(metrics: dict[str, Any]) -> str | None:
             f"on, `{c['system']}` answered {a['correctness']['ge4']:.0%} correctly"
             f"{_span(a['ci'].get(PRIMARY))} and `{c['against']}` "
             f"{b['correctness']['ge4']:.0%}{_span(b['ci'].get(PRIMARY))}: "
-            f"{c['diff'] * 100:+.0f} points, paired 95% CI {lo * 100:+.0f} to {hi * 100:+.0f} "
-            f"({verdict})."
+            f"{signed(c['diff'] * 100)} points, paired 95% CI {signed(lo * 100)} to "
+            f"{signed(hi * 100)} ({verdict})."
         )
     return None
 
@@ -408,7 +414,9 @@ def what_this_means(metrics: dict[str, Any]) -> list[str]:
         share = m["correctness"]["ge4"]
         parts = [f"`{name}` answers {share:.0%} correctly{_span(m['ci'].get(PRIMARY))}"]
         if teacher and t_share:
-            parts.append(f"{share / t_share:.0%} of the teacher's {t_share:.0%}")
+            parts.append(
+                f"against the teacher's {t_share:.0%} ({share / t_share:.0%} of its score)"
+            )
             if m["latency_p50_s"] and teacher["latency_p50_s"]:
                 ratio = m["latency_p50_s"] / teacher["latency_p50_s"]
                 parts.append(f"at {_ratio_words(ratio)} its median latency")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError
+from distill.eval_metrics import signed
 from distill.io import read_json, write_text
 from distill.recipe import Recipe
 
@@ -122,9 +123,10 @@ def comparison_table(comparisons: list[dict[str, Any]]) -> str:
             else "within noise"
             + (f" (~{c['n_to_resolve']:,} questions to resolve)" if c["n_to_resolve"] else "")
         )
+        lo, hi = (signed(x * 100, 1) for x in c["ci"])
         lines.append(
-            f"| {c['system']} | {c['against']} | {c['metric']} | {c['diff'] * 100:+.1f} pt | "
-            f"{c['ci'][0] * 100:+.1f} to {c['ci'][1] * 100:+.1f} pt | {c['n']} | {verdict} |"
+            f"| {c['system']} | {c['against']} | {c['metric']} | {signed(c['diff'] * 100, 1)} pt "
+            f"| {lo} to {hi} pt | {c['n']} | {verdict} |"
         )
     return "\n".join(lines)
 
@@ -153,9 +155,14 @@ def _notes(recipe: Recipe | None, metrics: dict[str, Any]) -> list[str]:
         "source chunk and no document that does not exist. Refusal accuracy: of the "
         "unanswerable questions, the share answered with 'the documents do not contain it' "
         "(detected by phrase).",
-        f"Latency: wall time per answer on {metrics['hardware']}; a local model answers "
-        f"{metrics['batch_size']} questions at a time, so each of those answers waits for its "
-        "batch. Tokens/s is output tokens over compute time.",
+        f"Latency: wall time per answer on {metrics['hardware']}; "
+        + (
+            "the local models run through llama.cpp, one question at a time."
+            if metrics.get("student_engine") == "llama.cpp"
+            else f"a local model answers {metrics['batch_size']} questions at a time, so each "
+            "of those answers waits for its batch."
+        )
+        + " Tokens/s is output tokens over compute time.",
         "Cost: API systems at the provider's list prices; local systems cost compute only "
         "(time on this machine, priced when `eval.hardware_cost_per_hour` is set). "
         f"The judge cost ${metrics['judge_cost_usd']:.2f} on top.",

@@ -214,7 +214,10 @@ def metrics_for(rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 def test_what_this_means_is_drawn_from_the_numbers() -> None:
     text = " ".join(metrics_for(scripted_rows())["what_this_means"])
     # ft+rag 1 of 3 correct against the teacher's 2 of 3 = 50%; p50 latency 1.0 s vs 2.0 s
-    assert "`ft+rag` answers 33% correctly (95% CI 0%–100%), 50% of the teacher's 67%" in text
+    assert (
+        "`ft+rag` answers 33% correctly (95% CI 0%–100%), against the teacher's 67% (50% of its score)"
+        in text
+    )
     assert "at 1/2 of its median latency" in text
     assert "wins 33%, ties 0% and loses 33%" in text
     assert "`ft+rag` says so 100%" in text and "`teacher` 50%" in text
@@ -264,6 +267,7 @@ def test_paired_differences_significant_and_not() -> None:
     assert d["n_to_resolve"] > 40
     assert "within noise; about" in em.describe(d)
     assert em.describe(c).endswith("a measured gain.")
+    assert em.signed(-0.004) == "+0" and em.signed(-0.6) == "-1" and em.signed(0.04, 1) == "+0.0"
     # Paired beats unpaired: identical answers on 38 questions give a tight interval.
     same = em.paired_difference(
         {f"q{i}": 1.0 for i in range(40)}, {f"q{i}": 1.0 for i in range(40)}
