@@ -215,8 +215,8 @@ def test_what_this_means_is_drawn_from_the_numbers() -> None:
     text = " ".join(metrics_for(scripted_rows())["what_this_means"])
     # ft+rag 1 of 3 correct against the teacher's 2 of 3 = 50%; p50 latency 1.0 s vs 2.0 s
     assert (
-        "`ft+rag` answers 33% correctly (95% CI 0%–100%), against the teacher's 67% (50% of its score)"
-        in text
+        "`ft+rag` answers 33% correctly (95% CI 0%–100%), "
+        "against the teacher's 67% (50% of its score)" in text
     )
     assert "at 1/2 of its median latency" in text
     assert "wins 33%, ties 0% and loses 33%" in text
