@@ -253,10 +253,13 @@ def _place(
     context: list[dict[str, Any]]
     if job.task == "raft":
         k = cfg.raft.distractors
+        context = []
         if rng.random() < cfg.raft.no_oracle_share:
             far = neighbours(k * 4 + 4)
             context = [c for c in far if c["doc_id"] != chunk["doc_id"]][:k]
-        else:
+        # A side of the split with one document has no other document to distract with:
+        # an empty context would teach refusing bare questions, so the oracle stays in.
+        if not context:
             context = [chunk] + neighbours(k)
     else:
         have = {s["chunk_id"] for s in job.sources}

@@ -45,15 +45,16 @@ def scripted(body: dict[str, Any]) -> str:
     right; its reset answer breaks the judge. Judge: correctness 5 when the answer has a
     fact; pairwise prefers the answer with the fact, else always says A (position bias)."""
     content = body["messages"][-1]["content"]
+    system = body["messages"][0]["content"]  # the judges' rubric is in their system prompt
     if content.startswith("That reply is not valid"):  # the engine's schema repair
         return "still not JSON"
-    if "Grade the answer" in content:
+    if system.startswith("You grade answers"):
         answer = _between(content, "answer")
         if "BROKEN" in answer:
             return "I cannot grade this"  # not JSON, twice (the repair fails too)
         score = 5 if any(f in answer for f in FACTS) else 2
         return json.dumps({"correctness": score, "groundedness": 4, "reason": "scripted"})
-    if "Which answer is better" in content:
+    if system.startswith("You compare two answers"):
         a, b = _between(content, "answer_a"), _between(content, "answer_b")
         fa, fb = (any(f in x for f in FACTS) for x in (a, b))
         winner = "B" if fb and not fa else "A"

@@ -31,6 +31,7 @@ generate:
   neighbours: 1
 curate:
   eval_fraction: 0.2
+  seen_eval_fraction: 0  # every training sample can be spot-checked
 review:
   mode: argilla
   sample_count: 6
@@ -59,15 +60,17 @@ def loop(argilla_server: dict, tmp_path_factory: pytest.TempPathFactory) -> Iter
     run = cwd / "runs" / "loop"
     path = run / "curate" / "train.parquet"
     train = read_rows(path)
-    for i, s in enumerate(train):
-        s["groundedness"], s["quality"] = (2, 2) if i in (0, 1) else (5, 5)
+    # The stratified pick does not read scores: the two low ones are outside it, so the
+    # spot-check is 6 sampled + 2 low-score whatever the generated data.
+    from distill.recipe import load_recipe as load
+    from distill.review import spot_check
+
+    sampled = {e["sample_id"] for e in spot_check(train, load(recipe).review)}
+    low = [s["sample_id"] for s in train if s["sample_id"] not in sampled][:2]
+    for s in train:
+        s["groundedness"], s["quality"] = (2, 2) if s["sample_id"] in low else (5, 5)
     write_rows(path, train)
-    yield {
-        "cwd": cwd,
-        "recipe": recipe,
-        "run": run,
-        "low": {train[0]["sample_id"], train[1]["sample_id"]},
-    }
+    yield {"cwd": cwd, "recipe": recipe, "run": run, "low": set(low)}
 
 
 def cli(loop: dict, *args: str) -> subprocess.CompletedProcess[str]:
