@@ -45,13 +45,13 @@ SIZES = {
         "eval.pairwise=false",  # ~360 more judge calls: past the 90-minute budget
     ],
     "quick": [
-        "generate.max_chunks=48",
+        "generate.max_chunks=null",
         "generate.samples_per_chunk=1",
-        "curate.eval_fraction=0.25",
+        "curate.eval_fraction=0.3",
         "curate.seen_eval_fraction=0.2",
-        "train.epochs=3",
-        "eval.max_questions=20",
-        "eval.unanswerable=6",
+        "train.epochs=2",
+        "eval.max_questions=30",
+        "eval.unanswerable=8",
         "eval.pairwise=false",
     ],
 }

@@ -12,7 +12,7 @@ from typing import Any
 from distill.errors import InputError
 from distill.eval_metrics import signed
 from distill.io import read_json, write_text
-from distill.recipe import Recipe
+from distill.recipe import ALL_SYSTEMS, Recipe
 
 COLUMNS = [
     ("system", "system"),
@@ -104,7 +104,10 @@ def decision_table(metrics: dict[str, Any], systems: dict[str, Any] | None = Non
     """The decision table in Markdown (the report and the model card)."""
     lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |"]
     lines += ["| " + " | ".join("---" for _ in COLUMNS) + " |"]
-    for name, m in (systems if systems is not None else metrics["systems"]).items():
+    group = systems if systems is not None else metrics["systems"]
+    # metrics.json sorts its keys: the table keeps the pipeline's order of systems.
+    order = [s for s in ALL_SYSTEMS if s in group] + [s for s in group if s not in ALL_SYSTEMS]
+    for name, m in ((s, group[s]) for s in order):
         row = cells(name, m)
         lines.append("| " + " | ".join(row[k] for k, _ in COLUMNS) + " |")
     return "\n".join(lines)

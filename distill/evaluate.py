@@ -140,18 +140,7 @@ def build_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[It
             "eval: the held-out split is empty; raise curate.eval_fraction or "
             "generate.max_chunks, or add documents"
         )
-    hits = retriever.retrieve_many([q["question"] for q in questions], cfg.k)
-    items = [
-        Item(
-            q["sample_id"],
-            "answerable",
-            q["question"],
-            q["answer"],
-            list(q.get("source_chunk_ids") or [q["source_chunk_id"]]),
-            [c for c, _ in h],
-        )
-        for q, h in zip(questions, hits, strict=True)
-    ]
+    items = _answerable(questions, retriever, cfg.k, UNSEEN)
     picked = random.Random(cfg.seed).sample(questions, min(cfg.unanswerable, len(questions)))
     if picked:
         # Retrieve deeper, then drop every chunk of the question's source documents.
@@ -175,8 +164,14 @@ def _seen_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[It
     path = run.stage_dir("curate") / "eval_seen.parquet"
     if not cfg.seen_set or not path.exists():
         return []
-    rows = read_rows(path)[: cfg.max_questions]
-    hits = retriever.retrieve_many([q["question"] for q in rows], cfg.k) if rows else []
+    return _answerable(read_rows(path)[: cfg.max_questions], retriever, cfg.k, SEEN)
+
+
+def _answerable(
+    rows: list[dict[str, Any]], retriever: Retriever, k: int, eval_set: str
+) -> list[Item]:
+    """Curated samples as questions with their reference answers and retrieved chunks."""
+    hits = retriever.retrieve_many([q["question"] for q in rows], k) if rows else []
     return [
         Item(
             q["sample_id"],
@@ -185,7 +180,7 @@ def _seen_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[It
             q["answer"],
             list(q.get("source_chunk_ids") or [q["source_chunk_id"]]),
             [c for c, _ in h],
-            SEEN,
+            eval_set,
         )
         for q, h in zip(rows, hits, strict=True)
     ]
