@@ -489,7 +489,14 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         "judge_cost_usd": round(judge_cost, 4),
         "hardware": hardware(),
         "batch_size": cfg.batch_size,
-        "student_engine": student_engine(recipe),
+        "student_engine": next(
+            (
+                "llama.cpp" if isinstance(s.teacher, LlamaStudent) else "transformers"
+                for s in systems
+                if isinstance(s.teacher, LlamaStudent | StudentModel)
+            ),
+            None,
+        ),
         "systems": eval_metrics.summarise(unseen, names, cfg.hardware_cost_per_hour, cfg.seed),
         "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed),
         "bootstrap": {"resamples": eval_metrics.N_BOOT, "seed": cfg.seed, "level": 0.95},

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import MissingExtraError, UserError
-from distill.teachers.base import Completion, Message, Usage, cut_at_stop
+from distill.teachers.base import Completion, Message, Usage, cut_at_stop, parse_json
 
-INSTALL = "'llama-cpp-python==0.3.36'  (or: pip install 'distill[llamacpp]'; ~12 min to compile)"
+INSTALL = "'llama-cpp-python==0.3.36' (or: pip install 'distill[llamacpp]'; ~12 min to compile)"
 
 
 @cache
@@ -28,6 +28,12 @@ def available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("llama_cpp") is not None
+
+
+def require() -> None:
+    """A one-line error naming the install when llama-cpp-python is missing."""
+    if not available():
+        raise MissingExtraError("llama-cpp-python (for engine: llama.cpp)", INSTALL)
 
 
 def threads() -> int:
@@ -70,8 +76,7 @@ class LlamaCppModel:
         lora: Path | None = None,
         seed: int = 0,
     ) -> None:
-        if not available():
-            raise MissingExtraError("llama-cpp-python (for engine: llama.cpp)", INSTALL)
+        require()
         from llama_cpp import Llama
 
         self.gguf, self.lora = gguf, lora
@@ -124,8 +129,6 @@ class LlamaCppModel:
         choice = out["choices"][0]
         text = cut_at_stop(choice["message"]["content"] or "", stop).strip()
         usage = out.get("usage") or {}
-        from distill.teachers.base import parse_json
-
         return Completion(
             text=text,
             parsed=parse_json(text) if schema else None,

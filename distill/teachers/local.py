@@ -51,9 +51,8 @@ class LocalOptions(StrictModel):
     )
 
 
-def choose_engine(ref: str, engine: Engine, lora: bool = False) -> str:
+def choose_engine(ref: str, engine: Engine) -> str:
     """'llama.cpp' or 'transformers' for model `ref` (see the module docstring)."""
-    from distill.errors import MissingExtraError
     from distill.models import resolve_gguf
     from distill.teachers import llamacpp
 
@@ -65,8 +64,7 @@ def choose_engine(ref: str, engine: Engine, lora: bool = False) -> str:
             raise UserError(
                 f"engine llama.cpp needs a GGUF model (a .gguf file or a GGUF alias), not {ref}"
             )
-        if not llamacpp.available():
-            raise MissingExtraError("llama-cpp-python (for engine: llama.cpp)", llamacpp.INSTALL)
+        llamacpp.require()
         return engine
     if gguf is not None and llamacpp.available():
         return "llama.cpp"
