@@ -36,19 +36,21 @@ sys.path.insert(0, str(REPO))
 SIZES = {
     "full": [
         "generate.max_chunks=null",  # all ~96 chunks
-        "generate.samples_per_chunk=2",
-        "curate.eval_fraction=0.25",
-        "curate.seen_eval_fraction=0.2",
-        "train.epochs=3",
-        "eval.max_questions=60",
-        "eval.unanswerable=12",
+        "generate.samples_per_chunk=4",
+        "curate.eval_fraction=0.3",
+        "curate.seen_eval_fraction=0.5",  # of the training side's qa questions: >= 40
+        "train.epochs=2",
+        "train.eval_steps=10",  # each eval-loss pass reads ~70 rows
+        "train.save_steps=10",
+        "eval.max_questions=48",
+        "eval.unanswerable=24",
         "eval.pairwise=false",  # ~360 more judge calls: past the 90-minute budget
     ],
     "quick": [
         "generate.max_chunks=null",
         "generate.samples_per_chunk=1",
         "curate.eval_fraction=0.3",
-        "curate.seen_eval_fraction=0.2",
+        "curate.seen_eval_fraction=0.3",
         "train.epochs=2",
         "eval.max_questions=30",
         "eval.unanswerable=8",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
+from urllib.parse import urlsplit
 
 from distill.errors import UserError
 from distill.recipe import Recipe
@@ -79,10 +80,18 @@ def connect(recipe: Recipe) -> Connection:
     return Connection(client, url)
 
 
+def is_hf_space(url: str) -> bool:
+    """An https URL whose host is a Hugging Face Space (`NAME.hf.space`): the only place
+    the user's HF token may go. `https://x.hf.space.evil.example` is not one."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    return parts.scheme == "https" and host.endswith(".hf.space") and host != ".hf.space"
+
+
 def _space_auth(url: str) -> dict[str, Any]:
     """A private Hugging Face Space lets requests through with the user's HF token."""
     token = os.environ.get("HF_TOKEN")
-    if token and ".hf.space" in url:
+    if token and is_hf_space(url):
         return {"headers": {"Authorization": f"Bearer {token}"}}
     return {}
 

@@ -487,6 +487,7 @@ def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)\.")
     from rich.markup import escape
 
+    from distill.redact import redact
     from distill.ui import console
 
     try:
@@ -501,7 +502,7 @@ def main() -> int:
         )
         return 130
     except DistillError as e:
-        for line in str(e).splitlines() or [type(e).__name__]:
+        for line in redact(str(e)).splitlines() or [type(e).__name__]:
             console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         return e.exit_code
     return 0

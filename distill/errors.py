@@ -61,11 +61,15 @@ class TeacherError(DistillError):
         retryable: bool = False,
         retry_after: float | None = None,
     ):
+        from distill.redact import redact
+
+        # What a provider or a connection error says can echo the URL with its key in it;
+        # failures.parquet and the console get it without.
         self.status = status
-        self.body = body
+        self.body = redact(body) if body else body
         self.retryable = retryable  # worth sending again (429, 5xx, timeout, lost connection)
         self.retry_after = retry_after  # seconds the provider asked us to wait, if it said
-        super().__init__(message)
+        super().__init__(redact(message))
 
 
 class StageError(DistillError):

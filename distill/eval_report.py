@@ -19,10 +19,12 @@ COLUMNS = [
     ("correct", "correct (% ≥ 4, 95% CI)"),
     ("correctness", "correctness (mean 1-5 [95% CI])"),
     ("token_f1", "token F1 [95% CI]"),
+    ("similarity", "similarity to reference [95% CI]"),
     ("vs_teacher", "vs teacher (win / tie / loss)"),
-    ("groundedness", "groundedness (1-5)"),
-    ("citations", "citation accuracy"),
-    ("refusal", "refusal accuracy"),
+    ("groundedness", "groundedness (1-5 [95% CI])"),
+    ("citations", "citation accuracy [95% CI]"),
+    ("refusal", "refusal accuracy [95% CI]"),
+    ("answer_words", "answer words [95% CI]"),
     ("latency", "latency p50 / p95"),
     ("tokens_per_s", "tokens/s"),
     ("cost", "cost per 1k queries"),
@@ -42,6 +44,10 @@ def ci_num(ci: list[float] | None) -> str:
     return "" if ci is None else f" [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
+def ci_words(ci: list[float] | None) -> str:
+    return "" if ci is None else f" [{ci[0]:.0f}, {ci[1]:.0f}]"
+
+
 def cells(name: str, m: dict[str, Any]) -> dict[str, str]:
     """One decision-table row, formatted; the HTML test re-derives these from metrics.json."""
     c = m["correctness"]
@@ -52,17 +58,29 @@ def cells(name: str, m: dict[str, Any]) -> dict[str, str]:
     correctness = DASH if c["mean"] is None else f"{c['mean']:.2f}{ci_num(ci.get('correctness'))}"
     f1 = m.get("token_f1")
     token = DASH if f1 is None else f"{f1:.2f}{ci_num(ci.get('token_f1'))}"
+    sim = m.get("similarity")
+    similarity = DASH if sim is None else f"{sim:.2f}{ci_num(ci.get('similarity'))}"
+    words = m.get("answer_words")
+    length = DASH if words is None else f"{words:.0f}{ci_words(ci.get('answer_words'))}"
     v = m["vs_teacher"]
     vs = DASH if v is None else f"{pct(v['win'])} / {pct(v['tie'])} / {pct(v['loss'])}"
     if v is not None and v["failed"]:
         vs += f" ({v['failed']} failed)"
     g = m["groundedness"]
-    grounded = "n/a" if g is None else (DASH if g["mean"] is None else f"{g['mean']:.2f}")
+    grounded = (
+        "n/a"
+        if g is None
+        else (DASH if g["mean"] is None else f"{g['mean']:.2f}{ci_num(ci.get('groundedness'))}")
+    )
     cit = m["citations"]
     citation = (
         "n/a"
         if cit is None
-        else (DASH if cit["accuracy"] is None else f"{pct(cit['accuracy'])} of {cit['n_citing']}")
+        else (
+            DASH
+            if cit["accuracy"] is None
+            else f"{pct(cit['accuracy'])}{ci_pct(ci.get('citation_accuracy'))} of {cit['n_citing']}"
+        )
     )
     ref = m["refusal"]
     refusal = (
@@ -90,10 +108,12 @@ def cells(name: str, m: dict[str, Any]) -> dict[str, str]:
         "correct": correct,
         "correctness": correctness,
         "token_f1": token,
+        "similarity": similarity,
         "vs_teacher": vs,
         "groundedness": grounded,
         "citations": citation,
         "refusal": refusal,
+        "answer_words": length,
         "latency": latency,
         "tokens_per_s": tps,
         "cost": cost,

@@ -14,6 +14,7 @@ Outputs in `export/` (not a pipeline stage: run it after training).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -32,6 +33,9 @@ from distill.runfolder import RunFolder, now
 from distill.ui import console
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the version `make test` installs; its sdist carries llama.cpp
+# sha256 of the llama-cpp-python source packages whose converter scripts distill runs:
+# code that executes here is code whose bytes were checked.
+SDIST_SHA256 = {"0.3.36": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"}
 GGUF_TYPES = ("f16", "bf16", "q8_0", "f32")
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
 
@@ -74,6 +78,9 @@ def converter_dir() -> Path:
         version = metadata.version("llama-cpp-python")
     except metadata.PackageNotFoundError:
         version = LLAMA_CPP_PYTHON
+    if version not in SDIST_SHA256:
+        # The converters are Python scripts; a pinned release's read the same models.
+        version = LLAMA_CPP_PYTHON
     dest = cache_dir() / f"llama.cpp-converters-{version}"
     if (dest / "convert_hf_to_gguf.py").is_file():
         return dest
@@ -81,26 +88,14 @@ def converter_dir() -> Path:
         f"  fetching llama.cpp's GGUF converters (llama-cpp-python {version} sources, once)"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        got = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
-            + ["--disable-pip-version-check", "-d", tmp, f"llama-cpp-python=={version}"],
-            capture_output=True,
-            text=True,
-        )
-        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        if got.returncode != 0 or not archives:
-            raise UserError(
-                "the GGUF converter is not available: pip could not fetch the "
-                f"llama-cpp-python {version} sources ({got.stderr.strip()[-200:]}); "
-                "set DISTILL_LLAMA_CPP to a llama.cpp checkout"
-            )
-        with atomic_dir(dest) as out, tarfile.open(archives[0]) as tar:
+        archive = _fetch_sdist(version, Path(tmp))
+        with atomic_dir(dest) as out, tarfile.open(archive) as tar:
             prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
             for member in tar.getmembers():
                 name = member.name.removeprefix(prefix)
                 if member.name.startswith(prefix) and name.startswith(CONVERTER_PARTS):
                     if member.isfile():
-                        target = out / name
+                        target = inside(out, name)
                         target.parent.mkdir(parents=True, exist_ok=True)
                         src = tar.extractfile(member)
                         assert src is not None
@@ -109,6 +104,46 @@ def converter_dir() -> Path:
         shutil.rmtree(dest, ignore_errors=True)
         raise UserError(f"the llama-cpp-python {version} sources hold no GGUF converter")
     return dest
+
+
+def _fetch_sdist(version: str, tmp: Path) -> Path:
+    """The llama-cpp-python source package, downloaded by pip and checked against its
+    pinned sha256 (pip checks it too: --require-hashes)."""
+    want = SDIST_SHA256[version]
+    req = tmp / "requirements.txt"
+    req.write_text(f"llama-cpp-python=={version} --hash=sha256:{want}\n")
+    got = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
+        + ["--disable-pip-version-check", "--require-hashes", "-d", str(tmp), "-r", str(req)],
+        capture_output=True,
+        text=True,
+    )
+    archives = list(tmp.glob("llama_cpp_python-*.tar.gz"))
+    if got.returncode != 0 or not archives:
+        raise UserError(
+            "the GGUF converter is not available: pip could not fetch the "
+            f"llama-cpp-python {version} sources ({got.stderr.strip()[-200:]}); "
+            "set DISTILL_LLAMA_CPP to a llama.cpp checkout"
+        )
+    digest = hashlib.sha256()
+    with archives[0].open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != want:
+        raise UserError(
+            f"the llama-cpp-python {version} sources pip fetched do not match their pinned "
+            "sha256; nothing was run. Check your package index, or set DISTILL_LLAMA_CPP to "
+            "a llama.cpp checkout"
+        )
+    return archives[0]
+
+
+def inside(root: Path, name: str) -> Path:
+    """root/name, refused when an archive member's name leaves root ('..', absolute)."""
+    target = (root / name).resolve()
+    if name.startswith("/") or not target.is_relative_to(root.resolve()):
+        raise UserError(f"refusing archive member '{name}': it would be written outside {root}")
+    return target
 
 
 def _convert(script: str, args: list[str], out: Path) -> Path:

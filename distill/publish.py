@@ -15,8 +15,6 @@ as final, both folders are scanned for tokens and API keys; one found stops the 
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -29,6 +27,7 @@ from distill.errors import UserError
 from distill.io import atomic_dir, read_json, read_rows, write_rows
 from distill.models import resolve_causal_lm
 from distill.recipe import Recipe
+from distill.redact import SECRET_SHAPES, env_secrets, redact, scrub
 from distill.review import gate_reasons, review_stats, summary, training_rows
 from distill.runfolder import RunFolder
 
@@ -56,14 +55,6 @@ TOKENIZER_FILES = (
     "merges.txt",
     "tokenizer.model",
 )
-# Shapes of credentials, wherever they appear: Hugging Face, OpenAI, Anthropic, AWS.
-SECRET_SHAPES = {
-    "a Hugging Face token": re.compile(r"\bhf_[A-Za-z0-9]{30,}"),
-    "an OpenAI or Anthropic key": re.compile(r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}"),
-    "an AWS access key": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
-}
-_SECRET_ENV = re.compile(r"(TOKEN|API_KEY|APIKEY|SECRET|PASSWORD|ACCESS_KEY)$", re.I)
-_SECRET_FIELD = re.compile(r"(api[_-]?key|token|secret|password|authorization|bearer)", re.I)
 
 
 def repo_ids(recipe: Recipe) -> tuple[str, str]:
@@ -78,19 +69,33 @@ def repo_ids(recipe: Recipe) -> tuple[str, str]:
 # -- secrets
 
 
-def secret_values() -> dict[str, str]:
-    """Secrets this process knows: environment variables named like credentials and the
-    Hub login cache's token, as value -> where it came from (at least 8 characters)."""
-    found = {v: f"${k}" for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 8}
+def hub_login_token() -> tuple[str | None, str | None]:
+    """(the Hub login cache's token or None, why it could not be read or None). No cache
+    is not a problem; a cache that exists and cannot be read is: the scan says so."""
     try:
-        from huggingface_hub import get_token
+        from huggingface_hub import constants
+    except ImportError:
+        return None, None
+    path = Path(constants.HF_TOKEN_PATH)
+    try:
+        if not path.exists():
+            return None, None
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or type(e).__name__
+        return None, f"the Hugging Face login cache {path} could not be read ({reason})"
+    return token or None, None
 
-        token = get_token()
-    except Exception:  # noqa: BLE001 - no login cache is not an error here
-        token = None
+
+def secret_values() -> tuple[dict[str, str], list[str]]:
+    """Secrets this process knows, as value -> where it came from (at least 8 characters):
+    environment variables named like credentials and the Hub login cache's token; and
+    what could not be looked at."""
+    found = env_secrets()
+    token, problem = hub_login_token()
     if token and len(token) >= 8:
         found.setdefault(token, "the Hugging Face login cache")
-    return found
+    return found, [problem] if problem else []
 
 
 def _file_text(path: Path) -> str:
@@ -105,8 +110,8 @@ def _file_text(path: Path) -> str:
 
 def find_secrets(folder: Path) -> list[str]:
     """'file: what' for every credential found in the folder's files (never the value)."""
-    known = secret_values()
-    problems = []
+    known, unread = secret_values()
+    problems = [f"{u}: its token was not looked for" for u in unread]
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         text = _file_text(path)
         what = [f"the value of {src}" for value, src in known.items() if value in text]
@@ -114,24 +119,6 @@ def find_secrets(folder: Path) -> list[str]:
         if what:
             problems.append(f"{path.relative_to(folder)}: {', '.join(sorted(set(what)))}")
     return problems
-
-
-def scrub(value: Any) -> Any:
-    """The recipe without secrets: credential-named fields (not the *_env ones, which
-    name a variable) and credential-shaped strings become '<redacted>'."""
-    if isinstance(value, dict):
-        return {
-            k: "<redacted>"
-            if _SECRET_FIELD.search(str(k)) and not str(k).endswith("_env") and v
-            else scrub(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    if isinstance(value, str):
-        for rx in SECRET_SHAPES.values():
-            value = rx.sub("<redacted>", value)
-    return value
 
 
 # -- the stage
@@ -166,18 +153,22 @@ def write(recipe: Recipe, run: RunFolder, kind: str) -> dict[str, Any]:
     dataset_repo, adapter_repo = repo_ids(recipe)
     dest = run.stage_dir("publish") / kind
     if kind == "dataset":
-        counts: dict[str, Any] = write_dataset(recipe, run, dest, dataset_repo)
-    else:
-        write_adapter(recipe, run, dest, adapter_repo, dataset_repo)
-        counts = {}
-    problems = find_secrets(dest)
+        return write_dataset(recipe, run, dest, dataset_repo)
+    write_adapter(recipe, run, dest, adapter_repo, dataset_repo)
+    return {}
+
+
+def refuse_secrets(folder: Path, kind: str) -> None:
+    """Stop before a staged folder becomes final when it holds a credential, or when the
+    scan could not look for one; the folder published before (if any) stays as it was."""
+    problems = find_secrets(folder)
     if problems:
-        shutil.rmtree(dest)
         raise UserError(
-            f"publish {kind}: credentials found in what would be published (the folder was "
-            "removed): " + "; ".join(problems) + ". Remove them from the documents or recipe"
+            f"publish {kind}: not written, the secret scan stopped it: "
+            + "; ".join(problems)
+            + ". Remove the credentials from the documents or recipe (or fix what the scan "
+            "could not read) and publish again"
         )
-    return counts
 
 
 def _dataset_rows(rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -244,8 +235,10 @@ def write_dataset(recipe: Recipe, run: RunFolder, dest: Path, repo_id: str) -> d
             encoding="utf-8",
         )
         (tmp / "README.md").write_text(
-            dataset_card(recipe, run, repo_id, train, held, rejected, seen), encoding="utf-8"
+            redact(dataset_card(recipe, run, repo_id, train, held, rejected, seen)),
+            encoding="utf-8",
         )
+        refuse_secrets(tmp, "dataset")
     return {
         "train": len(train),
         "eval": len(held),
@@ -441,10 +434,12 @@ def write_adapter(
                 if src.exists():
                     shutil.copy2(src, tmp / name)
         (tmp / "README.md").write_text(
-            model_card(recipe, run, repo_id, dataset_repo, student.hub_id or recipe.train.student,
-                       student.note, metrics, train_metrics),
+            redact(model_card(recipe, run, repo_id, dataset_repo,
+                              student.hub_id or recipe.train.student, student.note, metrics,
+                              train_metrics)),
             encoding="utf-8",
         )  # fmt: skip
+        refuse_secrets(tmp, "adapter")
 
 
 def model_card(

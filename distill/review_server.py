@@ -75,9 +75,19 @@ def ensure_venv() -> Path:
     return py
 
 
+def _credentials_path() -> Path:
+    return state_dir() / "credentials.json"
+
+
+def secret_arg(name: str) -> str:
+    """A command-line argument the launcher replaces with credential `name` (so no
+    password or key is in any process's argv)."""
+    return f"@credentials:{name}"
+
+
 def credentials() -> dict[str, str]:
     """The local server's credentials, generated once and kept with mode 0600."""
-    path = state_dir() / "credentials.json"
+    path = _credentials_path()
     if path.exists():
         return dict(json.loads(path.read_text()))
     creds = {
@@ -103,6 +113,7 @@ def _env(redis_port: int) -> dict[str, str]:
         ARGILLA_ENABLE_TELEMETRY="0",
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_OFFLINE="1",
+        DISTILL_ARGILLA_CREDENTIALS=str(_credentials_path()),
         # Every import of argilla_server copies its web UI into a new temporary folder.
         TMPDIR=str(tmp),
     )
@@ -139,9 +150,33 @@ def _argilla(args: list[str], env: dict[str, str]) -> None:
         raise UserError(f"argilla {' '.join(args[:3])} failed: {result.stderr.strip()[-500:]}")
 
 
+def started_at(pid: int) -> str | None:
+    """When process `pid` started, as an opaque token (None: no such process). A pid the
+    system reused for another program has another start time."""
+    try:  # Linux: field 22 of /proc/PID/stat, clock ticks since boot
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        if Path("/proc/self").exists():
+            return None
+    result = subprocess.run(  # elsewhere (macOS): ps prints the start time
+        ["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True
+    )
+    return result.stdout.strip() or None
+
+
 def _pids() -> dict[str, int]:
+    """The processes `serve` started that are still those processes (not a reused pid)."""
     path = state_dir() / "pids.json"
-    return {k: int(v) for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    out = {}
+    for name, entry in saved.items():
+        if not isinstance(entry, dict):  # an older pids.json: no way to tell; leave it be
+            continue
+        pid = int(entry["pid"])
+        if entry.get("started") is not None and started_at(pid) == entry["started"]:
+            out[name] = pid
+    return out
 
 
 def _alive(pid: int) -> bool:
@@ -173,16 +208,19 @@ def serve(port: int = 6900, redis_port: int = 6379, timeout_s: float = 120) -> d
     _argilla(["database", "migrate"], env)
     _argilla(
         ["database", "users", "create_default", "--quiet"]
-        + ["--api-key", creds["api_key"], "--password", creds["owner_password"]],
+        + ["--api-key", secret_arg("api_key"), "--password", secret_arg("owner_password")],
         env,
     )
-    _create_annotator(creds, env)
+    _create_annotator(env)
     launch = [str(_python()), str(LAUNCHER)]
     pids["server"] = _start(
         "server", launch + ["start", "--host", "127.0.0.1", "--port", str(port)], env
     )
     pids["worker"] = _start("worker", launch + ["worker", "--num-workers", "1"], env)
-    write_text(state_dir() / "pids.json", json.dumps(pids))
+    write_text(
+        state_dir() / "pids.json",
+        json.dumps({k: {"pid": p, "started": started_at(p)} for k, p in pids.items()}),
+    )
     write_text(state_dir() / "server.json", json.dumps({"port": port}))
     deadline = time.monotonic() + timeout_s
     while not _ready(port, creds["api_key"]):
@@ -195,9 +233,9 @@ def serve(port: int = 6900, redis_port: int = 6379, timeout_s: float = 120) -> d
     return info(port)
 
 
-def _create_annotator(creds: dict[str, str], env: dict[str, str]) -> None:
+def _create_annotator(env: dict[str, str]) -> None:
     args = ["database", "users", "create", "--username", ANNOTATOR, "--first-name", "Annotator"]
-    args += ["--role", "annotator", "--password", creds["annotator_password"]]
+    args += ["--role", "annotator", "--password", secret_arg("annotator_password")]
     args += ["--workspace", "argilla"]
     result = subprocess.run(
         [str(_python()), str(LAUNCHER), *args], env=env, capture_output=True, text=True
@@ -237,7 +275,8 @@ def local_server() -> dict[str, Any] | None:
 
 
 def stop() -> list[str]:
-    """Stop what `serve` started; return the names of what was stopped."""
+    """Stop what `serve` started; return the names of what was stopped. A saved pid that
+    now names another program (the pid was reused) is left alone."""
     stopped = []
     for name, pid in _pids().items():
         if not _alive(pid):

@@ -15,6 +15,7 @@ from typing import Any
 
 from distill import __version__
 from distill.io import read_json, write_json
+from distill.redact import scrub
 
 STAGES = ("ingest", "generate", "curate", "review", "train", "eval", "publish")
 TRACKED_PACKAGES = (
@@ -73,4 +74,5 @@ class RunFolder:
 
     def save(self) -> None:
         self.manifest["updated_at"] = now()
-        write_json(self.manifest_path, self.manifest)
+        # Credentials in the recipe (a key in a base_url, say) never reach the disk.
+        write_json(self.manifest_path, scrub(self.manifest))

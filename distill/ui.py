@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -16,7 +16,18 @@ from rich.progress import (
 )
 
 T = TypeVar("T")
-console = Console(stderr=True, highlight=False)
+
+
+class RedactingConsole(Console):
+    """A console whose printed text never carries a credential (see distill.redact)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        from distill.redact import redact
+
+        super().print(*(redact(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+console = RedactingConsole(stderr=True, highlight=False)
 
 
 def progress() -> Progress:

@@ -346,7 +346,16 @@ def test_html_report_table_carries_the_metrics() -> None:
     assert table["base"]["vs_teacher"] == "0% / 67% / 33%"
     assert table["base"]["groundedness"] == "n/a" and table["base"]["refusal"] == "n/a"
     assert table["teacher"]["refusal"] == "50% [0%, 100%] of 2"
-    assert table["teacher"]["citations"] == "50% of 2"
+    assert table["teacher"]["citations"] == "50% [0%, 100%] of 2"  # q1 cites its source, q2 not
+    words = [
+        len(r["answer"].split())
+        for r in rows
+        if r["system"] == "teacher" and r["kind"] == "answerable" and not r["answer_error"]
+    ]
+    assert table["teacher"]["answer_words"] == (
+        f"{sum(words) / len(words):.0f} [{min(words)}, {max(words)}]"
+    )
+    assert table["teacher"]["similarity"] == "—"  # no embedding similarity in these rows
     assert table["teacher"]["latency"] == "2.00 / 4.00 s"
     assert table["teacher"]["cost"] == "$2.00"
     assert table["ft+rag"]["cost"] == "$0.25 (compute)"

@@ -12,7 +12,8 @@ import pytest
 from distill.errors import UserError
 from distill.hub import upload
 from distill.io import write_rows
-from distill.publish import find_secrets, scrub, size_category
+from distill.publish import find_secrets, size_category
+from distill.redact import scrub
 from tests.hub_server import serve_hub
 
 HF_TOKEN = "hf_" + "T3st" * 9  # shaped like a real token; never valid anywhere
