@@ -265,8 +265,13 @@ def publish_cmd(
         ),
     ] = None,
     private: Annotated[
-        bool, typer.Option("--private", help="Create the repository as private.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--private/--public",
+            help="Make the repository private (or public), new or existing. Without either: "
+            "a new one follows publish.private, an existing one keeps its visibility.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Write the folder and stop: upload nothing.")
     ] = False,
@@ -296,8 +301,10 @@ def publish_cmd(
         raise UserError(f"publish: KIND is 'dataset' or 'adapter', not '{kind}'")
     if repo_id is not None and not re.fullmatch(REPO_ID, repo_id):
         raise UserError(f"--repo-id '{repo_id}': write it as ORG/NAME (letters, digits, - _ .)")
-    if kind is None and (repo_id or private or dry_run):
-        raise UserError("--repo-id, --private and --dry-run need a KIND: dataset or adapter")
+    if kind is None and (repo_id or private is not None or dry_run):
+        raise UserError(
+            "--repo-id, --private/--public and --dry-run need a KIND: dataset or adapter"
+        )
     r = _load(recipe, set_)
     if kind is None:
         run_pipeline(r, only="publish", force={"publish"}, accept_unreviewed=accept_unreviewed)
@@ -334,7 +341,8 @@ def publish_cmd(
                 "note: uploading this dataset needs --accept-unreviewed: " + "; ".join(reasons)
             )
         return
-    private = private or r.publish.private
+    if private is None and r.publish.private:
+        private = True
     got = upload(
         "dataset" if kind == "dataset" else "adapter",
         folder,
@@ -342,7 +350,11 @@ def publish_cmd(
         private,
         f"distill publish {kind} (recipe {r.name})",
     )
-    typer.echo(f"uploaded {got['files']} files to {got['url']} (commit {got['commit'][:12]})")
+    typer.echo(
+        f"uploaded {got['files']} files to {got['url']} (commit {got['commit'][:12]})"
+        + (f"; deleted {len(got['deleted'])} no longer published" if got["deleted"] else "")
+        + ("" if got["private"] is None else f"; {'private' if got['private'] else 'public'}")
+    )
 
 
 @app.command("export")

@@ -19,10 +19,25 @@ def _repo_type(kind: Kind) -> str:
     return "dataset" if kind == "dataset" else "model"
 
 
-def upload(kind: Kind, folder: Path, repo_id: str, private: bool, message: str) -> dict[str, Any]:
-    """Create the repository if needed and commit every file of `folder` in one commit.
-    Returns {"url", "commit", "files", "bytes"}."""
-    from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
+# Files the Hub writes itself; never deleted as stale.
+HUB_OWN_FILES = {".gitattributes"}
+
+
+def upload(
+    kind: Kind, folder: Path, repo_id: str, private: bool | None, message: str
+) -> dict[str, Any]:
+    """Make the repository match `folder` in one commit: create it if needed, add every
+    file, delete the files it holds that the folder no longer has (say, the corpus after
+    `include_corpus` was turned off). `private`: True or False sets the visibility of a
+    new or existing repository; None creates a public one and leaves an existing one's
+    visibility as it is. Returns {"url", "commit", "files", "deleted", "bytes", "private"}."""
+    from huggingface_hub import (
+        CommitOperationAdd,
+        CommitOperationDelete,
+        HfApi,
+        constants,
+        get_token,
+    )
     from huggingface_hub.errors import HfHubHTTPError
 
     if constants.is_offline_mode():
@@ -37,15 +52,22 @@ def upload(kind: Kind, folder: Path, repo_id: str, private: bool, message: str) 
     api = HfApi()
     repo_type = _repo_type(kind)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
+    local = {p.relative_to(folder).as_posix() for p in files}
     try:
-        repo = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        repo = api.create_repo(repo_id, repo_type=repo_type, private=bool(private), exist_ok=True)
+        if private is not None:  # an existing repository keeps its own otherwise
+            api.update_repo_settings(repo_id, repo_type=repo_type, private=private)
+        stale = sorted(
+            set(api.list_repo_files(repo_id, repo_type=repo_type)) - local - HUB_OWN_FILES
+        )
         info = api.create_commit(
             repo_id,
             repo_type=repo_type,
             operations=[
                 CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=p)
                 for p in files
-            ],
+            ]
+            + [CommitOperationDelete(path_in_repo=p) for p in stale],
             commit_message=message,
         )
     except HfHubHTTPError as e:
@@ -65,5 +87,7 @@ def upload(kind: Kind, folder: Path, repo_id: str, private: bool, message: str) 
         "url": str(repo),
         "commit": info.oid,
         "files": len(files),
+        "deleted": stale,
         "bytes": sum(p.stat().st_size for p in files),
+        "private": private,
     }

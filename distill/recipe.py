@@ -588,7 +588,11 @@ class PublishConfig(StrictModel):
         description="Hub model repository for the adapter, ORG/NAME or NAME; defaults to "
         "'<recipe name>-lora'. `distill publish --repo-id` overrides it.",
     )
-    private: bool = Field(False, description="Create the Hub repositories as private.")
+    private: bool = Field(
+        False,
+        description="Make the Hub repositories private, new or existing (false: a new one is "
+        "public, an existing one keeps its visibility; `distill publish --public` opens one).",
+    )
     license: str = Field(
         "other", description="License stated in both cards (your documents' license)."
     )

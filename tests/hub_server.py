@@ -68,8 +68,29 @@ class FakeHub:
                 return self.send(h, 409, {"error": "You already created this repo", "url": url})
             private = req.get("visibility") == "private" or bool(req.get("private"))
             self.repos[key] = {"private": private}
-            self.files[key] = {}
+            self.files[key] = {".gitattributes": b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"}
             return self.send(h, 200, {"url": url, "name": repo_id})
+        m = re.fullmatch(r"/api/(model|dataset|space)s/(.+)/settings", path)
+        if method == "PUT" and m:  # HfApi.update_repo_settings
+            key = f"{m[1]}/{m[2]}"
+            if key not in self.repos:
+                return self.send(h, 404, {"error": "Repository not found"})
+            req = json.loads(body)
+            if "visibility" in req:
+                self.repos[key]["private"] = req["visibility"] == "private"
+            elif "private" in req:
+                self.repos[key]["private"] = bool(req["private"])
+            return self.send(h, 200, {})
+        m = re.fullmatch(r"/api/(model|dataset|space)s/(.+)/tree/([^/]+)", path)
+        if method == "GET" and m:  # HfApi.list_repo_files (recursive, one page)
+            key = f"{m[1]}/{m[2]}"
+            if key not in self.files:
+                return self.send(h, 404, {"error": "Repository not found"})
+            listing = [
+                {"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                for p, b in sorted(self.files[key].items())
+            ]
+            return self.send(h, 200, listing)
         if method == "POST" and path == "/api/validate-yaml":  # a README's front matter
             req = json.loads(body)
             self.validated.append(req)
@@ -121,6 +142,9 @@ class FakeHub:
                 v = line["value"]
                 if line["key"] == "file":
                     self.files[key][v["path"]] = base64.b64decode(v["content"])
+                elif line["key"] == "deletedFile":
+                    if self.files[key].pop(v["path"], None) is None:
+                        return self.send(h, 404, {"error": f"{v['path']} does not exist"})
                 elif line["key"] == "lfsFile":
                     if v["oid"] not in self.blobs:
                         return self.send(h, 422, {"error": f"LFS object {v['oid']} not uploaded"})
@@ -150,7 +174,7 @@ class FakeHub:
             h.rfile.readline()
 
     @staticmethod
-    def send(h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
+    def send(h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any] | list[Any]) -> None:
         data = json.dumps(payload).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json")

@@ -260,6 +260,9 @@ def test_publish_uploads_both_repositories_over_http(
             if p.is_file()
         }
 
+    for repo in hub.files.values():  # the Hub's own file, written when a repo is created
+        assert repo.pop(".gitattributes").startswith(b"*.parquet filter=lfs")
+
     dataset, model = run / "publish" / "dataset", run / "publish" / "adapter"
     assert hub.files["dataset/me/brightdesk-qa"] == files(dataset)
     assert hub.files["model/me/brightdesk-lora"] == files(model)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -102,7 +103,7 @@ def test_upload_sends_every_file_to_the_hub(hub_env, tmp_path: Path) -> None:  #
     local = {
         p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
     }
-    assert hub.files["dataset/me/demo"] == local
+    assert hub.files["dataset/me/demo"] == {**local, ".gitattributes": ANY}
     # The Parquet file went through the LFS protocol, the card inline in the commit.
     parquet = local["data/train-00000-of-00001.parquet"]
     assert hashlib.sha256(parquet).hexdigest() in hub.blobs
@@ -114,6 +115,29 @@ def test_upload_sends_every_file_to_the_hub(hub_env, tmp_path: Path) -> None:  #
     upload("dataset", folder, "me/demo", private=True, message="again")
     assert hub.files["dataset/me/demo"]["README.md"].endswith(b"# card v2\n")
     assert len(hub.commits) == 2
+
+
+def test_publishing_again_makes_the_repo_match_the_folder(hub_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    hub = hub_env
+    folder = tmp_path / "dataset"
+    (folder / "corpus").mkdir(parents=True)
+    (folder / "README.md").write_text("---\nlicense: other\n---\n# card\n")
+    write_rows(folder / "corpus" / "chunks-00000-of-00001.parquet", [{"text": "a chunk"}])
+    upload("dataset", folder, "me/demo", private=None, message="with the corpus")
+    assert hub.repos["dataset/me/demo"] == {"private": False}
+    assert "corpus/chunks-00000-of-00001.parquet" in hub.files["dataset/me/demo"]
+    # include_corpus turned off, and the user now asks for a private repository
+    (folder / "corpus" / "chunks-00000-of-00001.parquet").unlink()
+    got = upload("dataset", folder, "me/demo", private=True, message="without it")
+    assert got["deleted"] == ["corpus/chunks-00000-of-00001.parquet"]
+    assert sorted(hub.files["dataset/me/demo"]) == [".gitattributes", "README.md"]
+    assert hub.repos["dataset/me/demo"] == {"private": True}
+    assert len(hub.commits) == 2  # the deletion is in the same commit as the upload
+    # Neither --private nor --public: an existing repository keeps its visibility.
+    got = upload("dataset", folder, "me/demo", private=None, message="again")
+    assert got["deleted"] == [] and hub.repos["dataset/me/demo"] == {"private": True}
+    upload("dataset", folder, "me/demo", private=False, message="open it")
+    assert hub.repos["dataset/me/demo"] == {"private": False}
 
 
 def test_upload_without_a_token_is_one_clear_error(

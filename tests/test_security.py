@@ -44,7 +44,10 @@ def test_hf_token_goes_only_to_https_spaces(
         ("https://user:pa55@proxy.example/v1", "https://<redacted>@proxy.example/v1"),
         ("see http://tok@h.example:8080/x.", "see http://<redacted>@h.example:8080/x."),
         ("https://a:b@c@host.example/", "https://<redacted>@host.example/"),
-        ("https://h.example/v1?api-key=abc123&model=m", "https://h.example/v1?api-key=<redacted>&model=m"),
+        (
+            "https://h.example/v1?api-key=abc123&model=m",
+            "https://h.example/v1?api-key=<redacted>&model=m",
+        ),
         ("https://h.example/?key=abc", "https://h.example/?key=<redacted>"),
         ("https://h.example/?x=1&token=abc#frag", "https://h.example/?x=1&token=<redacted>#frag"),
         ("https://blob.example/f?sv=1&sig=Zm9v%3D", "https://blob.example/f?sv=1&sig=<redacted>"),
