@@ -41,7 +41,6 @@ from __future__ import annotations
 import os
 import platform
 import random
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,9 +99,6 @@ PAIRWISE_SCHEMA: dict[str, Any] = {
     "required": ["winner", "reason"],
 }
 # Tags of the judge templates: an answer containing one cannot close its own fence.
-_TAGS = re.compile(r"<\s*/?\s*(answer_a|answer_b|answer|reference|question|document)\b", re.I)
-
-
 UNSEEN, SEEN = "unseen", "seen"  # the two eval sets (see the module docstring)
 
 
@@ -122,11 +118,6 @@ class System:
     name: str
     teacher: Teacher
     local: bool  # compute on this machine (or a self-hosted endpoint), not an API bill
-
-
-def defuse(text: str) -> str:
-    """An answer as judge material: tag look-alikes lose their '<'."""
-    return _TAGS.sub(lambda m: m.group(0).replace("<", "&lt;"), text)
 
 
 def build_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[Item]:
@@ -604,8 +595,8 @@ def _grade(
             tpl.render(
                 passages=numbered(it.hits) if rag else [],
                 question=it.question,
-                reference=defuse(it.reference),
-                answer=defuse(r["answer"]),
+                reference=it.reference,
+                answer=r["answer"],
             )
         )
         schemas.append(GRADE_SCHEMA if rag else CORRECTNESS_SCHEMA)
@@ -649,8 +640,8 @@ def _pairwise(rows: list[dict[str, Any]], judge: JsonJudge, tpl: Template) -> fl
             r["vs_teacher"] = "failed"
             r["pairwise_error"] = "no answer to compare"
             continue
-        common = {"question": r["question"], "reference": defuse(r["reference"])}
-        s_ans, t_ans = defuse(r["answer"]), defuse(t["answer"])
+        common = {"question": r["question"], "reference": r["reference"]}
+        s_ans, t_ans = r["answer"], t["answer"]
         prompts.append(tpl.render(**common, answer_a=s_ans, answer_b=t_ans))
         prompts.append(tpl.render(**common, answer_a=t_ans, answer_b=s_ans))
         asked.append(r)

@@ -4,9 +4,13 @@ A reference is `name@vN`. Templates are Jinja2 with StrictUndefined (a missing
 variable is an error). The template is split into chat messages by lines that
 hold only `[system]`, `[user]` or `[assistant]`; each part is rendered on its own.
 
-Documents are untrusted: `passages` are given to templates already fenced in
-`<document id=...>` tags, with any look-alike closing tags in their text defused,
-so a document cannot end its own fence and speak as instructions.
+Documents are untrusted, and so is everything a model wrote (questions, answers,
+references): one function, `defuse`, takes the '<' off anything in such text that
+looks like one of the templates' tags (`</document>`, `< /answer`, `<QUESTION >`).
+`Template.render` defuses every variable it is given, so no call site can forget;
+`passages` come already fenced in `<document id=...>` tags by `fence` (whose text and
+title it defuses), marked `Fenced` so their own tags stay. A document cannot end its
+own fence, nor an answer its own tag, and speak as instructions.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Template:
         The source is split into role sections *before* rendering, so a variable's
         value (a document) can never start a new message.
         """
+        variables = {k: defused(v) for k, v in variables.items()}
         parts = _ROLE.split(self.text)
         if parts[0].strip():
             raise UserError(
@@ -74,11 +79,40 @@ def load_template(ref: str, search: list[Path] | None = None) -> Template:
     raise UserError(f"prompt template {ref} not found (looked for {m['name']}/v{m['version']}.j2)")
 
 
-_FENCE = re.compile(r"</?\s*document", re.I)
+# The tags the templates use to delimit material, and chat-role look-alikes.
+_TAG = re.compile(
+    r"<\s*/?\s*(?:document|question|answer(?:_[ab])?|reference|passage|conversation|"
+    r"context|request|instructions?|system|user|assistant)\b",
+    re.I,
+)
 
 
-def fence(chunk_id: str, text: str, title: str = "") -> str:
-    """Wrap an untrusted passage in document tags, defusing tags inside it."""
-    safe = _FENCE.sub(lambda m: m.group(0).replace("<", "&lt;"), text)
-    label = f' title="{title.replace(chr(34), chr(39))}"' if title else ""
-    return f'<document id="{chunk_id}"{label}>\n{safe}\n</document>'
+class Fenced(str):
+    """Text `fence` built: its document tags are meant; `render` leaves it as it is."""
+
+
+def defuse(text: str) -> str:
+    """Untrusted text as prompt material: tag look-alikes lose their '<' (as '&lt;')."""
+    return _TAG.sub(lambda m: "&lt;" + m.group(0)[1:], text)
+
+
+def defused(value: Any) -> Any:
+    """A template variable with every untrusted string in it defused (not `Fenced`)."""
+    if isinstance(value, Fenced):
+        return value
+    if isinstance(value, str):
+        return defuse(value)
+    if isinstance(value, list | tuple):
+        return [defused(v) for v in value]
+    if isinstance(value, dict):
+        return {k: defused(v) for k, v in value.items()}
+    return value
+
+
+def fence(chunk_id: str, text: str, title: str = "") -> Fenced:
+    """Wrap an untrusted passage in document tags; its text and title are defused, and
+    the title cannot close its attribute or break the line."""
+    label = ""
+    if title:
+        label = ' title="' + " ".join(defuse(title).replace('"', "'").split()) + '"'
+    return Fenced(f'<document id="{chunk_id}"{label}>\n{defuse(text)}\n</document>')

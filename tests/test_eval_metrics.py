@@ -10,8 +10,8 @@ import pytest
 
 from distill import eval_metrics as em
 from distill.eval_report import cells, compare, render_html, render_markdown
-from distill.evaluate import defuse
 from distill.io import write_json
+from distill.prompts import defuse
 from distill.tasks import is_refusal
 
 
