@@ -11,6 +11,7 @@ import fnmatch
 import json
 import os
 import re
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,14 @@ READERS_BY_SUFFIX = {
     ".htm": "html",
     ".pdf": "pdf",
     ".jsonl": "jsonl",
+}
+FORMAT_NAMES = {
+    "markdown": "Markdown",
+    "text": "plain text",
+    "rst": "reStructuredText",
+    "html": "HTML",
+    "jsonl": "JSON Lines",
+    "pdf": "a PDF",
 }
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _GLOB_CHARS = set("*?[")
@@ -108,7 +117,7 @@ def discover(cfg: IngestConfig, base_dir: Path) -> tuple[list[Path], Path]:
         if _GLOB_CHARS & set(pattern):
             matches = [p for p in sorted(base_dir.glob(pattern)) if p.is_file()]
         elif full.is_dir():
-            matches = [p for p in sorted(full.rglob("*")) if p.is_file()]
+            matches = [p for p in sorted(full.rglob("*")) if p.is_file() or _dangling(p)]
         elif full.is_file():
             matches = [full]
         else:
@@ -118,12 +127,23 @@ def discover(cfg: IngestConfig, base_dir: Path) -> tuple[list[Path], Path]:
         if not matches:
             raise InputError(f"ingest.paths: '{pattern}' matches no file (relative to {base_dir})")
         found.extend(matches)
-    files = sorted({p.resolve() for p in found if not p.name.startswith(".")})
+    files = sorted(
+        {
+            (p.absolute() if _dangling(p) else p.resolve())
+            for p in found
+            if not p.name.startswith(".")
+        }
+    )
     files = [p for p in files if not _excluded(p, base_dir, cfg.exclude)]
     if not files:
         raise InputError("ingest: every file is excluded; check ingest.paths and ingest.exclude")
     root = Path(_common_root(files))
     return files, root
+
+
+def _dangling(path: Path) -> bool:
+    """A symbolic link whose target does not exist."""
+    return path.is_symlink() and not path.exists()
 
 
 def _excluded(path: Path, base_dir: Path, patterns: list[str]) -> bool:
@@ -143,6 +163,68 @@ def _common_root(files: list[Path]) -> str:
 # ---------------------------------------------------------------- readers
 
 
+# What a file is by its first bytes, whatever its name says.
+MAGIC = (
+    (b"PK\x03\x04", "a zip archive (or .docx/.xlsx/.epub)"),
+    (b"PK\x05\x06", "an empty zip archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"BZh", "a bzip2 archive"),
+    (b"\xfd7zXZ\x00", "an xz archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\x28\xb5\x2f\xfd", "a zstd archive"),
+    (b"%PDF-", "a PDF"),
+    (b"\x7fELF", "an executable (ELF)"),
+    (b"\xcf\xfa\xed\xfe", "an executable (Mach-O)"),
+    (b"\xca\xfe\xba\xbe", "a Java class or Mach-O file"),
+    (b"\x00asm", "a WebAssembly module"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"PAR1", "a Parquet file"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office document (OLE)"),
+    (b"OggS", "an Ogg media file"),
+    (b"ID3", "an MP3 file"),
+    (b"fLaC", "a FLAC file"),
+)
+
+
+def sniff(data: bytes) -> str | None:
+    """What the bytes are, when their first bytes say so (None: no known signature)."""
+    for magic, what in MAGIC:
+        if data.startswith(magic):
+            return what
+    if data[257:262] == b"ustar":
+        return "a tar archive"
+    if data[:4] == b"RIFF" and data[8:12] in (b"WAVE", b"AVI ", b"WEBP"):
+        return "a RIFF media file"
+    return None
+
+
+def precheck(path: Path, cfg: IngestConfig) -> str | None:
+    """Why a discovered file is skipped before it is read (None: read it)."""
+    if _dangling(path):
+        return f"dangling symbolic link (its target {os.readlink(path)} does not exist)"
+    size = path.stat().st_size
+    if size > cfg.max_file_mb * 1e6:
+        return f"larger than ingest.max_file_mb ({size / 1e6:.0f} MB > {cfg.max_file_mb:g} MB)"
+    return None
+
+
+def low_information(text: str) -> str | None:
+    """Why a text holds almost no information (one character repeated, a line pasted
+    thousands of times), or None. Prose compresses to about a third; this is < 2%."""
+    if len(text) < 2000:
+        return None
+    sample = text[:1_000_000].encode("utf-8", "replace")
+    ratio = len(zlib.compress(sample, 6)) / len(sample)
+    if ratio < 0.02:
+        return f"almost no information (it compresses to {ratio:.1%} of its size)"
+    return None
+
+
 def read_documents(path: Path, root: Path, base_dir: Path, cfg: IngestConfig) -> list[Document]:
     """Read one file into Documents (text as Markdown-ish). Raises ValueError with a reason."""
     fmt = READERS_BY_SUFFIX.get(path.suffix.lower())
@@ -151,12 +233,19 @@ def read_documents(path: Path, root: Path, base_dir: Path, cfg: IngestConfig) ->
     data = path.read_bytes()
     if not data.strip():
         raise ValueError("empty file")
+    what = sniff(data)
+    if fmt == "pdf" and b"%PDF-" not in data[:1024]:
+        raise ValueError(f"{what}, not a PDF" if what else "not a PDF (no %PDF- header)")
+    if fmt != "pdf" and what is not None:
+        raise ValueError(f"{what}, not {FORMAT_NAMES[fmt]}, by its first bytes")
     rel = path.relative_to(root).with_suffix("").as_posix()
     source = Path(os.path.relpath(path, base_dir.resolve())).as_posix()
     sha = sha256_bytes(data)
     if fmt == "pdf":
         text = _read_pdf(path)
     else:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise ValueError("UTF-16 text: save it as UTF-8")
         if b"\x00" in data[:8192]:
             raise ValueError("binary file")
         try:
@@ -169,6 +258,11 @@ def read_documents(path: Path, root: Path, base_dir: Path, cfg: IngestConfig) ->
     text = _normalise(text)
     if not text.strip():
         raise ValueError("no text content")
+    if all(ln.lstrip().startswith("#") for ln in text.splitlines() if ln.strip()):
+        raise ValueError("no text beyond its headings")
+    why = low_information(text)
+    if why:
+        raise ValueError(why)
     return [Document(rel, source, source, _title(text, path.stem), text, fmt, sha)]
 
 
@@ -303,8 +397,22 @@ def html_to_text(html: str) -> str:
             node = LexborHTMLParser(html).css_first("title")
             if node is not None and node.text(strip=True):
                 text = f"# {node.text(strip=True)}\n\n{text}"
-        return text
-    return _html_walk(html)
+    else:
+        text = _html_walk(html)
+    if not _has_sentence(text):
+        raise ValueError(
+            "no main content (no sentence of 6 or more words outside headings: a navigation "
+            "or index page?)"
+        )
+    return text
+
+
+def _has_sentence(text: str) -> bool:
+    return any(
+        len(line.split()) >= 6
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
 
 
 def _html_walk(html: str) -> str:
@@ -504,7 +612,16 @@ def input_files(recipe: Recipe) -> dict[str, str]:
         files += sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else []
         files += [local] if local.is_file() else []
     base = recipe.base_dir.resolve()
-    return {Path(os.path.relpath(p, base)).as_posix(): sha256_bytes(p.read_bytes()) for p in files}
+    return {Path(os.path.relpath(p, base)).as_posix(): _file_sha(p) for p in files}
+
+
+def _file_sha(path: Path) -> str:
+    """A file's sha256, or what kept it from being read (a dangling link, no permission):
+    ingest skips such a file with its reason, and the fingerprint notes the same."""
+    try:
+        return sha256_bytes(path.read_bytes())
+    except OSError as e:
+        return f"unreadable: {e.strerror or type(e).__name__}"
 
 
 def _previous(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, list], dict[str, list]]:
@@ -565,7 +682,10 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
             try:
                 parsed = read()
             except (ValueError, OSError) as e:
-                outcomes.append(FileOutcome(label, "skipped", str(e)))
+                outcomes.append(FileOutcome(label, "skipped", _reason(e)))
+                return
+            except Exception as e:  # noqa: BLE001 - a parser's own error skips its file only
+                outcomes.append(FileOutcome(label, "skipped", f"unreadable ({_reason(e, True)})"))
                 return
             counter = counter or HFTokenCounter(load_tokenizer(tokenizer))
             new_docs, new_chunks = [], []
@@ -582,11 +702,21 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     base = recipe.base_dir.resolve()
     for path in track(files, "reading files"):
         file = Path(os.path.relpath(path, base)).as_posix()
+        label = str(path.relative_to(root))
+        try:
+            why, data = precheck(path, cfg), b""
+            if why is None:
+                data = path.read_bytes()
+        except OSError as e:
+            why = _reason(e)
+        if why is not None:
+            outcomes.append(FileOutcome(label, "skipped", why))
+            continue
         add(
             file,
-            sha256_bytes(path.read_bytes()),
+            sha256_bytes(data),
             lambda path=path: read_documents(path, root, recipe.base_dir, cfg),
-            str(path.relative_to(root)),
+            label,
         )
     for spec in cfg.datasets:
         parsed = dataset_documents(spec, recipe.base_dir)
@@ -619,6 +749,15 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         "embedded_chunks": embedded,
         "corpus_tokens": sum(c["n_tokens"] for c in chunks),
     }
+
+
+def _reason(e: BaseException, typed: bool = False) -> str:
+    """An exception as a one-line skip reason."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"cannot read it ({e.strerror})"
+    text = " ".join(str(e).split()) or type(e).__name__
+    text = f"{type(e).__name__}: {text}" if typed else text
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def _report(root: Path, outcomes: list[FileOutcome], chunks: list[dict[str, Any]]) -> str:

@@ -59,6 +59,9 @@ class IngestConfig(StrictModel):
     exclude: list[str] = Field(
         default_factory=list, description="Glob patterns (relative paths) of files to leave out."
     )
+    max_file_mb: float = Field(
+        64, gt=0, description="Files larger than this (MB) are skipped, with their reason."
+    )
     chunk_tokens: int = Field(
         256, ge=16, le=8192, description="Largest chunk, in tokens of `tokenizer`."
     )
