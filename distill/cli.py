@@ -67,11 +67,20 @@ def _load(recipe: Path, overrides: list[str] | None):
 
 @app.command()
 def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
-    """Check a recipe and print it with every default filled in."""
+    """Check a recipe and print it with every default filled in.
+
+    Also runs the checks `distill run` makes before its first stage that need no network:
+    teacher and judge specs and options, API keys present (names only), offline model
+    packages and local model files, prompt templates, the student.
+    """
     import yaml
 
+    from distill.preflight import check
+    from distill.redact import scrub
+
     r = _load(recipe, set_)
-    typer.echo(yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False).rstrip())
+    check(r)
+    typer.echo(yaml.safe_dump(scrub(r.model_dump(mode="json")), sort_keys=False).rstrip())
     typer.echo(f"# {recipe}: valid", err=True)
 
 

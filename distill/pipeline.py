@@ -158,7 +158,12 @@ def run_pipeline(
     )
     run.manifest.setdefault("created_at", now())
     console.print(f"[bold]distill[/] run [cyan]{recipe.name}[/] → {run.root}")
-    for name in select(only, until):
+    selected = select(only, until)
+    from distill.preflight import check
+
+    # Every problem a stage about to run would hit, in seconds, before the first starts.
+    check(recipe, _to_run(selected, stages, recipe, run, force), network=True)
+    for name in selected:
         stage = stages[name]
         for up in stage.upstream:
             if not run.is_done(up):
@@ -176,6 +181,24 @@ def run_pipeline(
             stage.before(recipe, run)
         _run_stage(stage, recipe, run, fp, extra)
     return run
+
+
+def _to_run(
+    selected: list[str], stages: dict[str, Stage], recipe: Recipe, run: RunFolder, force: set[str]
+) -> list[str]:
+    """The selected stages from the first one that will not be skipped as unchanged (a
+    rerun stage changes what follows it)."""
+    for i, name in enumerate(selected):
+        stage = stages[name]
+        if name in force or stage.volatile(recipe) or not run.is_done(name):
+            return selected[i:]
+        try:
+            fp = fingerprint(stage, recipe, run, stage.extra(recipe))
+        except Exception:  # noqa: BLE001 - the stage itself will say what is wrong
+            return selected[i:]
+        if run.stage(name).get("fingerprint") != fp:
+            return selected[i:]
+    return []
 
 
 def check_gate(recipe: Recipe, run: RunFolder) -> None:

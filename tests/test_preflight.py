@@ -1,0 +1,105 @@
+"""Preflight (issue 16): a bad recipe fails in seconds, before ingest, with every
+problem on its own line, and `distill validate` runs the same checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distill.errors import UserError
+from distill.pipeline import run_pipeline
+from distill.preflight import problems
+from distill.recipe import load_recipe
+
+GOOD = "name: r\ningest: {paths: [docs]}\ngenerate: {teacher: 'fake:'}\n"
+
+# recipe text -> a phrase of the problem it must report
+BAD = {
+    "generate: {teacher: 'nosuchprovider:model'}": "unknown provider in 'nosuchprovider:model'",
+    "generate: {teacher: 'gpt-4o'}": "unknown provider in 'gpt-4o'",
+    "generate: {teacher: 'openai:'}": "'openai:' needs a model",
+    "generate: {teacher: 'openai:gpt-4o'}": "needs an API key in $OPENAI_API_KEY",
+    "generate: {teacher: 'anthropic:claude-x'}": "needs an API key in $ANTHROPIC_API_KEY",
+    "generate: {teacher: 'openai:m', teacher_options: {api_key_env: MY_KEY}}": "$MY_KEY",
+    "generate: {teacher: 'openai:m', teacher_options: {concurency: 2}}": "concurency",
+    "generate: {teacher: 'local:nosuchmodel'}": "is not an offline alias",
+    "generate: {teacher: 'local:./missing.gguf'}": "GGUF file not found",
+    "generate: {teacher: 'fake:', question_template: nosuch@v1}": "nosuch@v1 not found",
+    "generate: {teacher: 'fake:', answer_template: qa_answer@v99}": "qa_answer@v99 not found",
+    "curate: {judge: 'nosuch:x'}": "curate.judge: unknown provider",
+    "eval: {judge: 'local:qwen9'}": "eval.judge model 'qwen9'",
+    "eval: {base_model: 'openai:vllm-base'}": "eval.base_model 'openai:vllm-base' needs",
+    "train: {student: ./no-such-folder}": "./no-such-folder does not exist",
+    "train: {student: 'not a model'}": "'not a model' is not an offline alias",
+    "ingest: {paths: [nowhere]}": "ingest.paths: 'nowhere'",
+    "ingest: {paths: [docs], embedding_model: ./no-embedder}": "no-embedder does not exist",
+    "review: {mode: argilla, api_url: 'http://127.0.0.1:9'}": "ARGILLA_API_KEY",
+}
+
+
+def _recipe(tmp_path: Path, extra: str) -> Path:
+    (tmp_path / "docs").mkdir(exist_ok=True)
+    (tmp_path / "docs" / "a.md").write_text("# A\n\nSome text about plans and prices here.\n")
+    lines = {ln.split(":", 1)[0]: ln for ln in GOOD.splitlines()}
+    key = extra.split(":", 1)[0]
+    lines[key] = extra
+    path = tmp_path / "recipe.yaml"
+    path.write_text("\n".join(lines.values()) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("extra", "phrase"), list(BAD.items()))
+def test_each_bad_recipe_is_one_clear_problem(
+    extra: str, phrase: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MY_KEY", "ARGILLA_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("ARGILLA_API_URL", raising=False)
+    found = problems(load_recipe(_recipe(tmp_path, extra)))
+    assert len(found) == 1, found
+    assert phrase in found[0] and "\n" not in found[0]
+
+
+def test_a_good_recipe_has_no_problem(tmp_path: Path) -> None:
+    assert problems(load_recipe(_recipe(tmp_path, "name: r"))) == []
+
+
+def test_run_fails_before_ingest_and_validate_says_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    path = _recipe(tmp_path, "generate: {teacher: 'nosuchprovider:model'}")
+    recipe = load_recipe(path)
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match="unknown provider"):
+        run_pipeline(recipe)
+    assert time.perf_counter() - t0 < 10
+    assert not (tmp_path / "runs" / "r" / "ingest").exists()  # nothing ran
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    got = subprocess.run(
+        [sys.executable, "-m", "distill", "validate", str(path)],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert got.returncode == 2
+    assert got.stderr.count("error:") == 1 and "unknown provider" in got.stderr
+    assert "Traceback" not in got.stderr
+    # Several problems: one line each, all of them.
+    many = _recipe(tmp_path, "train: {student: ./gone}")
+    many.write_text(many.read_text().replace("'fake:'", "'openai:gpt-4o'"))
+    got = subprocess.run(
+        [sys.executable, "-m", "distill", "validate", str(many)],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert got.returncode == 2 and got.stderr.count("error:") == 3, got.stderr
+    assert "2 problems stop this recipe" in got.stderr
+
+
+def test_only_the_stages_that_run_are_checked(tmp_path: Path) -> None:
+    recipe = load_recipe(_recipe(tmp_path, "generate: {teacher: 'openai:gpt-4o'}"))
+    assert problems(recipe, ["ingest"]) == []  # ingest needs no API key
+    assert len(problems(recipe, ["generate"])) == 1
