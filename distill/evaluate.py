@@ -239,17 +239,17 @@ def student_engine(recipe: Recipe) -> str:
 
 def _llama_students(recipe: Recipe, run: RunFolder) -> tuple[Path, Path | None]:
     """The student's GGUF and, when an ft system is asked for, its LoRA GGUF (exported
-    once into the run's export/ folder; re-exported when the adapter is newer)."""
+    once into the run's export/ folder; exported again when the adapter changed)."""
     from distill.export import gguf as export_gguf
+    from distill.export import made_from_current_adapter
     from distill.models import resolve_gguf
 
     base = resolve_gguf(recipe.train.student)
     assert base is not None
     if not any(s.startswith("ft") for s in recipe.eval.systems):
         return base, None
-    adapter = run.stage_dir("train") / "adapter" / "adapter_model.safetensors"
     lora = run.root / "export" / f"{recipe.name}-lora-f16.gguf"
-    if not lora.exists() or lora.stat().st_mtime < adapter.stat().st_mtime:
+    if not made_from_current_adapter(lora, run):
         lora = export_gguf(recipe, run, "f16", adapter_only=True)
     return base, lora
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError, UserError
-from distill.io import atomic_dir, atomic_path
+from distill.io import atomic_dir, atomic_path, hash_tree, write_text
 from distill.models import cache_dir, resolve_causal_lm
 from distill.recipe import Recipe
 from distill.runfolder import RunFolder, now
@@ -47,6 +47,26 @@ def _adapter(run: RunFolder) -> Path:
     return path
 
 
+def adapter_hash(run: RunFolder) -> str:
+    """The trained adapter's content hash: what an export was made from."""
+    return hash_tree(_adapter(run))
+
+
+def _stamp(path: Path) -> Path:
+    return path / ".adapter.sha256" if path.is_dir() else path.with_name(f".{path.name}.adapter")
+
+
+def made_from_current_adapter(path: Path, run: RunFolder) -> bool:
+    """Whether the export at `path` exists and was made from the adapter trained now
+    (not one from before a retrain)."""
+    stamp = _stamp(path)
+    return path.exists() and stamp.exists() and stamp.read_text() == adapter_hash(run)
+
+
+def _record_source(path: Path, digest: str) -> None:
+    write_text(_stamp(path), digest)
+
+
 def merge(recipe: Recipe, run: RunFolder) -> Path:
     """The student with the adapter merged in, as safetensors + tokenizer in export/merged."""
     import torch
@@ -59,9 +79,11 @@ def merge(recipe: Recipe, run: RunFolder) -> Path:
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     tok = AutoTokenizer.from_pretrained(str(adapter))
     out = run.root / "export" / "merged"
+    digest = adapter_hash(run)
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        (tmp / ".adapter.sha256").write_text(digest)
     return out
 
 
@@ -167,18 +189,23 @@ def gguf(recipe: Recipe, run: RunFolder, outtype: str, adapter_only: bool) -> Pa
     if outtype not in GGUF_TYPES:
         raise UserError(f"--gguf-type must be one of {', '.join(GGUF_TYPES)}, not '{outtype}'")
     export = run.root / "export"
+    digest = adapter_hash(run)
     if adapter_only:
         adapter = _adapter(run)
         base = resolve_causal_lm(recipe.train.student).path
         out = export / f"{recipe.name}-lora-{outtype}.gguf"
-        return _convert(
+        made = _convert(
             "convert_lora_to_gguf.py", [str(adapter), "--base", base, "--outtype", outtype], out
         )
+        _record_source(made, digest)
+        return made
     merged = export / "merged"
-    if not (merged / "config.json").exists():
-        merged = merge(recipe, run)
+    if not (merged / "config.json").exists() or not made_from_current_adapter(merged, run):
+        merged = merge(recipe, run)  # none yet, or merged from an adapter since retrained
     out = export / f"{recipe.name}-{outtype}.gguf"
-    return _convert("convert_hf_to_gguf.py", [str(merged), "--outtype", outtype], out)
+    made = _convert("convert_hf_to_gguf.py", [str(merged), "--outtype", outtype], out)
+    _record_source(made, digest)
+    return made
 
 
 def usage(recipe: Recipe, run: RunFolder) -> str:

@@ -42,6 +42,12 @@ def _templates(recipe: Recipe) -> dict[str, str]:
     return {t.ref: t.sha for t in load_templates(recipe).all()}
 
 
+def _template_sha(recipe: Recipe, ref: str) -> str:
+    from distill.tasks import recipe_template
+
+    return recipe_template(recipe, ref).sha
+
+
 def _eval_templates(recipe: Recipe) -> dict[str, str]:
     from distill.evaluate import judge_templates
 
@@ -74,7 +80,18 @@ def default_stages() -> dict[str, Stage]:
             },
         ),
         "curate": Stage(
-            "curate", ("generate",), curate.run, lambda r: {"student": r.train.student}
+            "curate",
+            ("generate",),
+            curate.run,
+            lambda r: {
+                # What curate reads from other stages' settings, and its judge's template.
+                "student": r.train.student,
+                "max_seq_length": r.train.max_seq_length,
+                "embedding_model": r.ingest.embedding_model,
+                "judge_template": _template_sha(r, r.curate.judge_template)
+                if r.curate.judge
+                else None,
+            },
         ),
         "review": Stage(
             "review", ("curate",), review.run, volatile=lambda r: r.review.mode == "argilla"

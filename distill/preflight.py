@@ -63,8 +63,7 @@ def model_problem(ref: str, what: str) -> str | None:
     if not _HUB_ID.match(ref):
         aliases = ", ".join(sorted(OFFLINE_MODELS))
         return (
-            f"{what} '{ref}' is not an offline alias ({aliases}), a local path or a Hub id "
-            "ORG/NAME"
+            f"{what} '{ref}' is not an offline alias ({aliases}), a local path or a Hub id ORG/NAME"
         )
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         from huggingface_hub import try_to_load_from_cache
@@ -195,8 +194,7 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
             out.append("train.backend is unsloth, which needs a CUDA GPU; set it to auto or trl")
         elif importlib.util.find_spec("unsloth") is None:
             out.append(
-                "train.backend is unsloth but unsloth is not installed: "
-                "pip install 'distill[gpu]'"
+                "train.backend is unsloth but unsloth is not installed: pip install 'distill[gpu]'"
             )
     if "eval" in run:
         if e.judge:

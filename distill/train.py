@@ -222,7 +222,15 @@ def train_adapter(
     cuda = _cuda()
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16
     checkpoints = out / "checkpoints"
-    settings = hash_json(cfg.model_dump(mode="json"))
+    # Checkpoints belong to these settings *and* this data: resuming over other training
+    # rows would finish a run that matches neither.
+    settings = hash_json(
+        {
+            "config": cfg.model_dump(mode="json"),
+            "train": [r.get("messages") for r in rows],
+            "eval": [r.get("messages") for r in eval_rows or []],
+        }
+    )
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume:
         if last is None:
@@ -232,7 +240,8 @@ def train_adapter(
         stamp = checkpoints / "settings.sha256"
         if not stamp.exists() or stamp.read_text() != settings:
             raise UserError(
-                "the checkpoints were written with other train settings; train without --resume"
+                "the checkpoints were written with other train settings or other training "
+                "data; train without --resume"
             )
         console.print(f"  resuming from {Path(last).name}")
     else:

@@ -308,3 +308,50 @@ def test_converter_extraction_refuses_members_that_escape(
         export.converter_dir()
     assert not list(tmp_path.rglob("escaped.py"))
     assert not (tmp_path / "cache" / "llama.cpp-converters-0.3.36").exists()
+
+
+def test_an_export_from_an_adapter_since_retrained_is_stale(tmp_path: Path) -> None:
+    from distill.export import _record_source, adapter_hash, made_from_current_adapter
+
+    run = RunFolder(tmp_path / "run")
+    adapter = run.stage_dir("train") / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
+    run.update_stage("train", status="done")
+    merged = run.root / "export" / "merged"
+    merged.mkdir(parents=True)
+    (merged / "config.json").write_text("{}")
+    assert not made_from_current_adapter(merged, run)  # no record of its source: not trusted
+    _record_source(merged, adapter_hash(run))
+    assert made_from_current_adapter(merged, run)
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained
+    assert not made_from_current_adapter(merged, run)
+    lora = run.root / "export" / "r-lora-f16.gguf"
+    lora.write_bytes(b"GGUF")
+    _record_source(lora, adapter_hash(run))
+    assert made_from_current_adapter(lora, run)
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v3")
+    assert not made_from_current_adapter(lora, run)
+
+
+def test_curate_reruns_when_what_it_reads_from_other_stages_changes(tmp_path: Path) -> None:
+    from distill.pipeline import default_stages
+
+    def extra(text: str) -> dict[str, object]:
+        path = tmp_path / "r.yaml"
+        if "ingest:" not in text:
+            text += "ingest: {paths: [docs]}\n"
+        path.write_text(f"name: r\ngenerate: {{teacher: 'fake:', prompts_dir: p}}\n{text}")
+        from distill.recipe import load_recipe
+
+        return default_stages()["curate"].extra(load_recipe(path))
+
+    base = extra("curate: {judge: 'fake:'}\n")
+    assert extra("curate: {judge: 'fake:'}\ntrain: {max_seq_length: 300}\n") != base
+    assert (
+        extra("curate: {judge: 'fake:'}\ningest: {paths: [docs], embedding_model: ./e}\n") != base
+    )
+    (tmp_path / "p" / "judge").mkdir(parents=True)
+    (tmp_path / "p" / "judge" / "v1.j2").write_text("[system]\nmine\n[user]\n{{ question }}\n")
+    assert extra("curate: {judge: 'fake:'}\n") != base  # the judge template's text changed

@@ -118,6 +118,8 @@ def test_a_crashed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert (tmp_path / "broken" / "checkpoints" / "checkpoint-4").is_dir()
     with pytest.raises(UserError, match="other train settings"):
         train_adapter(cfg(learning_rate=5e-4), rows(), tmp_path / "broken", resume=True)
+    with pytest.raises(UserError, match="other training data"):  # curate changed the rows
+        train_adapter(cfg(), rows()[:-1], tmp_path / "broken", resume=True)
     resumed = train_adapter(cfg(), rows(), tmp_path / "broken", resume=True)
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 6
     a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
