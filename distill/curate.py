@@ -25,7 +25,8 @@ In order, each step removing samples (the report counts each):
 
 Outputs in `curate/`: train.parquet, eval.parquet, eval_seen.parquet,
 rejected.parquet (with the reason), report.md with histograms (support.png,
-judge.png), and exports/ (OpenAI JSONL, ShareGPT, Alpaca).
+judge.png). The exports (OpenAI JSONL, ShareGPT, Alpaca) are written after review,
+in review/exports/, so they hold exactly what trains.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from typing import Any
 
 from distill.dedup import near_duplicates
 from distill.errors import InputError
-from distill.exports import write_exports
 from distill.io import read_rows, sha256_text, write_rows, write_text
 from distill.recipe import CurateConfig, Recipe
 from distill.runfolder import RunFolder
@@ -452,8 +452,6 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     write_rows(out / "eval.parquet", result.eval)
     write_rows(out / "eval_seen.parquet", result.eval_seen)
     write_rows(out / "rejected.parquet", result.rejected)
-    for split, rows in (("train", result.train), ("eval", result.eval)):
-        write_exports(out / "exports", split, rows, list(cfg.exports))
     plots = _histograms(out, result)
     write_text(out / "report.md", _report(samples, result, plots, cfg))
     _print_funnel(len(samples), result)

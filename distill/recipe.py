@@ -350,7 +350,8 @@ class CurateConfig(StrictModel):
     )
     exports: list[ExportFormat] = Field(
         default_factory=lambda: list(EXPORT_FORMATS),
-        description="Files written to curate/exports/ besides the parquet splits (whose "
+        description="Files written to review/exports/ (what trains, after review, and the eval "
+        "split) besides the parquet splits (whose "
         "`messages` column is Hugging Face chat format).",
     )
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -289,6 +290,18 @@ def pull(recipe: Recipe, run: RunFolder) -> tuple[list[dict], list[dict], dict[s
     return entries, decisions, stats
 
 
+def _exports(recipe: Recipe, run: RunFolder) -> None:
+    """review/exports/: what trains (reviewers' rejects out, their corrections in) and
+    the eval split, in each of `curate.exports`' formats."""
+    from distill.exports import write_exports
+
+    out = run.stage_dir("review") / "exports"
+    shutil.rmtree(out, ignore_errors=True)
+    formats = list(recipe.curate.exports)
+    write_exports(out, "train", training_rows(run), formats)
+    write_exports(out, "eval", read_rows(run.stage_dir("curate") / "eval.parquet"), formats)
+
+
 def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     """The review stage: `auto` records no human review; `argilla` pushes the spot-check
     (idempotent) and pulls the decisions submitted so far."""
@@ -306,6 +319,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
             **{k: 0 for k in OUTCOMES},
         }
         write_json(out / "stats.json", stats)
+        _exports(recipe, run)
         return {"mode": "auto", "samples": len(train), "human_reviewed": 0}
     pushed = push(recipe, run)
     _, decisions, stats = pull(recipe, run)
@@ -319,6 +333,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     if rejected:
         write_rows(out / "rejected.parquet", rejected)
     write_json(out / "stats.json", {k: v for k, v in stats.items() if k != "url"})
+    _exports(recipe, run)
     console.print(f"  review in Argilla: {pushed['url']}", soft_wrap=True)
     return {
         "mode": "argilla",

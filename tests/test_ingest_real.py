@@ -292,7 +292,10 @@ def test_curate_with_a_judge_writes_report_plots_and_exports(
     report = (out / "report.md").read_text()
     assert "| judge |" in report and "![judge.png](judge.png)" in report
     assert (out / "judge.png").stat().st_size > 1000 and (out / "support.png").exists()
-    lines = (out / "exports" / "train.openai.jsonl").read_text().splitlines()
+    assert not (out / "exports").exists()  # written after review, not before
+    run_pipeline(recipe, only="review")
+    exports = recipe.run_path / "review" / "exports"
+    lines = (exports / "train.openai.jsonl").read_text().splitlines()
     assert len(lines) == len(read_rows(out / "train.parquet"))
     assert all(json.loads(x)["messages"][-1]["role"] == "assistant" for x in lines)
-    assert (out / "exports" / "eval.sharegpt.json").exists()
+    assert (exports / "eval.sharegpt.json").exists()

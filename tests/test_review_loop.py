@@ -5,6 +5,8 @@ ways (slow: a real server, real ingest and a one-step real training run)."""
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import subprocess
@@ -208,6 +210,15 @@ def test_pull_applies_reject_edit_accept_and_the_gate_both_ways(
     assert not set(rejected) & set(rows)
     assert rows[edited]["messages"][-1]["content"] == "A reviewer's answer."
     assert rows[edited]["human_edited"] and rows[edited]["review_status"] == "edited"
+    # The exports hold exactly what trains: rejects out, the correction in.
+    export = loop["run"] / "review" / "exports" / "train.openai.jsonl"
+    lines = [json.loads(x) for x in export.read_text().splitlines()]
+    assert len(lines) == len(rows)
+    answers = [x["messages"][-1]["content"] for x in lines]
+    assert "A reviewer's answer." in answers
+    curated = {s["sample_id"]: s for s in read_rows(loop["run"] / "curate" / "train.parquet")}
+    exported = [x["messages"] for x in lines]
+    assert not [rid for rid in rejected if list(curated[rid]["messages"]) in exported]
     counts = run.stage("review")["counts"]
     assert (counts["accepted"], counts["rejected"], counts["edited"]) == (4, 3, 1)
     assert sum(v["records"] for v in counts["by_task"].values()) == 8
