@@ -6,7 +6,6 @@ ways (slow: a real server, real ingest and a one-step real training run)."""
 from __future__ import annotations
 
 import json
-
 import os
 import shutil
 import subprocess
