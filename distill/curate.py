@@ -40,7 +40,7 @@ from typing import Any
 
 from distill.dedup import near_duplicates
 from distill.errors import InputError
-from distill.io import read_rows, sha256_text, write_rows, write_text
+from distill.io import read_rows, save_figure, sha256_text, write_rows, write_text
 from distill.recipe import CurateConfig, Recipe
 from distill.runfolder import RunFolder
 from distill.split import Split, unit
@@ -501,7 +501,7 @@ def _histograms(out: Path, result: Curated) -> list[str]:
         ax.set_xlabel("support score (share of answer words found in cited documents)")
         ax.set_ylabel("samples")
         fig.tight_layout()
-        fig.savefig(out / "support.png", dpi=100)
+        save_figure(fig, out / "support.png", dpi=100)
         plt.close(fig)
         written.append("support.png")
     judged = [s for s in everyone if s.get("groundedness") is not None]
@@ -514,7 +514,7 @@ def _histograms(out: Path, result: Curated) -> list[str]:
             ax.set_xticks(range(1, 6))
         axes[0].set_ylabel("samples")
         fig.tight_layout()
-        fig.savefig(out / "judge.png", dpi=100)
+        save_figure(fig, out / "judge.png", dpi=100)
         plt.close(fig)
         written.append("judge.png")
     return written

@@ -11,7 +11,7 @@ from typing import Any
 
 from distill.errors import InputError
 from distill.eval_metrics import signed
-from distill.io import read_json, write_text
+from distill.io import read_json, save_figure, write_text
 from distill.recipe import ALL_SYSTEMS, Recipe
 
 COLUMNS = [
@@ -437,7 +437,7 @@ def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
     ax.set_title(f"Correct answers on {metrics['questions']} held-out questions (unseen docs)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "quality.png", dpi=100)
+    save_figure(fig, out / "quality.png", dpi=100)
     plt.close(fig)
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -473,7 +473,7 @@ def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
         ax.set_ylabel("correct (judge ≥ 4), 95% CI")
         ax.set_ylim(0, 1.05)
     fig.tight_layout()
-    fig.savefig(out / "tradeoff.png", dpi=100)
+    save_figure(fig, out / "tradeoff.png", dpi=100)
     plt.close(fig)
     return {name: (out / name).read_bytes() for name in ("quality.png", "tradeoff.png")}
 

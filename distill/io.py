@@ -46,6 +46,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def save_figure(fig: Any, path: Path, **kwargs: Any) -> None:
+    """A matplotlib figure written atomically (a crash leaves the old plot or none)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield an empty temporary folder; swap it in for `path` on success."""

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -71,7 +72,7 @@ def ensure_venv() -> Path:
     )
     if result.returncode != 0:
         raise UserError(f"could not install {ARGILLA_SERVER}: {result.stderr.strip()[-500:]}")
-    stamp.write_text(" ".join(PINS))
+    write_text(stamp, " ".join(PINS))
     return py
 
 
@@ -96,9 +97,15 @@ def credentials() -> dict[str, str]:
         "annotator_password": secrets.token_urlsafe(12),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(creds, f)
+    # Written whole or not at all, readable by this user only from its first byte.
+    fd, tmp = tempfile.mkstemp(prefix=".credentials.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(creds, f)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return creds
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError, MissingExtraError, UserError
-from distill.io import atomic_dir, hash_json, read_rows, write_json, write_text
+from distill.io import atomic_dir, hash_json, read_rows, save_figure, write_json, write_text
 from distill.models import inference_dtype, load_causal_lm, resolve_causal_lm
 from distill.recipe import Recipe, TrainConfig
 from distill.review import training_rows
@@ -402,7 +402,7 @@ def _loss_plot(history: list[dict[str, Any]], path: Path) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
