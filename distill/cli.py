@@ -66,6 +66,37 @@ def _load(recipe: Path, overrides: list[str] | None):
 
 
 @app.command()
+def init(
+    docs: Annotated[Path, typer.Argument(help="The folder (or file) of your documents.")],
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="The teacher, PROVIDER:MODEL (default: the offline Qwen 0.5B)."),
+    ] = None,
+    student: Annotated[
+        str | None, typer.Option(help="The student (default: smollm2-135m-instruct).")
+    ] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the recipe.")] = Path(
+        "recipe.yaml"
+    ),
+    force: Annotated[bool, typer.Option(help="Replace an existing recipe file.")] = False,
+) -> None:
+    """Write a commented recipe for DOCS, sized from it: ingests the corpus (local,
+    free), sizes generation and the split, and estimates the teacher's requests and cost.
+    `distill run RECIPE` accepts it as it is."""
+    from distill.scaffold import init as scaffold
+
+    got = scaffold(docs, out, teacher, student, force)
+    typer.echo(
+        f"wrote {got['recipe']}: {got['documents']} documents, {got['chunks']} chunks; "
+        f"{got['samples_per_chunk']} sample(s) per chunk, {got['eval_fraction']:.0%} of the "
+        f"documents held out; generate: {got['requests']:,} requests, {got['cost']}"
+    )
+    for problem in got["problems"]:
+        typer.echo(f"before `distill run`: {problem}", err=True)
+    typer.echo(f"next: distill run {out}")
+
+
+@app.command()
 def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Check a recipe and print it with every default filled in.
 
