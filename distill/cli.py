@@ -97,6 +97,19 @@ def init(
 
 
 @app.command()
+def doctor() -> None:
+    """What this machine has for distill, one line each with the fix where something is
+    missing: Python and torch, bf16, CUDA and unsloth, llama.cpp, Redis and Argilla,
+    which API key variables are set (names only), free disk, the model cache."""
+    from distill.doctor import report
+
+    lines, code = report()
+    for line in lines:
+        typer.echo(line)
+    raise typer.Exit(code)
+
+
+@app.command()
 def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Check a recipe and print it with every default filled in.
 
