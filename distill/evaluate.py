@@ -237,6 +237,13 @@ def student_engine(recipe: Recipe) -> str:
     return choose_engine(recipe.train.student, recipe.eval.engine)
 
 
+def _adapter_sha(run: RunFolder) -> str | None:
+    from distill.io import sha256_file
+
+    weights = run.stage_dir("train") / "adapter" / "adapter_model.safetensors"
+    return sha256_file(weights) if weights.exists() else None
+
+
 def _llama_students(recipe: Recipe, run: RunFolder) -> tuple[Path, Path | None]:
     """The student's GGUF and, when an ft system is asked for, its LoRA GGUF (exported
     once into the run's export/ folder; exported again when the adapter changed)."""
@@ -491,6 +498,8 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         "systems": eval_metrics.summarise(unseen, names, cfg.hardware_cost_per_hour, cfg.seed),
         "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed),
         "bootstrap": {"resamples": eval_metrics.N_BOOT, "seed": cfg.seed, "level": 0.95},
+        # Which adapter these numbers are of: publish refuses to put them on another one.
+        "adapter_sha256": _adapter_sha(run),
     }
     if seen:
         metrics["seen"] = {

@@ -24,7 +24,7 @@ import yaml
 
 from distill import __version__
 from distill.errors import UserError
-from distill.io import atomic_dir, read_json, read_rows, write_rows
+from distill.io import atomic_dir, read_json, read_rows, sha256_file, write_rows
 from distill.models import resolve_causal_lm
 from distill.recipe import Recipe
 from distill.redact import SECRET_SHAPES, env_secrets, redact, scrub
@@ -423,6 +423,13 @@ def write_adapter(
     adapter = run.stage_dir("train") / "adapter"
     metrics = read_json(run.root / "eval" / "metrics.json")
     train_metrics = read_json(run.root / "train" / "metrics.json")
+    measured = metrics.get("adapter_sha256")
+    actual = sha256_file(adapter / "adapter_model.safetensors")
+    if measured is not None and measured != actual:
+        raise UserError(
+            "publish adapter: the adapter was retrained after eval measured it, so the "
+            "card's table would describe another adapter; run `distill eval RECIPE` first"
+        )
     student = resolve_causal_lm(recipe.train.student)
     with atomic_dir(dest) as tmp:
         for f in adapter.iterdir():
@@ -495,7 +502,8 @@ Versions: {", ".join(f"{k} {v}" for k, v in versions.items()) or "not recorded"}
 {metrics["questions"]} held-out questions from documents not trained on, answered by the
 teacher and by the student with and without this adapter and retrieval (top
 {metrics["k"]} chunks), judged by `{metrics["judge"]}` against the teacher's reference
-answers. Latency and compute were measured on {metrics["hardware"]}.
+answers. Latency and compute were measured on {metrics["hardware"]}. The adapter measured
+is this one: `adapter_model.safetensors` sha256 `{metrics.get("adapter_sha256") or "not recorded"}`.
 
 {meaning}
 

@@ -324,19 +324,12 @@ def test_publish_uploads_both_repositories_over_http(
     )
 
 
-def test_published_adapter_gives_the_trained_adapters_outputs(quickstart: tuple[Path, str]) -> None:
-    import torch
-    from peft import PeftModel
-
-    from distill.models import load_causal_lm
+def test_the_published_adapter_is_the_one_eval_measured(quickstart: tuple[Path, str]) -> None:
+    import hashlib
 
     run, _ = quickstart
-    model, tok = load_causal_lm("smollm2-135m-instruct")
-    ids = tok("Question: How do I export tickets?", return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        trained = PeftModel.from_pretrained(model, str(run / "train" / "adapter"))
-        want = trained(ids).logits
-        model, _ = load_causal_lm("smollm2-135m-instruct")
-        published = PeftModel.from_pretrained(model, str(run / "publish" / "adapter"))
-        got = published(ids).logits
-    assert torch.equal(want, got)
+    weights = (run / "publish" / "adapter" / "adapter_model.safetensors").read_bytes()
+    measured = read_json(run / "eval" / "metrics.json")["adapter_sha256"]
+    assert measured == hashlib.sha256(weights).hexdigest()
+    card = (run / "publish" / "adapter" / "README.md").read_text()
+    assert f"sha256 `{measured}`" in card

@@ -113,6 +113,20 @@ def test_gguf_files_load_in_llama_cpp(trained: dict[str, Any]) -> None:
     with_lora = Llama(model_path=str(base), lora_path=str(lora), n_ctx=256, verbose=False)
     out = with_lora.create_chat_completion(messages=MESSAGES, max_tokens=12, temperature=0)
     assert out["choices"][0]["message"]["content"].strip()
+    # The LoRA GGUF is applied, not just loaded: the next-token logits move (the path
+    # eval's llama.cpp ft systems take).
+    plain = Llama(model_path=str(base), n_ctx=256, verbose=False)
+
+    def next_logits(llm: Any) -> Any:
+        import numpy as np
+
+        tokens = llm.tokenize(b"What is the Zorblax activation code?")
+        llm.reset()
+        llm.eval(tokens)
+        return np.array(llm.scores[llm.n_tokens - 1])
+
+    moved = abs(next_logits(with_lora) - next_logits(plain)).max()
+    assert moved > 0.05, moved
 
 
 def test_export_errors_are_one_line(trained: dict[str, Any], tmp_path: Path) -> None:

@@ -355,3 +355,27 @@ def test_curate_reruns_when_what_it_reads_from_other_stages_changes(tmp_path: Pa
     (tmp_path / "p" / "judge").mkdir(parents=True)
     (tmp_path / "p" / "judge" / "v1.j2").write_text("[system]\nmine\n[user]\n{{ question }}\n")
     assert extra("curate: {judge: 'fake:'}\n") != base  # the judge template's text changed
+
+
+def test_publish_refuses_an_adapter_retrained_after_eval(tmp_path: Path) -> None:
+    import json
+
+    from distill.publish import write
+    from distill.recipe import load_recipe
+
+    (tmp_path / "r.yaml").write_text(
+        f"name: r\nrun_dir: {tmp_path / 'runs'}\ningest: {{paths: [docs]}}\n"
+        "generate: {teacher: 'fake:'}\n"
+    )
+    recipe = load_recipe(tmp_path / "r.yaml")
+    run = RunFolder(recipe.run_path)
+    adapter = run.stage_dir("train") / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_model.safetensors").write_bytes(b"retrained weights")
+    (run.stage_dir("train") / "metrics.json").write_text("{}")
+    (run.stage_dir("eval") / "metrics.json").write_text(json.dumps({"adapter_sha256": "0" * 64}))
+    for stage in ("train", "eval"):
+        run.update_stage(stage, status="done")
+    with pytest.raises(UserError, match="retrained after eval measured it"):
+        write(recipe, run, "adapter")
+    assert not (run.root / "publish" / "adapter").exists()
