@@ -62,8 +62,11 @@ review-deps:
 review-server: $(STAMP) review-deps
 	$(BIN)/distill review serve
 
+# The suite runs with no network but loopback (tools/offline: a network namespace),
+# after the tools it would download are fetched.
 test: $(STAMP) $(LLAMA) $(QWEN05) $(QWEN15) review-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m tools.test_tools
+	tools/offline $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check distill tests bench examples tools review

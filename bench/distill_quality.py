@@ -109,7 +109,10 @@ def print_results(run: Path, total: float, size: str, teacher: str) -> None:
         print(comparison_table(seen.get("comparisons", [])) + "\n")
     print(f"{'stage':<10} {'seconds':>8}  counts")
     for name in ("ingest", "generate", "curate", "review", "train", "eval", "publish"):
-        stage = manifest["stages"][name]
+        stage = manifest["stages"].get(name)
+        if stage is None or "duration_s" not in stage:
+            print(f"{name:<10} {'—':>8}  did not run")
+            continue
         counts = ", ".join(
             f"{k} {v}" for k, v in stage["counts"].items() if not k.startswith("removed_by")
         )

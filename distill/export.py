@@ -27,7 +27,7 @@ from typing import Any
 
 from distill.errors import InputError, UserError
 from distill.io import atomic_dir, atomic_path, hash_tree, write_text
-from distill.models import cache_dir, resolve_causal_lm
+from distill.models import resolve_causal_lm, tools_dir
 from distill.recipe import Recipe
 from distill.runfolder import RunFolder, now
 from distill.ui import console
@@ -103,7 +103,7 @@ def converter_dir() -> Path:
     if version not in SDIST_SHA256:
         # The converters are Python scripts; a pinned release's read the same models.
         version = LLAMA_CPP_PYTHON
-    dest = cache_dir() / f"llama.cpp-converters-{version}"
+    dest = tools_dir() / f"llama.cpp-converters-{version}"
     if (dest / "convert_hf_to_gguf.py").is_file():
         return dest
     console.print(

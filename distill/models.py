@@ -159,6 +159,15 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def tools_dir() -> Path:
+    """Where distill keeps the tools it installs on first use (argilla-server's virtual
+    environment, llama.cpp's GGUF converters): $DISTILL_TOOLS, else the model cache.
+    Separate so the tests can start each session from an empty model cache and still
+    find the tools `make test` fetched before the network was cut."""
+    root = os.environ.get("DISTILL_TOOLS")
+    return Path(root) if root else cache_dir()
+
+
 def quiet_transformers() -> None:
     """Hide transformers' per-load progress bars and info logs; distill shows its own."""
     from transformers.utils import logging as hf_logging

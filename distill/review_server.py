@@ -32,7 +32,7 @@ from typing import Any
 
 from distill.errors import UserError
 from distill.io import write_text
-from distill.models import cache_dir
+from distill.models import cache_dir, tools_dir
 from distill.ui import console
 
 ARGILLA_SERVER = "argilla-server==2.8.0"
@@ -50,7 +50,7 @@ def state_dir() -> Path:
 
 
 def _venv() -> Path:
-    return cache_dir() / "argilla-venv"
+    return tools_dir() / "argilla-venv"
 
 
 def _python() -> Path:

@@ -1,8 +1,12 @@
-"""Test fixtures. No test may reach the network: sockets may only connect to loopback."""
+"""Test fixtures. No test may reach the network: `make test` runs the suite in a network
+namespace with loopback only (tools/offline), and inside the test process sockets may
+only connect to loopback as well."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +22,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # `datasets` caches loaded folders by path; a fresh cache per test session keeps one
 # run's published dataset from being served for another's.
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="distill-tests-datasets-")
+# Each session starts from an empty model cache: the offline models are assembled and
+# converted afresh, so a reused machine cannot hide a fresh-install failure. The tools
+# `make test` fetched before cutting the network (argilla-server's venv, llama.cpp's
+# GGUF converters) stay in the user's cache ($DISTILL_TOOLS). DISTILL_TESTS_SHARED_CACHE=1
+# uses the shared model cache instead (faster reruns while developing).
+_SHARED = Path(os.environ.get("DISTILL_CACHE") or Path.home() / ".cache" / "distill")
+os.environ.setdefault("DISTILL_TOOLS", str(_SHARED))
+if os.environ.get("DISTILL_TESTS_SHARED_CACHE") != "1":
+    _FRESH = tempfile.mkdtemp(prefix="distill-tests-cache-")
+    os.environ["DISTILL_CACHE"] = _FRESH
+    atexit.register(shutil.rmtree, _FRESH, ignore_errors=True)
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "examples" / "brightdesk" / "docs"

