@@ -113,17 +113,23 @@ def guidelines(recipe: Recipe) -> str:
     return file.read_text(encoding="utf-8").strip()  # the server strips it too
 
 
+# What is judged first, what it is judged against after: the reviewer reads the request
+# and the answer without scrolling past the documents. Documents are untrusted: every
+# field is plain text (tables aligned by distill.review.aligned_tables), never rendered
+# as Markdown or HTML.
+FIELDS = (
+    ("instruction", "Instruction (or the conversation so far)"),
+    ("response", "Response"),
+    ("context", "Context (chunk ids in brackets)"),
+)
+
+
 def settings(recipe: Recipe) -> Any:
     import argilla as rg
 
     return rg.Settings(
         guidelines=guidelines(recipe),
-        # Documents are untrusted: shown as plain text, never rendered as Markdown/HTML.
-        fields=[
-            rg.TextField(name="context", title="Context (chunk ids in brackets)"),
-            rg.TextField(name="instruction", title="Instruction (or the conversation so far)"),
-            rg.TextField(name="response", title="Response"),
-        ],
+        fields=[rg.TextField(name=n, title=t, use_markdown=False) for n, t in FIELDS],
         questions=[
             rg.LabelQuestion(name="verdict", title="Keep this pair for training?", labels=VERDICTS),
             rg.TextQuestion(

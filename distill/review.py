@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import shutil
 from collections import Counter, defaultdict
 from typing import Any
@@ -104,12 +105,49 @@ def _entry(s: dict[str, Any], reason: str) -> dict[str, Any]:
 # --- records -------------------------------------------------------------------
 
 
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+
+
+def aligned_tables(text: str) -> str:
+    """Markdown tables as aligned plain-text columns (Argilla shows the context as plain
+    text: documents are untrusted, never rendered as Markdown or HTML)."""
+    lines, out, block = text.splitlines(), [], []
+
+    def flush() -> None:
+        rows = [
+            [c.strip() for c in ln.strip().strip("|").split("|")]
+            for ln in block
+            if not _TABLE_RULE.match(ln)
+        ]
+        if rows:
+            width = [
+                max(len(r[i]) if i < len(r) else 0 for r in rows)
+                for i in range(max(map(len, rows)))
+            ]
+            for k, r in enumerate(rows):
+                out.append("  ".join(c.ljust(w) for c, w in zip(r, width, strict=False)).rstrip())
+                if k == 0 and len(rows) > 1:
+                    out.append("  ".join("-" * w for w in width))
+        block.clear()
+
+    for ln in lines:
+        if _TABLE_ROW.match(ln):
+            block.append(ln)
+            continue
+        flush()
+        out.append(ln)
+    flush()
+    return "\n".join(out)
+
+
 def _context(s: dict[str, Any], chunks: dict[str, dict[str, Any]]) -> str:
     parts = []
     for n, cid in enumerate(s.get("chunk_ids") or [], start=1):
         c = chunks.get(cid)
         head = f"[{n}] {cid}" + (f"  ({c['heading_path']})" if c and c["heading_path"] else "")
-        parts.append(head + "\n" + (c["text"].strip() if c else "(chunk no longer in the index)"))
+        body = aligned_tables(c["text"].strip()) if c else "(chunk no longer in the index)"
+        parts.append(head + "\n" + body)
     return "\n\n".join(parts) or "(no context: this sample was written without documents)"
 
 

@@ -192,3 +192,24 @@ def test_gate_raises_or_records_the_override(tmp_path: Path) -> None:
     assert "36 training samples were not individually reviewed" in text
     auto = summary({"mode": "auto", "train_samples": 7}, {"overridden": False})
     assert auto.startswith("Not human-reviewed") and "7 training samples" in auto
+
+
+def test_the_context_shows_tables_as_aligned_text_after_the_answer() -> None:
+    import inspect
+
+    from distill import argilla_io
+    from distill.review import aligned_tables
+
+    text = (
+        "Plans:\n\n| Plan | Price |\n| --- | ---: |\n| Starter | $12 |\n| Enterprise | custom |\n"
+    )
+    assert aligned_tables(text).splitlines()[2:] == [
+        "Plan        Price",
+        "----------  ------",
+        "Starter     $12",
+        "Enterprise  custom",
+    ]
+    assert aligned_tables("a | b without pipes at both ends") == "a | b without pipes at both ends"
+    assert [name for name, _ in argilla_io.FIELDS] == ["instruction", "response", "context"]
+    source = inspect.getsource(argilla_io.settings)
+    assert "use_markdown=False" in source  # documents are never rendered (browser test too)

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -259,7 +260,19 @@ def test_an_annotator_rejects_and_corrects_in_the_web_ui(argilla_server: dict, l
     assert chromium, "the browser test needs Debian's chromium: apt-get install -y chromium"
     ui = ["--set", "review.dataset=loop-ui", "--set", "review.sample_count=2"]
     ui += ["--set", "review.low_score_cap=0"]
-    pushed = cli(loop, "review", "push", str(loop["recipe"]), *ui)
+    # Hostile documents: markup that would run if the UI rendered the context as HTML,
+    # and a Markdown table that should read as aligned columns.
+    chunks_path = loop["run"] / "ingest" / "chunks.parquet"
+    original = read_rows(chunks_path)
+    hostile = (
+        '\n\n<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+        "\n\n| Plan | Price |\n| --- | --- |\n| Starter | $12 |\n| Enterprise | custom |"
+    )
+    write_rows(chunks_path, [{**c, "text": c["text"] + hostile} for c in original])
+    try:
+        pushed = cli(loop, "review", "push", str(loop["recipe"]), *ui)
+    finally:
+        write_rows(chunks_path, original)
     assert pushed.returncode == 0, pushed.stderr
     url = next(w for w in pushed.stdout.split() if w.endswith("/annotation-mode"))
     correction = "The reviewer's corrected answer."
@@ -275,24 +288,45 @@ def test_an_annotator_rejects_and_corrects_in_the_web_ui(argilla_server: dict, l
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url("**/")
         page.goto(url)
-        shown = []
+        shown, seconds, actions = [], {}, {}
         for verdict in ("reject", "accept"):
             page.locator('[aria-label="Question: verdict"]').wait_for()
-            instruction = page.locator(".text_field_component").nth(1)
+            fields = page.locator(".text_field_component")
+            instruction = fields.nth(0)  # the request first, then the answer, then the context
             page.wait_for_function(
                 "([el, seen]) => !seen.includes(el.innerText)",
                 arg=[instruction.element_handle(), shown],
             )
+            t0 = time.perf_counter()
             shown.append(instruction.inner_text())
+            context = fields.nth(2).inner_text()
+            assert "<script>window.__pwned = 1</script>" in context  # shown as text
+            assert "Starter     $12" in context  # the table's columns aligned
+            assert page.evaluate("window.__pwned") is None  # nothing in a document ran
+            assert page.locator(".text_field_component img").count() == 0
+            n = 0
             select(page, f"verdict_{verdict}")
+            n += 1
             if verdict == "reject":
                 select(page, "issues_unclear_question")
+                n += 1
             if verdict == "accept":
                 box = '[aria-label="Question: corrected_response"] [contenteditable="true"]'
                 page.locator(box).fill(correction)
+                n += 1 + len(correction)  # a click into the box and the keys
             page.locator("button.button--submit").click()
+            n += 1
+            page.wait_for_function(
+                "([el, before]) => el.innerText !== before || document.body.innerText"
+                ".includes('Submitted')",
+                arg=[instruction.element_handle(), shown[-1]],
+            )
+            seconds[verdict], actions[verdict] = time.perf_counter() - t0, n
         page.get_by_text("Submitted").first.wait_for()
         browser.close()
+    # A reject is 3 clicks from record open to submit (shown with pytest -s, for README).
+    assert actions["reject"] == 3 and seconds["reject"] < 30, seconds
+    sys.stderr.write(f"\nreviewer timing (s): {seconds}, actions: {actions}\n")
 
     pulled = cli(loop, "review", "pull", str(loop["recipe"]), *ui)
     assert pulled.returncode == 0, pulled.stderr
