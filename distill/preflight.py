@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
-
 from distill.errors import UserError
 from distill.recipe import Recipe
 from distill.runfolder import STAGES
@@ -75,24 +73,13 @@ def model_problem(ref: str, what: str) -> str | None:
 
 def spec_problems(spec: str, options: dict[str, Any] | None, where: str) -> list[str]:
     """What is wrong with a teacher/judge spec and its options (keys: names only)."""
-    from distill.teachers import BACKENDS
+    from distill.teachers import parse_spec
 
-    provider, sep, model = spec.partition(":")
-    if not sep or provider not in BACKENDS:
-        return [
-            f"{where}: unknown provider in '{spec}': write it as PROVIDER:MODEL with PROVIDER "
-            f"one of {', '.join(BACKENDS)} (e.g. 'local:smollm2-135m-instruct')"
-        ]
-    if provider != "fake" and not model:
-        return [f"{where}: '{provider}:' needs a model, e.g. '{provider}:MODEL_NAME'"]
-    backend = BACKENDS[provider]
     try:
-        opts = backend.Options.model_validate(options or {})
-    except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()
-        )
-        return [f"{where} options for '{provider}:': {problems}"]
+        _, model, opts = parse_spec(spec, options)
+    except UserError as e:
+        return [f"{where}: {e}"]
+    provider = spec.partition(":")[0]
     out = []
     env = getattr(opts, "api_key_env", None)
     if env and not os.environ.get(env):

@@ -19,8 +19,8 @@ GOOD = "name: r\ningest: {paths: [docs]}\ngenerate: {teacher: 'fake:'}\n"
 
 # recipe text -> a phrase of the problem it must report
 BAD = {
-    "generate: {teacher: 'nosuchprovider:model'}": "unknown provider in 'nosuchprovider:model'",
-    "generate: {teacher: 'gpt-4o'}": "unknown provider in 'gpt-4o'",
+    "generate: {teacher: 'nosuchprovider:model'}": "unknown teacher 'nosuchprovider:model'",
+    "generate: {teacher: 'gpt-4o'}": "unknown teacher 'gpt-4o'",
     "generate: {teacher: 'openai:'}": "'openai:' needs a model",
     "generate: {teacher: 'openai:gpt-4o'}": "needs an API key in $OPENAI_API_KEY",
     "generate: {teacher: 'anthropic:claude-x'}": "needs an API key in $ANTHROPIC_API_KEY",
@@ -30,7 +30,7 @@ BAD = {
     "generate: {teacher: 'local:./missing.gguf'}": "GGUF file not found",
     "generate: {teacher: 'fake:', question_template: nosuch@v1}": "nosuch@v1 not found",
     "generate: {teacher: 'fake:', answer_template: qa_answer@v99}": "qa_answer@v99 not found",
-    "curate: {judge: 'nosuch:x'}": "curate.judge: unknown provider",
+    "curate: {judge: 'nosuch:x'}": "curate.judge: unknown teacher",
     "eval: {judge: 'local:qwen9'}": "eval.judge model 'qwen9'",
     "eval: {base_model: 'openai:vllm-base'}": "eval.base_model 'openai:vllm-base' needs",
     "train: {student: ./no-such-folder}": "./no-such-folder does not exist",
@@ -76,7 +76,7 @@ def test_run_fails_before_ingest_and_validate_says_the_same(
     path = _recipe(tmp_path, "generate: {teacher: 'nosuchprovider:model'}")
     recipe = load_recipe(path)
     t0 = time.perf_counter()
-    with pytest.raises(UserError, match="unknown provider"):
+    with pytest.raises(UserError, match="unknown teacher"):
         run_pipeline(recipe)
     assert time.perf_counter() - t0 < 10
     assert not (tmp_path / "runs" / "r" / "ingest").exists()  # nothing ran
@@ -86,7 +86,7 @@ def test_run_fails_before_ingest_and_validate_says_the_same(
         capture_output=True, text=True, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert got.returncode == 2
-    assert got.stderr.count("error:") == 1 and "unknown provider" in got.stderr
+    assert got.stderr.count("error:") == 1 and "unknown teacher" in got.stderr
     assert "Traceback" not in got.stderr
     # Several problems: one line each, all of them.
     many = _recipe(tmp_path, "train: {student: ./gone}")

@@ -21,11 +21,9 @@ BACKENDS: dict[str, type[Teacher]] = {
 }
 
 
-def get_teacher(spec: str, options: dict[str, Any] | None = None) -> Teacher:
-    """Build the teacher named by `spec`, e.g. 'local:smollm2-135m-instruct' or 'fake:'.
-
-    `options` are the backend's settings (the recipe's `generate.teacher_options`).
-    """
+def parse_spec(spec: str, options: dict[str, Any] | None = None) -> tuple[type[Teacher], str, Any]:
+    """(backend class, model, validated options) of `spec`; a one-line UserError when
+    the provider is unknown, the model missing or an option wrong. Builds nothing."""
     provider, sep, model = spec.partition(":")
     if not sep or provider not in BACKENDS:
         raise UserError(
@@ -45,7 +43,16 @@ def get_teacher(spec: str, options: dict[str, Any] | None = None) -> Teacher:
         raise UserError(
             f"generate.teacher_options for '{provider}:': {problems} (known options: {known})"
         ) from e
+    return backend, model, opts
+
+
+def get_teacher(spec: str, options: dict[str, Any] | None = None) -> Teacher:
+    """Build the teacher named by `spec`, e.g. 'local:smollm2-135m-instruct' or 'fake:'.
+
+    `options` are the backend's settings (the recipe's `generate.teacher_options`).
+    """
+    backend, model, opts = parse_spec(spec, options)
     return backend(spec, model, opts)
 
 
-__all__ = ["BACKENDS", "Completion", "Message", "Teacher", "Usage", "get_teacher"]
+__all__ = ["BACKENDS", "Completion", "Message", "Teacher", "Usage", "get_teacher", "parse_spec"]
