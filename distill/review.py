@@ -112,7 +112,9 @@ _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 def aligned_tables(text: str) -> str:
     """Markdown tables as aligned plain-text columns (Argilla shows the context as plain
     text: documents are untrusted, never rendered as Markdown or HTML)."""
-    lines, out, block = text.splitlines(), [], []
+    lines = text.splitlines()
+    out: list[str] = []
+    block: list[str] = []
 
     def flush() -> None:
         rows = [
@@ -335,7 +337,7 @@ def _exports(recipe: Recipe, run: RunFolder) -> None:
 
     out = run.stage_dir("review") / "exports"
     shutil.rmtree(out, ignore_errors=True)
-    formats = list(recipe.curate.exports)
+    formats: list[str] = [str(f) for f in recipe.curate.exports]
     write_exports(out, "train", training_rows(run), formats)
     write_exports(out, "eval", read_rows(run.stage_dir("curate") / "eval.parquet"), formats)
 

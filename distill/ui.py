@@ -14,6 +14,7 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
+    TaskID,
     TimeRemainingColumn,
 )
 
@@ -44,14 +45,14 @@ class PlainProgress:
         self.out = out
         self.every = float(os.environ.get("DISTILL_PROGRESS_EVERY", 30)) if every is None else every
         self.clock = clock
-        self.tasks: dict[int, dict[str, Any]] = {}
+        self.tasks: dict[TaskID, dict[str, Any]] = {}
 
     def add_task(
         self, description: str, total: float | None = None, visible: bool = True,
         completed: float = 0, **_: Any,
-    ) -> int:  # fmt: skip
+    ) -> TaskID:  # fmt: skip
         now = self.clock()
-        task = len(self.tasks)
+        task = TaskID(len(self.tasks))
         self.tasks[task] = dict(
             description=description, total=total, done=completed, visible=visible,
             start=now, printed=now, last=None,
@@ -59,7 +60,7 @@ class PlainProgress:
         return task
 
     def update(
-        self, task: int, *, advance: float | None = None, completed: float | None = None,
+        self, task: TaskID, *, advance: float | None = None, completed: float | None = None,
         description: str | None = None, total: float | None = None, **_: Any,
     ) -> None:  # fmt: skip
         t = self.tasks[task]
@@ -74,7 +75,7 @@ class PlainProgress:
         if self.clock() - t["printed"] >= self.every:
             self._print(task)
 
-    def advance(self, task: int, advance: float = 1) -> None:
+    def advance(self, task: TaskID, advance: float = 1) -> None:
         self.update(task, advance=advance)
 
     def track(
@@ -87,7 +88,7 @@ class PlainProgress:
             yield item
             self.advance(task)
 
-    def _print(self, task: int) -> None:
+    def _print(self, task: TaskID) -> None:
         t = self.tasks[task]
         t["printed"] = now = self.clock()
         state = (t["done"], t["total"], t["description"])
