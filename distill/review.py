@@ -143,6 +143,17 @@ def aligned_tables(text: str) -> str:
     return "\n".join(out)
 
 
+def inert(text: str) -> str:
+    """Text Argilla's UI cannot render as HTML: every '<' becomes a full-width '＜'.
+
+    Argilla 2.8's web UI renders a text field that looks like HTML inside an
+    un-sandboxed, same-origin <iframe srcdoc>, so a document's `<script>` or `<img
+    onerror>` would run in the reviewer's browser with access to the Argilla page
+    (tests/test_review_loop.py planted both and saw them in the frame). Display only:
+    what trains is the sample itself, or the reviewer's correction."""
+    return text.replace("<", "\uff1c")
+
+
 def _context(s: dict[str, Any], chunks: dict[str, dict[str, Any]]) -> str:
     parts = []
     for n, cid in enumerate(s.get("chunk_ids") or [], start=1):
@@ -180,9 +191,9 @@ def record(
     return {
         "id": s["sample_id"],
         "fields": {
-            "context": _context(s, chunks),
-            "instruction": _instruction(s),
-            "response": s["messages"][-1]["content"],
+            "context": inert(_context(s, chunks)),
+            "instruction": inert(_instruction(s)),
+            "response": inert(s["messages"][-1]["content"]),
         },
         "metadata": {
             "task": s["task"],

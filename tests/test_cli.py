@@ -86,7 +86,7 @@ def test_export_names_a_missing_converter(monkeypatch: pytest.MonkeyPatch, tmp_p
     [
         (["nope"], "publish: KIND is 'dataset' or 'adapter', not 'nope'"),
         (["dataset", "--repo-id", "my org/x"], "--repo-id 'my org/x': write it as ORG/NAME"),
-        (["--dry-run"], "--repo-id, --private and --dry-run need a KIND"),
+        (["--dry-run"], "--repo-id, --private/--public and --dry-run need a KIND"),
         (["dataset", "--dry-run"], "publish dataset: the ingest stage has not run"),
         (["adapter", "--dry-run"], "publish adapter: the train stage has not run"),
     ],

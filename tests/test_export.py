@@ -113,19 +113,23 @@ def test_gguf_files_load_in_llama_cpp(trained: dict[str, Any]) -> None:
     with_lora = Llama(model_path=str(base), lora_path=str(lora), n_ctx=256, verbose=False)
     out = with_lora.create_chat_completion(messages=MESSAGES, max_tokens=12, temperature=0)
     assert out["choices"][0]["message"]["content"].strip()
+
     # The LoRA GGUF is applied, not just loaded: the next-token logits move (the path
     # eval's llama.cpp ft systems take).
-    plain = Llama(model_path=str(base), n_ctx=256, verbose=False)
-
-    def next_logits(llm: Any) -> Any:
+    def next_logits(lora: Path | None) -> Any:
         import numpy as np
 
+        llm = Llama(
+            model_path=str(base), lora_path=str(lora) if lora else None, n_ctx=256,
+            logits_all=True, verbose=False,  # else scores[] holds no row to read
+        )  # fmt: skip
         tokens = llm.tokenize(b"What is the Zorblax activation code?")
-        llm.reset()
         llm.eval(tokens)
-        return np.array(llm.scores[llm.n_tokens - 1])
+        row = np.array(llm.scores[llm.n_tokens - 1])
+        assert np.count_nonzero(row) > 1000  # a real row of logits
+        return row
 
-    moved = abs(next_logits(with_lora) - next_logits(plain)).max()
+    moved = abs(next_logits(lora) - next_logits(None)).max()
     assert moved > 0.05, moved
 
 

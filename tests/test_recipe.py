@@ -109,6 +109,8 @@ def test_cli_validate_prints_one_line_per_problem_without_traceback(tmp_path: Pa
 
 
 def test_cli_validate_good_recipe_prints_resolved(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()  # validate checks that ingest.paths match files
+    (tmp_path / "docs" / "a.md").write_text("# A\n\nSome text.\n")
     proc = subprocess.run(
         [sys.executable, "-m", "distill", "validate", str(write_recipe(tmp_path, MINIMAL)),
          "--set", "train.lora_r=4"],

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from distill.io import read_json, read_rows, write_rows
+from distill.review import inert
 from tests.conftest import CORPUS, REPO, write_recipe
 
 pytestmark = pytest.mark.slow
@@ -120,7 +121,7 @@ def test_push_creates_the_dataset_with_records_metadata_and_suggestions(
     assert "pushed 8 records" in got.stdout and "6 sampled, 2 low-score" in got.stdout
     assert "/annotation-mode" in got.stdout
     client, ds = dataset(argilla_server)
-    assert [f.name for f in ds.settings.fields] == ["context", "instruction", "response"]
+    assert [f.name for f in ds.settings.fields] == ["instruction", "response", "context"]
     assert [q.name for q in ds.settings.questions] == [
         "verdict",
         "corrected_response",
@@ -140,7 +141,7 @@ def test_push_creates_the_dataset_with_records_metadata_and_suggestions(
         assert rec.metadata["task"] == s["task"] and rec.metadata["groundedness"] in (2, 5)
         assert rec.suggestions["verdict"].value == ("reject" if low else "accept")
         assert rec.suggestions["quality"].value == (2 if low else 5)
-        assert rec.fields["response"] == s["messages"][-1]["content"]
+        assert rec.fields["response"] == inert(s["messages"][-1]["content"])
         assert f"[1] {s['chunk_ids'][0]}" in rec.fields["context"]
     client.http_client.close()
 
@@ -244,6 +245,24 @@ def test_pull_applies_reject_edit_accept_and_the_gate_both_ways(
     assert gate["passed"] and not gate["overridden"] and gate["human_reviewed"]
 
 
+# A field's text and its <img> count, shadow roots included.
+DEEP_TEXT = """el => {
+  const parts = []; let images = 0;
+  const walk = n => {
+    if (n.shadowRoot) walk(n.shadowRoot);
+    for (const c of n.childNodes) {
+      if (c.nodeType === 3) parts.push(c.textContent);
+      else if (c.nodeType === 1 && c.tagName !== 'STYLE') {
+        if (c.tagName === 'IMG') images += 1;
+        walk(c);
+      }
+    }
+  };
+  walk(el);
+  return [parts.join(''), images];
+}"""
+
+
 def select(page: Any, option: str) -> None:
     """Tick a label in the form; the judge's suggestion may have ticked it already, and
     a second click would untick it."""
@@ -299,11 +318,15 @@ def test_an_annotator_rejects_and_corrects_in_the_web_ui(argilla_server: dict, l
             )
             t0 = time.perf_counter()
             shown.append(instruction.inner_text())
-            context = fields.nth(2).inner_text()
-            assert "<script>window.__pwned = 1</script>" in context  # shown as text
+            # Argilla 2.8 renders a field that looks like HTML in an un-sandboxed
+            # same-origin iframe: distill sends '<' as '＜', so no field is HTML.
+            context, images = fields.nth(2).evaluate(DEEP_TEXT)
+            assert "\uff1cscript>window.__pwned = 1\uff1c/script>" in context  # inert text
             assert "Starter     $12" in context  # the table's columns aligned
-            assert page.evaluate("window.__pwned") is None  # nothing in a document ran
-            assert page.locator(".text_field_component img").count() == 0
+            assert images == 0 and page.locator(".text_field_component iframe").count() == 0
+            assert [f.evaluate("window.__pwned") for f in page.frames] == [None] * len(
+                page.frames
+            )  # nothing in a document ran, in the page or in any frame
             n = 0
             select(page, f"verdict_{verdict}")
             n += 1
