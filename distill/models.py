@@ -94,12 +94,17 @@ def _package_dir(alias: str, spec: OfflineModel) -> Path:
     return Path(list(found.submodule_search_locations)[0])
 
 
+def assembled_path(spec: OfflineModel) -> Path:
+    """Where a chunked GGUF is assembled, once, in the model cache."""
+    assert spec.gguf_file is not None
+    return cache_dir() / "models" / spec.gguf_file
+
+
 def _assemble(alias: str, spec: OfflineModel) -> Path:
     """Concatenate a chunked GGUF into the model cache once; size and sha256 verified."""
     import hashlib
 
-    assert spec.gguf_file is not None
-    out = cache_dir() / "models" / spec.gguf_file
+    out = assembled_path(spec)
     if out.is_file() and out.stat().st_size == spec.size:
         return out  # verified when it was written (a rename makes it final)
     dirs = []

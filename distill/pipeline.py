@@ -177,11 +177,14 @@ def run_pipeline(
     run.manifest.setdefault("created_at", now())
     console.print(f"[bold]distill[/] run [cyan]{recipe.name}[/] → {run.root}")
     selected = select(only, until)
+    # A stage's extra inputs (corpus file hashes, template hashes) are read once: the
+    # preflight's look at what will rerun and the run itself share them.
+    extras: dict[str, dict[str, Any]] = {}
     if custom is None:
         from distill.preflight import check
 
         # Every problem a stage about to run would hit, in seconds, before the first.
-        check(recipe, _to_run(selected, stages, recipe, run, force), network=True)
+        check(recipe, _to_run(selected, stages, recipe, run, force, extras), network=True)
     for name in selected:
         stage = stages[name]
         for up in stage.upstream:
@@ -190,7 +193,7 @@ def run_pipeline(
                     f"stage '{name}' needs the output of '{up}', which has not run; "
                     f"run `distill run RECIPE --until {up}` first"
                 )
-        extra = stage.extra(recipe)
+        extra = extras[name] if name in extras else stage.extra(recipe)
         fp = fingerprint(stage, recipe, run, extra)
         unchanged = run.is_done(name) and run.stage(name).get("fingerprint") == fp
         if unchanged and name not in force and not stage.volatile(recipe):
@@ -203,7 +206,12 @@ def run_pipeline(
 
 
 def _to_run(
-    selected: list[str], stages: dict[str, Stage], recipe: Recipe, run: RunFolder, force: set[str]
+    selected: list[str],
+    stages: dict[str, Stage],
+    recipe: Recipe,
+    run: RunFolder,
+    force: set[str],
+    extras: dict[str, dict[str, Any]],
 ) -> list[str]:
     """The selected stages from the first one that will not be skipped as unchanged (a
     rerun stage changes what follows it)."""
@@ -212,7 +220,8 @@ def _to_run(
         if name in force or stage.volatile(recipe) or not run.is_done(name):
             return selected[i:]
         try:
-            fp = fingerprint(stage, recipe, run, stage.extra(recipe))
+            extras[name] = stage.extra(recipe)
+            fp = fingerprint(stage, recipe, run, extras[name])
         except Exception:  # noqa: BLE001 - the stage itself will say what is wrong
             return selected[i:]
         if run.stage(name).get("fingerprint") != fp:

@@ -31,12 +31,12 @@ def model_problem(ref: str, what: str) -> str | None:
     """Why model reference `ref` cannot be used here, or None. Resolves offline aliases
     and paths without loading anything; a hub id is checked against the local cache
     only when the Hub is off (HF_HUB_OFFLINE)."""
-    from distill.models import OFFLINE_MODELS, cache_dir
+    from distill.models import OFFLINE_MODELS, assembled_path
 
     if ref in OFFLINE_MODELS:
         spec = OFFLINE_MODELS[ref]
         if spec.parts:
-            if spec.gguf_file and (cache_dir() / "models" / spec.gguf_file).is_file():
+            if spec.gguf_file and assembled_path(spec).is_file():
                 return None  # assembled before
             names = [spec.package.format(n=n) for n in range(1, spec.parts + 1)]
             missing = [n for n in names if importlib.util.find_spec(n) is None]

@@ -142,7 +142,7 @@ def init(
     draft = dict(values, samples_per_chunk=1, max_chunks="null", eval_fraction=0.2, epochs=2)
     sized = _write(out, draft, measured=None)
     recipe = load_recipe(sized)
-    blocking = [p for p in problems(recipe, ["ingest"]) if p]
+    blocking = problems(recipe, ["ingest"])
     if blocking:
         out.unlink(missing_ok=True)
         raise UserError("init: " + "; ".join(blocking))
@@ -178,13 +178,8 @@ def init(
     if est["price_per_1m"]:  # a cap at twice the expectation: an overrun stops, not surprises
         values["max_cost"] = f"{max(2 * total['cost_usd_expected'], 0.01):.2f}"
     _write(out, dict(draft, **values), measured=measured)
-    load_recipe(out)  # what was written is a valid recipe
-    return {
-        **measured,
-        **plan,
-        "recipe": str(out),
-        "problems": problems(load_recipe(out)),
-    }
+    final = load_recipe(out)  # what was written is a valid recipe
+    return {**measured, **plan, "recipe": str(out), "problems": problems(final)}
 
 
 def _write(out: Path, values: dict[str, Any], measured: dict[str, Any] | None) -> Path:
