@@ -60,8 +60,8 @@ def synthetic(n: int, seed: int = 0) -> list[dict]:
 
 
 def one(n: int) -> dict:
-    from distill.curate import curate
-    from distill.dedup import near_duplicates
+    from distill.curate.dedup import near_duplicates
+    from distill.curate.stage import curate
     from distill.recipe import CurateConfig
 
     samples = synthetic(n)

@@ -32,11 +32,11 @@ STUDENT = "smollm2-135m-instruct"
 
 def prompts(n: int) -> list[list[dict[str, str]]]:
     """Retrieval prompts for n questions about the example corpus."""
-    from distill.ingest import run as ingest_run
+    from distill.generate.plan import load_templates, numbered
+    from distill.ingest.stage import run as ingest_run
     from distill.recipe import load_recipe
     from distill.retrieval import Retriever
     from distill.runfolder import RunFolder
-    from distill.tasks import load_templates, numbered
 
     work = Path(tempfile.mkdtemp(prefix="distill-bench-eval-"))
     recipe_path = work / "recipe.yaml"
@@ -65,8 +65,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=96)
     args = ap.parse_args()
 
-    from distill.eval_metrics import percentile
-    from distill.generate import ANSWER_STOP
+    from distill.evaluate.metrics import percentile
+    from distill.generate.stage import ANSWER_STOP
     from distill.models import inference_dtype, load_causal_lm
     from distill.teachers.local import generate_batch
 

@@ -210,8 +210,8 @@ def estimate(
     """
     import json
 
-    from distill.estimate import estimate as estimate_run
-    from distill.estimate import render
+    from distill.generate.estimate import estimate as estimate_run
+    from distill.generate.estimate import render
     from distill.pipeline import run_pipeline
     from distill.runfolder import RunFolder
 
@@ -287,7 +287,7 @@ def eval_cmd(
     from distill.errors import UserError
 
     if compare is not None:
-        from distill.eval_report import compare as compare_runs
+        from distill.evaluate.report import compare as compare_runs
 
         typer.echo(compare_runs(*compare))
         return
@@ -362,9 +362,9 @@ def publish_cmd(
     if kind is None:
         run_pipeline(r, only="publish", force={"publish"}, accept_unreviewed=accept_unreviewed)
         return
-    from distill.hub import upload
-    from distill.publish import check_ready, repo_ids, unreviewed_reasons, write
-    from distill.review import GateClosed
+    from distill.publish.hub import upload
+    from distill.publish.stage import check_ready, repo_ids, unreviewed_reasons, write
+    from distill.review.stage import GateClosed
     from distill.runfolder import RunFolder
 
     if repo_id:
@@ -471,7 +471,7 @@ def _need_argilla(r: Recipe) -> None:
 @review_app.command("push")
 def review_push(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Send the spot-check sample to Argilla (creates or updates; ids are sample ids)."""
-    from distill.review import push
+    from distill.review.stage import push
     from distill.runfolder import RunFolder
 
     r = _load(recipe, set_)
@@ -489,7 +489,7 @@ def review_push(recipe: RecipeArg, set_: SetOpt = None) -> None:
 def review_status(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Show the spot-check's review progress, overall and per task and source document."""
     from distill.errors import InputError
-    from distill.review import pull, render_status
+    from distill.review.stage import pull, render_status
     from distill.runfolder import RunFolder
 
     r = _load(recipe, set_)
@@ -506,7 +506,7 @@ def review_pull(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Apply the reviewers' submitted answers: rejects leave training, corrections replace
     answers. Writes review/ and the manifest's review statistics."""
     from distill.pipeline import run_pipeline
-    from distill.review import render_status, review_stats
+    from distill.review.stage import render_status, review_stats
 
     r = _load(recipe, set_)
     _need_argilla(r)
@@ -524,7 +524,7 @@ def review_serve(
     The first start installs argilla-server 2.8.0 in its own virtual environment
     (about a minute). Prints the address and the owner's and annotator's credentials.
     """
-    from distill.review_server import serve, state_dir
+    from distill.review.server import serve, state_dir
 
     got = serve(port, redis_port)
     typer.echo(f"Argilla is running at {got['url']} (state in {state_dir()})")
@@ -537,7 +537,7 @@ def review_serve(
 @review_app.command("stop")
 def review_stop() -> None:
     """Stop the local Argilla server, its worker and Redis started by `review serve`."""
-    from distill.review_server import stop
+    from distill.review.server import stop
 
     stopped = stop()
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")

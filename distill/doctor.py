@@ -152,7 +152,7 @@ def checks() -> list[Check]:
 
 
 def _argilla() -> Check:
-    from distill.review_server import local_server
+    from distill.review.server import local_server
 
     url = os.environ.get("ARGILLA_API_URL")
     if url:

@@ -37,26 +37,32 @@ class Stage:
 
 
 def _templates(recipe: Recipe) -> dict[str, str]:
-    from distill.tasks import load_templates
+    from distill.generate.plan import load_templates
 
     return {t.ref: t.sha for t in load_templates(recipe).all()}
 
 
 def _template_sha(recipe: Recipe, ref: str) -> str:
-    from distill.tasks import recipe_template
+    from distill.generate.plan import recipe_template
 
     return recipe_template(recipe, ref).sha
 
 
 def _eval_templates(recipe: Recipe) -> dict[str, str]:
-    from distill.evaluate import judge_templates
+    from distill.evaluate.stage import judge_templates
 
     return {t.ref: t.sha for t in judge_templates(recipe)}
 
 
 def default_stages() -> dict[str, Stage]:
     """The seven stages, imported lazily so `distill --help` stays fast."""
-    from distill import curate, evaluate, generate, ingest, publish, review, train
+    from distill.curate import stage as curate
+    from distill.evaluate import stage as evaluate
+    from distill.generate import stage as generate
+    from distill.ingest import stage as ingest
+    from distill.publish import stage as publish
+    from distill.review import stage as review
+    from distill.train import stage as train
 
     return {
         "ingest": Stage(
@@ -151,7 +157,7 @@ def run_pipeline(
 ) -> RunFolder:
     """Run the selected stages of `recipe`; return the run folder.
 
-    Before training, the review gate is checked (distill.review.gate);
+    Before training, the review gate is checked (distill.review.stage.gate);
     `accept_unreviewed` overrides a closed gate, and the manifest records it;
     `resume` continues training from its last checkpoint."""
     force = force or set()
@@ -231,7 +237,7 @@ def _to_run(
 
 def check_gate(recipe: Recipe, run: RunFolder) -> None:
     """The review gate before training; its verdict goes to the manifest's `review_gate`."""
-    from distill.review import GateClosed, gate
+    from distill.review.stage import GateClosed, gate
 
     try:
         result = gate(recipe, run, bool(run.flags.get("accept_unreviewed")))

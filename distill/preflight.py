@@ -108,7 +108,7 @@ def _reachable(url: str, timeout_s: float = 3.0) -> str | None:
 def review_problems(recipe: Recipe, network: bool) -> list[str]:
     if recipe.review.mode != "argilla":
         return []
-    from distill.review_server import local_server
+    from distill.review.server import local_server
 
     url = os.environ.get("ARGILLA_API_URL") or recipe.review.api_url
     local = local_server()
@@ -131,7 +131,7 @@ def review_problems(recipe: Recipe, network: bool) -> list[str]:
 def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = False) -> list[str]:
     """Every problem that would stop one of `stages` (default: all), found without
     loading a model or calling a teacher."""
-    from distill.tasks import recipe_template
+    from distill.generate.plan import recipe_template
 
     run = set(stages or STAGES)
     out: list[str] = []
@@ -149,7 +149,7 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
             out.append(why)
     if "ingest" in run:
         if recipe.ingest.paths:
-            from distill.ingest import discover
+            from distill.ingest.stage import discover
 
             try:
                 discover(recipe.ingest, recipe.base_dir)

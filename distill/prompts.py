@@ -22,10 +22,11 @@ from typing import Any
 
 import jinja2
 
+from distill import assets
 from distill.errors import UserError
 from distill.io import sha256_text
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "prompts"
+BUILTIN_DIR = assets.path("prompts")
 _REF = re.compile(r"^(?P<name>[a-z0-9_]+)@v(?P<version>[0-9]+)$")
 _ROLE = re.compile(r"^\[(system|user|assistant)\]\s*$", re.M)
 _ENV = jinja2.Environment(

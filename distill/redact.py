@@ -7,7 +7,7 @@ variables become `<redacted>`. `scrub` applies it through a JSON-like value and 
 blanks fields named like credentials (not the `*_env` ones, which name a variable).
 
 The manifest, the published recipe and cards, error messages and the console all go
-through here; the publish stage's scan (`distill.publish.find_secrets`) is the second
+through here; the publish stage's scan (`distill.publish.stage.find_secrets`) is the second
 line behind it.
 """
 

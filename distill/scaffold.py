@@ -108,7 +108,7 @@ def init(
     force: bool = False,
 ) -> dict[str, Any]:
     """Write the recipe `out` for the corpus `docs`; return what was measured."""
-    from distill.estimate import estimate
+    from distill.generate.estimate import estimate
     from distill.pipeline import run_pipeline
     from distill.preflight import problems
     from distill.runfolder import RunFolder

@@ -112,7 +112,7 @@ def ingested(small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def argilla_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A real local Argilla server (`distill review serve`), once per test session, with
     its state in a temporary folder (slow: the first run installs argilla-server)."""
-    from distill.review_server import serve, stop
+    from distill.review.server import serve, stop
 
     mp = pytest.MonkeyPatch()
     mp.setenv("DISTILL_ARGILLA_DIR", str(tmp_path_factory.mktemp("argilla")))

@@ -43,7 +43,7 @@ def test_credentials_are_written_whole_and_private(
 ) -> None:
     import json
 
-    from distill import review_server
+    from distill.review import server as review_server
 
     monkeypatch.setenv("DISTILL_ARGILLA_DIR", str(tmp_path))
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from distill.curate import curate, repetition, support_score
-from distill.exports import write_exports
+from distill.curate.stage import curate, repetition, support_score
 from distill.recipe import CurateConfig
+from distill.review.exports import write_exports
 from distill.split import Split, split_documents
 
 SYSTEM = {"role": "system", "content": "You are a helpful support assistant."}

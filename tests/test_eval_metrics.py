@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from distill import eval_metrics as em
-from distill.eval_report import cells, compare, render_html, render_markdown
+from distill.evaluate import metrics as em
+from distill.evaluate.report import cells, compare, render_html, render_markdown
+from distill.generate.plan import is_refusal
 from distill.io import write_json
 from distill.prompts import defuse
-from distill.tasks import is_refusal
 
 
 def row(system: str, item: str, kind: str = "answerable", **kw: Any) -> dict[str, Any]:

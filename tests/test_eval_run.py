@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from distill import evaluate
-from distill.eval_report import cells
+from distill.evaluate import stage as evaluate
+from distill.evaluate.report import cells
 from distill.io import read_json, read_rows, write_rows
 from distill.recipe import load_recipe
 from distill.runfolder import RunFolder

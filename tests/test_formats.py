@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from distill.errors import InputError
-from distill.ingest import WhitespaceCounter, chunk_document, dataset_documents, read_documents
+from distill.ingest.stage import (
+    WhitespaceCounter,
+    chunk_document,
+    dataset_documents,
+    read_documents,
+)
 from distill.recipe import DatasetSource, IngestConfig
 
 CFG = IngestConfig(paths=["."], jsonl={"text_field": "body", "id_field": "id", "title_field": "t"})

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from distill.generate.plan import clean_answer, clean_question, samples_for, select_chunks
 from distill.recipe import GenerateConfig
-from distill.tasks import clean_answer, clean_question, samples_for, select_chunks
 
 
 def test_samples_per_chunk_or_per_thousand_tokens() -> None:

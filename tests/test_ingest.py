@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from distill.errors import InputError
-from distill.ingest import (
+from distill.ingest.stage import (
     WhitespaceCounter,
     chunk_document,
     chunk_text,

@@ -143,7 +143,7 @@ def test_generation_killed_midway_resumes_without_asking_twice(
 ) -> None:
     """Kill generate after its first teacher call; the rerun sends only what is missing
     and ends with exactly the samples of an uninterrupted run."""
-    import distill.generate
+    import distill.generate.stage
     from distill.teachers import get_teacher as real_get_teacher
     from distill.teachers.fake import FakeTeacher
 
@@ -156,7 +156,7 @@ def test_generation_killed_midway_resumes_without_asking_twice(
             sent.extend(m[-1]["content"] for m in batch)
             return super().complete_many(batch, **params)
 
-    monkeypatch.setattr(distill.generate, "get_teacher", lambda spec, opts: Flaky())
+    monkeypatch.setattr(distill.generate.stage, "get_teacher", lambda spec, opts: Flaky())
     recipe = load_recipe(
         ingested.parent.parent / "recipe.yaml", ["name=killed", "generate.batch_size=2"]
     )
@@ -172,7 +172,7 @@ def test_generation_killed_midway_resumes_without_asking_twice(
     assert counts["cached_replies"] == first_call and counts["requests_sent"] == 8 - first_call
     resumed = read_rows(recipe.run_path / "generate" / "samples.parquet")
 
-    monkeypatch.setattr(distill.generate, "get_teacher", real_get_teacher)
+    monkeypatch.setattr(distill.generate.stage, "get_teacher", real_get_teacher)
     clean = load_recipe(
         ingested.parent.parent / "recipe.yaml", ["name=clean", "generate.batch_size=2"]
     )
@@ -218,7 +218,7 @@ def test_generate_with_openai_teacher_records_failed_requests(
 
 
 def test_every_task_type_through_generate(ingested: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import distill.generate
+    import distill.generate.stage
     from distill.teachers.fake import FakeTeacher
 
     calls: list[list[dict[str, str]]] = []
@@ -228,7 +228,7 @@ def test_every_task_type_through_generate(ingested: Path, monkeypatch: pytest.Mo
             calls.append(messages)
             return super().complete(messages, **params)
 
-    monkeypatch.setattr(distill.generate, "get_teacher", lambda spec, opts: Recording())
+    monkeypatch.setattr(distill.generate.stage, "get_teacher", lambda spec, opts: Recording())
     mix = "{qa: 1, instructions: 1, multi_hop: 1, raft: 3, multi_turn: 1}"
     recipe = load_recipe(
         ingested.parent.parent / "recipe.yaml",

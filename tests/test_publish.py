@@ -11,9 +11,9 @@ from unittest.mock import ANY
 import pytest
 
 from distill.errors import UserError
-from distill.hub import upload
 from distill.io import write_rows
-from distill.publish import find_secrets, size_category
+from distill.publish.hub import upload
+from distill.publish.stage import find_secrets, size_category
 from distill.redact import scrub
 from tests.hub_server import serve_hub
 

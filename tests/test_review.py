@@ -11,7 +11,7 @@ import pytest
 
 from distill.io import write_json, write_rows
 from distill.recipe import Recipe, ReviewConfig
-from distill.review import (
+from distill.review.stage import (
     GateClosed,
     _stats,
     decide,
@@ -197,8 +197,8 @@ def test_gate_raises_or_records_the_override(tmp_path: Path) -> None:
 def test_the_context_shows_tables_as_aligned_text_after_the_answer() -> None:
     import inspect
 
-    from distill import argilla_io
-    from distill.review import aligned_tables
+    from distill.review import argilla as argilla_io
+    from distill.review.stage import aligned_tables
 
     text = (
         "Plans:\n\n| Plan | Price |\n| --- | ---: |\n| Starter | $12 |\n| Enterprise | custom |\n"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from distill.io import read_json, read_rows, write_rows
-from distill.review import inert
+from distill.review.stage import inert
 from tests.conftest import CORPUS, REPO, write_recipe
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ def loop(argilla_server: dict, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # The stratified pick does not read scores: the two low ones are outside it, so the
     # spot-check is 6 sampled + 2 low-score whatever the generated data.
     from distill.recipe import load_recipe as load
-    from distill.review import spot_check
+    from distill.review.stage import spot_check
 
     sampled = {e["sample_id"] for e in spot_check(train, load(recipe).review)}
     low = [s["sample_id"] for s in train if s["sample_id"] not in sampled][:2]
@@ -174,7 +174,7 @@ def test_run_stops_at_the_gate_before_review(loop: dict) -> None:
 def test_pull_applies_reject_edit_accept_and_the_gate_both_ways(
     argilla_server: dict, loop: dict
 ) -> None:
-    from distill.review import training_rows
+    from distill.review.stage import training_rows
     from distill.runfolder import RunFolder
 
     client, ds = dataset(argilla_server)

@@ -23,7 +23,7 @@ def server(argilla_server: dict) -> dict:
 def test_serve_prints_address_and_credentials_and_is_idempotent(
     server: dict, tmp_path: Path
 ) -> None:
-    from distill.review_server import credentials, serve, state_dir
+    from distill.review.server import credentials, serve, state_dir
 
     assert server["url"].startswith("http://127.0.0.1:")
     assert server["owner"]["username"] == "argilla" and server["annotator"]["password"]
@@ -110,7 +110,7 @@ def test_cli_stop_and_help(server: dict) -> None:
 def test_stop_then_serve_again_keeps_data_and_credentials(server: dict) -> None:
     import argilla as rg
 
-    from distill.review_server import serve, stop
+    from distill.review.server import serve, stop
 
     assert set(stop()) == {"redis", "server", "worker"}
     port = int(server["url"].rsplit(":", 1)[1])

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from distill import argilla_io
 from distill.errors import TeacherError, UserError
 from distill.redact import redact, scrub
+from distill.review import argilla as argilla_io
 from distill.runfolder import RunFolder
 
 
@@ -132,7 +132,7 @@ def test_secret_scan_says_when_it_could_not_read_the_hub_login(
 ) -> None:
     from huggingface_hub import constants
 
-    from distill.publish import find_secrets
+    from distill.publish.stage import find_secrets
 
     folder = tmp_path / "repo"
     folder.mkdir()
@@ -148,7 +148,7 @@ def test_secret_scan_says_when_it_could_not_read_the_hub_login(
 
 def test_a_stopped_publish_leaves_the_earlier_folder_untouched(tmp_path: Path) -> None:
     from distill.io import atomic_dir
-    from distill.publish import refuse_secrets
+    from distill.publish.stage import refuse_secrets
 
     dest = tmp_path / "publish" / "dataset"
     dest.mkdir(parents=True)
@@ -166,7 +166,7 @@ def test_argilla_credentials_never_reach_a_command_line(
 ) -> None:
     import subprocess
 
-    from distill import review_server
+    from distill.review import server as review_server
 
     monkeypatch.setenv("DISTILL_ARGILLA_DIR", str(tmp_path / "argilla"))
     creds = review_server.credentials()
@@ -207,7 +207,7 @@ def test_review_stop_never_signals_a_reused_pid(
     import json
     import subprocess
 
-    from distill import review_server
+    from distill.review import server as review_server
 
     monkeypatch.setenv("DISTILL_ARGILLA_DIR", str(tmp_path / "argilla"))
     (tmp_path / "argilla").mkdir()
@@ -360,7 +360,7 @@ def test_curate_reruns_when_what_it_reads_from_other_stages_changes(tmp_path: Pa
 def test_publish_refuses_an_adapter_retrained_after_eval(tmp_path: Path) -> None:
     import json
 
-    from distill.publish import write
+    from distill.publish.stage import write
     from distill.recipe import load_recipe
 
     (tmp_path / "r.yaml").write_text(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from distill.errors import InputError
-from distill.sft_data import encode, stop_ids
+from distill.train.data import encode, stop_ids
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from distill.recipe import Recipe
-from distill.split import Split
-from distill.tasks import (
+from distill.generate.plan import (
     citations,
     clean_request,
     is_refusal,
@@ -19,6 +17,8 @@ from distill.tasks import (
     make_plan,
     numbered,
 )
+from distill.recipe import Recipe
+from distill.split import Split
 
 DOCS = {
     "billing/plans": [

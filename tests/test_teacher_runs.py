@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.estimate import estimate
+from distill.generate.estimate import estimate
 from distill.io import read_rows
 from distill.pipeline import run_pipeline
 from distill.recipe import load_recipe

@@ -10,7 +10,7 @@ import time
 
 def main() -> None:
     from distill.export import converter_dir
-    from distill.review_server import ensure_venv
+    from distill.review.server import ensure_venv
     from distill.ui import console
 
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ credentials.json (mode 0600) with the owner's API key and the owner's and an
 annotator's passwords, generated on first start.
 
 `distill review push|status|pull` use this server unless $ARGILLA_API_URL (or
-`review.api_url`) points at another one (distill/argilla_io.py).
+`review.api_url`) points at another one (distill/review/argilla.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from distill import assets
 from distill.errors import UserError
 from distill.io import write_text
 from distill.models import cache_dir, tools_dir
@@ -39,7 +40,7 @@ ARGILLA_SERVER = "argilla-server==2.8.0"
 # typer 0.9 (argilla-server's pin) breaks with click 8.2+ ("Secondary flag is not
 # valid for non-boolean flag").
 PINS = [ARGILLA_SERVER, "click==8.1.8"]
-LAUNCHER = Path(__file__).resolve().parent.parent / "review" / "server" / "launch.py"
+LAUNCHER = assets.path("review", "server", "launch.py")
 OWNER, ANNOTATOR = "argilla", "annotator"
 
 

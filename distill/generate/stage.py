@@ -1,6 +1,6 @@
 """Generate: the teacher writes training samples grounded in the corpus.
 
-distill.tasks plans one job per (chunk, sample index): its task type, persona,
+distill.generate.plan plans one job per (chunk, sample index): its task type, persona,
 context and request prompt. Then, in steps that each send all their requests
 (batched for a local teacher, concurrently for an API teacher, or through a batch
 API):
@@ -28,12 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import TeacherError, UserError
-from distill.io import write_rows
-from distill.prompts import fence
-from distill.recipe import GenerateConfig, Recipe
-from distill.retrieval import Retriever
-from distill.runfolder import RunFolder
-from distill.tasks import (
+from distill.generate.plan import (
     Job,
     Templates,
     choose_split,
@@ -44,6 +39,11 @@ from distill.tasks import (
     make_plan,
     numbered,
 )
+from distill.io import write_rows
+from distill.prompts import fence
+from distill.recipe import GenerateConfig, Recipe
+from distill.retrieval import Retriever
+from distill.runfolder import RunFolder
 from distill.teachers import Completion, Teacher, get_teacher
 from distill.teachers.batch import BatchTeacher
 from distill.teachers.cache import CachedTeacher, RequestCache

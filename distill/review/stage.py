@@ -210,7 +210,7 @@ def record(
 
 def push(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     """Pick the spot-check and create or update its Argilla records."""
-    from distill import argilla_io
+    from distill.review import argilla as argilla_io
 
     train = _train(run)
     entries = spot_check(train, recipe.review)
@@ -303,7 +303,7 @@ def _stats(
 
 def pull(recipe: Recipe, run: RunFolder) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """Read the reviewers' answers; return (entries, decisions, stats)."""
-    from distill import argilla_io
+    from distill.review import argilla as argilla_io
 
     entries = read_rows(run.stage_dir("review") / "spot_check.parquet")
     conn = argilla_io.connect(recipe)
@@ -344,7 +344,7 @@ def pull(recipe: Recipe, run: RunFolder) -> tuple[list[dict], list[dict], dict[s
 def _exports(recipe: Recipe, run: RunFolder) -> None:
     """review/exports/: what trains (reviewers' rejects out, their corrections in) and
     the eval split, in each of `curate.exports`' formats."""
-    from distill.exports import write_exports
+    from distill.review.exports import write_exports
 
     out = run.stage_dir("review") / "exports"
     shutil.rmtree(out, ignore_errors=True)

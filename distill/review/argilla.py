@@ -18,11 +18,11 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from unittest import mock
 from urllib.parse import urlsplit
 
+from distill import assets
 from distill.errors import UserError
 from distill.recipe import Recipe
 from distill.ui import track
@@ -36,7 +36,7 @@ ISSUES = {
     "unsafe": "Unsafe",
 }
 QUESTIONS = ("verdict", "corrected_response", "quality", "issues")
-DEFAULT_GUIDELINES = Path(__file__).resolve().parent.parent / "review" / "guidelines.md"
+DEFAULT_GUIDELINES = assets.path("review", "guidelines.md")
 NO_SERVER = (
     "no Argilla server: start the local one with `distill review serve`, or set "
     "ARGILLA_API_URL and ARGILLA_API_KEY to your own"
@@ -55,7 +55,7 @@ class Connection:
 
 def connect(recipe: Recipe) -> Connection:
     """A client for the recipe's Argilla server; a one-line error when there is none."""
-    from distill.review_server import local_server
+    from distill.review.server import local_server
 
     url = os.environ.get("ARGILLA_API_URL") or recipe.review.api_url
     key = os.environ.get("ARGILLA_API_KEY")
@@ -115,7 +115,7 @@ def guidelines(recipe: Recipe) -> str:
 
 # What is judged first, what it is judged against after: the reviewer reads the request
 # and the answer without scrolling past the documents. Documents are untrusted: every
-# field is plain text (tables aligned by distill.review.aligned_tables), never rendered
+# field is plain text (tables aligned by distill.review.stage.aligned_tables), never rendered
 # as Markdown or HTML.
 FIELDS = (
     ("instruction", "Instruction (or the conversation so far)"),

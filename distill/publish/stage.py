@@ -9,7 +9,7 @@ The stage writes both folders, exactly as they would be uploaded:
   files and README.md (model card with the eval decision table); loads with PEFT.
 
 `distill publish RECIPE dataset|adapter --repo-id ORG/NAME` writes the folder again
-for that repository and uploads it (distill.hub). Before anything is written to disk
+for that repository and uploads it (distill.publish.hub). Before anything is written to disk
 as final, both folders are scanned for tokens and API keys; one found stops the stage.
 """
 
@@ -28,7 +28,7 @@ from distill.io import atomic_dir, read_json, read_rows, sha256_file, write_rows
 from distill.models import resolve_causal_lm
 from distill.recipe import Recipe
 from distill.redact import SECRET_SHAPES, env_secrets, redact, scrub
-from distill.review import gate_reasons, review_stats, summary, training_rows
+from distill.review.stage import gate_reasons, review_stats, summary, training_rows
 from distill.runfolder import RunFolder
 
 DATASET_COLUMNS = (
@@ -459,7 +459,7 @@ def model_card(
     metrics: dict[str, Any],
     train_metrics: dict[str, Any],
 ) -> str:
-    from distill.eval_report import decision_table
+    from distill.evaluate.report import decision_table
 
     t = recipe.train
     backend = train_metrics.get("backend", t.backend)

@@ -5,7 +5,7 @@ In order, each step removing samples (the report counts each):
    RAFT sample whose context lacks the answer must say so, and every other answer
    must not refuse; citations ([n]) must point at documents in the context;
 2. exact duplicates (normalised request + answer);
-3. near-duplicate requests, then near-duplicate samples (MinHash LSH, distill.dedup);
+3. near-duplicate requests, then near-duplicate samples (MinHash LSH, distill.curate.dedup);
 4. optional semantic duplicates (embedding cosine of the requests);
 5. a lexical support score (no model: the share of the answers' content words found
    in the documents they cite), reported, and a filter when `min_support` is set;
@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.dedup import near_duplicates
+from distill.curate.dedup import near_duplicates
 from distill.errors import InputError
+from distill.generate.plan import QUESTION_TASKS, citations, is_refusal
 from distill.io import read_rows, save_figure, sha256_text, write_rows, write_text
 from distill.recipe import CurateConfig, Recipe
 from distill.runfolder import RunFolder
 from distill.split import Split, unit
-from distill.tasks import QUESTION_TASKS, citations, is_refusal
 
 _CITE = re.compile(r"\[\d{1,2}\]")
 
@@ -383,10 +383,10 @@ JUDGE_SCHEMA = {
 
 def make_judge(recipe: Recipe, out: Path, chunk_text: dict[str, str]) -> Judge:
     """The recipe's judge: one cached call per sample, verdicts validated."""
-    from distill.judging import JsonJudge
-    from distill.tasks import numbered, recipe_template
+    from distill.generate.plan import numbered, recipe_template
     from distill.teachers import get_teacher
     from distill.teachers.cache import RequestCache
+    from distill.teachers.judge import JsonJudge
 
     cfg = recipe.curate
     assert cfg.judge is not None

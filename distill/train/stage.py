@@ -7,7 +7,7 @@ Either way the same SFTTrainer runs with the same arguments, so the CPU path
 exercises nearly all of the GPU path.
 
 Examples are token ids with an assistant mask built from the student's own chat
-template (distill/sft_data.py): the loss covers the answers and their EOS only.
+template (distill/train/data.py): the loss covers the answers and their EOS only.
 The eval split's loss is logged every `eval_steps`; a checkpoint is written every
 `save_steps` to train/checkpoints/, and `distill train --resume` continues a killed
 run from the last one (the checkpoints are removed once the adapter is saved).
@@ -33,9 +33,9 @@ from distill.errors import InputError, MissingExtraError, UserError
 from distill.io import atomic_dir, hash_json, read_rows, save_figure, write_json, write_text
 from distill.models import inference_dtype, load_causal_lm, resolve_causal_lm
 from distill.recipe import Recipe, TrainConfig
-from distill.review import training_rows
+from distill.review.stage import training_rows
 from distill.runfolder import RunFolder
-from distill.sft_data import encode_rows, stop_ids
+from distill.train.data import encode_rows, stop_ids
 from distill.ui import console
 
 TRAINING_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")

@@ -21,13 +21,13 @@ Items, in two sets:
   about what it trained on? Reported beside the first, never mixed into it.
 The `+rag` systems search the whole index, as a deployment would.
 Every per-question mean carries a 95% bootstrap interval, and the deciding
-comparisons a paired one (distill.eval_metrics).
+comparisons a paired one (distill.evaluate.metrics).
 
 Scores: a judge (`eval.judge`, default the teacher) grades correctness 1-5 against
 the reference, and groundedness 1-5 against the retrieved chunks for systems with
 retrieval; it compares each student system with the teacher in both orders. Also:
 citation accuracy, refusal accuracy, similarity to the reference, latency, tokens/s,
-cost per 1,000 queries. See distill.eval_metrics for the definitions.
+cost per 1,000 queries. See distill.evaluate.metrics for the definitions.
 
 Outputs in `eval/`: answers.parquet (one row per system and item, with every score
 and judge reason), judgements.parquet (every judge call: verdict, error, raw reply),
@@ -48,16 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from distill import eval_metrics
 from distill.errors import InputError
-from distill.generate import ANSWER_STOP, teacher_price
-from distill.io import read_rows, write_json, write_rows
-from distill.judging import JsonJudge
-from distill.prompts import Template
-from distill.recipe import Recipe
-from distill.retrieval import Retriever, embed
-from distill.runfolder import RunFolder
-from distill.tasks import (
+from distill.evaluate import metrics as eval_metrics
+from distill.generate.plan import (
     citations,
     clean_answer,
     is_refusal,
@@ -65,10 +58,17 @@ from distill.tasks import (
     numbered,
     recipe_template,
 )
+from distill.generate.stage import ANSWER_STOP, teacher_price
+from distill.io import read_rows, write_json, write_rows
+from distill.prompts import Template
+from distill.recipe import Recipe
+from distill.retrieval import Retriever, embed
+from distill.runfolder import RunFolder
 from distill.teachers import Completion, Message, Teacher, get_teacher
 from distill.teachers.base import BatchFirstTeacher
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.engine import ApiTeacher
+from distill.teachers.judge import JsonJudge
 from distill.teachers.local import LocalTeacher
 from distill.teachers.prices import lookup
 from distill.ui import progress
@@ -398,8 +398,8 @@ def judge_templates(recipe: Recipe) -> tuple[Template, Template]:
 
 
 def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
-    from distill.curate import support_score
-    from distill.eval_report import write_report
+    from distill.curate.stage import support_score
+    from distill.evaluate.report import write_report
 
     cfg = recipe.eval
     out = run.stage_dir("eval")

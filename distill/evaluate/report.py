@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError
-from distill.eval_metrics import signed
+from distill.evaluate.metrics import signed
 from distill.io import read_json, save_figure, write_text
 from distill.recipe import ALL_SYSTEMS, Recipe
 

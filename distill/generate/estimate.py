@@ -16,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from distill.generate import QUESTION_MAX_TOKENS, teacher_price
+from distill.generate.plan import choose_split, make_plan, numbered
+from distill.generate.stage import QUESTION_MAX_TOKENS, teacher_price
 from distill.prompts import fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
-from distill.tasks import choose_split, make_plan, numbered
 from distill.teachers.prices import BATCH_DISCOUNT, estimate_tokens
 
 EXPECTED_QUESTION_TOKENS = 24
@@ -150,7 +150,7 @@ def render(est: dict[str, Any]) -> str:
         )
     lines.append(
         "requests assume every question succeeds; answer prompts use a stand-in question; "
-        "'exp' output is an assumption (see distill/estimate.py), 'max' is the cap."
+        "'exp' output is an assumption (see distill/generate/estimate.py), 'max' is the cap."
     )
     if est["max_cost_usd"] is not None:
         fits = est["total"]["cost_usd_max"] <= est["max_cost_usd"]
