@@ -90,8 +90,8 @@ def main() -> int:
 
 
 def print_results(run: Path, total: float, size: str, teacher: str) -> None:
-    from distill.evaluate.report import comparison_table, decision_table
     from distill.evaluate.stage import hardware
+    from distill.verdict import comparison_table, decision_table
 
     manifest = json.loads((run / "manifest.json").read_text())
     metrics = json.loads((run / "eval" / "metrics.json").read_text())

@@ -36,7 +36,7 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
     from distill.ingest.stage import run as ingest_run
     from distill.recipe import load_recipe
     from distill.retrieval import Retriever
-    from distill.runfolder import RunFolder
+    from distill.runfolder import RunFolder, RunOptions
 
     work = Path(tempfile.mkdtemp(prefix="distill-bench-eval-"))
     recipe_path = work / "recipe.yaml"
@@ -46,7 +46,7 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
     )
     recipe = load_recipe(recipe_path)
     run = RunFolder(recipe.run_path)
-    ingest_run(recipe, run)
+    ingest_run(recipe, run, RunOptions())
     retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
     headings = list(dict.fromkeys(c["heading_path"].split(" > ")[-1] for c in retriever.chunks))
     questions = [f"What does the help centre say about {h.lower()}?" for h in headings][:n]

@@ -154,6 +154,7 @@ def run(
     (the review stage with `review.mode: argilla` always pulls the latest answers).
     """
     from distill.pipeline import run_pipeline
+    from distill.runfolder import RunOptions
 
     r = _load(recipe, set_)
     folder = run_pipeline(
@@ -161,8 +162,7 @@ def run(
         only=only,
         until=until,
         force=set(force or []),
-        accept_unreviewed=accept_unreviewed,
-        resume=resume,
+        options=RunOptions(accept_unreviewed=accept_unreviewed, resume=resume),
     )
     typer.echo(f"run folder: {folder.root}")
 
@@ -258,10 +258,12 @@ def train(
 ) -> None:
     """Train the LoRA adapter on the student."""
     from distill.pipeline import run_pipeline
+    from distill.runfolder import RunOptions
 
     r = _load(recipe, set_)
     force_ = {"train"} if force else set()
-    run_pipeline(r, only="train", force=force_, accept_unreviewed=accept_unreviewed, resume=resume)
+    options = RunOptions(accept_unreviewed=accept_unreviewed, resume=resume)
+    run_pipeline(r, only="train", force=force_, options=options)
 
 
 @app.command("eval")
@@ -349,6 +351,7 @@ def publish_cmd(
     from distill.errors import UserError
     from distill.pipeline import run_pipeline
     from distill.recipe import REPO_ID
+    from distill.runfolder import RunFolder, RunOptions
 
     if kind not in (None, "dataset", "adapter"):
         raise UserError(f"publish: KIND is 'dataset' or 'adapter', not '{kind}'")
@@ -360,12 +363,13 @@ def publish_cmd(
         )
     r = _load(recipe, set_)
     if kind is None:
-        run_pipeline(r, only="publish", force={"publish"}, accept_unreviewed=accept_unreviewed)
+        options = RunOptions(accept_unreviewed=accept_unreviewed)
+        run_pipeline(r, only="publish", force={"publish"}, options=options)
         return
+    from distill.gate import GateClosed
     from distill.publish.hub import upload
     from distill.publish.stage import check_ready, repo_ids, unreviewed_reasons, write
-    from distill.review.stage import GateClosed
-    from distill.runfolder import RunFolder
+    from distill.runfolder import RunOptions
 
     if repo_id:
         setattr(r.publish, f"{kind}_repo", repo_id)
@@ -380,8 +384,7 @@ def publish_cmd(
             + ". Review it (distill review push), or publish anyway with --accept-unreviewed "
             "(the card will say so)"
         )
-    run.flags["accept_unreviewed"] = accept_unreviewed
-    write(r, run, kind)
+    write(r, run, kind, RunOptions(accept_unreviewed=accept_unreviewed))
     folder = run.root / "publish" / kind
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in files)
@@ -489,7 +492,8 @@ def review_push(recipe: RecipeArg, set_: SetOpt = None) -> None:
 def review_status(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Show the spot-check's review progress, overall and per task and source document."""
     from distill.errors import InputError
-    from distill.review.stage import pull, render_status
+    from distill.gate import render_status
+    from distill.review.stage import pull
     from distill.runfolder import RunFolder
 
     r = _load(recipe, set_)
@@ -505,8 +509,8 @@ def review_status(recipe: RecipeArg, set_: SetOpt = None) -> None:
 def review_pull(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Apply the reviewers' submitted answers: rejects leave training, corrections replace
     answers. Writes review/ and the manifest's review statistics."""
+    from distill.gate import render_status, review_stats
     from distill.pipeline import run_pipeline
-    from distill.review.stage import render_status, review_stats
 
     r = _load(recipe, set_)
     _need_argilla(r)

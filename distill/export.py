@@ -40,46 +40,46 @@ GGUF_TYPES = ("f16", "bf16", "q8_0", "f32")
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
 
 
-def _adapter(run: RunFolder) -> Path:
-    path = run.root / "train" / "adapter"
-    if not run.is_done("train") or not (path / "adapter_config.json").exists():
+def _adapter(folder: RunFolder) -> Path:
+    path = folder.root / "train" / "adapter"
+    if not folder.is_done("train") or not (path / "adapter_config.json").exists():
         raise InputError("no trained adapter yet; run `distill train RECIPE` first")
     return path
 
 
-def adapter_hash(run: RunFolder) -> str:
+def adapter_hash(folder: RunFolder) -> str:
     """The trained adapter's content hash: what an export was made from."""
-    return hash_tree(_adapter(run))
+    return hash_tree(_adapter(folder))
 
 
 def _stamp(path: Path) -> Path:
     return path / ".adapter.sha256" if path.is_dir() else path.with_name(f".{path.name}.adapter")
 
 
-def made_from_current_adapter(path: Path, run: RunFolder) -> bool:
+def made_from_current_adapter(path: Path, folder: RunFolder) -> bool:
     """Whether the export at `path` exists and was made from the adapter trained now
     (not one from before a retrain)."""
     stamp = _stamp(path)
-    return path.exists() and stamp.exists() and stamp.read_text() == adapter_hash(run)
+    return path.exists() and stamp.exists() and stamp.read_text() == adapter_hash(folder)
 
 
 def _record_source(path: Path, digest: str) -> None:
     write_text(_stamp(path), digest)
 
 
-def merge(recipe: Recipe, run: RunFolder) -> Path:
+def merge(recipe: Recipe, folder: RunFolder) -> Path:
     """The student with the adapter merged in, as safetensors + tokenizer in export/merged."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    adapter = _adapter(run)
+    adapter = _adapter(folder)
     base_path = resolve_causal_lm(recipe.train.student).path
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     tok = AutoTokenizer.from_pretrained(str(adapter))
-    out = run.root / "export" / "merged"
-    digest = adapter_hash(run)
+    out = folder.root / "export" / "merged"
+    digest = adapter_hash(folder)
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
@@ -184,14 +184,14 @@ def _convert(script: str, args: list[str], out: Path) -> Path:
     return out
 
 
-def gguf(recipe: Recipe, run: RunFolder, outtype: str, adapter_only: bool) -> Path:
+def gguf(recipe: Recipe, folder: RunFolder, outtype: str, adapter_only: bool) -> Path:
     """The merged model (or the adapter alone) as one GGUF file in export/."""
     if outtype not in GGUF_TYPES:
         raise UserError(f"--gguf-type must be one of {', '.join(GGUF_TYPES)}, not '{outtype}'")
-    export = run.root / "export"
-    digest = adapter_hash(run)
+    export = folder.root / "export"
+    digest = adapter_hash(folder)
     if adapter_only:
-        adapter = _adapter(run)
+        adapter = _adapter(folder)
         base = resolve_causal_lm(recipe.train.student).path
         out = export / f"{recipe.name}-lora-{outtype}.gguf"
         made = _convert(
@@ -200,17 +200,17 @@ def gguf(recipe: Recipe, run: RunFolder, outtype: str, adapter_only: bool) -> Pa
         _record_source(made, digest)
         return made
     merged = export / "merged"
-    if not (merged / "config.json").exists() or not made_from_current_adapter(merged, run):
-        merged = merge(recipe, run)  # none yet, or merged from an adapter since retrained
+    if not (merged / "config.json").exists() or not made_from_current_adapter(merged, folder):
+        merged = merge(recipe, folder)  # none yet, or merged from an adapter since retrained
     out = export / f"{recipe.name}-{outtype}.gguf"
     made = _convert("convert_hf_to_gguf.py", [str(merged), "--outtype", outtype], out)
     _record_source(made, digest)
     return made
 
 
-def usage(recipe: Recipe, run: RunFolder) -> str:
+def usage(recipe: Recipe, folder: RunFolder) -> str:
     """How to load the adapter with PEFT and serve it with vLLM or llama.cpp."""
-    adapter = run.root / "train" / "adapter"
+    adapter = folder.root / "train" / "adapter"
     base = resolve_causal_lm(recipe.train.student)
     base_id = base.hub_id or recipe.train.student
     rank = recipe.train.lora_r
@@ -228,7 +228,7 @@ Serve with vLLM (OpenAI-compatible; ask for model "{recipe.name}"):
 
 Serve with llama.cpp (after `distill export RECIPE --gguf --adapter-only`):
 
-    llama-server -m BASE.gguf --lora {run.root / "export" / f"{recipe.name}-lora-f16.gguf"}
+    llama-server -m BASE.gguf --lora {folder.root / "export" / f"{recipe.name}-lora-f16.gguf"}
 """
 
 

@@ -18,10 +18,10 @@ from rich.markup import escape
 from distill.errors import InputError, UserError
 from distill.io import hash_json, hash_tree
 from distill.recipe import Recipe
-from distill.runfolder import STAGES, RunFolder, now, package_versions
+from distill.runfolder import STAGES, RunFolder, RunOptions, now, package_versions
 from distill.ui import console
 
-StageFn = Callable[[Recipe, RunFolder], dict[str, Any]]
+StageFn = Callable[[Recipe, RunFolder, RunOptions], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ class Stage:
     extra: Callable[[Recipe], dict[str, Any]] = field(default=lambda r: {})
     # Reruns every time: its input lives outside the run folder (reviewers' answers).
     volatile: Callable[[Recipe], bool] = field(default=lambda r: False)
-    # Checked before the stage runs (it reads run.flags, e.g. accept_unreviewed).
-    before: Callable[[Recipe, RunFolder], None] | None = None
+    # Checked before the stage runs (the review gate before training).
+    before: Callable[[Recipe, RunFolder, RunOptions], None] | None = None
 
 
 def _templates(recipe: Recipe) -> dict[str, str]:
@@ -125,12 +125,12 @@ def default_stages() -> dict[str, Stage]:
     }
 
 
-def fingerprint(stage: Stage, recipe: Recipe, run: RunFolder, extra: dict[str, Any]) -> str:
+def fingerprint(stage: Stage, recipe: Recipe, folder: RunFolder, extra: dict[str, Any]) -> str:
     return hash_json(
         {
             "stage": stage.name,
             "config": recipe.stage_config(stage.name).model_dump(mode="json"),
-            "upstream": {u: run.stage(u).get("output_hash") for u in stage.upstream},
+            "upstream": {u: folder.stage(u).get("output_hash") for u in stage.upstream},
             "extra": extra,
         }
     )
@@ -152,14 +152,14 @@ def run_pipeline(
     until: str | None = None,
     force: set[str] | None = None,
     stages: dict[str, Stage] | None = None,
-    accept_unreviewed: bool = False,
-    resume: bool = False,
+    options: RunOptions | None = None,
 ) -> RunFolder:
     """Run the selected stages of `recipe`; return the run folder.
 
-    Before training, the review gate is checked (distill.review.stage.gate);
-    `accept_unreviewed` overrides a closed gate, and the manifest records it;
-    `resume` continues training from its last checkpoint."""
+    Before training, the review gate is checked (distill.gate);
+    `options.accept_unreviewed` overrides a closed gate, and the manifest records it;
+    `options.resume` continues training from its last checkpoint."""
+    options = options or RunOptions()
     force = force or set()
     unknown = force - set(STAGES)
     if unknown:
@@ -169,7 +169,6 @@ def run_pipeline(
     custom = stages  # stand-in stages (tests, library use) need no preflight
     stages = stages or default_stages()
     run = RunFolder(recipe.run_path)
-    run.flags.update(accept_unreviewed=accept_unreviewed, resume=resume)
     run.manifest.update(
         recipe=recipe.model_dump(mode="json"),
         recipe_dir=str(recipe.base_dir),
@@ -206,8 +205,8 @@ def run_pipeline(
             console.print(f"[dim]• {name:<9} unchanged, skipped (--force {name} to rerun)[/]")
             continue
         if stage.before is not None:
-            stage.before(recipe, run)
-        _run_stage(stage, recipe, run, fp, extra)
+            stage.before(recipe, run, options)
+        _run_stage(stage, recipe, run, options, fp, extra)
     return run
 
 
@@ -215,7 +214,7 @@ def _to_run(
     selected: list[str],
     stages: dict[str, Stage],
     recipe: Recipe,
-    run: RunFolder,
+    folder: RunFolder,
     force: set[str],
     extras: dict[str, dict[str, Any]],
 ) -> list[str]:
@@ -223,30 +222,30 @@ def _to_run(
     rerun stage changes what follows it)."""
     for i, name in enumerate(selected):
         stage = stages[name]
-        if name in force or stage.volatile(recipe) or not run.is_done(name):
+        if name in force or stage.volatile(recipe) or not folder.is_done(name):
             return selected[i:]
         try:
             extras[name] = stage.extra(recipe)
-            fp = fingerprint(stage, recipe, run, extras[name])
+            fp = fingerprint(stage, recipe, folder, extras[name])
         except Exception:  # noqa: BLE001 - the stage itself will say what is wrong
             return selected[i:]
-        if run.stage(name).get("fingerprint") != fp:
+        if folder.stage(name).get("fingerprint") != fp:
             return selected[i:]
     return []
 
 
-def check_gate(recipe: Recipe, run: RunFolder) -> None:
+def check_gate(recipe: Recipe, folder: RunFolder, options: RunOptions) -> None:
     """The review gate before training; its verdict goes to the manifest's `review_gate`."""
-    from distill.review.stage import GateClosed, gate
+    from distill.gate import GateClosed, gate
 
     try:
-        result = gate(recipe, run, bool(run.flags.get("accept_unreviewed")))
+        result = gate(recipe, folder, options.accept_unreviewed)
     except GateClosed as e:
-        run.manifest["review_gate"] = {"passed": False, "overridden": False, "error": str(e)}
-        run.save()
+        folder.manifest["review_gate"] = {"passed": False, "overridden": False, "error": str(e)}
+        folder.save()
         raise
-    run.manifest["review_gate"] = result
-    run.save()
+    folder.manifest["review_gate"] = result
+    folder.save()
     if result["overridden"]:
         console.print(
             "[yellow]! training despite the spot-check (--accept-unreviewed): "
@@ -256,23 +255,28 @@ def check_gate(recipe: Recipe, run: RunFolder) -> None:
 
 
 def _run_stage(
-    stage: Stage, recipe: Recipe, run: RunFolder, fp: str, extra: dict[str, Any]
+    stage: Stage,
+    recipe: Recipe,
+    folder: RunFolder,
+    options: RunOptions,
+    fp: str,
+    extra: dict[str, Any],
 ) -> None:
     name = stage.name
     console.print(f"[bold]• {name}[/]")
-    run.update_stage(
+    folder.update_stage(
         name, status="running", started_at=now(), ended_at=None, error=None, inputs=extra
     )
     t0 = time.perf_counter()
     try:
-        counts = stage.fn(recipe, run)
+        counts = stage.fn(recipe, folder, options)
     except KeyboardInterrupt:
-        run.update_stage(name, status="interrupted", ended_at=now())
+        folder.update_stage(name, status="interrupted", ended_at=now())
         raise
     except Exception as e:
         counts = dict(getattr(e, "counts", None) or {})
         tokens = counts.pop("tokens", {})
-        run.update_stage(
+        folder.update_stage(
             name,
             status="failed",
             ended_at=now(),
@@ -282,7 +286,7 @@ def _run_stage(
         raise
     duration = round(time.perf_counter() - t0, 2)
     tokens = counts.pop("tokens", {})
-    run.update_stage(
+    folder.update_stage(
         name,
         status="done",
         ended_at=now(),
@@ -290,7 +294,7 @@ def _run_stage(
         counts=counts,
         tokens=tokens,
         fingerprint=fp,
-        output_hash=hash_tree(run.root / name),
+        output_hash=hash_tree(folder.root / name),
     )
     summary = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict))
     console.print(f"[green]✓ {name:<9}[/] {escape(summary)} [dim]({duration:.1f} s)[/]")

@@ -9,6 +9,7 @@ of its outputs. It is rewritten atomically after every change of state.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -44,14 +45,20 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """Choices of one invocation that are not recipe settings: every stage gets them."""
+
+    resume: bool = False  # train: continue from the last checkpoint (--resume)
+    # train and publish despite a closed review gate; recorded in the manifest and cards
+    accept_unreviewed: bool = False
+
+
 class RunFolder:
     """One recipe's run folder; stages write into `stage_dir(name)`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        # Options of this invocation that are not recipe settings (--resume,
-        # --accept-unreviewed); stages and checks read them.
-        self.flags: dict[str, Any] = {}
         self.manifest_path = root / "manifest.json"
         self.manifest: dict[str, Any] = (
             read_json(self.manifest_path) if self.manifest_path.exists() else {"stages": {}}

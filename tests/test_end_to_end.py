@@ -145,7 +145,7 @@ def test_adapter_loads_with_peft_and_changes_the_model(quickstart: tuple[Path, s
 
 
 def test_eval_report_compares_systems(quickstart: tuple[Path, str]) -> None:
-    from distill.evaluate.report import cells
+    from distill.verdict import cells
     from tests.test_eval_metrics import TableParser
 
     run, _ = quickstart
@@ -222,7 +222,7 @@ def test_publish_uploads_both_repositories_over_http(
 
     from huggingface_hub import DatasetCard, ModelCard
 
-    from distill.publish.stage import find_secrets
+    from distill.publish.secrets import find_secrets
     from tests.hub_server import serve_hub
 
     run, _ = quickstart

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from distill.evaluate import metrics as em
-from distill.evaluate.report import cells, compare, render_html, render_markdown
+from distill.evaluate.report import compare, render_html, render_markdown
 from distill.generate.plan import is_refusal
 from distill.io import write_json
 from distill.prompts import defuse
+from distill.verdict import cells, signed
 
 
 def row(system: str, item: str, kind: str = "answerable", **kw: Any) -> dict[str, Any]:
@@ -267,7 +268,7 @@ def test_paired_differences_significant_and_not() -> None:
     assert d["n_to_resolve"] > 40
     assert "within noise; about" in em.describe(d)
     assert em.describe(c).endswith("a measured gain.")
-    assert em.signed(-0.004) == "+0" and em.signed(-0.6) == "-1" and em.signed(0.04, 1) == "+0.0"
+    assert signed(-0.004) == "+0" and signed(-0.6) == "-1" and signed(0.04, 1) == "+0.0"
     # Paired beats unpaired: identical answers on 38 questions give a tight interval.
     same = em.paired_difference(
         {f"q{i}": 1.0 for i in range(40)}, {f"q{i}": 1.0 for i in range(40)}

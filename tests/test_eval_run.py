@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from distill.evaluate import stage as evaluate
-from distill.evaluate.report import cells
 from distill.io import read_json, read_rows, write_rows
 from distill.recipe import load_recipe
-from distill.runfolder import RunFolder
+from distill.runfolder import RunFolder, RunOptions
+from distill.verdict import cells
 from tests.conftest import REPO, write_recipe
 from tests.openai_server import serve
 from tests.test_eval_metrics import TableParser
@@ -114,11 +114,11 @@ def test_eval_with_scripted_systems_and_judge(
             name="eval.yaml",
         )
         recipe = load_recipe(path)
-        counts = evaluate.run(recipe, RunFolder(ingested))
+        counts = evaluate.run(recipe, RunFolder(ingested), RunOptions())
         sent = len(server.requests)
         # A rerun: answers and judgements come from the cache; only the failed
         # judgement is asked again (failures are never cached), with its repair.
-        evaluate.run(recipe, RunFolder(ingested))
+        evaluate.run(recipe, RunFolder(ingested), RunOptions())
         again = server.requests[sent:]
         assert len(again) == 2
         assert all("BROKEN" in r["messages"][1]["content"] for r in again)

@@ -11,7 +11,7 @@ from distill.errors import InputError, UserError
 from distill.io import read_json, write_text
 from distill.pipeline import Stage, run_pipeline
 from distill.recipe import Recipe, load_recipe
-from distill.runfolder import STAGES, RunFolder
+from distill.runfolder import STAGES, RunFolder, RunOptions
 from tests.conftest import write_recipe
 
 
@@ -27,12 +27,12 @@ class Toy:
         }
 
     def _fn(self, name: str) -> Any:
-        def fn(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+        def fn(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
             self.calls.append(name)
             if self.fail == name:
                 raise RuntimeError(f"{name} exploded")
             cfg = recipe.stage_config(name).model_dump_json()
-            write_text(run.stage_dir(name) / "out.txt", cfg)
+            write_text(folder.stage_dir(name) / "out.txt", cfg)
             return {"items": len(cfg)}
 
         return fn

@@ -9,19 +9,10 @@ from typing import Any
 
 import pytest
 
+from distill.gate import GateClosed, gate, gate_reasons, render_status, summary, training_rows
 from distill.io import write_json, write_rows
 from distill.recipe import Recipe, ReviewConfig
-from distill.review.stage import (
-    GateClosed,
-    _stats,
-    decide,
-    gate,
-    gate_reasons,
-    render_status,
-    spot_check,
-    summary,
-    training_rows,
-)
+from distill.review.stage import _stats, decide, spot_check
 from distill.runfolder import RunFolder
 
 

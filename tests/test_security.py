@@ -9,7 +9,7 @@ import pytest
 from distill.errors import TeacherError, UserError
 from distill.redact import redact, scrub
 from distill.review import argilla as argilla_io
-from distill.runfolder import RunFolder
+from distill.runfolder import RunFolder, RunOptions
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ def test_secret_scan_says_when_it_could_not_read_the_hub_login(
 ) -> None:
     from huggingface_hub import constants
 
-    from distill.publish.stage import find_secrets
+    from distill.publish.secrets import find_secrets
 
     folder = tmp_path / "repo"
     folder.mkdir()
@@ -148,7 +148,7 @@ def test_secret_scan_says_when_it_could_not_read_the_hub_login(
 
 def test_a_stopped_publish_leaves_the_earlier_folder_untouched(tmp_path: Path) -> None:
     from distill.io import atomic_dir
-    from distill.publish.stage import refuse_secrets
+    from distill.publish.secrets import refuse_secrets
 
     dest = tmp_path / "publish" / "dataset"
     dest.mkdir(parents=True)
@@ -377,5 +377,5 @@ def test_publish_refuses_an_adapter_retrained_after_eval(tmp_path: Path) -> None
     for stage in ("train", "eval"):
         run.update_stage(stage, status="done")
     with pytest.raises(UserError, match="retrained after eval measured it"):
-        write(recipe, run, "adapter")
+        write(recipe, run, "adapter", RunOptions())
     assert not (run.root / "publish" / "adapter").exists()

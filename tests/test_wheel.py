@@ -51,8 +51,8 @@ def test_the_wheel_carries_templates_and_the_review_kit(wheel: Path) -> None:
         "distill/assets/prompts/eval_grade/v2.j2",
         "distill/assets/review/guidelines.md",
         "distill/assets/review/server/launch.py",
-        "distill/publish/cards/dataset.md.j2",
-        "distill/publish/cards/model.md.j2",
+        "distill/publish/templates/dataset.md.j2",
+        "distill/publish/templates/model.md.j2",
     }
     assert shipped <= names, shipped - names
     for path in (REPO / "prompts").glob("*/v*.j2"):  # every template, none forgotten

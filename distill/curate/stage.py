@@ -43,7 +43,7 @@ from distill.errors import InputError
 from distill.generate.plan import QUESTION_TASKS, citations, is_refusal
 from distill.io import read_rows, save_figure, sha256_text, write_rows, write_text
 from distill.recipe import CurateConfig, Recipe
-from distill.runfolder import RunFolder
+from distill.runfolder import RunFolder, RunOptions
 from distill.split import Split, unit
 
 _CITE = re.compile(r"\[\d{1,2}\]")
@@ -414,15 +414,15 @@ def make_judge(recipe: Recipe, out: Path, chunk_text: dict[str, str]) -> Judge:
     return judge
 
 
-def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     from distill.models import load_tokenizer
 
-    samples = read_rows(run.stage_dir("generate") / "samples.parquet")
+    samples = read_rows(folder.stage_dir("generate") / "samples.parquet")
     if not samples:
         raise InputError("curate: the generate stage produced no samples; check generate failures")
     cfg = recipe.curate
-    out = run.stage_dir("curate")
-    chunks = read_rows(run.stage_dir("ingest") / "chunks.parquet")
+    out = folder.stage_dir("curate")
+    chunks = read_rows(folder.stage_dir("ingest") / "chunks.parquet")
     chunk_text = {c["chunk_id"]: c["text"] for c in chunks}
     tok = load_tokenizer(recipe.train.student)
     embed = None
@@ -446,7 +446,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
             )["input_ids"]
         ),
         max_sample_tokens=recipe.train.max_seq_length,
-        split=Split.load(run.stage_dir("generate") / "split.json"),
+        split=Split.load(folder.stage_dir("generate") / "split.json"),
     )
     write_rows(out / "train.parquet", result.train)
     write_rows(out / "eval.parquet", result.eval)

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from distill.verdict import signed
+
 Row = dict[str, Any]
 RETRIEVAL_SYSTEMS = ("teacher", "base+rag", "ft+rag")
 
@@ -325,12 +327,6 @@ _METRIC_WORDS = {
     "token_f1": "token F1 against the reference",
     "refusal": "refusals on unanswerable questions",
 }
-
-
-def signed(x: float, digits: int = 0) -> str:
-    """+3 / -3 / +0 (never "-0": a difference that rounds to nothing has no sign)."""
-    text = f"{x:+.{digits}f}"
-    return "+" + text[1:] if float(text) == 0 else text
 
 
 def _span(ci: list[float] | None) -> str:

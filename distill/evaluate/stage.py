@@ -63,7 +63,7 @@ from distill.io import read_rows, write_json, write_rows
 from distill.prompts import Template
 from distill.recipe import Recipe
 from distill.retrieval import Retriever, embed
-from distill.runfolder import RunFolder
+from distill.runfolder import RunFolder, RunOptions
 from distill.teachers import Completion, Message, Teacher, get_teacher
 from distill.teachers.base import BatchFirstTeacher
 from distill.teachers.cache import CachedTeacher, RequestCache
@@ -120,9 +120,9 @@ class System:
     local: bool  # compute on this machine (or a self-hosted endpoint), not an API bill
 
 
-def build_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[Item]:
+def build_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list[Item]:
     cfg = recipe.eval
-    held = read_rows(run.stage_dir("curate") / "eval.parquet")
+    held = read_rows(folder.stage_dir("curate") / "eval.parquet")
     # A RAFT sample whose context lacked the answer has a refusal as its reference;
     # its question is answerable once eval retrieves for itself, so it is left out.
     questions = [q for q in held if not q.get("expects_refusal")][: cfg.max_questions]
@@ -146,13 +146,13 @@ def build_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[It
         off = retriever.retrieve_many(cfg.off_topic, cfg.k)
         for i, (text, h) in enumerate(zip(cfg.off_topic, off, strict=True)):
             items.append(Item(f"off-topic-{i}", "off_topic", text, "", [], [c for c, _ in h]))
-    return items + _seen_items(recipe, run, retriever)
+    return items + _seen_items(recipe, folder, retriever)
 
 
-def _seen_items(recipe: Recipe, run: RunFolder, retriever: Retriever) -> list[Item]:
+def _seen_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list[Item]:
     """Held-out questions on training documents (curate's eval_seen.parquet)."""
     cfg = recipe.eval
-    path = run.stage_dir("curate") / "eval_seen.parquet"
+    path = folder.stage_dir("curate") / "eval_seen.parquet"
     if not cfg.seen_set or not path.exists():
         return []
     return _answerable(read_rows(path)[: cfg.max_questions], retriever, cfg.k, SEEN)
@@ -237,14 +237,14 @@ def student_engine(recipe: Recipe) -> str:
     return choose_engine(recipe.train.student, recipe.eval.engine)
 
 
-def _adapter_sha(run: RunFolder) -> str | None:
+def _adapter_sha(folder: RunFolder) -> str | None:
     from distill.io import sha256_file
 
-    weights = run.stage_dir("train") / "adapter" / "adapter_model.safetensors"
+    weights = folder.stage_dir("train") / "adapter" / "adapter_model.safetensors"
     return sha256_file(weights) if weights.exists() else None
 
 
-def _llama_students(recipe: Recipe, run: RunFolder) -> tuple[Path, Path | None]:
+def _llama_students(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
     """The student's GGUF and, when an ft system is asked for, its LoRA GGUF (exported
     once into the run's export/ folder; exported again when the adapter changed)."""
     from distill.export import gguf as export_gguf
@@ -255,9 +255,9 @@ def _llama_students(recipe: Recipe, run: RunFolder) -> tuple[Path, Path | None]:
     assert base is not None
     if not any(s.startswith("ft") for s in recipe.eval.systems):
         return base, None
-    lora = run.root / "export" / f"{recipe.name}-lora-f16.gguf"
-    if not made_from_current_adapter(lora, run):
-        lora = export_gguf(recipe, run, "f16", adapter_only=True)
+    lora = folder.root / "export" / f"{recipe.name}-lora-f16.gguf"
+    if not made_from_current_adapter(lora, folder):
+        lora = export_gguf(recipe, folder, "f16", adapter_only=True)
     return base, lora
 
 
@@ -286,16 +286,16 @@ class _Weights:
         self._loaded = None
 
 
-def make_systems(recipe: Recipe, run: RunFolder, cache: RequestCache, salt: str) -> list[System]:
+def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: str) -> list[System]:
     cfg = recipe.eval
-    weights = _Weights(recipe.train.student, run.stage_dir("train") / "adapter", cfg.dtype)
+    weights = _Weights(recipe.train.student, folder.stage_dir("train") / "adapter", cfg.dtype)
     needs_local = any(
         not (cfg.ft_model if s.startswith("ft") else cfg.base_model)
         for s in cfg.systems
         if s != "teacher"
     )
     llama = (
-        _llama_students(recipe, run)
+        _llama_students(recipe, folder)
         if needs_local and student_engine(recipe) == "llama.cpp"
         else None
     )
@@ -397,18 +397,18 @@ def judge_templates(recipe: Recipe) -> tuple[Template, Template]:
     )
 
 
-def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     from distill.curate.stage import support_score
     from distill.evaluate.report import write_report
 
     cfg = recipe.eval
-    out = run.stage_dir("eval")
-    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
-    items = build_items(recipe, run, retriever)
+    out = folder.stage_dir("eval")
+    retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
+    items = build_items(recipe, folder, retriever)
     answer_tpl = load_templates(recipe).answer
     grade_tpl, pair_tpl = judge_templates(recipe)
     cache = RequestCache(out / "cache.sqlite")
-    systems = make_systems(recipe, run, cache, answer_tpl.sha)
+    systems = make_systems(recipe, folder, cache, answer_tpl.sha)
     params: dict[str, Any] = {
         "max_tokens": cfg.max_new_tokens,
         "temperature": 0.0,
@@ -499,7 +499,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed),
         "bootstrap": {"resamples": eval_metrics.N_BOOT, "seed": cfg.seed, "level": 0.95},
         # Which adapter these numbers are of: publish refuses to put them on another one.
-        "adapter_sha256": _adapter_sha(run),
+        "adapter_sha256": _adapter_sha(folder),
     }
     if seen:
         metrics["seen"] = {

@@ -38,10 +38,10 @@ class StepEstimate:
     output_max: int
 
 
-def estimate(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     """The generate stage's requests, tokens and cost; ingest must have run."""
     cfg = recipe.generate
-    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
+    retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
     plan = make_plan(recipe, retriever, choose_split(recipe, retriever))
     tpl, jobs = plan.templates, plan.jobs
     answer_out = round(cfg.max_new_tokens * ANSWER_FILL)

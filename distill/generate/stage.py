@@ -43,7 +43,7 @@ from distill.io import write_rows
 from distill.prompts import fence
 from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
-from distill.runfolder import RunFolder
+from distill.runfolder import RunFolder, RunOptions
 from distill.teachers import Completion, Teacher, get_teacher
 from distill.teachers.batch import BatchTeacher
 from distill.teachers.cache import CachedTeacher, RequestCache
@@ -189,10 +189,10 @@ def _run_step(
     return out
 
 
-def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     cfg = recipe.generate
-    out_dir: Path = run.stage_dir("generate")
-    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
+    out_dir: Path = folder.stage_dir("generate")
+    retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
     # The split comes first: no held-out document may reach a training prompt.
     split = choose_split(recipe, retriever)
     split.save(out_dir / "split.json", recipe.curate.eval_fraction, recipe.curate.seed)

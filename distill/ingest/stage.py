@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from distill.errors import InputError
 from distill.io import sha256_bytes, sha256_text, write_rows, write_text
 from distill.recipe import DatasetSource, IngestConfig, JsonlConfig, Recipe
-from distill.runfolder import RunFolder
+from distill.runfolder import RunFolder, RunOptions
 
 READERS_BY_SUFFIX = {
     ".md": "markdown",
@@ -642,7 +642,7 @@ def _previous(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, list],
         return {}, {}
 
 
-def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     """Read, chunk and embed the corpus into `ingest/`; return counts for the manifest.
 
     Incremental: a file (or dataset) whose content and the chunking settings are
@@ -654,7 +654,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     from distill.retrieval import build_index
     from distill.ui import console, track
 
-    out_dir = run.stage_dir("ingest")
+    out_dir = folder.stage_dir("ingest")
     cfg = recipe.ingest
     files, root = discover(cfg, recipe.base_dir) if cfg.paths else ([], recipe.base_dir)
     tokenizer = cfg.tokenizer or recipe.train.student

@@ -4,7 +4,7 @@ The server is $ARGILLA_API_URL (or `review.api_url`) with $ARGILLA_API_KEY, else
 local server `distill review serve` started. The key is read from the environment or
 the local server's credentials file and never written anywhere by distill.
 
-Records are pushed with the argilla SDK; their ids are the sample ids, so a second
+Records are pushed through the argilla SDK's API layer; their ids are the sample ids, so a second
 push updates the same records (and keeps reviewers' answers). Answers are read
 through the SDK's API layer rather than its Record objects, which crash on a
 discarded response that has no values.
@@ -12,14 +12,11 @@ discarded response that has no values.
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from unittest import mock
 from urllib.parse import urlsplit
 
 from distill import assets
@@ -197,8 +194,12 @@ def ui_url(conn: Connection, ds: Any) -> str:
     return f"{conn.url}/dataset/{ds.id}/annotation-mode"
 
 
-def log_records(ds: Any, items: list[dict[str, Any]], batch: int = 256) -> None:
-    """Create or update records; each item has id, fields, metadata, suggestions."""
+def log_records(conn: Connection, ds: Any, items: list[dict[str, Any]], batch: int = 256) -> None:
+    """Create or update records; each item has id, fields, metadata, suggestions.
+
+    Sent through the SDK's API layer (the bulk upsert `Dataset.records.log` calls), a
+    batch at a time under distill's own progress bar: `log` draws a tqdm bar of its own
+    that would interleave with it and has no switch to turn it off."""
     import argilla as rg
 
     records = [
@@ -210,26 +211,14 @@ def log_records(ds: Any, items: list[dict[str, Any]], batch: int = 256) -> None:
                 rg.Suggestion(q, v, score=score, agent=agent)
                 for q, v, score, agent in it["suggestions"]
             ],
+            _dataset=ds,  # suggestions find their questions' ids through it
         )
         for it in items
     ]
-    from argilla.records import _dataset_records
-    from tqdm import tqdm
-
-    sdk_log = logging.getLogger("argilla.sdk")
-    level = sdk_log.level
-    sdk_log.setLevel(logging.ERROR)  # it warns each time it shrinks a batch to its records
-    # distill shows its own bar; the SDK's tqdm bar would interleave with it.
-    quiet = functools.partial(tqdm, disable=True)
-    try:
-        with warnings.catch_warnings(), mock.patch.object(_dataset_records, "tqdm", quiet):
-            warnings.simplefilter("ignore")
-            batches = range(0, len(records), batch)
-            for start in track(batches, "sending records", total=len(batches)):
-                chunk = records[start : start + batch]
-                ds.records.log(chunk, batch_size=len(chunk))
-    finally:
-        sdk_log.setLevel(level)
+    models = [r.api_model() for r in records]
+    batches = range(0, len(models), batch)
+    for start in track(batches, "sending records", total=len(batches)):
+        conn.client.api.records.bulk_upsert(ds.id, models[start : start + batch])
 
 
 def usernames(conn: Connection) -> dict[str, str]:

@@ -31,24 +31,19 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from distill.errors import InputError, UserError
-from distill.io import hash_json, read_json, read_rows, write_json, write_rows
+from distill.gate import training_rows
+from distill.io import hash_json, read_rows, write_json, write_rows
 from distill.recipe import Recipe, ReviewConfig
-from distill.runfolder import RunFolder, now
+from distill.runfolder import RunFolder, RunOptions
 from distill.ui import console
 
 OUTCOMES = ("accepted", "rejected", "edited")
 
 
-class GateClosed(UserError):
-    """The spot-check does not allow training yet (exit 4)."""
-
-    exit_code = 4
-
-
-def _train(run: RunFolder) -> list[dict[str, Any]]:
-    if not run.is_done("curate"):
+def _train(folder: RunFolder) -> list[dict[str, Any]]:
+    if not folder.is_done("curate"):
         raise InputError("review needs the curated samples; run `distill curate RECIPE` first")
-    return read_rows(run.stage_dir("curate") / "train.parquet")
+    return read_rows(folder.stage_dir("curate") / "train.parquet")
 
 
 def _doc(s: dict[str, Any]) -> str:
@@ -208,23 +203,23 @@ def record(
     }
 
 
-def push(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+def push(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     """Pick the spot-check and create or update its Argilla records."""
     from distill.review import argilla as argilla_io
 
-    train = _train(run)
+    train = _train(folder)
     entries = spot_check(train, recipe.review)
     by_id = {s["sample_id"]: s for s in train}
-    chunks = {c["chunk_id"]: c for c in read_rows(run.stage_dir("ingest") / "chunks.parquet")}
+    chunks = {c["chunk_id"]: c for c in read_rows(folder.stage_dir("ingest") / "chunks.parquet")}
     items = [record(by_id[e["sample_id"]], e, chunks, recipe) for e in entries]
     conn = argilla_io.connect(recipe)
     try:
         ds = argilla_io.open_dataset(conn, recipe, create=True)
-        argilla_io.log_records(ds, items)
+        argilla_io.log_records(conn, ds, items)
         url = argilla_io.ui_url(conn, ds)
     finally:
         conn.close()
-    write_rows(run.stage_dir("review") / "spot_check.parquet", entries)
+    write_rows(folder.stage_dir("review") / "spot_check.parquet", entries)
     reasons = Counter(e["reason"] for e in entries)
     return {
         "records": len(items),
@@ -301,11 +296,11 @@ def _stats(
     }
 
 
-def pull(recipe: Recipe, run: RunFolder) -> tuple[list[dict], list[dict], dict[str, Any]]:
+def pull(recipe: Recipe, folder: RunFolder) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """Read the reviewers' answers; return (entries, decisions, stats)."""
     from distill.review import argilla as argilla_io
 
-    entries = read_rows(run.stage_dir("review") / "spot_check.parquet")
+    entries = read_rows(folder.stage_dir("review") / "spot_check.parquet")
     conn = argilla_io.connect(recipe)
     try:
         ds = argilla_io.open_dataset(conn, recipe, create=False)
@@ -335,29 +330,29 @@ def pull(recipe: Recipe, run: RunFolder) -> tuple[list[dict], list[dict], dict[s
                 "reviewer_notes": d.get("reviewer_notes", []),
             }
         )
-    stats = _stats(entries, decisions, len(_train(run)))
+    stats = _stats(entries, decisions, len(_train(folder)))
     stats.update(mode="argilla", human_reviewed=True, dataset=argilla_io.dataset_name(recipe))
     stats["url"] = url
     return entries, decisions, stats
 
 
-def _exports(recipe: Recipe, run: RunFolder) -> None:
+def _exports(recipe: Recipe, folder: RunFolder) -> None:
     """review/exports/: what trains (reviewers' rejects out, their corrections in) and
     the eval split, in each of `curate.exports`' formats."""
     from distill.review.exports import write_exports
 
-    out = run.stage_dir("review") / "exports"
+    out = folder.stage_dir("review") / "exports"
     shutil.rmtree(out, ignore_errors=True)
     formats: list[str] = [str(f) for f in recipe.curate.exports]
-    write_exports(out, "train", training_rows(run), formats)
-    write_exports(out, "eval", read_rows(run.stage_dir("curate") / "eval.parquet"), formats)
+    write_exports(out, "train", training_rows(folder), formats)
+    write_exports(out, "eval", read_rows(folder.stage_dir("curate") / "eval.parquet"), formats)
 
 
-def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
+def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     """The review stage: `auto` records no human review; `argilla` pushes the spot-check
     (idempotent) and pulls the decisions submitted so far."""
-    train = _train(run)
-    out = run.stage_dir("review")
+    train = _train(folder)
+    out = folder.stage_dir("review")
     for stale in ("spot_check.parquet", "decisions.parquet", "rejected.parquet"):
         (out / stale).unlink(missing_ok=True)
     if recipe.review.mode == "auto":
@@ -370,10 +365,10 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
             **{k: 0 for k in OUTCOMES},
         }
         write_json(out / "stats.json", stats)
-        _exports(recipe, run)
+        _exports(recipe, folder)
         return {"mode": "auto", "samples": len(train), "human_reviewed": 0}
-    pushed = push(recipe, run)
-    _, decisions, stats = pull(recipe, run)
+    pushed = push(recipe, folder)
+    _, decisions, stats = pull(recipe, folder)
     write_rows(out / "decisions.parquet", decisions)
     by_id = {s["sample_id"]: s for s in train}
     rejected = [
@@ -384,7 +379,7 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
     if rejected:
         write_rows(out / "rejected.parquet", rejected)
     write_json(out / "stats.json", {k: v for k, v in stats.items() if k != "url"})
-    _exports(recipe, run)
+    _exports(recipe, folder)
     console.print(f"  review in Argilla: {pushed['url']}", soft_wrap=True)
     return {
         "mode": "argilla",
@@ -395,143 +390,3 @@ def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
         "by_task": stats["by_task"],
         "by_doc": stats["by_doc"],
     }
-
-
-# --- what training reads -------------------------------------------------------
-
-
-def review_stats(run: RunFolder) -> dict[str, Any]:
-    return dict(read_json(run.stage_dir("review") / "stats.json"))
-
-
-def _decisions(run: RunFolder) -> dict[str, dict[str, Any]]:
-    path = run.stage_dir("review") / "decisions.parquet"
-    return {d["sample_id"]: d for d in read_rows(path)} if path.exists() else {}
-
-
-def training_rows(run: RunFolder) -> list[dict[str, Any]]:
-    """Curated training samples with review decisions applied: rejects out, corrections
-    in place of the last assistant message (marked human_edited)."""
-    train = read_rows(run.stage_dir("curate") / "train.parquet")
-    decisions = _decisions(run)
-    human = review_stats(run).get("human_reviewed", False)
-    rows = []
-    for s in train:
-        d = decisions.get(s["sample_id"])
-        status = d["status"] if d else ("not_spot_checked" if human else "not_reviewed")
-        if status == "rejected":
-            continue
-        s = {**s, "review_status": status, "human_edited": False}
-        if d and d.get("corrected_answer"):
-            msgs = [*s["messages"][:-1], {"role": "assistant", "content": d["corrected_answer"]}]
-            s.update(messages=msgs, human_edited=True)
-            if sum(m["role"] == "assistant" for m in msgs) == 1:  # else `answer` is turn 1's
-                s["answer"] = d["corrected_answer"]
-        rows.append(s)
-    return rows
-
-
-def gate_reasons(stats: dict[str, Any], cfg: ReviewConfig) -> list[str]:
-    """Why the spot-check keeps training from starting (empty: it does not)."""
-    if stats.get("mode") != "argilla":
-        return []
-    reasons = []
-    n, done = stats["spot_check"], stats["reviewed"]
-    if n and done / n < cfg.required_share:
-        reasons.append(
-            f"{done} of {n} spot-check records reviewed ({done / n:.0%}); "
-            f"review.required_share is {cfg.required_share:.0%}"
-        )
-    rate = stats.get("reject_rate")
-    if rate is not None and rate > cfg.max_reject_rate:
-        reasons.append(
-            f"reviewers rejected {rate:.0%} of the reviewed random sample; "
-            f"review.max_reject_rate is {cfg.max_reject_rate:.0%}"
-        )
-    return reasons
-
-
-def render_status(stats: dict[str, Any], cfg: ReviewConfig, top: int = 15) -> str:
-    """Progress, the gate's verdict, and counts per task and per source document."""
-    if stats.get("mode") != "argilla":
-        return f"review.mode is auto: {stats.get('train_samples', 0)} samples, none human-reviewed"
-    n = stats["spot_check"]
-    lines = [
-        f"spot-check: {n} records ({stats['sample_records']} sampled, "
-        f"{stats['low_score_records']} low-score) of {stats['train_samples']} training samples",
-        f"reviewed {stats['reviewed']} of {n} ({stats['reviewed_share']:.0%}): "
-        f"{stats['accepted']} accepted, {stats['rejected']} rejected, {stats['edited']} edited; "
-        f"{stats['pending']} pending, {stats['skipped']} skipped",
-    ]
-    rate = stats.get("reject_rate")
-    if rate is not None:
-        lines.append(
-            f"reject rate on the random sample: {rate:.0%} (max {cfg.max_reject_rate:.0%})"
-        )
-    reasons = gate_reasons(stats, cfg)
-    lines.append("training gate: " + ("closed: " + "; ".join(reasons) if reasons else "open"))
-    cols = ("records", "accepted", "rejected", "edited", "pending")
-    for title, key in (("task", "by_task"), ("source document", "by_doc")):
-        groups = sorted(stats[key].items(), key=lambda kv: -kv[1]["records"])
-        width = max([len(title), *(len(k) for k, _ in groups[:top])])
-        lines += ["", f"{title:<{width}}  " + "  ".join(f"{c:>8}" for c in cols)]
-        for k, v in groups[:top]:
-            lines.append(f"{k:<{width}}  " + "  ".join(f"{v.get(c, 0):>8}" for c in cols))
-        if len(groups) > top:
-            lines.append(f"… and {len(groups) - top} more")
-    return "\n".join(lines)
-
-
-def gate(recipe: Recipe, run: RunFolder, accept_unreviewed: bool = False) -> dict[str, Any]:
-    """Whether training may start; raises GateClosed when not and not overridden.
-    Returns the record kept in the manifest as `review_gate`."""
-    stats = review_stats(run)
-    cfg = recipe.review
-    result: dict[str, Any] = {
-        "mode": stats.get("mode", "auto"),
-        "human_reviewed": bool(stats.get("human_reviewed")),
-        "checked_at": now(),
-        "reasons": [],
-        "overridden": False,
-    }
-    result["reasons"] = gate_reasons(stats, cfg)
-    result["passed"] = not result["reasons"]
-    if not result["passed"]:
-        if not accept_unreviewed:
-            raise GateClosed(
-                "train: the spot-check does not allow training: "
-                + "; ".join(result["reasons"])
-                + ". Review in Argilla, then `distill review pull RECIPE`; "
-                "or pass --accept-unreviewed to train anyway (recorded in the manifest "
-                "and the dataset card)"
-            )
-        result["overridden"] = True
-    return result
-
-
-def summary(stats: dict[str, Any], gate_record: dict[str, Any] | None) -> str:
-    """One honest paragraph on human review, for cards and reports."""
-    if stats.get("mode") != "argilla":
-        text = (
-            "Not human-reviewed: the recipe's review.mode was `auto`, so no person checked "
-            f"any of the {stats.get('train_samples', 0)} training samples."
-        )
-    else:
-        rate = stats.get("reject_rate")
-        text = (
-            f"Human spot-check in Argilla: {stats['reviewed']} of {stats['spot_check']} "
-            f"spot-check records reviewed ({stats['sample_records']} sampled at random, "
-            f"stratified by task and source document; {stats['low_score_records']} picked for "
-            f"low scores): {stats['accepted']} accepted, {stats['rejected']} rejected and "
-            f"removed, {stats['edited']} corrected by a reviewer"
-            + (f"; reject rate on the random sample {rate:.0%}" if rate is not None else "")
-            + f". The other {stats['train_samples'] - stats['spot_check']} training samples "
-            "were not individually reviewed."
-        )
-    if gate_record and gate_record.get("overridden"):
-        text += (
-            " Training went ahead with --accept-unreviewed although "
-            + "; ".join(gate_record.get("reasons", []))
-            + "."
-        )
-    return text

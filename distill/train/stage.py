@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError, MissingExtraError, UserError
+from distill.gate import training_rows
 from distill.io import atomic_dir, hash_json, read_rows, save_figure, write_json, write_text
 from distill.models import inference_dtype, load_causal_lm, resolve_causal_lm
 from distill.recipe import Recipe, TrainConfig
-from distill.review.stage import training_rows
-from distill.runfolder import RunFolder
+from distill.runfolder import RunFolder, RunOptions
 from distill.train.data import encode_rows, stop_ids
 from distill.ui import console
 
@@ -362,18 +362,18 @@ def _lengths(dataset: Any) -> list[list[int]]:
     return [[len(x)] for x in dataset["input_ids"]]
 
 
-def run(recipe: Recipe, run: RunFolder) -> dict[str, Any]:
-    rows = training_rows(run)
+def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
+    rows = training_rows(folder)
     if not rows:
         raise InputError("train: no samples left after curation and review")
-    eval_rows = read_rows(run.stage_dir("curate") / "eval.parquet")
-    out = run.stage_dir("train")
+    eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+    out = folder.stage_dir("train")
     metrics = train_adapter(
         recipe.train,
         rows,
         out,
         eval_rows=eval_rows,
-        resume=bool(run.flags.get("resume")),
+        resume=options.resume,
     )
     history = metrics.pop("log_history")
     write_json(out / "log.json", history)

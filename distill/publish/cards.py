@@ -1,0 +1,202 @@
+"""The dataset and model cards: YAML metadata and a Markdown body rendered from the
+templates in distill/publish/templates/ (Jinja2, strict: a missing value is an error).
+
+This module gathers the values from the run folder; the wording is in the templates."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from distill import __version__
+from distill.gate import review_stats, summary, training_rows
+from distill.io import read_rows
+from distill.recipe import Recipe
+from distill.runfolder import RunFolder
+from distill.verdict import decision_table
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("distill.publish", "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def render(template: str, meta: dict[str, Any], **values: Any) -> str:
+    """A card: the metadata block, then the template's body."""
+    body = _ENV.get_template(template).render(**values)
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n" + body.strip() + "\n"
+
+
+def size_category(n: int) -> str:
+    for limit, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def review_text(folder: RunFolder, unreviewed: list[str], accept_unreviewed: bool) -> str:
+    """The review's summary; `unreviewed` are the reasons it did not pass, said when the
+    folder is published anyway."""
+    text = summary(review_stats(folder), folder.manifest.get("review_gate"))
+    if unreviewed and accept_unreviewed:
+        text += " **Published with --accept-unreviewed**: " + "; ".join(unreviewed) + "."
+    return text
+
+
+def _data_configs(seen: bool, rejected: bool, corpus: bool) -> list[dict[str, Any]]:
+    files = [
+        {"split": "train", "path": "data/train-*.parquet"},
+        {"split": "eval", "path": "data/eval-*.parquet"},
+    ]
+    if seen:
+        files.append({"split": "eval_seen", "path": "data/eval_seen-*.parquet"})
+    configs: list[dict[str, Any]] = [{"config_name": "default", "data_files": files}]
+    for wanted, name, path in ((rejected, "rejected", "rejected"), (corpus, "corpus", "corpus")):
+        if wanted:
+            configs.append(
+                {
+                    "config_name": name,
+                    "data_files": [{"split": "train", "path": f"{path}/*.parquet"}],
+                }
+            )
+    return configs
+
+
+def dataset_card(
+    recipe: Recipe,
+    folder: RunFolder,
+    repo_id: str,
+    rows: dict[str, list[dict[str, Any]]],
+    review: str,
+) -> str:
+    """`rows`: the published splits (train, eval, eval_seen, rejected); `review`: the
+    review's summary (review_text)."""
+    cfg = recipe.publish
+    train, held, seen = rows["train"], rows["eval"], rows.get("eval_seen", [])
+    meta = {
+        "license": cfg.license,
+        "language": cfg.language,
+        "task_categories": ["question-answering", "text-generation"],
+        "size_categories": [size_category(len(train) + len(held))],
+        "tags": ["synthetic", "distillation", "distill", "rag", "grounded"],
+        "pretty_name": repo_id.split("/")[-1],
+        "configs": _data_configs(bool(seen), bool(rows.get("rejected")), cfg.include_corpus),
+    }
+    stages = folder.manifest.get("stages", {})
+    ingest = stages.get("ingest", {}).get("counts", {})
+    gen = stages.get("generate", {})
+    gen_counts, tokens = gen.get("counts", {}), gen.get("tokens", {})
+    curate_counts = stages.get("curate", {}).get("counts", {})
+    docs = read_rows(folder.stage_dir("ingest") / "documents.parquet")
+    formats = Counter(d.get("format") or Path(d["source"]).suffix.lstrip(".") for d in docs)
+    mix, mix_eval = Counter(r["task"] for r in train), Counter(r["task"] for r in held)
+    filters = [
+        (k.removeprefix("removed_by_").replace("_", " "), v)
+        for k, v in curate_counts.items()
+        if k.startswith("removed_by_")
+    ]
+    return render(
+        "dataset.md.j2",
+        meta,
+        name=repo_id.split("/")[-1],
+        version=__version__,
+        recipe_name=recipe.name,
+        description=recipe.description,
+        documents=ingest.get("documents", len(docs)),
+        formats=", ".join(f"{n} {f}" for f, n in formats.most_common()),
+        corpus_tokens=ingest.get("corpus_tokens", "?"),
+        chunks=ingest.get("chunks", "?"),
+        chunk_tokens=recipe.ingest.chunk_tokens,
+        include_corpus=cfg.include_corpus,
+        teacher=recipe.generate.teacher,
+        templates=list(((gen.get("inputs") or {}).get("templates") or {}).items()),
+        task_table=table(
+            ("task", "train", "eval"),
+            [(t, mix[t], mix_eval[t]) for t in sorted(set(mix) | set(mix_eval))],
+        ),
+        samples=curate_counts.get("samples", len(train) + len(held)),
+        failures=gen_counts.get("failures", 0),
+        filter_table=table(("filter", "removed"), filters) if filters else "",
+        n_train=len(train),
+        n_eval=len(held),
+        n_seen=len(seen),
+        review_text=review,
+        requests_sent=gen_counts.get("requests_sent", "?"),
+        tokens_in=tokens.get("input", 0),
+        tokens_out=tokens.get("output", 0),
+        cost=gen_counts.get("cost_usd", 0.0),
+        price=gen_counts.get("price", ""),
+        human_reviewed=review_stats(folder).get("mode") == "argilla",
+    )
+
+
+def model_card(
+    recipe: Recipe,
+    folder: RunFolder,
+    repo_ids: tuple[str, str],
+    base: tuple[str, str],
+    metrics: tuple[dict[str, Any], dict[str, Any]],
+    review: str,
+) -> str:
+    """`repo_ids`: (adapter, dataset); `base`: (the student's id, where it came from);
+    `metrics`: (eval's, train's)."""
+    repo_id, dataset_repo = repo_ids
+    base_id, base_note = base
+    evaluated, trained = metrics
+    meta = {
+        "base_model": base_id,
+        "library_name": "peft",
+        "pipeline_tag": "text-generation",
+        "license": recipe.publish.license,
+        "language": recipe.publish.language,
+        "datasets": [dataset_repo],
+        "tags": ["lora", "peft", "trl", "sft", "distillation", "distill"],
+    }
+    versions = trained.get("versions", {})
+    return render(
+        "model.md.j2",
+        meta,
+        name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        dataset_repo=dataset_repo,
+        base=base_id,
+        provenance=f" ({base_note})" if base_note else "",
+        teacher=recipe.generate.teacher,
+        version=__version__,
+        recipe_name=recipe.name,
+        description=recipe.description,
+        n_train=len(training_rows(folder)),
+        review_text=review,
+        backend=trained.get("backend", recipe.train.backend),
+        device=trained.get("device", "?"),
+        t=recipe.train,
+        steps=trained.get("steps", "?"),
+        epochs=trained.get("epochs", "?"),
+        train_loss=trained.get("train_loss", "?"),
+        eval_loss=trained.get("eval_loss", "?"),
+        versions=", ".join(f"{k} {v}" for k, v in versions.items()) or "not recorded",
+        questions=evaluated["questions"],
+        k=evaluated["k"],
+        judge=evaluated["judge"],
+        hardware=evaluated["hardware"],
+        adapter_sha256=evaluated.get("adapter_sha256") or "not recorded",
+        meaning=" ".join(evaluated.get("what_this_means", [])),
+        decision_table=decision_table(evaluated),
+    )
