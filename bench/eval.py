@@ -32,8 +32,9 @@ STUDENT = "smollm2-135m-instruct"
 
 def prompts(n: int) -> list[list[dict[str, str]]]:
     """Retrieval prompts for n questions about the example corpus."""
-    from distill.generate.plan import load_templates, numbered
+    from distill.grounding import numbered
     from distill.ingest.stage import run as ingest_run
+    from distill.prompts import load_templates
     from distill.recipe import load_recipe
     from distill.retrieval import Retriever
     from distill.runfolder import RunFolder, RunOptions
@@ -66,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from distill.evaluate.metrics import percentile
-    from distill.generate.stage import ANSWER_STOP
+    from distill.grounding import ANSWER_STOP
     from distill.models import inference_dtype, load_causal_lm
     from distill.teachers.local import generate_batch
 

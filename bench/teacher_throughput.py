@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.2, help="Server reply delay, seconds.")
     args = ap.parse_args()
 
-    from distill.teachers import get_teacher
+    from distill.teachers.factory import make_teacher
     from distill.teachers.cache import CachedTeacher, RequestCache
 
     server = subprocess.Popen(
@@ -84,7 +84,7 @@ def main() -> None:
         line = server.stdout.readline() if server.stdout else ""
         port = int(line.split()[1])
         os.environ["DISTILL_BENCH_KEY"] = "bench-key"
-        teacher = get_teacher(
+        teacher = make_teacher(
             "openai:bench",
             {
                 "base_url": f"http://127.0.0.1:{port}/v1",

@@ -37,13 +37,13 @@ class Stage:
 
 
 def _templates(recipe: Recipe) -> dict[str, str]:
-    from distill.generate.plan import load_templates
+    from distill.prompts import load_templates
 
     return {t.ref: t.sha for t in load_templates(recipe).all()}
 
 
 def _template_sha(recipe: Recipe, ref: str) -> str:
-    from distill.generate.plan import recipe_template
+    from distill.prompts import recipe_template
 
     return recipe_template(recipe, ref).sha
 

@@ -131,7 +131,7 @@ def review_problems(recipe: Recipe, network: bool) -> list[str]:
 def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = False) -> list[str]:
     """Every problem that would stop one of `stages` (default: all), found without
     loading a model or calling a teacher."""
-    from distill.generate.plan import recipe_template
+    from distill.prompts import recipe_template
 
     run = set(stages or STAGES)
     out: list[str] = []

@@ -25,6 +25,7 @@ import jinja2
 from distill import assets
 from distill.errors import UserError
 from distill.io import sha256_text
+from distill.recipe import Recipe
 
 BUILTIN_DIR = assets.path("prompts")
 _REF = re.compile(r"^(?P<name>[a-z0-9_]+)@v(?P<version>[0-9]+)$")
@@ -117,3 +118,40 @@ def fence(chunk_id: str, text: str, title: str = "") -> Fenced:
     if title:
         label = ' title="' + " ".join(defuse(title).replace('"', "'").split()) + '"'
     return Fenced(f'<document id="{chunk_id}"{label}>\n{defuse(text)}\n</document>')
+
+
+# -- the recipe's templates
+
+
+@dataclass
+class Templates:
+    question: Template
+    instruction: Template
+    multi_hop: Template
+    follow_up: Template
+    answer: Template
+
+    def all(self) -> list[Template]:
+        return [self.question, self.instruction, self.multi_hop, self.follow_up, self.answer]
+
+    def salt(self) -> str:
+        """The text hashes of every template, for cache keys and sample ids."""
+        return "+".join(t.sha for t in self.all())
+
+
+def recipe_template(recipe: Recipe, ref: str) -> Template:
+    """Template `ref`, looked up in the recipe's `generate.prompts_dir` first."""
+    cfg = recipe.generate
+    search = [recipe.base_dir / cfg.prompts_dir] if cfg.prompts_dir else []
+    return load_template(ref, search)
+
+
+def load_templates(recipe: Recipe) -> Templates:
+    cfg = recipe.generate
+    return Templates(
+        question=recipe_template(recipe, cfg.question_template),
+        instruction=recipe_template(recipe, cfg.instruction_template),
+        multi_hop=recipe_template(recipe, cfg.multi_hop_template),
+        follow_up=recipe_template(recipe, cfg.follow_up_template),
+        answer=recipe_template(recipe, cfg.answer_template),
+    )

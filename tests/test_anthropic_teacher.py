@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from distill.errors import TeacherError, UserError
-from distill.teachers import get_teacher
+from distill.teachers.factory import make_teacher
 from tests.openai_server import serve
 
 KEY = "test-key-" + "y" * 24
@@ -23,7 +23,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 def teacher(url: str, **options: object):  # type: ignore[no-untyped-def]
     base = url.removesuffix("/v1")
     opts = {"base_url": base, "api_key_env": "DISTILL_TEST_ANTHROPIC", **options}
-    return get_teacher("anthropic:claude-test", opts)
+    return make_teacher("anthropic:claude-test", opts)
 
 
 def test_messages_request_and_reply() -> None:

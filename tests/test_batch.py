@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from distill.io import read_json
-from distill.teachers import get_teacher
 from distill.teachers.batch import BatchTeacher
+from distill.teachers.factory import make_teacher
 from distill.teachers.prices import Price
 from tests.openai_server import serve
 
@@ -32,9 +32,9 @@ def echo(body: dict) -> str:
 def batched(kind: str, url: str, state: Path) -> BatchTeacher:
     options = {"api_key_env": "DISTILL_TEST_KEY", "backoff_s": 0.01}
     if kind == "openai":
-        inner = get_teacher("openai:gpt-4o-mini", {"base_url": url, **options})
+        inner = make_teacher("openai:gpt-4o-mini", {"base_url": url, **options})
     else:
-        inner = get_teacher("anthropic:claude-haiku-4-5", {"base_url": url[:-3], **options})
+        inner = make_teacher("anthropic:claude-haiku-4-5", {"base_url": url[:-3], **options})
     inner.price, inner.discount = Price(1000.0, 1000.0), 0.5  # type: ignore[attr-defined]
     return BatchTeacher(inner, state, poll_s=0.01)  # type: ignore[arg-type]
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from distill.teachers import get_teacher
 from distill.teachers.engine import TokenBucket, retry_after
+from distill.teachers.factory import make_teacher
 from distill.teachers.prices import Budget, Price, estimate_tokens, lookup
 from tests.openai_server import serve
 
@@ -21,7 +21,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def teacher(url: str, **options: object):  # type: ignore[no-untyped-def]
-    return get_teacher(
+    return make_teacher(
         "openai:gpt-4o-mini", {"base_url": url, "api_key_env": "DISTILL_TEST_KEY", **options}
     )
 

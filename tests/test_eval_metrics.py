@@ -10,7 +10,7 @@ import pytest
 
 from distill.evaluate import metrics as em
 from distill.evaluate.report import compare, render_html, render_markdown
-from distill.generate.plan import is_refusal
+from distill.grounding import is_refusal
 from distill.io import write_json
 from distill.prompts import defuse
 from distill.verdict import cells, signed

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from distill.generate.plan import clean_answer, clean_question, samples_for, select_chunks
+from distill.generate.plan import clean_question, samples_for, select_chunks
+from distill.grounding import clean_answer
 from distill.recipe import GenerateConfig
 
 

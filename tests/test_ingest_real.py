@@ -143,8 +143,7 @@ def test_generation_killed_midway_resumes_without_asking_twice(
 ) -> None:
     """Kill generate after its first teacher call; the rerun sends only what is missing
     and ends with exactly the samples of an uninterrupted run."""
-    import distill.generate.stage
-    from distill.teachers import get_teacher as real_get_teacher
+    from distill.teachers import BACKENDS
     from distill.teachers.fake import FakeTeacher
 
     sent: list[str] = []
@@ -156,7 +155,7 @@ def test_generation_killed_midway_resumes_without_asking_twice(
             sent.extend(m[-1]["content"] for m in batch)
             return super().complete_many(batch, **params)
 
-    monkeypatch.setattr(distill.generate.stage, "get_teacher", lambda spec, opts: Flaky())
+    monkeypatch.setitem(BACKENDS, "fake", Flaky)  # the recipe's fake: teacher, flaky
     recipe = load_recipe(
         ingested.parent.parent / "recipe.yaml", ["name=killed", "generate.batch_size=2"]
     )
@@ -172,7 +171,7 @@ def test_generation_killed_midway_resumes_without_asking_twice(
     assert counts["cached_replies"] == first_call and counts["requests_sent"] == 8 - first_call
     resumed = read_rows(recipe.run_path / "generate" / "samples.parquet")
 
-    monkeypatch.setattr(distill.generate.stage, "get_teacher", real_get_teacher)
+    monkeypatch.setitem(BACKENDS, "fake", FakeTeacher)
     clean = load_recipe(
         ingested.parent.parent / "recipe.yaml", ["name=clean", "generate.batch_size=2"]
     )
@@ -218,7 +217,7 @@ def test_generate_with_openai_teacher_records_failed_requests(
 
 
 def test_every_task_type_through_generate(ingested: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import distill.generate.stage
+    from distill.teachers import BACKENDS
     from distill.teachers.fake import FakeTeacher
 
     calls: list[list[dict[str, str]]] = []
@@ -228,7 +227,7 @@ def test_every_task_type_through_generate(ingested: Path, monkeypatch: pytest.Mo
             calls.append(messages)
             return super().complete(messages, **params)
 
-    monkeypatch.setattr(distill.generate.stage, "get_teacher", lambda spec, opts: Recording())
+    monkeypatch.setitem(BACKENDS, "fake", Recording)
     mix = "{qa: 1, instructions: 1, multi_hop: 1, raft: 3, multi_turn: 1}"
     recipe = load_recipe(
         ingested.parent.parent / "recipe.yaml",
@@ -264,22 +263,25 @@ def test_curate_with_a_judge_writes_report_plots_and_exports(
 ) -> None:
     import json
 
-    import distill.teachers
     from distill.errors import TeacherError
+    from distill.teachers import BACKENDS
     from distill.teachers.fake import FakeTeacher
 
+    verdict = '{"groundedness": 5, "quality": 4, "reason": "every claim is in [1]"}'
+
     class Judge(FakeTeacher):
+        def __init__(self, spec: str, model: str, options: object = None) -> None:
+            super().__init__(spec, model, options, responses=lambda messages: verdict)
+
         def complete(self, messages, **params):  # type: ignore[no-untyped-def]
             if "30 minutes" in messages[-1]["content"]:  # the judge's API fails on these
                 raise TeacherError("fake:judge: HTTP 503", status=503)
             return super().complete(messages, **params)
 
-    verdict = '{"groundedness": 5, "quality": 4, "reason": "every claim is in [1]"}'
-    judge = Judge(responses=lambda messages: verdict)
-    monkeypatch.setattr(distill.teachers, "get_teacher", lambda spec, opts: judge)
+    monkeypatch.setitem(BACKENDS, "judge", Judge)  # a judge backend of the test's own
     recipe = load_recipe(ingested.parent.parent / "recipe.yaml", ["name=judged"])
     recipe = recipe.model_copy(
-        update={"curate": recipe.curate.model_copy(update={"judge": "fake:"})}
+        update={"curate": recipe.curate.model_copy(update={"judge": "judge:scripted"})}
     )
     run = run_pipeline(recipe, until="curate")
     out = recipe.run_path / "curate"

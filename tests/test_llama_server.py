@@ -18,8 +18,8 @@ import pytest
 from distill.io import read_rows
 from distill.pipeline import run_pipeline
 from distill.recipe import load_recipe
-from distill.teachers import get_teacher
 from distill.teachers.engine import schema_problem
+from distill.teachers.factory import make_teacher
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def test_structured_output_through_json_object_mode(
     llama_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LLAMA_KEY", "none")
-    teacher = get_teacher(
+    teacher = make_teacher(
         "openai:smollm2",
         {"base_url": llama_url, "api_key_env": "LLAMA_KEY", "structured": "json_object"},
     )

@@ -10,8 +10,9 @@ import pytest
 
 from distill import models
 from distill.errors import MissingExtraError, UserError
-from distill.teachers import get_teacher, llamacpp
+from distill.teachers import llamacpp
 from distill.teachers.engine import schema_problem
+from distill.teachers.factory import make_teacher
 from distill.teachers.local import _say_fallback, choose_engine
 
 GRADE = {
@@ -89,7 +90,7 @@ def test_engine_choice_and_its_errors(
     with pytest.raises(MissingExtraError, match="llama-cpp-python"):
         choose_engine("smollm2-135m-instruct", "llama.cpp")
     with pytest.raises(UserError, match="known options"):
-        get_teacher("local:smollm2-135m-instruct", {"engine": "vllm"})
+        make_teacher("local:smollm2-135m-instruct", {"engine": "vllm"})
 
 
 @needs_llamacpp
@@ -97,7 +98,7 @@ def test_engine_choice_and_its_errors(
 def test_a_grammar_makes_every_verdict_parse() -> None:
     """SmolLM2-135M through llama.cpp with the JSON-schema grammar: every reply is a valid
     verdict, even for answers written to derail the judge."""
-    t = get_teacher("local:smollm2-135m-instruct")
+    t = make_teacher("local:smollm2-135m-instruct")
     assert t.engine == "llama.cpp" and t.supports_schema and not t.needs_json_prefill  # type: ignore[attr-defined]
     answers = [
         "Free trials last 14 days.",
@@ -133,8 +134,8 @@ def test_greedy_answers_match_the_transformers_path() -> None:
     Q4_1 weights with 8-bit quantised activations, transformers the de-quantised fp32
     weights in float32: the arithmetic differs slightly, so a near-tie between two
     tokens can flip and the texts part from there. The first words must agree."""
-    fast = get_teacher("local:smollm2-135m-instruct", {"engine": "llama.cpp"})
-    slow = get_teacher(
+    fast = make_teacher("local:smollm2-135m-instruct", {"engine": "llama.cpp"})
+    slow = make_teacher(
         "local:smollm2-135m-instruct", {"engine": "transformers", "dtype": "float32"}
     )
     agree = 0
@@ -158,15 +159,16 @@ def test_the_offline_qwen_judge_tells_right_from_wrong(tmp_path: Path) -> None:
     from distill.evaluate.stage import CORRECTNESS_SCHEMA
     from distill.prompts import load_template
     from distill.teachers.cache import RequestCache
+    from distill.teachers.factory import make_teacher
     from distill.teachers.judge import JsonJudge
 
     tpl = load_template("eval_grade@v2")
-    judge = JsonJudge(
-        get_teacher("local:qwen2.5-coder-1.5b-instruct"),
-        RequestCache(tmp_path / "cache.sqlite"),
+    teacher = make_teacher(
+        "local:qwen2.5-coder-1.5b-instruct",
+        cache=RequestCache(tmp_path / "cache.sqlite"),
         salt=tpl.sha,
-        prefill=None,
     )
+    judge = JsonJudge(teacher, prefill=None)
     assert not judge.prefill  # the grammar makes the prefill unnecessary
     cases = [
         ("How long do free trials last?", "Free trials last 14 days.", "14 days.", True),

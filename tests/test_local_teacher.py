@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from distill.teachers import get_teacher
+from distill.teachers.factory import make_teacher
 
 pytestmark = pytest.mark.slow
 
 
 def test_local_teacher_batches_counts_tokens_and_reports_the_token_cap() -> None:
-    teacher = get_teacher(
+    teacher = make_teacher(
         "local:smollm2-135m-instruct", {"engine": "transformers", "dtype": "float32"}
     )
     chats = [
@@ -29,7 +29,7 @@ def test_local_teacher_batches_counts_tokens_and_reports_the_token_cap() -> None
 
 def test_a_final_assistant_message_is_continued() -> None:
     """A prefill: the reply continues the assistant's text instead of starting a turn."""
-    teacher = get_teacher(
+    teacher = make_teacher(
         "local:smollm2-135m-instruct", {"engine": "transformers", "dtype": "float32"}
     )
     question = [{"role": "user", "content": 'Reply with JSON like {"answer": 4}. What is 2+2?'}]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from distill.errors import TeacherError, UserError
-from distill.teachers import get_teacher
+from distill.teachers.factory import make_teacher
 from tests.openai_server import serve
 
 KEY = "test-key-" + "x" * 24
@@ -20,7 +20,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def teacher(url: str, **options: object):  # type: ignore[no-untyped-def]
-    return get_teacher(
+    return make_teacher(
         "openai:gpt-test", {"base_url": url, "api_key_env": "DISTILL_TEST_KEY", **options}
     )
 
@@ -102,4 +102,4 @@ def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(UserError, match=r"needs an API key in \$DISTILL_TEST_KEY"):
         teacher("http://127.0.0.1:9/v1")
     with pytest.raises(UserError, match="known options"):
-        get_teacher("openai:m", {"api_key": KEY})  # keys never go in recipes
+        make_teacher("openai:m", {"api_key": KEY})  # keys never go in recipes

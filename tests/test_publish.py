@@ -12,8 +12,8 @@ import pytest
 
 from distill.errors import UserError
 from distill.io import write_rows
-from distill.publish.hub import upload
 from distill.publish.cards import size_category
+from distill.publish.hub import upload
 from distill.publish.secrets import find_secrets
 from distill.redact import scrub
 from tests.hub_server import serve_hub

@@ -9,14 +9,9 @@ from typing import Any
 
 import pytest
 
-from distill.generate.plan import (
-    citations,
-    clean_request,
-    is_refusal,
-    load_templates,
-    make_plan,
-    numbered,
-)
+from distill.generate.plan import clean_request, make_plan
+from distill.grounding import citations, is_refusal, numbered
+from distill.prompts import load_templates
 from distill.recipe import Recipe
 from distill.split import Split
 

@@ -3,20 +3,20 @@ from __future__ import annotations
 import pytest
 
 from distill.errors import UserError
-from distill.teachers import get_teacher
 from distill.teachers.base import cut_at_stop, parse_json
+from distill.teachers.factory import make_teacher
 from distill.teachers.fake import FakeTeacher
 from distill.teachers.local import LocalTeacher
 
 
 def test_backends_are_chosen_by_prefix() -> None:
-    assert isinstance(get_teacher("fake:"), FakeTeacher)
-    t = get_teacher("local:some/model")
+    assert isinstance(make_teacher("fake:"), FakeTeacher)
+    t = make_teacher("local:some/model")
     assert isinstance(t, LocalTeacher) and t.model == "some/model"
     with pytest.raises(UserError, match="unknown teacher .gpt-4o.*local, openai, anthropic, fake"):
-        get_teacher("gpt-4o")
+        make_teacher("gpt-4o")
     with pytest.raises(UserError, match="needs a model"):
-        get_teacher("local:")
+        make_teacher("local:")
 
 
 def test_fake_teacher_scripted_and_stop_strings() -> None:

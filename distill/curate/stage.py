@@ -40,13 +40,12 @@ from typing import Any
 
 from distill.curate.dedup import near_duplicates
 from distill.errors import InputError
-from distill.generate.plan import QUESTION_TASKS, citations, is_refusal
+from distill.grounding import QUESTION_TASKS, citations, is_refusal, numbered, support_score
 from distill.io import read_rows, save_figure, sha256_text, write_rows, write_text
-from distill.recipe import CurateConfig, Recipe
+from distill.prompts import recipe_template
+from distill.recipe import CurateConfig, PriceConfig, Recipe
 from distill.runfolder import RunFolder, RunOptions
 from distill.split import Split, unit
-
-_CITE = re.compile(r"\[\d{1,2}\]")
 
 
 def normalise(text: str) -> str:
@@ -105,32 +104,6 @@ def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str
     if cfg.require_citations and not cited:
         return "cites no document"
     return ""
-
-
-_STOP = set(
-    "the a an and or of to in on for with is are was be by as at it this that from can you "
-    "your not but if then than there their they them its into about which what when where "
-    "how who will would should could may might have has had does did done also any all".split()
-)
-
-
-def content_words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[a-z0-9$%]+", text.lower()) if len(w) > 2 and w not in _STOP]
-
-
-def support_score(sample: dict[str, Any], chunk_text: dict[str, str]) -> float | None:
-    """Share of the answers' content words found in the documents they cite (all of the
-    context when they cite none): a cheap groundedness signal that needs no model.
-    None for a refusal target (nothing to support)."""
-    if sample.get("expects_refusal"):
-        return None
-    answers = [m["content"] for m in sample["messages"] if m["role"] == "assistant"]
-    words = [w for x in answers for w in content_words(_CITE.sub(" ", x))]
-    if not words:
-        return 1.0
-    ids = sample.get("cited_chunk_ids") or sample.get("chunk_ids") or []
-    source = set(content_words(" ".join(chunk_text.get(i, "") for i in ids)))
-    return sum(w in source for w in words) / len(words)
 
 
 def dialogue(sample: dict[str, Any]) -> str:
@@ -381,37 +354,54 @@ JUDGE_SCHEMA = {
 }
 
 
-def make_judge(recipe: Recipe, out: Path, chunk_text: dict[str, str]) -> Judge:
-    """The recipe's judge: one cached call per sample, verdicts validated."""
-    from distill.generate.plan import numbered, recipe_template
-    from distill.teachers import get_teacher
-    from distill.teachers.cache import RequestCache
-    from distill.teachers.judge import JsonJudge
+def judge_price(recipe: Recipe, spec: str) -> PriceConfig | None:
+    """The recipe's price for a judge: generate.price when it is the teacher's model."""
+    return recipe.generate.price if spec == recipe.generate.teacher else None
 
-    cfg = recipe.curate
-    assert cfg.judge is not None
-    tpl = recipe_template(recipe, cfg.judge_template)
 
-    def judge(samples: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
-        assert cfg.judge is not None
-        cache = RequestCache(out / "cache.sqlite")
-        teacher = get_teacher(cfg.judge, cfg.judge_options)
-        judging = JsonJudge(teacher, cache, salt=tpl.sha, max_tokens=128)
+class SampleJudge:
+    """The recipe's judge: one cached call per sample, verdicts validated; `cost_usd` is
+    what its calls paid in this run."""
+
+    def __init__(self, recipe: Recipe, out: Path, chunk_text: dict[str, str]) -> None:
+        assert recipe.curate.judge is not None
+        self.recipe, self.out, self.chunk_text = recipe, out, chunk_text
+        self.spec = recipe.curate.judge
+        self.template = recipe_template(recipe, recipe.curate.judge_template)
+        self.cost_usd = 0.0
+        from distill.teachers.factory import price_for
+
+        self.price_source = price_for(self.spec, judge_price(recipe, self.spec))[1]
+
+    def __call__(self, samples: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
+        from distill.teachers.cache import RequestCache
+        from distill.teachers.factory import make_teacher
+        from distill.teachers.judge import JsonJudge
+
+        cache = RequestCache(self.out / "cache.sqlite")
+        teacher = make_teacher(
+            self.spec,
+            self.recipe.curate.judge_options,
+            price=judge_price(self.recipe, self.spec),
+            cache=cache,
+            salt=self.template.sha,
+        )
+        judging = JsonJudge(teacher, max_tokens=128)
         prompts = [
-            tpl.render(
+            self.template.render(
                 passages=numbered(
-                    [{"text": chunk_text.get(c, ""), "heading_path": ""} for c in s["chunk_ids"]]
+                    [{"text": self.chunk_text.get(c, ""), "heading_path": ""} for c in ids]
                 ),
                 question=s["question"],
                 answer=s["answer"],
             )
             for s in samples
+            for ids in [s["chunk_ids"]]
         ]
         verdicts = judging.ask("judging", prompts, JUDGE_SCHEMA)
         cache.close()
+        self.cost_usd += teacher.spent_usd
         return [verdict if verdict is not None else str(error) for verdict, error, _ in verdicts]
-
-    return judge
 
 
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
@@ -432,12 +422,13 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         def embed(texts: list[str]) -> Any:
             return embed_model(texts, recipe.ingest.embedding_model, label="questions")
 
+    judge = SampleJudge(recipe, out, chunk_text) if cfg.judge else None
     result = curate(
         samples,
         cfg,
         lambda t: len(tok(t, add_special_tokens=False)["input_ids"]),
         chunk_text,
-        judge=make_judge(recipe, out, chunk_text) if cfg.judge else None,
+        judge=judge,
         embed=embed,
         sample_tokens=lambda s: len(
             tok.apply_chat_template(
@@ -467,6 +458,9 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "eval_seen_decontaminated": sum(n for _, n in result.seen_funnel),
         "rejected": len(result.rejected),
         **{f"removed_by_{name.replace(' ', '_')}": n for name, n in result.funnel},
+        # What the judge's calls paid in this run (priced like every teacher).
+        "judge_cost_usd": round(judge.cost_usd, 6) if judge is not None else 0.0,
+        "judge_price": judge.price_source if judge is not None else "no judge",
     }
 
 

@@ -50,27 +50,17 @@ import numpy as np
 
 from distill.errors import InputError
 from distill.evaluate import metrics as eval_metrics
-from distill.generate.plan import (
-    citations,
-    clean_answer,
-    is_refusal,
-    load_templates,
-    numbered,
-    recipe_template,
-)
-from distill.generate.stage import ANSWER_STOP, teacher_price
+from distill.grounding import ANSWER_STOP, citations, clean_answer, is_refusal, numbered
 from distill.io import read_rows, write_json, write_rows
-from distill.prompts import Template
+from distill.prompts import Template, load_templates, recipe_template
 from distill.recipe import Recipe
 from distill.retrieval import Retriever, embed
 from distill.runfolder import RunFolder, RunOptions
-from distill.teachers import Completion, Message, Teacher, get_teacher
+from distill.teachers import Completion, Message, Teacher
 from distill.teachers.base import BatchFirstTeacher
-from distill.teachers.cache import CachedTeacher, RequestCache
-from distill.teachers.engine import ApiTeacher
+from distill.teachers.cache import RequestCache
+from distill.teachers.factory import make_teacher, with_cache
 from distill.teachers.judge import JsonJudge
-from distill.teachers.local import LocalTeacher
-from distill.teachers.prices import lookup
 from distill.ui import progress
 
 CORRECTNESS_SCHEMA: dict[str, Any] = {
@@ -181,7 +171,7 @@ class StudentModel(BatchFirstTeacher):
     """The student loaded here, with (`ft`) or without (`base`) its LoRA adapter.
     Both systems share one loaded model."""
 
-    supports_batching = True
+    runs_locally = True
 
     def __init__(self, weights: _Weights, adapter: bool) -> None:
         super().__init__(f"student:{weights.ref}", weights.ref)
@@ -211,6 +201,7 @@ class LlamaStudent(Teacher):
     One chat at a time, each timed alone."""
 
     sends_all_at_once = True
+    runs_locally = True
 
     def __init__(self, gguf: Path, lora: Path | None) -> None:
         super().__init__(f"student:{gguf.name}" + ("+lora" if lora else ""), gguf.name)
@@ -301,16 +292,16 @@ def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: s
     )
     out = []
     for name in cfg.systems:
+        # Remote replies are cached (a rerun pays nothing); local models answer again
+        # (their latency is what is measured).
         if name == "teacher":
-            spec = recipe.generate.teacher
-            inner = get_teacher(spec, recipe.generate.teacher_options)
-            local = spec.startswith("local:")
-            if isinstance(inner, ApiTeacher):  # the generate stage's price (table or recipe)
-                inner.price = teacher_price(recipe.generate)[0]
+            g = recipe.generate
+            teacher = make_teacher(g.teacher, g.teacher_options, price=g.price)
+            local = teacher.runs_locally
         else:
             endpoint = cfg.ft_model if name.startswith("ft") else cfg.base_model
-            if endpoint:
-                inner, local = get_teacher(endpoint, cfg.student_options), True
+            if endpoint:  # a served student: its cost is the hardware's, like a local one
+                teacher, local = make_teacher(endpoint, cfg.student_options), True
             elif llama is not None:
                 gguf, lora = llama
                 student = LlamaStudent(gguf, lora if name.startswith("ft") else None)
@@ -319,18 +310,10 @@ def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: s
             else:
                 out.append(System(name, StudentModel(weights, name.startswith("ft")), True))
                 continue
-        # Remote replies are cached (a rerun pays nothing); local models answer again.
-        teacher = inner if isinstance(inner, LocalTeacher) else CachedTeacher(inner, cache, salt)
+        if not teacher.runs_locally:
+            teacher = with_cache(teacher, cache, salt)
         out.append(System(name, teacher, local))
     return out
-
-
-def _inner(teacher: Teacher) -> Teacher:
-    return teacher.inner if isinstance(teacher, CachedTeacher) else teacher
-
-
-def _sends_all(teacher: Teacher) -> bool:
-    return _inner(teacher).sends_all_at_once
 
 
 def answer(
@@ -342,7 +325,7 @@ def answer(
     out: list[tuple[Completion, float, float]] = []
     with progress() as bar:
         task = bar.add_task(f"answering: {system.name}", total=len(prompts))
-        if _sends_all(system.teacher):
+        if system.teacher.sends_all_at_once:
             done = system.teacher.complete_many(
                 prompts, on_done=lambda i, c: bar.advance(task), **params
             )
@@ -357,19 +340,22 @@ def answer(
     return out
 
 
-def _judge(recipe: Recipe, teacher: Teacher | None) -> tuple[str, Teacher]:
+def _judge(
+    recipe: Recipe, teacher: Teacher | None, cache: RequestCache, salt: str
+) -> tuple[str, Teacher]:
+    """The judge's spec and a ready, cached judge; `teacher` is the teacher system's."""
     cfg = recipe.eval
-    spec = cfg.judge or recipe.generate.teacher
-    same = spec == recipe.generate.teacher
+    g = recipe.generate
+    spec = cfg.judge or g.teacher
+    same = spec == g.teacher
     options = cfg.judge_options
     if options is None:
-        options = recipe.generate.teacher_options if same else {}
-    if teacher is not None and same and options == recipe.generate.teacher_options:
-        return spec, teacher  # one loaded model, not two
-    judge = get_teacher(spec, options)
-    if isinstance(judge, ApiTeacher):
-        judge.price = lookup(*spec.split(":", 1))
-    return spec, judge
+        options = g.teacher_options if same else {}
+    reuse = same and options == g.teacher_options
+    if teacher is not None and reuse and teacher.runs_locally:
+        return spec, with_cache(teacher, cache, salt)  # one loaded model, not two
+    price = g.price if same else None  # priced like the teacher, by the same rule
+    return spec, make_teacher(spec, options, price=price, cache=cache, salt=salt)
 
 
 def hardware() -> str:
@@ -398,8 +384,8 @@ def judge_templates(recipe: Recipe) -> tuple[Template, Template]:
 
 
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
-    from distill.curate.stage import support_score
     from distill.evaluate.report import write_report
+    from distill.grounding import support_score
 
     cfg = recipe.eval
     out = folder.stage_dir("eval")
@@ -439,9 +425,10 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             system.teacher.release()
 
     teacher_sys = next((s for s in systems if s.name == "teacher"), None)
-    inner_teacher = _inner(teacher_sys.teacher) if teacher_sys else None
-    judge_spec, judge_model = _judge(recipe, inner_teacher)
-    judge = JsonJudge(judge_model, cache, salt=grade_tpl.sha + pair_tpl.sha, prefill=None)
+    judge_spec, judge_model = _judge(
+        recipe, teacher_sys.teacher if teacher_sys else None, cache, grade_tpl.sha + pair_tpl.sha
+    )
+    judge = JsonJudge(judge_model, prefill=None)
     by_item = {it.item_id: it for it in items}
     judge_cost = _grade(rows, by_item, judge, grade_tpl)
     if cfg.pairwise and teacher_sys is not None:
@@ -518,6 +505,9 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "questions": metrics["questions"],
         "unanswerable": sum(metrics["unanswerable"].values()),
         "judge_failures": metrics["judge_failures"],
+        # What this run paid (cached replies are free), priced like every teacher.
+        "systems_cost_usd": round(sum(s.teacher.spent_usd for s in systems), 6),
+        "judge_cost_usd": round(judge_model.spent_usd, 6),
     }
     for s, m in metrics["systems"].items():
         mean = m["correctness"]["mean"]
@@ -557,7 +547,7 @@ def _row(
         "kind": it.kind,
         "system": system.name,
         "local": system.local,
-        "priced": system.local or getattr(_inner(system.teacher), "price", None) is not None,
+        "priced": system.local or system.teacher.price is not None,
         "question": it.question,
         "reference": it.reference,
         "answer": text,

@@ -16,12 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from distill.generate.plan import choose_split, make_plan, numbered
-from distill.generate.stage import QUESTION_MAX_TOKENS, teacher_price
+from distill.generate.plan import choose_split, make_plan
+from distill.generate.stage import QUESTION_MAX_TOKENS
+from distill.grounding import numbered
 from distill.prompts import fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
+from distill.teachers.factory import price_for
 from distill.teachers.prices import BATCH_DISCOUNT, estimate_tokens
 
 EXPECTED_QUESTION_TOKENS = 24
@@ -97,7 +99,9 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
                 len(talks) * cfg.max_new_tokens,
             )
         )
-    price, source = teacher_price(cfg)
+    price, source = price_for(
+        cfg.teacher, cfg.price, max_cost_usd=cfg.max_cost_usd, batch=cfg.mode == "batch"
+    )
     discount = BATCH_DISCOUNT if cfg.mode == "batch" else 1.0
     if cfg.mode == "batch":
         source += ", batch API: half price"

@@ -28,72 +28,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.grounding import numbered
 from distill.io import hash_json
-from distill.prompts import Template, fence, load_template
+from distill.prompts import Templates, fence, load_templates
 from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
 from distill.split import EVAL, Split
 
 Message = dict[str, str]
-QUESTION_TASKS = ("qa", "multi_hop", "raft", "multi_turn")
-
-_CITATION = re.compile(r"\[(\d{1,2})\]")
-_REFUSAL = re.compile(
-    r"\b(do(es)?n[o']?t|do(es)? not) (contain|include|mention|say|provide|cover|specify)\b"
-    r"|\bnot (mentioned|covered|specified|provided|included|stated)\b"
-    r"|\bno (information|mention)\b"
-    r"|\b(cannot|can't|can not|unable to) (find|answer|determine)\b",
-    re.I,
-)
-
-
-@dataclass
-class Templates:
-    question: Template
-    instruction: Template
-    multi_hop: Template
-    follow_up: Template
-    answer: Template
-
-    def all(self) -> list[Template]:
-        return [self.question, self.instruction, self.multi_hop, self.follow_up, self.answer]
-
-    def salt(self) -> str:
-        """The text hashes of every template, for cache keys and sample ids."""
-        return "+".join(t.sha for t in self.all())
-
-
-def recipe_template(recipe: Recipe, ref: str) -> Template:
-    """Template `ref`, looked up in the recipe's `generate.prompts_dir` first."""
-    cfg = recipe.generate
-    search = [recipe.base_dir / cfg.prompts_dir] if cfg.prompts_dir else []
-    return load_template(ref, search)
-
-
-def load_templates(recipe: Recipe) -> Templates:
-    cfg = recipe.generate
-    return Templates(
-        question=recipe_template(recipe, cfg.question_template),
-        instruction=recipe_template(recipe, cfg.instruction_template),
-        multi_hop=recipe_template(recipe, cfg.multi_hop_template),
-        follow_up=recipe_template(recipe, cfg.follow_up_template),
-        answer=recipe_template(recipe, cfg.answer_template),
-    )
-
-
-def numbered(chunks: list[dict[str, Any]]) -> list[str]:
-    """Chunks as numbered, fenced documents: the context of every answer prompt."""
-    return [fence(str(n), c["text"], c["heading_path"]) for n, c in enumerate(chunks, start=1)]
-
-
-def citations(text: str) -> list[int]:
-    """The document numbers an answer cites ([1], [2]), in order, without repeats."""
-    return list(dict.fromkeys(int(m) for m in _CITATION.findall(text)))
-
-
-def is_refusal(text: str) -> bool:
-    """Does the answer say the documents do not contain the answer?"""
-    return bool(_REFUSAL.search(text))
 
 
 def clean_question(text: str) -> str:
@@ -119,10 +61,6 @@ def clean_request(text: str) -> str:
     body = m.group(1) if m else text
     lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
     return lines[0].strip().strip('"“”').strip() if lines else ""
-
-
-def clean_answer(text: str) -> str:
-    return re.sub(r"^(answer|a)\s*:\s*", "", text.strip(), flags=re.I).strip()
 
 
 @dataclass

@@ -27,42 +27,24 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from distill.errors import TeacherError, UserError
-from distill.generate.plan import (
-    Job,
-    Templates,
-    choose_split,
-    citations,
-    clean_answer,
-    clean_question,
-    clean_reply,
-    make_plan,
-    numbered,
-)
+from distill.errors import TeacherError
+from distill.generate.plan import Job, choose_split, clean_question, clean_reply, make_plan
+from distill.grounding import ANSWER_STOP, citations, clean_answer, numbered
 from distill.io import write_rows
-from distill.prompts import fence
+from distill.prompts import Templates, fence
 from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder, RunOptions
-from distill.teachers import Completion, Teacher, get_teacher
-from distill.teachers.batch import BatchTeacher
+from distill.teachers import Completion, Teacher
 from distill.teachers.cache import CachedTeacher, RequestCache
-from distill.teachers.engine import ApiTeacher
-from distill.teachers.prices import (
-    BATCH_DISCOUNT,
-    PRICES_AS_OF,
-    Budget,
-    BudgetExceeded,
-    Price,
-    lookup,
-)
+from distill.teachers.factory import make_teacher
+from distill.teachers.prices import BudgetExceeded
 from distill.ui import progress
 
 QUESTION_MAX_TOKENS = 64
+
+
 # SmolLM-class teachers sometimes run on into a new "Question:"; cut there.
-ANSWER_STOP = ["\nQuestion:", "\nQ:"]
-
-
 def _failure(
     request_id: str,
     step: str,
@@ -89,47 +71,6 @@ def _teacher_failure(
     return _failure(request_id, step, reason, e.status, e.body or str(e), attempts)
 
 
-def teacher_price(cfg: GenerateConfig) -> tuple[Price | None, str]:
-    """The teacher's price and where it came from (no client or key needed)."""
-    from distill.teachers import BACKENDS
-
-    provider, _, model = cfg.teacher.partition(":")
-    backend = BACKENDS.get(provider)
-    is_api = backend is not None and issubclass(backend, ApiTeacher)
-    if cfg.mode == "batch" and not is_api:
-        raise UserError(
-            f"generate.mode batch needs an openai: or anthropic: teacher, not {cfg.teacher}; "
-            "set generate.mode: online"
-        )
-    if cfg.price is not None:
-        return Price(cfg.price.input, cfg.price.output, cfg.price.cached_input), "recipe"
-    if not is_api:
-        return None, "runs on this machine: no API cost"
-    price = lookup(provider, model)
-    if price is not None:
-        return price, f"price table ({PRICES_AS_OF})"
-    if cfg.max_cost_usd is not None:
-        raise UserError(
-            f"no price known for {cfg.teacher} and generate.max_cost_usd is set; give one: "
-            "generate.price: {input: USD_PER_1M, output: USD_PER_1M}"
-        )
-    return None, "unknown (not in the table; set generate.price): counted as 0"
-
-
-def build_teacher(cfg: GenerateConfig, out_dir: Path) -> tuple[Teacher, str]:
-    """The recipe's teacher, priced, with its budget; in batch mode, behind BatchTeacher."""
-    price, source = teacher_price(cfg)
-    teacher = get_teacher(cfg.teacher, cfg.teacher_options)
-    if isinstance(teacher, ApiTeacher):
-        teacher.price = price
-        teacher.budget = Budget(cfg.max_cost_usd)
-    if cfg.mode == "online" or not isinstance(teacher, ApiTeacher):
-        return teacher, source
-    teacher.discount = BATCH_DISCOUNT
-    batched = BatchTeacher(teacher, out_dir / "batches.json", cfg.batch_poll_s, cfg.batch_resubmits)
-    return batched, f"{source}, batch API: half price"
-
-
 class Spend:
     """What this run has paid so far, for the progress bar (cached replies are free)."""
 
@@ -147,7 +88,7 @@ def _run_step(
     prompts: dict[int, list[dict[str, str]]],
     batch_size: int,
     *,
-    teacher: CachedTeacher,
+    teacher: Teacher,
     ids: list[str],
     failures: list[dict[str, Any]],
     spend: Spend,
@@ -159,16 +100,15 @@ def _run_step(
     length (less padding); an API teacher gets them all at once (its engine keeps
     `concurrency` in flight)."""
     order = sorted(prompts, key=lambda j: sum(len(m["content"]) for m in prompts[j]))
-    if teacher.inner.sends_all_at_once:
+    if teacher.sends_all_at_once:
         batch_size = max(1, len(order))
     task = bar.add_task(label, total=len(order))
     out: dict[int, Completion] = {}
-    if isinstance(teacher.inner, BatchTeacher):  # the provider's progress, while we wait
 
-        def status(batch_id: str, state: str, done: int, total: int) -> None:
-            bar.update(task, description=f"{label} · batch {batch_id} {state} {done}/{total}")
+    def status(batch_id: str, state: str, done: int, total: int) -> None:
+        bar.update(task, description=f"{label} · batch {batch_id} {state} {done}/{total}")
 
-        teacher.inner.on_status = status
+    teacher.watch(status)  # a provider batch's progress, while we wait
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         if seed is not None:
@@ -198,10 +138,20 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     split.save(out_dir / "split.json", recipe.curate.eval_fraction, recipe.curate.seed)
     plan = make_plan(recipe, retriever, split)
     jobs, tpl = plan.jobs, plan.templates
-    inner, price_source = build_teacher(cfg, out_dir)
     cache = RequestCache(out_dir / "cache.sqlite")
-    # Template text is in the messages already; the shas make a template change explicit.
-    teacher = CachedTeacher(inner, cache, salt=tpl.salt())
+    teacher = make_teacher(
+        cfg.teacher,
+        cfg.teacher_options,
+        price=cfg.price,
+        max_cost_usd=cfg.max_cost_usd,
+        batch_state=out_dir / "batches.json" if cfg.mode == "batch" else None,
+        batch_poll_s=cfg.batch_poll_s,
+        batch_resubmits=cfg.batch_resubmits,
+        cache=cache,
+        # Template text is in the messages already; the shas make a change explicit.
+        salt=tpl.salt(),
+    )
+    assert isinstance(teacher, CachedTeacher)
     ids = [j.sample_id for j in jobs]
     failures: list[dict[str, Any]] = []
     spend = Spend()
@@ -275,7 +225,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "samples": len(samples),
         "failures": len(failures),
         "cached_replies": teacher.hits,
-        "requests_sent": getattr(inner, "requests_sent", teacher.misses),
+        "requests_sent": teacher.requests_sent,
         "tokens": {
             "input": sum(s["input_tokens"] for s in samples),
             "output": sum(s["output_tokens"] for s in samples),
@@ -284,13 +234,11 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         # served from the cache were paid in an earlier run and cost nothing now.
         "cost_usd": round(spend_now(teacher, spend), 6),
         "cost_of_samples_usd": round(sum(s["cost_usd"] for s in samples), 6),
-        "price": price_source,
+        "price": teacher.price_source,
         "tasks": dict(Counter(s["task"] for s in samples)),
     }
-    if isinstance(inner, BatchTeacher):
-        counts["batches_submitted"] = inner.batches_submitted
-        counts["batches_resumed"] = inner.batches_resumed
-    budget = getattr(inner, "budget", None)
+    counts.update(teacher.stats())  # provider batches submitted and resumed
+    budget = teacher.budget
     if budget is not None and budget.refused:
         raise BudgetExceeded(
             f"generate stopped at the budget: spent ${budget.spent:.4f} of max_cost_usd "
@@ -369,7 +317,6 @@ def _sample(
     }
 
 
-def spend_now(teacher: CachedTeacher, spend: Spend) -> float:
+def spend_now(teacher: Teacher, spend: Spend) -> float:
     """What this run paid: replies that came from the cache cost nothing now."""
-    budget = getattr(teacher.inner, "budget", None)
-    return budget.spent if budget is not None else spend.usd
+    return teacher.spent_usd if teacher.budget is not None else spend.usd

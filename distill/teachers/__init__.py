@@ -1,4 +1,6 @@
-"""Teacher backends, chosen by the prefix of a "provider:model" string."""
+"""Teacher backends, chosen by the prefix of a "provider:model" string. Build one with
+distill.teachers.factory.make_teacher (priced, budgeted, cached); tests register a
+backend of their own in BACKENDS."""
 
 from __future__ import annotations
 
@@ -46,13 +48,4 @@ def parse_spec(spec: str, options: dict[str, Any] | None = None) -> tuple[type[T
     return backend, model, opts
 
 
-def get_teacher(spec: str, options: dict[str, Any] | None = None) -> Teacher:
-    """Build the teacher named by `spec`, e.g. 'local:smollm2-135m-instruct' or 'fake:'.
-
-    `options` are the backend's settings (the recipe's `generate.teacher_options`).
-    """
-    backend, model, opts = parse_spec(spec, options)
-    return backend(spec, model, opts)
-
-
-__all__ = ["BACKENDS", "Completion", "Message", "Teacher", "Usage", "get_teacher", "parse_spec"]
+__all__ = ["BACKENDS", "Completion", "Message", "Teacher", "Usage", "parse_spec"]

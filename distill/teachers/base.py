@@ -5,7 +5,9 @@
 backend understands: `max_tokens`, `temperature` (0 = greedy), `top_p`, `seed`,
 `stop` (list of strings; the reply is cut before the first). A backend that can
 enforce a JSON schema sets `supports_schema = True`; otherwise `schema` is used
-only to parse the reply. `complete_many` answers a batch; backends that can batch
+only to parse the reply (and a judge starts the JSON reply for it:
+`needs_json_prefill`).
+`complete_many` answers a batch; backends that can batch
 (a local model) or run concurrently (the API teachers, through
 distill.teachers.engine) override it.
 """
@@ -86,11 +88,21 @@ def api_key(spec: str, env: str) -> str:
 class Teacher:
     """Base class of teacher backends. Subclasses implement `complete`."""
 
-    supports_schema: ClassVar[bool] = False
-    supports_batching: ClassVar[bool] = False
+    # Capabilities: callers read these, never the spec. A wrapper (WrappedTeacher)
+    # reports its inner teacher's.
+    supports_schema: bool = False
     # True when complete_many should get a whole step at once (the API teachers keep
     # their own concurrency); False: callers send batches of a few prompts (local).
-    sends_all_at_once: ClassVar[bool] = False
+    sends_all_at_once: bool = False
+    # Runs on this machine at no API cost: eval asks it again instead of caching (its
+    # latency is measured), and its cost column is compute time.
+    runs_locally: bool = False
+    # Where the price of its tokens came from (set by the factory).
+    price_source: str = "runs on this machine: no API cost"
+    # The price of its tokens (teachers.prices.Price; set by the factory); None: unknown or free.
+    price: Any = None
+    # The spending cap of an API teacher (teachers.prices.Budget); None: nothing to pay.
+    budget: Any = None
     # Backend settings from the recipe's `teacher_options`, validated strictly.
     Options: ClassVar[type[BaseModel]] = NoOptions
 
@@ -98,6 +110,24 @@ class Teacher:
         self.spec = spec  # "provider:model", as the recipe wrote it
         self.model = model
         self.options = options
+
+    @property
+    def needs_json_prefill(self) -> bool:
+        """A judge starts the JSON reply for a backend that cannot enforce the schema
+        (small local models otherwise echo the prompt)."""
+        return not self.supports_schema
+
+    @property
+    def spent_usd(self) -> float:
+        """What this teacher has paid in this process (replies from a cache are free)."""
+        return float(self.budget.spent) if self.budget is not None else 0.0
+
+    def stats(self) -> dict[str, Any]:
+        """Counts of its own for the manifest (e.g. provider batches submitted)."""
+        return {}
+
+    def watch(self, on_status: Callable[[str, str, int, int], None]) -> None:
+        """Hear of long waits: (batch id, provider state, done, total). Most never wait."""
 
     def complete(
         self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
@@ -142,3 +172,32 @@ class BatchFirstTeacher(Teacher):
         if c.error is not None:
             raise c.error
         return c
+
+
+class WrappedTeacher(BatchFirstTeacher):
+    """A teacher in front of another (a cache, a provider batch). It reports the inner
+    teacher's capabilities, spend and counts, so no caller reaches through it."""
+
+    def __init__(self, inner: Teacher) -> None:
+        super().__init__(inner.spec, inner.model, inner.options)
+        self.inner = inner
+        self.supports_schema = inner.supports_schema
+        self.sends_all_at_once = inner.sends_all_at_once
+        self.runs_locally = inner.runs_locally
+        self.price_source = inner.price_source
+        self.price = inner.price
+        self.budget = inner.budget
+
+    @property
+    def needs_json_prefill(self) -> bool:
+        return self.inner.needs_json_prefill
+
+    @property
+    def spent_usd(self) -> float:
+        return self.inner.spent_usd
+
+    def stats(self) -> dict[str, Any]:
+        return self.inner.stats()
+
+    def watch(self, on_status: Callable[[str, str, int, int], None]) -> None:
+        self.inner.watch(on_status)

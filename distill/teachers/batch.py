@@ -23,7 +23,7 @@ from typing import Any
 
 from distill.errors import TeacherError
 from distill.io import hash_json, read_json, write_json
-from distill.teachers.base import BatchFirstTeacher, Completion, Message
+from distill.teachers.base import Completion, Message, WrappedTeacher
 from distill.teachers.engine import ApiTeacher, BatchItem, BatchStatus, loop_factory
 from distill.teachers.prices import estimate_tokens
 from distill.ui import console
@@ -61,10 +61,8 @@ def custom_id(body: dict[str, Any]) -> str:
     return hash_json(body)
 
 
-class BatchTeacher(BatchFirstTeacher):
+class BatchTeacher(WrappedTeacher):
     """An ApiTeacher's requests sent through its provider's batch API."""
-
-    sends_all_at_once = True
 
     def __init__(
         self,
@@ -73,8 +71,9 @@ class BatchTeacher(BatchFirstTeacher):
         poll_s: float = 30.0,
         max_resubmits: int = 1,
     ) -> None:
-        super().__init__(inner.spec, inner.model, inner.options)
-        self.inner = inner
+        super().__init__(inner)
+        self.inner: ApiTeacher = inner
+        self.sends_all_at_once = True
         self.state = BatchState(state_path)
         self.poll_s = poll_s
         self.max_resubmits = max_resubmits
@@ -84,9 +83,14 @@ class BatchTeacher(BatchFirstTeacher):
         # Called on each status change: (batch id, provider state, done, total).
         self.on_status: Callable[[str, str, int, int], None] | None = None
 
-    @property
-    def budget(self) -> Any:
-        return self.inner.budget
+    def stats(self) -> dict[str, Any]:
+        return {
+            "batches_submitted": self.batches_submitted,
+            "batches_resumed": self.batches_resumed,
+        }
+
+    def watch(self, on_status: Callable[[str, str, int, int], None]) -> None:
+        self.on_status = on_status
 
     def complete_many(
         self,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.io import hash_json
-from distill.teachers.base import BatchFirstTeacher, Completion, Message, Teacher, Usage
+from distill.teachers.base import Completion, Message, Teacher, Usage, WrappedTeacher
 
 
 class RequestCache:
@@ -70,16 +70,20 @@ class RequestCache:
         self._db.close()
 
 
-class CachedTeacher(BatchFirstTeacher):
+class CachedTeacher(WrappedTeacher):
     """Wraps a teacher: answers from the cache first, sends only the misses."""
 
     def __init__(self, inner: Teacher, cache: RequestCache, salt: str = "") -> None:
-        super().__init__(inner.spec, inner.model)
-        self.inner = inner
+        super().__init__(inner)
         self.cache = cache
         self.salt = salt
         self.hits = 0
         self.misses = 0
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests the inner teacher sent (an API teacher counts its retries too)."""
+        return int(getattr(self.inner, "requests_sent", self.misses))
 
     def key(self, messages: list[Message], schema: dict[str, Any] | None, params: Any) -> str:
         options = self.inner.options

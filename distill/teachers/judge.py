@@ -1,5 +1,6 @@
-"""A judge over any teacher: JSON verdicts validated against a schema, cached, with
-failures kept as failures (curate's sample judge and eval's graders use it)."""
+"""A judge over any teacher: JSON verdicts validated against a schema, with failures
+kept as failures (curate's sample judge and eval's graders use it). The teacher comes
+from distill.teachers.factory, cached there."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 from distill.teachers import Message, Teacher
 from distill.teachers.base import parse_json
-from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.engine import schema_problem
 from distill.ui import progress
 
@@ -20,22 +20,16 @@ class JsonJudge:
     """A judge: cached calls, each reply validated against its JSON schema."""
 
     def __init__(
-        self,
-        teacher: Teacher,
-        cache: RequestCache,
-        salt: str,
-        *,
-        max_tokens: int = 160,
-        prefill: bool | None = False,
+        self, teacher: Teacher, *, max_tokens: int = 160, prefill: bool | None = False
     ) -> None:
         """`prefill`: start the reply with the opening of the JSON object (None: where
         the backend says it needs one: a local transformers model, whose small models
         otherwise echo the prompt; llama.cpp's JSON grammar needs none)."""
-        self.teacher = CachedTeacher(teacher, cache, salt=salt)
+        self.teacher = teacher
         self.size = 10_000 if teacher.sends_all_at_once else JUDGE_BATCH
         self.max_tokens = max_tokens
         if prefill is None:  # a capability of the backend (a grammar makes it unneeded)
-            prefill = bool(getattr(teacher, "needs_json_prefill", False))
+            prefill = teacher.needs_json_prefill
         self.prefill = prefill
         self.calls = 0
         self.failures = 0  # errored or unparseable judgements
@@ -90,7 +84,7 @@ class JsonJudge:
                     "verdict": json.dumps(verdict) if verdict is not None else None,
                     "error": err,
                     "raw": (start_of_reply if self.prefill else "") + raw,
-                    "judge": self.teacher.inner.spec,
+                    "judge": self.teacher.spec,
                     "cost_usd": usd,
                 }
             )

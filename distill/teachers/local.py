@@ -84,7 +84,7 @@ def _say_fallback(ref: str) -> None:
 
 
 class LocalTeacher(BatchFirstTeacher):
-    supports_batching = True
+    runs_locally = True
     Options = LocalOptions
 
     def __init__(self, spec: str, model: str, options: LocalOptions | None = None) -> None:
@@ -111,12 +111,6 @@ class LocalTeacher(BatchFirstTeacher):
         """llama.cpp answers one chat at a time, each timed alone: callers need not
         cut batches (and a batch's wall time is not each answer's latency)."""
         return self.engine == "llama.cpp"
-
-    @property
-    def needs_json_prefill(self) -> bool:
-        """Small models echo the prompt unless their JSON reply is started for them;
-        a grammar makes that unnecessary."""
-        return not self.supports_schema
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:

@@ -1,0 +1,74 @@
+"""The answer rules every stage shares: how the context is numbered into a prompt, how
+an answer cites it, what counts as a refusal, how a reply is cleaned and where it
+stops, and how well its words are supported by what it cites.
+
+Generate writes answers by these rules, curate checks them, evaluate scores the
+systems' answers with them; none of those stages imports another for them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from distill.prompts import fence
+
+# The tasks whose request is a question (decontamination compares those).
+QUESTION_TASKS = ("qa", "multi_hop", "raft", "multi_turn")
+# Where an answer ends: a small model goes on to ask itself the next question.
+ANSWER_STOP = ["\nQuestion:", "\nQ:"]
+
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+_REFUSAL = re.compile(
+    r"\b(do(es)?n[o']?t|do(es)? not) (contain|include|mention|say|provide|cover|specify)\b"
+    r"|\bnot (mentioned|covered|specified|provided|included|stated)\b"
+    r"|\bno (information|mention)\b"
+    r"|\b(cannot|can't|can not|unable to) (find|answer|determine)\b",
+    re.I,
+)
+_CITE = re.compile(r"\[\d{1,2}\]")
+
+
+def numbered(chunks: list[dict[str, Any]]) -> list[str]:
+    """Chunks as numbered, fenced documents: the context of every answer prompt."""
+    return [fence(str(n), c["text"], c["heading_path"]) for n, c in enumerate(chunks, start=1)]
+
+
+def citations(text: str) -> list[int]:
+    """The document numbers an answer cites ([1], [2]), in order, without repeats."""
+    return list(dict.fromkeys(int(m) for m in _CITATION.findall(text)))
+
+
+def is_refusal(text: str) -> bool:
+    """Does the answer say the documents do not contain the answer?"""
+    return bool(_REFUSAL.search(text))
+
+
+def clean_answer(text: str) -> str:
+    return re.sub(r"^(answer|a)\s*:\s*", "", text.strip(), flags=re.I).strip()
+
+
+_STOP = set(
+    "the a an and or of to in on for with is are was be by as at it this that from can you "
+    "your not but if then than there their they them its into about which what when where "
+    "how who will would should could may might have has had does did done also any all".split()
+)
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z0-9$%]+", text.lower()) if len(w) > 2 and w not in _STOP]
+
+
+def support_score(sample: dict[str, Any], chunk_text: dict[str, str]) -> float | None:
+    """Share of the answers' content words found in the documents they cite (all of the
+    context when they cite none): a cheap groundedness signal that needs no model.
+    None for a refusal target (nothing to support)."""
+    if sample.get("expects_refusal"):
+        return None
+    answers = [m["content"] for m in sample["messages"] if m["role"] == "assistant"]
+    words = [w for x in answers for w in content_words(_CITE.sub(" ", x))]
+    if not words:
+        return 1.0
+    ids = sample.get("cited_chunk_ids") or sample.get("chunk_ids") or []
+    source = set(content_words(" ".join(chunk_text.get(i, "") for i in ids)))
+    return sum(w in source for w in words) / len(words)
