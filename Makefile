@@ -78,7 +78,7 @@ format: $(STAMP)
 	$(BIN)/ruff format distill tests bench examples tools review
 
 docs: $(STAMP)
-	$(BIN)/python tools/sync_readme.py
+	$(BIN)/python tools/sync_docs.py
 
 clean-runs:
 	rm -rf runs

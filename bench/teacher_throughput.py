@@ -72,8 +72,8 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.2, help="Server reply delay, seconds.")
     args = ap.parse_args()
 
-    from distill.teachers.factory import make_teacher
     from distill.teachers.cache import CachedTeacher, RequestCache
+    from distill.teachers.factory import make_teacher
 
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "loopback_server.py"), "--delay", str(args.delay)],

@@ -61,11 +61,11 @@ def test_unknown_option_is_a_usage_error() -> None:
     assert "No such option: --bogus" in proc.stderr
 
 
-def test_readme_recipe_reference_matches_the_config_models() -> None:
-    from tools.sync_readme import README, synced
+def test_docs_recipe_reference_matches_the_config_models() -> None:
+    from tools.sync_docs import RECIPES, synced
 
-    text = README.read_text(encoding="utf-8")
-    assert synced(text) == text, "README.md's recipe reference is stale: run `make docs`"
+    text = RECIPES.read_text(encoding="utf-8")
+    assert synced(text) == text, "docs/recipes.md's key reference is stale: run `make docs`"
     for key in ("chunk_overlap", "teacher_options", "max_repetition", "precision", "systems"):
         assert f"| `{key}` |" in text
 

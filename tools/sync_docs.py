@@ -1,4 +1,4 @@
-"""Rewrite README.md's recipe reference from the config models (`make docs`)."""
+"""Rewrite docs/recipes.md's key reference from the config models (`make docs`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from distill.recipe import describe_fields
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+RECIPES = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
 BLOCK = re.compile(r"(<!-- fields:start -->\n).*?(<!-- fields:end -->)", re.S)
 
 
@@ -17,8 +17,8 @@ def synced(text: str) -> str:
 
 
 if __name__ == "__main__":
-    text = README.read_text(encoding="utf-8")
+    text = RECIPES.read_text(encoding="utf-8")
     new = synced(text)
     if "--check" in sys.argv:
-        sys.exit(0 if new == text else "README.md's recipe reference is stale: run `make docs`")
-    README.write_text(new, encoding="utf-8")
+        sys.exit(0 if new == text else "docs/recipes.md's key reference is stale: run `make docs`")
+    RECIPES.write_text(new, encoding="utf-8")
