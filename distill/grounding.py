@@ -9,6 +9,7 @@ systems' answers with them; none of those stages imports another for them.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from distill.prompts import fence
@@ -29,7 +30,7 @@ _REFUSAL = re.compile(
 _CITE = re.compile(r"\[\d{1,2}\]")
 
 
-def numbered(chunks: list[dict[str, Any]]) -> list[str]:
+def numbered(chunks: Sequence[Mapping[str, Any]]) -> list[str]:
     """Chunks as numbered, fenced documents: the context of every answer prompt."""
     return [fence(str(n), c["text"], c["heading_path"]) for n, c in enumerate(chunks, start=1)]
 

@@ -149,7 +149,7 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
             out.append(why)
     if "ingest" in run:
         if recipe.ingest.paths:
-            from distill.ingest.stage import discover
+            from distill.ingest.discover import discover
 
             try:
                 discover(recipe.ingest, recipe.base_dir)

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from distill import rows
 from distill.errors import InputError
-from distill.io import atomic_dir, read_json, read_rows, sha256_text, write_json
+from distill.io import atomic_dir, read_json, sha256_text, write_json
 from distill.recipe import RetrievalConfig
+from distill.rows import Chunk
 
-Hit = tuple[dict[str, Any], float]
+Hit = tuple[Chunk, float]
 
 
 def embed(texts: list[str], model_ref: str, batch_size: int = 32, label: str = "") -> np.ndarray:
@@ -53,7 +54,7 @@ def embed(texts: list[str], model_ref: str, batch_size: int = 32, label: str = "
     return out
 
 
-def chunk_embedding_text(chunk: dict[str, Any]) -> str:
+def chunk_embedding_text(chunk: Chunk) -> str:
     return f"{chunk['heading_path']}\n{chunk['text']}"
 
 
@@ -64,7 +65,7 @@ def bm25_tokens(texts: list[str]) -> list[list[str]]:
 
 
 def build_index(
-    chunks: list[dict[str, Any]],
+    chunks: list[Chunk],
     model_ref: str,
     batch_size: int,
     out: Path,
@@ -138,7 +139,7 @@ class Retriever:
         self.meta = read_json(index / "meta.json")
         self.vectors = np.load(index / "embeddings.npy")
         self.bm25 = bm25s.BM25.load(str(index / "bm25"))
-        self.chunks = read_rows(ingest_dir / "chunks.parquet")
+        self.chunks = rows.read(ingest_dir / "chunks.parquet", Chunk)
         self.position = {c["chunk_id"]: i for i, c in enumerate(self.chunks)}
         self.doc_ids = np.array([c["doc_id"] for c in self.chunks])
 

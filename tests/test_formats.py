@@ -8,12 +8,8 @@ from pathlib import Path
 import pytest
 
 from distill.errors import InputError
-from distill.ingest.stage import (
-    WhitespaceCounter,
-    chunk_document,
-    dataset_documents,
-    read_documents,
-)
+from distill.ingest.chunking import WhitespaceCounter, chunk_document
+from distill.ingest.readers import dataset_documents, read_documents
 from distill.recipe import DatasetSource, IngestConfig
 
 CFG = IngestConfig(paths=["."], jsonl={"text_field": "body", "id_field": "id", "title_field": "t"})
@@ -43,12 +39,12 @@ def read(tmp_path: Path, name: str, data: str | bytes) -> list:
 def test_html_chrome_never_reaches_chunks(tmp_path: Path) -> None:
     (doc,) = read(tmp_path, "exports.html", CHROME_HTML)
     chunks = chunk_document(doc, WhitespaceCounter(), IngestConfig(paths=["."], chunk_tokens=40))
-    text = "\n".join(c.text + c.heading_path for c in chunks)
+    text = "\n".join(c["text"] + c["heading_path"] for c in chunks)
     for chrome in ("ACME-NAV", "SIDEBAR-LINK", "FOOTER-COPYRIGHT", "COOKIE-POLICY", "TRACKER"):
         assert chrome not in text
-    assert doc.title == "Exporting data"
+    assert doc["title"] == "Exporting data"
     assert "expire after 7 days" in text and "CSV" in text
-    assert {c.heading_path for c in chunks} == {"Exporting data", "Exporting data > Retention"}
+    assert {c["heading_path"] for c in chunks} == {"Exporting data", "Exporting data > Retention"}
 
 
 def test_real_pdf_is_read(tmp_path: Path) -> None:
@@ -62,8 +58,8 @@ def test_real_pdf_is_read(tmp_path: Path) -> None:
     pdf.multi_cell(0, 8, "Monthly plans are not refunded.")
     pdf.output(str(tmp_path / "refunds.pdf"))
     (doc,) = read_documents(tmp_path / "refunds.pdf", tmp_path, tmp_path, CFG)
-    assert doc.format == "pdf" and doc.title == "Refund policy"
-    assert "pro rata within 30 days" in doc.text and "Monthly plans" in doc.text
+    assert doc["format"] == "pdf" and doc["title"] == "Refund policy"
+    assert "pro rata within 30 days" in doc["text"] and "Monthly plans" in doc["text"]
 
 
 def test_rst_sections_become_heading_paths(tmp_path: Path) -> None:
@@ -72,9 +68,9 @@ def test_rst_sections_become_heading_paths(tmp_path: Path) -> None:
         "- item one\n- item two\n\nVAT\n---\n\nAdded at checkout.\n\n.. note:: Careful.\n"
     )
     (doc,) = read(tmp_path, "billing.rst", rst)
-    assert doc.title == "Billing"
+    assert doc["title"] == "Billing"
     chunks = chunk_document(doc, WhitespaceCounter(), IngestConfig(paths=["."]))
-    paths = {c.heading_path: c.text for c in chunks}
+    paths = {c["heading_path"]: c["text"] for c in chunks}
     assert paths["Billing > Refunds"].startswith("Within 30 days.")
     assert "- item two" in paths["Billing > Refunds"]
     assert paths["Billing > VAT"].startswith("Added at checkout.")
@@ -87,11 +83,11 @@ def test_jsonl_records_become_documents_with_metadata(tmp_path: Path) -> None:
         {"id": "faq-3", "body": "Refunds take 5 days.", "tags": ["billing"]},
     ]
     docs = read(tmp_path, "faq.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
-    assert [d.doc_id for d in docs] == ["faq/faq-1", "faq/faq-3"]
-    assert [d.source for d in docs] == ["faq.jsonl#L1", "faq.jsonl#L3"]
-    assert docs[0].title == "Trials" and docs[0].file == "faq.jsonl"
-    assert json.loads(docs[0].metadata) == {"id": "faq-1", "t": "Trials", "lang": "en"}
-    assert json.loads(docs[1].metadata)["tags"] == ["billing"]
+    assert [d["doc_id"] for d in docs] == ["faq/faq-1", "faq/faq-3"]
+    assert [d["source"] for d in docs] == ["faq.jsonl#L1", "faq.jsonl#L3"]
+    assert docs[0]["title"] == "Trials" and docs[0]["file"] == "faq.jsonl"
+    assert json.loads(docs[0]["metadata"]) == {"id": "faq-1", "t": "Trials", "lang": "en"}
+    assert json.loads(docs[1]["metadata"])["tags"] == ["billing"]
 
 
 @pytest.mark.parametrize(
@@ -113,12 +109,12 @@ def test_local_datasets_saved_and_parquet(tmp_path: Path) -> None:
     rows = {"text": ["First row about SSO.", "Second row about SAML."], "url": ["a", "b"]}
     datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "saved"))
     docs = dataset_documents(DatasetSource(path="saved"), tmp_path)
-    assert [d.doc_id for d in docs] == ["saved/0", "saved/1"]
-    assert json.loads(docs[1].metadata) == {"url": "b"} and docs[1].format == "dataset"
+    assert [d["doc_id"] for d in docs] == ["saved/0", "saved/1"]
+    assert json.loads(docs[1]["metadata"]) == {"url": "b"} and docs[1]["format"] == "dataset"
     (tmp_path / "pq").mkdir()
     datasets.Dataset.from_dict(rows).to_parquet(str(tmp_path / "pq" / "train.parquet"))
     docs = dataset_documents(DatasetSource(path="pq", id_field="url"), tmp_path)
-    assert [d.doc_id for d in docs] == ["pq/a", "pq/b"]
+    assert [d["doc_id"] for d in docs] == ["pq/a", "pq/b"]
     with pytest.raises(InputError, match="has no column 'body'"):
         dataset_documents(DatasetSource(path="pq", text_field="body"), tmp_path)
     with pytest.raises(InputError, match="cannot load 'nowhere-to-be-found'"):

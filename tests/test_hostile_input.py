@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.ingest.stage import READERS_BY_SUFFIX, html_to_text, low_information, sniff
+from distill.ingest.readers import READERS_BY_SUFFIX, html_to_text, low_information, sniff
 from distill.io import read_rows
 from distill.pipeline import run_pipeline
 from distill.recipe import load_recipe

@@ -5,15 +5,9 @@ from pathlib import Path
 import pytest
 
 from distill.errors import InputError
-from distill.ingest.stage import (
-    WhitespaceCounter,
-    chunk_document,
-    chunk_text,
-    discover,
-    html_to_text,
-    read_document,
-    split_sections,
-)
+from distill.ingest.chunking import WhitespaceCounter, chunk_document, chunk_text, split_sections
+from distill.ingest.discover import discover
+from distill.ingest.readers import html_to_text, read_document
 from distill.recipe import IngestConfig
 from tests.conftest import CORPUS
 
@@ -59,10 +53,10 @@ def test_chunks_never_straddle_sections_and_ids_are_stable(tmp_path: Path) -> No
     doc = read_document(tmp_path / "a.md", tmp_path, tmp_path)
     cfg = IngestConfig(paths=["."], chunk_tokens=50, chunk_overlap=0)
     chunks = chunk_document(doc, W, cfg)
-    assert [c.heading_path for c in chunks] == ["A > One", "A > Two"]
-    assert [c.text for c in chunks] == ["alpha beta", "gamma delta"]
-    assert chunks[0].chunk_id.startswith("a#")
-    assert [c.chunk_id for c in chunk_document(doc, W, cfg)] == [c.chunk_id for c in chunks]
+    assert [c["heading_path"] for c in chunks] == ["A > One", "A > Two"]
+    assert [c["text"] for c in chunks] == ["alpha beta", "gamma delta"]
+    assert chunks[0]["chunk_id"].startswith("a#")
+    assert [c["chunk_id"] for c in chunk_document(doc, W, cfg)] == [c["chunk_id"] for c in chunks]
 
 
 def test_html_keeps_main_content_only() -> None:
@@ -78,9 +72,9 @@ def test_html_keeps_main_content_only() -> None:
 def test_pdf_text_is_extracted(tmp_path: Path) -> None:
     pdf = next(CORPUS.rglob("*.pdf"))
     doc = read_document(pdf, CORPUS, CORPUS)
-    assert doc.format == "pdf"
-    assert len(doc.text.split()) > 100
-    assert doc.title.lower().startswith("refund")
+    assert doc["format"] == "pdf"
+    assert len(doc["text"].split()) > 100
+    assert doc["title"].lower().startswith("refund")
 
 
 @pytest.mark.parametrize(

@@ -38,12 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill import rows
 from distill.curate.dedup import near_duplicates
 from distill.errors import InputError
 from distill.grounding import QUESTION_TASKS, citations, is_refusal, numbered, support_score
-from distill.io import read_rows, save_figure, sha256_text, write_rows, write_text
+from distill.io import read_rows, save_figure, sha256_text, write_text
 from distill.prompts import recipe_template
 from distill.recipe import CurateConfig, PriceConfig, Recipe
+from distill.rows import CuratedSample
 from distill.runfolder import RunFolder, RunOptions
 from distill.split import Split, unit
 
@@ -439,10 +441,13 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         max_sample_tokens=recipe.train.max_seq_length,
         split=Split.load(folder.stage_dir("generate") / "split.json"),
     )
-    write_rows(out / "train.parquet", result.train)
-    write_rows(out / "eval.parquet", result.eval)
-    write_rows(out / "eval_seen.parquet", result.eval_seen)
-    write_rows(out / "rejected.parquet", result.rejected)
+    for name, kept in (
+        ("train", result.train),
+        ("eval", result.eval),
+        ("eval_seen", result.eval_seen),
+        ("rejected", result.rejected),
+    ):
+        rows.write(out / f"{name}.parquet", kept, CuratedSample)
     plots = _histograms(out, result)
     write_text(out / "report.md", _report(samples, result, plots, cfg))
     _print_funnel(len(samples), result)

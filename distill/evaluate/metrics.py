@@ -23,14 +23,15 @@ import math
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from distill.rows import Answer
 from distill.verdict import signed
 
-Row = dict[str, Any]
+Row = Answer
 RETRIEVAL_SYSTEMS = ("teacher", "base+rag", "ft+rag")
 
 # Pairwise verdicts, from the student's side. `first` was asked with the student as
@@ -111,7 +112,7 @@ def paired_difference(
     }
 
 
-def item_scores(rows: list[Row], system: str) -> dict[str, dict[str, float]]:
+def item_scores(rows: Sequence[Row], system: str) -> dict[str, dict[str, float]]:
     """Per-question values of each metric with an interval: {metric: {item_id: value}}.
 
     Failures count as they do in the table: an unjudged answer is not correct, not a
@@ -162,12 +163,12 @@ def item_scores(rows: list[Row], system: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def intervals(rows: list[Row], system: str, seed: int = 0) -> dict[str, list[float] | None]:
+def intervals(rows: Sequence[Row], system: str, seed: int = 0) -> dict[str, list[float] | None]:
     """The 95% interval of each per-question metric of one system."""
     return {k: bootstrap_ci(list(v.values()), seed) for k, v in item_scores(rows, system).items()}
 
 
-def comparisons(rows: list[Row], systems: list[str], seed: int = 0) -> list[dict[str, Any]]:
+def comparisons(rows: Sequence[Row], systems: list[str], seed: int = 0) -> list[dict[str, Any]]:
     """The deciding comparisons (DECIDING) with paired intervals, for the systems present."""
     out = []
     scores = {s: item_scores(rows, s) for s in systems}
@@ -196,7 +197,7 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     return xs[rank - 1]
 
 
-def _mean(xs: list[float]) -> float | None:
+def _mean(xs: Sequence[float]) -> float | None:
     return round(statistics.fmean(xs), 3) if xs else None
 
 
@@ -205,7 +206,7 @@ def _share(k: int, n: int) -> float | None:
 
 
 def system_metrics(
-    rows: list[Row], system: str, hourly_usd: float | None, seed: int = 0
+    rows: Sequence[Row], system: str, hourly_usd: float | None, seed: int = 0
 ) -> dict[str, Any]:
     mine = [r for r in rows if r["system"] == system]
     answerable = [r for r in mine if r["kind"] == "answerable"]
@@ -213,14 +214,15 @@ def system_metrics(
     n = len(answerable)
     ok = [r for r in answerable if not r["answer_error"]]
     scored = [r for r in answerable if r["correctness"] is not None]
+    grades = [c for r in scored if (c := r["correctness"]) is not None]
     m: dict[str, Any] = {
         "local": bool(mine and mine[0]["local"]),
         "n": n,
         "n_unanswerable": len(unanswerable),
         "answer_failures": sum(bool(r["answer_error"]) for r in mine),
         "correctness": {
-            "mean": _mean([r["correctness"] for r in scored]),
-            "ge4": _share(sum(r["correctness"] >= 4 for r in scored), n),
+            "mean": _mean(grades),
+            "ge4": _share(sum(c >= 4 for c in grades), n),
             "judged": len(scored),
             "failed": n - len(scored),
         },
@@ -305,7 +307,7 @@ def system_metrics(
 
 
 def summarise(
-    rows: list[Row], systems: list[str], hourly_usd: float | None = None, seed: int = 0
+    rows: Sequence[Row], systems: list[str], hourly_usd: float | None = None, seed: int = 0
 ) -> dict[str, dict[str, Any]]:
     """Per-system metrics, in the order of `systems`."""
     return {s: system_metrics(rows, s, hourly_usd, seed) for s in systems}

@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError
 from distill.io import read_json, save_figure, write_text
 from distill.recipe import Recipe
+from distill.rows import Answer
 from distill.verdict import COLUMNS, DASH, cells, comparison_table, decision_table, pct
 
 
@@ -65,7 +67,7 @@ def _notes(recipe: Recipe | None, metrics: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(
-    metrics: dict[str, Any], rows: list[dict[str, Any]], recipe: Recipe | None, examples: int
+    metrics: dict[str, Any], rows: Sequence[Answer], recipe: Recipe | None, examples: int
 ) -> str:
     lines = ["# Evaluation report", "", "## What this means", ""]
     lines += [" ".join(metrics["what_this_means"]), "", "## Decision table", ""]
@@ -139,7 +141,7 @@ def _md(text: str) -> str:
     return html.escape(" ".join(text.split())) or "(empty)"
 
 
-def side_by_side(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+def side_by_side(rows: Sequence[Answer], n: int) -> list[dict[str, Any]]:
     ids = list(dict.fromkeys(r["item_id"] for r in rows if r["kind"] == "answerable"))[:n]
     out = []
     for item_id in ids:
@@ -161,7 +163,7 @@ def side_by_side(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     return out
 
 
-def _score_words(r: dict[str, Any]) -> str:
+def _score_words(r: Answer) -> str:
     parts = [
         f"correctness {r['correctness']}/5"
         if r["correctness"] is not None
@@ -188,7 +190,7 @@ th{background:#f3f3f3} img{max-width:100%} .ex{margin-bottom:1.5em}
 
 def render_html(
     metrics: dict[str, Any],
-    rows: list[dict[str, Any]],
+    rows: Sequence[Answer],
     recipe: Recipe | None,
     examples: int,
     images: dict[str, bytes],
@@ -340,7 +342,7 @@ def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
 
 
 def write_report(
-    out: Path, recipe: Recipe, metrics: dict[str, Any], rows: list[dict[str, Any]]
+    out: Path, recipe: Recipe, metrics: dict[str, Any], rows: Sequence[Answer]
 ) -> None:
     images = plots(out, metrics)
     n = recipe.eval.examples

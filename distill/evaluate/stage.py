@@ -51,13 +51,15 @@ import numpy as np
 from distill.errors import InputError
 from distill.evaluate import metrics as eval_metrics
 from distill.grounding import ANSWER_STOP, citations, clean_answer, is_refusal, numbered
-from distill.io import read_rows, write_json, write_rows
+from distill.io import read_rows, write_json
 from distill.prompts import Template, load_templates, recipe_template
 from distill.recipe import Recipe
 from distill.retrieval import Retriever, embed
+from distill.rows import Answer, Chunk, Judgement, JudgementKey
+from distill.rows import write as write_rows
 from distill.runfolder import RunFolder, RunOptions
-from distill.teachers import Completion, Message, Teacher
-from distill.teachers.base import BatchFirstTeacher
+from distill.teachers import Message
+from distill.teachers.base import BatchFirstTeacher, Completion, Teacher
 from distill.teachers.cache import RequestCache
 from distill.teachers.factory import make_teacher, with_cache
 from distill.teachers.judge import JsonJudge
@@ -99,7 +101,7 @@ class Item:
     question: str
     reference: str
     source_chunk_ids: list[str]
-    hits: list[dict[str, Any]]  # the chunks retrieval systems see, best first
+    hits: list[Chunk]  # the chunks retrieval systems see, best first
     eval_set: str = UNSEEN
 
 
@@ -401,7 +403,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "stop": ANSWER_STOP,
     }
 
-    rows: list[dict[str, Any]] = []
+    rows: list[Answer] = []
     for system in systems:
         rag = eval_metrics.uses_retrieval(system.name)
         mine = [
@@ -497,8 +499,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             "comparisons": eval_metrics.comparisons(seen, seen_names, cfg.seed),
         }
     metrics["what_this_means"] = eval_metrics.what_this_means(metrics)
-    write_rows(out / "answers.parquet", rows)
-    write_rows(out / "judgements.parquet", judge.log)
+    write_rows(out / "answers.parquet", rows, Answer)
+    write_rows(out / "judgements.parquet", judge.log, Judgement)
     write_json(out / "metrics.json", metrics)
     write_report(out, recipe, metrics, rows)
     counts: dict[str, Any] = {
@@ -537,7 +539,7 @@ def _small(spec: str) -> bool:
 
 def _row(
     system: System, it: Item, rag: bool, c: Completion, latency: float, compute: float
-) -> dict[str, Any]:
+) -> Answer:
     text = clean_answer(c.text) if c.error is None else ""
     ids = [h["chunk_id"] for h in it.hits] if rag else []
     cited = citations(text) if rag else []
@@ -576,9 +578,7 @@ def _row(
     }
 
 
-def _grade(
-    rows: list[dict[str, Any]], items: dict[str, Item], judge: JsonJudge, tpl: Template
-) -> float:
+def _grade(rows: list[Answer], items: dict[str, Item], judge: JsonJudge, tpl: Template) -> float:
     todo = [r for r in rows if r["kind"] == "answerable"]
     for r in todo:
         if r["answer_error"]:
@@ -606,7 +606,7 @@ def _grade(
     ):
         idx = [i for i, s in enumerate(schemas) if s is schema]
         keys = [
-            {"item_id": todo[i]["item_id"], "system": todo[i]["system"], "kind": "grade"}
+            JudgementKey(item_id=todo[i]["item_id"], system=todo[i]["system"], kind="grade")
             for i in idx
         ]
         verdicts = judge.ask(label, [prompts[i] for i in idx], schema, keys)
@@ -625,7 +625,7 @@ def _grade(
     return cost
 
 
-def _pairwise(rows: list[dict[str, Any]], judge: JsonJudge, tpl: Template) -> float:
+def _pairwise(rows: list[Answer], judge: JsonJudge, tpl: Template) -> float:
     """Each student answer against the teacher's, in both orders."""
     teacher = {r["item_id"]: r for r in rows if r["system"] == "teacher"}
     todo = sorted(
@@ -645,7 +645,7 @@ def _pairwise(rows: list[dict[str, Any]], judge: JsonJudge, tpl: Template) -> fl
         prompts.append(tpl.render(**common, answer_a=t_ans, answer_b=s_ans))
         asked.append(r)
     keys = [
-        {"item_id": r["item_id"], "system": r["system"], "kind": kind}
+        JudgementKey(item_id=r["item_id"], system=r["system"], kind=kind)
         for r in asked
         for kind in ("pairwise: student first", "pairwise: teacher first")
     ]
@@ -663,7 +663,7 @@ def _pairwise(rows: list[dict[str, Any]], judge: JsonJudge, tpl: Template) -> fl
     return cost
 
 
-def _similarity(rows: list[dict[str, Any]], model_ref: str) -> None:
+def _similarity(rows: list[Answer], model_ref: str) -> None:
     todo = [r for r in rows if r["kind"] == "answerable" and not r["answer_error"]]
     if not todo:
         return

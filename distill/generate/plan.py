@@ -26,13 +26,13 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from distill.grounding import numbered
 from distill.io import hash_json
 from distill.prompts import Templates, fence, load_templates
 from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
+from distill.rows import Chunk
 from distill.split import EVAL, Split
 
 Message = dict[str, str]
@@ -70,9 +70,9 @@ class Job:
     index: int
     sample_id: str
     task: str
-    chunk: dict[str, Any]  # the chunk the request is written from (the oracle)
-    sources: list[dict[str, Any]]  # chunks the request needs (2 for multi_hop)
-    context: list[dict[str, Any]]  # the answer prompt's documents, in order
+    chunk: Chunk  # the chunk the request is written from (the oracle)
+    sources: list[Chunk]  # chunks the request needs (2 for multi_hop)
+    context: list[Chunk]  # the answer prompt's documents, in order
     persona: str
     difficulty: str
     style: str | None
@@ -92,13 +92,13 @@ class Job:
 @dataclass
 class Plan:
     templates: Templates
-    chunks: list[dict[str, Any]]
+    chunks: list[Chunk]
     jobs: list[Job]
 
 
 def select_chunks(
-    chunks: list[dict[str, Any]], max_chunks: int | None, seed: int, split: Split | None = None
-) -> list[dict[str, Any]]:
+    chunks: list[Chunk], max_chunks: int | None, seed: int, split: Split | None = None
+) -> list[Chunk]:
     """All chunks, or a seeded sample of `max_chunks` spread over the corpus, in corpus order.
 
     With a split, each side gets its share of the sample (at least one chunk for a side
@@ -117,7 +117,7 @@ def select_chunks(
     return [chunks[i] for i in picked]
 
 
-def samples_for(chunk: dict[str, Any], cfg: GenerateConfig) -> int:
+def samples_for(chunk: Chunk, cfg: GenerateConfig) -> int:
     """How many samples to write from a chunk: fixed, or proportional to its tokens."""
     if cfg.samples_per_1k_tokens is None:
         return cfg.samples_per_chunk
@@ -178,7 +178,7 @@ def _place(
     chunk from the documents `within` (the source chunk's side of the split)."""
     chunk = job.chunk
 
-    def neighbours(k: int) -> list[dict[str, Any]]:
+    def neighbours(k: int) -> list[Chunk]:
         return [c for c, _ in retriever.neighbours(chunk["chunk_id"], k, within)]
 
     if job.task == "multi_hop":
@@ -188,7 +188,7 @@ def _place(
             job.sources = [chunk, (other or near)[0]]
         else:
             job.task = "qa"  # a one-chunk corpus has nothing to hop to
-    context: list[dict[str, Any]]
+    context: list[Chunk]
     if job.task == "raft":
         k = cfg.raft.distractors
         context = []

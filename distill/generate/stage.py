@@ -27,15 +27,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from distill import rows
 from distill.errors import TeacherError
 from distill.generate.plan import Job, choose_split, clean_question, clean_reply, make_plan
 from distill.grounding import ANSWER_STOP, citations, clean_answer, numbered
-from distill.io import write_rows
 from distill.prompts import Templates, fence
 from distill.recipe import GenerateConfig, Recipe
 from distill.retrieval import Retriever
+from distill.rows import Failure, Sample
 from distill.runfolder import RunFolder, RunOptions
-from distill.teachers import Completion, Teacher
+from distill.teachers.base import Completion, Teacher
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.factory import make_teacher
 from distill.teachers.prices import BudgetExceeded
@@ -52,7 +53,7 @@ def _failure(
     status: int | None = None,
     detail: str = "",
     attempts: int = 1,
-) -> dict[str, Any]:
+) -> Failure:
     """A failures.parquet row: one request that ended without a usable reply."""
     return {
         "request_id": request_id,
@@ -64,9 +65,7 @@ def _failure(
     }
 
 
-def _teacher_failure(
-    request_id: str, step: str, e: TeacherError, attempts: int = 1
-) -> dict[str, Any]:
+def _teacher_failure(request_id: str, step: str, e: TeacherError, attempts: int = 1) -> Failure:
     reason = str(e).split(": ", 1)[-1]
     return _failure(request_id, step, reason, e.status, e.body or str(e), attempts)
 
@@ -90,7 +89,7 @@ def _run_step(
     *,
     teacher: Teacher,
     ids: list[str],
-    failures: list[dict[str, Any]],
+    failures: list[Failure],
     spend: Spend,
     seed: int | None = None,
     **params: Any,
@@ -153,7 +152,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     )
     assert isinstance(teacher, CachedTeacher)
     ids = [j.sample_id for j in jobs]
-    failures: list[dict[str, Any]] = []
+    failures: list[Failure] = []
     spend = Spend()
     step = partial(_run_step, teacher=teacher, ids=ids, failures=failures, spend=spend)
     convo: dict[int, list[dict[str, Any]]] = {}  # job -> turns {question, answer, reply}
@@ -208,15 +207,16 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
                 asks[j] = _conversation(base[j], convo[j])
 
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    samples = []
+    samples: list[Sample] = []
     for job in jobs:
         turns = [t for t in convo.get(job.index, []) if "answer" in t]
         if not turns or (job.task == "multi_turn" and len(turns) < cfg.multi_turn_turns):
             continue  # a failure row says why
         row = _sample(job, turns, base[job.index], cfg, tpl, created)
-        samples.append({**row, "side": split.side(job.chunk["doc_id"])})
-    write_rows(out_dir / "samples.parquet", samples)
-    write_rows(out_dir / "failures.parquet", failures)
+        row["side"] = split.side(job.chunk["doc_id"])
+        samples.append(row)
+    rows.write(out_dir / "samples.parquet", samples, Sample)
+    rows.write(out_dir / "failures.parquet", failures, Failure)
     cache.close()
     counts = {
         "train_docs": len(split.train_docs),
@@ -276,7 +276,7 @@ def _sample(
     cfg: GenerateConfig,
     tpl: Templates,
     created: str,
-) -> dict[str, Any]:
+) -> Sample:
     replies = [r for t in turns for r in (t.get("reply"), t.get("answer_reply")) if r is not None]
     answers = [t["answer"] for t in turns]
     cited = list(dict.fromkeys(n for a in answers for n in citations(a)))

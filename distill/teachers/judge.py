@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from distill.teachers import Message, Teacher
-from distill.teachers.base import parse_json
+from distill.rows import Judgement, JudgementKey
+from distill.teachers import Message
+from distill.teachers.base import Teacher, parse_json
 from distill.teachers.engine import schema_problem
 from distill.ui import progress
 
@@ -33,14 +34,14 @@ class JsonJudge:
         self.prefill = prefill
         self.calls = 0
         self.failures = 0  # errored or unparseable judgements
-        self.log: list[dict[str, Any]] = []  # every judgement, raw reply included
+        self.log: list[Judgement] = []  # every judgement, raw reply included
 
     def ask(
         self,
         label: str,
         prompts: list[list[Message]],
         schema: dict[str, Any],
-        keys: list[dict[str, Any]] | None = None,
+        keys: list[JudgementKey] | None = None,
     ) -> list[Verdict]:
         """(verdict, error, cost) per prompt; a failed or unparseable judgement is an error.
         `keys` (e.g. item, system, kind per prompt) label the rows of `log`."""
