@@ -73,7 +73,7 @@ def peak_mb() -> float:
 def run_distill(packing: bool) -> dict[str, Any]:
     import tempfile
 
-    from distill.recipe import TrainConfig
+    from distill.train.config import TrainConfig
     from distill.train.stage import train_adapter
 
     cfg = TrainConfig.model_validate(

@@ -350,7 +350,7 @@ def publish_cmd(
 
     from distill.errors import UserError
     from distill.pipeline import run_pipeline
-    from distill.recipe import REPO_ID
+    from distill.publish.config import REPO_ID
     from distill.runfolder import RunFolder, RunOptions
 
     if kind not in (None, "dataset", "adapter"):

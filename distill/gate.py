@@ -12,7 +12,8 @@ from typing import Any
 
 from distill.errors import UserError
 from distill.io import read_json, read_rows
-from distill.recipe import Recipe, ReviewConfig
+from distill.recipe import Recipe
+from distill.review.config import ReviewConfig
 from distill.runfolder import RunFolder, now
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from distill import rows
+from distill.config import RetrievalConfig
 from distill.errors import InputError
 from distill.io import atomic_dir, read_json, sha256_text, write_json
-from distill.recipe import RetrievalConfig
 from distill.rows import Chunk
 
 Hit = tuple[Chunk, float]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.recipe import ALL_SYSTEMS
+from distill.config import ALL_SYSTEMS
 
 COLUMNS = [
     ("system", "system"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from distill.config import PriceConfig
 from distill.errors import UserError
-from distill.recipe import PriceConfig
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.factory import make_teacher, price_for
 from distill.teachers.prices import lookup

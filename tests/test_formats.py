@@ -9,8 +9,8 @@ import pytest
 
 from distill.errors import InputError
 from distill.ingest.chunking import WhitespaceCounter, chunk_document
+from distill.ingest.config import DatasetSource, IngestConfig
 from distill.ingest.readers import dataset_documents, read_documents
-from distill.recipe import DatasetSource, IngestConfig
 
 CFG = IngestConfig(paths=["."], jsonl={"text_field": "body", "id_field": "id", "title_field": "t"})
 

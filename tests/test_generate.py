@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from distill.generate.config import GenerateConfig
 from distill.generate.plan import clean_question, samples_for, select_chunks
 from distill.grounding import clean_answer
-from distill.recipe import GenerateConfig
 
 
 def test_samples_per_chunk_or_per_thousand_tokens() -> None:

@@ -6,9 +6,9 @@ import pytest
 
 from distill.errors import InputError
 from distill.ingest.chunking import WhitespaceCounter, chunk_document, chunk_text, split_sections
+from distill.ingest.config import IngestConfig
 from distill.ingest.discover import discover
 from distill.ingest.readers import html_to_text, read_document
-from distill.recipe import IngestConfig
 from tests.conftest import CORPUS
 
 W = WhitespaceCounter()

@@ -114,8 +114,8 @@ def test_cross_encoder_reorders_the_fused_candidates(ingested: Path, tmp_path: P
     from sentence_transformers import CrossEncoder
     from transformers import BertConfig, BertForSequenceClassification
 
+    from distill.config import RetrievalConfig
     from distill.models import resolve_embedding_model
-    from distill.recipe import RetrievalConfig
 
     folder = tmp_path / "tiny-ce"
     config = BertConfig(

@@ -11,7 +11,8 @@ import pytest
 
 from distill.gate import GateClosed, gate, gate_reasons, render_status, summary, training_rows
 from distill.io import write_json, write_rows
-from distill.recipe import Recipe, ReviewConfig
+from distill.recipe import Recipe
+from distill.review.config import ReviewConfig
 from distill.review.stage import _stats, decide, spot_check
 from distill.runfolder import RunFolder
 

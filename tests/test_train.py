@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from distill.errors import UserError
-from distill.recipe import TrainConfig
+from distill.train.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 

@@ -39,12 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from distill import rows
+from distill.config import PriceConfig
+from distill.curate.config import CurateConfig
 from distill.curate.dedup import near_duplicates
 from distill.errors import InputError
 from distill.grounding import QUESTION_TASKS, citations, is_refusal, numbered, support_score
 from distill.io import read_rows, save_figure, sha256_text, write_text
 from distill.prompts import recipe_template
-from distill.recipe import CurateConfig, PriceConfig, Recipe
+from distill.recipe import Recipe
 from distill.rows import CuratedSample
 from distill.runfolder import RunFolder, RunOptions
 from distill.split import Split, unit

@@ -27,10 +27,11 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from distill.generate.config import GenerateConfig
 from distill.grounding import numbered
 from distill.io import hash_json
 from distill.prompts import Templates, fence, load_templates
-from distill.recipe import GenerateConfig, Recipe
+from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.rows import Chunk
 from distill.split import EVAL, Split

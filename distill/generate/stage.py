@@ -29,10 +29,11 @@ from typing import Any
 
 from distill import rows
 from distill.errors import TeacherError
+from distill.generate.config import GenerateConfig
 from distill.generate.plan import Job, choose_split, clean_question, clean_reply, make_plan
 from distill.grounding import ANSWER_STOP, citations, clean_answer, numbered
 from distill.prompts import Templates, fence
-from distill.recipe import GenerateConfig, Recipe
+from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.rows import Failure, Sample
 from distill.runfolder import RunFolder, RunOptions

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
+from distill.ingest.config import IngestConfig
 from distill.io import sha256_text
-from distill.recipe import IngestConfig
 from distill.rows import Chunk, Document
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from distill.errors import InputError
-from distill.recipe import IngestConfig
+from distill.ingest.config import IngestConfig
 
 _GLOB_CHARS = set("*?[")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from distill.errors import InputError
 from distill.ingest.chunking import _HEADING
+from distill.ingest.config import DatasetSource, IngestConfig, JsonlConfig
 from distill.ingest.discover import _dangling
 from distill.io import sha256_bytes
-from distill.recipe import DatasetSource, IngestConfig, JsonlConfig
 from distill.rows import Document
 
 READERS_BY_SUFFIX = {

@@ -33,7 +33,8 @@ from typing import Any
 from distill.errors import InputError, UserError
 from distill.gate import training_rows
 from distill.io import hash_json, read_rows, write_json, write_rows
-from distill.recipe import Recipe, ReviewConfig
+from distill.recipe import Recipe
+from distill.review.config import ReviewConfig
 from distill.runfolder import RunFolder, RunOptions
 from distill.ui import console
 

@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from distill.config import StrictModel
 from distill.errors import MissingExtraError, TeacherError
-from distill.recipe import StrictModel
 from distill.teachers.base import BatchFirstTeacher, Completion, Message, api_key
 from distill.teachers.prices import Budget, Price, estimate_tokens
 

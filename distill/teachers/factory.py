@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from distill.config import PriceConfig
 from distill.errors import UserError
-from distill.recipe import PriceConfig
 from distill.teachers import BACKENDS, parse_spec
 from distill.teachers.base import Teacher
 from distill.teachers.batch import BatchTeacher

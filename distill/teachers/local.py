@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from distill.config import StrictModel
 from distill.errors import UserError
 from distill.models import Dtype, load_causal_lm
-from distill.recipe import StrictModel
 from distill.teachers.base import (
     BatchFirstTeacher,
     Completion,

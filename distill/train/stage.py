@@ -33,8 +33,9 @@ from distill.errors import InputError, MissingExtraError, UserError
 from distill.gate import training_rows
 from distill.io import atomic_dir, hash_json, read_rows, save_figure, write_json, write_text
 from distill.models import inference_dtype, load_causal_lm, resolve_causal_lm
-from distill.recipe import Recipe, TrainConfig
+from distill.recipe import Recipe
 from distill.runfolder import RunFolder, RunOptions
+from distill.train.config import TrainConfig
 from distill.train.data import encode_rows, stop_ids
 from distill.ui import console
 

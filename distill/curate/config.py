@@ -1,0 +1,103 @@
+"""The recipe's `curate` section: the checks, deduplication, the judge, the split and
+decontamination."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from distill.config import StrictModel
+
+ExportFormat = Literal["openai", "sharegpt", "alpaca"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("openai", "sharegpt", "alpaca")
+
+
+class CurateConfig(StrictModel):
+    min_question_chars: int = Field(10, ge=1, description="Shorter questions are rejected.")
+    require_question_mark: bool = Field(
+        True, description="Reject questions (not instructions) that do not end with '?'."
+    )
+    require_citations: bool = Field(
+        False, description="Reject answers that cite no document (refusals aside)."
+    )
+    min_answer_chars: int = Field(2, ge=1, description="Shorter answers are rejected.")
+    max_answer_tokens: int = Field(
+        200, ge=8, description="Longer answers (student tokenizer) are rejected."
+    )
+    max_repetition: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Reject answers whose share of repeated word 4-grams is higher (loops).",
+    )
+    near_dup_questions: float | None = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Reject a question this similar (Jaccard of character 5-grams, MinHash "
+        "LSH) to an earlier kept one; null to keep them.",
+    )
+    near_dup_samples: float | None = Field(
+        0.8, gt=0, le=1, description="The same for question + answers together."
+    )
+    semantic_dedup: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Also reject a question whose embedding cosine similarity to an earlier "
+        "kept one is at least this (ingest's embedding model); null for off.",
+    )
+    min_support: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Reject answers whose lexical support score (share of their content "
+        "words found in the cited documents) is lower; null to only report it.",
+    )
+    judge: str | None = Field(
+        None,
+        description="Judge model ('provider:model', as teachers) scoring groundedness and "
+        "quality 1-5; null for no judge. A failed judge call rejects the sample.",
+    )
+    judge_options: dict[str, Any] = Field(
+        default_factory=dict, description="The judge backend's settings."
+    )
+    judge_template: str = Field("judge@v1", description="The judge's prompt template.")
+    min_groundedness: int = Field(4, ge=1, le=5, description="Judge score needed to keep.")
+    min_quality: int = Field(3, ge=1, le=5, description="Judge score needed to keep.")
+    eval_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Expected share of documents held out for evaluation, chosen per document "
+        "before generation (stable when other documents are added).",
+    )
+    seed: int = Field(0, description="Seed of the split by document.")
+    seen_eval_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of the training documents' plain questions held out as a second "
+        "eval set (unseen questions on seen documents: knowledge absorbed); 0 for none.",
+    )
+    decontam_similarity: float | None = Field(
+        0.92,
+        gt=0,
+        le=1,
+        description="Drop a training sample whose request has at least this embedding cosine "
+        "with an eval request (and a seen-set question this close to a training one); null "
+        "for off.",
+    )
+    decontam_ngram: int = Field(
+        13,
+        ge=0,
+        description="Drop training samples sharing a word n-gram this long with any eval "
+        "question or answer; 0 for off.",
+    )
+    exports: list[ExportFormat] = Field(
+        default_factory=lambda: list(EXPORT_FORMATS),
+        description="Files written to review/exports/ (what trains, after review, and the eval "
+        "split) besides the parquet splits (whose "
+        "`messages` column is Hugging Face chat format).",
+    )

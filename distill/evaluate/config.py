@@ -1,0 +1,106 @@
+"""The recipe's `eval` section: the systems, the items, the judge."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from distill.config import ALL_SYSTEMS, DEFAULT_EMBEDDER, EvalSystem, StrictModel
+
+
+class EvalConfig(StrictModel):
+    systems: list[EvalSystem] = Field(
+        default_factory=lambda: list(ALL_SYSTEMS),
+        min_length=1,
+        description="Systems to answer the held-out questions; '+rag' adds retrieved chunks.",
+    )
+    max_questions: int | None = Field(
+        None, ge=1, description="Evaluate at most this many held-out questions (per eval set)."
+    )
+    unanswerable: int = Field(
+        4,
+        ge=0,
+        description="Held-out questions asked again with their source documents removed from "
+        "retrieval; the right answer says the documents do not contain it.",
+    )
+    off_topic: list[str] = Field(
+        default_factory=list,
+        description="Questions about topics the corpus does not cover; the right answer is a "
+        "refusal. Asked of the systems with retrieval.",
+    )
+    k: int = Field(2, ge=1, le=20, description="Chunks retrieved for '+rag' systems and teacher.")
+    max_new_tokens: int = Field(128, ge=8, description="Token cap per answer.")
+    batch_size: int = Field(
+        4,
+        ge=1,
+        description="Questions a local model answers together (each answer's latency is its "
+        "batch's wall time; compute per answer is that time / batch size).",
+    )
+    engine: Literal["auto", "llama.cpp", "transformers"] = Field(
+        "auto",
+        description="Runtime of the student systems: auto (llama.cpp for a GGUF student when "
+        "llama-cpp-python is installed: the base GGUF plus the adapter as a LoRA GGUF), "
+        "llama.cpp or transformers.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="transformers student weights dtype for answering: auto (bfloat16 where "
+        "the hardware has it), float32 or bfloat16.",
+    )
+    judge: str | None = Field(
+        None,
+        description="Judge as 'provider:model' (correctness, groundedness, pairwise "
+        "preference); null: the teacher (generate.teacher).",
+    )
+    judge_options: dict[str, Any] | None = Field(
+        None, description="The judge backend's settings; null: generate.teacher_options."
+    )
+    grade_template: str = Field(
+        "eval_grade@v2",
+        description="Correctness (and groundedness) 1-5 against the reference (v2: the "
+        "rubric in the system prompt, the answer last, so prompts share long prefixes).",
+    )
+    pairwise_template: str = Field(
+        "eval_pairwise@v2",
+        description="Which of two answers is better, asked in both orders (v2: the rubric "
+        "in the system prompt).",
+    )
+    pairwise: bool = Field(True, description="Judge each student system against the teacher.")
+    base_model: str | None = Field(
+        None,
+        description="Answer 'base' systems through this endpoint ('openai:MODEL', e.g. vLLM) "
+        "instead of loading train.student here.",
+    )
+    ft_model: str | None = Field(
+        None,
+        description="Answer 'ft' systems through this endpoint ('openai:LORA_NAME', e.g. vLLM "
+        "with --enable-lora) instead of loading the adapter here.",
+    )
+    student_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Settings for base_model/ft_model, e.g. {base_url: http://localhost:8000/v1}.",
+    )
+    hardware_cost_per_hour: float | None = Field(
+        None,
+        ge=0,
+        description="USD per hour of this machine, to price local systems' compute; null: "
+        "report their compute time only.",
+    )
+    seen_set: bool = Field(
+        True,
+        description="Also ask curate's held-out questions on training documents (the seen-"
+        "documents set, knowledge absorbed), reported beside the unseen-documents table.",
+    )
+    seen_systems: list[EvalSystem] = Field(
+        default_factory=lambda: list[EvalSystem](["base", "ft"]),
+        description="Systems that answer the seen-documents set (of eval.systems); its "
+        "question is whether fine-tuning alone, without retrieval, absorbed the documents.",
+    )
+    examples: int = Field(10, ge=0, description="Side-by-side examples in the report.")
+    seed: int = Field(
+        0, description="Seed for picking the unanswerable questions and for the bootstrap."
+    )
+    similarity_model: str = Field(
+        DEFAULT_EMBEDDER, description="Embedding model for answer-to-reference similarity."
+    )

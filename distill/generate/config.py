@@ -1,0 +1,157 @@
+"""The recipe's `generate` section: the teacher, the task mix, and how requests are sent."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from distill.config import DEFAULT_STUDENT, PriceConfig, StrictModel
+
+TaskType = Literal["qa", "instructions", "multi_hop", "raft", "multi_turn"]
+
+INSTRUCTION_KINDS = (
+    "a request to summarise the page for a particular reader",
+    "a request to extract specific facts from the page into a short list",
+    "a request to compare two options, plans or settings the page describes",
+    "a request for step-by-step instructions for a task the page describes",
+    "a request to rewrite part of the page for a particular audience",
+)
+
+
+def _qa_only() -> dict[TaskType, float]:
+    return {"qa": 1.0}
+
+
+class RaftConfig(StrictModel):
+    distractors: int = Field(
+        3, ge=1, le=10, description="Retrieved chunks added to a raft sample's context."
+    )
+    no_oracle_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Share of raft samples whose context leaves the source chunk out; their "
+        "target answer is `refusal`.",
+    )
+    refusal: str = Field(
+        "The documents provided do not contain the answer to this question.",
+        description="The target answer when the context lacks the answer.",
+    )
+
+
+class GenerateConfig(StrictModel):
+    teacher: str = Field(
+        f"local:{DEFAULT_STUDENT}",
+        description="Teacher as 'provider:model', e.g. 'local:PATH_OR_HUB_ID' or 'fake:'.",
+    )
+    teacher_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The teacher backend's settings, e.g. {dtype: bfloat16} for local:.",
+    )
+    tasks: dict[TaskType, float] = Field(
+        default_factory=_qa_only,
+        description="Task mix: task type -> weight (qa, instructions, multi_hop, raft, "
+        "multi_turn); each sample's task is a seeded weighted pick.",
+    )
+    personas: list[str] = Field(
+        default_factory=lambda: ["a new user", "an experienced user", "an administrator"],
+        description="Who asks; each sample picks one (seeded).",
+    )
+    difficulties: list[str] = Field(
+        default_factory=lambda: ["easy", "medium", "hard"],
+        description="Question difficulty levels; each sample picks one.",
+    )
+    question_styles: list[str] = Field(
+        default_factory=lambda: [
+            "a direct question",
+            "a how-do-I question",
+            "a question that first describes the user's situation",
+        ],
+        description="Question styles; each sample picks one.",
+    )
+    instruction_kinds: list[str] = Field(
+        default_factory=lambda: list(INSTRUCTION_KINDS),
+        description="Kinds of request for the instructions task (a phrase each; defaults: "
+        "summarise, extract, compare, explain step by step, rewrite for an audience).",
+    )
+    raft: RaftConfig = Field(default_factory=lambda: RaftConfig())
+    multi_turn_turns: int = Field(2, ge=2, le=3, description="Turns in a multi_turn sample.")
+    question_template: str = Field(
+        "qa_question@v2",
+        description="Template for questions (qa, raft, multi_turn), name@vN in prompts/.",
+    )
+    instruction_template: str = Field(
+        "instruction@v1", description="Template for the instructions task's requests."
+    )
+    multi_hop_template: str = Field(
+        "multi_hop_question@v1", description="Template for two-chunk questions."
+    )
+    follow_up_template: str = Field(
+        "follow_up@v1", description="Template for multi_turn follow-up questions."
+    )
+    answer_template: str = Field(
+        "grounded_answer@v1",
+        description="Template for answers; it is also the prompt the student is trained on "
+        "and evaluated with (numbered documents, citations like [1]).",
+    )
+    prompts_dir: str | None = Field(
+        None,
+        description="Folder of your own templates (same layout as prompts/), relative to the "
+        "recipe; searched before the built-in ones.",
+    )
+    samples_per_chunk: int = Field(1, ge=1, le=50, description="Questions written per chunk.")
+    samples_per_1k_tokens: float | None = Field(
+        None,
+        gt=0,
+        description="If set, questions per chunk scale with its length instead: "
+        "max(1, round(tokens / 1000 * this)); overrides samples_per_chunk.",
+    )
+    max_chunks: int | None = Field(
+        None, ge=1, description="Use at most this many chunks (a seeded sample); null for all."
+    )
+    neighbours: int = Field(
+        1, ge=0, le=10, description="Retrieved neighbour chunks added to the answer's context."
+    )
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature for questions.")
+    max_new_tokens: int = Field(160, ge=8, le=4096, description="Token cap per teacher reply.")
+    batch_size: int = Field(
+        8,
+        ge=1,
+        description="Prompts per forward pass for a local: teacher (API teachers send "
+        "everything at once, teacher_options.concurrency at a time).",
+    )
+    seed: int = Field(0, description="Seed for chunk sampling and teacher sampling.")
+    mode: Literal["online", "batch"] = Field(
+        "online",
+        description="online: requests as they go; batch: the provider's batch API (OpenAI "
+        "Batch, Anthropic Message Batches) at half price, results within 24 h; resumable.",
+    )
+    batch_poll_s: float = Field(30.0, gt=0, description="Seconds between batch status polls.")
+    batch_resubmits: int = Field(
+        1, ge=0, description="Times an expired or transiently failed batch item is resubmitted."
+    )
+    max_cost_usd: float | None = Field(
+        None,
+        gt=0,
+        description="Spend cap for the stage: a request that could pass it (worst case, "
+        "requests in flight counted) is not sent and the stage stops; null for none.",
+    )
+    price: PriceConfig | None = Field(
+        None,
+        description="The teacher's price, overriding the built-in table (needed for a "
+        "model the table does not know when max_cost_usd is set).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerateConfig:
+        if (
+            not self.tasks
+            or any(w < 0 for w in self.tasks.values())
+            or not any(w > 0 for w in self.tasks.values())
+        ):
+            raise ValueError("tasks: give at least one task type with a positive weight")
+        for name in ("personas", "difficulties", "instruction_kinds"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: give at least one")
+        return self
