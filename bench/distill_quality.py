@@ -90,7 +90,7 @@ def main() -> int:
 
 
 def print_results(run: Path, total: float, size: str, teacher: str) -> None:
-    from distill.evaluate.stage import hardware
+    from distill.evaluate.systems import hardware
     from distill.verdict import comparison_table, decision_table
 
     manifest = json.loads((run / "manifest.json").read_text())

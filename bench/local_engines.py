@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=48)
     ap.add_argument("--dtype", default="float32")
     args = ap.parse_args()
-    from distill.evaluate.stage import hardware
+    from distill.evaluate.systems import hardware
 
     chats = prompts(args.prompts)
     print(f"{hardware()}; {len(chats)} grounded prompts, {args.new} new tokens, greedy")

@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from distill.evaluate.stage import GRADE_SCHEMA, hardware
+    from distill.evaluate.grading import GRADE_SCHEMA
+    from distill.evaluate.systems import hardware
     from distill.models import resolve_gguf
     from distill.prompts import load_template
     from distill.teachers.llamacpp import LlamaCppModel

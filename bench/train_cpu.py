@@ -74,7 +74,7 @@ def run_distill(packing: bool) -> dict[str, Any]:
     import tempfile
 
     from distill.train.config import TrainConfig
-    from distill.train.stage import train_adapter
+    from distill.train.trainer import train_adapter
 
     cfg = TrainConfig.model_validate(
         {**SETTINGS, "student": STUDENT, "packing": packing, "save_steps": 1000, "eval_steps": 1000}
@@ -100,7 +100,7 @@ def run_plain_trl() -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     from distill.models import inference_dtype, resolve_causal_lm
-    from distill.train.stage import _checkpointing_arg
+    from distill.train.trainer import _checkpointing_arg
 
     path = resolve_causal_lm(STUDENT).path
     tok = AutoTokenizer.from_pretrained(path)

@@ -49,7 +49,7 @@ def _template_sha(recipe: Recipe, ref: str) -> str:
 
 
 def _eval_templates(recipe: Recipe) -> dict[str, str]:
-    from distill.evaluate.stage import judge_templates
+    from distill.evaluate.grading import judge_templates
 
     return {t.ref: t.sha for t in judge_templates(recipe)}
 

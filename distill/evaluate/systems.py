@@ -1,0 +1,218 @@
+"""The systems that answer: the teacher and the student with or without its adapter,
+through llama.cpp, transformers or an OpenAI-compatible endpoint; and how an answer
+is timed (alone, or a batch's wall time shared)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.errors import InputError
+from distill.recipe import Recipe
+from distill.runfolder import RunFolder
+from distill.teachers import Message
+from distill.teachers.base import BatchFirstTeacher, Completion, Teacher
+from distill.teachers.cache import RequestCache
+from distill.teachers.factory import make_teacher, with_cache
+from distill.ui import progress
+
+
+@dataclass
+class System:
+    name: str
+    teacher: Teacher
+    local: bool  # compute on this machine (or a self-hosted endpoint), not an API bill
+
+
+class StudentModel(BatchFirstTeacher):
+    """The student loaded here, with (`ft`) or without (`base`) its LoRA adapter.
+    Both systems share one loaded model."""
+
+    runs_locally = True
+
+    def __init__(self, weights: _Weights, adapter: bool) -> None:
+        super().__init__(f"student:{weights.ref}", weights.ref)
+        self.weights = weights
+        self.adapter = adapter
+
+    def complete_many(
+        self, batch: list[list[Message]], *, schema: Any = None, on_done: Any = None, **params: Any
+    ) -> list[Completion]:
+        from distill.teachers.local import generate_batch
+
+        model, tok = self.weights.load()
+        if self.adapter:
+            out = generate_batch(model, tok, batch, **params)
+        else:
+            with model.disable_adapter():
+                out = generate_batch(model, tok, batch, **params)
+        for i, c in enumerate(out):
+            if on_done is not None:
+                on_done(i, c)
+        return out
+
+
+class LlamaStudent(Teacher):
+    """The student through llama.cpp: its GGUF, with (`ft`) the adapter exported as a
+    LoRA GGUF (`distill export --gguf --adapter-only`'s file) or without (`base`).
+    One chat at a time, each timed alone."""
+
+    sends_all_at_once = True
+    runs_locally = True
+
+    def __init__(self, gguf: Path, lora: Path | None) -> None:
+        super().__init__(f"student:{gguf.name}" + ("+lora" if lora else ""), gguf.name)
+        self.gguf, self.lora = gguf, lora
+        self._model: Any = None
+
+    def complete(
+        self, messages: list[Message], *, schema: dict[str, Any] | None = None, **params: Any
+    ) -> Completion:
+        if self._model is None:
+            from distill.teachers.llamacpp import LlamaCppModel
+
+            self._model = LlamaCppModel(self.gguf, lora=self.lora)
+        return self._model.chat(messages, schema=schema, **params)
+
+    def release(self) -> None:
+        self._model = None
+
+
+def student_engine(recipe: Recipe) -> str:
+    """'llama.cpp' or 'transformers' for the student systems (eval.engine)."""
+    from distill.teachers.local import choose_engine
+
+    return choose_engine(recipe.train.student, recipe.eval.engine)
+
+
+def _adapter_sha(folder: RunFolder) -> str | None:
+    from distill.io import sha256_file
+
+    weights = folder.stage_dir("train") / "adapter" / "adapter_model.safetensors"
+    return sha256_file(weights) if weights.exists() else None
+
+
+def _llama_students(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
+    """The student's GGUF and, when an ft system is asked for, its LoRA GGUF (exported
+    once into the run's export/ folder; exported again when the adapter changed)."""
+    from distill.export import gguf as export_gguf
+    from distill.export import made_from_current_adapter
+    from distill.models import resolve_gguf
+
+    base = resolve_gguf(recipe.train.student)
+    assert base is not None
+    if not any(s.startswith("ft") for s in recipe.eval.systems):
+        return base, None
+    lora = folder.root / "export" / f"{recipe.name}-lora-f16.gguf"
+    if not made_from_current_adapter(lora, folder):
+        lora = export_gguf(recipe, folder, "f16", adapter_only=True)
+    return base, lora
+
+
+class _Weights:
+    def __init__(self, ref: str, adapter_dir: Path, dtype: Any) -> None:
+        self.ref, self.adapter_dir, self.dtype = ref, adapter_dir, dtype
+        self._loaded: tuple[Any, Any] | None = None
+
+    def load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            from peft import PeftModel
+
+            from distill.models import load_causal_lm
+
+            if not (self.adapter_dir / "adapter_config.json").exists():
+                raise InputError(
+                    f"no trained adapter in {self.adapter_dir}; run `distill train RECIPE` first"
+                )
+            model, tok = load_causal_lm(self.ref, self.dtype)
+            model = PeftModel.from_pretrained(model, str(self.adapter_dir))
+            model.eval()
+            self._loaded = (model, tok)
+        return self._loaded
+
+    def release(self) -> None:
+        self._loaded = None
+
+
+def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: str) -> list[System]:
+    cfg = recipe.eval
+    weights = _Weights(recipe.train.student, folder.stage_dir("train") / "adapter", cfg.dtype)
+    needs_local = any(
+        not (cfg.ft_model if s.startswith("ft") else cfg.base_model)
+        for s in cfg.systems
+        if s != "teacher"
+    )
+    llama = (
+        _llama_students(recipe, folder)
+        if needs_local and student_engine(recipe) == "llama.cpp"
+        else None
+    )
+    out = []
+    for name in cfg.systems:
+        # Remote replies are cached (a rerun pays nothing); local models answer again
+        # (their latency is what is measured).
+        if name == "teacher":
+            g = recipe.generate
+            teacher = make_teacher(g.teacher, g.teacher_options, price=g.price)
+            local = teacher.runs_locally
+        else:
+            endpoint = cfg.ft_model if name.startswith("ft") else cfg.base_model
+            if endpoint:  # a served student: its cost is the hardware's, like a local one
+                teacher, local = make_teacher(endpoint, cfg.student_options), True
+            elif llama is not None:
+                gguf, lora = llama
+                student = LlamaStudent(gguf, lora if name.startswith("ft") else None)
+                out.append(System(name, student, True))
+                continue
+            else:
+                out.append(System(name, StudentModel(weights, name.startswith("ft")), True))
+                continue
+        if not teacher.runs_locally:
+            teacher = with_cache(teacher, cache, salt)
+        out.append(System(name, teacher, local))
+    return out
+
+
+def answer(
+    system: System, prompts: list[list[Message]], batch_size: int, params: dict[str, Any]
+) -> list[tuple[Completion, float, float]]:
+    """(completion, latency_s, compute_s) per prompt. A request sent alone or
+    concurrently waits its own latency; a batch's answers each wait the batch's wall
+    time, and share its compute."""
+    out: list[tuple[Completion, float, float]] = []
+    with progress() as bar:
+        task = bar.add_task(f"answering: {system.name}", total=len(prompts))
+        if system.teacher.sends_all_at_once:
+            done = system.teacher.complete_many(
+                prompts, on_done=lambda i, c: bar.advance(task), **params
+            )
+            return [(c, c.latency_s, c.latency_s) for c in done]
+        for start in range(0, len(prompts), batch_size):
+            batch = prompts[start : start + batch_size]
+            t0 = time.perf_counter()
+            done = system.teacher.complete_many(batch, **params)
+            wall = time.perf_counter() - t0
+            out += [(c, wall, wall / len(batch)) for c in done]
+            bar.advance(task, len(batch))
+    return out
+
+
+def hardware() -> str:
+    """This machine, in words, for the cost column of local systems."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} GPU"
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores, no GPU"

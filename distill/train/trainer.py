@@ -1,0 +1,302 @@
+"""One LoRA training run with TRL's SFTTrainer: the encoded rows, checkpoints that belong
+to these settings and this data (so --resume cannot finish another run), the adapter
+saved atomically, and the run's measured figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import shutil
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from distill.errors import UserError
+from distill.io import atomic_dir, hash_json
+from distill.models import inference_dtype, resolve_causal_lm
+from distill.train.backends import (
+    GPU_PACKAGES,
+    TRAINING_PACKAGES,
+    _cuda,
+    _load_trl,
+    _load_unsloth,
+    _lora_config,
+    choose_backend,
+)
+from distill.train.config import TrainConfig
+from distill.train.data import encode_rows, stop_ids
+from distill.ui import console
+
+
+def _progress_callback() -> Any:
+    from transformers import TrainerCallback
+
+    from distill.ui import progress
+
+    class RichProgress(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.bar = progress()
+            self.bar.start()
+            self.task = self.bar.add_task("training steps", total=state.max_steps)
+            self.bar.update(self.task, completed=state.global_step)
+            self.loss = self.eval_loss = ""
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.bar.update(self.task, completed=state.global_step)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs:
+                self.loss = f"loss {logs['loss']:.3f}"
+            if logs and "eval_loss" in logs:
+                self.eval_loss = f", eval {logs['eval_loss']:.3f}"
+            if logs and ("loss" in logs or "eval_loss" in logs):
+                desc = f"training steps ({self.loss}{self.eval_loss})"
+                self.bar.update(self.task, description=desc)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.bar.stop()
+
+    return RichProgress()
+
+
+def _checkpointing_arg(config_cls: Any) -> str:
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else ("gradient_checkpointing")
+    )
+
+
+def _portable_adapter_config(path: Path, base: str) -> None:
+    """Point the adapter at the base model's hub id instead of a local cache folder."""
+    cfg = json.loads(path.read_text())
+    cfg["base_model_name_or_path"] = base
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def _peak_memory_mb(cuda: bool) -> float:
+    if cuda:
+        import torch
+
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    # ru_maxrss is in KiB on Linux (bytes on macOS).
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def train_adapter(
+    cfg: TrainConfig,
+    rows: list[dict[str, Any]],
+    out: Path,
+    *,
+    eval_rows: list[dict[str, Any]] | None = None,
+    resume: bool = False,
+    callbacks: list[Any] | None = None,
+) -> dict[str, Any]:
+    """Train a LoRA adapter on `rows` and save it to out/adapter (atomically); return
+    metrics. Checkpoints go to out/checkpoints; `resume` continues from the last one."""
+    backend = choose_backend(cfg)
+    if not _cuda() and metadata.version("trl").startswith("1.15."):
+        # Found with the gpu extra's set: TRL 1.15 always swaps in a fused LM head built
+        # on Triton kernels, which cannot run without a GPU.
+        raise UserError(
+            "trl 1.15 (the gpu extra's pin) trains on a CUDA GPU only; on this CPU "
+            "install trl 1.16 or later: pip install -U 'trl>=1.16'"
+        )
+    resolved = resolve_causal_lm(cfg.student)
+    if cfg.load_in_4bit and not _cuda():
+        raise UserError("train.load_in_4bit needs a CUDA GPU (bitsandbytes); set it to false")
+    # Unsloth patches transformers and TRL, so it loads before they are imported here.
+    if backend == "unsloth":
+        model, tok = _load_unsloth(cfg, resolved.path)
+        peft_config = None
+    else:
+        model, tok = _load_trl(cfg)
+        peft_config = _lora_config(cfg)
+
+    import torch
+    from datasets import Dataset, disable_progress_bars
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    disable_progress_bars()
+    stops = stop_ids(tok, model)
+    train_ds = Dataset.from_list(encode_rows(tok, rows, stops))
+    eval_ds = Dataset.from_list(encode_rows(tok, eval_rows, stops)) if eval_rows else None
+    cuda = _cuda()
+    bf16 = inference_dtype(cfg.precision) == torch.bfloat16
+    checkpoints = out / "checkpoints"
+    last = _checkpoints(cfg, rows, eval_rows, checkpoints, resume)
+    args = _sft_config(cfg, checkpoints, eval_ds is not None, cuda, bf16)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=[_progress_callback(), *(callbacks or [])],
+    )
+    # Our progress bar replaces the trainer's printed log dicts.
+    trainer.remove_callback(PrinterCallback)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    start_step = 0
+    if resume and last is not None:
+        start_step = int(Path(last).name.rsplit("-", 1)[1])
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last if resume else None)
+    seconds = time.perf_counter() - t0
+    with atomic_dir(out / "adapter") as tmp:
+        trained: Any = trainer.model
+        trained.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        _portable_adapter_config(tmp / "adapter_config.json", resolved.hub_id or cfg.student)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    metrics = _metrics(trainer, result, seconds, start_step if resume else None)
+    return {
+        "backend": backend,
+        "examples": len(rows),
+        "eval_examples": len(eval_rows or []),
+        **metrics,
+        "peak_memory_mb": _peak_memory_mb(cuda),
+        "adapter_bytes": (out / "adapter" / "adapter_model.safetensors").stat().st_size,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "precision": ("4-bit NF4 + " if cfg.load_in_4bit else "")
+        + ("bfloat16 mixed" if bf16 else "float32"),
+        "versions": _versions(),
+        "log_history": trainer.state.log_history,
+    }
+
+
+def _checkpoints(
+    cfg: TrainConfig,
+    rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]] | None,
+    checkpoints: Path,
+    resume: bool,
+) -> str | None:
+    """The checkpoint to resume from (None: start over, the folder emptied and stamped)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    # Checkpoints belong to these settings *and* this data: resuming over other training
+    # rows would finish a run that matches neither.
+    settings = hash_json(
+        {
+            "config": cfg.model_dump(mode="json"),
+            "train": [r.get("messages") for r in rows],
+            "eval": [r.get("messages") for r in eval_rows or []],
+        }
+    )
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if resume:
+        if last is None:
+            raise UserError(
+                f"nothing to resume: no checkpoint in {checkpoints}; train without --resume"
+            )
+        stamp = checkpoints / "settings.sha256"
+        if not stamp.exists() or stamp.read_text() != settings:
+            raise UserError(
+                "the checkpoints were written with other train settings or other training "
+                "data; train without --resume"
+            )
+        console.print(f"  resuming from {Path(last).name}")
+    else:
+        if last is not None:
+            console.print(
+                f"  starting over; {Path(last).name} of an earlier run is discarded "
+                "(`distill train RECIPE --resume` continues from it)"
+            )
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        checkpoints.mkdir(parents=True)
+        (checkpoints / "settings.sha256").write_text(settings)
+
+    return last if resume else None
+
+
+def _sft_config(
+    cfg: TrainConfig, checkpoints: Path, evaluates: bool, cuda: bool, bf16: bool
+) -> Any:
+    """TRL's SFTConfig for the recipe's train section."""
+    from trl import SFTConfig
+
+    checkpointing: dict[str, Any] = {_checkpointing_arg(SFTConfig): cfg.gradient_checkpointing}
+    # TRL flattens a packed batch into one sequence. Without FlashAttention (the CPU)
+    # that means a dense batch x batch attention mask, so on the CPU each packed row
+    # goes alone and the batch is made up by accumulation: same rows per update.
+    batch, accumulate = cfg.batch_size, cfg.gradient_accumulation_steps
+    if cfg.packing and not cuda:
+        batch, accumulate = 1, cfg.batch_size * cfg.gradient_accumulation_steps
+    return SFTConfig(
+        output_dir=str(checkpoints),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=accumulate,
+        max_length=cfg.max_seq_length,
+        packing=cfg.packing,
+        packing_strategy="bfd",
+        seed=cfg.seed,
+        logging_steps=1,
+        eval_strategy="steps" if evaluates else "no",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=not cuda,
+        bf16=bf16,
+        # transformers renamed gradient_checkpointing (5.2x); TRL still sets the old name.
+        **checkpointing,
+        dataloader_num_workers=0,
+    )
+
+
+def _metrics(trainer: Any, result: Any, seconds: float, resumed_from: int | None) -> dict[str, Any]:
+    """Steps, losses and throughput of a finished run (a resumed one counts its own steps)."""
+    start_step = resumed_from or 0
+    state = trainer.state
+    tokens = sum(sum(x) for x in _lengths(trainer.train_dataset))
+    steps_now = state.global_step - start_step
+    share = steps_now / max(state.global_step, 1)
+    history = state.log_history
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    return {
+        "steps": state.global_step,
+        "resumed_from_step": resumed_from,
+        "epochs": round(float(state.epoch or 0), 2),
+        "train_loss": round(float(result.training_loss), 4),
+        "eval_loss": round(float(evals[-1]), 4) if evals else None,
+        "seconds": round(seconds, 1),
+        "tokens_per_second": round(tokens * float(state.epoch or 0) * share / seconds, 1),
+    }
+
+
+def _versions() -> dict[str, str]:
+    """The exact versions this adapter was trained with (GPU packages when present)."""
+    out = {}
+    for name in TRAINING_PACKAGES + GPU_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            if name in TRAINING_PACKAGES:
+                out[name] = "not installed"
+    return out
+
+
+def _lengths(dataset: Any) -> list[list[int]]:
+    """Per-row attention lengths of the prepared dataset (packed rows count their
+    real tokens only)."""
+    cols = dataset.column_names
+    if "seq_lengths" in cols:
+        return [list(x) for x in dataset["seq_lengths"]]
+    return [[len(x)] for x in dataset["input_ids"]]
