@@ -62,7 +62,7 @@ def synthetic(n: int, seed: int = 0) -> list[dict]:
 def one(n: int) -> dict:
     from distill.curate.config import CurateConfig
     from distill.curate.dedup import near_duplicates
-    from distill.curate.stage import curate
+    from distill.curate.funnel import curate
 
     samples = synthetic(n)
     t0 = time.perf_counter()

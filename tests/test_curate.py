@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from distill.curate.checks import repetition
 from distill.curate.config import CurateConfig
-from distill.curate.stage import curate, repetition
+from distill.curate.funnel import curate
 from distill.grounding import support_score
 from distill.review.exports import write_exports
 from distill.split import Split, split_documents

@@ -21,7 +21,7 @@ def discover(cfg: IngestConfig, base_dir: Path) -> tuple[list[Path], Path]:
         if _GLOB_CHARS & set(pattern):
             matches = [p for p in sorted(base_dir.glob(pattern)) if p.is_file()]
         elif full.is_dir():
-            matches = [p for p in sorted(full.rglob("*")) if p.is_file() or _dangling(p)]
+            matches = [p for p in sorted(full.rglob("*")) if p.is_file() or dangling(p)]
         elif full.is_file():
             matches = [full]
         else:
@@ -33,7 +33,7 @@ def discover(cfg: IngestConfig, base_dir: Path) -> tuple[list[Path], Path]:
         found.extend(matches)
     files = sorted(
         {
-            (p.absolute() if _dangling(p) else p.resolve())
+            (p.absolute() if dangling(p) else p.resolve())
             for p in found
             if not p.name.startswith(".")
         }
@@ -45,7 +45,7 @@ def discover(cfg: IngestConfig, base_dir: Path) -> tuple[list[Path], Path]:
     return files, root
 
 
-def _dangling(path: Path) -> bool:
+def dangling(path: Path) -> bool:
     """A symbolic link whose target does not exist."""
     return path.is_symlink() and not path.exists()
 

@@ -15,7 +15,7 @@ from typing import Any
 from distill.errors import InputError
 from distill.ingest.chunking import _HEADING
 from distill.ingest.config import DatasetSource, IngestConfig, JsonlConfig
-from distill.ingest.discover import _dangling
+from distill.ingest.discover import dangling
 from distill.io import sha256_bytes
 from distill.rows import Document
 
@@ -81,7 +81,7 @@ def sniff(data: bytes) -> str | None:
 
 def precheck(path: Path, cfg: IngestConfig) -> str | None:
     """Why a discovered file is skipped before it is read (None: read it)."""
-    if _dangling(path):
+    if dangling(path):
         return f"dangling symbolic link (its target {os.readlink(path)} does not exist)"
     size = path.stat().st_size
     if size > cfg.max_file_mb * 1e6:

@@ -1,0 +1,81 @@
+"""The per-sample checks and the text helpers the filters share: a sample's own words,
+their normal form and n-grams, and how much of an answer repeats itself."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from distill.curate.config import CurateConfig
+from distill.grounding import QUESTION_TASKS, citations, is_refusal
+
+
+def normalise(text: str) -> str:
+    """Lower case, punctuation and extra spaces removed: the key for exact dedup."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+# "What does the document say..." cannot be asked by a user who never saw the document.
+_REFERS_TO_CONTEXT = re.compile(
+    r"\b(the|this|that|above|given|provided) (document|passage|text|help page|context|article)\b",
+    re.I,
+)
+
+
+def repetition(text: str) -> float:
+    """Share of word 4-grams that repeat an earlier one (0 = none, near 1 = a loop)."""
+    words = text.lower().split()
+    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str], int]) -> str:
+    """The reason to reject a sample, or '' to keep it."""
+    q, a = sample.get("question") or "", sample.get("answer") or ""
+    answers = [m["content"] for m in sample.get("messages") or [] if m["role"] == "assistant"]
+    answers = answers or [a]
+    if not q.strip() or not all(x.strip() for x in answers):
+        return "unparseable: empty request or answer"
+    if "\n" in q.strip():
+        return "unparseable: request spans several lines"
+    asks_question = sample.get("task", "qa") in QUESTION_TASKS
+    if asks_question and cfg.require_question_mark and not q.strip().endswith("?"):
+        return "not a question (no question mark)"
+    if _REFERS_TO_CONTEXT.search(q):
+        return "request refers to the context instead of standing alone"
+    if len(q.strip()) < cfg.min_question_chars:
+        return f"request shorter than {cfg.min_question_chars} characters"
+    if any(len(x.strip()) < cfg.min_answer_chars for x in answers):
+        return f"answer shorter than {cfg.min_answer_chars} characters"
+    if sample.get("answer_truncated"):
+        return "answer cut off at the teacher's token limit"
+    if any(count_tokens(x) > cfg.max_answer_tokens for x in answers):
+        return f"answer longer than {cfg.max_answer_tokens} tokens"
+    if any(repetition(x) > cfg.max_repetition for x in answers):
+        return f"repetitive answer (over {cfg.max_repetition:.0%} repeated 4-grams)"
+    if sample.get("expects_refusal"):
+        if not is_refusal(a):
+            return "answers although its context lacks the answer"
+        return ""
+    if any(is_refusal(x) for x in answers):
+        return "refuses although its context holds the answer"
+    n_context = len(sample.get("chunk_ids") or [])
+    cited = [n for x in answers for n in citations(x)]
+    if any(not 1 <= n <= n_context for n in cited):
+        return "cites a document that is not in its context"
+    if cfg.require_citations and not cited:
+        return "cites no document"
+    return ""
+
+
+def dialogue(sample: dict[str, Any]) -> str:
+    """The sample's own words: the request, every answer and later turn (not the context
+    documents, which many samples share)."""
+    later = [m["content"] for m in (sample.get("messages") or [])[2:]]
+    return "\n".join([sample["question"], *(later or [sample["answer"]])])
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = normalise(text).split()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
