@@ -1,0 +1,111 @@
+"""`distill review`: the review stage, push/status/pull, and a local Argilla server."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from distill.cli.app import RecipeArg, SetOpt, app, load
+from distill.cli.commands import stage_command
+
+if TYPE_CHECKING:
+    from distill.recipe import Recipe
+
+
+review_app = typer.Typer(
+    help="Human review in Argilla: the review stage, and a local Argilla server.",
+    no_args_is_help=True,
+)
+app.add_typer(review_app, name="review")
+
+
+stage_command(
+    "review",
+    "Run the review stage (auto: record no human review; argilla: push, then pull)",
+    review_app,
+    "run",
+)
+
+
+def _need_argilla(r: Recipe) -> None:
+    from distill.errors import UserError
+
+    if r.review.mode != "argilla":
+        raise UserError("review.mode is 'auto' (no humans); set review.mode: argilla to review")
+
+
+@review_app.command("push")
+def review_push(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Send the spot-check sample to Argilla (creates or updates; ids are sample ids)."""
+    from distill.review.stage import push
+    from distill.runfolder import RunFolder
+
+    r = load(recipe, set_)
+    _need_argilla(r)
+    got = push(r, RunFolder(r.run_path))
+    typer.echo(
+        f"pushed {got['records']} records to Argilla dataset '{got['dataset']}' "
+        f"({got['sample']} sampled, {got['low_score']} low-score)"
+    )
+    typer.echo(f"review them at {got['url']}")
+    typer.echo(f"then run: distill review pull {recipe}")
+
+
+@review_app.command("status")
+def review_status(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Show the spot-check's review progress, overall and per task and source document."""
+    from distill.errors import InputError
+    from distill.gate import render_status
+    from distill.review.stage import pull
+    from distill.runfolder import RunFolder
+
+    r = load(recipe, set_)
+    _need_argilla(r)
+    run = RunFolder(r.run_path)
+    if not (run.root / "review" / "spot_check.parquet").exists():
+        raise InputError(f"nothing pushed yet; run `distill review push {recipe}` first")
+    _, _, stats = pull(r, run)
+    typer.echo(render_status(stats, r.review))
+
+
+@review_app.command("pull")
+def review_pull(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Apply the reviewers' submitted answers: rejects leave training, corrections replace
+    answers. Writes review/ and the manifest's review statistics."""
+    from distill.gate import render_status, review_stats
+    from distill.pipeline import run_pipeline
+
+    r = load(recipe, set_)
+    _need_argilla(r)
+    run = run_pipeline(r, only="review", force={"review"})
+    typer.echo(render_status(review_stats(run), r.review))
+
+
+@review_app.command("serve")
+def review_serve(
+    port: Annotated[int, typer.Option(help="Argilla's port on 127.0.0.1.")] = 6900,
+    redis_port: Annotated[int, typer.Option(help="Redis's port on 127.0.0.1.")] = 6379,
+) -> None:
+    """Start a local Argilla server (no Elasticsearch needed), Redis and a worker.
+
+    The first start installs argilla-server 2.8.0 in its own virtual environment
+    (about a minute). Prints the address and the owner's and annotator's credentials.
+    """
+    from distill.review.server import serve, state_dir
+
+    got = serve(port, redis_port)
+    typer.echo(f"Argilla is running at {got['url']} (state in {state_dir()})")
+    typer.echo(f"  owner:     {got['owner']['username']} / {got['owner']['password']}")
+    typer.echo(f"  annotator: {got['annotator']['username']} / {got['annotator']['password']}")
+    typer.echo(f"  API key:   {got['api_key']}")
+    typer.echo("Stop it with: distill review stop")
+
+
+@review_app.command("stop")
+def review_stop() -> None:
+    """Stop the local Argilla server, its worker and Redis started by `review serve`."""
+    from distill.review.server import stop
+
+    stopped = stop()
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
