@@ -44,6 +44,7 @@ def _version(name: str) -> str | None:
 
 
 def checks() -> list[Check]:
+    # Long on purpose: one check after another, each a few lines, read top to bottom.
     from distill.models import OFFLINE_MODELS, _cpu_has_bf16, cache_dir
     from distill.preflight import model_problem
 

@@ -208,6 +208,7 @@ def _share(k: int, n: int) -> float | None:
 def system_metrics(
     rows: Sequence[Row], system: str, hourly_usd: float | None, seed: int = 0
 ) -> dict[str, Any]:
+    # Long on purpose: one metric after another over the same rows, each with its CI.
     mine = [r for r in rows if r["system"] == system]
     answerable = [r for r in mine if r["kind"] == "answerable"]
     unanswerable = [r for r in mine if r["kind"] != "answerable"]

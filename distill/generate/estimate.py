@@ -42,6 +42,7 @@ class StepEstimate:
 
 def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     """The generate stage's requests, tokens and cost; ingest must have run."""
+    # Long on purpose: the stage's steps priced in the order generate sends them.
     cfg = recipe.generate
     retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
     plan = make_plan(recipe, retriever, choose_split(recipe, retriever))

@@ -30,13 +30,14 @@ from typing import Any
 from distill import rows
 from distill.errors import TeacherError
 from distill.generate.config import GenerateConfig
-from distill.generate.plan import Job, choose_split, clean_question, clean_reply, make_plan
+from distill.generate.plan import Job, Plan, choose_split, clean_question, clean_reply, make_plan
 from distill.grounding import ANSWER_STOP, citations, clean_answer, numbered
 from distill.prompts import Templates, fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.rows import Failure, Sample
 from distill.runfolder import RunFolder, RunOptions
+from distill.split import Split
 from distill.teachers.base import Completion, Teacher
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.factory import make_teacher
@@ -156,6 +157,51 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     failures: list[Failure] = []
     spend = Spend()
     step = partial(_run_step, teacher=teacher, ids=ids, failures=failures, spend=spend)
+    convo, base = _converse(step, plan, cfg, failures)
+    samples = _samples(plan, convo, base, cfg, split)
+    rows.write(out_dir / "samples.parquet", samples, Sample)
+    rows.write(out_dir / "failures.parquet", failures, Failure)
+    cache.close()
+    counts = {
+        "train_docs": len(split.train_docs),
+        "eval_docs": len(split.eval_docs),
+        "chunks": len(plan.chunks),
+        "samples": len(samples),
+        "failures": len(failures),
+        "cached_replies": teacher.hits,
+        "requests_sent": teacher.requests_sent,
+        "tokens": {
+            "input": sum(s["input_tokens"] for s in samples),
+            "output": sum(s["output_tokens"] for s in samples),
+        },
+        # Everything paid in this run (failed and unused replies included); replies
+        # served from the cache were paid in an earlier run and cost nothing now.
+        "cost_usd": round(spend_now(teacher, spend), 6),
+        "cost_of_samples_usd": round(sum(s["cost_usd"] for s in samples), 6),
+        "price": teacher.price_source,
+        "tasks": dict(Counter(s["task"] for s in samples)),
+    }
+    counts.update(teacher.stats())  # provider batches submitted and resumed
+    budget = teacher.budget
+    if budget is not None and budget.refused:
+        raise BudgetExceeded(
+            f"generate stopped at the budget: spent ${budget.spent:.4f} of max_cost_usd "
+            f"${budget.max_usd}; {budget.refused} requests not sent (see failures.parquet). "
+            "Replies already paid for are cached: raise generate.max_cost_usd and rerun "
+            "to finish.",
+            counts=counts,
+        )
+    return counts
+
+
+def _converse(
+    step: Any, plan: Plan, cfg: GenerateConfig, failures: list[Failure]
+) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, str]]]]:
+    """Every job's turns: its request, the answer (or the refusal target), and for
+    multi-turn jobs the follow-ups and their answers; and each job's answer prompt. A
+    request or follow-up that comes back empty is a failure, not a sample."""
+    jobs, tpl = plan.jobs, plan.templates
+    ids = [j.sample_id for j in jobs]
     convo: dict[int, list[dict[str, Any]]] = {}  # job -> turns {question, answer, reply}
     base: dict[int, list[dict[str, str]]] = {}  # job -> the answer prompt (system + user)
     with progress() as bar:
@@ -207,6 +253,18 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
                 convo[j].append({"question": question, "reply": reply})
                 asks[j] = _conversation(base[j], convo[j])
 
+    return convo, base
+
+
+def _samples(
+    plan: Plan,
+    convo: dict[int, list[dict[str, Any]]],
+    base: dict[int, list[dict[str, str]]],
+    cfg: GenerateConfig,
+    split: Split,
+) -> list[Sample]:
+    """The finished conversations as sample rows (an unfinished one has a failure row)."""
+    jobs, tpl = plan.jobs, plan.templates
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     samples: list[Sample] = []
     for job in jobs:
@@ -216,39 +274,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         row = _sample(job, turns, base[job.index], cfg, tpl, created)
         row["side"] = split.side(job.chunk["doc_id"])
         samples.append(row)
-    rows.write(out_dir / "samples.parquet", samples, Sample)
-    rows.write(out_dir / "failures.parquet", failures, Failure)
-    cache.close()
-    counts = {
-        "train_docs": len(split.train_docs),
-        "eval_docs": len(split.eval_docs),
-        "chunks": len(plan.chunks),
-        "samples": len(samples),
-        "failures": len(failures),
-        "cached_replies": teacher.hits,
-        "requests_sent": teacher.requests_sent,
-        "tokens": {
-            "input": sum(s["input_tokens"] for s in samples),
-            "output": sum(s["output_tokens"] for s in samples),
-        },
-        # Everything paid in this run (failed and unused replies included); replies
-        # served from the cache were paid in an earlier run and cost nothing now.
-        "cost_usd": round(spend_now(teacher, spend), 6),
-        "cost_of_samples_usd": round(sum(s["cost_usd"] for s in samples), 6),
-        "price": teacher.price_source,
-        "tasks": dict(Counter(s["task"] for s in samples)),
-    }
-    counts.update(teacher.stats())  # provider batches submitted and resumed
-    budget = teacher.budget
-    if budget is not None and budget.refused:
-        raise BudgetExceeded(
-            f"generate stopped at the budget: spent ${budget.spent:.4f} of max_cost_usd "
-            f"${budget.max_usd}; {budget.refused} requests not sent (see failures.parquet). "
-            "Replies already paid for are cached: raise generate.max_cost_usd and rerun "
-            "to finish.",
-            counts=counts,
-        )
-    return counts
+    return samples
 
 
 def _follow_up_prompt(

@@ -78,6 +78,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     unchanged since the last ingest is neither re-read nor re-chunked, and its chunks
     are not re-embedded.
     """
+    # Long on purpose: the incremental read (the `add` closure shares its state) and
+    # the writes are one pass; split, they would pass a dozen locals around.
     from distill.io import write_json
     from distill.models import load_tokenizer
     from distill.retrieval import build_index
