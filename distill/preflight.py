@@ -76,10 +76,9 @@ def spec_problems(spec: str, options: dict[str, Any] | None, where: str) -> list
     from distill.teachers import parse_spec
 
     try:
-        _, model, opts = parse_spec(spec, options)
+        backend, model, opts = parse_spec(spec, options)
     except UserError as e:
         return [f"{where}: {e}"]
-    provider = spec.partition(":")[0]
     out = []
     env = getattr(opts, "api_key_env", None)
     if env and not os.environ.get(env):
@@ -87,7 +86,7 @@ def spec_problems(spec: str, options: dict[str, Any] | None, where: str) -> list
             f"{where} '{spec}' needs an API key in ${env}; set it (any non-empty value for a "
             "local server that checks none)"
         )
-    if provider == "local":
+    if backend.runs_locally:  # its weights must be here
         why = model_problem(model, f"{where} model")
         if why:
             out.append(why)

@@ -207,3 +207,39 @@ def test_generate_in_batch_mode_costs_half_and_shares_the_cache(
     assert counts["cost_usd"] == pytest.approx(online_cost / 2)
     assert again.stage("generate")["counts"]["cached_replies"] == 8
     assert same_samples(online.run_path, batch.run_path, "cost_usd")
+
+
+def test_curates_api_judge_is_priced_and_its_spend_is_in_the_manifest(
+    ingested: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: curate's judge comes from the teacher factory like every teacher, so an
+    API judge is priced by the same rule and what it paid reaches the manifest; a
+    rerun answers from the cache and pays nothing."""
+    import json
+
+    monkeypatch.setenv("DISTILL_TEST_KEY", KEY)
+    verdict = {"groundedness": 5, "quality": 4, "reason": "every claim is in [1]"}
+    judge = {"base_url": "", "api_key_env": "DISTILL_TEST_KEY", "ramp_s": 0}
+    with serve() as (server, url):
+        server.reply = lambda body: json.dumps(verdict)
+        judge["base_url"] = url
+        flow = ", ".join(
+            f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {v}" for k, v in judge.items()
+        )
+        overrides = [
+            "name=judged-api",
+            "curate.judge=openai:gpt-4o-mini",
+            f"curate.judge_options={{{flow}}}",
+        ]
+        recipe = load_recipe(ingested.parent.parent / "recipe.yaml", overrides)
+        run = run_pipeline(recipe, until="curate")
+        counts = run.stage("curate")["counts"]
+        judged = len(server.requests)
+        again = run_pipeline(recipe, only="curate", force={"curate"})
+    # The fake server bills 11 input and 7 output tokens a call at gpt-4o-mini's price.
+    per_call = (11 * 0.15 + 7 * 0.60) / 1e6
+    assert judged > 0 and counts["judge_cost_usd"] > 0
+    assert counts["judge_cost_usd"] == pytest.approx(judged * per_call, abs=1e-6)  # 6 decimals
+    assert counts["judge_price"].startswith("price table")
+    assert again.stage("curate")["counts"]["judge_cost_usd"] == 0.0  # from the cache
+    assert len(server.requests) == judged

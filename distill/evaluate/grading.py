@@ -80,20 +80,17 @@ def judge_templates(recipe: Recipe) -> tuple[Template, Template]:
 TINY_JUDGES = ("smollm2-135m-instruct",)
 
 
-def _tiny(spec: str, student: str = "") -> bool:
-    """A smoke-test judge: scripted, tiny, or the student model itself."""
-    provider, _, model = spec.partition(":")
-    return provider == "fake" or (
-        provider == "local" and (model in TINY_JUDGES or model == student)
-    )
+def smoke_test_judge(judge: Teacher, student: str = "") -> bool:
+    """A judge whose scores only exercise the pipeline: scripted, tiny, or the student."""
+    local = judge.runs_locally and (judge.model in TINY_JUDGES or judge.model == student)
+    return judge.scripted or local
 
 
-def _small(spec: str) -> bool:
+def small_judge(judge: Teacher) -> bool:
     """A small offline judge (stronger than the student, still noisy)."""
     from distill.models import OFFLINE_MODELS
 
-    provider, _, model = spec.partition(":")
-    return provider == "local" and model in OFFLINE_MODELS
+    return judge.runs_locally and judge.model in OFFLINE_MODELS
 
 
 def _grade(rows: list[Answer], items: dict[str, Item], judge: JsonJudge, tpl: Template) -> float:

@@ -46,9 +46,9 @@ from distill.evaluate.grading import (
     _judge,
     _pairwise,
     _similarity,
-    _small,
-    _tiny,
     judge_templates,
+    small_judge,
+    smoke_test_judge,
 )
 from distill.evaluate.items import SEEN, UNSEEN, Item, build_items
 from distill.evaluate.systems import (
@@ -108,8 +108,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     metrics = _metrics(recipe, folder, items, rows, systems)
     metrics |= {
         "judge": judge_spec,
-        "smoke_test": _tiny(judge_spec, recipe.train.student),
-        "small_judge": _small(judge_spec),
+        "smoke_test": smoke_test_judge(judge_model, recipe.train.student),
+        "small_judge": small_judge(judge_model),
         "judge_calls": judge.calls,
         "judge_failures": judge.failures,
         "judge_cost_usd": round(judge_cost, 4),

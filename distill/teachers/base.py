@@ -97,6 +97,8 @@ class Teacher:
     # Runs on this machine at no API cost: eval asks it again instead of caching (its
     # latency is measured), and its cost column is compute time.
     runs_locally: bool = False
+    # Its replies are scripted (the fake teacher): whatever it judges is a smoke test.
+    scripted: bool = False
     # Where the price of its tokens came from (set by the factory).
     price_source: str = "runs on this machine: no API cost"
     # The price of its tokens (teachers.prices.Price; set by the factory); None: unknown or free.
@@ -184,6 +186,7 @@ class WrappedTeacher(BatchFirstTeacher):
         self.supports_schema = inner.supports_schema
         self.sends_all_at_once = inner.sends_all_at_once
         self.runs_locally = inner.runs_locally
+        self.scripted = inner.scripted
         self.price_source = inner.price_source
         self.price = inner.price
         self.budget = inner.budget

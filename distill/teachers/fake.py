@@ -35,6 +35,7 @@ def _default_reply(messages: list[Message]) -> str:
 
 class FakeTeacher(Teacher):
     supports_schema = True
+    scripted = True
 
     def __init__(
         self,
