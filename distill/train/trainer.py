@@ -78,12 +78,27 @@ def _portable_adapter_config(path: Path, base: str) -> None:
     path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
-def _peak_memory_mb(cuda: bool) -> float:
+def reset_peak_memory() -> bool:
+    """Start this process's peak-RSS count afresh (Linux: /proc/self/clear_refs), so the
+    train stage reports its own peak, not that of a stage before it in `distill run`.
+    False where the platform cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _peak_memory_mb(cuda: bool, since_reset: bool = False) -> float:
     if cuda:
         import torch
 
         return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    # ru_maxrss is in KiB on Linux (bytes on macOS).
+    if since_reset:  # VmHWM: the peak since reset_peak_memory(), in kB
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 2**10, 1)
+    # ru_maxrss is in KiB on Linux (bytes on macOS): the process's peak since it began.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
@@ -100,6 +115,7 @@ def train_adapter(
     """Train a LoRA adapter on `rows` and save it to out/adapter (atomically); return
     metrics. Checkpoints go to out/checkpoints; `resume` continues from the last one."""
     backend = choose_backend(cfg)
+    own_peak = reset_peak_memory()
     if not _cuda() and metadata.version("trl").startswith("1.15."):
         # Found with the gpu extra's set: TRL 1.15 always swaps in a fused LM head built
         # on Triton kernels, which cannot run without a GPU.
@@ -163,7 +179,7 @@ def train_adapter(
         "examples": len(rows),
         "eval_examples": len(eval_rows or []),
         **metrics,
-        "peak_memory_mb": _peak_memory_mb(cuda),
+        "peak_memory_mb": _peak_memory_mb(cuda, own_peak),
         "adapter_bytes": (out / "adapter" / "adapter_model.safetensors").stat().st_size,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "precision": ("4-bit NF4 + " if cfg.load_in_4bit else "")
@@ -229,8 +245,10 @@ def _sft_config(
     # that means a dense batch x batch attention mask, so on the CPU each packed row
     # goes alone and the batch is made up by accumulation: same rows per update.
     batch, accumulate = cfg.batch_size, cfg.gradient_accumulation_steps
-    if cfg.packing and not cuda:
+    eval_batch = cfg.batch_size
+    if cfg.packing and not cuda:  # the eval pass too: 4 packed rows flattened cost ~1 GB
         batch, accumulate = 1, cfg.batch_size * cfg.gradient_accumulation_steps
+        eval_batch = 1
     return SFTConfig(
         output_dir=str(checkpoints),
         num_train_epochs=cfg.epochs,
@@ -239,7 +257,7 @@ def _sft_config(
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,
         per_device_train_batch_size=batch,
-        per_device_eval_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=eval_batch,
         gradient_accumulation_steps=accumulate,
         max_length=cfg.max_seq_length,
         packing=cfg.packing,
