@@ -1,0 +1,30 @@
+"""Lean CPU training (issue 18, part 1): packed rows go one at a time through eval as
+through training, and the train stage reports its own peak memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distill.train.config import TrainConfig
+from distill.train.trainer import _peak_memory_mb, _sft_config, reset_peak_memory
+
+
+def test_packed_rows_go_one_at_a_time_through_train_and_eval_on_the_cpu(tmp_path: Path) -> None:
+    cfg = TrainConfig(packing=True, batch_size=4, gradient_accumulation_steps=2)
+    args = _sft_config(cfg, tmp_path, evaluates=True, cuda=False, bf16=False)
+    assert args.per_device_train_batch_size == 1 and args.gradient_accumulation_steps == 8
+    assert args.per_device_eval_batch_size == 1  # 4 flattened rows cost ~1 GB more
+    unpacked = _sft_config(
+        cfg.model_copy(update={"packing": False}), tmp_path, evaluates=True, cuda=False, bf16=False
+    )
+    assert unpacked.per_device_train_batch_size == 4 and unpacked.per_device_eval_batch_size == 4
+
+
+def test_the_peak_counts_from_the_reset() -> None:
+    block = bytearray(200 * 2**20)  # touched: 200 MB resident
+    block[::4096] = b"x" * len(block[::4096])
+    del block
+    whole = _peak_memory_mb(cuda=False)
+    assert reset_peak_memory()
+    since = _peak_memory_mb(cuda=False, since_reset=True)
+    assert whole - since > 150  # the freed block no longer counts
