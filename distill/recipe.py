@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from distill.config import RetrievalConfig, StrictModel
+from distill.config import PriceConfig, RetrievalConfig, StrictModel
 from distill.curate.config import CurateConfig
 from distill.errors import RecipeError
 from distill.evaluate.config import EvalConfig
@@ -49,6 +49,11 @@ class Recipe(StrictModel):
 
     def stage_config(self, stage: str) -> BaseModel:
         return getattr(self, stage)
+
+    def price_of(self, spec: str) -> PriceConfig | None:
+        """The recipe's price for a judge's `spec`: generate.price when it is the
+        teacher's model, else none (the factory then looks it up in the table)."""
+        return self.generate.price if spec == self.generate.teacher else None
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:

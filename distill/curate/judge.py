@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.config import PriceConfig
 from distill.grounding import numbered
 from distill.prompts import recipe_template
 from distill.recipe import Recipe
+from distill.teachers.factory import make_teacher, price_for
 
 JUDGE_SCHEMA = {
     "type": "object",
@@ -22,11 +22,6 @@ JUDGE_SCHEMA = {
 }
 
 
-def judge_price(recipe: Recipe, spec: str) -> PriceConfig | None:
-    """The recipe's price for a judge: generate.price when it is the teacher's model."""
-    return recipe.generate.price if spec == recipe.generate.teacher else None
-
-
 class SampleJudge:
     """The recipe's judge: one cached call per sample, verdicts validated; `cost_usd` is
     what its calls paid in this run."""
@@ -37,36 +32,33 @@ class SampleJudge:
         self.spec = recipe.curate.judge
         self.template = recipe_template(recipe, recipe.curate.judge_template)
         self.cost_usd = 0.0
-        from distill.teachers.factory import price_for
-
-        self.price_source = price_for(self.spec, judge_price(recipe, self.spec))[1]
+        self.price_source = price_for(self.spec, recipe.price_of(self.spec))[1]
 
     def __call__(self, samples: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
         from distill.teachers.cache import RequestCache
-        from distill.teachers.factory import make_teacher
         from distill.teachers.judge import JsonJudge
 
         cache = RequestCache(self.out / "cache.sqlite")
         teacher = make_teacher(
             self.spec,
             self.recipe.curate.judge_options,
-            price=judge_price(self.recipe, self.spec),
+            price=self.recipe.price_of(self.spec),
             cache=cache,
             salt=self.template.sha,
         )
         judging = JsonJudge(teacher, max_tokens=128)
         prompts = [
             self.template.render(
-                passages=numbered(
-                    [{"text": self.chunk_text.get(c, ""), "heading_path": ""} for c in ids]
-                ),
+                passages=numbered([self._passage(c) for c in s["chunk_ids"]]),
                 question=s["question"],
                 answer=s["answer"],
             )
             for s in samples
-            for ids in [s["chunk_ids"]]
         ]
         verdicts = judging.ask("judging", prompts, JUDGE_SCHEMA)
         cache.close()
         self.cost_usd += teacher.spent_usd
         return [verdict if verdict is not None else str(error) for verdict, error, _ in verdicts]
+
+    def _passage(self, chunk_id: str) -> dict[str, str]:
+        return {"text": self.chunk_text.get(chunk_id, ""), "heading_path": ""}

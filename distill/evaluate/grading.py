@@ -64,7 +64,7 @@ def _judge(
     reuse = same and options == g.teacher_options
     if teacher is not None and reuse and teacher.runs_locally:
         return spec, with_cache(teacher, cache, salt)  # one loaded model, not two
-    price = g.price if same else None  # priced like the teacher, by the same rule
+    price = recipe.price_of(spec)  # priced like curate's judge, by the same rule
     return spec, make_teacher(spec, options, price=price, cache=cache, salt=salt)
 
 

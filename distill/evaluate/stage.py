@@ -139,8 +139,7 @@ def _answer_all(
     """Every system's answers to its items (retrieval systems get the unanswerable ones
     too; the seen set goes to `eval.seen_systems`); the students are freed after."""
     cfg = recipe.eval
-    params: dict[str, Any] = {"max_tokens": cfg.max_new_tokens, "temperature": 0.0}
-    params["stop"] = ANSWER_STOP
+    params = {"max_tokens": cfg.max_new_tokens, "temperature": 0.0, "stop": ANSWER_STOP}
     rows: list[Answer] = []
     for system in systems:
         rag = eval_metrics.uses_retrieval(system.name)
