@@ -18,10 +18,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from distill.evaluate.grading import GRADE_SCHEMA
     from distill.evaluate.systems import hardware
     from distill.models import resolve_gguf
     from distill.prompts import load_template
+    from distill.teachers.judge import GRADE_SCHEMA
     from distill.teachers.llamacpp import LlamaCppModel
 
     tpl = load_template("eval_grade@v2")

@@ -12,6 +12,8 @@ happened to produce, and an empty table still has its columns).
 | Failure | generate/failures.parquet | generate | people (why a request gave nothing) |
 | Answer | eval/answers.parquet | eval | eval's metrics and report |
 | Judgement | eval/judgements.parquet | eval's judge | people (every verdict, raw reply kept) |
+| Candidate | train/candidates.parquet | train (dpo) | people (every sampled answer, graded) |
+| Preference | train/preferences.parquet | train (dpo) | train's DPO pass, publish |
 """
 
 from __future__ import annotations
@@ -157,6 +159,36 @@ class Judgement(JudgementKey):
     raw: str
     judge: str
     cost_usd: float
+
+
+class Candidate(TypedDict):
+    """A student's sampled answer to a training prompt, graded against the chosen one."""
+
+    sample_id: str
+    sample: int  # which of the prompt's samples
+    written_by: str  # "base student" | "sft student"
+    answer: str
+    correctness: int | None
+    reason: str | None
+    error: str | None  # a failed judgement: never a pair
+    outcome: str  # "pair", or why not: not clearly worse, judgement failed, ...
+
+
+class Preference(TypedDict):
+    """A DPO pair: the chosen answer over the student's own, and why the pair exists."""
+
+    pair_id: str
+    sample_id: str
+    task: str
+    doc_ids: list[str]
+    prompt: list[Message]
+    chosen: str
+    rejected: str
+    chosen_by: str  # "teacher" | "reviewer"
+    rejected_by: str  # "base student" | "sft student"
+    rejected_correctness: int
+    judge: str
+    why: str
 
 
 _SCALARS = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}

@@ -333,3 +333,74 @@ def test_the_published_adapter_is_the_one_eval_measured(quickstart: tuple[Path, 
     assert measured == hashlib.sha256(weights).hexdigest()
     card = (run / "publish" / "adapter" / "README.md").read_text()
     assert f"sha256 `{measured}`" in card
+
+
+def test_sft_then_dpo_on_the_runs_own_pairs(quickstart: tuple[Path, str], tmp_path: Path) -> None:
+    """`train.method: sft_then_dpo` on a copy of the run: the SFT student's own sampled
+    answers, graded by the quickstart's judge (Qwen 1.5B), make the pairs; DPO continues
+    from the SFT adapter; the pairs reach the published dataset's `preferences` config."""
+    import shutil
+
+    from datasets import load_dataset
+    from safetensors.torch import load_file
+
+    run, _ = quickstart
+    shutil.copytree(run.parent, tmp_path / "runs")
+    dpo = [
+        "train.method=sft_then_dpo",
+        "train.preferences.samples=2",
+        "train.preferences.max_new_tokens=96",
+        "train.dpo.max_steps=2",
+    ]
+    sets = [a for s in SCALED_DOWN + dpo for a in ("--set", s)]
+    recipe = str(REPO / "recipes" / "quickstart.yaml")
+    cmd = [sys.executable, "-m", "distill"]
+    proc = subprocess.run(
+        [*cmd, "train", recipe, *sets], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = tmp_path / "runs" / "quickstart" / "train"
+    m = read_json(out / "metrics.json")
+    assert m["method"] == "sft_then_dpo" and m["sft"]["steps"] == 3
+    d = m["dpo"]
+    assert d["start"] == "sft adapter" and d["steps"] == 2 and d["first_margin"] == 0.0
+    assert d["judge"] == "local:qwen2.5-coder-1.5b-instruct"
+    train = read_rows(out.parent / "curate" / "train.parquet")
+    cands = read_rows(out / "candidates.parquet")
+    pairs = read_rows(out / "preferences.parquet")
+    assert len(cands) == 2 * len(train) == 2 * d["prompts"]
+    assert d["pairs_built"] == len(pairs) >= 1, d["outcomes"]
+    assert all(c["written_by"] == "sft student" for c in cands)
+    for c in cands:  # every answer graded, or its failure kept: none silently dropped
+        assert c["outcome"] and (c["correctness"] is not None or c["outcome"] != "pair")
+    kept = {(c["sample_id"], c["answer"]) for c in cands if c["outcome"] == "pair"}
+    by_id = {r["sample_id"]: r for r in train}
+    split = read_json(out.parent / "generate" / "split.json")
+    for p in pairs:
+        assert (p["sample_id"], p["rejected"]) in kept and p["rejected_correctness"] <= 2
+        assert p["chosen"] == by_id[p["sample_id"]]["messages"][-1]["content"]
+        assert not set(p["doc_ids"]) & set(split["eval_docs"])  # training prompts only
+        assert "graded" in p["why"]
+    sft = load_file(out / "sft_adapter" / "adapter_model.safetensors")
+    final = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert sft.keys() == final.keys()
+    assert any(not (sft[k] == final[k]).all() for k in sft)  # DPO moved the SFT adapter
+    report = (out / "report.md").read_text()
+    assert "## SFT" in report and "## DPO" in report and "from the sft adapter" in report
+
+    proc = subprocess.run(
+        [*cmd, "publish", recipe, "dataset", "--dry-run", "--accept-unreviewed", *sets],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    folder = tmp_path / "runs" / "quickstart" / "publish" / "dataset"
+    prefs = load_dataset(str(folder), "preferences")["train"]
+    assert prefs.num_rows == len(pairs)
+    assert prefs[0]["chosen"][0]["role"] == "assistant" and prefs[0]["prompt"][-1]["role"] == "user"
+    card = folder / "README.md"
+    meta = yaml.safe_load(card.read_text().split("---")[1])
+    assert "preferences" in [c["config_name"] for c in meta["configs"]]
+    assert "## Preference pairs" in card.read_text()

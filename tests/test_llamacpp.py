@@ -156,11 +156,10 @@ def test_the_offline_qwen_judge_tells_right_from_wrong(tmp_path: Path) -> None:
     (Measured 2026-12-01: the 0.5B gave all six 5/5 with either template and either
     field order, and SmolLM2-135M, the old offline judge, nearly everything 1/5; the
     1.5B gave 5, 3, 5, 1, 5, 1.)"""
-    from distill.evaluate.grading import CORRECTNESS_SCHEMA
     from distill.prompts import load_template
     from distill.teachers.cache import RequestCache
     from distill.teachers.factory import make_teacher
-    from distill.teachers.judge import JsonJudge
+    from distill.teachers.judge import CORRECTNESS_SCHEMA, JsonJudge
 
     tpl = load_template("eval_grade@v2")
     teacher = make_teacher(

@@ -5,8 +5,6 @@ A failed judgement stays a failure, never a pass."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from distill.evaluate import metrics as eval_metrics
@@ -19,35 +17,12 @@ from distill.rows import Answer, JudgementKey
 from distill.teachers.base import Teacher
 from distill.teachers.cache import RequestCache
 from distill.teachers.factory import make_teacher, with_cache
-from distill.teachers.judge import JsonJudge
-
-CORRECTNESS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "correctness": {"type": "integer", "minimum": 1, "maximum": 5},
-        "reason": {"type": "string"},
-    },
-    "required": ["correctness", "reason"],
-}
-
-GRADE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "correctness": {"type": "integer", "minimum": 1, "maximum": 5},
-        "groundedness": {"type": "integer", "minimum": 1, "maximum": 5},
-        "reason": {"type": "string"},
-    },
-    "required": ["correctness", "groundedness", "reason"],
-}
-
-PAIRWISE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
-        "reason": {"type": "string"},
-    },
-    "required": ["winner", "reason"],
-}
+from distill.teachers.judge import (
+    CORRECTNESS_SCHEMA,
+    GRADE_SCHEMA,
+    PAIRWISE_SCHEMA,
+    JsonJudge,
+)
 
 
 def _judge(

@@ -60,7 +60,9 @@ def review_text(folder: RunFolder, unreviewed: list[str], accept_unreviewed: boo
     return text
 
 
-def _data_configs(seen: bool, rejected: bool, corpus: bool) -> list[dict[str, Any]]:
+def _data_configs(
+    seen: bool, rejected: bool, corpus: bool, preferences: bool = False
+) -> list[dict[str, Any]]:
     files = [
         {"split": "train", "path": "data/train-*.parquet"},
         {"split": "eval", "path": "data/eval-*.parquet"},
@@ -68,7 +70,12 @@ def _data_configs(seen: bool, rejected: bool, corpus: bool) -> list[dict[str, An
     if seen:
         files.append({"split": "eval_seen", "path": "data/eval_seen-*.parquet"})
     configs: list[dict[str, Any]] = [{"config_name": "default", "data_files": files}]
-    for wanted, name, path in ((rejected, "rejected", "rejected"), (corpus, "corpus", "corpus")):
+    extra = (
+        (preferences, "preferences", "preferences"),
+        (rejected, "rejected", "rejected"),
+        (corpus, "corpus", "corpus"),
+    )
+    for wanted, name, path in extra:
         if wanted:
             configs.append(
                 {
@@ -90,6 +97,7 @@ def dataset_card(
     review's summary (review_text)."""
     cfg = recipe.publish
     train, held, seen = rows["train"], rows["eval"], rows.get("eval_seen", [])
+    prefs = rows.get("preferences", [])
     meta = {
         "license": cfg.license,
         "language": cfg.language,
@@ -97,7 +105,9 @@ def dataset_card(
         "size_categories": [size_category(len(train) + len(held))],
         "tags": ["synthetic", "distillation", "distill", "rag", "grounded"],
         "pretty_name": repo_id.split("/")[-1],
-        "configs": _data_configs(bool(seen), bool(rows.get("rejected")), cfg.include_corpus),
+        "configs": _data_configs(
+            bool(seen), bool(rows.get("rejected")), cfg.include_corpus, bool(prefs)
+        ),
     }
     stages = folder.manifest.get("stages", {})
     ingest = stages.get("ingest", {}).get("counts", {})
@@ -144,7 +154,15 @@ def dataset_card(
         cost=gen_counts.get("cost_usd", 0.0),
         price=gen_counts.get("price", ""),
         human_reviewed=review_stats(folder).get("mode") == "argilla",
+        n_pairs=len(prefs),
+        pairs_written_by=sorted({p["rejected_by"] for p in prefs}),
+        pairs_judge=sorted({p["judge"] for p in prefs}),
     )
+
+
+def _method_tags(trained: dict[str, Any]) -> list[str]:
+    method = trained.get("method", "sft")
+    return {"sft": ["sft"], "dpo": ["dpo"], "sft_then_dpo": ["sft", "dpo"]}.get(method, [method])
 
 
 def model_card(
@@ -167,7 +185,7 @@ def model_card(
         "license": recipe.publish.license,
         "language": recipe.publish.language,
         "datasets": [dataset_repo],
-        "tags": ["lora", "peft", "trl", "sft", "distillation", "distill"],
+        "tags": ["lora", "peft", "trl", *_method_tags(trained), "distillation", "distill"],
     }
     versions = trained.get("versions", {})
     return render(
@@ -187,6 +205,8 @@ def model_card(
         backend=trained.get("backend", recipe.train.backend),
         device=trained.get("device", "?"),
         t=recipe.train,
+        method=trained.get("method", "sft"),
+        dpo=trained.get("dpo"),
         steps=trained.get("steps", "?"),
         epochs=trained.get("epochs", "?"),
         train_loss=trained.get("train_loss", "?"),

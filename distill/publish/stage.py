@@ -32,6 +32,16 @@ from distill.recipe import Recipe
 from distill.redact import redact, scrub
 from distill.runfolder import RunFolder, RunOptions
 
+PREFERENCE_COLUMNS = (
+    "pair_id",
+    "sample_id",
+    "task",
+    "chosen_by",
+    "rejected_by",
+    "rejected_correctness",
+    "judge",
+    "why",
+)
 DATASET_COLUMNS = (
     "sample_id",
     "messages",
@@ -115,6 +125,17 @@ def _dataset_rows(rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> li
     ]
 
 
+def _preference_row(p: dict[str, Any]) -> dict[str, Any]:
+    """A pair in TRL's conversational preference format, with why it exists: the
+    config loads straight into DPOTrainer."""
+    return {
+        "prompt": [{"role": m["role"], "content": m["content"]} for m in p["prompt"]],
+        "chosen": [{"role": "assistant", "content": p["chosen"]}],
+        "rejected": [{"role": "assistant", "content": p["rejected"]}],
+        **{k: p[k] for k in PREFERENCE_COLUMNS},
+    }
+
+
 def _reviewer_reason(row: dict[str, Any]) -> str:
     issues = ", ".join(row.get("issues") or []) or "rejected"
     notes = row.get("reviewer_notes")
@@ -154,8 +175,16 @@ def write_dataset(
                 {**r, "rejected_by": "reviewer", "reject_reason": _reviewer_reason(r)}
                 for r in read_rows(human)
             ]
+    prefs_path = folder.stage_dir("train") / "preferences.parquet"
+    # Pairs belong to the dataset only if this run's training used them.
+    prefs = read_rows(prefs_path) if prefs_path.exists() and recipe.train.method != "sft" else []
     with atomic_dir(dest) as tmp:
         write_rows(tmp / "data" / "train-00000-of-00001.parquet", _dataset_rows(train))
+        if prefs:
+            write_rows(
+                tmp / "preferences" / "preferences-00000-of-00001.parquet",
+                [_preference_row(p) for p in prefs],
+            )
         write_rows(tmp / "data" / "eval-00000-of-00001.parquet", _dataset_rows(held))
         if seen:
             write_rows(tmp / "data" / "eval_seen-00000-of-00001.parquet", _dataset_rows(seen))
@@ -179,7 +208,13 @@ def write_dataset(
                     recipe,
                     folder,
                     repo_id,
-                    {"train": train, "eval": held, "eval_seen": seen, "rejected": rejected},
+                    {
+                        "train": train,
+                        "eval": held,
+                        "eval_seen": seen,
+                        "rejected": rejected,
+                        "preferences": prefs,
+                    },
                     _review_text(recipe, folder, options),
                 )
             ),
@@ -191,6 +226,7 @@ def write_dataset(
         "eval": len(held),
         "eval_seen": len(seen),
         "rejected": len(rejected),
+        "preferences": len(prefs),
     }
 
 

@@ -16,6 +16,35 @@ from distill.ui import progress
 JUDGE_BATCH = 8  # prompts per call for judges that answer a batch at a time (local)
 Verdict = tuple[dict[str, Any] | None, str | None, float]  # verdict, error, cost
 
+# The graders' verdicts (eval's grade and head-to-head, train's preference pairs).
+CORRECTNESS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "correctness": {"type": "integer", "minimum": 1, "maximum": 5},
+        "reason": {"type": "string"},
+    },
+    "required": ["correctness", "reason"],
+}
+
+GRADE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "correctness": {"type": "integer", "minimum": 1, "maximum": 5},
+        "groundedness": {"type": "integer", "minimum": 1, "maximum": 5},
+        "reason": {"type": "string"},
+    },
+    "required": ["correctness", "groundedness", "reason"],
+}
+
+PAIRWISE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
+        "reason": {"type": "string"},
+    },
+    "required": ["winner", "reason"],
+}
+
 
 class JsonJudge:
     """A judge: cached calls, each reply validated against its JSON schema."""

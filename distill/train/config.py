@@ -2,14 +2,74 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from distill.config import DEFAULT_STUDENT, StrictModel
 
 
+class PreferencesConfig(StrictModel):
+    """How preference pairs are built for DPO: the student answers each training prompt,
+    the judge grades each answer against the teacher's (or the reviewer's) answer, and a
+    pair is kept only where the student's answer is clearly worse."""
+
+    judge: str | None = Field(
+        None,
+        description="Who grades the student's answers; null: eval.judge, else generate.teacher.",
+    )
+    judge_options: dict[str, Any] | None = Field(
+        None, description="The judge backend's settings; null: those eval's judge uses."
+    )
+    samples: int = Field(2, ge=1, le=8, description="Student answers sampled per training prompt.")
+    temperature: float = Field(
+        0.8, gt=0, le=2, description="Sampling temperature of the student's answers."
+    )
+    max_new_tokens: int = Field(200, ge=8, description="Longest student answer sampled.")
+    max_rejected_correctness: int = Field(
+        2,
+        ge=1,
+        le=4,
+        description="A student answer graded at most this (correctness 1-5 against the "
+        "chosen answer) is 'clearly worse' and becomes the pair's rejected answer.",
+    )
+    grade_template: str = Field(
+        "eval_grade@v2", description="The judge's rubric (the one eval grades with)."
+    )
+
+
+class DpoConfig(StrictModel):
+    """TRL's DPOTrainer over the pairs, with the same LoRA settings as SFT."""
+
+    beta: float = Field(
+        0.1,
+        gt=0,
+        description="DPO's beta: how far the policy may leave the "
+        "reference (the model before DPO).",
+    )
+    loss_type: Literal["sigmoid", "ipo", "hinge", "sigmoid_norm", "apo_zero"] = Field(
+        "sigmoid", description="TRL's DPO loss (sigmoid: the DPO paper's)."
+    )
+    sft_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of an SFT loss on the chosen answers added to DPO's (RPO); 0: none.",
+    )
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of the DPO pass.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the pairs.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many DPO optimizer steps (overrides epochs)."
+    )
+
+
 class TrainConfig(StrictModel):
+    method: Literal["sft", "dpo", "sft_then_dpo"] = Field(
+        "sft",
+        description="'sft': supervised fine-tuning on the teacher's answers; 'dpo': DPO from "
+        "the base student on pairs of (teacher's answer, the base student's clearly worse "
+        "one); 'sft_then_dpo': SFT, then DPO from the SFT adapter on pairs whose rejected "
+        "answers the SFT student wrote.",
+    )
     backend: Literal["auto", "trl", "unsloth"] = Field(
         "auto",
         description="'unsloth' (CUDA GPU, the `gpu` extra), 'trl' (TRL + PEFT, CPU or GPU), or "
@@ -63,3 +123,10 @@ class TrainConfig(StrictModel):
         "has it (about 1.5x faster on such CPUs).",
     )
     seed: int = Field(0, description="Training seed.")
+    preferences: PreferencesConfig = Field(
+        default_factory=lambda: PreferencesConfig(),
+        description="Preference pairs for DPO (method dpo or sft_then_dpo).",
+    )
+    dpo: DpoConfig = Field(
+        default_factory=lambda: DpoConfig(), description="The DPO pass's settings."
+    )

@@ -99,3 +99,39 @@ def encode(
 
 def encode_rows(tok: Any, rows: list[dict[str, Any]], stops: set[int]) -> list[dict[str, Any]]:
     return [encode(tok, r["messages"], stops, r.get("sample_id", "?")) for r in rows]
+
+
+def _final_answer(enc: dict[str, list[int]]) -> tuple[int, int]:
+    """[start, end) of the last assistant turn's trained tokens (its answer and EOS)."""
+    mask = enc["assistant_masks"]
+    end = max(k for k, m in enumerate(mask) if m) + 1
+    start = end
+    while start > 0 and mask[start - 1]:
+        start -= 1
+    return start, end
+
+
+def encode_pair(
+    tok: Any,
+    prompt: list[dict[str, str]],
+    chosen: str,
+    rejected: str,
+    stops: set[int],
+    pair_id: str = "?",
+) -> dict[str, list[int]]:
+    """{"prompt_ids", "chosen_ids", "rejected_ids"} for TRL's DPOTrainer, by SFT's rules:
+    each answer is the tokens SFT would train on for it (its text and the EOS that ends
+    the turn), the prompt everything before it, as inference renders it."""
+    out: dict[str, list[int]] = {}
+    prompts = []
+    for name, answer in (("chosen", chosen), ("rejected", rejected)):
+        enc = encode(tok, [*prompt, {"role": "assistant", "content": answer}], stops, pair_id)
+        start, end = _final_answer(enc)
+        prompts.append(enc["input_ids"][:start])
+        out[f"{name}_ids"] = enc["input_ids"][start:end]
+    if prompts[0] != prompts[1]:
+        raise InputError(
+            f"pair {pair_id}: the student's tokenizer renders the prompt differently before "
+            "the chosen and the rejected answer"
+        )
+    return {"prompt_ids": prompts[0], **out}

@@ -1,55 +1,150 @@
-"""Train: a LoRA adapter on the student with TRL's SFTTrainer.
+"""Train: a LoRA adapter on the student with TRL: SFT, DPO, or SFT then DPO.
 
 One training config, two loaders. `trl` loads the student with transformers and
 wraps it with PEFT LoRA (CPU or GPU); `unsloth` loads and wraps it with Unsloth's
 FastLanguageModel (CUDA GPU, the `gpu` extra); `auto` picks Unsloth when it can run.
-Either way the same SFTTrainer runs with the same arguments, so the CPU path
+Either way the same TRL trainers run with the same arguments, so the CPU path
 exercises nearly all of the GPU path.
 
-Examples are token ids with an assistant mask built from the student's own chat
-template (distill/train/data.py): the loss covers the answers and their EOS only.
-The eval split's loss is logged every `eval_steps`; a checkpoint is written every
-`save_steps` to train/checkpoints/, and `distill train --resume` continues a killed
-run from the last one (the checkpoints are removed once the adapter is saved).
+`train.method`:
+- `sft`: SFTTrainer on the curated samples. Examples are token ids with an assistant
+  mask built from the student's own chat template (distill/train/data.py): the loss
+  covers the answers and their EOS only. The eval split's loss is logged every
+  `eval_steps`.
+- `dpo`: the base student answers each training prompt; pairs of (the chosen answer,
+  the student's clearly worse one) are built (distill/train/preferences.py) and
+  DPOTrainer trains a fresh LoRA on them against the base student.
+- `sft_then_dpo`: SFT as above (its adapter kept in train/sft_adapter), then the SFT
+  student's own answers make the pairs and DPO continues from its adapter against it.
+
+A checkpoint is written every `save_steps` to train/checkpoints/ (dpo_checkpoints/),
+and `distill train --resume` continues a killed run from the last one (the
+checkpoints are removed once the adapter is saved).
 
 Outputs in `train/`: adapter/ (adapter_model.safetensors, adapter_config.json,
-tokenizer), log.json (the trainer's log history), metrics.json, loss.png, report.md.
+tokenizer), log.json (the trainer's log history), metrics.json, loss.png, report.md;
+with DPO also sft_adapter/, candidates.parquet (every sampled answer, graded),
+preferences.parquet and preferences.trl.jsonl (TRL's prompt/chosen/rejected format),
+dpo_log.json.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
+from distill import rows as rowtypes
 from distill.errors import InputError
 from distill.gate import training_rows
 from distill.io import read_rows, save_figure, write_json, write_text
 from distill.recipe import Recipe
+from distill.rows import Candidate, Preference
 from distill.runfolder import RunFolder, RunOptions
 from distill.train.config import TrainConfig
-from distill.train.trainer import train_adapter
+from distill.train.trainer import _peak_memory_mb, reset_peak_memory, train_adapter
+
+SUMMARY = ("backend", "examples", "steps", "train_loss", "eval_loss", "tokens_per_second")
 
 
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     rows = training_rows(folder)
     if not rows:
         raise InputError("train: no samples left after curation and review")
-    eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+    cfg = recipe.train
     out = folder.stage_dir("train")
-    metrics = train_adapter(
-        recipe.train,
-        rows,
-        out,
-        eval_rows=eval_rows,
-        resume=options.resume,
-    )
-    history = metrics.pop("log_history")
-    write_json(out / "log.json", history)
+    metrics: dict[str, Any] = {"method": cfg.method}
+    resume_dpo = options.resume and _has_checkpoint(out / "dpo_checkpoints")
+    if cfg.method in ("sft", "sft_then_dpo") and not resume_dpo:
+        eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+        sft = train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=options.resume)
+        history = sft.pop("log_history")
+        write_json(out / "log.json", history)
+        _loss_plot(history, out / "loss.png")
+        metrics.update(sft)
+        if cfg.method == "sft_then_dpo":
+            shutil.rmtree(out / "sft_adapter", ignore_errors=True)
+            (out / "adapter").rename(out / "sft_adapter")
+    elif resume_dpo and cfg.method == "sft_then_dpo":
+        metrics.update(json.loads((out / "metrics.json").read_text()).get("sft", {}))
+    if cfg.method != "sft":
+        start = out / "sft_adapter" if cfg.method == "sft_then_dpo" else None
+        dpo = _dpo(recipe, rows, out, start, resume_dpo)
+        if cfg.method == "dpo":
+            metrics.update(dpo, examples=len(rows), eval_loss=None, eval_examples=0)
+        else:
+            metrics["sft"] = {k: v for k, v in metrics.items() if k != "method"}
+        metrics["dpo"] = dpo
+        metrics["peak_memory_mb"] = max(
+            metrics.get("peak_memory_mb", 0), dpo["peak_memory_mb"], dpo["pairs_peak_memory_mb"]
+        )
     write_json(out / "metrics.json", metrics)
-    _loss_plot(history, out / "loss.png")
-    write_text(out / "report.md", _report(recipe.train, metrics, history))
-    keys = ("backend", "examples", "steps", "train_loss", "eval_loss", "tokens_per_second")
-    return {k: metrics[k] for k in (*keys, "peak_memory_mb")}
+    write_text(out / "report.md", _report(cfg, metrics, out))
+    summary = {k: metrics.get(k) for k in (*SUMMARY, "peak_memory_mb")}
+    if "dpo" in metrics:
+        d = metrics["dpo"]
+        summary.update(pairs=d["pairs"], dpo_steps=d["steps"], dpo_margin=d["last_margin"])
+    return summary
+
+
+def _has_checkpoint(path: Path) -> bool:
+    return path.is_dir() and any(p.name.startswith("checkpoint-") for p in path.iterdir())
+
+
+def _dpo(
+    recipe: Recipe, rows: list[dict[str, Any]], out: Path, start: Path | None, resume: bool
+) -> dict[str, Any]:
+    """Build the pairs (or, resuming, reuse them) and run the DPO pass."""
+    from distill.train.dpo import train_dpo
+
+    cfg = recipe.train
+    pairs_path = out / "preferences.parquet"
+    if resume and pairs_path.exists():
+        pairs = rowtypes.read(pairs_path, Preference)
+        stats = json.loads((out / "preferences.json").read_text())
+    else:
+        pairs, stats = _build_pairs(recipe, rows, out, start)
+    dpo = train_dpo(cfg, pairs, out, start_adapter=start, resume=resume)
+    history = dpo.pop("log_history")
+    write_json(out / "dpo_log.json", history)
+    _dpo_plot(history, out / "dpo.png")
+    return {**stats, **dpo, "pairs_built": stats["pairs"], "pairs": dpo["pairs"]}
+
+
+def _build_pairs(
+    recipe: Recipe, rows: list[dict[str, Any]], out: Path, start: Path | None
+) -> tuple[list[Preference], dict[str, Any]]:
+    from distill.models import load_causal_lm
+    from distill.train import preferences
+
+    own = reset_peak_memory()
+    model, tok = load_causal_lm(recipe.train.student, recipe.train.precision)
+    if start is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(start))
+    written_by = "sft student" if start is not None else "base student"
+    pairs, cands, stats = preferences.build(recipe, rows, model, tok, written_by, out)
+    del model
+    stats["pairs_peak_memory_mb"] = _peak_memory_mb(False, own)
+    rowtypes.write(out / "candidates.parquet", cands, Candidate)
+    rowtypes.write(out / "preferences.parquet", pairs, Preference)
+    write_text(out / "preferences.trl.jsonl", "".join(trl_line(p) + "\n" for p in pairs))
+    write_json(out / "preferences.json", stats)
+    return pairs, stats
+
+
+def trl_line(p: Preference) -> str:
+    """A pair in TRL's conversational preference format (prompt / chosen / rejected)."""
+    return json.dumps(
+        {
+            "prompt": [{"role": m["role"], "content": m["content"]} for m in p["prompt"]],
+            "chosen": [{"role": "assistant", "content": p["chosen"]}],
+            "rejected": [{"role": "assistant", "content": p["rejected"]}],
+        },
+        ensure_ascii=False,
+    )
 
 
 def _loss_plot(history: list[dict[str, Any]], path: Path) -> None:
@@ -74,11 +169,48 @@ def _loss_plot(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _report(cfg: TrainConfig, m: dict[str, Any], history: list[dict[str, Any]]) -> str:
-    losses = [h["loss"] for h in history if "loss" in h]
-    first, last = (losses[0], losses[-1]) if losses else (float("nan"), float("nan"))
+def _dpo_plot(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h for h in history if "rewards/margins" in h]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if steps:
+        x = [h["step"] for h in steps]
+        ax.plot(x, [h["loss"] for h in steps], label="DPO loss", marker=".")
+        ax.plot(x, [h["rewards/margins"] for h in steps], label="reward margin", marker=".")
+    ax.set_xlabel("optimizer step")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def _report(cfg: TrainConfig, m: dict[str, Any], out: Path) -> str:
+    parts = [f"# Training report\n\n- method: `{m['method']}`, student `{cfg.student}`\n"]
+    if m["method"] != "dpo":
+        sft = m.get("sft", m)
+        history = json.loads((out / "log.json").read_text())
+        parts.append("\n## SFT\n\n" + _sft_report(sft, history) + "\n![loss](loss.png)\n")
+    if "dpo" in m:
+        parts.append("\n## DPO\n\n" + _dpo_report(m["dpo"]) + "\n![DPO](dpo.png)\n")
     rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.model_dump().items())
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    parts.append(f"\n- versions: {versions}\n\n| setting | value |\n| --- | --- |\n{rows}\n")
+    return "".join(parts)
+
+
+def _memory(m: dict[str, Any]) -> str:
+    where = "GPU allocated" if m["device"] != "cpu" else "process RSS"
+    return f"- peak memory: {m['peak_memory_mb']} MB ({where})\n"
+
+
+def _sft_report(m: dict[str, Any], history: list[dict[str, Any]]) -> str:
+    losses = [h["loss"] for h in history if "loss" in h]
+    first, last = (losses[0], losses[-1]) if losses else (float("nan"), float("nan"))
     resumed = f" (resumed at step {m['resumed_from_step']})" if m.get("resumed_from_step") else ""
     eval_line = (
         f"- eval-split loss (last): {m['eval_loss']} on {m['eval_examples']} examples\n"
@@ -86,17 +218,27 @@ def _report(cfg: TrainConfig, m: dict[str, Any], history: list[dict[str, Any]]) 
         else "- no eval split\n"
     )
     return (
-        "# Training report\n\n"
-        f"- student: `{cfg.student}`, backend `{m['backend']}` on {m['device']} "
-        f"({m['precision']})\n"
+        f"- backend `{m['backend']}` on {m['device']} ({m['precision']})\n"
         f"- {m['examples']} examples, {m['steps']} steps{resumed}, {m['epochs']} epochs in "
         f"{m['seconds']} s wall time ({m['tokens_per_second']} tokens/s)\n"
         f"- loss: first step {first:.3f}, last step {last:.3f}, mean {m['train_loss']}\n"
         + eval_line
-        + f"- peak memory: {m['peak_memory_mb']} MB "
-        f"({'GPU allocated' if m['device'] != 'cpu' else 'process RSS'})\n"
-        f"- adapter: {m['adapter_bytes'] / 2**20:.1f} MB\n"
-        f"- versions: {versions}\n\n"
-        "![loss](loss.png)\n\n"
-        "| setting | value |\n| --- | --- |\n" + rows + "\n"
+        + _memory(m)
+        + f"- adapter: {m['adapter_bytes'] / 2**20:.1f} MB\n"
+    )
+
+
+def _dpo_report(d: dict[str, Any]) -> str:
+    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(d["outcomes"].items(), key=lambda x: -x[1]))
+    return (
+        f"- pairs: {d['pairs_built']} from {d['prompts']} training prompts; the student's "
+        f"{d['answers']} sampled answers, graded by `{d['judge']}` "
+        f"({d['judge_failures']} failed judgements, ${d['judge_cost_usd']}): {outcomes}\n"
+        f"- from the {d['start']}, backend `{d['backend']}` on {d['device']} "
+        f"({d['precision']}): {d['pairs']} pairs, {d['steps']} steps, {d['epochs']} epochs, "
+        f"beta {d['beta']}, in {d['seconds']} s ({d['tokens_per_second']} tokens/s)\n"
+        f"- loss mean {d['train_loss']}; reward margin first step {d['first_margin']}, last "
+        f"{d['last_margin']}; last step's preference accuracy {d['last_accuracy']}\n"
+        f"- peak memory: building pairs {d['pairs_peak_memory_mb']} MB, DPO "
+        f"{d['peak_memory_mb']} MB\n"
     )

@@ -31,7 +31,7 @@ from distill.train.data import encode_rows, stop_ids
 from distill.ui import console
 
 
-def _progress_callback() -> Any:
+def progress_callback() -> Any:
     from transformers import TrainerCallback
 
     from distill.ui import progress
@@ -103,17 +103,22 @@ def _peak_memory_mb(cuda: bool, since_reset: bool = False) -> float:
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
-def train_adapter(
-    cfg: TrainConfig,
-    rows: list[dict[str, Any]],
-    out: Path,
-    *,
-    eval_rows: list[dict[str, Any]] | None = None,
-    resume: bool = False,
-    callbacks: list[Any] | None = None,
-) -> dict[str, Any]:
-    """Train a LoRA adapter on `rows` and save it to out/adapter (atomically); return
-    metrics. Checkpoints go to out/checkpoints; `resume` continues from the last one."""
+@dataclasses.dataclass
+class Student:
+    """The student loaded for a training pass, and what the pass reports of it."""
+
+    backend: str
+    ref: str  # the recipe's train.student
+    resolved: Any  # models.ResolvedModel
+    model: Any
+    tok: Any
+    peft_config: Any  # None: `model` is already wrapped (Unsloth, or a loaded adapter)
+    own_peak: bool
+
+
+def load_student(cfg: TrainConfig, start_adapter: Path | None = None) -> Student:
+    """The student with a LoRA to train: fresh, or `start_adapter`'s weights (the SFT
+    adapter a DPO pass continues from) loaded into one with the same settings."""
     backend = choose_backend(cfg)
     own_peak = reset_peak_memory()
     if not _cuda() and metadata.version("trl").startswith("1.15."):
@@ -133,10 +138,96 @@ def train_adapter(
     else:
         model, tok = _load_trl(cfg)
         peft_config = _lora_config(cfg)
+    if start_adapter is not None:
+        model = _with_adapter(model, peft_config, start_adapter)
+        peft_config = None
+    return Student(backend, cfg.student, resolved, model, tok, peft_config, own_peak)
+
+
+def _with_adapter(model: Any, peft_config: Any, adapter: Path) -> Any:
+    """`model` wrapped (if it is not yet) with a trainable LoRA holding `adapter`'s weights."""
+    from peft import get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    if peft_config is not None:
+        model = get_peft_model(model, peft_config)
+    state = load_file(str(adapter / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, state)
+    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
+    if missing:
+        raise UserError(
+            f"the adapter in {adapter} does not fit train's LoRA settings "
+            f"({len(missing)} weights unused, e.g. {missing[0]}); train it again"
+        )
+    return model
+
+
+def run_pass(
+    trainer: Any,
+    student: Student,
+    out: Path,
+    checkpoints: Path,
+    last: str | None,
+    resume: bool,
+) -> tuple[Any, float, int | None]:
+    """Train, save the adapter to out/adapter atomically, remove the checkpoints; return
+    (the train result, seconds, the step resumed from or None)."""
+    from transformers import PrinterCallback
+
+    # Our progress bar replaces the trainer's printed log dicts.
+    trainer.remove_callback(PrinterCallback)
+    if _cuda():
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    start_step = int(Path(last).name.rsplit("-", 1)[1]) if resume and last is not None else 0
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last if resume else None)
+    seconds = time.perf_counter() - t0
+    with atomic_dir(out / "adapter") as tmp:
+        trained: Any = trainer.model
+        # Only the trained adapter: a DPO pass also holds a frozen "ref" copy of it.
+        trained.save_pretrained(tmp, selected_adapters=["default"])
+        student.tok.save_pretrained(tmp)
+        _portable_adapter_config(
+            tmp / "adapter_config.json", student.resolved.hub_id or student.ref
+        )
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return result, seconds, (start_step if resume else None)
+
+
+def pass_metrics(student: Student, out: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """What every pass reports beside its own figures: memory, adapter, device, versions."""
+    import torch
+
+    cuda = _cuda()
+    bf16 = inference_dtype(cfg.precision) == torch.bfloat16
+    return {
+        "peak_memory_mb": _peak_memory_mb(cuda, student.own_peak),
+        "adapter_bytes": (out / "adapter" / "adapter_model.safetensors").stat().st_size,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "precision": ("4-bit NF4 + " if cfg.load_in_4bit else "")
+        + ("bfloat16 mixed" if bf16 else "float32"),
+        "versions": _versions(),
+    }
+
+
+def train_adapter(
+    cfg: TrainConfig,
+    rows: list[dict[str, Any]],
+    out: Path,
+    *,
+    eval_rows: list[dict[str, Any]] | None = None,
+    resume: bool = False,
+    callbacks: list[Any] | None = None,
+) -> dict[str, Any]:
+    """Train a LoRA adapter on `rows` and save it to out/adapter (atomically); return
+    metrics. Checkpoints go to out/checkpoints; `resume` continues from the last one."""
+    student = load_student(cfg)
+    model, tok = student.model, student.tok
 
     import torch
     from datasets import Dataset, disable_progress_bars
-    from transformers import PrinterCallback
     from trl import SFTTrainer
 
     disable_progress_bars()
@@ -146,7 +237,14 @@ def train_adapter(
     cuda = _cuda()
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16
     checkpoints = out / "checkpoints"
-    last = _checkpoints(cfg, rows, eval_rows, checkpoints, resume)
+    # Checkpoints belong to these settings *and* this data: resuming over other training
+    # rows would finish a run that matches neither.
+    settings = {
+        "config": cfg.model_dump(mode="json"),
+        "train": [r.get("messages") for r in rows],
+        "eval": [r.get("messages") for r in eval_rows or []],
+    }
+    last = checkpoints_to_resume(settings, checkpoints, resume)
     args = _sft_config(cfg, checkpoints, eval_ds is not None, cuda, bf16)
     trainer = SFTTrainer(
         model=model,
@@ -154,60 +252,26 @@ def train_adapter(
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tok,
-        peft_config=peft_config,
-        callbacks=[_progress_callback(), *(callbacks or [])],
+        peft_config=student.peft_config,
+        callbacks=[progress_callback(), *(callbacks or [])],
     )
-    # Our progress bar replaces the trainer's printed log dicts.
-    trainer.remove_callback(PrinterCallback)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    start_step = 0
-    if resume and last is not None:
-        start_step = int(Path(last).name.rsplit("-", 1)[1])
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last if resume else None)
-    seconds = time.perf_counter() - t0
-    with atomic_dir(out / "adapter") as tmp:
-        trained: Any = trainer.model
-        trained.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        _portable_adapter_config(tmp / "adapter_config.json", resolved.hub_id or cfg.student)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    metrics = _metrics(trainer, result, seconds, start_step if resume else None)
+    result, seconds, resumed = run_pass(trainer, student, out, checkpoints, last, resume)
     return {
-        "backend": backend,
+        "backend": student.backend,
         "examples": len(rows),
         "eval_examples": len(eval_rows or []),
-        **metrics,
-        "peak_memory_mb": _peak_memory_mb(cuda, own_peak),
-        "adapter_bytes": (out / "adapter" / "adapter_model.safetensors").stat().st_size,
-        "device": torch.cuda.get_device_name() if cuda else "cpu",
-        "precision": ("4-bit NF4 + " if cfg.load_in_4bit else "")
-        + ("bfloat16 mixed" if bf16 else "float32"),
-        "versions": _versions(),
+        **_metrics(trainer, result, seconds, resumed),
+        **pass_metrics(student, out, cfg),
         "log_history": trainer.state.log_history,
     }
 
 
-def _checkpoints(
-    cfg: TrainConfig,
-    rows: list[dict[str, Any]],
-    eval_rows: list[dict[str, Any]] | None,
-    checkpoints: Path,
-    resume: bool,
-) -> str | None:
-    """The checkpoint to resume from (None: start over, the folder emptied and stamped)."""
+def checkpoints_to_resume(settings: Any, checkpoints: Path, resume: bool) -> str | None:
+    """The checkpoint to resume from (None: start over, the folder emptied and stamped
+    with `settings`, the JSON of what the checkpoints belong to)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    # Checkpoints belong to these settings *and* this data: resuming over other training
-    # rows would finish a run that matches neither.
-    settings = hash_json(
-        {
-            "config": cfg.model_dump(mode="json"),
-            "train": [r.get("messages") for r in rows],
-            "eval": [r.get("messages") for r in eval_rows or []],
-        }
-    )
+    settings = hash_json(settings)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume:
         if last is None:
@@ -234,13 +298,36 @@ def _checkpoints(
     return last if resume else None
 
 
+def common_args(
+    cfg: TrainConfig, config_cls: Any, checkpoints: Path, cuda: bool, bf16: bool
+) -> dict[str, Any]:
+    """The training arguments every pass (SFT, DPO) takes from the recipe alike."""
+    return {
+        "output_dir": str(checkpoints),
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup_ratio,
+        "max_length": cfg.max_seq_length,
+        "seed": cfg.seed,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": 2,
+        "report_to": [],
+        "disable_tqdm": True,
+        "use_cpu": not cuda,
+        "bf16": bf16,
+        # transformers renamed gradient_checkpointing (5.2x); TRL still sets the old name.
+        _checkpointing_arg(config_cls): cfg.gradient_checkpointing,
+        "dataloader_num_workers": 0,
+    }
+
+
 def _sft_config(
     cfg: TrainConfig, checkpoints: Path, evaluates: bool, cuda: bool, bf16: bool
 ) -> Any:
     """TRL's SFTConfig for the recipe's train section."""
     from trl import SFTConfig
 
-    checkpointing: dict[str, Any] = {_checkpointing_arg(SFTConfig): cfg.gradient_checkpointing}
     # TRL flattens a packed batch into one sequence. Without FlashAttention (the CPU)
     # that means a dense batch x batch attention mask, so on the CPU each packed row
     # goes alone and the batch is made up by accumulation: same rows per update.
@@ -250,32 +337,17 @@ def _sft_config(
         batch, accumulate = 1, cfg.batch_size * cfg.gradient_accumulation_steps
         eval_batch = 1
     return SFTConfig(
-        output_dir=str(checkpoints),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
         learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
         per_device_train_batch_size=batch,
         per_device_eval_batch_size=eval_batch,
         gradient_accumulation_steps=accumulate,
-        max_length=cfg.max_seq_length,
         packing=cfg.packing,
         packing_strategy="bfd",
-        seed=cfg.seed,
-        logging_steps=1,
         eval_strategy="steps" if evaluates else "no",
         eval_steps=cfg.eval_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        report_to=[],
-        disable_tqdm=True,
-        use_cpu=not cuda,
-        bf16=bf16,
-        # transformers renamed gradient_checkpointing (5.2x); TRL still sets the old name.
-        **checkpointing,
-        dataloader_num_workers=0,
+        **common_args(cfg, SFTConfig, checkpoints, cuda, bf16),
     )
 
 

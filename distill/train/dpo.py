@@ -1,0 +1,159 @@
+"""The DPO pass: TRL's DPOTrainer on the run's preference pairs, with SFT's LoRA
+settings, chat template and masking rules.
+
+The pairs are tokenized here by distill/train/data.py's rules (each answer is what SFT
+would train on for it: its text and the EOS that closes the turn), so TRL's own
+tokenization is skipped. The reference model is the policy before DPO: the base
+student (its LoRA disabled) for `method: dpo`, a frozen copy of the SFT adapter for
+`sft_then_dpo` (TRL adds it as a second adapter). Checkpoints go to
+train/dpo_checkpoints; the adapter to train/adapter.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from distill.errors import InputError
+from distill.models import inference_dtype
+from distill.rows import Preference
+from distill.train.backends import _cuda
+from distill.train.config import TrainConfig
+from distill.train.data import encode_pair, stop_ids
+from distill.train.trainer import (
+    checkpoints_to_resume,
+    common_args,
+    load_student,
+    pass_metrics,
+    progress_callback,
+    run_pass,
+)
+
+
+def _trainer_class() -> Any:
+    from trl import DPOTrainer
+
+    class PretokenizedDPOTrainer(DPOTrainer):
+        """DPOTrainer over rows already holding prompt_ids / chosen_ids / rejected_ids."""
+
+        def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
+            return dataset
+
+    return PretokenizedDPOTrainer
+
+
+def encode_pairs(
+    tok: Any, pairs: list[Preference], stops: set[int], max_length: int
+) -> list[dict[str, list[int]]]:
+    """The pairs as token ids; a pair whose prompt alone fills max_length (nothing of its
+    answers would be left to train on) is left out."""
+    out = []
+    for p in pairs:
+        enc = encode_pair(tok, p["prompt"], p["chosen"], p["rejected"], stops, p["pair_id"])
+        if len(enc["prompt_ids"]) < max_length:
+            out.append(enc)
+    return out
+
+
+def dpo_args(cfg: TrainConfig, checkpoints: Path, cuda: bool, bf16: bool) -> Any:
+    from trl import DPOConfig
+
+    d = cfg.dpo
+    losses: list[str] = [d.loss_type]
+    weights = [1.0]
+    if d.sft_weight > 0:
+        losses, weights = [d.loss_type, "sft"], [1.0, d.sft_weight]
+    return DPOConfig(
+        num_train_epochs=d.epochs,
+        max_steps=d.max_steps or -1,
+        learning_rate=d.learning_rate,
+        beta=d.beta,
+        loss_type=losses,
+        loss_weights=weights,
+        # One pair a device step on the CPU (two padded sequences), the batch made up by
+        # accumulation, as SFT's packed rows are.
+        per_device_train_batch_size=cfg.batch_size if cuda else 1,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps
+        * (1 if cuda else cfg.batch_size),
+        eval_strategy="no",
+        **common_args(cfg, DPOConfig, checkpoints, cuda, bf16),
+    )
+
+
+def train_dpo(
+    cfg: TrainConfig,
+    pairs: list[Preference],
+    out: Path,
+    *,
+    start_adapter: Path | None = None,
+    resume: bool = False,
+    callbacks: list[Any] | None = None,
+) -> dict[str, Any]:
+    """DPO on `pairs` from the base student or `start_adapter`; the adapter is saved to
+    out/adapter (atomically). Returns the pass's metrics."""
+    if not pairs:
+        raise InputError(
+            "train: no preference pairs (no student answer was clearly worse than the "
+            "chosen one); see train/candidates.parquet, or use train.method: sft"
+        )
+    student = load_student(cfg, start_adapter)
+    import torch
+
+    # TRL reads the model's old checkpointing flag, which transformers 5 deprecates.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+    from datasets import Dataset, disable_progress_bars
+
+    disable_progress_bars()
+    encoded = encode_pairs(
+        student.tok, pairs, stop_ids(student.tok, student.model), cfg.max_seq_length
+    )
+    if not encoded:
+        raise InputError(
+            f"train: every preference pair's prompt fills train.max_seq_length "
+            f"({cfg.max_seq_length} tokens); raise it"
+        )
+    cuda = _cuda()
+    bf16 = inference_dtype(cfg.precision) == torch.bfloat16
+    checkpoints = out / "dpo_checkpoints"
+    settings = {
+        "config": cfg.model_dump(mode="json"),
+        "start": str(start_adapter),
+        "pairs": [[p["prompt"], p["chosen"], p["rejected"]] for p in pairs],
+    }
+    last = checkpoints_to_resume(settings, checkpoints, resume)
+    trainer = _trainer_class()(
+        model=student.model,
+        ref_model=None,
+        args=dpo_args(cfg, checkpoints, cuda, bf16),
+        train_dataset=Dataset.from_list(encoded),
+        processing_class=student.tok,
+        peft_config=student.peft_config,
+        callbacks=[progress_callback(), *(callbacks or [])],
+    )
+    result, seconds, resumed = run_pass(trainer, student, out, checkpoints, last, resume)
+    history = trainer.state.log_history
+    steps = [h for h in history if "rewards/margins" in h]
+    tokens = sum(
+        2 * len(e["prompt_ids"]) + len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in encoded
+    )
+    epochs = float(trainer.state.epoch or 0)
+    share = (trainer.state.global_step - (resumed or 0)) / max(trainer.state.global_step, 1)
+    return {
+        "backend": student.backend,
+        "start": "sft adapter" if start_adapter else "base student",
+        "pairs": len(encoded),
+        "pairs_left_out": len(pairs) - len(encoded),
+        "steps": trainer.state.global_step,
+        "resumed_from_step": resumed,
+        "epochs": round(epochs, 2),
+        "beta": cfg.dpo.beta,
+        "train_loss": round(float(result.training_loss), 4),
+        "first_margin": round(float(steps[0]["rewards/margins"]), 4) if steps else None,
+        "last_margin": round(float(steps[-1]["rewards/margins"]), 4) if steps else None,
+        "last_accuracy": round(float(steps[-1]["rewards/accuracies"]), 4) if steps else None,
+        "seconds": round(seconds, 1),
+        "tokens_per_second": round(tokens * epochs * share / seconds, 1),
+        **pass_metrics(student, out, cfg),
+        "log_history": history,
+    }

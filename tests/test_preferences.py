@@ -1,0 +1,126 @@
+"""Preference pairs from scripted judgements: a pair only where the judge graded the
+student's answer clearly worse, the worst answer of a prompt kept, a failed judgement
+never a pair, and every sampled answer's outcome and every pair's reason recorded."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from distill.prompts import load_template
+from distill.teachers import Message
+from distill.teachers.fake import FakeTeacher
+from distill.teachers.judge import JsonJudge
+from distill.train import preferences
+from distill.train.stage import trl_line
+
+
+def row(sid: str, question: str, answer: str, edited: bool = False) -> dict[str, Any]:
+    return {
+        "sample_id": sid,
+        "task": "qa",
+        "doc_ids": ["d1"],
+        "question": question,
+        "human_edited": edited,
+        "messages": [
+            {"role": "system", "content": "Answer from the documents."},
+            {"role": "user", "content": f'<document id="1">Text.</document>\n\n{question}'},
+            {"role": "assistant", "content": answer},
+        ],
+    }
+
+
+# What the scripted judge says of each student answer.
+GRADES = {"wrong": 1, "poor": 2, "fine": 4, "broken": None}
+
+
+def judge_reply(messages: list[Message]) -> str:
+    text = messages[-1]["content"]
+    answer = text.rsplit("<answer>", 1)[1]
+    for word, grade in GRADES.items():
+        if word in answer:
+            if grade is None:
+                return "I think it is fine"  # not JSON: a failed judgement
+            return json.dumps({"correctness": grade, "reason": f"the answer is {word}"})
+    raise AssertionError(answer)
+
+
+def build(rows: list[dict[str, Any]], answers: list[list[str]]) -> tuple[Any, Any, FakeTeacher]:
+    teacher = FakeTeacher(responses=judge_reply)
+    template = load_template("eval_grade@v2")
+    cands = preferences.grade(JsonJudge(teacher), template, rows, answers, "sft student")
+    pairs = preferences.make_pairs(rows, cands, 2, "fake:judge")
+    return pairs, cands, teacher
+
+
+def test_pairs_only_from_clearly_worse_answers() -> None:
+    rows = [
+        row("a", "What port?", "Port 4417 [1]."),
+        row("b", "What code?", "7731-QX [1].", edited=True),
+        row("c", "Who?", "The Quillon team [1]."),
+        row("d", "How long?", "95 minutes [1]."),
+    ]
+    answers = [
+        ["a poor answer", "a wrong answer"],  # both clearly worse: the worst is kept
+        ["a fine answer", "a poor answer"],
+        ["a fine answer", "a broken answer"],  # one fine, one failed judgement: no pair
+        ["", "95  Minutes [1]."],  # empty, and the same as the chosen answer
+    ]
+    pairs, cands, teacher = build(rows, answers)
+    assert [p["sample_id"] for p in pairs] == ["a", "b"]
+    a, b = pairs
+    assert a["rejected"] == "a wrong answer" and a["rejected_correctness"] == 1
+    assert a["chosen"] == "Port 4417 [1]." and a["chosen_by"] == "teacher"
+    assert a["prompt"] == rows[0]["messages"][:2]  # the prompt is the chat up to the answer
+    assert b["rejected"] == "a poor answer" and b["chosen_by"] == "reviewer"
+    assert "graded 1/5" in a["why"] and "fake:judge" in a["why"] and "is wrong" in a["why"]
+    assert a["rejected_by"] == "sft student"
+    outcome = {(c["sample_id"], c["sample"]): c["outcome"] for c in cands}
+    assert outcome == {
+        ("a", 0): "a worse answer to this prompt was kept",
+        ("a", 1): "pair",
+        ("b", 0): "not clearly worse",
+        ("b", 1): "pair",
+        ("c", 0): "not clearly worse",
+        ("c", 1): "judgement failed",
+        ("d", 0): "empty answer",
+        ("d", 1): "the same as the chosen answer",
+    }
+    failed = next(c for c in cands if c["outcome"] == "judgement failed")
+    assert failed["error"] and failed["correctness"] is None
+    # Empty and identical answers are never sent to the judge; the rest are, once each.
+    assert len(teacher.calls) == 6
+    # The judge sees the question without the documents, and the chosen answer as reference.
+    prompt = teacher.calls[0][-1]["content"]
+    assert "What port?" in prompt and "Port 4417 [1]." in prompt and "<document" not in prompt
+
+
+def test_a_failed_judgement_never_makes_a_pair() -> None:
+    rows = [row("a", "What port?", "Port 4417.")]
+    pairs, cands, _ = build(rows, [["a broken answer", "another broken answer"]])
+    assert pairs == []
+    assert [c["outcome"] for c in cands] == ["judgement failed", "judgement failed"]
+
+
+def test_trl_line_is_trl_conversational_preference_format() -> None:
+    from trl.data_utils import is_conversational
+
+    pairs, _, _ = build([row("a", "What port?", "Port 4417.")], [["a wrong answer"]])
+    line = json.loads(trl_line(pairs[0]))
+    assert set(line) == {"prompt", "chosen", "rejected"}
+    assert is_conversational(line)
+    assert line["chosen"] == [{"role": "assistant", "content": "Port 4417."}]
+    assert line["rejected"] == [{"role": "assistant", "content": "a wrong answer"}]
+    assert line["prompt"][-1]["role"] == "user"
+
+
+def test_judge_defaults_to_evals_then_the_teacher() -> None:
+    from distill.recipe import Recipe
+
+    base = {"name": "x", "ingest": {"paths": ["."]}}
+    r = Recipe.model_validate({**base, "generate": {"teacher": "fake:t"}})
+    assert preferences.judge_spec(r)[0] == "fake:t"
+    r = Recipe.model_validate({**base, "eval": {"judge": "fake:e", "judge_options": {"a": 1}}})
+    assert preferences.judge_spec(r) == ("fake:e", {"a": 1})
+    r = Recipe.model_validate({**base, "train": {"preferences": {"judge": "fake:p"}}})
+    assert preferences.judge_spec(r) == ("fake:p", {})
