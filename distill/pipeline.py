@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from distill import distributed
 from distill.errors import InputError, UserError
 from distill.io import hash_json, hash_tree
 from distill.recipe import Recipe
@@ -102,7 +103,7 @@ def default_stages() -> dict[str, Stage]:
         "review": Stage(
             "review", ("curate",), review.run, volatile=lambda r: r.review.mode == "argilla"
         ),
-        "train": Stage("train", ("curate", "review"), train.run, before=check_gate),
+        "train": Stage("train", ("curate", "review"), train.run, _train_extra, before=check_gate),
         "eval": Stage(
             "eval",
             ("ingest", "curate", "train"),
@@ -123,6 +124,17 @@ def default_stages() -> dict[str, Stage]:
             lambda r: {"description": r.description, "recipe": r.name},
         ),
     }
+
+
+def _train_extra(r: Recipe) -> dict[str, Any]:
+    """DPO's pairs depend on who grades them, and with which rubric."""
+    if not r.train.method.endswith("dpo"):
+        return {}
+    from distill.train.preferences import judge_spec
+
+    spec, options = judge_spec(r)
+    rubric = _template_sha(r, r.train.preferences.grade_template)
+    return {"pairs_judge": spec, "pairs_judge_options": options, "rubric": rubric}
 
 
 def fingerprint(stage: Stage, recipe: Recipe, folder: RunFolder, extra: dict[str, Any]) -> str:
@@ -160,6 +172,8 @@ def run_pipeline(
     `options.accept_unreviewed` overrides a closed gate, and the manifest records it;
     `options.resume` continues training from its last checkpoint."""
     options = options or RunOptions()
+    if not distributed.is_main():
+        console.quiet = True  # one process speaks for all
     force = force or set()
     unknown = force - set(STAGES)
     if unknown:
@@ -182,6 +196,15 @@ def run_pipeline(
     run.manifest.setdefault("created_at", now())
     console.print(f"[bold]distill[/] run [cyan]{recipe.name}[/] → {run.root}")
     selected = select(only, until)
+    if distributed.world_size() > 1:
+        if selected != ["train"]:
+            raise UserError(
+                f"{distributed.world_size()} processes: only `distill train` runs under "
+                "accelerate launch or torchrun; run the other stages with one process"
+            )
+        if not distributed.is_main():  # a worker trains its share; process 0 keeps the books
+            stages["train"].fn(recipe, run, options)
+            return run
     # A stage's extra inputs (corpus file hashes, template hashes) are read once: the
     # preflight's look at what will rerun and the run itself share them.
     extras: dict[str, dict[str, Any]] = {}

@@ -404,3 +404,70 @@ def test_sft_then_dpo_on_the_runs_own_pairs(quickstart: tuple[Path, str], tmp_pa
     meta = yaml.safe_load(card.read_text().split("---")[1])
     assert "preferences" in [c["config_name"] for c in meta["configs"]]
     assert "## Preference pairs" in card.read_text()
+
+
+def test_two_processes_train_one_adapter_on_the_same_curve(
+    quickstart: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`torchrun --nproc_per_node 2 -m distill train` (what `accelerate launch` runs): two
+    CPU processes (gloo), each with half of every batch, train one adapter on the loss
+    curve of a one-process run with the same global batch; process 0 alone writes the
+    run folder. (Unpacked rows, 2 per update, 2 updates: the run has at least 5 rows, so
+    both updates are whole batches and no process repeats a row to fill one.)"""
+    import shutil
+
+    import torch
+    from peft import PeftModel
+
+    from distill.models import load_causal_lm
+
+    run, _ = quickstart
+    base = [*SCALED_DOWN, "train.packing=false", "train.max_steps=2", "train.eval_steps=2"]
+    recipe = str(REPO / "recipes" / "quickstart.yaml")
+    launchers = {
+        "one": ([sys.executable, "-m", "distill"], "train.batch_size=2"),
+        "two": (
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                "2",
+                "-m",
+                "distill",
+            ],
+            "train.batch_size=1",
+        ),
+    }
+    out = {}
+    for name, (launch, batch) in launchers.items():
+        shutil.copytree(run.parent, tmp_path / name / "runs")
+        sets = [a for s in [*base, batch] for a in ("--set", s)]
+        proc = subprocess.run(
+            [*launch, "train", recipe, *sets],
+            cwd=tmp_path / name,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1200,
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert proc.stderr.count("✓ train") == 1  # one process reports
+        out[name] = tmp_path / name / "runs" / "quickstart" / "train"
+
+    def curve(folder: Path, key: str) -> list[float]:
+        return [h[key] for h in read_json(folder / "log.json") if key in h]
+
+    one, two = curve(out["one"], "loss"), curve(out["two"], "loss")
+    assert len(one) == len(two) == 2
+    assert two == pytest.approx(one, rel=0.02), (one, two)
+    assert curve(out["two"], "eval_loss") == pytest.approx(curve(out["one"], "eval_loss"), rel=0.02)
+    m = read_json(out["two"] / "metrics.json")
+    assert m["steps"] == 2 and m["examples"] == read_json(out["one"] / "metrics.json")["examples"]
+    assert read_json(out["two"].parent / "manifest.json")["stages"]["train"]["status"] == "done"
+    model, tok = load_causal_lm("smollm2-135m-instruct")
+    ids = tok("How long do free trials last?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        plain = model(ids).logits
+        tuned = PeftModel.from_pretrained(model, str(out["two"] / "adapter"))(ids).logits
+    assert (tuned - plain).abs().max().item() > 1e-4

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from distill.prompts import load_template
 from distill.teachers import Message
 from distill.teachers.fake import FakeTeacher
@@ -124,3 +126,53 @@ def test_judge_defaults_to_evals_then_the_teacher() -> None:
     assert preferences.judge_spec(r) == ("fake:e", {"a": 1})
     r = Recipe.model_validate({**base, "train": {"preferences": {"judge": "fake:p"}}})
     assert preferences.judge_spec(r) == ("fake:p", {})
+
+
+def test_on_policy_methods_need_a_teacher() -> None:
+    import pydantic
+
+    from distill.train.config import TrainConfig
+
+    with pytest.raises(pydantic.ValidationError, match="needs train.gkd.teacher"):
+        TrainConfig.model_validate({"method": "sft_then_gkd"})
+    assert TrainConfig.model_validate({"method": "gkd", "gkd": {"teacher": "x"}}).gkd.lmbda == 0.5
+
+
+CARD_TEXT = (
+    "name repo_id dataset_repo base provenance teacher version recipe_name description "
+    "n_train review_text versions questions k judge hardware adapter_sha256 meaning "
+    "decision_table"
+).split()
+
+
+@pytest.mark.parametrize("method", ["sft", "sft_then_dpo", "dpo", "gkd", "sft_then_gkd"])
+def test_model_card_says_how_the_adapter_was_trained(method: str) -> None:
+    from distill.publish.cards import _method_tags, render
+    from distill.train.config import TrainConfig
+
+    t = TrainConfig.model_validate({"method": method, "gkd": {"teacher": "qwen-1.5b"}})
+    passes = {"backend": "trl", "device": "cpu", "steps": 7, "first_margin": 0.0}
+    dpo = {**passes, "pairs": 11, "judge": "local:judge", "last_margin": 0.8}
+    gkd = {**passes, "teacher": "qwen-1.5b", "first_loss": 0.3, "last_loss": 0.1}
+    card = render(
+        "model.md.j2",
+        {"tags": _method_tags({"method": method})},
+        method=method,
+        dpo=dpo if method.endswith("dpo") else None,
+        gkd=gkd if method.endswith("gkd") else None,
+        t=t,
+        steps=15,
+        epochs=3,
+        train_loss=0.5,
+        eval_loss=0.6,
+        backend="trl",
+        device="cpu",
+        **{k: "x" for k in CARD_TEXT},
+    )
+    text = " ".join(card.split())
+    assert ("TRL `SFTTrainer`" in text) == method.startswith("sft")
+    assert ("on 11 preference pairs" in text) == method.endswith("dpo")
+    assert ("Then TRL `DPOTrainer` from the SFT adapter" in text) == (method == "sft_then_dpo")
+    assert ("against `qwen-1.5b`" in text) == method.endswith("gkd")
+    assert ("Loss 0.3 at the first step, 0.1 at the last" in text) == method.endswith("gkd")
+    assert set(_method_tags({"method": method})) == set(method.split("_then_"))

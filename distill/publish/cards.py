@@ -162,7 +162,7 @@ def dataset_card(
 
 def _method_tags(trained: dict[str, Any]) -> list[str]:
     method = trained.get("method", "sft")
-    return {"sft": ["sft"], "dpo": ["dpo"], "sft_then_dpo": ["sft", "dpo"]}.get(method, [method])
+    return [m for m in ("sft", "dpo", "gkd") if m in method.split("_")]
 
 
 def model_card(
@@ -207,6 +207,7 @@ def model_card(
         t=recipe.train,
         method=trained.get("method", "sft"),
         dpo=trained.get("dpo"),
+        gkd=trained.get("gkd"),
         steps=trained.get("steps", "?"),
         epochs=trained.get("epochs", "?"),
         train_loss=trained.get("train_loss", "?"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from distill.config import DEFAULT_STUDENT, StrictModel
 
@@ -62,13 +62,49 @@ class DpoConfig(StrictModel):
     )
 
 
+class GkdConfig(StrictModel):
+    """On-policy distillation (GKD, TRL's GKDTrainer) against a local teacher model
+    that shares the student's tokenizer."""
+
+    teacher: str | None = Field(
+        None,
+        description="The teacher model the student learns to match token by token: hub id, "
+        "local folder, .gguf file or alias; it must share the student's tokenizer (e.g. "
+        "qwen2.5-coder-1.5b-instruct for a qwen2.5-coder-0.5b-instruct student).",
+    )
+    lmbda: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of steps on the student's own sampled answers (on-policy); the "
+        "rest use the curated answers.",
+    )
+    beta: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Generalized JSD interpolation: 0 forward KL, 1 reverse KL, 0.5 JSD.",
+    )
+    temperature: float = Field(0.9, gt=0, le=2, description="Sampling temperature on-policy.")
+    max_new_tokens: int = Field(128, ge=8, description="Longest on-policy answer sampled.")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate of the GKD pass.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training prompts.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many GKD optimizer steps (overrides epochs)."
+    )
+
+
+Method = Literal["sft", "dpo", "sft_then_dpo", "gkd", "sft_then_gkd"]
+
+
 class TrainConfig(StrictModel):
-    method: Literal["sft", "dpo", "sft_then_dpo"] = Field(
+    method: Method = Field(
         "sft",
         description="'sft': supervised fine-tuning on the teacher's answers; 'dpo': DPO from "
         "the base student on pairs of (teacher's answer, the base student's clearly worse "
         "one); 'sft_then_dpo': SFT, then DPO from the SFT adapter on pairs whose rejected "
-        "answers the SFT student wrote.",
+        "answers the SFT student wrote; 'gkd': on-policy distillation from the base student "
+        "against train.gkd.teacher; 'sft_then_gkd': SFT, then GKD from its adapter.",
     )
     backend: Literal["auto", "trl", "unsloth"] = Field(
         "auto",
@@ -130,3 +166,15 @@ class TrainConfig(StrictModel):
     dpo: DpoConfig = Field(
         default_factory=lambda: DpoConfig(), description="The DPO pass's settings."
     )
+    gkd: GkdConfig = Field(
+        default_factory=lambda: GkdConfig(), description="The on-policy distillation pass."
+    )
+
+    @model_validator(mode="after")
+    def _gkd_needs_a_teacher(self) -> TrainConfig:
+        if self.method in ("gkd", "sft_then_gkd") and not self.gkd.teacher:
+            raise ValueError(
+                f"train.method {self.method} needs train.gkd.teacher: a model sharing the "
+                "student's tokenizer"
+            )
+        return self

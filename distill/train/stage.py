@@ -35,6 +35,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from distill import distributed
 from distill import rows as rowtypes
 from distill.errors import InputError
 from distill.gate import training_rows
@@ -48,36 +49,51 @@ from distill.train.trainer import _peak_memory_mb, reset_peak_memory, train_adap
 SUMMARY = ("backend", "examples", "steps", "train_loss", "eval_loss", "tokens_per_second")
 
 
+def passes(method: str) -> tuple[bool, str | None]:
+    """(SFT first?, the pass after it or instead of it: 'dpo', 'gkd' or None)."""
+    return method.startswith("sft"), {"dpo": "dpo", "gkd": "gkd"}.get(method.split("_")[-1])
+
+
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     rows = training_rows(folder)
     if not rows:
         raise InputError("train: no samples left after curation and review")
     cfg = recipe.train
     out = folder.stage_dir("train")
+    sft_first, then = passes(cfg.method)
+    # Resuming the second pass: the SFT adapter it started from is kept.
+    resume_then = bool(options.resume and then and _has_checkpoint(out / f"{then}_checkpoints"))
+    if not distributed.is_main():
+        _worker(recipe, folder, rows, options.resume, resume_then)
+        return {}
     metrics: dict[str, Any] = {"method": cfg.method}
-    resume_dpo = options.resume and _has_checkpoint(out / "dpo_checkpoints")
-    if cfg.method in ("sft", "sft_then_dpo") and not resume_dpo:
+    if sft_first and not resume_then:
         eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
         sft = train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=options.resume)
         history = sft.pop("log_history")
         write_json(out / "log.json", history)
         _loss_plot(history, out / "loss.png")
         metrics.update(sft)
-        if cfg.method == "sft_then_dpo":
+        if then:
             shutil.rmtree(out / "sft_adapter", ignore_errors=True)
             (out / "adapter").rename(out / "sft_adapter")
-    elif resume_dpo and cfg.method == "sft_then_dpo":
+    elif sft_first:
         metrics.update(json.loads((out / "metrics.json").read_text()).get("sft", {}))
-    if cfg.method != "sft":
-        start = out / "sft_adapter" if cfg.method == "sft_then_dpo" else None
-        dpo = _dpo(recipe, rows, out, start, resume_dpo)
-        if cfg.method == "dpo":
-            metrics.update(dpo, examples=len(rows), eval_loss=None, eval_examples=0)
+    if then:
+        start = out / "sft_adapter" if sft_first else None
+        if then == "dpo":
+            second = _dpo(recipe, rows, out, start, resume_then)
         else:
+            second = _gkd(recipe, rows, out, start, resume_then)
+        if sft_first:
             metrics["sft"] = {k: v for k, v in metrics.items() if k != "method"}
-        metrics["dpo"] = dpo
+        else:
+            metrics.update(second, examples=len(rows), eval_loss=None, eval_examples=0)
+        metrics[then] = second
         metrics["peak_memory_mb"] = max(
-            metrics.get("peak_memory_mb", 0), dpo["peak_memory_mb"], dpo["pairs_peak_memory_mb"]
+            metrics.get("peak_memory_mb", 0),
+            second["peak_memory_mb"],
+            second.get("pairs_peak_memory_mb", 0),
         )
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", _report(cfg, metrics, out))
@@ -85,7 +101,47 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     if "dpo" in metrics:
         d = metrics["dpo"]
         summary.update(pairs=d["pairs"], dpo_steps=d["steps"], dpo_margin=d["last_margin"])
+    if "gkd" in metrics:
+        g = metrics["gkd"]
+        summary.update(gkd_steps=g["steps"], gkd_loss=g["last_loss"])
     return summary
+
+
+def _worker(
+    recipe: Recipe, folder: RunFolder, rows: list[dict[str, Any]], resume: bool, resume_then: bool
+) -> None:
+    """A process other than 0 under accelerate launch / torchrun: the same passes, its
+    share of each batch; process 0 builds the pairs and writes every file."""
+    from distill.train.dpo import train_dpo
+    from distill.train.gkd import train_gkd
+
+    cfg = recipe.train
+    out = folder.stage_dir("train")
+    sft_first, then = passes(cfg.method)
+    if sft_first and not resume_then:
+        eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+        train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=resume)
+    if then:
+        distributed.barrier()  # process 0 moves the SFT adapter (and builds the pairs)
+        start = out / "sft_adapter" if sft_first else None
+        if then == "dpo":
+            pairs = rowtypes.read(out / "preferences.parquet", Preference)
+            train_dpo(cfg, pairs, out, start_adapter=start, resume=resume_then)
+        else:
+            train_gkd(cfg, rows, out, start_adapter=start, resume=resume_then)
+
+
+def _gkd(
+    recipe: Recipe, rows: list[dict[str, Any]], out: Path, start: Path | None, resume: bool
+) -> dict[str, Any]:
+    from distill.train.gkd import train_gkd
+
+    distributed.barrier()  # the other processes wait for the SFT adapter's move
+    gkd = train_gkd(recipe.train, rows, out, start_adapter=start, resume=resume)
+    history = gkd.pop("log_history")
+    write_json(out / "gkd_log.json", history)
+    _loss_plot(history, out / "gkd.png", "GKD loss (generalized JSD to the teacher)")
+    return gkd
 
 
 def _has_checkpoint(path: Path) -> bool:
@@ -105,6 +161,7 @@ def _dpo(
         stats = json.loads((out / "preferences.json").read_text())
     else:
         pairs, stats = _build_pairs(recipe, rows, out, start)
+    distributed.barrier()  # the other processes wait for the pairs
     dpo = train_dpo(cfg, pairs, out, start_adapter=start, resume=resume)
     history = dpo.pop("log_history")
     write_json(out / "dpo_log.json", history)
@@ -147,7 +204,9 @@ def trl_line(p: Preference) -> str:
     )
 
 
-def _loss_plot(history: list[dict[str, Any]], path: Path) -> None:
+def _loss_plot(
+    history: list[dict[str, Any]], path: Path, ylabel: str = "loss (answer tokens)"
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,7 +220,7 @@ def _loss_plot(history: list[dict[str, Any]], path: Path) -> None:
     if evals:
         ax.plot(*zip(*evals, strict=True), label="eval split", marker="o")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (answer tokens)")
+    ax.set_ylabel(ylabel)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -191,12 +250,14 @@ def _dpo_plot(history: list[dict[str, Any]], path: Path) -> None:
 
 def _report(cfg: TrainConfig, m: dict[str, Any], out: Path) -> str:
     parts = [f"# Training report\n\n- method: `{m['method']}`, student `{cfg.student}`\n"]
-    if m["method"] != "dpo":
+    if m["method"].startswith("sft"):
         sft = m.get("sft", m)
         history = json.loads((out / "log.json").read_text())
         parts.append("\n## SFT\n\n" + _sft_report(sft, history) + "\n![loss](loss.png)\n")
     if "dpo" in m:
         parts.append("\n## DPO\n\n" + _dpo_report(m["dpo"]) + "\n![DPO](dpo.png)\n")
+    if "gkd" in m:
+        parts.append("\n## GKD\n\n" + _gkd_report(m["gkd"], cfg) + "\n![GKD](gkd.png)\n")
     rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.model_dump().items())
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     parts.append(f"\n- versions: {versions}\n\n| setting | value |\n| --- | --- |\n{rows}\n")
@@ -241,4 +302,17 @@ def _dpo_report(d: dict[str, Any]) -> str:
         f"{d['last_margin']}; last step's preference accuracy {d['last_accuracy']}\n"
         f"- peak memory: building pairs {d['pairs_peak_memory_mb']} MB, DPO "
         f"{d['peak_memory_mb']} MB\n"
+    )
+
+
+def _gkd_report(g: dict[str, Any], cfg: TrainConfig) -> str:
+    k = cfg.gkd
+    return (
+        f"- on-policy distillation from the {g['start']} against `{g['teacher']}`, backend "
+        f"`{g['backend']}` on {g['device']} ({g['precision']})\n"
+        f"- {g['examples']} training prompts, {g['steps']} steps, {g['epochs']} epochs in "
+        f"{g['seconds']} s; lmbda {k.lmbda} (share of steps on the student's own samples), "
+        f"beta {k.beta}, temperature {k.temperature}\n"
+        f"- loss (generalized JSD to the teacher): first step {g['first_loss']}, last "
+        f"{g['last_loss']}, mean {g['train_loss']}\n" + _memory(g)
     )

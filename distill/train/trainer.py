@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from distill import distributed
 from distill.errors import UserError
 from distill.io import atomic_dir, hash_json
 from distill.models import inference_dtype, resolve_causal_lm
@@ -291,10 +292,11 @@ def checkpoints_to_resume(settings: Any, checkpoints: Path, resume: bool) -> str
                 f"  starting over; {Path(last).name} of an earlier run is discarded "
                 "(`distill train RECIPE --resume` continues from it)"
             )
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        checkpoints.mkdir(parents=True)
-        (checkpoints / "settings.sha256").write_text(settings)
-
+        if distributed.is_main():
+            shutil.rmtree(checkpoints, ignore_errors=True)
+            checkpoints.mkdir(parents=True)
+            (checkpoints / "settings.sha256").write_text(settings)
+    distributed.barrier()  # every process starts from the same folder
     return last if resume else None
 
 
@@ -319,6 +321,8 @@ def common_args(
         # transformers renamed gradient_checkpointing (5.2x); TRL still sets the old name.
         _checkpointing_arg(config_cls): cfg.gradient_checkpointing,
         "dataloader_num_workers": 0,
+        # Several processes (DDP): every LoRA weight is used in each forward pass.
+        "ddp_find_unused_parameters": False,
     }
 
 

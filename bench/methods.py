@@ -1,0 +1,145 @@
+"""The training methods side by side: SFT against SFT→DPO (and any other
+`train.method`), on the same data, measured on the same held-out questions.
+
+Starts from a finished run folder (`distill run`: trained with SFT and evaluated),
+copies it once per method, retrains with that method (`distill train --set
+train.method=M`: the data, the split and the eval items stay as they are), evaluates
+the new adapter with eval's judge, and prints one table: each method's ft+rag (and
+ft) on the unseen documents, with 95% intervals, its paired difference against SFT
+on the same questions, and each method's training wall time and peak memory.
+
+    .venv/bin/python bench/methods.py RUN_FOLDER [--methods sft_then_dpo,dpo]
+        [--out DIR] [--set KEY=VALUE ...]
+
+RUN_FOLDER is e.g. runs/quickstart after `make demo`, or the folder
+bench/distill_quality.py --keep DIR leaves (DIR/quickstart). Goal (issue 18): the best
+method beats SFT alone on the primary metric (the share of answers the judge grades
+>= 4) with the paired 95% interval above 0 on unseen documents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from distill.rows import Answer
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SYSTEMS = ("ft+rag", "ft")
+
+
+def run_method(base: Path, out: Path, method: str, sets: list[str]) -> dict[str, Any]:
+    """Copy the run, retrain it with `method`, evaluate it; (train metrics, seconds)."""
+    manifest = json.loads((base / "manifest.json").read_text())
+    recipe = Path(manifest["recipe_dir"]) / f"{manifest['recipe']['name']}.yaml"
+    if not recipe.exists():
+        recipe = REPO / "recipes" / "quickstart.yaml"
+    folder = out / method
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(base, folder)
+    overrides = [
+        f"run_dir={out}",
+        f"name={method}",
+        f"train.method={method}",
+        # Only the systems the comparison reads answer again (the others are SFT's).
+        "eval.systems=[ft, ft+rag]",
+        "eval.seen_systems=[ft]",
+        *sets,
+    ]
+    # The copy keeps the recipe's name in its manifest; the folder is named by method.
+    sets_args = [a for s in overrides for a in ("--set", s)]
+    timings = {}
+    for stage in ("train", "eval"):
+        t0 = time.perf_counter()
+        cmd = [sys.executable, "-m", "distill", stage, str(recipe), *sets_args]
+        proc = subprocess.run(cmd, check=False)
+        if proc.returncode:
+            raise SystemExit(f"{method}: distill {stage} failed ({proc.returncode})")
+        timings[stage] = round(time.perf_counter() - t0, 1)
+    return {"folder": folder, "timings": timings}
+
+
+def rows(folder: Path) -> list[Answer]:
+    from distill import rows as rowtypes
+
+    answers = rowtypes.read(folder / "eval" / "answers.parquet", Answer)
+    return [r for r in answers if r["eval_set"] == "unseen"]
+
+
+def main() -> int:
+    from distill.evaluate import metrics as m
+    from distill.evaluate.systems import hardware
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", type=Path, help="a finished run folder (SFT, evaluated)")
+    ap.add_argument("--methods", default="sft_then_dpo", help="comma-separated train.method")
+    ap.add_argument("--out", type=Path, default=Path("runs/methods"))
+    ap.add_argument("--set", action="append", default=[], help="recipe overrides for all")
+    args = ap.parse_args()
+    base = args.run.resolve()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {"sft": {"folder": base, "timings": {}}}
+    for method in [x for x in args.methods.split(",") if x]:
+        results[method] = run_method(base, out, method, args.set)
+
+    print(f"\n# Training methods side by side, {hardware()}\n")
+    sft_rows = rows(base)
+    for system in SYSTEMS:
+        ref = m.item_scores(sft_rows, system)
+        if not ref["correct"]:
+            continue
+        print(f"## {system}, unseen documents ({len(ref['correct'])} questions)\n")
+        print(
+            "| method | correct (judge >= 4) | vs SFT, paired | token F1 | vs SFT, paired "
+            "| train s | peak GB |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for method, res in results.items():
+            scores = m.item_scores(rows(res["folder"]), system)
+            train = json.loads((res["folder"] / "train" / "metrics.json").read_text())
+            manifest = json.loads((res["folder"] / "manifest.json").read_text())
+            seconds = manifest["stages"]["train"]["duration_s"]  # every pass, pairs included
+            cells = [method]
+            for metric in ("correct", "token_f1"):
+                vals = scores[metric]
+                ci = m.bootstrap_ci(list(vals.values()))
+                mean = sum(vals.values()) / max(len(vals), 1)
+                cells.append(f"{mean:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "—")
+                if method == "sft":
+                    cells.append("—")
+                else:
+                    d = m.paired_difference(vals, ref[metric])
+                    cells.append(
+                        f"{d['diff']:+.0%} [{d['ci'][0]:+.0%}, {d['ci'][1]:+.0%}]" if d else "—"
+                    )
+            cells.append(f"{seconds:.0f}")
+            cells.append(f"{train['peak_memory_mb'] / 1024:.2f}")
+            print("| " + " | ".join(cells) + " |")
+        print()
+    for method, res in results.items():
+        train = json.loads((res["folder"] / "train" / "metrics.json").read_text())
+        if "dpo" in train:
+            d = train["dpo"]
+            print(
+                f"{method}: {d['pairs_built']} pairs from {d['prompts']} prompts "
+                f"({d['outcomes']}); DPO {d['steps']} steps, reward margin "
+                f"{d['first_margin']} -> {d['last_margin']}"
+            )
+        if "gkd" in train:
+            g = train["gkd"]
+            print(f"{method}: GKD {g['steps']} steps, loss {g['first_loss']} -> {g['last_loss']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
