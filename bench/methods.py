@@ -9,7 +9,7 @@ ft) on the unseen documents, with 95% intervals, its paired difference against S
 on the same questions, and each method's training wall time and peak memory.
 
     .venv/bin/python bench/methods.py RUN_FOLDER [--methods sft_then_dpo,dpo]
-        [--out DIR] [--set KEY=VALUE ...]
+        [--out DIR] [--set KEY=VALUE ...] [--reuse]
 
 RUN_FOLDER is e.g. runs/quickstart after `make demo`, or the folder
 bench/distill_quality.py --keep DIR leaves (DIR/quickstart). Goal (issue 18): the best
@@ -84,13 +84,20 @@ def main() -> int:
     ap.add_argument("--methods", default="sft_then_dpo", help="comma-separated train.method")
     ap.add_argument("--out", type=Path, default=Path("runs/methods"))
     ap.add_argument("--set", action="append", default=[], help="recipe overrides for all")
+    ap.add_argument(
+        "--reuse", action="store_true", help="print the table from --out's finished methods"
+    )
     args = ap.parse_args()
     base = args.run.resolve()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {"sft": {"folder": base, "timings": {}}}
     for method in [x for x in args.methods.split(",") if x]:
-        results[method] = run_method(base, out, method, args.set)
+        done = (out / method / "eval" / "answers.parquet").exists()
+        if args.reuse and done:
+            results[method] = {"folder": out / method, "timings": {}}
+        else:
+            results[method] = run_method(base, out, method, args.set)
 
     print(f"\n# Training methods side by side, {hardware()}\n")
     sft_rows = rows(base)
@@ -101,7 +108,7 @@ def main() -> int:
         print(f"## {system}, unseen documents ({len(ref['correct'])} questions)\n")
         print(
             "| method | correct (judge >= 4) | vs SFT, paired | token F1 | vs SFT, paired "
-            "| train s | peak GB |"
+            "| train s | peak GiB |"
         )
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for method, res in results.items():

@@ -12,7 +12,9 @@ own. Tokens/s counts the tokens of the prepared training rows (prompt + answer, 
 padding) over the wall time of `trainer.train()`; the plain script's rows are the
 ones TRL's own chat-template tokenization makes from the same conversations.
 
-Goal (issue 7): distill / plain TRL >= 1.0 tokens/s; report the packing gain.
+Goal (issue 7): distill / plain TRL >= 1.0 tokens/s; report the packing gain. The
+"lean" pair (issue 18) runs both with the quickstart's settings (packing, gradient
+checkpointing, no LoRA dropout): peak memory beside tokens/s.
 
     .venv/bin/python bench/train_cpu.py [--repeat 1]
 """
@@ -70,14 +72,26 @@ def peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def run_distill(packing: bool) -> dict[str, Any]:
+# The quickstart's lean settings (issue 18): packed rows, activations recomputed, no
+# LoRA dropout.
+LEAN = {"packing": True, "gradient_checkpointing": True, "lora_dropout": 0.0}
+
+
+def run_distill(packing: bool, lean: bool = False) -> dict[str, Any]:
     import tempfile
 
     from distill.train.config import TrainConfig
     from distill.train.trainer import train_adapter
 
     cfg = TrainConfig.model_validate(
-        {**SETTINGS, "student": STUDENT, "packing": packing, "save_steps": 1000, "eval_steps": 1000}
+        {
+            **SETTINGS,
+            "student": STUDENT,
+            "packing": packing,
+            "save_steps": 1000,
+            "eval_steps": 1000,
+            **(LEAN if lean else {}),
+        }
     )
     with tempfile.TemporaryDirectory() as tmp:
         m = train_adapter(cfg, conversations(), Path(tmp))
@@ -89,8 +103,11 @@ def run_distill(packing: bool) -> dict[str, Any]:
     }
 
 
-def run_plain_trl() -> dict[str, Any]:
-    """What a user would write with TRL alone: the same model, LoRA and arguments."""
+def run_plain_trl(lean: bool = False) -> dict[str, Any]:
+    """What a user would write with TRL alone: the same model, LoRA and arguments.
+    `lean`: the quickstart's settings, packed rows sent one at a time on the CPU and
+    accumulated to the same batch as distill does (TRL's flattened packed batch needs
+    FlashAttention to stay small)."""
     import tempfile
 
     import torch
@@ -114,7 +131,10 @@ def run_plain_trl() -> dict[str, Any]:
             num_train_epochs=SETTINGS["epochs"],
             learning_rate=2e-4,
             lr_scheduler_type="cosine",
-            per_device_train_batch_size=SETTINGS["batch_size"],
+            per_device_train_batch_size=1 if lean else SETTINGS["batch_size"],
+            gradient_accumulation_steps=SETTINGS["batch_size"] if lean else 1,
+            packing=lean,
+            packing_strategy="bfd",
             max_length=SETTINGS["max_seq_length"],
             logging_steps=1,
             save_strategy="no",
@@ -125,13 +145,13 @@ def run_plain_trl() -> dict[str, Any]:
             dataloader_num_workers=0,
             seed=0,
             # TRL's SFTConfig turns checkpointing on by default; distill's default (and
-            # the setting compared here) is off.
-            **{_checkpointing_arg(SFTConfig): False},
+            # the setting compared here) is off, the lean settings' on.
+            **{_checkpointing_arg(SFTConfig): lean},
         )
         lora = LoraConfig(
             r=SETTINGS["lora_r"],
             lora_alpha=SETTINGS["lora_alpha"],
-            lora_dropout=0.05,
+            lora_dropout=0.0 if lean else 0.05,
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
             task_type="CAUSAL_LM",
         )
@@ -141,7 +161,11 @@ def run_plain_trl() -> dict[str, Any]:
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
-        tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
+        ds = trainer.train_dataset
+        if "seq_lengths" in ds.column_names:  # packed rows: their real tokens only
+            tokens = sum(sum(x) for x in ds["seq_lengths"])
+        else:
+            tokens = sum(len(x) for x in ds["input_ids"])
     return {
         "tokens_per_second": round(tokens * SETTINGS["epochs"] / seconds, 1),
         "train_seconds": round(seconds, 1),
@@ -151,9 +175,9 @@ def run_plain_trl() -> dict[str, Any]:
 
 
 def one(kind: str) -> dict[str, Any]:
-    if kind == "plain-trl":
-        return run_plain_trl()
-    return run_distill(packing=kind == "distill+packing")
+    if kind.startswith("plain-trl"):
+        return run_plain_trl(lean=kind.endswith("lean"))
+    return run_distill(packing=kind == "distill+packing", lean=kind.endswith("lean"))
 
 
 def main() -> None:
@@ -164,7 +188,7 @@ def main() -> None:
     if a.one:
         print(json.dumps(one(a.one)))
         return
-    kinds = ["plain-trl", "distill", "distill+packing"]
+    kinds = ["plain-trl", "distill", "distill+packing", "plain-trl lean", "distill lean"]
     results: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     for _ in range(a.repeat):
         for kind in kinds:
@@ -190,6 +214,12 @@ def main() -> None:
     speed = packed["tokens_per_second"] / plain["tokens_per_second"]
     wall = plain["train_seconds"] / packed["train_seconds"]
     print(f"packing: {speed:.2f}x tokens/s, {wall:.2f}x less wall time per epoch")
+    lean, plain_lean = best["distill lean"], best["plain-trl lean"]
+    print(
+        f"lean (the quickstart's settings): distill / plain TRL tokens/s "
+        f"{lean['tokens_per_second'] / plain_lean['tokens_per_second']:.2f}, peak "
+        f"{lean['peak_mb']:.0f} MB against {plain_lean['peak_mb']:.0f} MB"
+    )
 
 
 if __name__ == "__main__":
