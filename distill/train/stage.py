@@ -77,8 +77,9 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         if then:
             shutil.rmtree(out / "sft_adapter", ignore_errors=True)
             (out / "adapter").rename(out / "sft_adapter")
+            write_json(out / "sft_adapter" / "metrics.json", sft)  # for a resumed second pass
     elif sft_first:
-        metrics.update(json.loads((out / "metrics.json").read_text()).get("sft", {}))
+        metrics.update(json.loads((out / "sft_adapter" / "metrics.json").read_text()))
     if then:
         start = out / "sft_adapter" if sft_first else None
         if then == "dpo":
