@@ -5,6 +5,7 @@ never a pair, and every sampled answer's outcome and every pair's reason recorde
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,3 +177,21 @@ def test_model_card_says_how_the_adapter_was_trained(method: str) -> None:
     assert ("against `qwen-1.5b`" in text) == method.endswith("gkd")
     assert ("Loss 0.3 at the first step, 0.1 at the last" in text) == method.endswith("gkd")
     assert set(_method_tags({"method": method})) == set(method.split("_then_"))
+
+
+def test_resume_skips_a_kept_sft_pass_of_the_same_settings(tmp_path: Path) -> None:
+    from distill.train.config import TrainConfig
+    from distill.train.stage import _plan, _sft_stamp
+
+    cfg = TrainConfig.model_validate({"method": "sft_then_dpo"})
+    data = [row("a", "What port?", "Port 4417.")]
+    assert _plan(cfg, data, tmp_path, resume=True) == (False, False)  # nothing kept
+    (tmp_path / "sft_adapter").mkdir()
+    (tmp_path / "sft_adapter" / "settings.sha256").write_text(_sft_stamp(cfg, data))
+    assert _plan(cfg, data, tmp_path, resume=True) == (True, False)  # SFT done, DPO not begun
+    assert _plan(cfg, data, tmp_path, resume=False) == (False, False)
+    other = TrainConfig.model_validate({"method": "sft_then_dpo", "epochs": 1})
+    assert _plan(other, data, tmp_path, resume=True) == (False, False)  # other settings
+    (tmp_path / "dpo_checkpoints" / "checkpoint-2").mkdir(parents=True)
+    assert _plan(cfg, data, tmp_path, resume=True) == (True, True)
+    assert _plan(cfg.model_copy(update={"method": "sft"}), data, tmp_path, True) == (False, False)

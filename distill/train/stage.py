@@ -39,7 +39,7 @@ from distill import distributed
 from distill import rows as rowtypes
 from distill.errors import InputError
 from distill.gate import training_rows
-from distill.io import read_rows, save_figure, write_json, write_text
+from distill.io import hash_json, read_rows, save_figure, write_json, write_text
 from distill.recipe import Recipe
 from distill.rows import Candidate, Preference
 from distill.runfolder import RunFolder, RunOptions
@@ -54,6 +54,27 @@ def passes(method: str) -> tuple[bool, str | None]:
     return method.startswith("sft"), {"dpo": "dpo", "gkd": "gkd"}.get(method.split("_")[-1])
 
 
+def _sft_stamp(cfg: TrainConfig, rows: list[dict[str, Any]]) -> str:
+    return hash_json(
+        {"config": cfg.model_dump(mode="json"), "train": [r["messages"] for r in rows]}
+    )
+
+
+def _plan(
+    cfg: TrainConfig, rows: list[dict[str, Any]], out: Path, resume: bool
+) -> tuple[bool, bool]:
+    """(skip SFT, resume the second pass) for `--resume`: a second pass resumes from its
+    checkpoints; SFT is skipped when its adapter of these settings and rows is kept
+    (a crash came after it), so building the pairs or the second pass starts again."""
+    sft_first, then = passes(cfg.method)
+    if not (resume and then):
+        return False, False
+    resume_then = _has_checkpoint(out / f"{then}_checkpoints")
+    stamp = out / "sft_adapter" / "settings.sha256"
+    kept = stamp.exists() and stamp.read_text() == _sft_stamp(cfg, rows)
+    return sft_first and (resume_then or kept), resume_then
+
+
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     rows = training_rows(folder)
     if not rows:
@@ -61,13 +82,12 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     cfg = recipe.train
     out = folder.stage_dir("train")
     sft_first, then = passes(cfg.method)
-    # Resuming the second pass: the SFT adapter it started from is kept.
-    resume_then = bool(options.resume and then and _has_checkpoint(out / f"{then}_checkpoints"))
+    skip_sft, resume_then = _plan(cfg, rows, out, options.resume)
     if not distributed.is_main():
-        _worker(recipe, folder, rows, options.resume, resume_then)
+        _worker(recipe, folder, rows, options.resume, skip_sft, resume_then)
         return {}
     metrics: dict[str, Any] = {"method": cfg.method}
-    if sft_first and not resume_then:
+    if sft_first and not skip_sft:
         eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
         sft = train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=options.resume)
         history = sft.pop("log_history")
@@ -77,7 +97,9 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         if then:
             shutil.rmtree(out / "sft_adapter", ignore_errors=True)
             (out / "adapter").rename(out / "sft_adapter")
-            write_json(out / "sft_adapter" / "metrics.json", sft)  # for a resumed second pass
+            # For --resume after a crash in what follows: SFT need not run again.
+            write_json(out / "sft_adapter" / "metrics.json", sft)
+            write_text(out / "sft_adapter" / "settings.sha256", _sft_stamp(cfg, rows))
     elif sft_first:
         metrics.update(json.loads((out / "sft_adapter" / "metrics.json").read_text()))
     if then:
@@ -109,7 +131,12 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
 
 
 def _worker(
-    recipe: Recipe, folder: RunFolder, rows: list[dict[str, Any]], resume: bool, resume_then: bool
+    recipe: Recipe,
+    folder: RunFolder,
+    rows: list[dict[str, Any]],
+    resume: bool,
+    skip_sft: bool,
+    resume_then: bool,
 ) -> None:
     """A process other than 0 under accelerate launch / torchrun: the same passes, its
     share of each batch; process 0 builds the pairs and writes every file."""
@@ -119,7 +146,7 @@ def _worker(
     cfg = recipe.train
     out = folder.stage_dir("train")
     sft_first, then = passes(cfg.method)
-    if sft_first and not resume_then:
+    if sft_first and not skip_sft:
         eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
         train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=resume)
     if then:
