@@ -68,6 +68,21 @@ def run_method(base: Path, out: Path, method: str, sets: list[str]) -> dict[str,
     return {"folder": folder, "timings": timings}
 
 
+def finished(folder: Path, method: str) -> bool:
+    """Trained with `method` and evaluated after that (a copy of the base run is not)."""
+    try:
+        trained = json.loads((folder / "train" / "metrics.json").read_text())["method"]
+        stages = json.loads((folder / "manifest.json").read_text())["stages"]
+    except (OSError, KeyError, ValueError):
+        return False
+    train, evaluated = stages.get("train", {}), stages.get("eval", {})
+    return (
+        trained == method
+        and evaluated.get("status") == "done"
+        and evaluated.get("ended_at", "") > train.get("ended_at", "~")
+    )
+
+
 def rows(folder: Path) -> list[Answer]:
     from distill import rows as rowtypes
 
@@ -93,8 +108,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {"sft": {"folder": base, "timings": {}}}
     for method in [x for x in args.methods.split(",") if x]:
-        done = (out / method / "eval" / "answers.parquet").exists()
-        if args.reuse and done:
+        if args.reuse and finished(out / method, method):
             results[method] = {"folder": out / method, "timings": {}}
         else:
             results[method] = run_method(base, out, method, args.set)
