@@ -50,6 +50,18 @@ class Recipe(StrictModel):
     def stage_config(self, stage: str) -> BaseModel:
         return getattr(self, stage)
 
+    def judge_of(
+        self, spec: str | None, options: dict[str, Any] | None
+    ) -> tuple[str, dict[str, Any]]:
+        """A judge's spec and backend settings: `spec` (else the teacher), with `options`
+        (else the teacher's when it is the teacher's model, else none). Eval's judge and
+        DPO's pair judge follow this rule."""
+        g = self.generate
+        spec = spec or g.teacher
+        if options is None:
+            options = g.teacher_options if spec == g.teacher else {}
+        return spec, options
+
     def price_of(self, spec: str) -> PriceConfig | None:
         """The recipe's price for a judge's `spec`: generate.price when it is the
         teacher's model, else none (the factory then looks it up in the table)."""

@@ -191,6 +191,16 @@ class Preference(TypedDict):
     why: str
 
 
+def trl_preference(p: Preference) -> dict[str, list[Message]]:
+    """A pair in TRL's conversational preference format (prompt / chosen / rejected),
+    which DPOTrainer and `load_dataset` read as it is."""
+    return {
+        "prompt": [{"role": m["role"], "content": m["content"]} for m in p["prompt"]],
+        "chosen": [{"role": "assistant", "content": p["chosen"]}],
+        "rejected": [{"role": "assistant", "content": p["rejected"]}],
+    }
+
+
 _SCALARS = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
 

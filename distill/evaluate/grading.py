@@ -29,14 +29,9 @@ def _judge(
     recipe: Recipe, teacher: Teacher | None, cache: RequestCache, salt: str
 ) -> tuple[str, Teacher]:
     """The judge's spec and a ready, cached judge; `teacher` is the teacher system's."""
-    cfg = recipe.eval
     g = recipe.generate
-    spec = cfg.judge or g.teacher
-    same = spec == g.teacher
-    options = cfg.judge_options
-    if options is None:
-        options = g.teacher_options if same else {}
-    reuse = same and options == g.teacher_options
+    spec, options = recipe.judge_of(recipe.eval.judge, recipe.eval.judge_options)
+    reuse = spec == g.teacher and options == g.teacher_options
     if teacher is not None and reuse and teacher.runs_locally:
         return spec, with_cache(teacher, cache, salt)  # one loaded model, not two
     price = recipe.price_of(spec)  # priced like curate's judge, by the same rule

@@ -6,6 +6,7 @@ This module gathers the values from the run folder; the wording is in the templa
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def dataset_card(
     recipe: Recipe,
     folder: RunFolder,
     repo_id: str,
-    rows: dict[str, list[dict[str, Any]]],
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
     review: str,
 ) -> str:
     """`rows`: the published splits (train, eval, eval_seen, rejected); `review`: the

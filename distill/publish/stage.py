@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from distill import __version__
+from distill import rows as rowtypes
 from distill.errors import UserError
 from distill.gate import gate_reasons, review_stats, training_rows
 from distill.io import atomic_dir, read_json, read_rows, sha256_file, write_rows
@@ -30,6 +31,7 @@ from distill.publish.cards import dataset_card, model_card, review_text
 from distill.publish.secrets import refuse_secrets
 from distill.recipe import Recipe
 from distill.redact import redact, scrub
+from distill.rows import Preference, trl_preference
 from distill.runfolder import RunFolder, RunOptions
 
 PREFERENCE_COLUMNS = (
@@ -125,15 +127,11 @@ def _dataset_rows(rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> li
     ]
 
 
-def _preference_row(p: dict[str, Any]) -> dict[str, Any]:
+def _preference_row(p: Preference) -> dict[str, Any]:
     """A pair in TRL's conversational preference format, with why it exists: the
     config loads straight into DPOTrainer."""
-    return {
-        "prompt": [{"role": m["role"], "content": m["content"]} for m in p["prompt"]],
-        "chosen": [{"role": "assistant", "content": p["chosen"]}],
-        "rejected": [{"role": "assistant", "content": p["rejected"]}],
-        **{k: p[k] for k in PREFERENCE_COLUMNS},
-    }
+    fields: dict[str, Any] = dict(p)
+    return {**trl_preference(p), **{k: fields[k] for k in PREFERENCE_COLUMNS}}
 
 
 def _reviewer_reason(row: dict[str, Any]) -> str:
@@ -176,8 +174,12 @@ def write_dataset(
                 for r in read_rows(human)
             ]
     prefs_path = folder.stage_dir("train") / "preferences.parquet"
-    # Pairs belong to the dataset only if this run's training used them.
-    prefs = read_rows(prefs_path) if prefs_path.exists() and recipe.train.method != "sft" else []
+    # Pairs belong to the dataset only if this run's training used them (DPO).
+    prefs = (
+        rowtypes.read(prefs_path, Preference)
+        if prefs_path.exists() and recipe.train.method.endswith("dpo")
+        else []
+    )
     with atomic_dir(dest) as tmp:
         write_rows(tmp / "data" / "train-00000-of-00001.parquet", _dataset_rows(train))
         if prefs:

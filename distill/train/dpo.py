@@ -11,7 +11,6 @@ train/dpo_checkpoints; the adapter to train/adapter.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from distill.train.trainer import (
     checkpoints_to_resume,
     common_args,
     load_student,
+    one_row_a_step_on_cpu,
     pass_metrics,
     progress_callback,
     run_pass,
@@ -71,11 +71,7 @@ def dpo_args(cfg: TrainConfig, checkpoints: Path, cuda: bool, bf16: bool) -> Any
         beta=d.beta,
         loss_type=losses,
         loss_weights=weights,
-        # One pair a device step on the CPU (two padded sequences), the batch made up by
-        # accumulation, as SFT's packed rows are.
-        per_device_train_batch_size=cfg.batch_size if cuda else 1,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps
-        * (1 if cuda else cfg.batch_size),
+        **one_row_a_step_on_cpu(cfg, cuda),
         eval_strategy="no",
         **common_args(cfg, DPOConfig, checkpoints, cuda, bf16),
     )
@@ -99,9 +95,6 @@ def train_dpo(
         )
     student = load_student(cfg, start_adapter)
     import torch
-
-    # TRL reads the model's old checkpointing flag, which transformers 5 deprecates.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
     from datasets import Dataset, disable_progress_bars
 
     disable_progress_bars()

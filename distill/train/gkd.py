@@ -28,6 +28,7 @@ from distill.train.trainer import (
     checkpoints_to_resume,
     common_args,
     load_student,
+    one_row_a_step_on_cpu,
     pass_metrics,
     progress_callback,
     run_pass,
@@ -109,10 +110,7 @@ def gkd_args(cfg: TrainConfig, checkpoints: Path, cuda: bool, bf16: bool) -> Any
         beta=g.beta,
         temperature=g.temperature,
         max_new_tokens=g.max_new_tokens,
-        # One row a device step on the CPU, the batch made up by accumulation.
-        per_device_train_batch_size=cfg.batch_size if cuda else 1,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps
-        * (1 if cuda else cfg.batch_size),
+        **one_row_a_step_on_cpu(cfg, cuda),
         eval_strategy="no",
         remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True},
@@ -137,8 +135,6 @@ def train_gkd(
     from datasets import Dataset, disable_progress_bars
 
     GKDTrainer = _experimental().GKDTrainer
-    # TRL reads a checkpointing flag transformers 5 deprecates.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
     disable_progress_bars()
     encoded = encode_rows(student.tok, rows, stop_ids(student.tok, student.model))
     encoded = [e for e in encoded if _final_answer(e)[0] < cfg.max_seq_length]

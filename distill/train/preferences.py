@@ -36,14 +36,11 @@ _DOCS = re.compile(r"<document\b.*?</document>\s*", re.S)
 def judge_spec(recipe: Recipe) -> tuple[str, dict[str, Any]]:
     """Who grades the student's answers, and with what backend settings: the
     preferences' own judge, else eval's, else the teacher."""
-    p, e, g = recipe.train.preferences, recipe.eval, recipe.generate
-    spec = p.judge or e.judge or g.teacher
-    options = p.judge_options
-    if options is None:
-        options = e.judge_options if spec == (e.judge or g.teacher) else None
-    if options is None:
-        options = g.teacher_options if spec == g.teacher else {}
-    return spec, options
+    p, e = recipe.train.preferences, recipe.eval
+    if p.judge is None:  # eval's judge, with the preferences' settings if they give any
+        spec, options = recipe.judge_of(e.judge, e.judge_options)
+        return spec, options if p.judge_options is None else p.judge_options
+    return recipe.judge_of(p.judge, p.judge_options)
 
 
 def prompt_of(row: dict[str, Any]) -> list[Message]:
@@ -63,7 +60,6 @@ def sample_answers(
     """`cfg.samples` sampled answers of the loaded student per row."""
     from distill.teachers.local import generate_batch
 
-    was_training = model.training
     model.eval()
     prompts = [prompt_of(r) for r in rows]
     out: list[list[str]] = [[] for _ in rows]
@@ -83,8 +79,6 @@ def sample_answers(
                 for i, c in enumerate(done):
                     out[start + i].append(clean_answer(c.text) if c.error is None else "")
                 bar.advance(task, len(batch))
-    if was_training:
-        model.train()
     return out
 
 

@@ -193,7 +193,8 @@ def _dpo(
     dpo = train_dpo(cfg, pairs, out, start_adapter=start, resume=resume)
     history = dpo.pop("log_history")
     write_json(out / "dpo_log.json", history)
-    _dpo_plot(history, out / "dpo.png")
+    dpo_series = (("loss", "DPO loss"), ("rewards/margins", "reward margin"))
+    _loss_plot(history, out / "dpo.png", "", dpo_series)
     return {**stats, **dpo, "pairs_built": stats["pairs"], "pairs": dpo["pairs"]}
 
 
@@ -222,53 +223,31 @@ def _build_pairs(
 
 def trl_line(p: Preference) -> str:
     """A pair in TRL's conversational preference format (prompt / chosen / rejected)."""
-    return json.dumps(
-        {
-            "prompt": [{"role": m["role"], "content": m["content"]} for m in p["prompt"]],
-            "chosen": [{"role": "assistant", "content": p["chosen"]}],
-            "rejected": [{"role": "assistant", "content": p["rejected"]}],
-        },
-        ensure_ascii=False,
-    )
+    return json.dumps(rowtypes.trl_preference(p), ensure_ascii=False)
+
+
+LOSS_SERIES = (("loss", "train"), ("eval_loss", "eval split"))
 
 
 def _loss_plot(
-    history: list[dict[str, Any]], path: Path, ylabel: str = "loss (answer tokens)"
+    history: list[dict[str, Any]],
+    path: Path,
+    ylabel: str = "loss (answer tokens)",
+    series: tuple[tuple[str, str], ...] = LOSS_SERIES,
 ) -> None:
+    """Each logged series (key, label) against the optimizer step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train", marker=".")
-    if evals:
-        ax.plot(*zip(*evals, strict=True), label="eval split", marker="o")
+    for key, label in series:
+        points = [(h["step"], h[key]) for h in history if key in h]
+        if points:
+            ax.plot(*zip(*points, strict=True), label=label, marker=".")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(ylabel)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-
-
-def _dpo_plot(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [h for h in history if "rewards/margins" in h]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    if steps:
-        x = [h["step"] for h in steps]
-        ax.plot(x, [h["loss"] for h in steps], label="DPO loss", marker=".")
-        ax.plot(x, [h["rewards/margins"] for h in steps], label="reward margin", marker=".")
-    ax.set_xlabel("optimizer step")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -10,6 +10,7 @@ import resource
 import shutil
 import sys
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,8 @@ def load_student(cfg: TrainConfig, start_adapter: Path | None = None) -> Student
     adapter a DPO pass continues from) loaded into one with the same settings."""
     backend = choose_backend(cfg)
     own_peak = reset_peak_memory()
+    # TRL reads the model's old checkpointing flag, which transformers 5 deprecates.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
     if not _cuda() and metadata.version("trl").startswith("1.15."):
         # Found with the gpu extra's set: TRL 1.15 always swaps in a fused LM head built
         # on Triton kernels, which cannot run without a GPU.
@@ -298,6 +301,21 @@ def checkpoints_to_resume(settings: Any, checkpoints: Path, resume: bool) -> str
             (checkpoints / "settings.sha256").write_text(settings)
     distributed.barrier()  # every process starts from the same folder
     return last if resume else None
+
+
+def one_row_a_step_on_cpu(cfg: TrainConfig, cuda: bool) -> dict[str, Any]:
+    """A pass's batch arguments: `batch_size` rows a device step on a GPU; on the CPU one
+    row (a DPO pair, a GKD prompt) a step, the batch made up by accumulation: the same
+    rows per update, without the padded batch's memory."""
+    if cuda:
+        return {
+            "per_device_train_batch_size": cfg.batch_size,
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        }
+    return {
+        "per_device_train_batch_size": 1,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps * cfg.batch_size,
+    }
 
 
 def common_args(
