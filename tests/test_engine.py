@@ -43,8 +43,9 @@ def test_results_keep_input_order_and_concurrency_is_real() -> None:
         server.arrivals.clear()
         teacher(url, concurrency=4, ramp_s=0.4).complete_many(chats(4))
         a = sorted(server.arrivals)
-        gaps = [b - x for x, b in zip(a, a[1:], strict=False)]
-        assert all(g >= 0.08 for g in gaps) and a[-1] - a[0] < 1.0
+        # 0.1 s apart in theory; each gap jitters by connection set-up on a loaded machine,
+        # so the test holds the spread as a whole (0.3 s in theory, about 0 without a ramp).
+        assert 0.2 <= a[-1] - a[0] < 1.0
 
 
 def test_requests_per_minute_cap() -> None:
