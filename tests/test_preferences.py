@@ -146,21 +146,19 @@ CARD_TEXT = (
 ).split()
 
 
-@pytest.mark.parametrize("method", ["sft", "sft_then_dpo", "dpo", "gkd", "sft_then_gkd"])
-def test_model_card_says_how_the_adapter_was_trained(method: str) -> None:
+def model_card(method: str, gkd: dict[str, Any] | None) -> str:
     from distill.publish.cards import _method_tags, render
     from distill.train.config import TrainConfig
 
     t = TrainConfig.model_validate({"method": method, "gkd": {"teacher": "qwen-1.5b"}})
     passes = {"backend": "trl", "device": "cpu", "steps": 7, "first_margin": 0.0}
     dpo = {**passes, "pairs": 11, "judge": "local:judge", "last_margin": 0.8}
-    gkd = {**passes, "teacher": "qwen-1.5b", "first_loss": 0.3, "last_loss": 0.1}
     card = render(
         "model.md.j2",
         {"tags": _method_tags({"method": method})},
         method=method,
         dpo=dpo if method.endswith("dpo") else None,
-        gkd=gkd if method.endswith("gkd") else None,
+        gkd={**passes, **gkd} if gkd and method.endswith("gkd") else None,
         t=t,
         steps=15,
         epochs=3,
@@ -170,13 +168,26 @@ def test_model_card_says_how_the_adapter_was_trained(method: str) -> None:
         device="cpu",
         **{k: "x" for k in CARD_TEXT},
     )
-    text = " ".join(card.split())
+    return " ".join(card.split())
+
+
+@pytest.mark.parametrize("method", ["sft", "sft_then_dpo", "dpo", "gkd", "sft_then_gkd"])
+def test_model_card_says_how_the_adapter_was_trained(method: str) -> None:
+    from distill.publish.cards import _method_tags
+
+    gkd = {"teacher": "qwen-1.5b", "first_loss": 0.3, "last_loss": 0.1}
+    text = model_card(method, gkd)
     assert ("TRL `SFTTrainer`" in text) == method.startswith("sft")
     assert ("on 11 preference pairs" in text) == method.endswith("dpo")
     assert ("Then TRL `DPOTrainer` from the SFT adapter" in text) == (method == "sft_then_dpo")
     assert ("against `qwen-1.5b`" in text) == method.endswith("gkd")
     assert ("Loss 0.3 at the first step, 0.1 at the last" in text) == method.endswith("gkd")
+    assert ("TRL `GKDTrainer`" in text) == method.endswith("gkd")
     assert set(_method_tags({"method": method})) == set(method.split("_then_"))
+    if method.endswith("gkd"):  # a teacher with another tokenizer: GOLD
+        gold = model_card(method, {**gkd, "trainer": "GOLD (ULD loss across tokenizers)"})
+        assert "TRL `GOLDTrainer`" in gold and "ULD loss across the two tokenizers" in gold
+        assert "GKDTrainer" not in gold and "generalized JSD" not in gold
 
 
 def test_resume_skips_a_kept_sft_pass_of_the_same_settings(tmp_path: Path) -> None:

@@ -63,14 +63,16 @@ class DpoConfig(StrictModel):
 
 
 class GkdConfig(StrictModel):
-    """On-policy distillation (GKD, TRL's GKDTrainer) against a local teacher model
-    that shares the student's tokenizer."""
+    """On-policy distillation against a local teacher model: TRL's GKDTrainer when the
+    teacher shares the student's tokenizer, TRL's GOLDTrainer (ULD loss, tokens aligned
+    by bytes) when it does not."""
 
     teacher: str | None = Field(
         None,
         description="The teacher model the student learns to match token by token: hub id, "
-        "local folder, .gguf file or alias; it must share the student's tokenizer (e.g. "
-        "qwen2.5-coder-1.5b-instruct for a qwen2.5-coder-0.5b-instruct student).",
+        "local folder, .gguf file or alias. One sharing the student's tokenizer (e.g. "
+        "qwen2.5-coder-1.5b-instruct for a qwen2.5-coder-0.5b-instruct student) trains with "
+        "GKD; another (a Qwen teacher for a SmolLM2 student) with GOLD's cross-tokenizer loss.",
     )
     lmbda: float = Field(
         0.5,
@@ -174,7 +176,7 @@ class TrainConfig(StrictModel):
     def _gkd_needs_a_teacher(self) -> TrainConfig:
         if self.method in ("gkd", "sft_then_gkd") and not self.gkd.teacher:
             raise ValueError(
-                f"train.method {self.method} needs train.gkd.teacher: a model sharing the "
-                "student's tokenizer"
+                f"train.method {self.method} needs train.gkd.teacher: the model the "
+                "student learns to match, e.g. qwen2.5-coder-0.5b-instruct"
             )
         return self

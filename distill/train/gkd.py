@@ -8,8 +8,14 @@ teacher on the curated answers. The rows are tokenized by distill/train/data.py 
 loss covers the answers and their EOS only); the prompt each sample is drawn from is
 everything before the last answer, as inference renders it.
 
-A teacher with another tokenizer is refused with a message: token-level distillation
-needs one vocabulary (GOLD's cross-tokenizer alignment is not built in).
+A teacher with another tokenizer (a Qwen teacher for a SmolLM2 student) goes through
+TRL's GOLDTrainer instead, with its ULD loss: the teacher reads the same text in its own
+tokens, the two tokenizations are aligned by byte offsets, and the sorted next-token
+probabilities are matched where one vocabulary cannot be mapped onto the other. GOLD
+takes the rows as conversations and masks the final assistant turn and its end-of-turn
+(the same span SFT's masks cover); the teacher reads the prompt as the student's chat
+template renders it, so a teacher trained on the same chat format (ChatML for SmolLM2
+and Qwen) reads it best.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from distill.errors import InputError, UserError
+from distill.errors import InputError
 from distill.models import inference_dtype, load_causal_lm, resolve_causal_lm
 from distill.train.backends import _cuda
 from distill.train.config import TrainConfig
@@ -70,51 +76,66 @@ class Collator:
         }
 
 
-def load_teacher(cfg: TrainConfig, student_tok: Any) -> Any:
-    """The teacher model, refused with a message unless it shares the student's
-    tokenizer."""
-    from transformers import AutoTokenizer
-
+def load_teacher(cfg: TrainConfig, student_tok: Any) -> tuple[Any, bool]:
+    """(the teacher model, whether it shares the student's tokenizer: GKD if so, else
+    GOLD)."""
     assert cfg.gkd.teacher is not None
-    tok = AutoTokenizer.from_pretrained(resolve_causal_lm(cfg.gkd.teacher).path)
-    if tok.get_vocab() != student_tok.get_vocab():
-        raise UserError(
-            f"train.gkd.teacher {cfg.gkd.teacher} has another tokenizer than the student "
-            f"{cfg.student} ({len(tok)} and {len(student_tok)} tokens): on-policy "
-            "distillation compares their next-token distributions, so it needs one "
-            "vocabulary; pick a teacher of the student's family, or use method sft or dpo"
-        )
-    model, _ = load_causal_lm(cfg.gkd.teacher, cfg.precision)
+    model, tok = load_causal_lm(cfg.gkd.teacher, cfg.precision)
     model.eval()
-    return model
+    return model, tok.get_vocab() == student_tok.get_vocab()
 
 
-def _experimental() -> Any:
-    """trl.experimental.gkd, imported without its 'APIs here are unstable' warning: the
-    pin in pyproject.toml is what keeps the API this module was written against."""
+def _experimental(name: str) -> Any:
+    """trl.experimental.<name> (gkd, gold), imported without its 'APIs here are
+    unstable' warning: the pin in pyproject.toml is what keeps the API this module was
+    written against."""
+    import importlib
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import trl.experimental.gkd as gkd
-    return gkd
+        return importlib.import_module(f"trl.experimental.{name}")
+
+
+def _shared_args(
+    cfg: TrainConfig, config_cls: Any, checkpoints: Path, cuda: bool, bf16: bool
+) -> Any:
+    """What GKD's and GOLD's arguments take alike from train.gkd and the recipe."""
+    g = cfg.gkd
+    return {
+        "num_train_epochs": g.epochs,
+        "max_steps": g.max_steps or -1,
+        "learning_rate": g.learning_rate,
+        "lmbda": g.lmbda,
+        "beta": g.beta,
+        "temperature": g.temperature,
+        **one_row_a_step_on_cpu(cfg, cuda),
+        "eval_strategy": "no",
+        "per_device_eval_batch_size": 1,
+        **common_args(cfg, config_cls, checkpoints, cuda, bf16),
+    }
 
 
 def gkd_args(cfg: TrainConfig, checkpoints: Path, cuda: bool, bf16: bool) -> Any:
-    GKDConfig = _experimental().GKDConfig
-
-    g = cfg.gkd
+    GKDConfig = _experimental("gkd").GKDConfig
     return GKDConfig(
-        num_train_epochs=g.epochs,
-        max_steps=g.max_steps or -1,
-        learning_rate=g.learning_rate,
-        lmbda=g.lmbda,
-        beta=g.beta,
-        temperature=g.temperature,
-        max_new_tokens=g.max_new_tokens,
-        **one_row_a_step_on_cpu(cfg, cuda),
-        eval_strategy="no",
+        max_new_tokens=cfg.gkd.max_new_tokens,
         remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True},
-        **common_args(cfg, GKDConfig, checkpoints, cuda, bf16),
+        **_shared_args(cfg, GKDConfig, checkpoints, cuda, bf16),
+    )
+
+
+def gold_args(
+    cfg: TrainConfig, teacher_path: str, checkpoints: Path, cuda: bool, bf16: bool
+) -> Any:
+    """GOLD's arguments: the GKD settings, with the ULD loss across the two tokenizers."""
+    GOLDConfig = _experimental("gold").GOLDConfig
+    return GOLDConfig(
+        max_completion_length=cfg.gkd.max_new_tokens,
+        use_uld_loss=True,
+        teacher_tokenizer_name_or_path=teacher_path,
+        packing=False,
+        **_shared_args(cfg, GOLDConfig, checkpoints, cuda, bf16),
     )
 
 
@@ -125,20 +146,24 @@ def train_gkd(
     *,
     start_adapter: Path | None = None,
     resume: bool = False,
+    eval_rows: list[dict[str, Any]] | None = None,
     callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """GKD on the training prompts from the base student or `start_adapter`; the adapter
-    is saved to out/adapter (atomically). Returns the pass's metrics."""
+    """On-policy distillation on the training prompts from the base student or
+    `start_adapter`: GKD when the teacher shares the student's tokenizer, else GOLD. The
+    adapter is saved to out/adapter (atomically). With `eval_rows`, the distillation
+    loss on their curated answers (off-policy) is measured before and after. Returns
+    the pass's metrics."""
     student = load_student(cfg, start_adapter)
-    teacher = load_teacher(cfg, student.tok)
+    teacher, same_vocabulary = load_teacher(cfg, student.tok)
     import torch
     from datasets import Dataset, disable_progress_bars
 
-    GKDTrainer = _experimental().GKDTrainer
     disable_progress_bars()
-    encoded = encode_rows(student.tok, rows, stop_ids(student.tok, student.model))
-    encoded = [e for e in encoded if _final_answer(e)[0] < cfg.max_seq_length]
-    if not encoded:
+    stops = stop_ids(student.tok, student.model)
+    encoded = encode_rows(student.tok, rows, stops)
+    kept = [i for i, e in enumerate(encoded) if _final_answer(e)[0] < cfg.max_seq_length]
+    if not kept:
         raise InputError(
             f"train: every training prompt fills train.max_seq_length ({cfg.max_seq_length} "
             "tokens); raise it"
@@ -152,27 +177,59 @@ def train_gkd(
         "train": [r.get("messages") for r in rows],
     }
     last = checkpoints_to_resume(settings, checkpoints, resume)
-    trainer = GKDTrainer(
-        model=student.model,
-        teacher_model=teacher,
-        args=gkd_args(cfg, checkpoints, cuda, bf16),
-        data_collator=Collator(student.tok.pad_token_id, cfg.max_seq_length),
-        train_dataset=Dataset.from_list(encoded),
-        processing_class=student.tok,
-        peft_config=student.peft_config,
-        callbacks=[progress_callback(), *(callbacks or [])],
-    )
+    common = {
+        "model": student.model,
+        "teacher_model": teacher,
+        "processing_class": student.tok,
+        "peft_config": student.peft_config,
+        "callbacks": [progress_callback(), *(callbacks or [])],
+    }
+    if same_vocabulary:
+        evals = encode_rows(student.tok, eval_rows or [], stops)
+        fits = [e for e in evals if _final_answer(e)[0] < cfg.max_seq_length]
+        trainer = _experimental("gkd").GKDTrainer(
+            args=gkd_args(cfg, checkpoints, cuda, bf16),
+            data_collator=Collator(student.tok.pad_token_id, cfg.max_seq_length),
+            train_dataset=Dataset.from_list([encoded[i] for i in kept]),
+            eval_dataset=Dataset.from_list(fits) if fits else None,
+            **common,
+        )
+    else:
+        # GOLD tokenizes the conversations itself, for both tokenizers.
+        teacher_path = resolve_causal_lm(cfg.gkd.teacher or "").path
+        fits = [{"messages": r["messages"]} for r in eval_rows or []]
+        trainer = _experimental("gold").GOLDTrainer(
+            args=gold_args(cfg, teacher_path, checkpoints, cuda, bf16),
+            train_dataset=Dataset.from_list([{"messages": rows[i]["messages"]} for i in kept]),
+            eval_dataset=Dataset.from_list(fits) if fits else None,
+            **common,
+        )
+    before = _eval_loss(trainer) if fits else None
     result, seconds, resumed = run_pass(trainer, student, out, checkpoints, last, resume)
+    after = _eval_loss(trainer) if fits else None
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     return {
         "backend": student.backend,
         "start": "sft adapter" if start_adapter else "base student",
         "teacher": cfg.gkd.teacher,
-        "examples": len(encoded),
+        "trainer": "GKD" if same_vocabulary else "GOLD (ULD loss across tokenizers)",
+        "examples": len(kept),
         **_metrics(trainer, result, seconds, resumed),
         "first_loss": round(float(losses[0]), 4) if losses else None,
         "last_loss": round(float(losses[-1]), 4) if losses else None,
+        "eval_examples": len(fits),
+        "eval_loss_before": before,
+        "eval_loss_after": after,
         **pass_metrics(student, out, cfg),
         "log_history": history,
     }
+
+
+def _eval_loss(trainer: Any) -> float:
+    """The distillation loss on the eval rows' curated answers (no sampling), in eval
+    mode; the trainer's log history does not keep it."""
+    logged = len(trainer.state.log_history)
+    loss = trainer.evaluate()["eval_loss"]
+    del trainer.state.log_history[logged:]
+    return round(float(loss), 4)

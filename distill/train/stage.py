@@ -1,4 +1,4 @@
-"""Train: a LoRA adapter on the student with TRL: SFT, DPO, or SFT then DPO.
+"""Train: a LoRA adapter on the student with TRL: SFT, DPO, on-policy distillation.
 
 One training config, two loaders. `trl` loads the student with transformers and
 wraps it with PEFT LoRA (CPU or GPU); `unsloth` loads and wraps it with Unsloth's
@@ -16,6 +16,9 @@ exercises nearly all of the GPU path.
   DPOTrainer trains a fresh LoRA on them against the base student.
 - `sft_then_dpo`: SFT as above (its adapter kept in train/sft_adapter), then the SFT
   student's own answers make the pairs and DPO continues from its adapter against it.
+- `gkd` / `sft_then_gkd`: on-policy distillation against `train.gkd.teacher`
+  (distill/train/gkd.py): TRL's GKDTrainer when it shares the student's tokenizer,
+  GOLDTrainer when it does not.
 
 A checkpoint is written every `save_steps` to train/checkpoints/ (dpo_checkpoints/),
 and `distill train --resume` continues a killed run from the last one (the
@@ -107,7 +110,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         if then == "dpo":
             second = _dpo(recipe, rows, out, start, resume_then)
         else:
-            second = _gkd(recipe, rows, out, start, resume_then)
+            eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+            second = _gkd(recipe, rows, eval_rows, out, start, resume_then)
         if sft_first:
             metrics["sft"] = {k: v for k, v in metrics.items() if k != "method"}
         else:
@@ -156,19 +160,30 @@ def _worker(
             pairs = rowtypes.read(out / "preferences.parquet", Preference)
             train_dpo(cfg, pairs, out, start_adapter=start, resume=resume_then)
         else:
-            train_gkd(cfg, rows, out, start_adapter=start, resume=resume_then)
+            eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+            train_gkd(cfg, rows, out, start_adapter=start, resume=resume_then, eval_rows=eval_rows)
 
 
 def _gkd(
-    recipe: Recipe, rows: list[dict[str, Any]], out: Path, start: Path | None, resume: bool
+    recipe: Recipe,
+    rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]],
+    out: Path,
+    start: Path | None,
+    resume: bool,
 ) -> dict[str, Any]:
     from distill.train.gkd import train_gkd
 
     distributed.barrier()  # the other processes wait for the SFT adapter's move
-    gkd = train_gkd(recipe.train, rows, out, start_adapter=start, resume=resume)
+    gkd = train_gkd(
+        recipe.train, rows, out, start_adapter=start, resume=resume, eval_rows=eval_rows
+    )
     history = gkd.pop("log_history")
     write_json(out / "gkd_log.json", history)
-    _loss_plot(history, out / "gkd.png", "GKD loss (generalized JSD to the teacher)")
+    title = "GKD loss (generalized JSD to the teacher)"
+    if gkd["trainer"] != "GKD":
+        title = "GOLD loss (ULD to the teacher, across tokenizers)"
+    _loss_plot(history, out / "gkd.png", title)
     return gkd
 
 
@@ -314,12 +329,20 @@ def _dpo_report(d: dict[str, Any]) -> str:
 
 def _gkd_report(g: dict[str, Any], cfg: TrainConfig) -> str:
     k = cfg.gkd
+    trainer = g.get("trainer", "GKD")
+    loss = "generalized JSD" if trainer == "GKD" else "ULD"
+    held = (
+        f"- on the {g['eval_examples']} eval-split answers (no sampling): {loss} "
+        f"{g['eval_loss_before']} before, {g['eval_loss_after']} after\n"
+        if g.get("eval_examples")
+        else ""
+    )
     return (
-        f"- on-policy distillation from the {g['start']} against `{g['teacher']}`, backend "
-        f"`{g['backend']}` on {g['device']} ({g['precision']})\n"
+        f"- on-policy distillation ({trainer}) from the {g['start']} against "
+        f"`{g['teacher']}`, backend `{g['backend']}` on {g['device']} ({g['precision']})\n"
         f"- {g['examples']} training prompts, {g['steps']} steps, {g['epochs']} epochs in "
         f"{g['seconds']} s; lmbda {k.lmbda} (share of steps on the student's own samples), "
         f"beta {k.beta}, temperature {k.temperature}\n"
-        f"- loss (generalized JSD to the teacher): first step {g['first_loss']}, last "
-        f"{g['last_loss']}, mean {g['train_loss']}\n" + _memory(g)
+        f"- loss ({loss} to the teacher): first step {g['first_loss']}, last "
+        f"{g['last_loss']}, mean {g['train_loss']}\n" + held + _memory(g)
     )

@@ -39,6 +39,9 @@ def progress_callback() -> Any:
     from distill.ui import progress
 
     class RichProgress(TrainerCallback):
+        bar: Any = None
+        loss = eval_loss = ""
+
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.bar = progress()
             self.bar.start()
@@ -54,7 +57,7 @@ def progress_callback() -> Any:
                 self.loss = f"loss {logs['loss']:.3f}"
             if logs and "eval_loss" in logs:
                 self.eval_loss = f", eval {logs['eval_loss']:.3f}"
-            if logs and ("loss" in logs or "eval_loss" in logs):
+            if self.bar is not None and logs and ("loss" in logs or "eval_loss" in logs):
                 desc = f"training steps ({self.loss}{self.eval_loss})"
                 self.bar.update(self.task, description=desc)
 
