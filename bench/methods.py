@@ -158,7 +158,12 @@ def main() -> int:
             )
         if "gkd" in train:
             g = train["gkd"]
-            print(f"{method}: GKD {g['steps']} steps, loss {g['first_loss']} -> {g['last_loss']}")
+            print(
+                f"{method}: {g.get('trainer', 'GKD')} {g['steps']} steps against {g['teacher']}, "
+                f"loss {g['first_loss']} -> {g['last_loss']}; eval-split loss "
+                f"{g.get('eval_loss_before')} -> {g.get('eval_loss_after')}, "
+                f"{g['seconds']} s, peak {g['peak_memory_mb']} MB"
+            )
     return 0
 
 

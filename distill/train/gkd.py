@@ -229,6 +229,9 @@ def train_gkd(
 def _eval_loss(trainer: Any) -> float:
     """The distillation loss on the eval rows' curated answers (no sampling), in eval
     mode; the trainer's log history does not keep it."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # our progress bar, not printed dicts
     logged = len(trainer.state.log_history)
     loss = trainer.evaluate()["eval_loss"]
     del trainer.state.log_history[logged:]

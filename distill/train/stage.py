@@ -279,7 +279,7 @@ def _report(cfg: TrainConfig, m: dict[str, Any], out: Path) -> str:
     if "dpo" in m:
         parts.append("\n## DPO\n\n" + _dpo_report(m["dpo"]) + "\n![DPO](dpo.png)\n")
     if "gkd" in m:
-        parts.append("\n## GKD\n\n" + _gkd_report(m["gkd"], cfg) + "\n![GKD](gkd.png)\n")
+        parts.append("\n## On-policy distillation\n\n" + _gkd_report(m["gkd"], cfg) + "\n![GKD](gkd.png)\n")
     rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.model_dump().items())
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     parts.append(f"\n- versions: {versions}\n\n| setting | value |\n| --- | --- |\n{rows}\n")
@@ -338,7 +338,7 @@ def _gkd_report(g: dict[str, Any], cfg: TrainConfig) -> str:
         else ""
     )
     return (
-        f"- on-policy distillation ({trainer}) from the {g['start']} against "
+        f"- on-policy distillation with {trainer} from the {g['start']} against "
         f"`{g['teacher']}`, backend `{g['backend']}` on {g['device']} ({g['precision']})\n"
         f"- {g['examples']} training prompts, {g['steps']} steps, {g['epochs']} epochs in "
         f"{g['seconds']} s; lmbda {k.lmbda} (share of steps on the student's own samples), "
