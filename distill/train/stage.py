@@ -279,7 +279,8 @@ def _report(cfg: TrainConfig, m: dict[str, Any], out: Path) -> str:
     if "dpo" in m:
         parts.append("\n## DPO\n\n" + _dpo_report(m["dpo"]) + "\n![DPO](dpo.png)\n")
     if "gkd" in m:
-        parts.append("\n## On-policy distillation\n\n" + _gkd_report(m["gkd"], cfg) + "\n![GKD](gkd.png)\n")
+        gkd = _gkd_report(m["gkd"], cfg)
+        parts.append("\n## On-policy distillation\n\n" + gkd + "\n![GKD](gkd.png)\n")
     rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.model_dump().items())
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     parts.append(f"\n- versions: {versions}\n\n| setting | value |\n| --- | --- |\n{rows}\n")
