@@ -64,7 +64,8 @@ def test_gkd_moves_the_student_toward_the_teacher(teacher: Path, tmp_path: Path)
         "learning_rate": 1e-3,
         "max_new_tokens": 24,
     }
-    m = train_gkd(cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path)
+    m = train_gkd(cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=rows(4))
+    assert m["eval_examples"] == 4 and m["eval_loss_after"] < m["eval_loss_before"], m
     assert m["steps"] == 4 and m["start"] == "base student" and m["teacher"] == str(teacher)
     losses = [h["loss"] for h in m["log_history"] if "loss" in h]
     assert len(losses) == 4 and losses[-1] < losses[0], losses

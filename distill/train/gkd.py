@@ -213,7 +213,7 @@ def train_gkd(
         "backend": student.backend,
         "start": "sft adapter" if start_adapter else "base student",
         "teacher": cfg.gkd.teacher,
-        "trainer": "GKD" if same_vocabulary else "GOLD (ULD loss across tokenizers)",
+        "trainer": "GKD" if same_vocabulary else "GOLD",
         "examples": len(kept),
         **_metrics(trainer, result, seconds, resumed),
         "first_loss": round(float(losses[0]), 4) if losses else None,
