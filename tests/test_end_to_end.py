@@ -471,3 +471,51 @@ def test_two_processes_train_one_adapter_on_the_same_curve(
         plain = model(ids).logits
         tuned = PeftModel.from_pretrained(model, str(out["two"] / "adapter"))(ids).logits
     assert (tuned - plain).abs().max().item() > 1e-4
+
+
+def test_gkd_against_a_served_teacher_from_the_cli(
+    quickstart: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`train.method: gkd` with `train.gkd.teacher: openai:smollm2`: llama-cpp-python's
+    real server on the SmolLM2 GGUF (the student's own tokenizer), through `distill
+    train`; the metrics and the report say what ran, and the key never reaches the run
+    folder."""
+    import os
+    import shutil
+
+    from tests.conftest import llama_server, smollm2_gguf
+
+    run, _ = quickstart
+    shutil.copytree(run.parent, tmp_path / "runs")
+    recipe = str(REPO / "recipes" / "quickstart.yaml")
+    with llama_server(smollm2_gguf(), tmp_path) as url:
+        served = [
+            "train.method=gkd",
+            "train.gkd.teacher=openai:smollm2",
+            f"train.gkd.teacher_options.base_url={url}",
+            "train.gkd.teacher_options.api_key_env=DISTILL_E2E_KEY",
+            "train.gkd.teacher_options.top_k=10",
+            "train.gkd.max_steps=2",
+            "train.gkd.max_new_tokens=32",
+        ]
+        sets = [a for s in SCALED_DOWN + served for a in ("--set", s)]
+        proc = subprocess.run(
+            [sys.executable, "-m", "distill", "train", recipe, *sets],
+            cwd=tmp_path,
+            env={**os.environ, "DISTILL_E2E_KEY": "sk-e2e-5ca1"},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1200,
+        )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = tmp_path / "runs" / "quickstart" / "train"
+    m = read_json(out / "metrics.json")
+    g = m["gkd"]
+    assert m["method"] == "gkd" and g["trainer"] == "GKD (served teacher, top-k)", g
+    assert g["steps"] == 2 and g["teacher_top_k"] == 10 and g["teacher_coverage"] > 0.9, g
+    assert g["eval_loss_before"] is not None and g["eval_loss_after"] is not None
+    assert "served teacher's top 10 log-probabilities" in (out / "report.md").read_text()
+    for f in (tmp_path / "runs").rglob("*"):
+        assert not f.is_file() or b"sk-e2e-5ca1" not in f.read_bytes(), f
+    assert "sk-e2e-5ca1" not in proc.stderr + proc.stdout

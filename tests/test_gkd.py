@@ -34,21 +34,25 @@ def divergence(student: Any, teacher: Any, tok: Any) -> float:
     return total / n
 
 
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2 after SFT on the training facts, merged: a teacher sharing its tokenizer."""
+def merged_teacher(out: Path) -> Path:
+    """SmolLM2 after SFT on the training facts, merged into out/model: a teacher that
+    knows them and shares the student's tokenizer."""
     from peft import PeftModel
 
     from distill.models import load_causal_lm
     from distill.train.trainer import train_adapter
 
-    out = tmp_path_factory.mktemp("teacher")
     train_adapter(cfg(), rows(), out / "sft")
     base, tok = load_causal_lm("smollm2-135m-instruct")
     merged = PeftModel.from_pretrained(base, str(out / "sft" / "adapter")).merge_and_unload()
     merged.save_pretrained(out / "model")
     tok.save_pretrained(out / "model")
     return out / "model"
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return merged_teacher(tmp_path_factory.mktemp("teacher"))
 
 
 def test_gkd_moves_the_student_toward_the_teacher(teacher: Path, tmp_path: Path) -> None:

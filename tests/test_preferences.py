@@ -139,6 +139,28 @@ def test_on_policy_methods_need_a_teacher() -> None:
     assert TrainConfig.model_validate({"method": "gkd", "gkd": {"teacher": "x"}}).gkd.lmbda == 0.5
 
 
+def test_a_served_teacher_needs_its_server_and_a_local_one_takes_no_options() -> None:
+    import pydantic
+
+    from distill.train.config import TrainConfig
+
+    with pytest.raises(pydantic.ValidationError, match="is served: set train.gkd.teacher_options"):
+        TrainConfig.model_validate({"method": "gkd", "gkd": {"teacher": "openai:t"}})
+    with pytest.raises(pydantic.ValidationError, match="base_url"):
+        TrainConfig.model_validate(
+            {"method": "gkd", "gkd": {"teacher": "openai:t", "teacher_options": {"top_k": 5}}}
+        )
+    with pytest.raises(pydantic.ValidationError, match="remove teacher_options"):
+        TrainConfig.model_validate(
+            {"method": "gkd", "gkd": {"teacher": "x", "teacher_options": {"base_url": "u"}}}
+        )
+    served = TrainConfig.model_validate(
+        {"method": "gkd", "gkd": {"teacher": "openai:t", "teacher_options": {"base_url": "u"}}}
+    )
+    assert served.gkd.teacher_options is not None
+    assert served.gkd.teacher_options.logprobs == "echo" and served.gkd.teacher_options.top_k == 20
+
+
 CARD_TEXT = (
     "name repo_id dataset_repo base provenance teacher version recipe_name description "
     "n_train review_text versions questions k judge hardware adapter_sha256 meaning "

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from distill.config import DEFAULT_STUDENT, StrictModel
+from distill.train.served import ServedOptions, is_served
 
 
 class PreferencesConfig(StrictModel):
@@ -72,7 +73,14 @@ class GkdConfig(StrictModel):
         description="The teacher model the student learns to match token by token: hub id, "
         "local folder, .gguf file or alias. One sharing the student's tokenizer (e.g. "
         "qwen2.5-coder-1.5b-instruct for a qwen2.5-coder-0.5b-instruct student) trains with "
-        "GKD; another (a Qwen teacher for a SmolLM2 student) with GOLD's cross-tokenizer loss.",
+        "GKD; another (a Qwen teacher for a SmolLM2 student) with GOLD's cross-tokenizer loss. "
+        "openai:MODEL: a served teacher sharing the student's tokenizer (llama-cpp-python's "
+        "server or vLLM, at teacher_options.base_url), matched on its top-k log-probabilities.",
+    )
+    teacher_options: ServedOptions | None = Field(
+        None,
+        description="A served teacher's settings (teacher: openai:MODEL): base_url, "
+        "api_key_env, logprobs (echo: llama-cpp-python; prompt_logprobs: vLLM), top_k.",
     )
     lmbda: float = Field(
         0.5,
@@ -178,5 +186,16 @@ class TrainConfig(StrictModel):
             raise ValueError(
                 f"train.method {self.method} needs train.gkd.teacher: the model the "
                 "student learns to match, e.g. qwen2.5-coder-0.5b-instruct"
+            )
+        served = is_served(self.gkd.teacher)
+        if served and self.gkd.teacher_options is None:
+            raise ValueError(
+                f"train.gkd.teacher {self.gkd.teacher} is served: set "
+                "train.gkd.teacher_options.base_url (e.g. http://127.0.0.1:8080/v1)"
+            )
+        if not served and self.gkd.teacher_options is not None:
+            raise ValueError(
+                "train.gkd.teacher_options is for a served teacher (teacher: openai:MODEL); "
+                f"{self.gkd.teacher} is loaded here: remove teacher_options"
             )
         return self

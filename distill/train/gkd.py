@@ -29,6 +29,7 @@ from distill.models import inference_dtype, load_causal_lm, resolve_causal_lm
 from distill.train.backends import _cuda
 from distill.train.config import TrainConfig
 from distill.train.data import _final_answer, encode_rows, stop_ids
+from distill.train.served import ServedTeacher, is_served, make_trainer, teacher_stand_in
 from distill.train.trainer import (
     _metrics,
     checkpoints_to_resume,
@@ -153,9 +154,32 @@ def train_gkd(
     `start_adapter`: GKD when the teacher shares the student's tokenizer, else GOLD. The
     adapter is saved to out/adapter (atomically). With `eval_rows`, the distillation
     loss on their curated answers (off-policy) is measured before and after. Returns
-    the pass's metrics."""
+    the pass's metrics. A served teacher (`openai:MODEL`) is asked for its top-k
+    log-probabilities (distill/train/served.py)."""
     student = load_student(cfg, start_adapter)
-    teacher, same_vocabulary = load_teacher(cfg, student.tok)
+    args = (cfg, student, rows, out, start_adapter, resume, eval_rows, callbacks)
+    if not is_served(cfg.gkd.teacher):
+        return _train_gkd(*args, None)
+    assert cfg.gkd.teacher and cfg.gkd.teacher_options
+    with ServedTeacher(cfg.gkd.teacher, cfg.gkd.teacher_options, student.tok) as served:
+        return _train_gkd(*args, served)
+
+
+def _train_gkd(
+    cfg: TrainConfig,
+    student: Any,
+    rows: list[dict[str, Any]],
+    out: Path,
+    start_adapter: Path | None,
+    resume: bool,
+    eval_rows: list[dict[str, Any]] | None,
+    callbacks: list[Any] | None,
+    served: ServedTeacher | None,
+) -> dict[str, Any]:
+    if served is not None:
+        teacher, same_vocabulary = teacher_stand_in(student.model.config), True
+    else:
+        teacher, same_vocabulary = load_teacher(cfg, student.tok)
     import torch
     from datasets import Dataset, disable_progress_bars
 
@@ -168,6 +192,8 @@ def train_gkd(
             f"train: every training prompt fills train.max_seq_length ({cfg.max_seq_length} "
             "tokens); raise it"
         )
+    if served is not None:
+        served.check_tokenizer(list(encoded[kept[0]]["input_ids"]))
     cuda = _cuda()
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16
     checkpoints = out / "gkd_checkpoints"
@@ -187,7 +213,8 @@ def train_gkd(
     if same_vocabulary:
         evals = encode_rows(student.tok, eval_rows or [], stops)
         fits = [e for e in evals if _final_answer(e)[0] < cfg.max_seq_length]
-        trainer = _experimental("gkd").GKDTrainer(
+        gkd_trainer = _experimental("gkd").GKDTrainer
+        trainer = (make_trainer(gkd_trainer) if served else gkd_trainer)(
             args=gkd_args(cfg, checkpoints, cuda, bf16),
             data_collator=Collator(student.tok.pad_token_id, cfg.max_seq_length),
             train_dataset=Dataset.from_list([encoded[i] for i in kept]),
@@ -204,6 +231,8 @@ def train_gkd(
             eval_dataset=Dataset.from_list(fits) if fits else None,
             **common,
         )
+    if served is not None:
+        trainer.served = served
     before = _eval_loss(trainer) if fits else None
     result, seconds, resumed = run_pass(trainer, student, out, checkpoints, last, resume)
     after = _eval_loss(trainer) if fits else None
@@ -213,7 +242,10 @@ def train_gkd(
         "backend": student.backend,
         "start": "sft adapter" if start_adapter else "base student",
         "teacher": cfg.gkd.teacher,
-        "trainer": "GKD" if same_vocabulary else "GOLD",
+        "trainer": ("GKD (served teacher, top-k)" if served else "GKD")
+        if same_vocabulary
+        else "GOLD",
+        **(served.report() if served else {}),
         "examples": len(kept),
         **_metrics(trainer, result, seconds, resumed),
         "first_loss": round(float(losses[0]), 4) if losses else None,

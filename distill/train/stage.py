@@ -181,8 +181,10 @@ def _gkd(
     history = gkd.pop("log_history")
     write_json(out / "gkd_log.json", history)
     title = "GKD loss (generalized JSD to the teacher)"
-    if gkd["trainer"] != "GKD":
+    if gkd["trainer"] == "GOLD":
         title = "GOLD loss (ULD to the teacher, across tokenizers)"
+    elif gkd["trainer"] != "GKD":
+        title = "GKD loss (generalized JSD to the served teacher's top-k)"
     _loss_plot(history, out / "gkd.png", title)
     return gkd
 
@@ -331,7 +333,14 @@ def _dpo_report(d: dict[str, Any]) -> str:
 def _gkd_report(g: dict[str, Any], cfg: TrainConfig) -> str:
     k = cfg.gkd
     trainer = g.get("trainer", "GKD")
-    loss = "generalized JSD" if trainer == "GKD" else "ULD"
+    loss = "ULD" if trainer == "GOLD" else "generalized JSD"
+    served = (
+        f"- the served teacher's top {g['teacher_top_k']} log-probabilities: "
+        f"{g['teacher_requests']} requests, {g['teacher_coverage']} of "
+        f"{g['teacher_positions']} answer positions scored\n"
+        if "teacher_top_k" in g
+        else ""
+    )
     held = (
         f"- on the {g['eval_examples']} eval-split answers (no sampling): {loss} "
         f"{g['eval_loss_before']} before, {g['eval_loss_after']} after\n"
@@ -345,5 +354,5 @@ def _gkd_report(g: dict[str, Any], cfg: TrainConfig) -> str:
         f"{g['seconds']} s; lmbda {k.lmbda} (share of steps on the student's own samples), "
         f"beta {k.beta}, temperature {k.temperature}\n"
         f"- loss ({loss} to the teacher): first step {g['first_loss']}, last "
-        f"{g['last_loss']}, mean {g['train_loss']}\n" + held + _memory(g)
+        f"{g['last_loss']}, mean {g['train_loss']}\n" + served + held + _memory(g)
     )
