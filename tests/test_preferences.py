@@ -210,6 +210,12 @@ def test_model_card_says_how_the_adapter_was_trained(method: str) -> None:
         gold = model_card(method, {**gkd, "trainer": "GOLD"})
         assert "TRL `GOLDTrainer`" in gold and "ULD loss across the two tokenizers" in gold
         assert "GKDTrainer" not in gold and "generalized JSD" not in gold
+        served = model_card(
+            method, {**gkd, "trainer": "GKD (served teacher, top-k)", "teacher_top_k": 20}
+        )
+        assert "TRL `GKDTrainer`" in served and "GOLD" not in served
+        assert "on the served teacher's top 20 tokens and one bucket for the rest" in served
+        assert "served teacher" not in text
 
 
 def test_resume_skips_a_kept_sft_pass_of_the_same_settings(tmp_path: Path) -> None:
