@@ -9,7 +9,7 @@ per mode and runs `distill train` with `train.method: gkd` from the base student
   `train.gkd.teacher: openai:TEACHER` with `teacher_options.base_url`.
 
     .venv/bin/python bench/served_teacher.py [RUN_FOLDER] [--student S] [--teacher T]
-        [--steps N] [--modes local,served] [--out DIR]
+        [--steps N] [--modes local,served] [--out DIR] [--set KEY=VALUE ...]
 
 Defaults: runs/quickstart, the Qwen2.5-Coder-0.5B student and the 1.5B teacher (they
 share a tokenizer, as a served teacher must), 4 steps. The training process's peak RSS
@@ -105,6 +105,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--modes", default="local,served")
     ap.add_argument("--out", type=Path, default=Path("runs/served_teacher"))
+    ap.add_argument("--set", action="append", default=[], help="recipe overrides for both")
     args = ap.parse_args()
     base, out = args.run.resolve(), args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -113,6 +114,7 @@ def main() -> int:
         f"train.student={args.student}",
         f"train.gkd.max_steps={args.steps}",
         "train.gradient_checkpointing=false",
+        *args.set,
     ]
     results: dict[str, dict[str, Any]] = {}
     for mode in args.modes.split(","):

@@ -102,6 +102,12 @@ class GkdConfig(StrictModel):
     max_steps: int | None = Field(
         None, ge=1, description="Stop after this many GKD optimizer steps (overrides epochs)."
     )
+    measure_eval: bool = Field(
+        True,
+        description="Measure the distillation loss on the eval split's curated answers before "
+        "and after the pass (two passes over them with both models; with a served teacher, "
+        "one request per answer each time).",
+    )
 
 
 Method = Literal["sft", "dpo", "sft_then_dpo", "gkd", "sft_then_gkd"]

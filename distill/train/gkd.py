@@ -176,6 +176,8 @@ def _train_gkd(
     callbacks: list[Any] | None,
     served: ServedTeacher | None,
 ) -> dict[str, Any]:
+    if not cfg.gkd.measure_eval:
+        eval_rows = None
     if served is not None:
         teacher, same_vocabulary = teacher_stand_in(student.model.config), True
     else:
