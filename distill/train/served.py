@@ -439,6 +439,9 @@ def make_trainer(base: type) -> type:
 
     class ServedGKDTrainer(base):
         served: ServedTeacher
+        # The loss is a mean over one micro-batch's scored positions: the Trainer divides
+        # it by the gradient-accumulation steps (TRL's server path does the same).
+        loss_is_scaled_for_ga = False
 
         def compute_loss(
             self,
