@@ -225,7 +225,7 @@ def test_a_teacher_with_another_tokenizer_is_refused(
             teacher.check_tokenizer(list(ids))
 
 
-def test_a_served_teacher_needs_its_key(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_served_teacher_needs_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
     from distill.errors import UserError
     from distill.models import load_tokenizer
     from distill.train.served import ServedOptions, ServedTeacher
@@ -235,7 +235,7 @@ def test_a_served_teacher_needs_its_key(server: str, monkeypatch: pytest.MonkeyP
     with pytest.raises(UserError, match=f"needs an API key in \\${KEY_ENV}"):
         ServedTeacher(
             "openai:taught",
-            ServedOptions(**served_options(server)),
+            ServedOptions(**served_options("http://127.0.0.1:9/v1")),
             load_tokenizer("smollm2-135m-instruct"),
         )
 

@@ -6,12 +6,14 @@ the rest of the vocabulary).
 Two wire formats, `train.gkd.teacher_options.logprobs`:
 - `echo` (llama-cpp-python's server, and any server speaking the legacy completions API
   with `echo` and `logprobs`): the sequence goes as text, the reply keys each position's
-  top-k by token text. The text's tokens are read back from `/extras/tokenize` (and must
-  be the student's); the texts are mapped back to the student's token ids by their bytes
-  (a text two ids share is left to the tail bucket). llama-cpp-python 0.3.36 pairs each
-  echoed token with the distribution computed *after* it when the model adds no BOS
-  token (SmolLM2, Qwen): the row at index i predicts token i+1. This module corrects
-  that and checks the reply's shape before using it.
+  top-k by token text. The server's tokens for the text are read from `/extras/tokenize`
+  (they must spell it in the student's vocabulary, though they may split it differently:
+  the two are lined up by byte offsets); the texts are mapped back to the student's
+  token ids by their bytes (a text two ids share is left to the tail bucket).
+  llama-cpp-python 0.3.36 pairs each echoed token with the distribution computed
+  *after* it when the model adds no BOS token (SmolLM2, Qwen): the row at index i
+  predicts token i+1. This module corrects that and checks the layout on the first
+  request.
 - `prompt_logprobs` (vLLM's extension): the sequence goes as token ids and each
   position's top-k comes keyed by id, the format TRL's VLLMClient reads; the tokenizer is
   checked once through vLLM's `/tokenize`.
@@ -23,7 +25,6 @@ it is never logged or written.
 from __future__ import annotations
 
 import math
-import os
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ from pydantic import Field
 
 from distill.config import StrictModel
 from distill.errors import TeacherError, UserError
+from distill.teachers.base import api_key
 
 PREFIX = "openai:"
 
@@ -140,12 +142,7 @@ class ServedTeacher:
 
         self.spec, self.model = spec, spec.removeprefix(PREFIX)
         self.options = options
-        key = os.environ.get(self.options.api_key_env)
-        if not key:
-            raise UserError(
-                f"train.gkd.teacher {spec} needs an API key in ${self.options.api_key_env}; "
-                "set it (any non-empty value for a local server that checks none)"
-            )
+        key = api_key(f"train.gkd.teacher {spec}", options.api_key_env)
         self.tok = tok
         base = self.options.base_url.rstrip("/")
         self.root = base.removesuffix("/v1")
@@ -367,7 +364,8 @@ def _finite(pairs: list[tuple[int, float]]) -> list[tuple[int, float]] | None:
 
 
 @lru_cache(maxsize=4)
-def _spelling_cached(key: int, tok: Any) -> list[bytes]:
+def _spelling(tok: Any) -> list[bytes]:
+    """Each id's bytes as the decoded text holds them (special tokens as their text)."""
     table = token_bytes(tok)
     names = tok.convert_ids_to_tokens(list(range(len(table))))
     return [
@@ -376,18 +374,7 @@ def _spelling_cached(key: int, tok: Any) -> list[bytes]:
     ]
 
 
-def _spelling(tok: Any) -> list[bytes]:
-    """Each id's bytes as the decoded text holds them (special tokens as their text)."""
-    return _spelling_cached(id(tok), tok)
-
-
-@lru_cache(maxsize=4)
-def _piece_map_cached(key: int, tok: Any) -> dict[str, int]:
-    return piece_ids(tok)
-
-
-def _piece_map(tok: Any) -> dict[str, int]:
-    return _piece_map_cached(id(tok), tok)
+_piece_map = lru_cache(maxsize=4)(piece_ids)
 
 
 def sparse_divergence(
@@ -395,7 +382,7 @@ def sparse_divergence(
     teacher: list[list[list[tuple[int, float]] | None]],
     labels: Any,
     beta: float,
-) -> tuple[Any, int]:
+) -> Any:
     """The generalized JSD (TRL's `_jsd_divergence`; beta 0 forward KL, 1 reverse KL)
     between the student's and the teacher's next-token distributions, both coarse-grained
     onto the teacher's top-k tokens and one tail bucket for the rest of the vocabulary
@@ -403,7 +390,7 @@ def sparse_divergence(
 
     `student_logits`: (B, T, V), row t predicting token t + 1; `labels`: (B, T + 1) with
     -100 off the answer; `teacher[b][t]`: the teacher's pairs for token t + 1 of row b, or
-    None. Returns (the mean divergence, the positions it covers)."""
+    None."""
     import torch
 
     from distill.train.gkd import _experimental
@@ -429,8 +416,7 @@ def sparse_divergence(
     s, mask = sd._add_tail_bucket(student, valid)
     t, _ = sd._add_tail_bucket(torch.where(valid, lps, neg_inf), valid)
     per_position = sd._jsd_divergence(s, t, beta, mask).sum(-1)
-    n = int(covered.sum())
-    return per_position[covered].sum() / max(n, 1), n
+    return per_position[covered].sum() / max(int(covered.sum()), 1)
 
 
 def make_trainer(base: type) -> type:
@@ -474,7 +460,7 @@ def make_trainer(base: type) -> type:
                     if 0 <= col < t_size:
                         shifted[col] = pairs
                 teacher.append(shifted)
-            loss, _ = sparse_divergence(outputs.logits[:, :-1, :], teacher, labels, self.beta)
+            loss = sparse_divergence(outputs.logits[:, :-1, :], teacher, labels, self.beta)
             return (loss, outputs) if return_outputs else loss
 
     return ServedGKDTrainer
