@@ -143,7 +143,7 @@ def main() -> int:
                 if method == "sft":
                     cells.append("—")
                 else:
-                    d = m.paired_difference(vals, ref[metric])
+                    d = m.paired_difference(vals, ref[metric], binary=metric in m.BINARY)
                     cells.append(
                         f"{d['diff']:+.0%} [{d['ci'][0]:+.0%}, {d['ci'][1]:+.0%}]" if d else "—"
                     )

@@ -20,11 +20,32 @@ QUESTION_TASKS = ("qa", "multi_hop", "raft", "multi_turn")
 ANSWER_STOP = ["\nQuestion:", "\nQ:"]
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+# A refusal says the material lacks the answer. The phrase must be about the
+# material (documents, context, information, "that", "this") or the speaker
+# ("I cannot find/answer", "I don't know"), so "The Starter plan does not include SSO"
+# or "If you cannot find the invite email" are answers, not refusals. Validated on
+# labelled answers of several systems and wordings: tests/test_refusal.py.
+_MATERIAL = (
+    r"(documents?|docs|passages?|context|sources?|texts?|information|materials?|"
+    r"excerpts?|help cent(er|re)|articles?|pages?)"
+)
+_NEG = r"(do(es)?n[o']?t|do(es)? not|did not|didn't)"
+_VERB = r"(contain|include|mention|say|state|provide|cover|specify|address|discuss|give)"
+_SAID = r"(mentioned|covered|specified|stated|described|addressed|discussed)"
 _REFUSAL = re.compile(
-    r"\b(do(es)?n[o']?t|do(es)? not) (contain|include|mention|say|provide|cover|specify)\b"
-    r"|\bnot (mentioned|covered|specified|provided|included|stated)\b"
-    r"|\bno (information|mention)\b"
-    r"|\b(cannot|can't|can not|unable to) (find|answer|determine)\b",
+    rf"\b{_MATERIAL}\b[^.;:!?]{{0,15}}?\b{_NEG} (seem to |appear to )?{_VERB}"
+    rf"|\b({_MATERIAL}|it|that|this|the answer) (is|are|was|were|isn't|aren't)( not|n't)? "
+    rf"(not )?{_SAID}\b"
+    rf"|\bnot ({_SAID[1:-1]}|available|found|included|provided|given|listed|present) "
+    r"(in|by|within|anywhere in) (the |these |this |any |your )?(provided |given |available )?"
+    rf"{_MATERIAL}"
+    r"|\b(there is|there's|i (have|found)|i see) no (information|mention|details?|data|"
+    r"answer|reference)\b"
+    r"|\bno (information|mention|details?) (about|on|of|regarding)\b"
+    r"|\bi (cannot|can't|can not|am unable to|'m unable to|was unable to|could not|"
+    r"couldn't) (find|answer|determine|tell|provide|locate|see)\b"
+    r"|\b(cannot|can't|unable to) (be )?(answer(ed)?|determined?)\b"
+    r"|\bi (do not|don't) (know|have (that|this|enough|the) information)\b",
     re.I,
 )
 _CITE = re.compile(r"\[\d{1,2}\]")

@@ -143,6 +143,19 @@ class Answer(TypedDict):
     similarity: float | None
     token_f1: float | None
     support: float | None
+    # The answer key's judge-free scores (distill.keyfacts); None without key facts.
+    doc_id: str
+    key_facts: str  # JSON: each fact a span or a list of accepted wordings
+    fact_found: list[bool]
+    fact_conflicts: list[str]
+    fact_correct: bool | None
+    fact_recall: float | None
+    retrieval_hit: bool | None  # the retrieved chunks state every key fact
+    cited_right: int  # citations whose chunk states a key fact
+    numbers: int  # numbers and codes in the answer
+    unsupported_numbers: int  # of those, in no retrieved chunk (rag) or no source chunk
+    prompt_tokens: int
+    judged: bool  # in the judge's sample
 
 
 class JudgementKey(TypedDict, total=False):

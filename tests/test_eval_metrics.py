@@ -216,7 +216,8 @@ def test_what_this_means_is_drawn_from_the_numbers() -> None:
     text = " ".join(metrics_for(scripted_rows())["what_this_means"])
     # ft+rag 1 of 3 correct against the teacher's 2 of 3 = 50%; p50 latency 1.0 s vs 2.0 s
     assert (
-        "`ft+rag` answers 33% correctly (95% CI 0%–100%), "
+        "`ft+rag` answers 33% correctly (95% CI 6%–79%), "  # Wilson
+        
         "against the teacher's 67% (50% of its score)" in text
     )
     assert "at 1/2 of its median latency" in text
@@ -259,21 +260,22 @@ def test_paired_differences_significant_and_not() -> None:
     (c,) = [c for c in gain if c["metric"] == "correct"]
     assert (c["system"], c["against"], c["n"]) == ("ft+rag", "base+rag", 40)
     assert c["diff"] == 0.5 and c["significant"] and c["ci"][0] > 0.3
-    assert c["n_to_resolve"] is None
+    assert c["p_value"] < 0.001  # 20 wins, 0 losses: exact McNemar 2 / 2**20
     # 21 against 19 of 40 (4 questions only ft+rag gets, 2 only base+rag): the interval
-    # straddles 0, and it says how many questions would tell.
+    # straddles 0, and it says the smallest difference this size could detect.
     noise = em.comparisons(paired_rows(range(21), range(4, 23)), ["base+rag", "ft+rag"])
     (d,) = [d for d in noise if d["metric"] == "correct"]
     assert d["diff"] == 0.05 and not d["significant"] and d["ci"][0] < 0 < d["ci"][1]
-    assert d["n_to_resolve"] > 40
-    assert "within noise; about" in em.describe(d)
-    assert em.describe(c).endswith("a measured gain.")
+    # (1.96 + 0.84) * sqrt(p_d / n) with p_d = 6/40: 17 points
+    assert d["mde"] == pytest.approx(2.8016 * (6 / 40 / 40) ** 0.5, abs=1e-3)
+    assert "not resolved (the smallest difference this size detects: 17 points)" in em.describe(d)
+    assert em.describe(c).endswith("the interval is above 0 (descriptive, uncorrected).")
     assert signed(-0.004) == "+0" and signed(-0.6) == "-1" and signed(0.04, 1) == "+0.0"
-    # Paired beats unpaired: identical answers on 38 questions give a tight interval.
+    # Identical answers on every question: no zero-width interval, it still spans 0.
     same = em.paired_difference(
-        {f"q{i}": 1.0 for i in range(40)}, {f"q{i}": 1.0 for i in range(40)}
+        {f"q{i}": 1.0 for i in range(40)}, {f"q{i}": 1.0 for i in range(40)}, binary=True
     )
-    assert same is not None and same["ci"] == [0.0, 0.0] and same["n_to_resolve"] is None
+    assert same is not None and same["ci"][0] < 0 < same["ci"][1] and not same["significant"]
 
 
 def test_the_headline_states_the_measured_result_with_its_interval() -> None:
@@ -285,7 +287,7 @@ def test_the_headline_states_the_measured_result_with_its_interval() -> None:
     first = em.what_this_means(m)[0]
     assert first.startswith("On 40 questions about documents the student never trained on")
     assert "`ft+rag` answered 75% correctly (95% CI" in first
-    assert "`base+rag` 25%" in first and "(a measured gain)" in first
+    assert "`base+rag` 25%" in first and "(interval above 0)" in first
 
 
 def test_token_f1() -> None:
@@ -341,13 +343,13 @@ def test_html_report_table_carries_the_metrics() -> None:
     parser.feed(page)
     table = {r["system"]: r for r in parser.rows if r}
     assert list(table) == ["teacher", "base", "ft+rag"]
-    assert table["teacher"]["correct"] == "67% [0%, 100%] (2/3 judged)"
+    assert table["teacher"]["correct"] == "67% [21%, 94%] (2/3 judged)"  # Wilson, 2 of 3
     assert table["teacher"]["correctness"] == "4.50 [4.00, 5.00]"
     assert table["ft+rag"]["vs_teacher"] == "33% / 0% / 33% (1 failed)"
     assert table["base"]["vs_teacher"] == "0% / 67% / 33%"
     assert table["base"]["groundedness"] == "n/a" and table["base"]["refusal"] == "n/a"
-    assert table["teacher"]["refusal"] == "50% [0%, 100%] of 2"
-    assert table["teacher"]["citations"] == "50% [0%, 100%] of 2"  # q1 cites its source, q2 not
+    assert table["teacher"]["refusal"] == "50% [9%, 91%] of 2"
+    assert table["teacher"]["citations"] == "50% [9%, 91%] of 2"  # q1 cites its source, q2 not
     words = [
         len(r["answer"].split())
         for r in rows
@@ -366,7 +368,7 @@ def test_html_report_table_carries_the_metrics() -> None:
     assert "&lt;script&gt;alert(1)" in page
     assert "<code>ft+rag</code> answers 33% correctly" in page  # our sentences' `spans` as code
     md = render_markdown(metrics, rows, None, 10)
-    assert "| teacher | 67% [0%, 100%] (2/3 judged) | 4.50 [4.00, 5.00] |" in md
+    assert "| teacher | 67% [21%, 94%] (2/3 judged) | 4.50 [4.00, 5.00] |" in md
     assert "<script>" not in md
     assert md.count("\n### ") == 3  # one example per answerable question
 

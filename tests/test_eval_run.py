@@ -17,6 +17,7 @@ import pytest
 from distill.evaluate import stage as evaluate
 from distill.io import read_json, read_rows, write_rows
 from distill.recipe import load_recipe
+from distill.results import Decision
 from distill.runfolder import RunFolder, RunOptions
 from distill.verdict import cells
 from tests.conftest import REPO, write_recipe
@@ -169,11 +170,11 @@ def test_eval_with_scripted_systems_and_judge(
     parser = TableParser()
     parser.feed(page)
     table = {r["system"]: r for r in parser.rows if r}
-    assert table["teacher"]["correct"] == "100% [100%, 100%]"
+    assert table["teacher"]["correct"] == "100% [44%, 100%]"  # Wilson, 3 of 3
     assert table["teacher"]["correctness"] == "5.00 [5.00, 5.00]"
-    assert table["base"]["correct"] == "0% [0%, 0%] (2/3 judged)"
+    assert table["base"]["correct"] == "0% [0%, 56%] (2/3 judged)"  # Wilson, 0 of 3
     assert table["ft+rag"]["vs_teacher"] == "0% / 67% / 33%"
-    assert table["teacher"]["refusal"] == "100% [100%, 100%] of 2"
+    assert table["teacher"]["refusal"] == "100% [34%, 100%] of 2"
     for name, sm in m["systems"].items():
         assert table[name] == cells(name, sm)
     assert page.count("data:image/png;base64,") == 2
@@ -193,3 +194,130 @@ def test_eval_with_scripted_systems_and_judge(
     assert proc.returncode == 0, proc.stderr
     rows = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("ft+rag")]
     assert len(rows) >= 6 and all(r[-3] == r[-2] and r[-1].startswith("+0") for r in rows)
+
+
+KEY = [  # (record, why it is skipped or None)
+    ({"question": "How long do free trials last?", "key_facts": ["14 days"]}, None),
+    (
+        {
+            "question": "How long is the password reset link valid?",
+            "key_facts": ["30 minutes"],
+            "doc": "account/password",
+        },
+        None,
+    ),
+    ({"question": "Which two-factor methods work?", "key_facts": [["hardware keys"]]}, None),
+    ({"question": "What does the Team plan cost a user?", "key_facts": ["$29"]}, None),
+    (
+        {
+            "question": "Does it sync with Salesforce?",
+            "answerable": False,
+            "absent": ["Salesforce"],
+        },
+        None,
+    ),
+    (
+        {"question": "Can I buy Starter?", "answerable": False, "absent": ["Starter"]},
+        "unanswerable, but the index mentions one of its 'absent' terms",
+    ),
+    (
+        {"question": "Is the reset link valid for 30 minutes?", "key_facts": ["30 minutes"]},
+        "a key fact is stated in its question",
+    ),
+    ({"question": "How long do free trials last?", "key_facts": ["14 days"]}, "duplicate question"),
+    (
+        {"question": "How long can I trial?", "key_facts": ["21 days"], "doc": "billing/plans"},
+        "a key fact is in no chunk of its document",
+    ),
+]
+KEY_FACTS = {r["question"]: r["key_facts"][0] for r, why in KEY if why is None and "key_facts" in r}
+
+
+def key_scripted(body: dict[str, Any]) -> str:
+    """ft-student: the key fact with its document number when retrieval found it, else a
+    refusal. base-student: a conflicting value for the reset link, unsure otherwise."""
+    content = body["messages"][-1]["content"]
+    question = content.strip().splitlines()[-1]
+    fact = KEY_FACTS.get(question, "")
+    fact = fact if isinstance(fact, str) else fact[0]
+    docs = re.findall(r'<document id="(\d+)"[^>]*>(.*?)</document>', content, re.S)
+    where = next((n for n, text in docs if fact and fact in text), None)
+    if body["model"] == "base-student":
+        return "It is 15 minutes." if "reset" in question else "I am not sure, maybe 7."
+    if where is None:
+        return "The documents do not contain the answer."
+    return f"It is {fact} [{where}]."
+
+
+def test_eval_with_an_answer_key_decides_without_a_judge(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISTILL_TEST_KEY", "test-key-" + "z" * 24)
+    (tmp_path / "key.jsonl").write_text(
+        "\n".join(json.dumps(r) for r, _ in KEY) + "\n\n", encoding="utf-8"
+    )
+    with serve() as (server, url):
+        server.reply = key_scripted
+        opts = f"{{base_url: '{url}', api_key_env: DISTILL_TEST_KEY, ramp_s: 0}}"
+        path = write_recipe(
+            tmp_path,
+            "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+            f"generate:\n  teacher: openai:gpt-4o-mini\n  teacher_options: {opts}\n"
+            "eval:\n  systems: [base+rag, ft+rag]\n  answer_key: key.jsonl\n"
+            "  generated: false\n  judge_items: 0\n  seen_set: false\n"
+            "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"
+            f"  student_options: {opts}\n",
+            name="eval.yaml",
+        )
+        counts = evaluate.run(load_recipe(path), RunFolder(ingested), RunOptions())
+        # Answers only: 2 systems x (4 answerable + 1 verified unanswerable), no judge.
+        asked = [(r["model"], r["messages"][-1]["content"].splitlines()[-1]) for r in server.requests]
+        assert len(server.requests) == 10, asked
+
+    out = ingested / "eval"
+    m = read_json(out / "metrics.json")
+    assert m["judge"] is None and m["judge_calls"] == 0
+    key = m["answer_key"]
+    assert (key["answerable"], key["unanswerable"]) == (4, 1)
+    assert key["skipped"] == {why: 1 for _, why in KEY if why}
+    d = Decision.model_validate(m["decision"])
+    assert counts["verdict"] == d.verdict == "not resolvable"
+    # The split holds out account/*: two questions there, two on billing/plans.
+    assert [(s.eval_set, s.questions, s.documents) for s in d.sets] == [
+        ("unseen", 2, 2),
+        ("deployment", 2, 1),
+        ("pooled", 4, 3),
+    ]
+    pooled = d.sets[-1]
+    assert pooled.accuracy["ft+rag"].k == 4 and pooled.accuracy["base+rag"].k == 0
+    p = pooled.primary
+    assert p is not None and (p.wins, p.losses, p.n, p.diff) == (4, 0, 4, 1.0)
+    assert p.p_value == 0.125  # exact McNemar, 4 wins and no loss
+    # Newcombe's interval excludes 0 at 4 of 4, the exact test does not: not significant.
+    assert not p.significant and p.ci[0] > 0
+    assert pooled.hit_rate is not None and pooled.hit_rate.value == 1.0
+    (refusal,) = [c for c in d.secondaries if c.metric == "refusal on unanswerables"]
+    assert (refusal.n, refusal.wins, refusal.losses) == (1, 1, 0)
+    assert {c.metric for c in d.secondaries} == {
+        "refusal on unanswerables",
+        "false refusal",
+    }  # base+rag never cites: no citation precision pair
+    assert all(c.p_holm is not None and c.p_holm >= c.p_value for c in d.secondaries)
+    assert d.systems["ft+rag"].citation_precision.value == 1.0  # type: ignore[union-attr]
+    assert d.systems["base+rag"].unsupported_numbers.k >= 1  # type: ignore[union-attr]
+    assert len(d.discordant["ft+rag right"]) == 4 and d.discordant["base+rag right"] == []
+
+    answers = read_rows(out / "answers.parquet")
+    reset = next(r for r in answers if r["system"] == "base+rag" and "reset" in r["question"])
+    assert reset["fact_conflicts"] == ["15 minute"] and reset["fact_correct"] is False
+    assert not any(r["judged"] for r in answers)
+
+    report = (out / "report.md").read_text()
+    assert report.startswith(
+        "# Evaluation report\n\n## Verdict\n\n> **Deploy `ft+rag` instead of `base+rag`? "
+        "Not resolvable at this size"
+    )
+    assert "## Generated questions" not in report  # none were asked
+    assert "4 won / 0 lost, exact McNemar p = 0.125" in report
+    page = (out / "report.html").read_text()
+    assert "<div id='verdict' class='verdict'><p><strong>Deploy <code>ft+rag</code>" in page

@@ -15,8 +15,40 @@ class EvalConfig(StrictModel):
         min_length=1,
         description="Systems to answer the held-out questions; '+rag' adds retrieved chunks.",
     )
+    answer_key: str | None = Field(
+        None,
+        description="A JSON Lines answer key (question, key_facts, optional doc; or "
+        "answerable: false with absent terms), relative to the recipe: its questions are "
+        "scored judge-free by key facts, the primary of the decision (see docs/evaluation.md).",
+    )
+    generated: bool = Field(
+        True,
+        description="Also ask the held-out split's generated questions (the teacher's "
+        "answers as references: judged, never the primary).",
+    )
     max_questions: int | None = Field(
-        None, ge=1, description="Evaluate at most this many held-out questions (per eval set)."
+        None,
+        ge=1,
+        description="At most this many questions per eval set: a seeded sample spread "
+        "evenly over documents.",
+    )
+    judge_items: int | None = Field(
+        None,
+        ge=0,
+        description="Judge a seeded sample of this many answerable questions (every system's "
+        "answer to each); 0 turns the judge off, null judges all.",
+    )
+    deciding: tuple[EvalSystem, EvalSystem] = Field(
+        ("ft+rag", "base+rag"),
+        description="The pre-declared primary comparison: the first system against the "
+        "second on key-fact accuracy.",
+    )
+    teacher_margin: float = Field(
+        0.10,
+        gt=0,
+        lt=1,
+        description="Non-inferiority margin against the teacher: the deciding system is "
+        "'within this of the teacher' when the paired lower bound is above -margin.",
     )
     unanswerable: int = Field(
         4,

@@ -64,7 +64,7 @@ def small_judge(judge: Teacher) -> bool:
 
 
 def _grade(rows: list[Answer], items: dict[str, Item], judge: JsonJudge, tpl: Template) -> float:
-    todo = [r for r in rows if r["kind"] == "answerable"]
+    todo = [r for r in rows if r["kind"] == "answerable" and r["judged"]]
     for r in todo:
         if r["answer_error"]:
             r["grade_error"] = "no answer to grade"
@@ -114,7 +114,7 @@ def _pairwise(rows: list[Answer], judge: JsonJudge, tpl: Template) -> float:
     """Each student answer against the teacher's, in both orders."""
     teacher = {r["item_id"]: r for r in rows if r["system"] == "teacher"}
     todo = sorted(
-        (r for r in rows if r["system"] != "teacher" and r["kind"] == "answerable"),
+        (r for r in rows if r["system"] != "teacher" and r["kind"] == "answerable" and r["judged"]),
         key=lambda r: r["item_id"],  # shared prompt prefixes, as in _grade
     )
     asked, prompts = [], []
@@ -148,8 +148,31 @@ def _pairwise(rows: list[Answer], judge: JsonJudge, tpl: Template) -> float:
     return cost
 
 
+def judge_agreement(rows: list[Answer]) -> dict[str, float | int] | None:
+    """The judge against the key-fact check on the answers both scored: Cohen's kappa of
+    'correct' (judge >= 4) and 'states every key fact', and the raw agreement."""
+    pairs = [
+        (r["correctness"] >= 4, bool(r["fact_correct"]))
+        for r in rows
+        if r["correctness"] is not None and r["fact_correct"] is not None
+    ]
+    if not pairs:
+        return None
+    n = len(pairs)
+    agree = sum(j == k for j, k in pairs) / n
+    pj, pk = sum(j for j, _ in pairs) / n, sum(k for _, k in pairs) / n
+    chance = pj * pk + (1 - pj) * (1 - pk)
+    kappa = (agree - chance) / (1 - chance) if chance < 1 else 1.0
+    return {"n": n, "agreement": round(agree, 4), "kappa": round(kappa, 4)}
+
+
 def _similarity(rows: list[Answer], model_ref: str) -> None:
-    todo = [r for r in rows if r["kind"] == "answerable" and not r["answer_error"]]
+    # Against a written reference only: an answer key's facts are no reference text.
+    todo = [
+        r
+        for r in rows
+        if r["kind"] == "answerable" and not r["answer_error"] and r["key_facts"] == "[]"
+    ]
     if not todo:
         return
     answers = embed([r["answer"] for r in todo], model_ref)

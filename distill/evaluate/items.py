@@ -1,45 +1,145 @@
-"""The eval items: the held-out split's questions with their references and retrieved
-chunks, the same questions with their documents removed (the answer is a refusal),
-off-topic questions, and held-out questions on training documents (the seen set)."""
+"""The eval items: the answer key's questions (`eval.answer_key`: key facts checked
+against the corpus, in the unseen-documents or the deployment set by the split, and
+verified unanswerables), the held-out split's generated questions with the teacher's
+references, those questions with their documents removed (right answer: a refusal;
+not verified, so descriptive only), off-topic questions, and held-out questions on
+training documents (the seen set).
+
+A cap (`eval.max_questions`) takes a seeded sample spread evenly over documents, never
+the first questions in corpus order (which would drop whole documents)."""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from distill.errors import InputError
+from distill.evaluate.answer_key import LoadedKey, load_answer_key
 from distill.io import read_rows
+from distill.keyfacts import Fact
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.rows import Chunk
 from distill.runfolder import RunFolder
+from distill.split import EVAL, Split
 
-UNSEEN, SEEN = "unseen", "seen"  # the two eval sets (see distill.evaluate.stage)
+# The eval sets (see distill.evaluate.stage): questions on held-out documents, answer-key
+# questions on training documents asked with retrieval (deployment), and generated
+# questions on training documents asked without it (seen: knowledge absorbed).
+UNSEEN, DEPLOYMENT, SEEN = "unseen", "deployment", "seen"
+KEY_SETS = (UNSEEN, DEPLOYMENT)
+T = TypeVar("T")
 
 
 @dataclass
 class Item:
     item_id: str
-    kind: str  # answerable | no_oracle | off_topic
+    kind: str  # answerable | unanswerable (verified) | no_oracle | off_topic
     question: str
     reference: str
     source_chunk_ids: list[str]
     hits: list[Chunk]  # the chunks retrieval systems see, best first
     eval_set: str = UNSEEN
+    key_facts: list[Fact] = field(default_factory=list)  # the answer key's; [] if none
+    doc_id: str = ""
 
 
-def build_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list[Item]:
+def spread(rows: list[T], n: int | None, seed: int, doc: Callable[[T], str]) -> list[T]:
+    """At most n rows, a seeded sample spread evenly over documents (round robin over
+    the documents in a seeded order), in their original order."""
+    if n is None or n >= len(rows):
+        return rows
+    rng = random.Random(seed)
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(doc(r), []).append(i)
+    queues = list(groups.values())
+    rng.shuffle(queues)
+    for q in queues:
+        rng.shuffle(q)
+    picked: list[int] = []
+    while len(picked) < n:
+        for q in queues:
+            if q and len(picked) < n:
+                picked.append(q.pop())
+    return [rows[i] for i in sorted(picked)]
+
+
+def _doc_of(q: dict[str, Any]) -> str:
+    return str((q.get("source_doc_ids") or q.get("doc_ids") or [""])[0])
+
+
+def build_items(
+    recipe: Recipe, folder: RunFolder, retriever: Retriever
+) -> tuple[list[Item], LoadedKey | None]:
+    """Every eval item, and the answer key as loaded (None without one)."""
+    cfg = recipe.eval
+    key = None
+    items: list[Item] = []
+    if cfg.answer_key is not None:
+        key = load_answer_key(recipe.base_dir / cfg.answer_key, retriever.chunks)
+        split = Split.load(folder.stage_dir("generate") / "split.json")
+        items += _key_items(key, split, retriever, cfg.k, cfg.max_questions, cfg.seed)
+    if cfg.generated:
+        items += _generated_items(recipe, folder, retriever)
+    if cfg.off_topic:
+        off = retriever.retrieve_many(cfg.off_topic, cfg.k)
+        for i, (text, h) in enumerate(zip(cfg.off_topic, off, strict=True)):
+            items.append(Item(f"off-topic-{i}", "off_topic", text, "", [], [c for c, _ in h]))
+    if not any(it.kind == "answerable" for it in items):
+        raise InputError(
+            "eval: no questions to ask; give eval.answer_key, or (with eval.generated) raise "
+            "curate.eval_fraction or generate.max_chunks, or add documents"
+        )
+    return items + _seen_items(recipe, folder, retriever), key
+
+
+def _key_items(
+    key: LoadedKey, split: Split, retriever: Retriever, k: int, cap: int | None, seed: int
+) -> list[Item]:
+    """The answer key's items, answerable ones in the set their document's side decides."""
+    sets = {
+        s: spread(
+            [it for it in key.items if it.answerable and _key_set(split, it.doc_id) == s],
+            cap,
+            seed,
+            lambda it: it.doc_id or "",
+        )
+        for s in KEY_SETS
+    }
+    unanswerable = [it for it in key.items if not it.answerable]
+    asked = [(it, s) for s in KEY_SETS for it in sets[s]] + [(it, UNSEEN) for it in unanswerable]
+    hits = retriever.retrieve_many([it.question for it, _ in asked], k) if asked else []
+    return [
+        Item(
+            it.item_id,
+            "answerable" if it.answerable else "unanswerable",
+            it.question,
+            it.reference,
+            it.chunk_ids,
+            [c for c, _ in h],
+            s,
+            it.key_facts,
+            it.doc_id or "",
+        )
+        for (it, s), h in zip(asked, hits, strict=True)
+    ]
+
+
+def _key_set(split: Split, doc_id: str | None) -> str:
+    return UNSEEN if doc_id is not None and split.side(doc_id) == EVAL else DEPLOYMENT
+
+
+def _generated_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list[Item]:
+    """The held-out split's generated questions, and some asked with their documents gone."""
     cfg = recipe.eval
     held = read_rows(folder.stage_dir("curate") / "eval.parquet")
     # A RAFT sample whose context lacked the answer has a refusal as its reference;
     # its question is answerable once eval retrieves for itself, so it is left out.
-    questions = [q for q in held if not q.get("expects_refusal")][: cfg.max_questions]
-    if not questions:
-        raise InputError(
-            "eval: the held-out split is empty; raise curate.eval_fraction or "
-            "generate.max_chunks, or add documents"
-        )
+    asked = [q for q in held if not q.get("expects_refusal")]
+    questions = spread(asked, cfg.max_questions, cfg.seed, _doc_of)
     items = _answerable(questions, retriever, cfg.k, UNSEEN)
     picked = random.Random(cfg.seed).sample(questions, min(cfg.unanswerable, len(questions)))
     if picked:
@@ -51,11 +151,7 @@ def build_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list
             items.append(
                 Item(f"{q['sample_id']}-no-oracle", "no_oracle", q["question"], "", [], rest)
             )
-    if cfg.off_topic:
-        off = retriever.retrieve_many(cfg.off_topic, cfg.k)
-        for i, (text, h) in enumerate(zip(cfg.off_topic, off, strict=True)):
-            items.append(Item(f"off-topic-{i}", "off_topic", text, "", [], [c for c, _ in h]))
-    return items + _seen_items(recipe, folder, retriever)
+    return items
 
 
 def _seen_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list[Item]:
@@ -64,7 +160,8 @@ def _seen_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list
     path = folder.stage_dir("curate") / "eval_seen.parquet"
     if not cfg.seen_set or not path.exists():
         return []
-    return _answerable(read_rows(path)[: cfg.max_questions], retriever, cfg.k, SEEN)
+    rows = spread(read_rows(path), cfg.max_questions, cfg.seed, _doc_of)
+    return _answerable(rows, retriever, cfg.k, SEEN)
 
 
 def _answerable(
@@ -81,6 +178,7 @@ def _answerable(
             list(q.get("source_chunk_ids") or [q["source_chunk_id"]]),
             [c for c, _ in h],
             eval_set,
+            doc_id=_doc_of(q),
         )
         for q, h in zip(rows, hits, strict=True)
     ]

@@ -6,10 +6,11 @@ An answer row (eval/answers.parquet) is one system's answer to one item:
 or `off_topic` (a question the corpus does not cover). For the last two the right
 answer is a refusal ("the documents do not contain ...").
 
-Every number that is a mean over questions carries a 95% bootstrap confidence
-interval over questions (`m["ci"]`, seeded, `N_BOOT` resamples); the comparisons
-that decide (`comparisons`) carry a paired interval: the same questions resampled
-for both systems, so question difficulty cancels out.
+Every share carries a 95% Wilson interval and every mean a bootstrap one (`m["ci"]`,
+seeded, `N_BOOT` resamples); the comparisons (`comparisons`) carry a paired interval
+(Newcombe's for shares), so question difficulty cancels out, and the minimum detectable
+effect at 80% power. With an answer key, these judged tables are descriptive: the
+decision is distill.evaluate.decision's.
 
 Failures stay in the denominators: an answer that errored, a judgement that
 errored or could not be parsed, counts as not correct (% >= 4), not a win, not a
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from distill.evaluate import stats
 from distill.rows import Answer
 from distill.verdict import signed
 
@@ -83,32 +85,39 @@ def bootstrap_ci(values: list[float], seed: int = 0, n_boot: int = N_BOOT) -> li
     return [round(float(lo), 4), round(float(hi), 4)]
 
 
-def paired_difference(
-    a: dict[str, float], b: dict[str, float], seed: int = 0, n_boot: int = N_BOOT
-) -> dict[str, Any] | None:
-    """Mean of a - b over the items both have, with its paired 95% bootstrap interval.
+BINARY = ("correct", "refusal", "citation_accuracy", "win")  # 0/1 per question
 
-    `significant` when the interval excludes 0; otherwise `n_to_resolve` estimates how
-    many questions would shrink the interval to the measured difference (the width
-    falls as 1/sqrt(n))."""
-    common = sorted(set(a) & set(b))
-    if not common:
+
+def paired_difference(
+    a: dict[str, float], b: dict[str, float], seed: int = 0, binary: bool = False
+) -> dict[str, Any] | None:
+    """Mean of a - b over the items both have, with its paired 95% interval: Newcombe's
+    score interval for 0/1 outcomes (never zero width), a bootstrap otherwise.
+
+    `significant` when the interval excludes 0; `mde` is the smallest difference this
+    many questions detect at 80% power (distill.evaluate.stats)."""
+    if binary:
+        pb = stats.paired_binary(a, b)
+        if pb is None:
+            return None
+        return {
+            "diff": round(pb.diff, 4),
+            "ci": [round(pb.ci[0], 4), round(pb.ci[1], 4)],
+            "n": pb.n,
+            "significant": pb.significant,
+            "p_value": round(pb.p_value, 4),
+            "mde": round(pb.mde, 4),
+        }
+    pc = stats.paired_continuous(a, b, seed=seed)
+    if pc is None:
         return None
-    diffs = [a[k] - b[k] for k in common]
-    ci = bootstrap_ci(diffs, seed, n_boot)
-    assert ci is not None
-    mean = statistics.fmean(diffs)
-    significant = ci[0] > 0 or ci[1] < 0
-    half = (ci[1] - ci[0]) / 2
-    n_to_resolve = None
-    if not significant and abs(mean) > 1e-9 and half > 0:
-        n_to_resolve = math.ceil(len(common) * (half / abs(mean)) ** 2)
     return {
-        "diff": round(mean, 4),
-        "ci": ci,
-        "n": len(common),
-        "significant": significant,
-        "n_to_resolve": n_to_resolve,
+        "diff": round(pc.diff, 4),
+        "ci": [round(pc.ci[0], 4), round(pc.ci[1], 4)],
+        "n": pc.n,
+        "significant": pc.significant,
+        "p_value": round(pc.p_value, 4),
+        "mde": round(pc.mde, 4),
     }
 
 
@@ -120,10 +129,11 @@ def item_scores(rows: Sequence[Row], system: str) -> dict[str, dict[str, float]]
     mine = [r for r in rows if r["system"] == system]
     answerable = [r for r in mine if r["kind"] == "answerable"]
     ok = [r for r in answerable if not r["answer_error"]]
+    judged = [r for r in answerable if r.get("judged", True)]
     out: dict[str, dict[str, float]] = {
         "correct": {
             r["item_id"]: float(r["correctness"] is not None and r["correctness"] >= 4)
-            for r in answerable
+            for r in judged
         },
         "correctness": {
             r["item_id"]: float(r["correctness"])
@@ -140,7 +150,7 @@ def item_scores(rows: Sequence[Row], system: str) -> dict[str, dict[str, float]]
     if system != "teacher":
         out["win"] = {
             r["item_id"]: float(r["vs_teacher"] == "win")
-            for r in answerable
+            for r in judged
             if r["vs_teacher"] is not None
         }
     if uses_retrieval(system):
@@ -164,8 +174,16 @@ def item_scores(rows: Sequence[Row], system: str) -> dict[str, dict[str, float]]
 
 
 def intervals(rows: Sequence[Row], system: str, seed: int = 0) -> dict[str, list[float] | None]:
-    """The 95% interval of each per-question metric of one system."""
-    return {k: bootstrap_ci(list(v.values()), seed) for k, v in item_scores(rows, system).items()}
+    """The 95% interval of each per-question metric of one system: Wilson's for shares
+    (never zero width at 0% or 100%), a bootstrap for means."""
+    out: dict[str, list[float] | None] = {}
+    for k, v in item_scores(rows, system).items():
+        if k in BINARY:
+            w = stats.wilson(round(sum(v.values())), len(v))
+            out[k] = [round(w[0], 4), round(w[1], 4)] if w else None
+        else:
+            out[k] = bootstrap_ci(list(v.values()), seed)
+    return out
 
 
 def comparisons(rows: Sequence[Row], systems: list[str], seed: int = 0) -> list[dict[str, Any]]:
@@ -178,7 +196,9 @@ def comparisons(rows: Sequence[Row], systems: list[str], seed: int = 0) -> list[
         for metric in (PRIMARY, "token_f1", "refusal"):
             if metric not in scores[a] or metric not in scores[b]:
                 continue
-            d = paired_difference(scores[a][metric], scores[b][metric], seed)
+            d = paired_difference(
+                scores[a][metric], scores[b][metric], seed, binary=metric in BINARY
+            )
             if d is not None:
                 out.append({"system": a, "against": b, "metric": metric, **d})
     return out
@@ -214,7 +234,8 @@ def system_metrics(
     unanswerable = [r for r in mine if r["kind"] != "answerable"]
     n = len(answerable)
     ok = [r for r in answerable if not r["answer_error"]]
-    scored = [r for r in answerable if r["correctness"] is not None]
+    judged = [r for r in answerable if r.get("judged", True)]
+    scored = [r for r in judged if r["correctness"] is not None]
     grades = [c for r in scored if (c := r["correctness"]) is not None]
     m: dict[str, Any] = {
         "local": bool(mine and mine[0]["local"]),
@@ -223,9 +244,9 @@ def system_metrics(
         "answer_failures": sum(bool(r["answer_error"]) for r in mine),
         "correctness": {
             "mean": _mean(grades),
-            "ge4": _share(sum(c >= 4 for c in grades), n),
+            "ge4": _share(sum(c >= 4 for c in grades), len(judged)),
             "judged": len(scored),
-            "failed": n - len(scored),
+            "failed": len(judged) - len(scored),
         },
         "similarity": _mean([r["similarity"] for r in ok if r["similarity"] is not None]),
         "token_f1": _mean(
@@ -238,12 +259,13 @@ def system_metrics(
         "ci": intervals(rows, system, seed),
     }
     if system != "teacher":
-        outcomes = [r["vs_teacher"] for r in answerable if r["vs_teacher"] is not None]
+        outcomes = [r["vs_teacher"] for r in judged if r["vs_teacher"] is not None]
+        nj = len(judged)
         m["vs_teacher"] = (
             {
-                "n": n,
-                **{o: _share(outcomes.count(o), n) for o in ("win", "tie", "loss")},
-                "failed": n - sum(outcomes.count(o) for o in ("win", "tie", "loss")),
+                "n": nj,
+                **{o: _share(outcomes.count(o), nj) for o in ("win", "tie", "loss")},
+                "failed": nj - sum(outcomes.count(o) for o in ("win", "tie", "loss")),
             }
             if outcomes
             else None
@@ -337,7 +359,8 @@ def _span(ci: list[float] | None) -> str:
 
 
 def describe(c: dict[str, Any]) -> str:
-    """One comparison in words: a gain or a loss only when its paired interval excludes 0."""
+    """One comparison in words. Descriptive: the judge-free decision (distill.evaluate.
+    decision) is the pre-declared primary; these are not corrected for multiplicity."""
     what = _METRIC_WORDS.get(c["metric"], c["metric"])
     lo, hi = c["ci"]
     head = (
@@ -345,13 +368,14 @@ def describe(c: dict[str, Any]) -> str:
         f"(paired 95% CI {signed(lo * 100)} to {signed(hi * 100)}, {c['n']} questions)"
     )
     if c["significant"]:
-        return head + (", a measured gain." if c["diff"] > 0 else ", a measured loss.")
-    if c["n_to_resolve"] is None:
-        return head + ": no difference measured."
-    return (
-        head + ": within noise; about "
-        f"{c['n_to_resolve']:,} questions would resolve a difference this size."
-    )
+        side = "above" if c["diff"] > 0 else "below"
+        return head + f": the interval is {side} 0 (descriptive, uncorrected)."
+    return head + f": not resolved (the smallest difference this size detects: {_mde(c)})."
+
+
+def _mde(c: dict[str, Any]) -> str:
+    mde = c.get("mde")
+    return "?" if mde is None else f"{mde * 100:.0f} points"
 
 
 def headline(metrics: dict[str, Any]) -> str | None:
@@ -363,9 +387,9 @@ def headline(metrics: dict[str, Any]) -> str | None:
         a, b = systems[c["system"]], systems[c["against"]]
         lo, hi = c["ci"]
         verdict = (
-            ("a measured gain" if c["diff"] > 0 else "a measured loss")
+            ("interval above 0" if c["diff"] > 0 else "interval below 0")
             if c["significant"]
-            else "within noise"
+            else f"not resolved; MDE {_mde(c)}"
         )
         return (
             f"On {metrics['questions']} questions about documents the student never trained "

@@ -13,8 +13,18 @@ from typing import Any
 from distill.errors import InputError
 from distill.io import read_json, save_figure, write_text
 from distill.recipe import Recipe
+from distill.results import Decision
 from distill.rows import Answer
-from distill.verdict import COLUMNS, DASH, cells, comparison_table, decision_table, pct
+from distill.verdict import (
+    COLUMNS,
+    DASH,
+    cells,
+    comparison_table,
+    decision_markdown,
+    decision_table,
+    discordant_markdown,
+    pct,
+)
 
 
 def _notes(recipe: Recipe | None, metrics: dict[str, Any]) -> list[str]:
@@ -66,11 +76,56 @@ def _notes(recipe: Recipe | None, metrics: dict[str, Any]) -> list[str]:
     return notes
 
 
+def decision_of(metrics: dict[str, Any]) -> Decision | None:
+    """metrics.json's judge-free decision, read back through its model."""
+    d = metrics.get("decision")
+    return Decision.model_validate(d) if d else None
+
+
+def _decision_lines(metrics: dict[str, Any]) -> list[str]:
+    d = decision_of(metrics)
+    if d is None:
+        return []
+    lines = decision_markdown(d)
+    key = metrics.get("answer_key") or {}
+    if key:
+        skipped = ", ".join(f"{n} {why}" for why, n in key["skipped"].items()) or "none"
+        lines += [
+            "",
+            f"Answer key: `{key['file']}`, {key['answerable']} answerable and "
+            f"{key['unanswerable']} verified unanswerable questions kept; skipped: {skipped}.",
+        ]
+    agreement = metrics.get("judge_agreement")
+    if agreement:
+        lines += [
+            "",
+            f"The judge against the key-fact check on {agreement['n']} answers both scored: "
+            f"agreement {agreement['agreement']:.0%}, Cohen's kappa {agreement['kappa']:.2f}.",
+        ]
+    return [*lines, "", *discordant_markdown(d)]
+
+
+def _judged_sentences(metrics: dict[str, Any]) -> list[str]:
+    # metrics.json before the answer key had only `what_this_means`.
+    return list(metrics.get("what_this_means_judged", metrics["what_this_means"]))
+
+
 def render_markdown(
     metrics: dict[str, Any], rows: Sequence[Answer], recipe: Recipe | None, examples: int
 ) -> str:
-    lines = ["# Evaluation report", "", "## What this means", ""]
-    lines += [" ".join(metrics["what_this_means"]), "", "## Decision table", ""]
+    lines = ["# Evaluation report", "", *_decision_lines(metrics)]
+    if not metrics["questions"] and not metrics["unanswerable"]["no_oracle"]:
+        return "\n".join(lines)  # no generated questions: the answer key is the report
+    lines += [
+        "## Generated questions, judged (descriptive)"
+        if decision_of(metrics)
+        else "## What this means",
+        "",
+        " ".join(_judged_sentences(metrics)),
+        "",
+        "## Decision table",
+        "",
+    ]
     lines += [
         f"Unseen documents: {metrics['questions']} questions on documents no training row "
         "contains (behaviour and grounding).",
@@ -185,6 +240,7 @@ table{border-collapse:collapse;margin:1em 0;font-size:14px}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3} img{max-width:100%} .ex{margin-bottom:1.5em}
 .ex td:first-child{white-space:nowrap;font-weight:600}
+.verdict{border:2px solid #4c72b0;background:#f4f7fb;padding:.2em 1em;margin:1em 0}
 """
 
 
@@ -202,8 +258,15 @@ def render_html(
         "<title>distill evaluation report</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>Evaluation report</h1>",
-        "<h2>What this means</h2>",
-        f"<p id='what-this-means'>{_code(' '.join(metrics['what_this_means']))}</p>",
+        _markdown_html(_decision_lines(metrics)),
+    ]
+    if not metrics["questions"] and not metrics["unanswerable"]["no_oracle"]:
+        return "\n".join([*parts, "</body></html>"])
+    parts += [
+        "<h2>Generated questions, judged (descriptive)</h2>"
+        if decision_of(metrics)
+        else "<h2>What this means</h2>",
+        f"<p id='what-this-means'>{_code(' '.join(_judged_sentences(metrics)))}</p>",
         "<h2>Decision table</h2>",
         "<table id='decision-table'><thead><tr>",
         *(f"<th data-col='{k}'>{e(h)}</th>" for k, h in COLUMNS),
@@ -248,6 +311,54 @@ def render_html(
         parts.append("</table></div>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _inline(text: str) -> str:
+    """Our own Markdown line as HTML: escaped once, `code` and **bold** kept."""
+    out = _code(html.unescape(text))
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+
+
+def _markdown_html(lines: list[str]) -> str:
+    """The decision's Markdown (headings, tables, lists, the verdict box) as HTML."""
+    out: list[str] = []
+    table: list[list[str]] = []
+
+    def flush() -> None:
+        if table:
+            head, body = table[0], table[2:]
+            out.append(
+                "<table><thead><tr>"
+                + "".join(f"<th>{_inline(c)}</th>" for c in head)
+                + "</tr></thead><tbody>"
+                + "".join(
+                    "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body
+                )
+                + "</tbody></table>"
+            )
+            table.clear()
+
+    quote: list[str] = []
+    for ln in [*lines, ""]:
+        if ln.startswith("|"):
+            table.append([c.strip() for c in ln.strip().strip("|").split(" | ")])
+            continue
+        flush()
+        if ln.startswith("> "):
+            quote.append(f"<p>{_inline(ln[2:])}</p>")
+            continue
+        if quote:
+            out.append("<div id='verdict' class='verdict'>" + "".join(quote) + "</div>")
+            quote.clear()
+        if ln.startswith("### "):
+            out.append(f"<h3>{_inline(ln[4:])}</h3>")
+        elif ln.startswith("## "):
+            out.append(f"<h2>{_inline(ln[3:])}</h2>")
+        elif ln.lstrip().startswith("- "):
+            out.append(f"<li>{_inline(ln.lstrip()[2:])}</li>")
+        elif ln.strip():
+            out.append(f"<p>{_inline(ln)}</p>")
+    return "\n".join(out)
 
 
 def _html_table(comparisons: list[dict[str, Any]]) -> str:

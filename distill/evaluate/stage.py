@@ -38,14 +38,19 @@ pays twice; local models answer again (their latency is measured, not replayed).
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+from distill.evaluate import keyscore
 from distill.evaluate import metrics as eval_metrics
+from distill.evaluate.answer_key import LoadedKey
+from distill.evaluate.decision import decide
 from distill.evaluate.grading import (
     _grade,
     _judge,
     _pairwise,
     _similarity,
+    judge_agreement,
     judge_templates,
     small_judge,
     smoke_test_judge,
@@ -69,6 +74,7 @@ from distill.grounding import (
     support_score,
 )
 from distill.io import write_json
+from distill.keyfacts import tokens
 from distill.prompts import Template, load_templates
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
@@ -86,37 +92,55 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     cfg = recipe.eval
     out = folder.stage_dir("eval")
     retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
-    items = build_items(recipe, folder, retriever)
+    items, key = build_items(recipe, folder, retriever)
     answer_tpl = load_templates(recipe).answer
     grade_tpl, pair_tpl = judge_templates(recipe)
     cache = RequestCache(out / "cache.sqlite")
     systems = make_systems(recipe, folder, cache, answer_tpl.sha)
     rows = _answer_all(recipe, systems, items, answer_tpl)
+    by_id = {it.item_id: it for it in items}
+    chunk_tokens = {c["chunk_id"]: tokens(c["text"]) for c in retriever.chunks}
+    for r in rows:
+        keyscore.score(r, by_id[r["item_id"]], chunk_tokens)
 
     teacher_sys = next((s for s in systems if s.name == "teacher"), None)
-    judge_spec, judge_model = _judge(
-        recipe, teacher_sys.teacher if teacher_sys else None, cache, grade_tpl.sha + pair_tpl.sha
-    )
-    judge = JsonJudge(judge_model, prefill=None)
-    judge_cost = _grade(rows, {it.item_id: it for it in items}, judge, grade_tpl)
-    if cfg.pairwise and teacher_sys is not None:
-        judge_cost += _pairwise(rows, judge, pair_tpl)
+    judge_spec, judge_model, judge, judge_cost = None, None, None, 0.0
+    if _judge_sample(rows, cfg.judge_items, cfg.seed):
+        judge_spec, judge_model = _judge(
+            recipe,
+            teacher_sys.teacher if teacher_sys else None,
+            cache,
+            grade_tpl.sha + pair_tpl.sha,
+        )
+        judge = JsonJudge(judge_model, prefill=None)
+        judge_cost = _grade(rows, by_id, judge, grade_tpl)
+        if cfg.pairwise and teacher_sys is not None:
+            judge_cost += _pairwise(rows, judge, pair_tpl)
     _support(rows, {c["chunk_id"]: c["text"] for c in retriever.chunks})
     _similarity(rows, cfg.similarity_model)
     cache.close()
 
     metrics = _metrics(recipe, folder, items, rows, systems)
+    decision = decide(rows, cfg.deciding, cfg.teacher_margin, cfg.examples, cfg.seed)
     metrics |= {
         "judge": judge_spec,
-        "smoke_test": smoke_test_judge(judge_model, recipe.train.student),
-        "small_judge": small_judge(judge_model),
-        "judge_calls": judge.calls,
-        "judge_failures": judge.failures,
+        "smoke_test": bool(judge_model and smoke_test_judge(judge_model, recipe.train.student)),
+        "small_judge": bool(judge_model and small_judge(judge_model)),
+        "judge_calls": judge.calls if judge else 0,
+        "judge_failures": judge.failures if judge else 0,
         "judge_cost_usd": round(judge_cost, 4),
+        "judge_agreement": judge_agreement(rows),
+        "answer_key": _key_summary(recipe, key),
+        "decision": decision.model_dump(mode="json") if decision else None,
     }
-    metrics["what_this_means"] = eval_metrics.what_this_means(metrics)
+    # The verdict first (the report, the card and the benchmarks open with it), then the
+    # judged, generated questions' sentences (descriptive when a key decides).
+    metrics["what_this_means_judged"] = eval_metrics.what_this_means(metrics)
+    metrics["what_this_means"] = (decision.verdict_lines if decision else []) + metrics[
+        "what_this_means_judged"
+    ]
     write_rows(out / "answers.parquet", rows, Answer)
-    write_rows(out / "judgements.parquet", judge.log, Judgement)
+    write_rows(out / "judgements.parquet", judge.log if judge else [], Judgement)
     write_json(out / "metrics.json", metrics)
     write_report(out, recipe, metrics, rows)
     counts: dict[str, Any] = {
@@ -125,8 +149,11 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "judge_failures": metrics["judge_failures"],
         # What this run paid (cached replies are free), priced like every teacher.
         "systems_cost_usd": round(sum(s.teacher.spent_usd for s in systems), 6),
-        "judge_cost_usd": round(judge_model.spent_usd, 6),
+        "judge_cost_usd": round(judge_model.spent_usd, 6) if judge_model else 0.0,
     }
+    if decision is not None:
+        counts["key_questions"] = decision.sets[-1].questions
+        counts["verdict"] = decision.verdict
     for s, m in metrics["systems"].items():
         mean = m["correctness"]["mean"]
         counts[f"correctness[{s}]"] = mean if mean is not None else "n/a"
@@ -137,7 +164,7 @@ def _answer_all(
     recipe: Recipe, systems: list[System], items: list[Item], answer_tpl: Template
 ) -> list[Answer]:
     """Every system's answers to its items (retrieval systems get the unanswerable ones
-    too; the seen set goes to `eval.seen_systems`); the students are freed after."""
+    too; the seen set goes to `eval.seen_systems` only); the students are freed after."""
     cfg = recipe.eval
     params = {"max_tokens": cfg.max_new_tokens, "temperature": 0.0, "stop": ANSWER_STOP}
     rows: list[Answer] = []
@@ -147,7 +174,7 @@ def _answer_all(
             it
             for it in items
             if (rag or it.kind == "answerable")
-            and (it.eval_set == UNSEEN or system.name in cfg.seen_systems)
+            and (it.eval_set != SEEN or system.name in cfg.seen_systems)
         ]
         prompts = [
             answer_tpl.render(passages=numbered(it.hits) if rag else [], question=it.question)
@@ -163,6 +190,29 @@ def _answer_all(
         elif isinstance(system.teacher, LlamaStudent):
             system.teacher.release()
     return rows
+
+
+def _judge_sample(rows: list[Answer], n: int | None, seed: int) -> bool:
+    """Mark the rows of a seeded sample of n answerable items as judged (all when n is
+    None); whether any row is to be judged."""
+    ids = sorted({r["item_id"] for r in rows if r["kind"] == "answerable"})
+    picked = set(ids if n is None else random.Random(seed).sample(ids, min(n, len(ids))))
+    for r in rows:
+        r["judged"] = r["item_id"] in picked
+    return bool(picked)
+
+
+def _key_summary(recipe: Recipe, key: LoadedKey | None) -> dict[str, Any] | None:
+    if key is None:
+        return None
+    return {
+        "file": recipe.eval.answer_key,
+        "items": len(key.items),
+        "answerable": sum(it.answerable for it in key.items),
+        "unanswerable": sum(not it.answerable for it in key.items),
+        "skipped": dict(key.skipped),
+        "skip_examples": key.examples,
+    }
 
 
 def _support(rows: list[Answer], chunk_text: dict[str, str]) -> None:
@@ -192,9 +242,17 @@ def _metrics(
     """metrics.json without the judge's part: the sets, the systems' metrics with their
     intervals, and the paired comparisons."""
     cfg = recipe.eval
-    answerable = [it for it in items if it.kind == "answerable" and it.eval_set == UNSEEN]
+    # The generated questions (teacher references, judged) and the refusal items not
+    # verified by an answer key: the descriptive tables. The key's rows: decision.py.
+    answerable = [
+        it for it in items if it.kind == "answerable" and it.eval_set == UNSEEN and not it.key_facts
+    ]
     found = [bool(set(it.source_chunk_ids) & {c["chunk_id"] for c in it.hits}) for it in answerable]
-    unseen = [r for r in rows if r["eval_set"] == UNSEEN]
+    unseen = [
+        r
+        for r in rows
+        if r["eval_set"] == UNSEEN and r["key_facts"] == "[]" and r["kind"] != "unanswerable"
+    ]
     seen = [r for r in rows if r["eval_set"] == SEEN]
     names: list[str] = list(cfg.systems)
     seen_names: list[str] = [s for s in names if s in cfg.seen_systems]
@@ -271,4 +329,16 @@ def _row(
         if it.kind == "answerable" and c.error is None
         else None,
         "support": None,
+        "doc_id": it.doc_id,
+        "key_facts": "[]",
+        "fact_found": [],
+        "fact_conflicts": [],
+        "fact_correct": None,
+        "fact_recall": None,
+        "retrieval_hit": None,
+        "cited_right": 0,
+        "numbers": 0,
+        "unsupported_numbers": 0,
+        "prompt_tokens": c.usage.input_tokens,
+        "judged": False,
     }
