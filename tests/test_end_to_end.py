@@ -22,8 +22,11 @@ SCALED_DOWN = [
     "curate.eval_fraction=0.5",
     "train.max_steps=3",
     "train.batch_size=4",
+    "curate.seen_eval_fraction=0.15",  # the generated seen-documents set stays covered
     "eval.max_questions=3",
-    "eval.systems=[teacher, base, ft+rag]",
+    "eval.systems=[teacher, base, base+rag, ft+rag]",
+    "eval.generated=true",
+    "eval.judge_items=2",
     "eval.batch_size=3",
     "eval.unanswerable=1",
     "eval.off_topic=['What is the boiling point of ethanol?']",
@@ -144,39 +147,64 @@ def test_adapter_loads_with_peft_and_changes_the_model(quickstart: tuple[Path, s
     assert (tuned_logits - base_logits).abs().max().item() > 1e-4
 
 
-def test_eval_report_compares_systems(quickstart: tuple[Path, str]) -> None:
+def test_eval_decides_on_the_answer_key_and_judges_a_sample(
+    quickstart: tuple[Path, str],
+) -> None:
+    from distill.results import Decision
     from distill.verdict import cells
     from tests.test_eval_metrics import TableParser
 
     run, _ = quickstart
     answers = read_rows(run / "eval" / "answers.parquet")
     metrics = read_json(run / "eval" / "metrics.json")
+    # The shipped key, whole; capped at 3 questions a set (spread over documents).
+    key = metrics["answer_key"]
+    assert (key["answerable"], key["unanswerable"], key["skipped"]) == (140, 30, {})
+    d = Decision.model_validate(metrics["decision"])
+    assert [(s.eval_set, s.questions) for s in d.sets] == [
+        ("unseen", 3),
+        ("deployment", 3),
+        ("pooled", 6),
+    ]
+    assert d.sets[-1].primary is not None and d.sets[-1].primary.n == 6
+    assert d.verdict in ("gain", "loss", "no harm, behaviour gained", "not resolvable")
+    assert d.teacher is not None and d.teacher_within_margin is not None
+    assert d.unanswerable == 3 + 1  # three from the key, one off-topic question
+    split = read_json(run / "generate" / "split.json")
+    for a in answers:
+        if a["key_facts"] != "[]":
+            on_held = a["doc_id"] in split["eval_docs"]
+            assert (a["eval_set"] == "unseen") == on_held, a["item_id"]
+    # The generated questions: the judged, descriptive tables.
     n = metrics["questions"]
     assert 1 <= n <= 3
     assert metrics["unanswerable"] == {"no_oracle": 1, "off_topic": 1}
-    assert sorted(metrics["systems"]) == ["base", "ft+rag", "teacher"]
-    unseen = [a for a in answers if a["eval_set"] == "unseen"]
+    assert sorted(metrics["systems"]) == ["base", "base+rag", "ft+rag", "teacher"]
+    generated = [a for a in answers if a["eval_set"] == "unseen" and a["key_facts"] == "[]"]
+    assert len(generated) == 3 * (n + 2) + n  # retrieval systems get the unanswerable too
     seen = [a for a in answers if a["eval_set"] == "seen"]
-    assert len(unseen) == 3 * n + 2 * 2  # the retrieval systems also get the unanswerable
     assert {a["system"] for a in seen} <= {"base"}  # eval.seen_systems among the systems
     assert all(a["latency_s"] > 0 and a["compute_s"] > 0 for a in answers)
     assert all(a["retrieved_chunk_ids"] for a in answers if a["system"] == "ft+rag")
     assert not any(a["retrieved_chunk_ids"] for a in answers if a["system"] == "base")
-    # The offline judge (Qwen 1.5B, llama.cpp grammar): every answerable answer judged.
+    # The offline judge (Qwen 1.5B, llama.cpp grammar) grades a sample of 2 questions.
+    judged = [a for a in answers if a["judged"]]
+    assert len({a["item_id"] for a in judged}) == 2
     assert metrics["judge"] == "local:qwen2.5-coder-1.5b-instruct"
     assert not metrics["smoke_test"] and metrics["small_judge"]
-    assert metrics["judge_calls"] == 3 * n + len(seen)  # no pairwise in the quickstart
+    assert metrics["judge_calls"] == len(judged)  # no pairwise in the quickstart
     assert metrics["judge_failures"] == 0  # a grammar: every verdict parses
+    assert all(a["correctness"] is not None for a in judged)
+    assert not any(a["correctness"] is not None for a in answers if not a["judged"])
     for m in metrics["systems"].values():
-        assert m["correctness"]["judged"] + m["correctness"]["failed"] == n
         assert m["cost_basis"] == "compute only" and m["compute_s_per_1k"] > 0
-        assert set(m["ci"]) >= {"correct", "token_f1"}
-    assert metrics["systems"]["teacher"]["refusal"]["n"] == 2
-    assert {(c["system"], c["against"]) for c in metrics["comparisons"]} == {("ft+rag", "teacher")}
     report = (run / "eval" / "report.md").read_text()
-    assert "a small offline model" in report and "paired 95% CI" in report
+    assert report.startswith("# Evaluation report\n\n## Verdict\n\n> **Deploy `ft+rag`")
+    assert "## Primary: key-fact accuracy" in report and "## Generated questions" in report
+    page = (run / "eval" / "report.html").read_text()
+    assert "<div id='verdict' class='verdict'>" in page
     parser = TableParser()
-    parser.feed((run / "eval" / "report.html").read_text())
+    parser.feed(page)
     table = {r["system"]: r for r in parser.rows if r}
     assert table == {s: cells(s, m) for s, m in metrics["systems"].items()}
     assert (run / "eval" / "tradeoff.png").stat().st_size > 1000

@@ -217,7 +217,6 @@ def test_what_this_means_is_drawn_from_the_numbers() -> None:
     # ft+rag 1 of 3 correct against the teacher's 2 of 3 = 50%; p50 latency 1.0 s vs 2.0 s
     assert (
         "`ft+rag` answers 33% correctly (95% CI 6%–79%), "  # Wilson
-        
         "against the teacher's 67% (50% of its score)" in text
     )
     assert "at 1/2 of its median latency" in text

@@ -109,6 +109,7 @@ def test_eval_with_scripted_systems_and_judge(
             "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
             f"generate:\n  teacher: openai:gpt-4o-mini\n  teacher_options: {opts}\n"
             "eval:\n  systems: [teacher, base, ft+rag]\n  unanswerable: 1\n"
+            "  grade_template: eval_grade@v2\n"
             "  off_topic: ['What is the capital of Peru?']\n"
             "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"
             f"  student_options: {opts}\n",
@@ -235,8 +236,14 @@ KEY_FACTS = {r["question"]: r["key_facts"][0] for r, why in KEY if why is None a
 
 def key_scripted(body: dict[str, Any]) -> str:
     """ft-student: the key fact with its document number when retrieval found it, else a
-    refusal. base-student: a conflicting value for the reset link, unsure otherwise."""
+    refusal. base-student: a conflicting value for the reset link, unsure otherwise.
+    Judge (eval_grade@v3): correct when the answer holds the reference, else wrong; but
+    biased: anything that says $29 is correct."""
     content = body["messages"][-1]["content"]
+    if body["messages"][0]["content"].startswith("You check answers"):
+        answer, reference = _between(content, "answer"), _between(content, "reference")
+        verdict = "correct" if reference in answer or "$29" in answer else "wrong"
+        return json.dumps({"reason": "scripted", "verdict": verdict})
     question = content.strip().splitlines()[-1]
     fact = KEY_FACTS.get(question, "")
     fact = fact if isinstance(fact, str) else fact[0]
@@ -264,19 +271,37 @@ def test_eval_with_an_answer_key_decides_without_a_judge(
             "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
             f"generate:\n  teacher: openai:gpt-4o-mini\n  teacher_options: {opts}\n"
             "eval:\n  systems: [base+rag, ft+rag]\n  answer_key: key.jsonl\n"
-            "  generated: false\n  judge_items: 0\n  seen_set: false\n"
+            "  generated: false\n  judge_items: 4\n  seen_set: false\n"
             "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"
             f"  student_options: {opts}\n",
             name="eval.yaml",
         )
         counts = evaluate.run(load_recipe(path), RunFolder(ingested), RunOptions())
-        # Answers only: 2 systems x (4 answerable + 1 verified unanswerable), no judge.
-        asked = [(r["model"], r["messages"][-1]["content"].splitlines()[-1]) for r in server.requests]
-        assert len(server.requests) == 10, asked
+        # 2 systems x (4 answerable + 1 verified unanswerable) answers; the judge grades
+        # 4 questions x 2 systems and checks itself twice on each of them.
+        assert len(server.requests) == 10 + 8 + 8
+        grades = [r for r in server.requests if r["model"] == "gpt-4o-mini"]
+
+    # Every system is judged against the question's source chunk, not its own retrieval,
+    # and the reference is not declared correct.
+    reset = [g for g in grades if "reset link valid?" in g["messages"][1]["content"]]
+    assert len(reset) == 4  # 2 answers, identity, foil
+    for g in reset:
+        user = g["messages"][1]["content"]
+        assert user.count("<document id=") == 1 and "valid for 30 minutes" in user
+    assert "usually right" in grades[0]["messages"][0]["content"]
 
     out = ingested / "eval"
     m = read_json(out / "metrics.json")
-    assert m["judge"] is None and m["judge_calls"] == 0
+    assert m["judge"] == "openai:gpt-4o-mini" and m["judge_calls"] == 16
+    # Identity: every reference graded correct. Foil: the $29 bias passes one foil.
+    assert m["judge_checks"]["identity"] == {
+        "n": 4, "failed": 0, "missed": 0, "rate": 0.0, "ci": [0.0, 0.4899],
+    }  # fmt: skip
+    assert m["judge_checks"]["foil"]["missed"] == 1 and m["judge_checks"]["foil"]["rate"] == 0.25
+    # The judge agrees with the key on every answer both scored (8): kappa 1.
+    assert m["judge_agreement"] == {"n": 8, "agreement": 1.0, "kappa": 1.0}
+    assert m["judge_same_family"]  # the judge is the teacher itself
     key = m["answer_key"]
     assert (key["answerable"], key["unanswerable"]) == (4, 1)
     assert key["skipped"] == {why: 1 for _, why in KEY if why}
@@ -310,7 +335,8 @@ def test_eval_with_an_answer_key_decides_without_a_judge(
     answers = read_rows(out / "answers.parquet")
     reset = next(r for r in answers if r["system"] == "base+rag" and "reset" in r["question"])
     assert reset["fact_conflicts"] == ["15 minute"] and reset["fact_correct"] is False
-    assert not any(r["judged"] for r in answers)
+    assert all(r["judged"] == (r["kind"] == "answerable") for r in answers)
+    assert {r["correctness"] for r in answers if r["judged"]} == {1, 5}
 
     report = (out / "report.md").read_text()
     assert report.startswith(
@@ -319,5 +345,6 @@ def test_eval_with_an_answer_key_decides_without_a_judge(
     )
     assert "## Generated questions" not in report  # none were asked
     assert "4 won / 0 lost, exact McNemar p = 0.125" in report
+    assert "Foil check: 1 of 4" in report and "of the teacher's family" in report
     page = (out / "report.html").read_text()
     assert "<div id='verdict' class='verdict'><p><strong>Deploy <code>ft+rag</code>" in page

@@ -29,8 +29,8 @@ class EvalConfig(StrictModel):
     max_questions: int | None = Field(
         None,
         ge=1,
-        description="At most this many questions per eval set: a seeded sample spread "
-        "evenly over documents.",
+        description="At most this many questions per eval set (and unanswerable ones from "
+        "the answer key): a seeded sample spread evenly over documents.",
     )
     judge_items: int | None = Field(
         None,
@@ -89,9 +89,10 @@ class EvalConfig(StrictModel):
         None, description="The judge backend's settings; null: generate.teacher_options."
     )
     grade_template: str = Field(
-        "eval_grade@v2",
-        description="Correctness (and groundedness) 1-5 against the reference (v2: the "
-        "rubric in the system prompt, the answer last, so prompts share long prefixes).",
+        "eval_grade@v3",
+        description="The judge's template (v3: reason first, then correct / partial / wrong "
+        "against the reference and the question's source document, with identity and foil "
+        "checks; v2: correctness and groundedness 1-5 against the reference).",
     )
     pairwise_template: str = Field(
         "eval_pairwise@v2",

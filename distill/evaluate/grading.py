@@ -5,15 +5,20 @@ A failed judgement stays a failure, never a pass."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import numpy as np
 
 from distill.evaluate import metrics as eval_metrics
 from distill.evaluate.items import Item
+from distill.evaluate.stats import wilson
 from distill.grounding import numbered
-from distill.prompts import Template, recipe_template
+from distill.prompts import Fenced, Template, fence, recipe_template
 from distill.recipe import Recipe
 from distill.retrieval import embed
-from distill.rows import Answer, JudgementKey
+from distill.rows import Answer, Chunk, JudgementKey
+from distill.teachers import Message
 from distill.teachers.base import Teacher
 from distill.teachers.cache import RequestCache
 from distill.teachers.factory import make_teacher, with_cache
@@ -21,6 +26,7 @@ from distill.teachers.judge import (
     CORRECTNESS_SCHEMA,
     GRADE_SCHEMA,
     PAIRWISE_SCHEMA,
+    VERDICT_SCHEMA,
     JsonJudge,
 )
 
@@ -63,7 +69,41 @@ def small_judge(judge: Teacher) -> bool:
     return judge.runs_locally and judge.model in OFFLINE_MODELS
 
 
-def _grade(rows: list[Answer], items: dict[str, Item], judge: JsonJudge, tpl: Template) -> float:
+# A three-level verdict (eval_grade@v3 and later) kept on the 1-5 scale of the tables,
+# so "correct" is the share >= 4.
+VERDICT_SCORE = {"correct": 5, "partial": 3, "wrong": 1}
+
+
+def _verdict_style(tpl: Template) -> bool:
+    """A grade template that asks for a named verdict (reason first), not a 1-5 score."""
+    return '"verdict"' in tpl.text
+
+
+def _grade_prompt(
+    tpl: Template, it: Item, answer: str, sources: list[Fenced], passages: list[str]
+) -> list[Message]:
+    return tpl.render(
+        sources=sources,
+        passages=passages,
+        question=it.question,
+        reference=it.reference,
+        answer=answer,
+    )
+
+
+def _sources(it: Item, chunk_by_id: dict[str, Chunk]) -> list[Fenced]:
+    """The question's source chunks, fenced: the same for every system's answer."""
+    found = [chunk_by_id[c] for c in it.source_chunk_ids if c in chunk_by_id]
+    return [fence(str(n), c["text"], c["heading_path"]) for n, c in enumerate(found, 1)]
+
+
+def _grade(
+    rows: list[Answer],
+    items: dict[str, Item],
+    judge: JsonJudge,
+    tpl: Template,
+    chunk_by_id: dict[str, Chunk],
+) -> float:
     todo = [r for r in rows if r["kind"] == "answerable" and r["judged"]]
     for r in todo:
         if r["answer_error"]:
@@ -71,21 +111,24 @@ def _grade(rows: list[Answer], items: dict[str, Item], judge: JsonJudge, tpl: Te
     # Question by question: the systems answering one question share the judge prompt's
     # start (rubric, documents, question, reference), which llama.cpp evaluates once.
     todo = sorted((r for r in todo if not r["answer_error"]), key=lambda r: r["item_id"])
+    named = _verdict_style(tpl)
     prompts, schemas = [], []
     for r in todo:
         it = items[r["item_id"]]
         rag = bool(r["retrieved_chunk_ids"])
         prompts.append(
-            tpl.render(
-                passages=numbered(it.hits) if rag else [],
-                question=it.question,
-                reference=it.reference,
-                answer=r["answer"],
+            _grade_prompt(
+                tpl,
+                it,
+                r["answer"],
+                _sources(it, chunk_by_id),
+                numbered(it.hits) if rag and not named else [],
             )
         )
-        schemas.append(GRADE_SCHEMA if rag else CORRECTNESS_SCHEMA)
+        schemas.append(VERDICT_SCHEMA if named else GRADE_SCHEMA if rag else CORRECTNESS_SCHEMA)
     cost = 0.0
     for schema, label in (
+        (VERDICT_SCHEMA, "judging: correct, partial or wrong"),
         (GRADE_SCHEMA, "judging: correctness + groundedness"),
         (CORRECTNESS_SCHEMA, "judging: correctness"),
     ):
@@ -99,15 +142,62 @@ def _grade(rows: list[Answer], items: dict[str, Item], judge: JsonJudge, tpl: Te
             r, cost = todo[i], cost + usd
             if v is None:
                 r["grade_error"] = err
-            else:
-                r["correctness"] = int(v["correctness"])
-                r["groundedness"] = (
-                    int(v["groundedness"])
-                    if "groundedness" in v and (schema is GRADE_SCHEMA)
-                    else None
-                )
-                r["grade_reason"] = str(v.get("reason", ""))[:500]
+                continue
+            r["correctness"] = (
+                VERDICT_SCORE[v["verdict"]] if schema is VERDICT_SCHEMA else int(v["correctness"])
+            )
+            r["groundedness"] = int(v["groundedness"]) if schema is GRADE_SCHEMA else None
+            r["grade_reason"] = str(v.get("reason", ""))[:500]
     return cost
+
+
+def judge_checks(
+    items: dict[str, Item],
+    judged: list[str],
+    judge: JsonJudge,
+    tpl: Template,
+    chunk_by_id: dict[str, Chunk],
+) -> tuple[dict[str, Any], float]:
+    """The judge measured on answers whose grade is known, for every judged question:
+    its own reference as the answer (identity: must be top; the share that is not is
+    the false-negative rate) and another question's reference (foil: must be bottom;
+    the share that is not is the false-positive rate). Failed checks are counted apart."""
+    ids = sorted(i for i in judged if items[i].reference)
+    if len(ids) < 2 or not _verdict_style(tpl):
+        return {}, 0.0
+    prompts, keys = [], []
+    for n, item_id in enumerate(ids):
+        it = items[item_id]
+        foil = items[ids[(n + 1) % len(ids)]].reference  # the next question's, cyclically
+        for kind, answer in (("identity", it.reference), ("foil", foil)):
+            prompts.append(_grade_prompt(tpl, it, answer, _sources(it, chunk_by_id), []))
+            keys.append(JudgementKey(item_id=item_id, system=f"check: {kind}", kind="grade"))
+    verdicts = judge.ask("judging: identity and foil checks", prompts, VERDICT_SCHEMA, keys)
+    out: dict[str, Any] = {}
+    for kind, want in (("identity", "correct"), ("foil", "wrong")):
+        got = [v for (v, _, _), k in zip(verdicts, keys, strict=True) if k["system"].endswith(kind)]
+        done = [v["verdict"] for v in got if v is not None]
+        missed = sum(x != want for x in done)
+        w = wilson(missed, len(done))
+        out[kind] = {
+            "n": len(done),
+            "failed": len(got) - len(done),
+            "missed": missed,
+            "rate": round(missed / len(done), 4) if done else None,
+            "ci": [round(w[0], 4), round(w[1], 4)] if w else None,
+        }
+    return out, sum(usd for _, _, usd in verdicts)
+
+
+def same_family(a: str, b: str) -> bool:
+    """Whether two 'provider:model' specs name models of one family ('qwen2.5-coder-1.5b'
+    and 'qwen2.5-coder-0.5b'): a judge of the teacher's family may prefer its answers."""
+
+    def family(spec: str) -> str:
+        name = spec.split(":", 1)[-1].rsplit("/", 1)[-1].lower()
+        return re.split(r"[^a-z]", name, maxsplit=1)[0]
+
+    return bool(family(a)) and family(a) == family(b)
 
 
 def _pairwise(rows: list[Answer], judge: JsonJudge, tpl: Template) -> float:

@@ -109,7 +109,9 @@ def _key_items(
         )
         for s in KEY_SETS
     }
-    unanswerable = [it for it in key.items if not it.answerable]
+    unanswerable = spread(
+        [it for it in key.items if not it.answerable], cap, seed, lambda it: it.item_id
+    )
     asked = [(it, s) for s in KEY_SETS for it in sets[s]] + [(it, UNSEEN) for it in unanswerable]
     hits = retriever.retrieve_many([it.question for it, _ in asked], k) if asked else []
     return [

@@ -95,19 +95,47 @@ def _decision_lines(metrics: dict[str, Any]) -> list[str]:
             f"Answer key: `{key['file']}`, {key['answerable']} answerable and "
             f"{key['unanswerable']} verified unanswerable questions kept; skipped: {skipped}.",
         ]
-    agreement = metrics.get("judge_agreement")
-    if agreement:
-        lines += [
-            "",
-            f"The judge against the key-fact check on {agreement['n']} answers both scored: "
-            f"agreement {agreement['agreement']:.0%}, Cohen's kappa {agreement['kappa']:.2f}.",
-        ]
+    lines += _judge_lines(metrics)
     return [*lines, "", *discordant_markdown(d)]
 
 
 def _judged_sentences(metrics: dict[str, Any]) -> list[str]:
     # metrics.json before the answer key had only `what_this_means`.
     return list(metrics.get("what_this_means_judged", metrics["what_this_means"]))
+
+
+def _judge_lines(metrics: dict[str, Any]) -> list[str]:
+    """What the judge is worth: its agreement with the key and its built-in checks."""
+    if not metrics.get("judge"):
+        return ["", "The judge is off (`eval.judge_items: 0`): the verdict is judge-free."]
+    lines = ["", "## The judge, measured", ""]
+    agreement = metrics.get("judge_agreement")
+    if agreement:
+        lines.append(
+            f"- Against the key-fact check on {agreement['n']} answers both scored: agreement "
+            f"{agreement['agreement']:.0%}, Cohen's kappa {agreement['kappa']:.2f}."
+        )
+    for kind, what in (
+        ("identity", "its own reference graded as the answer, not graded correct "
+         "(false negatives)"),
+        ("foil", "another question's reference graded as the answer, not graded wrong "
+         "(false positives)"),
+    ):  # fmt: skip
+        c = (metrics.get("judge_checks") or {}).get(kind)
+        if c and c["n"]:
+            lines.append(
+                f"- {kind.capitalize()} check: {c['missed']} of {c['n']} {what}: "
+                f"{c['rate']:.0%} [{c['ci'][0]:.0%}, {c['ci'][1]:.0%}]"
+                + (f"; {c['failed']} checks failed" if c["failed"] else "")
+                + "."
+            )
+    if metrics.get("judge_same_family"):
+        lines.append(
+            f"- Warning: the judge (`{metrics['judge']}`) is of the teacher's family "
+            f"(`{metrics['teacher']}`); it may prefer answers written like the teacher's. "
+            "Set `eval.judge` to another family."
+        )
+    return lines
 
 
 def render_markdown(

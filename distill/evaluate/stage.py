@@ -51,7 +51,9 @@ from distill.evaluate.grading import (
     _pairwise,
     _similarity,
     judge_agreement,
+    judge_checks,
     judge_templates,
+    same_family,
     small_judge,
     smoke_test_judge,
 )
@@ -105,6 +107,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
 
     teacher_sys = next((s for s in systems if s.name == "teacher"), None)
     judge_spec, judge_model, judge, judge_cost = None, None, None, 0.0
+    checks: dict[str, Any] = {}
     if _judge_sample(rows, cfg.judge_items, cfg.seed):
         judge_spec, judge_model = _judge(
             recipe,
@@ -113,7 +116,11 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             grade_tpl.sha + pair_tpl.sha,
         )
         judge = JsonJudge(judge_model, prefill=None)
-        judge_cost = _grade(rows, by_id, judge, grade_tpl)
+        chunk_by_id = {c["chunk_id"]: c for c in retriever.chunks}
+        judge_cost = _grade(rows, by_id, judge, grade_tpl, chunk_by_id)
+        judged = sorted({r["item_id"] for r in rows if r["judged"]})
+        checks, checks_cost = judge_checks(by_id, judged, judge, grade_tpl, chunk_by_id)
+        judge_cost += checks_cost
         if cfg.pairwise and teacher_sys is not None:
             judge_cost += _pairwise(rows, judge, pair_tpl)
     _support(rows, {c["chunk_id"]: c["text"] for c in retriever.chunks})
@@ -130,6 +137,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "judge_failures": judge.failures if judge else 0,
         "judge_cost_usd": round(judge_cost, 4),
         "judge_agreement": judge_agreement(rows),
+        "judge_checks": checks,
+        "judge_same_family": bool(judge_spec and same_family(judge_spec, recipe.generate.teacher)),
         "answer_key": _key_summary(recipe, key),
         "decision": decision.model_dump(mode="json") if decision else None,
     }

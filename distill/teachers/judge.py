@@ -36,6 +36,17 @@ GRADE_SCHEMA: dict[str, Any] = {
     "required": ["correctness", "groundedness", "reason"],
 }
 
+# Eval's judge from eval_grade@v3: the reason first (it is written before the verdict),
+# then one of three named levels.
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "reason": {"type": "string"},
+        "verdict": {"type": "string", "enum": ["correct", "partial", "wrong"]},
+    },
+    "required": ["reason", "verdict"],
+}
+
 PAIRWISE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
