@@ -69,6 +69,11 @@ class RunFolder:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    @property
+    def generated_key(self) -> Path:
+        """The answer key generate writes (eval_key) and eval reads."""
+        return self.root / "generate" / "eval_key.jsonl"
+
     def stage(self, name: str) -> dict[str, Any]:
         return self.manifest["stages"].get(name, {})
 

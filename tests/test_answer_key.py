@@ -91,7 +91,7 @@ def test_items_are_checked_against_the_corpus(tmp_path: Path) -> None:
         "unanswerable without 'absent' terms to verify it by": 1,
         "no key_facts (a reference alone cannot be scored without a judge)": 1,
     }
-    assert key.examples[0] == "line 4: empty key_facts"
+    assert key.examples[0] == "key.jsonl line 4: empty key_facts"
 
 
 @pytest.mark.parametrize(

@@ -91,10 +91,13 @@ def _record(line: str, where: str) -> dict[str, Any]:
     return rec
 
 
-def load_answer_key(path: Path, chunks: list[Chunk]) -> LoadedKey:
-    """The key's items checked against the corpus's chunks (see the module docstring)."""
-    if not path.is_file():
-        raise InputError(f"eval.answer_key: no file {path}; give a JSON Lines answer key")
+def load_answer_key(paths: Path | list[Path], chunks: list[Chunk]) -> LoadedKey:
+    """The keys' items checked against the corpus's chunks (see the module docstring);
+    a question already asked in an earlier file is a duplicate."""
+    paths = [paths] if isinstance(paths, Path) else paths
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"eval.answer_key: no file {path}; give a JSON Lines answer key")
     toks = {c["chunk_id"]: tokens(c["text"]) for c in chunks}
     by_doc: dict[str, list[Chunk]] = {}
     for c in chunks:
@@ -107,17 +110,21 @@ def load_answer_key(path: Path, chunks: list[Chunk]) -> LoadedKey:
     def skip(n: int, why: str) -> None:
         skipped[why] += 1
         if len(examples) < 5:
-            examples.append(f"line {n}: {why}")
+            examples.append(f"{path.name} line {n}: {why}")
 
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines, start=1):
+    lines = [
+        (path, n, line)
+        for path in paths
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+    ]
+    for path, n, line in lines:
         if not line.strip():
             continue
         where = f"{path.name} line {n}"
         rec = _record(line, where)
         question = rec["question"].strip()
         facts = _facts(rec.get("key_facts"), where)
-        item_id = rec.get("id") or f"key-{n}"
+        item_id = rec.get("id") or (f"key-{n}" if path == paths[0] else f"{path.stem}-{n}")
         q = tuple(tokens(question))
         if not q:
             skip(n, "empty question")

@@ -21,6 +21,11 @@ class EvalConfig(StrictModel):
         "answerable: false with absent terms), relative to the recipe: its questions are "
         "scored judge-free by key facts, the primary of the decision (see docs/evaluation.md).",
     )
+    generated_key: bool = Field(
+        True,
+        description="Also ask the answer key the teacher wrote (generate.eval_key), checked "
+        "and scored like eval.answer_key.",
+    )
     generated: bool = Field(
         True,
         description="Also ask the held-out split's generated questions (the teacher's "

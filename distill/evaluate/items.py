@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from distill.errors import InputError
-from distill.evaluate.answer_key import LoadedKey, load_answer_key
+from distill.evaluate.answer_key import KeyItem, LoadedKey, load_answer_key
+from distill.grounding import content_words
 from distill.io import read_rows
 from distill.keyfacts import Fact
 from distill.recipe import Recipe
@@ -30,6 +31,7 @@ from distill.split import EVAL, Split
 # questions on training documents asked without it (seen: knowledge absorbed).
 UNSEEN, DEPLOYMENT, SEEN = "unseen", "deployment", "seen"
 KEY_SETS = (UNSEEN, DEPLOYMENT)
+DECONTAMINATION = 0.8  # content-word Jaccard at which a key question counts as trained
 T = TypeVar("T")
 
 
@@ -78,9 +80,13 @@ def build_items(
     cfg = recipe.eval
     key = None
     items: list[Item] = []
-    if cfg.answer_key is not None:
-        key = load_answer_key(recipe.base_dir / cfg.answer_key, retriever.chunks)
+    keys = [recipe.base_dir / cfg.answer_key] if cfg.answer_key is not None else []
+    if cfg.generated_key and folder.generated_key.is_file():
+        keys.append(folder.generated_key)  # the teacher's (generate.eval_key)
+    if keys:
+        key = load_answer_key(keys, retriever.chunks)
         split = Split.load(folder.stage_dir("generate") / "split.json")
+        key.items[:] = _decontaminated(key, folder)
         items += _key_items(key, split, retriever, cfg.k, cfg.max_questions, cfg.seed)
     if cfg.generated:
         items += _generated_items(recipe, folder, retriever)
@@ -128,6 +134,25 @@ def _key_items(
         )
         for (it, s), h in zip(asked, hits, strict=True)
     ]
+
+
+def _decontaminated(key: LoadedKey, folder: RunFolder) -> list[KeyItem]:
+    """The key's items less those whose question a training row asks too (the same
+    content words, or nearly: Jaccard >= DECONTAMINATION); counted as skipped."""
+    path = folder.stage_dir("curate") / "train.parquet"
+    trained = [
+        set(content_words(q["question"]))
+        for q in (read_rows(path) if path.exists() else [])
+        if q.get("question")
+    ]
+    kept = []
+    for it in key.items:
+        words = set(content_words(it.question))
+        if words and any(len(words & t) / len(words | t) >= DECONTAMINATION for t in trained):
+            key.skipped["asked in training (decontaminated)"] += 1
+        else:
+            kept.append(it)
+    return kept
 
 
 def _key_set(split: Split, doc_id: str | None) -> str:

@@ -216,6 +216,7 @@ def _key_summary(recipe: Recipe, key: LoadedKey | None) -> dict[str, Any] | None
         return None
     return {
         "file": recipe.eval.answer_key,
+        "generated": sum(it.item_id.startswith("gen-") for it in key.items),
         "items": len(key.items),
         "answerable": sum(it.answerable for it in key.items),
         "unanswerable": sum(not it.answerable for it in key.items),

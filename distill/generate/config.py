@@ -40,6 +40,28 @@ class RaftConfig(StrictModel):
     )
 
 
+class EvalKeyConfig(StrictModel):
+    """Answer-key questions the teacher writes for eval (never for training)."""
+
+    unseen_chunks: int | None = Field(
+        None,
+        ge=0,
+        description="Held-out chunks to write questions from (a seeded sample spread over "
+        "documents); null: every held-out chunk.",
+    )
+    deployment_chunks: int = Field(
+        0,
+        ge=0,
+        description="Training chunks to write new questions from: the deployment set "
+        "(asked with retrieval; no training row is removed).",
+    )
+    questions_per_chunk: int = Field(
+        4, ge=1, le=10, description="Questions asked for in one request per chunk."
+    )
+    template: str = Field("eval_key@v1", description="The request's prompt template.")
+    max_tokens: int = Field(400, ge=64, description="Token cap of one reply.")
+
+
 class GenerateConfig(StrictModel):
     teacher: str = Field(
         f"local:{DEFAULT_STUDENT}",
@@ -48,6 +70,12 @@ class GenerateConfig(StrictModel):
     teacher_options: dict[str, Any] = Field(
         default_factory=dict,
         description="The teacher backend's settings, e.g. {dtype: bfloat16} for local:.",
+    )
+    eval_key: EvalKeyConfig | None = Field(
+        None,
+        description="Also write an answer key for eval: per chunk, one request for several "
+        "questions with verbatim key facts, each kept only if its facts are in the chunk "
+        "and not in the question (generate/eval_key.jsonl); null: none.",
     )
     tasks: dict[TaskType, float] = Field(
         default_factory=_qa_only,

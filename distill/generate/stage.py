@@ -30,6 +30,7 @@ from typing import Any
 from distill import rows
 from distill.errors import TeacherError
 from distill.generate.config import GenerateConfig
+from distill.generate.eval_key import KEY_SCHEMA, key_chunks, key_items, key_prompts, write_key
 from distill.generate.plan import Job, Plan, choose_split, clean_question, clean_reply, make_plan
 from distill.grounding import ANSWER_STOP, citations, clean_answer, numbered
 from distill.prompts import Templates, fence
@@ -37,7 +38,7 @@ from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.rows import Failure, Sample
 from distill.runfolder import RunFolder, RunOptions
-from distill.split import Split
+from distill.split import EVAL, Split
 from distill.teachers.base import Completion, Teacher
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.factory import make_teacher
@@ -159,6 +160,11 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     step = partial(_run_step, teacher=teacher, ids=ids, failures=failures, spend=spend)
     convo, base = _converse(step, plan, cfg, failures)
     samples = _samples(plan, convo, base, cfg, split)
+    key_counts = (
+        _eval_key(recipe, folder, retriever, split, teacher, failures, spend)
+        if cfg.eval_key
+        else {}
+    )
     rows.write(out_dir / "samples.parquet", samples, Sample)
     rows.write(out_dir / "failures.parquet", failures, Failure)
     cache.close()
@@ -181,6 +187,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "price": teacher.price_source,
         "tasks": dict(Counter(s["task"] for s in samples)),
     }
+    counts.update(key_counts)
     counts.update(teacher.stats())  # provider batches submitted and resumed
     budget = teacher.budget
     if budget is not None and budget.refused:
@@ -192,6 +199,39 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             counts=counts,
         )
     return counts
+
+
+def _eval_key(
+    recipe: Recipe,
+    folder: RunFolder,
+    retriever: Retriever,
+    split: Split,
+    teacher: Teacher,
+    failures: list[Failure],
+    spend: Spend,
+) -> dict[str, Any]:
+    """The teacher's answer key for eval (distill.generate.eval_key): one request per
+    chunk, its questions kept only where their facts check out."""
+    cfg = recipe.generate.eval_key
+    assert cfg is not None
+    chunks = key_chunks(retriever.chunks, split, recipe.generate)
+    prompts = key_prompts(recipe, chunks)
+    # Failure rows name the chunk, prefixed so they never look like samples.
+    ids = [f"eval_key:{c['chunk_id']}" for c in chunks]
+    step = partial(_run_step, teacher=teacher, ids=ids, failures=failures, spend=spend)
+    with progress() as bar:
+        replies = step(
+            bar, "answer key", prompts, recipe.generate.batch_size,
+            schema=KEY_SCHEMA, max_tokens=cfg.max_tokens, temperature=0.0,
+        )  # fmt: skip
+    items, dropped = key_items(chunks, replies)
+    write_key(folder.generated_key, items)
+    return {
+        "key_requests": len(chunks),
+        "key_questions": len(items),
+        "key_questions_unseen": sum(split.side(it["doc"]) == EVAL for it in items),
+        "key_dropped": dict(dropped),
+    }
 
 
 def _converse(

@@ -2,12 +2,15 @@
 
 `FakeTeacher(responses=[...])` replies with the scripted strings in turn;
 `responses=callable` computes the reply from the messages. With no script it
-replies deterministically from the prompt (a question for question prompts, the
-first sentence of the delimited document otherwise), so a whole pipeline can run.
+replies deterministically from the prompt (a question for question prompts, an
+answer-key JSON with a question per sentence that states a number for eval_key
+prompts, the first sentence of the delimited document otherwise), so a whole
+pipeline can run.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -19,10 +22,31 @@ Script = list[str] | Callable[[list[Message]], str]
 _DOC = re.compile(r'<document(?:\s+\w+="[^"]*")*\s*>\s*(.*?)\s*</document>', re.S)
 
 
+_FIGURE = re.compile(r"\$?\d[\d,.]*(?:\s(?:minutes?|hours?|days?|MB|GB|characters?))?")
+
+
+def _key_reply(document: str) -> str:
+    """An answer-key reply (eval_key): a question per sentence that states a number."""
+    items = []
+    for sentence in re.split(r"(?<=[.!?])\s", document.strip()):
+        m = _FIGURE.search(sentence)
+        if m:
+            topic = " ".join(re.findall(r"[A-Za-z]+", sentence[: m.start()])[-5:])
+            items.append(
+                {
+                    "question": f"What does the page say about {topic}?",
+                    "key_facts": [m.group(0).rstrip(".,")],
+                }
+            )
+    return json.dumps({"items": items})
+
+
 def _default_reply(messages: list[Message]) -> str:
     prompt = messages[-1]["content"]
     docs = _DOC.findall(prompt)
     first = docs[0] if docs else prompt
+    if "key_facts" in messages[0]["content"]:
+        return _key_reply(first)
     sentence = re.split(r"(?<=[.!?])\s", first.strip(), maxsplit=1)[0][:200]
     if "write one request" in prompt.lower():
         words = re.findall(r"[A-Za-z0-9$%]+", sentence)[:8]

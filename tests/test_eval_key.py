@@ -1,0 +1,104 @@
+"""The teacher's answer key (generate.eval_key): extractive questions kept only where
+their facts check out, and read by eval beside the user's key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from distill.generate.eval_key import key_items
+from distill.rows import Chunk
+from distill.teachers.base import Completion
+
+CHUNK = Chunk(
+    chunk_id="account/password#0",
+    doc_id="account/password",
+    source="account/password.md",
+    title="Passwords",
+    heading_path="Passwords > Reset",
+    text="The reset link is valid for 30 minutes. After 5 failed sign-ins you see E102.",
+    n_tokens=16,
+    position=0,
+)
+
+
+def reply(items: object) -> Completion:
+    return Completion(text=json.dumps(items))
+
+
+def test_only_questions_whose_facts_check_out_are_kept() -> None:
+    good = {"question": "How long does a reset link work?", "key_facts": ["30 minutes"]}
+    items = [
+        good,
+        {"question": "Which code shows after failed sign-ins?", "key_facts": ["E102"]},
+        {"question": "How long does a reset link work?", "key_facts": ["30 minutes"]},  # again
+        {"question": "Is the link valid for 30 minutes?", "key_facts": ["30 minutes"]},
+        {"question": "How long is the lock?", "key_facts": ["15 minutes"]},  # not in the chunk
+        {"question": "What happens?", "key_facts": []},
+        {"question": "Anything?", "key_facts": ["the reset link is valid for 30 minutes after"]},
+        "not an object",
+    ]
+    kept, dropped = key_items(
+        [CHUNK, CHUNK, CHUNK], {0: reply({"items": items}), 1: Completion(text="no JSON")}
+    )
+    assert [k["question"] for k in kept] == [good["question"], items[1]["question"]]
+    assert kept[0] == {
+        "id": "gen-account/password#0-0",
+        "question": good["question"],
+        "key_facts": ["30 minutes"],
+        "doc": "account/password",
+        "chunk": "account/password#0",
+    }
+    assert dropped == {
+        "duplicate question": 1,
+        "a key fact is in the question": 1,
+        "a key fact is not in the chunk": 1,
+        "no key facts": 1,
+        "a key fact is not a short span": 1,
+        "not a question": 1,
+        "reply not the JSON asked for": 1,
+        "request failed": 1,  # chunk 2 had no reply
+    }
+
+
+@pytest.mark.slow
+def test_generate_writes_a_key_that_eval_asks(ingested: Path, tmp_path: Path) -> None:
+    """The fake teacher writes a key over the small corpus; eval's items take it, the
+    held-out documents' questions in the unseen set and training ones in deployment."""
+    from distill.evaluate.items import build_items
+    from distill.pipeline import run_pipeline
+    from distill.recipe import load_recipe
+    from distill.retrieval import Retriever
+    from distill.runfolder import RunFolder
+    from tests.conftest import write_recipe
+
+    path = write_recipe(
+        tmp_path,
+        "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+        "generate:\n  teacher: 'fake:'\n  neighbours: 1\n"
+        "  eval_key: {deployment_chunks: 1}\n"
+        "eval:\n  generated: false\n",
+    )
+    recipe = load_recipe(path)
+    run_pipeline(recipe, until="curate")
+    folder = RunFolder(ingested)
+    lines = folder.generated_key.read_text().splitlines()
+    key = [json.loads(ln) for ln in lines]
+    assert key and all(k["id"].startswith("gen-") for k in key)
+    split = json.loads((ingested / "generate" / "split.json").read_text())
+    sides = {k["doc"] in split["eval_docs"] for k in key}
+    assert sides == {True, False}  # every held-out chunk, and one training chunk
+    manifest = json.loads((ingested / "manifest.json").read_text())
+    counts = manifest["stages"]["generate"]["counts"]
+    assert counts["key_questions"] == len(key)
+    assert counts["key_questions_unseen"] == sum(k["doc"] in split["eval_docs"] for k in key)
+
+    items, loaded = build_items(recipe, folder, Retriever(ingested / "ingest", recipe.retrieval))
+    asked = {it.item_id: it for it in items}
+    assert loaded is not None and set(asked) == {k["id"] for k in key}
+    for k in key:
+        it = asked[k["id"]]
+        assert it.key_facts == k["key_facts"] and it.doc_id == k["doc"]
+        assert it.eval_set == ("unseen" if k["doc"] in split["eval_docs"] else "deployment")
