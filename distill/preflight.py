@@ -160,6 +160,8 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
             out.append(why)
     if "generate" in run:
         out += spec_problems(g.teacher, g.teacher_options, "generate.teacher")
+        if g.eval_key is not None:
+            template(g.eval_key.template, "generate.eval_key.template")
         for field in ("question_template", "instruction_template", "multi_hop_template"):
             template(getattr(g, field), f"generate.{field}")
         template(g.follow_up_template, "generate.follow_up_template")
@@ -193,6 +195,13 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
             if spec:
                 out += spec_problems(spec, e.student_options, f"eval.{field}")
         template(e.grade_template, "eval.grade_template")
+        if e.answer_key is not None and not (recipe.base_dir / e.answer_key).is_file():
+            out.append(
+                f"eval.answer_key: no file {recipe.base_dir / e.answer_key}; give the path of "
+                "a JSON Lines answer key, relative to the recipe"
+            )
+        if e.judge_items == 0 and e.pairwise and "teacher" in e.systems:
+            out.append("eval.pairwise needs the judge, which eval.judge_items: 0 turns off")
         if e.pairwise:
             template(e.pairwise_template, "eval.pairwise_template")
     return list(dict.fromkeys(out))

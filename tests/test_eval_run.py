@@ -271,15 +271,15 @@ def test_eval_with_an_answer_key_decides_without_a_judge(
             "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
             f"generate:\n  teacher: openai:gpt-4o-mini\n  teacher_options: {opts}\n"
             "eval:\n  systems: [base+rag, ft+rag]\n  answer_key: key.jsonl\n"
-            "  generated: false\n  judge_items: 4\n  seen_set: false\n"
+            "  generated: false\n  judge_items: 4\n  seen_set: false\n  unanswerable: 2\n"
             "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"
             f"  student_options: {opts}\n",
             name="eval.yaml",
         )
         counts = evaluate.run(load_recipe(path), RunFolder(ingested), RunOptions())
-        # 2 systems x (4 answerable + 1 verified unanswerable) answers; the judge grades
-        # 4 questions x 2 systems and checks itself twice on each of them.
-        assert len(server.requests) == 10 + 8 + 8
+        # 2 systems x (4 answerable + 1 verified unanswerable + 2 verified twins) answers;
+        # the judge grades 4 questions x 2 systems and checks itself twice on each.
+        assert len(server.requests) == 14 + 8 + 8
         grades = [r for r in server.requests if r["model"] == "gpt-4o-mini"]
 
     # Every system is judged against the question's source chunk, not its own retrieval,
@@ -322,17 +322,23 @@ def test_eval_with_an_answer_key_decides_without_a_judge(
     assert not p.significant and p.ci[0] > 0
     assert pooled.hit_rate is not None and pooled.hit_rate.value == 1.0
     (refusal,) = [c for c in d.secondaries if c.metric == "refusal on unanswerables"]
-    assert (refusal.n, refusal.wins, refusal.losses) == (1, 1, 0)
+    assert (refusal.n, refusal.wins, refusal.losses) == (3, 3, 0)
     assert {c.metric for c in d.secondaries} == {
         "refusal on unanswerables",
         "false refusal",
     }  # base+rag never cites: no citation precision pair
     assert all(c.p_holm is not None and c.p_holm >= c.p_value for c in d.secondaries)
+    assert d.unanswerable == 3
     assert d.systems["ft+rag"].citation_precision.value == 1.0  # type: ignore[union-attr]
     assert d.systems["base+rag"].unsupported_numbers.k >= 1  # type: ignore[union-attr]
     assert len(d.discordant["ft+rag right"]) == 4 and d.discordant["base+rag right"] == []
 
     answers = read_rows(out / "answers.parquet")
+    # The twins: each key fact is on one page only, so removing the page leaves none.
+    twins = [r for r in answers if r["item_id"].endswith("-no-oracle")]
+    assert len(twins) == 2 * 2 and all(r["kind"] == "unanswerable" for r in twins)
+    for r in twins:
+        assert not any(c.startswith(r["doc_id"] + "#") for c in r["retrieved_chunk_ids"])
     reset = next(r for r in answers if r["system"] == "base+rag" and "reset" in r["question"])
     assert reset["fact_conflicts"] == ["15 minute"] and reset["fact_correct"] is False
     assert all(r["judged"] == (r["kind"] == "answerable") for r in answers)

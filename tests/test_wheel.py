@@ -112,6 +112,10 @@ def test_the_installed_wheel_runs_outside_the_checkout(
     shutil.copytree(
         REPO / "examples" / "brightdesk" / "docs", tmp_path / "examples" / "brightdesk" / "docs"
     )
+    shutil.copy(
+        REPO / "examples" / "brightdesk" / "answer_key.jsonl",
+        tmp_path / "examples" / "brightdesk" / "answer_key.jsonl",
+    )
     (tmp_path / "recipes").mkdir()
     shutil.copy(REPO / "recipes" / "quickstart.yaml", tmp_path / "recipes")
     valid = _distill(installed, tmp_path, "validate", "recipes/quickstart.yaml")

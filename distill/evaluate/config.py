@@ -58,8 +58,10 @@ class EvalConfig(StrictModel):
     unanswerable: int = Field(
         4,
         ge=0,
-        description="Held-out questions asked again with their source documents removed from "
-        "retrieval; the right answer says the documents do not contain it.",
+        description="Questions asked again with their source documents removed from "
+        "retrieval; the right answer says the documents do not contain it. From an answer "
+        "key, only those whose key facts no other document states (verified); from the "
+        "generated questions, unverified (descriptive).",
     )
     off_topic: list[str] = Field(
         default_factory=list,

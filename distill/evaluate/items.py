@@ -19,7 +19,7 @@ from distill.errors import InputError
 from distill.evaluate.answer_key import KeyItem, LoadedKey, load_answer_key
 from distill.grounding import content_words
 from distill.io import read_rows
-from distill.keyfacts import Fact
+from distill.keyfacts import Fact, mentions, tokens
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.rows import Chunk
@@ -88,6 +88,7 @@ def build_items(
         split = Split.load(folder.stage_dir("generate") / "split.json")
         key.items[:] = _decontaminated(key, folder)
         items += _key_items(key, split, retriever, cfg.k, cfg.max_questions, cfg.seed)
+        items += _verified_twins(key, retriever, cfg.k, cfg.unanswerable, cfg.seed)
     if cfg.generated:
         items += _generated_items(recipe, folder, retriever)
     if cfg.off_topic:
@@ -133,6 +134,38 @@ def _key_items(
             it.doc_id or "",
         )
         for (it, s), h in zip(asked, hits, strict=True)
+    ]
+
+
+def _verified_twins(key: LoadedKey, retriever: Retriever, k: int, n: int, seed: int) -> list[Item]:
+    """Up to n answer-key questions asked again with their document removed from
+    retrieval, each kept only if no chunk left in the index states any of its key facts
+    (a verified unanswerable: many corpora state a fact on several pages)."""
+    if not n:
+        return []
+    toks = {c["chunk_id"]: (c["doc_id"], tokens(c["text"])) for c in retriever.chunks}
+    verified = [
+        it
+        for it in key.items
+        if it.answerable
+        and not any(
+            doc != it.doc_id and mentions(t, f) for doc, t in toks.values() for f in it.key_facts
+        )
+    ]
+    picked = spread(verified, n, seed, lambda it: it.doc_id or "")
+    deep = retriever.retrieve_many([it.question for it in picked], k + 24) if picked else []
+    return [
+        Item(
+            f"{it.item_id}-no-oracle",
+            "unanswerable",
+            it.question,
+            "",
+            [],
+            [c for c, _ in h if c["doc_id"] != it.doc_id][:k],
+            UNSEEN,
+            doc_id=it.doc_id or "",
+        )
+        for it, h in zip(picked, deep, strict=True)
     ]
 
 

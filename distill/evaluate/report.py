@@ -531,6 +531,19 @@ def compare(a: Path, b: Path) -> str:
         lines.append("note: different judges; their scores are not on the same scale")
     lines.append("")
     lines.append(f"{'system':<10} {'metric':<18} {'A':>9} {'B':>9} {'B - A':>9}")
+    da, db = decision_of(ma), decision_of(mb)
+    if da is not None or db is not None:
+        acc_a = da.sets[-1].accuracy if da else {}
+        acc_b = db.sets[-1].accuracy if db else {}
+        for system in dict.fromkeys([*acc_a, *acc_b]):
+            va, vb = (
+                (share.value if (share := acc.get(system)) else None) for acc in (acc_a, acc_b)
+            )
+            delta = DASH if va is None or vb is None else _fmt(vb - va, "%", signed=True)
+            lines.append(
+                f"{system:<10} {'key-fact accuracy':<18} {_fmt(va, '%'):>9} {_fmt(vb, '%'):>9} "
+                f"{delta:>9}"
+            )
     for system in dict.fromkeys([*ma["systems"], *mb["systems"]]):
         sa, sb = ma["systems"].get(system), mb["systems"].get(system)
         for label, get, fmt in _COMPARED:
