@@ -11,6 +11,7 @@ from distill.cli.commands import stage_command
 
 if TYPE_CHECKING:
     from distill.recipe import Recipe
+    from distill.runfolder import RunFolder
 
 
 review_app = typer.Typer(
@@ -72,14 +73,59 @@ def review_status(recipe: RecipeArg, set_: SetOpt = None) -> None:
 @review_app.command("pull")
 def review_pull(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Apply the reviewers' submitted answers: rejects leave training, corrections replace
-    answers. Writes review/ and the manifest's review statistics."""
+    answers. Writes review/ and the manifest's review statistics; with a calibration
+    pushed (`review calibrate`), also reads its labels and reports the judge's agreement."""
     from distill.gate import render_status, review_stats
     from distill.pipeline import run_pipeline
+    from distill.review import calibration
 
     r = load(recipe, set_)
     _need_argilla(r)
     run = run_pipeline(r, only="review", force={"review"})
     typer.echo(render_status(review_stats(run), r.review))
+    if calibration.pushed(run):
+        typer.echo("")
+        _calibration_pull(r, run)
+
+
+def _calibration_pull(r: Recipe, run: RunFolder) -> None:
+    from distill.review import calibration
+
+    typer.echo(calibration.render(calibration.pull(r, run)))
+    typer.echo(f"written: {calibration.report_path(run)}")
+
+
+@review_app.command("calibrate")
+def review_calibrate(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    pull: Annotated[
+        bool,
+        typer.Option("--pull", help="Read the labels submitted so far and report the agreement."),
+    ] = False,
+) -> None:
+    """Measure the eval judge against humans: send blinded eval answers of the two
+    deciding systems to Argilla (review.calibration_items); --pull reports agreement."""
+    from distill.review import calibration
+    from distill.runfolder import RunFolder
+
+    r = load(recipe, set_)
+    _need_argilla(r)
+    run = RunFolder(r.run_path)
+    if pull:
+        _calibration_pull(r, run)
+        return
+    got = calibration.push(r, run)
+    counts = ", ".join(f"{n} {s}" for s, n in got["by_system"].items())
+    typer.echo(
+        f"pushed {got['records']} blinded records to Argilla dataset '{got['dataset']}' "
+        f"({counts}; {got['paired_items']} questions with both answers)"
+    )
+    if got["dropped"]:
+        typer.echo(f"deleted {got['dropped']} unanswered records of an earlier pick")
+    n = got["records"]
+    typer.echo(f"label them at {got['url']} (about {n // 3}-{n // 2} minutes: 20-30 s a record)")
+    typer.echo(f"then run: distill review calibrate {recipe} --pull (or distill review pull)")
 
 
 @review_app.command("serve")

@@ -1,4 +1,5 @@
-"""The recipe's `review` section: the spot-check and the gate before training."""
+"""The recipe's `review` section: the spot-check, the gate before training, and the
+calibration of the eval judge against humans."""
 
 from __future__ import annotations
 
@@ -73,3 +74,11 @@ class ReviewConfig(StrictModel):
         description="Markdown shown to reviewers (default: distill's review/guidelines.md).",
     )
     seed: int = Field(0, description="Seed of the spot-check sample.")
+    calibration_items: int = Field(
+        56,
+        ge=2,
+        description="Eval answers `distill review calibrate` sends to Argilla, blinded, to "
+        "measure the eval judge against humans: half from each of eval.deciding's two "
+        "systems (both answers to one question where possible), seeded by eval.seed. "
+        "About 20-30 minutes of one reviewer's time at 56.",
+    )
