@@ -122,3 +122,14 @@ def test_the_tables_render_every_set_and_system() -> None:
 def test_no_key_rows_no_decision() -> None:
     rows = [answer("ft+rag", 0, True, key_facts="[]")]
     assert decide(rows, ("ft+rag", "base+rag"), 0.1) is None  # type: ignore[arg-type]
+
+
+def test_a_secondary_with_fewer_than_two_pairs_is_left_out_not_a_crash() -> None:
+    """Base cites on one question only: citation precision has one pair, no spread."""
+    rows = rows_for(set(range(120)), set(range(80)))
+    for r in rows:
+        if r["system"] == "base+rag" and r["item_id"] != "q0":
+            r["cited"], r["cited_right"] = [], 0
+    d = decided(rows)
+    assert {c.metric for c in d.secondaries} == {"false refusal"}
+    assert d.verdict == "gain"

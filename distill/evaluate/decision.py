@@ -99,14 +99,16 @@ def compare(
     )  # fmt: skip
     if kind == "binary":
         pb = stats.paired_binary(a, b, clusters)
-        assert pb is not None
+        if pb is None:
+            return None
         return Comparison(
             **common, n=pb.n, diff=pb.diff, ci=pb.ci, p_value=pb.p_value, wins=pb.wins,
             losses=pb.losses, p_d=pb.p_d, deff=pb.deff, clusters=pb.clusters, mde=pb.mde,
             significant=pb.significant, n_for=_planning(pb.p_d, pb.deff, None),
         )  # fmt: skip
     pc = stats.paired_continuous(a, b, clusters, seed=seed)
-    assert pc is not None
+    if pc is None:  # fewer than two pairs: no spread to measure
+        return None
     return Comparison(
         **common, n=pc.n, diff=pc.diff, ci=pc.ci, p_value=pc.p_value, sd=pc.sd,
         deff=pc.deff, clusters=pc.clusters, mde=pc.mde, significant=pc.significant,

@@ -104,6 +104,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     chunk_tokens = {c["chunk_id"]: tokens(c["text"]) for c in retriever.chunks}
     for r in rows:
         keyscore.score(r, by_id[r["item_id"]], chunk_tokens)
+    # Answers from local models are not cached: on disk before anything else can fail.
+    write_rows(out / "answers.parquet", rows, Answer)
 
     teacher_sys = next((s for s in systems if s.name == "teacher"), None)
     judge_spec, judge_model, judge, judge_cost = None, None, None, 0.0
@@ -126,6 +128,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     _support(rows, {c["chunk_id"]: c["text"] for c in retriever.chunks})
     _similarity(rows, cfg.similarity_model)
     cache.close()
+    write_rows(out / "answers.parquet", rows, Answer)
+    write_rows(out / "judgements.parquet", judge.log if judge else [], Judgement)
 
     metrics = _metrics(recipe, folder, items, rows, systems)
     decision = decide(rows, cfg.deciding, cfg.teacher_margin, cfg.examples, cfg.seed)
@@ -148,8 +152,6 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     metrics["what_this_means"] = (decision.verdict_lines if decision else []) + metrics[
         "what_this_means_judged"
     ]
-    write_rows(out / "answers.parquet", rows, Answer)
-    write_rows(out / "judgements.parquet", judge.log if judge else [], Judgement)
     write_json(out / "metrics.json", metrics)
     write_report(out, recipe, metrics, rows)
     counts: dict[str, Any] = {
