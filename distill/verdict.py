@@ -134,18 +134,24 @@ def comparison_table(comparisons: list[dict[str, Any]]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in comparisons:
+        scale, unit = unit_of(c["metric"])
         mde = c.get("mde")
         verdict = (
             ("above 0" if c["diff"] > 0 else "below 0")
             if c["significant"]
-            else "not resolved" + (f" (MDE {mde * 100:.0f} pt)" if mde is not None else "")
+            else "not resolved" + (f" (MDE {mde * scale:.0f} {unit})" if mde is not None else "")
         )
-        lo, hi = (signed(x * 100, 1) for x in c["ci"])
+        lo, hi = (signed(x * scale, 1) for x in c["ci"])
         lines.append(
-            f"| {c['system']} | {c['against']} | {c['metric']} | {signed(c['diff'] * 100, 1)} pt "
-            f"| {lo} to {hi} pt | {c['n']} | {verdict} |"
+            f"| {c['system']} | {c['against']} | {c['metric']} | "
+            f"{signed(c['diff'] * scale, 1)} {unit} | {lo} to {hi} {unit} | {c['n']} | {verdict} |"
         )
     return "\n".join(lines)
+
+
+def unit_of(metric: str) -> tuple[float, str]:
+    """How a metric's difference is printed: shares and scores in points, length in words."""
+    return (1.0, "words") if metric == "answer_words" else (100.0, "pt")
 
 
 def signed(x: float, digits: int = 0) -> str:

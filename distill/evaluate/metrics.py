@@ -31,7 +31,7 @@ import numpy as np
 
 from distill.evaluate import stats
 from distill.rows import Answer
-from distill.verdict import signed
+from distill.verdict import signed, unit_of
 
 Row = Answer
 RETRIEVAL_SYSTEMS = ("teacher", "base+rag", "ft+rag")
@@ -61,11 +61,20 @@ PRIMARY = "correct"  # the share of answers the judge grades >= 4 (failures coun
 # The comparisons that decide, (system, against), when both systems ran.
 DECIDING = (("ft+rag", "base+rag"), ("ft", "base"), ("ft+rag", "teacher"))
 _WORD = re.compile(r"\w+")
+_CITE_MARK = re.compile(r"\[\d{1,2}\]")
+
+
+def _squad_words(text: str) -> list[str]:
+    """SQuAD's normalisation: no citation markers ([1] is no word), lower case, no
+    punctuation, no articles."""
+    text = _CITE_MARK.sub(" ", text.lower())
+    return [w for w in _WORD.findall(text) if w not in ("a", "an", "the")]
 
 
 def token_f1(answer: str, reference: str) -> float:
-    """SQuAD-style token F1 of an answer against the reference (lower-cased words)."""
-    a, r = _WORD.findall(answer.lower()), _WORD.findall(reference.lower())
+    """SQuAD-style token F1 of an answer against the reference. It rewards short
+    answers, so the report puts the paired length difference beside it."""
+    a, r = _squad_words(answer), _squad_words(reference)
     if not a or not r:
         return float(a == r)
     common = sum((Counter(a) & Counter(r)).values())
@@ -193,7 +202,7 @@ def comparisons(rows: Sequence[Row], systems: list[str], seed: int = 0) -> list[
     for a, b in DECIDING:
         if a not in scores or b not in scores:
             continue
-        for metric in (PRIMARY, "token_f1", "refusal"):
+        for metric in (PRIMARY, "token_f1", "answer_words", "refusal"):
             if metric not in scores[a] or metric not in scores[b]:
                 continue
             d = paired_difference(
@@ -350,6 +359,7 @@ def _ratio_words(x: float) -> str:
 _METRIC_WORDS = {
     "correct": "correct answers (judge ≥ 4)",
     "token_f1": "token F1 against the reference",
+    "answer_words": "answer length (words; F1 rewards short answers)",
     "refusal": "refusals on unanswerable questions",
 }
 
@@ -363,9 +373,11 @@ def describe(c: dict[str, Any]) -> str:
     decision) is the pre-declared primary; these are not corrected for multiplicity."""
     what = _METRIC_WORDS.get(c["metric"], c["metric"])
     lo, hi = c["ci"]
+    scale, unit = unit_of(c["metric"])
+    unit = "points" if unit == "pt" else unit
     head = (
-        f"`{c['system']}` against `{c['against']}` on {what}: {signed(c['diff'] * 100)} points "
-        f"(paired 95% CI {signed(lo * 100)} to {signed(hi * 100)}, {c['n']} questions)"
+        f"`{c['system']}` against `{c['against']}` on {what}: {signed(c['diff'] * scale)} "
+        f"{unit} (paired 95% CI {signed(lo * scale)} to {signed(hi * scale)}, {c['n']} questions)"
     )
     if c["significant"]:
         side = "above" if c["diff"] > 0 else "below"
@@ -375,7 +387,8 @@ def describe(c: dict[str, Any]) -> str:
 
 def _mde(c: dict[str, Any]) -> str:
     mde = c.get("mde")
-    return "?" if mde is None else f"{mde * 100:.0f} points"
+    scale, unit = unit_of(c["metric"])
+    return "?" if mde is None else f"{mde * scale:.0f} {'points' if unit == 'pt' else unit}"
 
 
 def headline(metrics: dict[str, Any]) -> str | None:
