@@ -11,6 +11,7 @@ the first questions in corpus order (which would drop whole documents)."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -46,6 +47,16 @@ class Item:
     eval_set: str = UNSEEN
     key_facts: list[Fact] = field(default_factory=list)  # the answer key's; [] if none
     doc_id: str = ""
+    retrieval_s: float = 0.0  # this question's share of its batch's search time
+
+
+def _retrieve(retriever: Retriever, questions: list[str], k: int) -> tuple[list[Any], float]:
+    """Each question's top k, and the search time per question (in the +rag latency)."""
+    if not questions:
+        return [], 0.0
+    t0 = time.perf_counter()
+    hits = retriever.retrieve_many(questions, k)
+    return hits, (time.perf_counter() - t0) / len(questions)
 
 
 def spread(rows: list[T], n: int | None, seed: int, doc: Callable[[T], str]) -> list[T]:
@@ -92,9 +103,10 @@ def build_items(
     if cfg.generated:
         items += _generated_items(recipe, folder, retriever)
     if cfg.off_topic:
-        off = retriever.retrieve_many(cfg.off_topic, cfg.k)
+        off, per = _retrieve(retriever, cfg.off_topic, cfg.k)
         for i, (text, h) in enumerate(zip(cfg.off_topic, off, strict=True)):
-            items.append(Item(f"off-topic-{i}", "off_topic", text, "", [], [c for c, _ in h]))
+            hits = [c for c, _ in h]
+            items.append(Item(f"off-topic-{i}", "off_topic", text, "", [], hits, retrieval_s=per))
     if not any(it.kind == "answerable" for it in items):
         raise InputError(
             "eval: no questions to ask; give eval.answer_key, or (with eval.generated) raise "
@@ -120,7 +132,7 @@ def _key_items(
         [it for it in key.items if not it.answerable], cap, seed, lambda it: it.item_id
     )
     asked = [(it, s) for s in KEY_SETS for it in sets[s]] + [(it, UNSEEN) for it in unanswerable]
-    hits = retriever.retrieve_many([it.question for it, _ in asked], k) if asked else []
+    hits, per = _retrieve(retriever, [it.question for it, _ in asked], k)
     return [
         Item(
             it.item_id,
@@ -132,6 +144,7 @@ def _key_items(
             s,
             it.key_facts,
             it.doc_id or "",
+            per,
         )
         for (it, s), h in zip(asked, hits, strict=True)
     ]
@@ -153,7 +166,7 @@ def _verified_twins(key: LoadedKey, retriever: Retriever, k: int, n: int, seed: 
         )
     ]
     picked = spread(verified, n, seed, lambda it: it.doc_id or "")
-    deep = retriever.retrieve_many([it.question for it in picked], k + 24) if picked else []
+    deep, per = _retrieve(retriever, [it.question for it in picked], k + 24)
     return [
         Item(
             f"{it.item_id}-no-oracle",
@@ -164,6 +177,7 @@ def _verified_twins(key: LoadedKey, retriever: Retriever, k: int, n: int, seed: 
             [c for c, _ in h if c["doc_id"] != it.doc_id][:k],
             UNSEEN,
             doc_id=it.doc_id or "",
+            retrieval_s=per,
         )
         for it, h in zip(picked, deep, strict=True)
     ]
@@ -204,12 +218,20 @@ def _generated_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) ->
     picked = random.Random(cfg.seed).sample(questions, min(cfg.unanswerable, len(questions)))
     if picked:
         # Retrieve deeper, then drop every chunk of the question's source documents.
-        deep = retriever.retrieve_many([q["question"] for q in picked], cfg.k + 24)
+        deep, per = _retrieve(retriever, [q["question"] for q in picked], cfg.k + 24)
         for q, h in zip(picked, deep, strict=True):
             gone = set(q.get("source_doc_ids") or [q["doc_ids"][0]])
             rest = [c for c, _ in h if c["doc_id"] not in gone][: cfg.k]
             items.append(
-                Item(f"{q['sample_id']}-no-oracle", "no_oracle", q["question"], "", [], rest)
+                Item(
+                    f"{q['sample_id']}-no-oracle",
+                    "no_oracle",
+                    q["question"],
+                    "",
+                    [],
+                    rest,
+                    retrieval_s=per,
+                )  # fmt: skip
             )
     return items
 
@@ -228,7 +250,7 @@ def _answerable(
     rows: list[dict[str, Any]], retriever: Retriever, k: int, eval_set: str
 ) -> list[Item]:
     """Curated samples as questions with their reference answers and retrieved chunks."""
-    hits = retriever.retrieve_many([q["question"] for q in rows], k) if rows else []
+    hits, per = _retrieve(retriever, [q["question"] for q in rows], k)
     return [
         Item(
             q["sample_id"],
@@ -239,6 +261,7 @@ def _answerable(
             [c for c, _ in h],
             eval_set,
             doc_id=_doc_of(q),
+            retrieval_s=per,
         )
         for q, h in zip(rows, hits, strict=True)
     ]

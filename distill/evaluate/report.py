@@ -51,7 +51,8 @@ def _notes(recipe: Recipe | None, metrics: dict[str, Any]) -> list[str]:
         "source chunk and no document that does not exist. Refusal accuracy: of the "
         "unanswerable questions, the share answered with 'the documents do not contain it' "
         "(detected by phrase).",
-        f"Latency: wall time per answer on {metrics['hardware']}; "
+        f"Latency: wall time per answer on {metrics['hardware']}, the search included for "
+        "systems with retrieval; "
         + (
             "the local models run through llama.cpp, one question at a time."
             if metrics.get("student_engine") == "llama.cpp"
