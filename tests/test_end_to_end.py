@@ -172,7 +172,8 @@ def test_eval_decides_on_the_answer_key_and_judges_a_sample(
     assert d.sets[-1].primary is not None and d.sets[-1].primary.n == 6
     assert d.verdict in ("gain", "loss", "no harm, behaviour gained", "not resolvable")
     assert d.teacher is not None and d.teacher_within_margin is not None
-    assert d.unanswerable == 3 + 1  # three from the key, one off-topic question
+    # Three from the key, one verified twin (eval.unanswerable=1), one off-topic question.
+    assert d.unanswerable == 3 + 1 + 1
     split = read_json(run / "generate" / "split.json")
     for a in answers:
         if a["key_facts"] != "[]":
@@ -195,7 +196,12 @@ def test_eval_decides_on_the_answer_key_and_judges_a_sample(
     assert len({a["item_id"] for a in judged}) == 2
     assert metrics["judge"] == "local:qwen2.5-coder-1.5b-instruct"
     assert not metrics["smoke_test"] and metrics["small_judge"]
-    assert metrics["judge_calls"] == len(judged)  # no pairwise in the quickstart
+    # A grade per judged answer, and an identity and a foil check per judged question;
+    # no pairwise in the quickstart.
+    assert metrics["judge_calls"] == len(judged) + 2 * 2
+    checks = metrics["judge_checks"]
+    assert checks["identity"]["n"] + checks["identity"]["failed"] == 2
+    assert checks["foil"]["n"] + checks["foil"]["failed"] == 2
     assert metrics["judge_failures"] == 0  # a grammar: every verdict parses
     assert all(a["correctness"] is not None for a in judged)
     assert not any(a["correctness"] is not None for a in answers if not a["judged"])

@@ -96,8 +96,12 @@ def test_generate_writes_a_key_that_eval_asks(ingested: Path, tmp_path: Path) ->
     assert counts["key_questions_unseen"] == sum(k["doc"] in split["eval_docs"] for k in key)
 
     items, loaded = build_items(recipe, folder, Retriever(ingested / "ingest", recipe.retrieval))
-    asked = {it.item_id: it for it in items}
+    asked = {it.item_id: it for it in items if it.kind == "answerable"}
     assert loaded is not None and set(asked) == {k["id"] for k in key}
+    # Each fact here is on one page only: every question has a verified twin (up to 4).
+    twins = [it for it in items if it.kind == "unanswerable"]
+    assert len(twins) == min(4, len(key))
+    assert all(it.item_id.removesuffix("-no-oracle") in asked for it in twins)
     for k in key:
         it = asked[k["id"]]
         assert it.key_facts == k["key_facts"] and it.doc_id == k["doc"]

@@ -73,7 +73,9 @@ def _values(text: str) -> dict[str, object]:
     chunk = fence("1", f"Plans cost $10. {text}", f"Billing > Plans {text}")
     return {
         "passages": [chunk, fence("2", f"Trials last 14 days. {text}", text)],
+        "sources": [chunk],
         "passage": chunk,
+        "n": 4,
         "question": f"How much is Pro? {text}",
         "answer": f"It costs $10 [1]. {text}",
         "answer_a": f"Ten dollars. {text}",
