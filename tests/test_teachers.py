@@ -42,3 +42,8 @@ def test_helpers() -> None:
     assert cut_at_stop("abc", None) == "abc"
     assert parse_json('noise {"x": [1, 2]} more') == {"x": [1, 2]}
     assert parse_json("no json") is None
+    # A raw line break inside a string (llama.cpp's grammar allows one) still parses.
+    assert parse_json('{"reason": "a list\n  ", "verdict": "wrong"}') == {
+        "reason": "a list\n  ",
+        "verdict": "wrong",
+    }

@@ -59,12 +59,14 @@ def cut_at_stop(text: str, stop: list[str] | None) -> str:
 
 
 def parse_json(text: str) -> Any:
-    """Parse the first JSON object in `text`, or return None."""
+    """Parse the first JSON object in `text`, or return None. A raw line break inside a
+    string is accepted (strict=False): llama.cpp's grammar lets a judge write one into
+    its "reason", and that says nothing about the verdict."""
     start = text.find("{")
     if start < 0:
         return None
     try:
-        obj, _ = json.JSONDecoder().raw_decode(text[start:])
+        obj, _ = json.JSONDecoder(strict=False).raw_decode(text[start:])
     except json.JSONDecodeError:
         return None
     return obj
