@@ -164,7 +164,7 @@ def test_a_served_teacher_needs_its_server_and_a_local_one_takes_no_options() ->
 CARD_TEXT = (
     "name repo_id dataset_repo base provenance teacher version recipe_name description "
     "n_train review_text versions questions k judge hardware adapter_sha256 meaning "
-    "decision_table"
+    "decision_table decision"
 ).split()
 
 

@@ -17,8 +17,9 @@ from distill import __version__
 from distill.gate import review_stats, summary, training_rows
 from distill.io import read_rows
 from distill.recipe import Recipe
+from distill.results import Decision
 from distill.runfolder import RunFolder
-from distill.verdict import decision_table
+from distill.verdict import decision_markdown, decision_table
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("distill.publish", "templates"),
@@ -219,6 +220,11 @@ def model_card(
         judge=evaluated["judge"],
         hardware=evaluated["hardware"],
         adapter_sha256=evaluated.get("adapter_sha256") or "not recorded",
-        meaning=" ".join(evaluated.get("what_this_means", [])),
+        meaning=" ".join(
+            evaluated.get("what_this_means_judged", evaluated.get("what_this_means", []))
+        ),
         decision_table=decision_table(evaluated),
+        decision="\n".join(decision_markdown(Decision.model_validate(evaluated["decision"])))
+        if evaluated.get("decision")
+        else "",
     )
