@@ -15,14 +15,38 @@ split is recorded in `generate/split.json`; curate re-checks every row against i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from distill.errors import InputError
 from distill.io import read_json, write_json
 
 TRAIN, EVAL = "train", "eval"
+T = TypeVar("T")
+
+
+def spread(rows: list[T], n: int | None, seed: int, doc: Callable[[T], str]) -> list[T]:
+    """At most n rows, a seeded sample spread evenly over documents (round robin over
+    the documents in a seeded order), in their original order: never the first n in
+    corpus order, which would drop whole documents."""
+    if n is None or n >= len(rows):
+        return rows
+    rng = random.Random(seed)
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(doc(r), []).append(i)
+    queues = list(groups.values())
+    rng.shuffle(queues)
+    for q in queues:
+        rng.shuffle(q)
+    picked: list[int] = []
+    while len(picked) < n:
+        for q in queues:
+            if q and len(picked) < n:
+                picked.append(q.pop())
+    return [rows[i] for i in sorted(picked)]
 
 
 def unit(seed: int, doc_id: str) -> float:

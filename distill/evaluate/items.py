@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from distill.errors import InputError
 from distill.evaluate.answer_key import KeyItem, LoadedKey, load_answer_key
@@ -25,7 +24,7 @@ from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.rows import Chunk
 from distill.runfolder import RunFolder
-from distill.split import EVAL, Split
+from distill.split import EVAL, Split, spread
 
 # The eval sets (see distill.evaluate.stage): questions on held-out documents, answer-key
 # questions on training documents asked with retrieval (deployment), and generated
@@ -33,7 +32,6 @@ from distill.split import EVAL, Split
 UNSEEN, DEPLOYMENT, SEEN = "unseen", "deployment", "seen"
 KEY_SETS = (UNSEEN, DEPLOYMENT)
 DECONTAMINATION = 0.8  # content-word Jaccard at which a key question counts as trained
-T = TypeVar("T")
 
 
 @dataclass
@@ -57,27 +55,6 @@ def _retrieve(retriever: Retriever, questions: list[str], k: int) -> tuple[list[
     t0 = time.perf_counter()
     hits = retriever.retrieve_many(questions, k)
     return hits, (time.perf_counter() - t0) / len(questions)
-
-
-def spread(rows: list[T], n: int | None, seed: int, doc: Callable[[T], str]) -> list[T]:
-    """At most n rows, a seeded sample spread evenly over documents (round robin over
-    the documents in a seeded order), in their original order."""
-    if n is None or n >= len(rows):
-        return rows
-    rng = random.Random(seed)
-    groups: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        groups.setdefault(doc(r), []).append(i)
-    queues = list(groups.values())
-    rng.shuffle(queues)
-    for q in queues:
-        rng.shuffle(q)
-    picked: list[int] = []
-    while len(picked) < n:
-        for q in queues:
-            if q and len(picked) < n:
-                picked.append(q.pop())
-    return [rows[i] for i in sorted(picked)]
 
 
 def _doc_of(q: dict[str, Any]) -> str:

@@ -105,28 +105,16 @@ def paired_difference(
 
     `significant` when the interval excludes 0; `mde` is the smallest difference this
     many questions detect at 80% power (distill.evaluate.stats)."""
-    if binary:
-        pb = stats.paired_binary(a, b)
-        if pb is None:
-            return None
-        return {
-            "diff": round(pb.diff, 4),
-            "ci": [round(pb.ci[0], 4), round(pb.ci[1], 4)],
-            "n": pb.n,
-            "significant": pb.significant,
-            "p_value": round(pb.p_value, 4),
-            "mde": round(pb.mde, 4),
-        }
-    pc = stats.paired_continuous(a, b, seed=seed)
-    if pc is None:
+    d = stats.paired_binary(a, b) if binary else stats.paired_continuous(a, b, seed=seed)
+    if d is None:
         return None
     return {
-        "diff": round(pc.diff, 4),
-        "ci": [round(pc.ci[0], 4), round(pc.ci[1], 4)],
-        "n": pc.n,
-        "significant": pc.significant,
-        "p_value": round(pc.p_value, 4),
-        "mde": round(pc.mde, 4),
+        "diff": round(d.diff, 4),
+        "ci": [round(d.ci[0], 4), round(d.ci[1], 4)],
+        "n": d.n,
+        "significant": d.significant,
+        "p_value": round(d.p_value, 4),
+        "mde": round(d.mde, 4),
     }
 
 

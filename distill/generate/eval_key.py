@@ -13,7 +13,6 @@ format of distill.evaluate.answer_key, read by the eval stage beside
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from distill.keyfacts import mentions, tokens
 from distill.prompts import fence, recipe_template
 from distill.recipe import Recipe
 from distill.rows import Chunk
-from distill.split import EVAL, Split
+from distill.split import EVAL, Split, spread
 from distill.teachers.base import Completion, parse_json
 
 KEY_SCHEMA: dict[str, Any] = {
@@ -52,28 +51,13 @@ def key_chunks(chunks: list[Chunk], split: Split, cfg: GenerateConfig) -> list[C
     assert cfg.eval_key is not None
     held = [c for c in chunks if split.side(c["doc_id"]) == EVAL]
     kept = [c for c in chunks if split.side(c["doc_id"]) != EVAL]
-    return _spread(held, cfg.eval_key.unseen_chunks, cfg.seed) + _spread(
-        kept, cfg.eval_key.deployment_chunks, cfg.seed
+
+    def doc(c: Chunk) -> str:
+        return c["doc_id"]
+
+    return spread(held, cfg.eval_key.unseen_chunks, cfg.seed, doc) + spread(
+        kept, cfg.eval_key.deployment_chunks, cfg.seed, doc
     )
-
-
-def _spread(chunks: list[Chunk], n: int | None, seed: int) -> list[Chunk]:
-    if n is None or n >= len(chunks):
-        return chunks
-    rng = random.Random(seed)
-    by_doc: dict[str, list[Chunk]] = {}
-    for c in chunks:
-        by_doc.setdefault(c["doc_id"], []).append(c)
-    queues = list(by_doc.values())
-    rng.shuffle(queues)
-    for q in queues:
-        rng.shuffle(q)
-    out: list[Chunk] = []
-    while len(out) < n:
-        for q in queues:
-            if q and len(out) < n:
-                out.append(q.pop())
-    return out
 
 
 def key_prompts(recipe: Recipe, chunks: list[Chunk]) -> dict[int, list[dict[str, str]]]:
