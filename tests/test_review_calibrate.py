@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 
 from distill import rows
+from distill.agreement import agreement, cohen_kappa
 from distill.io import read_json, read_rows, write_json, write_rows
 from distill.review.calibration import (
-    agreement,
     blinded,
-    cohen_kappa,
     human_label,
     record_id,
     select,

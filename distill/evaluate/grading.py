@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from distill.agreement import agreement
 from distill.evaluate import metrics as eval_metrics
 from distill.evaluate.items import Item
 from distill.evaluate.stats import wilson
@@ -238,22 +239,16 @@ def _pairwise(rows: list[Answer], judge: JsonJudge, tpl: Template) -> float:
     return cost
 
 
-def judge_agreement(rows: list[Answer]) -> dict[str, float | int] | None:
+def judge_agreement(rows: list[Answer], seed: int = 0) -> dict[str, Any] | None:
     """The judge against the key-fact check on the answers both scored: Cohen's kappa of
-    'correct' (judge >= 4) and 'states every key fact', and the raw agreement."""
+    'correct' (judge >= 4) and 'states every key fact' with its interval, and the raw
+    agreement."""
     pairs = [
         (r["correctness"] >= 4, bool(r["fact_correct"]))
         for r in rows
         if r["correctness"] is not None and r["fact_correct"] is not None
     ]
-    if not pairs:
-        return None
-    n = len(pairs)
-    agree = sum(j == k for j, k in pairs) / n
-    pj, pk = sum(j for j, _ in pairs) / n, sum(k for _, k in pairs) / n
-    chance = pj * pk + (1 - pj) * (1 - pk)
-    kappa = (agree - chance) / (1 - chance) if chance < 1 else 1.0
-    return {"n": n, "agreement": round(agree, 4), "kappa": round(kappa, 4)}
+    return agreement(pairs, seed) if pairs else None
 
 
 def _similarity(rows: list[Answer], model_ref: str) -> None:

@@ -114,7 +114,18 @@ def _judge_lines(metrics: dict[str, Any]) -> list[str]:
     if agreement:
         lines.append(
             f"- Against the key-fact check on {agreement['n']} answers both scored: agreement "
-            f"{agreement['agreement']:.0%}, Cohen's kappa {agreement['kappa']:.2f}."
+            f"{agreement['agreement']:.0%}, Cohen's kappa "
+            + (
+                "undefined (one class only)"
+                if agreement["kappa"] is None
+                else f"{agreement['kappa']:.2f}"
+                + (
+                    f" [{agreement['kappa_ci95'][0]:.2f}, {agreement['kappa_ci95'][1]:.2f}]"
+                    if agreement.get("kappa_ci95")
+                    else ""
+                )
+            )
+            + "."
         )
     for kind, what in (
         ("identity", "its own reference graded as the answer, not graded correct "

@@ -140,7 +140,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "judge_calls": judge.calls if judge else 0,
         "judge_failures": judge.failures if judge else 0,
         "judge_cost_usd": round(judge_cost, 4),
-        "judge_agreement": judge_agreement(rows),
+        "judge_agreement": judge_agreement(rows, cfg.seed),
         "judge_checks": checks,
         "judge_same_family": bool(judge_spec and same_family(judge_spec, recipe.generate.teacher)),
         "answer_key": _key_summary(recipe, key),
