@@ -2,7 +2,8 @@
 
 Runs the whole pipeline (`distill run`) on the Brightdesk corpus into a fresh run
 folder: Qwen2.5-Coder-0.5B-Instruct through llama.cpp writes the training data (the
-faster Qwen: generation is most of the work), Qwen2.5-Coder-1.5B-Instruct judges
+faster Qwen: generation is most of the work), Qwen2.5-Coder-1.5B-Instruct writes the
+extractive answer key (generate.eval_key) and judges
 (the 0.5B grades plainly wrong answers 5/5; see tests/test_llamacpp.py), and
 SmolLM2-135M-Instruct is the student (LoRA, TRL + PEFT on the CPU). Then it
 prints the decision table of both eval sets with their 95% intervals, the
@@ -38,9 +39,11 @@ sys.path.insert(0, str(REPO))
 SIZES = {
     "full": [
         "generate.max_chunks=null",  # all ~96 chunks
-        "generate.samples_per_chunk=3",
-        # The teacher's answer key: every held-out chunk, 60 training chunks.
-        "generate.eval_key={deployment_chunks: 60, questions_per_chunk: 4}",
+        "generate.samples_per_chunk=2",
+        # The answer key's extractive twin: every held-out chunk and 60 training chunks,
+        # written by the 1.5B (the 0.5B kept ~1 question in 4 asked, the 1.5B ~2).
+        "generate.eval_key={deployment_chunks: 60, questions_per_chunk: 4, "
+        "teacher: 'local:qwen2.5-coder-1.5b-instruct'}",
         "curate.eval_fraction=0.3",
         "curate.seen_eval_fraction=0",  # no training row is taken for eval
         "train.epochs=2",
@@ -52,7 +55,8 @@ SIZES = {
     "quick": [
         "generate.max_chunks=null",
         "generate.samples_per_chunk=1",
-        "generate.eval_key={deployment_chunks: 20, questions_per_chunk: 4}",
+        "generate.eval_key={deployment_chunks: 20, questions_per_chunk: 4, "
+        "teacher: 'local:qwen2.5-coder-1.5b-instruct'}",
         "curate.eval_fraction=0.3",
         "train.epochs=2",
         "eval.judge_items=10",

@@ -162,6 +162,13 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
         out += spec_problems(g.teacher, g.teacher_options, "generate.teacher")
         if g.eval_key is not None:
             template(g.eval_key.template, "generate.eval_key.template")
+            if g.eval_key.teacher:
+                opts = g.eval_key.teacher_options
+                out += spec_problems(
+                    g.eval_key.teacher,
+                    opts if opts is not None else g.teacher_options,
+                    "generate.eval_key.teacher",
+                )
         for field in ("question_template", "instruction_template", "multi_hop_template"):
             template(getattr(g, field), f"generate.{field}")
         template(g.follow_up_template, "generate.follow_up_template")

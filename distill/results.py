@@ -72,6 +72,16 @@ class SetResult(BaseModel):
     primary: Comparison | None
 
 
+class Speed(BaseModel):
+    """One system's speed on this machine, over the answers timed alone."""
+
+    timed: int  # answers timed (llama.cpp students: a spread sample, cache reset first)
+    latency_p50_s: float | None  # nearest rank; retrieval's search included for +rag
+    latency_p95_s: float | None
+    compute_s_per_1k: float | None  # seconds of this machine per 1,000 answers
+    output_tokens_per_s: float | None
+
+
 class SystemDetail(BaseModel):
     """Descriptive figures of one system over the answer key (pooled)."""
 
@@ -86,6 +96,8 @@ class SystemDetail(BaseModel):
     prompt_tokens: Mean
     output_tokens: Mean
     failed: int
+    loops: Share | None = None  # replies cut where they began to repeat themselves
+    speed: Speed | None = None
 
 
 class Example(BaseModel):

@@ -126,6 +126,8 @@ class Answer(TypedDict):
     answer_error: str | None
     latency_s: float
     compute_s: float
+    timed: bool  # answered alone: its latency and compute count in the speed figures
+    finish: str  # "stop" | "length" (the token cap) | "loop" (cut where it repeated itself)
     output_tokens: int
     cost_usd: float
     retrieved_chunk_ids: list[str]

@@ -265,6 +265,37 @@ def decision_markdown(d: Decision) -> list[str]:
             f"Against the teacher: `{a}` − `teacher` {_diff(t)} on {t.n} questions; within "
             f"{d.teacher_margin * 100:.0f} points of the teacher (non-inferiority): {shown}.",
         ]
+    speeds = {name: m for name, m in d.systems.items() if m.speed is not None}
+    if speeds:
+        lines += [
+            "",
+            "## Speed on this machine (descriptive)",
+            "",
+            "| system | latency p50 / p95 | compute per 1k answers | output tokens/s | "
+            "answers timed | replies cut in a loop |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, m in speeds.items():
+            sp = m.speed
+            assert sp is not None
+            latency = (
+                DASH
+                if sp.latency_p50_s is None or sp.latency_p95_s is None
+                else f"{sp.latency_p50_s:.2f} / {sp.latency_p95_s:.2f} s"
+            )
+            compute = DASH if sp.compute_s_per_1k is None else f"{sp.compute_s_per_1k / 60:.1f} min"
+            tps = DASH if sp.output_tokens_per_s is None else f"{sp.output_tokens_per_s:.0f}"
+            lines.append(
+                f"| {name} | {latency} | {compute} | {tps} | {sp.timed} | {_share(m.loops)} |"
+            )
+        lines += [
+            "",
+            "Latency includes retrieval's search for +rag systems. A local llama.cpp student "
+            "answers most questions reusing the previous prompt's start (the same chunk "
+            "first); only the answers timed alone, with that cache reset, are in these "
+            "figures. A reply that starts to repeat itself verbatim (16 tokens) is cut "
+            "there.",
+        ]
     return lines
 
 

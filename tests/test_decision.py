@@ -33,6 +33,8 @@ def answer(system: str, item: int, correct: bool, **extra: Any) -> dict[str, Any
         "unsupported_numbers": 0,
         "prompt_tokens": 500,
         "output_tokens": 12,
+        "latency_s": 1.0,
+        "compute_s": 1.0,
     }
     row.update(extra)
     return row
@@ -133,3 +135,25 @@ def test_a_secondary_with_fewer_than_two_pairs_is_left_out_not_a_crash() -> None
     d = decided(rows)
     assert {c.metric for c in d.secondaries} == {"false refusal"}
     assert d.verdict == "gain"
+
+
+def test_speed_counts_only_answers_timed_alone_and_the_loops() -> None:
+    rows = rows_for(set(range(50)), set(range(40)), n=60)
+    for r in rows:
+        i = int(r["item_id"][1:])
+        r |= {"latency_s": 1.0, "compute_s": 1.0, "timed": True, "finish": "stop"}
+        if r["system"] == "base+rag" and i >= 10:
+            # Reused the previous prompt's start: fast, and not a lone request's wait.
+            r |= {"latency_s": 0.1, "compute_s": 0.1, "timed": False}
+        if r["system"] == "base+rag" and i < 6:
+            r["finish"] = "loop"
+    d = decided(rows)
+    base = d.systems["base+rag"]
+    assert base.speed is not None and base.speed.timed == 10
+    assert base.speed.latency_p50_s == 1.0 and base.speed.compute_s_per_1k == 1000.0
+    assert base.speed.output_tokens_per_s == 12.0
+    assert base.loops is not None and (base.loops.k, base.loops.n) == (6, 60)
+    assert d.systems["ft+rag"].speed.timed == 60  # type: ignore[union-attr]
+    text = "\n".join(decision_markdown(d))
+    assert "## Speed on this machine (descriptive)" in text
+    assert "| base+rag | 1.00 / 1.00 s | 16.7 min | 12 | 10 | 10% [" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,41 @@ def test_generate_writes_a_key_that_eval_asks(ingested: Path, tmp_path: Path) ->
         it = asked[k["id"]]
         assert it.key_facts == k["key_facts"] and it.doc_id == k["doc"]
         assert it.eval_set == ("unseen" if k["doc"] in split["eval_docs"] else "deployment")
+
+
+@pytest.mark.slow
+def test_the_key_can_have_its_own_teacher(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """generate.eval_key.teacher writes the key; the training data stays the teacher's."""
+    import distill.generate.stage as generate_stage
+    from distill.pipeline import run_pipeline
+    from distill.recipe import load_recipe
+    from distill.runfolder import RunFolder
+    from tests.conftest import write_recipe
+
+    made: dict[str, list[Any]] = {}
+    real = generate_stage.make_teacher
+
+    def spy(spec: str, *args: Any, **kwargs: Any) -> Any:
+        t = real(spec, *args, **kwargs)
+        inner = t
+        while hasattr(inner, "inner"):  # the cache and budget wrappers
+            inner = inner.inner
+        made[spec] = inner.calls
+        return t
+
+    monkeypatch.setattr(generate_stage, "make_teacher", spy)
+    path = write_recipe(
+        tmp_path,
+        "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+        "generate:\n  teacher: 'fake:'\n  neighbours: 1\n"
+        "  eval_key: {deployment_chunks: 1, teacher: 'fake:key-writer'}\n"
+        "eval:\n  generated: false\n",
+    )
+    run_pipeline(load_recipe(path), until="generate")
+    key = RunFolder(ingested).generated_key.read_text().splitlines()
+    assert key and set(made) == {"fake:", "fake:key-writer"}
+    asked_key = [m for m in made["fake:key-writer"] if "test questions" in m[0]["content"]]
+    assert asked_key and len(asked_key) == len(made["fake:key-writer"])
+    assert not any("test questions" in m[0]["content"] for m in made["fake:"])

@@ -190,3 +190,84 @@ def test_the_offline_qwen_judge_tells_right_from_wrong(tmp_path: Path) -> None:
     right = [v["correctness"] for (v, _, _), c in zip(verdicts, cases, strict=True) if c[3]]  # type: ignore[index]
     wrong = [v["correctness"] for (v, _, _), c in zip(verdicts, cases, strict=True) if not c[3]]  # type: ignore[index]
     assert min(right) >= 4 and sum(right) / 3 - sum(wrong) / 3 >= 2, (right, wrong)
+
+
+def test_the_loop_stop_forces_the_end_once_a_run_of_tokens_repeats() -> None:
+    import numpy as np
+
+    stop = llamacpp.LoopStop(3, eos=0)
+    prompt = [7, 7, 7, 7]  # a repeat inside the prompt does not count
+    generated = [5, 6, 8, 9, 5, 6, 8]  # "5 6 8" again: cut where the repeat began
+    logits = np.zeros(10, dtype=np.float32)
+    for end in range(len(generated) + 1):
+        out = stop(np.array(prompt + generated[:end]), logits.copy())
+        if end < len(generated):
+            assert stop.cut is None and np.isfinite(out).all()
+    assert stop.cut == 4
+    assert int(np.argmax(out)) == 0 and np.isinf(out[1:]).all()
+
+
+class _FakeChat:
+    """Records the order of chats and of cache resets, as LlamaCppModel would see them."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.llm = self
+
+    def reset(self) -> None:
+        self.events.append("reset")
+
+    def chat(self, messages: list[dict[str, str]], **params: object) -> object:
+        from distill.teachers.base import Completion
+
+        assert params["stop_loops"] == 16
+        self.events.append(messages[-1]["content"])
+        return Completion(text=messages[-1]["content"].upper())
+
+
+def test_a_llama_student_answers_in_prompt_order_and_times_a_spread_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distill.evaluate import systems
+
+    monkeypatch.setattr(systems, "TIMED_ANSWERS", 3)
+    student = systems.LlamaStudent(tmp_path / "m.gguf", None)
+    fake = _FakeChat()
+    student._model = fake
+    words = ["delta", "alpha", "echo", "bravo", "charlie", "alpha x"]
+    done: list[int] = []
+    out = student.complete_many(
+        [[{"role": "user", "content": w}] for w in words], on_done=lambda i, c: done.append(i)
+    )
+    # Answers come back in the batch's order; they ran sorted, so "alpha" and "alpha x"
+    # (a shared start) ran one after the other.
+    assert [c.text for c in out] == [w.upper() for w in words]
+    chats = [e for e in fake.events if e != "reset"]
+    assert chats == sorted(words)
+    timed = [i for i, c in enumerate(out) if c.timed]
+    assert timed == systems.spread_indices(6, 3) == [0, 2, 4]
+    # Each timed answer ran right after a reset: a lone request's latency.
+    for i in timed:
+        at = fake.events.index(words[i])
+        assert fake.events[at - 1] == "reset"
+    assert fake.events.count("reset") == 3
+    assert sorted(done) == list(range(6))
+
+
+@needs_llamacpp
+@pytest.mark.slow
+def test_a_real_reply_that_repeats_itself_is_cut_before_the_repeat() -> None:
+    """Through llama.cpp's own sampler: the processor's logits are indexed by token id
+    (llama-cpp-python marks that path 'probably broken'), so the forced end must end
+    the reply, and the trimmed text is the unstopped reply's start."""
+    gguf = models.resolve_gguf("smollm2-135m-instruct")
+    assert gguf is not None
+    model = llamacpp.LlamaCppModel(gguf)
+    msgs = [{"role": "user", "content": "Write the word 'yes' twenty times, separated by spaces."}]
+    full = model.chat(msgs, max_tokens=60)
+    model.llm.reset()
+    cut = model.chat(msgs, max_tokens=60, stop_loops=3)
+    assert cut.finish_reason == "loop" and full.finish_reason != "loop"
+    assert cut.text and len(cut.text) < len(full.text)
+    assert full.text.startswith(cut.text)
+    assert cut.usage.output_tokens < full.usage.output_tokens

@@ -25,6 +25,7 @@ from typing import Literal
 
 from distill.evaluate import stats
 from distill.evaluate.items import DEPLOYMENT, UNSEEN
+from distill.evaluate.metrics import percentile
 from distill.results import (
     POOLED,
     Comparison,
@@ -33,6 +34,7 @@ from distill.results import (
     Mean,
     SetResult,
     Share,
+    Speed,
     SystemDetail,
 )
 from distill.rows import Answer
@@ -190,6 +192,24 @@ def _detail(rows: Sequence[Answer], system: str) -> SystemDetail:
         prompt_tokens=_mean([float(r["prompt_tokens"]) for r in keyed]),
         output_tokens=_mean([float(r["output_tokens"]) for r in keyed]),
         failed=len(mine) - len(ok),
+        loops=_share(sum(r.get("finish") == "loop" for r in ok), len(ok)) if ok else None,
+        speed=_speed(ok),
+    )
+
+
+def _speed(rows: Sequence[Answer]) -> Speed | None:
+    timed = [r for r in rows if r.get("timed", True)]
+    if not timed:
+        return None
+    compute = sum(r["compute_s"] for r in timed)
+    return Speed(
+        timed=len(timed),
+        latency_p50_s=percentile((r["latency_s"] for r in timed), 50),
+        latency_p95_s=percentile((r["latency_s"] for r in timed), 95),
+        compute_s_per_1k=round(compute / len(timed) * 1000, 1),
+        output_tokens_per_s=round(sum(r["output_tokens"] for r in timed) / compute, 1)
+        if compute
+        else None,
     )
 
 

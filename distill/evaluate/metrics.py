@@ -299,7 +299,8 @@ def system_metrics(
         }
     else:
         m |= {"groundedness": None, "support": None, "citations": None, "refusal": None}
-    timed = [r for r in mine if not r["answer_error"]]
+    # Answers that reused another prompt's start are not timed (LlamaStudent).
+    timed = [r for r in mine if not r["answer_error"] and r.get("timed", True)]
     compute = sum(r["compute_s"] for r in timed)
     per_1k_s = compute / len(timed) * 1000 if timed else None
     api_cost = sum(r["cost_usd"] for r in mine)

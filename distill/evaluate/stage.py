@@ -323,6 +323,8 @@ def _row(
         # With retrieval, the search is part of what the user waits for.
         "latency_s": round(latency + (it.retrieval_s if rag else 0.0), 4),
         "compute_s": round(compute, 4),
+        "timed": c.timed,
+        "finish": c.finish_reason,
         "output_tokens": c.usage.output_tokens,
         "cost_usd": c.cost_usd,
         "retrieved_chunk_ids": ids,

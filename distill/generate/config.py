@@ -60,6 +60,15 @@ class EvalKeyConfig(StrictModel):
     )
     template: str = Field("eval_key@v1", description="The request's prompt template.")
     max_tokens: int = Field(400, ge=64, description="Token cap of one reply.")
+    teacher: str | None = Field(
+        None,
+        description="Who writes the key, as 'provider:model'; null: generate.teacher. A "
+        "key is worth a stronger model than the training data: the offline 0.5B Qwen "
+        "kept about 1 question in 4 asked, the 1.5B about 2 (bench/distill_quality.py).",
+    )
+    teacher_options: dict[str, Any] | None = Field(
+        None, description="That teacher's settings; null: generate.teacher_options."
+    )
 
 
 class GenerateConfig(StrictModel):

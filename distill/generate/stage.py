@@ -160,11 +160,19 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     step = partial(_run_step, teacher=teacher, ids=ids, failures=failures, spend=spend)
     convo, base = _converse(step, plan, cfg, failures)
     samples = _samples(plan, convo, base, cfg, split)
-    key_counts = (
-        _eval_key(recipe, folder, retriever, split, teacher, failures, spend)
-        if cfg.eval_key
-        else {}
-    )
+    key_counts = {}
+    if cfg.eval_key:
+        key_teacher: Teacher = teacher
+        if cfg.eval_key.teacher:
+            opts = cfg.eval_key.teacher_options
+            key_teacher = make_teacher(
+                cfg.eval_key.teacher,
+                opts if opts is not None else cfg.teacher_options,
+                max_cost_usd=cfg.max_cost_usd,
+                cache=cache,
+                salt=tpl.salt(),
+            )
+        key_counts = _eval_key(recipe, folder, retriever, split, key_teacher, failures, spend)
     rows.write(out_dir / "samples.parquet", samples, Sample)
     rows.write(out_dir / "failures.parquet", failures, Failure)
     cache.close()

@@ -43,10 +43,15 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     latency_s: float = 0.0
-    finish_reason: str = "stop"  # "stop" (ended or hit a stop string) | "length" (token cap)
+    # "stop" (ended or hit a stop string) | "length" (token cap) | "loop" (cut where the
+    # reply began to repeat itself verbatim: llama.cpp's `stop_loops`)
+    finish_reason: str = "stop"
     error: Any = None  # a TeacherError when this request failed; failures are never cached
     attempts: int = 1  # HTTP requests it took (retries and a schema repair included)
     cached: bool = False  # served from the request cache (paid for in an earlier run)
+    # Its latency is what a lone request waits: False where the engine reused another
+    # prompt's start (llama.cpp's KV cache), so latency figures leave it out.
+    timed: bool = True
     raw: Any = None
 
 

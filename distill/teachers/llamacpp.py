@@ -64,6 +64,37 @@ def bounded(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
     }
 
 
+class LoopStop:
+    """A llama.cpp logits processor that ends a reply once it starts repeating itself:
+    when the last `n` generated tokens already occurred, in that order, earlier in the
+    reply, only the end-of-text token may follow. A small model that loops ("If you
+    still cannot get in, ..." over and over until the token cap) costs its decoding
+    time and adds nothing a reader or the key-fact check would use. `cut` is where the
+    repeat began (in generated tokens), so the reply can be trimmed to before it."""
+
+    def __init__(self, n: int, eos: int) -> None:
+        self.n, self.eos = n, eos
+        self.start: int | None = None
+        self.seen: set[tuple[int, ...]] = set()
+        self.cut: int | None = None
+
+    def __call__(self, input_ids: Any, logits: Any) -> Any:
+        if self.start is None:
+            self.start = len(input_ids)  # the first call sees the prompt alone
+        generated = input_ids[self.start :]
+        if self.cut is None and len(generated) >= self.n:
+            gram = tuple(int(t) for t in generated[-self.n :])
+            if gram in self.seen:
+                self.cut = len(generated) - self.n
+            self.seen.add(gram)
+        if self.cut is not None:
+            import numpy as np
+
+            logits[:] = -np.inf
+            logits[self.eos] = 0.0
+        return logits
+
+
 class LlamaCppModel:
     """A GGUF loaded once; `chat` answers one conversation."""
 
@@ -100,7 +131,10 @@ class LlamaCppModel:
         top_p: float = 0.9,
         seed: int | None = None,
         stop: list[str] | None = None,
+        stop_loops: int | None = None,
     ) -> Completion:
+        """One reply. `stop_loops=n` ends it where it starts repeating a run of n tokens
+        (see LoopStop); the reply is trimmed to before the repeat."""
         if messages and messages[-1]["role"] == "assistant":
             # A prefill (the start of a JSON reply) is what a grammar does better: the
             # schema constrains the whole reply, so the partial message is dropped.
@@ -123,16 +157,26 @@ class LlamaCppModel:
                 "type": "json_object",
                 "schema": bounded(schema, max_tokens),
             }
+        loop = None
+        if stop_loops:
+            loop = LoopStop(stop_loops, self.llm.token_eos())
+            kwargs["logits_processor"] = [loop]
         t0 = time.perf_counter()
         out: Any = self.llm.create_chat_completion(**kwargs)
         latency = time.perf_counter() - t0
         choice = out["choices"][0]
-        text = cut_at_stop(choice["message"]["content"] or "", stop).strip()
+        text = choice["message"]["content"] or ""
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        if loop is not None and loop.cut is not None and loop.start is not None:
+            ids = self.llm._input_ids[loop.start : loop.start + loop.cut]
+            text = self.llm.detokenize(list(ids)).decode("utf-8", errors="ignore")
+            finish = "loop"
+        text = cut_at_stop(text, stop).strip()
         usage = out.get("usage") or {}
         return Completion(
             text=text,
             parsed=parse_json(text) if schema else None,
             usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
             latency_s=latency,
-            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            finish_reason=finish,
         )
