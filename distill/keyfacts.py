@@ -102,6 +102,24 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+# A numbered list's markers ("1. ", "2) ", "Step 3: ") at the start of a line.
+_LIST_MARKER = re.compile(r"(?im)^\s*(?:step\s+)?\d{1,2}[.):]\s")
+
+
+def figures(text: str) -> set[str]:
+    """The numbers and codes a text states in digits ("15", "99.9", "e102"), numbers in
+    canonical form, list markers and citations left out: what an answer claims."""
+    raw = _TOKEN.findall(_CITATION.sub(" ", _LIST_MARKER.sub(" ", text).lower()))
+    return {_number(t) if _is_number(t) else t for t in raw if any(c.isdigit() for c in t)}
+
+
+def known_figures(text: str | Sequence[str]) -> set[str]:
+    """The numbers and codes a source states, number words included ("thirty" is 30):
+    what an answer's figures may come from."""
+    toks = tokens(text) if isinstance(text, str) else text
+    return {t for t in toks if any(c.isdigit() for c in t)}
+
+
 def _contains(haystack: Sequence[str], needle: Sequence[str]) -> bool:
     n = len(needle)
     if not n:

@@ -18,10 +18,18 @@ NO_DEDUP = {"near_dup_questions": None, "near_dup_samples": None, "seen_eval_fra
 
 
 def sample(
-    i: int, doc: str, q: str | None = None, a: str = "An answer.", **extra: Any
+    i: int,
+    doc: str,
+    q: str | None = None,
+    a: str = "An answer.",
+    context: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
+    """A sample whose first document states its answer (as a grounded answer's does),
+    unless `context` is given."""
     question = f"What is item number {i}?" if q is None else q
-    context = '<document id="1">Item text.</document>\n\n<document id="2">More.</document>'
+    context = f"Item text. {a}" if context is None else context
+    context = f'<document id="1">{context}</document>\n\n<document id="2">More.</document>'
     return {
         "sample_id": f"s{i}",
         "task": "qa",
@@ -59,6 +67,22 @@ def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
         sample(109, "doc1", a="Trials last 14 days.", expects_refusal=True),
         sample(110, "doc1", a="Trials last 14 days [3]."),
         sample(111, "doc1", q="Summarise the refund policy for a new user.", task="instructions"),
+        sample(
+            112, "doc1", q="Ask the owner to email the Owner.", a="[1] [2]", task="instructions"
+        ),
+        sample(
+            113, "doc1", q="How many tickets are open now?", a="There are 2 [1].", context="Items."
+        ),
+        sample(114, "doc1", q="How many minutes are in an hour?", a="60.", context="An hour."),
+        # Kept: figures the context states (in words, too), and a numbered list's markers.
+        sample(115, "doc1", a="Trials last 30 days [1].", context="Trials last thirty days."),
+        sample(
+            116,
+            "doc1",
+            q="List the steps to export tickets.",
+            a="1. Open Admin > Data.\n2. Click Export [1].",
+            task="instructions",
+        ),
         {**sample(0, "doc0"), "sample_id": "dup"},  # same text as s0
     ]
     cfg = CurateConfig(min_question_chars=10, max_answer_tokens=20, eval_fraction=0.4, **NO_DEDUP)
@@ -76,9 +100,12 @@ def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
         "s108": "refuses although its context holds the answer",
         "s109": "answers although its context lacks the answer",
         "s110": "cites a document that is not in its context",
+        "s112": "answer is nothing but citation markers",
+        "s113": "answer states a number its context does not",
+        "s114": "answer states a number its context does not",
         "dup": "exact duplicate of s0",
     }  # s111 is an instruction: no question mark needed
-    assert len(out.train) + len(out.eval) == 21
+    assert len(out.train) + len(out.eval) == 23
     train_docs = {s["source_doc_ids"][0] for s in out.train}
     held_docs = {s["source_doc_ids"][0] for s in out.eval}
     assert train_docs and held_docs and not train_docs & held_docs
@@ -86,7 +113,7 @@ def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
     assert {s["split"] for s in out.train} == {"train"} and {s["split"] for s in out.eval} == {
         "eval"
     }
-    assert dict(out.funnel)["checks"] == 11 and dict(out.funnel)["exact duplicates"] == 1
+    assert dict(out.funnel)["checks"] == 14 and dict(out.funnel)["exact duplicates"] == 1
 
 
 def test_refusal_targets_pass_and_citations_can_be_required() -> None:
@@ -94,8 +121,8 @@ def test_refusal_targets_pass_and_citations_can_be_required() -> None:
         1, "d1", a="The documents provided do not contain the answer to this question."
     )
     refusal["expects_refusal"] = True
-    cited = sample(2, "d1", q="How much is Team?", a="Team costs $29 [2].")
-    bare = sample(3, "d2", q="How much is Starter?", a="Starter costs $12.")
+    cited = sample(2, "d1", q="How much is Team?", a="Team costs $29 [1].", context="Team: $29.")
+    bare = sample(3, "d2", q="How much is Starter?", a="Starter costs $12.", context="$12")
     out = curate([refusal, cited, bare], CurateConfig(require_citations=True, **NO_DEDUP), words)
     assert [r["sample_id"] for r in out.rejected] == ["s3"]
     assert out.rejected[0]["reject_reason"] == "cites no document"

@@ -79,3 +79,13 @@ def test_tokens_drop_markup_and_citations_but_keep_money_and_percent() -> None:
 
 def test_no_facts_is_never_correct() -> None:
     assert not check("anything", []).correct
+
+
+def test_the_figures_an_answer_states_and_those_a_source_states() -> None:
+    from distill.keyfacts import figures, known_figures
+
+    answer = "1. Open Admin > Team.\n2) Click Save: code E102 lasts 15 minutes [1].\nStep 3: done"
+    assert figures(answer) == {"e102", "15"}  # list markers and citations are not claims
+    assert figures("It costs $1,500.00 a year, one seat") == {"1500"}
+    # A source's number words count: an answer's "30" may come from "thirty".
+    assert known_figures("Trials last thirty days; an hour of setup") == {"30", "1"}

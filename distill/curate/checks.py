@@ -9,6 +9,10 @@ from typing import Any
 
 from distill.curate.config import CurateConfig
 from distill.grounding import QUESTION_TASKS, citations, is_refusal
+from distill.keyfacts import figures, known_figures
+
+_CITATIONS = re.compile(r"\[\d{1,2}\]")
+_TAG = re.compile(r"<[^>]*>")
 
 
 def normalise(text: str) -> str:
@@ -66,6 +70,15 @@ def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str
         return "cites a document that is not in its context"
     if cfg.require_citations and not cited:
         return "cites no document"
+    if any(not re.search(r"\w\w|\d", _CITATIONS.sub("", x)) for x in answers):
+        return "answer is nothing but citation markers"
+    if cfg.grounded_numbers:
+        messages = sample.get("messages") or []
+        stated = " ".join(m["content"] for m in messages if m["role"] != "assistant")
+        # The document tags' ids and titles are the prompt's, not the documents' words.
+        known = known_figures(_TAG.sub(" ", stated or q))
+        if any(figures(x) - known for x in answers):
+            return "answer states a number its context does not"
     return ""
 
 

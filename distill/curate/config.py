@@ -21,6 +21,12 @@ class CurateConfig(StrictModel):
     require_citations: bool = Field(
         False, description="Reject answers that cite no document (refusals aside)."
     )
+    grounded_numbers: bool = Field(
+        True,
+        description="Reject answers that state a number or code (in digits) that no "
+        "message before them states: made up, or general knowledge rather than the "
+        "documents ('How many minutes are in an hour?').",
+    )
     min_answer_chars: int = Field(2, ge=1, description="Shorter answers are rejected.")
     max_answer_tokens: int = Field(
         200, ge=8, description="Longer answers (student tokenizer) are rejected."

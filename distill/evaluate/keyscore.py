@@ -13,16 +13,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from distill.evaluate.items import Item
-from distill.keyfacts import check, mentions, tokens
+from distill.keyfacts import check, figures, known_figures, mentions
 from distill.rows import Answer
-
-
-def _figures(toks: Sequence[str]) -> set[str]:
-    """Numbers and codes (a token with a digit): '15', '99.9', 'e102'."""
-    return {t for t in toks if any(ch.isdigit() for ch in t)}
 
 
 def score(row: Answer, item: Item, chunk_tokens: Mapping[str, list[str]]) -> None:
@@ -31,8 +26,8 @@ def score(row: Answer, item: Item, chunk_tokens: Mapping[str, list[str]]) -> Non
     row["key_facts"] = json.dumps(item.key_facts)
     retrieved = [chunk_tokens[c] for c in row["retrieved_chunk_ids"] if c in chunk_tokens]
     if row["answer_error"] is None and row["retrieved_chunk_ids"]:
-        said = _figures(tokens(row["answer"]))
-        known = set().union(*(_figures(t) for t in retrieved)) if retrieved else set()
+        said = figures(row["answer"])
+        known = set().union(*(known_figures(t) for t in retrieved)) if retrieved else set()
         row["numbers"] = len(said)
         row["unsupported_numbers"] = len(said - known)
     if not item.key_facts:
