@@ -316,3 +316,21 @@ def test_a_paraphrased_eval_request_is_caught_by_embedding_similarity() -> None:
     assert "an eval question (s1)" in reasons["s2"]
     assert [s["sample_id"] for s in out.train] == ["s3"]
     assert dict(out.funnel)["semantic decontamination"] == 1
+
+
+def test_the_report_accounts_for_every_document() -> None:
+    from distill.curate.report import coverage
+
+    chunk_docs = {"a#0": "a", "a#1": "a", "a#2": "a", "b#0": "b", "c#0": "c"}
+    samples = [
+        sample(1, "a", source_chunk_ids=["a#0"]),
+        sample(2, "a", q="Where is item two?", a="[1]", source_chunk_ids=["a#1"]),
+        sample(3, "a", q="Where is item three?", a="[1]", source_chunk_ids=["a#1"]),
+        sample(4, "b", q="What is item four?", source_chunk_ids=["b#0"]),
+    ]
+    out = curate(samples, CurateConfig(**NO_DEDUP), words)
+    rows = {line.split(" | ")[0].strip("| "): line for line in coverage(chunk_docs, samples, out)}
+    # a: 3 chunks, 2 of them a source, 3 samples, 1 kept, 2 dropped and why; c: nothing.
+    assert rows["a"] == "| a | 3 | 2 | 3 | 1 | 2 | answer is nothing but citation markers (2) |"
+    assert rows["b"] == "| b | 1 | 1 | 1 | 1 | 0 | — |"
+    assert rows["c"] == "| c | 1 | 0 | 0 | 0 | 0 | — |"

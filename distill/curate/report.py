@@ -62,8 +62,45 @@ def histograms(out: Path, result: Curated) -> list[str]:
     return written
 
 
+def coverage(
+    chunk_docs: dict[str, str], samples: list[dict[str, Any]], result: Curated
+) -> list[str]:
+    """Per document: its chunks, how many were a sample's source, and what became of
+    the samples (kept, or the most common reason they were dropped). A long document
+    that gave few samples shows here, not only in the totals."""
+    used: dict[str, set[str]] = {}
+    written: Counter[str] = Counter()
+    for s in samples:
+        doc = source_docs(s)[0]
+        written[doc] += 1
+        used.setdefault(doc, set()).update(s.get("source_chunk_ids") or [])
+    kept = Counter(source_docs(s)[0] for s in result.train + result.eval + result.eval_seen)
+    dropped: dict[str, Counter[str]] = {}
+    for r in result.rejected:
+        dropped.setdefault(source_docs(r)[0], Counter())[_reason_kind(r["reject_reason"])] += 1
+    chunks = Counter(chunk_docs.values())
+    lines = [
+        "## Coverage by document",
+        "",
+        "| document | chunks | chunks used | samples | kept | dropped | most common reason |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for doc in sorted(chunks | written):
+        why = dropped.get(doc, Counter())
+        top = f"{why.most_common(1)[0][0]} ({why.most_common(1)[0][1]})" if why else "—"
+        lines.append(
+            f"| {doc} | {chunks[doc]} | {len(used.get(doc, ()))} | {written[doc]} | "
+            f"{kept[doc]} | {sum(why.values())} | {top} |"
+        )
+    return lines + [""]
+
+
 def report_text(
-    samples: list[dict[str, Any]], result: Curated, plots: list[str], cfg: CurateConfig
+    samples: list[dict[str, Any]],
+    result: Curated,
+    plots: list[str],
+    cfg: CurateConfig,
+    chunk_docs: dict[str, str] | None = None,
 ) -> str:
     train, held, rejected = result.train, result.eval, result.rejected
     lines = [
@@ -96,6 +133,8 @@ def report_text(
                 f"- `{r['sample_id']}` ({r.get('task', 'qa')}): **{r['question']}** → {answer}"
             )
         lines.append("")
+    if chunk_docs is not None:
+        lines += coverage(chunk_docs, samples, result)
     lines += ["## Held-out documents", ""]
     lines += [f"- {d}" for d in sorted({d for s in held for d in source_docs(s)})]
     lines += [

@@ -88,7 +88,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     ):
         rows.write(out / f"{name}.parquet", kept, CuratedSample)
     plots = histograms(out, result)
-    write_text(out / "report.md", report_text(samples, result, plots, cfg))
+    chunk_docs = {c["chunk_id"]: c["doc_id"] for c in chunks}
+    write_text(out / "report.md", report_text(samples, result, plots, cfg, chunk_docs))
     print_funnel(len(samples), result)
     if not result.train:
         raise InputError(
