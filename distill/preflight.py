@@ -172,6 +172,8 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
         for field in ("question_template", "instruction_template", "multi_hop_template"):
             template(getattr(g, field), f"generate.{field}")
         template(g.follow_up_template, "generate.follow_up_template")
+        if g.pairs_per_request > 1:
+            template(g.pairs_template, "generate.pairs_template")
         template(g.answer_template, "generate.answer_template")
     if "curate" in run and c.judge:
         out += spec_problems(c.judge, c.judge_options, "curate.judge")

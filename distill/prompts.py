@@ -130,12 +130,15 @@ class Templates:
     multi_hop: Template
     follow_up: Template
     answer: Template
+    pairs: Template | None = None  # generate.pairs_per_request > 1 only
 
     def all(self) -> list[Template]:
-        return [self.question, self.instruction, self.multi_hop, self.follow_up, self.answer]
+        main = [self.question, self.instruction, self.multi_hop, self.follow_up, self.answer]
+        return main + ([self.pairs] if self.pairs is not None else [])
 
     def salt(self) -> str:
-        """The text hashes of every template, for cache keys and sample ids."""
+        """The text hashes of every template, for cache keys and sample ids (a run
+        without pairs keeps the ids and cache keys it had before they existed)."""
         return "+".join(t.sha for t in self.all())
 
 
@@ -154,4 +157,5 @@ def load_templates(recipe: Recipe) -> Templates:
         multi_hop=recipe_template(recipe, cfg.multi_hop_template),
         follow_up=recipe_template(recipe, cfg.follow_up_template),
         answer=recipe_template(recipe, cfg.answer_template),
+        pairs=recipe_template(recipe, cfg.pairs_template) if cfg.pairs_per_request > 1 else None,
     )

@@ -76,6 +76,7 @@ def _values(text: str) -> dict[str, object]:
         "sources": [chunk],
         "passage": chunk,
         "n": 4,
+        "source": 1,
         "question": f"How much is Pro? {text}",
         "answer": f"It costs $10 [1]. {text}",
         "answer_a": f"Ten dollars. {text}",

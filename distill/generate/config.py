@@ -138,6 +138,18 @@ class GenerateConfig(StrictModel):
         "recipe; searched before the built-in ones.",
     )
     samples_per_chunk: int = Field(1, ge=1, le=50, description="Questions written per chunk.")
+    pairs_per_request: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Question/answer pairs one request writes for a qa or raft job (its "
+        "context holds the source chunk): the teacher reads the context the student will "
+        "see once for all of them (`pairs_template`, a JSON reply). 1: a request for the "
+        "question, then one for its answer.",
+    )
+    pairs_template: str = Field(
+        "qa_pairs@v1", description="Template for several question/answer pairs in one request."
+    )
     samples_per_1k_tokens: float | None = Field(
         None,
         gt=0,

@@ -54,16 +54,19 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
             tpl.answer.render(passages=numbered(j.context), question=STAND_IN_QUESTION)
         )
         for j in jobs
-        if not j.expects_refusal
+        if not j.expects_refusal and not j.pairs
     }
     q_out = min(EXPECTED_QUESTION_TOKENS, QUESTION_MAX_TOKENS)
+    # A pairs request writes its questions and their answers in one reply.
+    pairs = sum(j.pairs for j in jobs)
+    singles = len(jobs) - sum(bool(j.pairs) for j in jobs)
     steps = [
         StepEstimate(
             "requests",
             len(jobs),
             sum(estimate_tokens(j.request_prompt) for j in jobs),
-            len(jobs) * q_out,
-            len(jobs) * QUESTION_MAX_TOKENS,
+            singles * q_out + pairs * (q_out + answer_out),
+            singles * QUESTION_MAX_TOKENS + pairs * (QUESTION_MAX_TOKENS + cfg.max_new_tokens),
         ),
         StepEstimate(
             "answers",

@@ -16,6 +16,12 @@ instructions task, the kind of request:
   answer is `raft.refusal`;
 - `multi_turn`: a `multi_turn_turns`-turn conversation grounded in the chunk.
 
+With `pairs_per_request` > 1, a qa or raft job whose context holds its chunk asks
+for that many questions *with their answers* in one request over the numbered
+context the student will see (`qa_pairs@v1`): the teacher reads it once, not twice
+per sample. A raft job without its oracle still asks for one question (its target
+is the refusal, no answer call).
+
 In every answer prompt the context chunks are numbered documents (`<document
 id="1">`), so answers cite them as [1], [2]; each sample keeps the chunk ids in
 that order, so a citation maps back to its chunk.
@@ -79,6 +85,12 @@ class Job:
     style: str | None
     kind: str | None  # instructions: the kind of request
     request_prompt: list[Message] = field(default_factory=list)
+    pairs: int = 0  # > 0: one request writes this many questions with their answers
+
+    @property
+    def source_number(self) -> int:
+        """The source chunk's number among the context documents ([n])."""
+        return 1 + [c["chunk_id"] for c in self.context].index(self.chunk["chunk_id"])
 
     @property
     def oracle_in_context(self) -> bool:
@@ -159,6 +171,8 @@ def make_plan(recipe: Recipe, retriever: Retriever, split: Split | None = None) 
                 kind=rng.choice(cfg.instruction_kinds) if task == "instructions" else None,
             )
             _place(job, retriever, cfg, rng, split.docs_of(split.side(chunk["doc_id"])))
+            if cfg.pairs_per_request > 1 and task in ("qa", "raft") and job.oracle_in_context:
+                job.pairs = cfg.pairs_per_request
             job.request_prompt = _request_prompt(job, tpl)
             job.sample_id = hash_json(
                 [job.task, chunk["chunk_id"], i, tpl.salt(), cfg.teacher, cfg.seed]
@@ -211,6 +225,16 @@ def _place(
 
 
 def _request_prompt(job: Job, tpl: Templates) -> list[Message]:
+    if job.pairs:
+        assert tpl.pairs is not None
+        return tpl.pairs.render(
+            passages=numbered(job.context),
+            source=job.source_number,
+            n=job.pairs,
+            persona=job.persona,
+            difficulty=job.difficulty,
+            style=job.style,
+        )
     passage = fence("1", job.chunk["text"], job.chunk["heading_path"])
     if job.task == "instructions":
         return tpl.instruction.render(passage=passage, persona=job.persona, kind=job.kind)

@@ -22,6 +22,8 @@ Outputs in `generate/`: split.json, samples.parquet (one row per sample:
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -39,13 +41,51 @@ from distill.retrieval import Retriever
 from distill.rows import Failure, Sample
 from distill.runfolder import RunFolder, RunOptions
 from distill.split import EVAL, Split
-from distill.teachers.base import Completion, Teacher
+from distill.teachers.base import Completion, Teacher, parse_json
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.factory import make_teacher
 from distill.teachers.prices import BudgetExceeded
 from distill.ui import progress
 
 QUESTION_MAX_TOKENS = 64
+PAIRS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "pairs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+                "required": ["question", "answer"],
+            },
+        }
+    },
+    "required": ["pairs"],
+}
+# One complete {"question": ..., "answer": ...} object, for a reply cut off mid-list.
+_STRING = r'"(?:[^"\\]|\\.)*"'
+_PAIR = re.compile(rf'\{{\s*"question"\s*:\s*{_STRING}\s*,\s*"answer"\s*:\s*{_STRING}\s*\}}')
+
+
+def parse_pairs(reply: Completion, n: int) -> list[tuple[str, str]]:
+    """Up to n (question, answer) pairs from a pairs reply, each cleaned; from a reply
+    cut off at the token cap, the pairs it completed. Pairs without a question mark or
+    an answer are left out (curate would reject them anyway)."""
+    data = reply.parsed if isinstance(reply.parsed, dict) else parse_json(reply.text)
+    items = data.get("pairs") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        items = [json.loads(m, strict=False) for m in _PAIR.findall(reply.text)]
+    out: list[tuple[str, str]] = []
+    for it in items:
+        if not isinstance(it, dict):
+            continue
+        q, a = it.get("question"), it.get("answer")
+        if not isinstance(q, str) or not isinstance(a, str):
+            continue
+        question, answer = clean_question(q), clean_answer(a)
+        if question.endswith("?") and answer and (question, answer) not in out:
+            out.append((question, answer))
+    return out[:n]
 
 
 # SmolLM-class teachers sometimes run on into a new "Question:"; cut there.
@@ -158,8 +198,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     failures: list[Failure] = []
     spend = Spend()
     step = partial(_run_step, teacher=teacher, ids=ids, failures=failures, spend=spend)
-    convo, base = _converse(step, plan, cfg, failures)
-    samples = _samples(plan, convo, base, cfg, split)
+    convo, base, pairs = _converse(step, plan, cfg, failures)
+    samples = _samples(plan, convo, base, cfg, split) + _pair_samples(plan, pairs, cfg, split)
     key_counts = {}
     if cfg.eval_key:
         key_teacher: Teacher = teacher
@@ -242,20 +282,40 @@ def _eval_key(
     }
 
 
+Pairs = dict[int, tuple[list[tuple[str, str]], Completion]]
+
+
 def _converse(
     step: Any, plan: Plan, cfg: GenerateConfig, failures: list[Failure]
-) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, str]]]]:
+) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, str]]], Pairs]:
     """Every job's turns: its request, the answer (or the refusal target), and for
-    multi-turn jobs the follow-ups and their answers; and each job's answer prompt. A
+    multi-turn jobs the follow-ups and their answers; each job's answer prompt; and
+    the pairs of the jobs that ask for several (question, answer) pairs at once. A
     request or follow-up that comes back empty is a failure, not a sample."""
     jobs, tpl = plan.jobs, plan.templates
     ids = [j.sample_id for j in jobs]
     convo: dict[int, list[dict[str, Any]]] = {}  # job -> turns {question, answer, reply}
     base: dict[int, list[dict[str, str]]] = {}  # job -> the answer prompt (system + user)
+    pairs: Pairs = {}
     with progress() as bar:
+        asked = {j.index: j.request_prompt for j in jobs if j.pairs}
+        if asked:
+            most = max(j.pairs for j in jobs)
+            written = step(
+                bar, "question/answer pairs", asked, cfg.batch_size, schema=PAIRS_SCHEMA,
+                max_tokens=most * (QUESTION_MAX_TOKENS + cfg.max_new_tokens),
+                temperature=cfg.temperature, seed=cfg.seed,
+            )  # fmt: skip
+            for j, reply in written.items():
+                got = parse_pairs(reply, jobs[j].pairs)
+                if got:
+                    pairs[j] = (got, reply)
+                else:
+                    failures.append(_failure(ids[j], "pairs", "no usable pair", None, reply.text))
         replies = step(
-            bar, "requests", {j.index: j.request_prompt for j in jobs}, cfg.batch_size,
-            max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature, seed=cfg.seed,
+            bar, "requests", {j.index: j.request_prompt for j in jobs if not j.pairs},
+            cfg.batch_size, max_tokens=QUESTION_MAX_TOKENS, temperature=cfg.temperature,
+            seed=cfg.seed,
         )  # fmt: skip
         # A request that failed or came back empty is not worth paying to answer.
         asks: dict[int, list[dict[str, str]]] = {}
@@ -301,7 +361,7 @@ def _converse(
                 convo[j].append({"question": question, "reply": reply})
                 asks[j] = _conversation(base[j], convo[j])
 
-    return convo, base
+    return convo, base, pairs
 
 
 def _samples(
@@ -322,6 +382,31 @@ def _samples(
         row = _sample(job, turns, base[job.index], cfg, tpl, created)
         row["side"] = split.side(job.chunk["doc_id"])
         samples.append(row)
+    return samples
+
+
+def _pair_samples(plan: Plan, pairs: Pairs, cfg: GenerateConfig, split: Split) -> list[Sample]:
+    """A sample per pair: the student's prompt is the answer template over the job's
+    context (the documents the teacher read, in the same order, so [n] means the same
+    chunk) and the pair's question; the reply's tokens and cost are shared evenly."""
+    from distill.io import hash_json
+
+    tpl = plan.templates
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    samples: list[Sample] = []
+    for j, (got, reply) in sorted(pairs.items()):
+        job = plan.jobs[j]
+        for n, (question, answer) in enumerate(got):
+            prompt = tpl.answer.render(passages=numbered(job.context), question=question)
+            turn = {"question": question, "answer": answer}
+            row = _sample(job, [turn], prompt, cfg, tpl, created)
+            row["sample_id"] = hash_json([job.sample_id, n])[:16]
+            row["input_tokens"] = reply.usage.input_tokens // len(got)
+            row["output_tokens"] = reply.usage.output_tokens // len(got)
+            row["cost_usd"] = reply.cost_usd / len(got)
+            row["answer_truncated"] = False  # only pairs the reply completed are kept
+            row["side"] = split.side(job.chunk["doc_id"])
+            samples.append(row)
     return samples
 
 

@@ -4,7 +4,8 @@
 `responses=callable` computes the reply from the messages. With no script it
 replies deterministically from the prompt (a question for question prompts, an
 answer-key JSON with a question per sentence that states a number for eval_key
-prompts, the first sentence of the delimited document otherwise), so a whole
+prompts, a cited question/answer pair per sentence of the source document for
+qa_pairs prompts, the first sentence of the delimited document otherwise), so a whole
 pipeline can run.
 """
 
@@ -41,12 +42,32 @@ def _key_reply(document: str) -> str:
     return json.dumps({"items": items})
 
 
+def _pairs_reply(prompt: str, docs: list[str]) -> str:
+    """A pairs reply (qa_pairs): a question per sentence of the source document, each
+    answered by that sentence with its citation."""
+    n = int(m.group(1)) if (m := re.search(r"Write (\d+) different questions", prompt)) else 1
+    src = int(m.group(1)) if (m := re.search(r"document \[(\d+)\] answers", prompt)) else 1
+    sentences = re.split(r"(?<=[.!?])\s", docs[src - 1].strip()) if docs else []
+    pairs = [
+        {
+            "question": "What does the documentation say about "
+            f"{' '.join(re.findall(r'[A-Za-z0-9$%]+', s)[:8])}?",
+            "answer": f"{s.strip()} [{src}]",
+        }
+        for s in sentences[:n]
+        if s.strip()
+    ]
+    return json.dumps({"pairs": pairs})
+
+
 def _default_reply(messages: list[Message]) -> str:
     prompt = messages[-1]["content"]
     docs = _DOC.findall(prompt)
     first = docs[0] if docs else prompt
     if "key_facts" in messages[0]["content"]:
         return _key_reply(first)
+    if '{"pairs"' in prompt:
+        return _pairs_reply(prompt, docs)
     sentence = re.split(r"(?<=[.!?])\s", first.strip(), maxsplit=1)[0][:200]
     if "write one request" in prompt.lower():
         words = re.findall(r"[A-Za-z0-9$%]+", sentence)[:8]
