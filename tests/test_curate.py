@@ -74,6 +74,20 @@ def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
             113, "doc1", q="How many tickets are open now?", a="There are 2 [1].", context="Items."
         ),
         sample(114, "doc1", q="How many minutes are in an hour?", a="60.", context="An hour."),
+        sample(
+            117,
+            "doc1",
+            q="What happens to my data after I cancel?",
+            a="The Owner cannot leave without transferring ownership to an Admin [1].",
+        ),
+        # Kept: a short answer, and one that shares a stem ("cancel", "cancelled").
+        sample(118, "doc1", q="How long is the reset link valid?", a="Thirty minutes [1]."),
+        sample(
+            119,
+            "doc1",
+            q="When is a cancelled workspace deleted?",
+            a="Data of a workspace whose plan was cancelled is kept sixty days, then erased [1].",
+        ),
         # Kept: figures the context states (in words, too), and a numbered list's markers.
         sample(115, "doc1", a="Trials last 30 days [1].", context="Trials last thirty days."),
         sample(
@@ -103,9 +117,10 @@ def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
         "s112": "answer is nothing but citation markers",
         "s113": "answer states a number its context does not",
         "s114": "answer states a number its context does not",
+        "s117": "answer shares no word with its question",
         "dup": "exact duplicate of s0",
     }  # s111 is an instruction: no question mark needed
-    assert len(out.train) + len(out.eval) == 23
+    assert len(out.train) + len(out.eval) == 25
     train_docs = {s["source_doc_ids"][0] for s in out.train}
     held_docs = {s["source_doc_ids"][0] for s in out.eval}
     assert train_docs and held_docs and not train_docs & held_docs
@@ -113,7 +128,7 @@ def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
     assert {s["split"] for s in out.train} == {"train"} and {s["split"] for s in out.eval} == {
         "eval"
     }
-    assert dict(out.funnel)["checks"] == 14 and dict(out.funnel)["exact duplicates"] == 1
+    assert dict(out.funnel)["checks"] == 15 and dict(out.funnel)["exact duplicates"] == 1
 
 
 def test_refusal_targets_pass_and_citations_can_be_required() -> None:
@@ -211,8 +226,9 @@ def test_a_failed_judge_call_is_not_a_pass() -> None:
 
 def test_support_score_reads_the_cited_documents() -> None:
     chunks = {"d1#1": "Starter costs $12 per user per month.", "other#1": "Team costs $29."}
-    good = sample(1, "d1", a="Starter costs $12 per user [1].")
-    wrong = sample(2, "d1", a="Starter costs $15 weekly [1].")
+    q = "What does Starter cost?"
+    good = sample(1, "d1", q=q, a="Starter costs $12 per user [1].")
+    wrong = sample(2, "d1", q=q, a="Starter costs $15 weekly [1].", context="Starter: $15.")
     assert support_score({**good, "cited_chunk_ids": ["d1#1"]}, chunks) == 1.0
     assert support_score({**wrong, "cited_chunk_ids": ["d1#1"]}, chunks) == 0.5
     assert support_score({**good, "expects_refusal": True}, chunks) is None
@@ -244,7 +260,7 @@ def test_exports_in_three_formats(tmp_path: Path) -> None:
 
 def test_samples_too_long_to_train_on_are_dropped() -> None:
     long_answer = "Starter costs twelve dollars a user each month, billed yearly or monthly."
-    short, long = sample(1, "d1"), sample(2, "d2", a=long_answer)
+    short, long = sample(1, "d1"), sample(2, "d2", q="How is Starter billed?", a=long_answer)
     out = curate(
         [short, long],
         CurateConfig(**NO_DEDUP),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from distill.curate.config import CurateConfig
-from distill.grounding import QUESTION_TASKS, citations, is_refusal
+from distill.grounding import QUESTION_TASKS, citations, content_words, is_refusal
 from distill.keyfacts import figures, known_figures
 
 _CITATIONS = re.compile(r"\[\d{1,2}\]")
@@ -72,6 +72,8 @@ def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str
         return "cites no document"
     if any(not re.search(r"\w\w|\d", _CITATIONS.sub("", x)) for x in answers):
         return "answer is nothing but citation markers"
+    if _off_question(q, answers[0]):
+        return "answer shares no word with its question"
     if cfg.grounded_numbers:
         messages = sample.get("messages") or []
         stated = " ".join(m["content"] for m in messages if m["role"] != "assistant")
@@ -80,6 +82,15 @@ def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str
         if any(figures(x) - known for x in answers):
             return "answer states a number its context does not"
     return ""
+
+
+def _off_question(question: str, answer: str) -> bool:
+    """An answer of five or more content words that shares none with its question (by
+    their first five letters: 'cancel' meets 'cancelled'): written for another
+    question, as a small teacher's batch of pairs can be. A short answer ("14 days")
+    need not repeat its question."""
+    said = {w[:5] for w in content_words(answer)}
+    return len(said) >= 5 and not said & {w[:5] for w in content_words(question)}
 
 
 def dialogue(sample: dict[str, Any]) -> str:
