@@ -10,8 +10,8 @@ prints the decision table of both eval sets with their 95% intervals, the
 deciding comparisons with paired intervals, and each stage's wall time; the HTML
 report is in the run folder.
 
-    .venv/bin/python bench/distill_quality.py [--quick] [--teacher ALIAS] [--keep DIR]
-        [--set KEY=VALUE ...]
+    .venv/bin/python bench/distill_quality.py [--quick] [--corpus brightdesk|postgres]
+        [--teacher ALIAS] [--keep DIR] [--set KEY=VALUE ...]
 
 Goal: the judge-free primary (ft+rag against base+rag on key-fact accuracy) on >= 300
 answerable questions pooled over the unseen-documents and deployment sets (the shipped
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,9 +66,47 @@ SIZES = {
 }
 
 
+POSTGRES_HTML = Path("/usr/share/doc/postgresql-doc-15/html")
+POSTGRES_OFF_TOPIC = [
+    "How do I change the oil in a 2015 Honda Civic?",
+    "What is the boiling point of ethanol?",
+]
+
+
+def corpus_sets(corpus: str, run_dir: Path) -> list[str]:
+    """The recipe overrides that point the quickstart's pipeline at a corpus: Brightdesk
+    as shipped, or 40 pages of the PostgreSQL 15 manual on server configuration
+    (bench/data/postgres_pages.txt, copied out of the Debian package) with their
+    hand-written answer key (bench/data/postgres_key.jsonl)."""
+    if corpus == "brightdesk":
+        return []
+    pages = (REPO / "bench" / "data" / "postgres_pages.txt").read_text().split()
+    missing = [p for p in pages if not (POSTGRES_HTML / p).exists()]
+    if missing:
+        sys.exit(f"{POSTGRES_HTML / missing[0]} not found: apt-get install -y postgresql-doc-15")
+    folder = run_dir / "postgres-pages"
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in pages:
+        shutil.copyfile(POSTGRES_HTML / p, folder / p)
+    off_topic = ", ".join(json.dumps(q) for q in POSTGRES_OFF_TOPIC)
+    return [
+        "name=postgres",
+        "description=Server configuration pages of the PostgreSQL 15 manual.",
+        f"ingest.paths=[{folder}]",
+        f"eval.answer_key={REPO / 'bench' / 'data' / 'postgres_key.jsonl'}",
+        f"eval.off_topic=[{off_topic}]",
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="the <= 20 minute size")
+    ap.add_argument(
+        "--corpus",
+        choices=["brightdesk", "postgres"],
+        default="brightdesk",
+        help="brightdesk (the demo's help centre) or 40 pages of the PostgreSQL 15 manual",
+    )
     ap.add_argument("--teacher", default="qwen2.5-coder-0.5b-instruct")
     ap.add_argument("--keep", type=Path, help="run folder parent to keep (default: a temp dir)")
     ap.add_argument("--set", action="append", default=[], help="more recipe overrides")
@@ -80,6 +119,7 @@ def main() -> int:
         f"generate.teacher=local:{args.teacher}",
         "generate.teacher_options={}",
         *SIZES[size],
+        *corpus_sets(args.corpus, run_dir),
         *args.set,
     ]
     cmd = [sys.executable, "-m", "distill", "run", str(REPO / "recipes" / "quickstart.yaml")]
@@ -90,7 +130,7 @@ def main() -> int:
     total = time.perf_counter() - t0
     if proc.returncode:
         return proc.returncode
-    run = run_dir / "quickstart"
+    run = run_dir / ("quickstart" if args.corpus == "brightdesk" else args.corpus)
     print_results(run, total, size, args.teacher)
     return 0
 
