@@ -61,6 +61,40 @@ def citations(text: str) -> list[int]:
     return list(dict.fromkeys(int(m) for m in _CITATION.findall(text)))
 
 
+# The quote-then-answer style (grounded_answer_quote@v1, RAFT's targets): "Quote:" lines
+# that copy the supporting sentences word for word, then "Answer:" and the answer.
+_QUOTE = re.compile(r"^\s*quote\s*:\s*(.+)$", re.I | re.M)
+_FINAL = re.compile(r"^\s*answer\s*:\s*", re.I | re.M)
+
+
+def quotes(text: str) -> list[str]:
+    """The spans a quote-style answer quotes (its citations and quote marks stripped);
+    [] for any other answer."""
+    out = []
+    for q in _QUOTE.findall(text):
+        span = _CITE.sub(" ", q).strip().strip("\"“”'").strip()
+        if span:
+            out.append(span)
+    return out
+
+
+def final_answer(text: str) -> str:
+    """What a quote-style answer answers: the text after its last "Answer:" (the quotes
+    are its reasoning); any other answer as it is. Eval scores this part only."""
+    found = list(_FINAL.finditer(text))
+    return text[found[-1].end() :].strip() if found else text
+
+
+def verbatim(span: str, context: str) -> bool:
+    """Is `span` a word-for-word span of `context` (case, spacing and Markdown
+    emphasis aside)? How a quote is checked at curation."""
+
+    def norm(t: str) -> str:
+        return " ".join(re.sub(r"[*_`]", "", t).lower().split())
+
+    return bool(norm(span)) and norm(span) in norm(context)
+
+
 def is_refusal(text: str) -> bool:
     """Does the answer say the documents do not contain the answer?"""
     return bool(_REFUSAL.search(text))

@@ -350,3 +350,30 @@ def test_the_report_accounts_for_every_document() -> None:
     assert rows["a"] == "| a | 3 | 2 | 3 | 1 | 2 | answer is nothing but citation markers (2) |"
     assert rows["b"] == "| b | 1 | 1 | 1 | 1 | 0 | — |"
     assert rows["c"] == "| c | 1 | 0 | 0 | 0 | 0 | — |"
+
+
+def test_quote_style_answers_must_quote_their_context_word_for_word() -> None:
+    ctx = "Reset links are valid for *30 minutes*. Each account may request 5 links an hour."
+    quote = "Quote: Reset links are valid for 30 minutes. [1]\n"
+    good = sample(
+        1,
+        "d1",
+        q="How long is a reset link valid?",
+        a=quote + "Answer: 30 minutes [1].",
+        context=ctx,
+    )
+    made_up = sample(
+        2,
+        "d1",
+        q="How long is a reset link valid?",
+        a="Quote: Links expire after 30 minutes. [1]\nAnswer: 30 minutes [1].",
+        context=ctx,
+    )
+    no_answer = sample(3, "d1", q="How many links can I request?", a=quote, context=ctx)
+    bare = sample(4, "d1", q="How many reset links an hour?", a=quote + "Answer: [1]", context=ctx)
+    out = curate([good, made_up, no_answer, bare], CurateConfig(**NO_DEDUP), words)
+    assert {r["sample_id"]: r["reject_reason"] for r in out.rejected} == {
+        "s2": "quote is not a verbatim span of its context",
+        "s3": "quotes but gives no answer",
+        "s4": "answer is nothing but citation markers",
+    }

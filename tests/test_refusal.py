@@ -81,3 +81,21 @@ def test_wordings_precision_and_recall() -> None:
     assert n >= 35
     precision, recall = tp / (tp + fp), tp / (tp + fn)
     assert precision >= 0.95 and recall >= 0.9, (tp, fp, fn)
+
+
+def test_the_quote_then_answer_style_splits_into_its_quotes_and_its_answer() -> None:
+    from distill.grounding import final_answer, quotes, verbatim
+
+    text = 'Quote: "Reset links are valid for 30 minutes." [1]\nAnswer: 30 minutes [1].'
+    assert quotes(text) == ["Reset links are valid for 30 minutes."]
+    assert final_answer(text) == "30 minutes [1]."
+    plain = "Reset links last 30 minutes [1]."
+    assert quotes(plain) == [] and final_answer(plain) == plain
+    assert verbatim(
+        "reset links are  valid for 30 minutes.",
+        "The **Reset links are valid for 30 minutes.** Request another.",
+    )
+    assert not verbatim(
+        "Reset links are valid for 3 minutes.", "Reset links are valid for 30 minutes."
+    )
+    assert not verbatim("", "anything")

@@ -8,7 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from distill.curate.config import CurateConfig
-from distill.grounding import QUESTION_TASKS, citations, content_words, is_refusal
+from distill.grounding import (
+    QUESTION_TASKS,
+    citations,
+    content_words,
+    final_answer,
+    is_refusal,
+    quotes,
+    verbatim,
+)
 from distill.keyfacts import figures, known_figures
 
 _CITATIONS = re.compile(r"\[\d{1,2}\]")
@@ -70,15 +78,21 @@ def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str
         return "cites a document that is not in its context"
     if cfg.require_citations and not cited:
         return "cites no document"
-    if any(not re.search(r"\w\w|\d", _CITATIONS.sub("", x)) for x in answers):
+    if any(not re.search(r"\w\w|\d", _CITATIONS.sub("", final_answer(x))) for x in answers):
         return "answer is nothing but citation markers"
+    messages = sample.get("messages") or []
+    stated = " ".join(m["content"] for m in messages if m["role"] != "assistant") or q
+    for x in answers:
+        said = quotes(x)
+        if said and final_answer(x) == x:
+            return "quotes but gives no answer"
+        if any(not verbatim(span, stated) for span in said):
+            return "quote is not a verbatim span of its context"
     if _off_question(q, answers[0]):
         return "answer shares no word with its question"
     if cfg.grounded_numbers:
-        messages = sample.get("messages") or []
-        stated = " ".join(m["content"] for m in messages if m["role"] != "assistant")
         # The document tags' ids and titles are the prompt's, not the documents' words.
-        known = known_figures(_TAG.sub(" ", stated or q))
+        known = known_figures(_TAG.sub(" ", stated))
         if any(figures(x) - known for x in answers):
             return "answer states a number its context does not"
     return ""
