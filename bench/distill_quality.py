@@ -136,17 +136,18 @@ def main() -> int:
 
 
 def print_results(run: Path, total: float, size: str, teacher: str) -> None:
+    from pydantic_core import to_jsonable_python
+
     from distill.evaluate.systems import hardware
-    from distill.results import Decision
+    from distill.results import read_metrics
     from distill.verdict import decision_markdown
 
     manifest = json.loads((run / "manifest.json").read_text())
-    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    metrics = read_metrics(run / "eval" / "metrics.json")
     print(f"\n# distill quality benchmark ({size}), {hardware()}")
-    judge, student = metrics["judge"], metrics["student"]
-    print(f"teacher: {teacher}, judge: {judge} (llama.cpp); student: {student}\n")
-    if metrics.get("decision"):
-        d = Decision.model_validate(metrics["decision"])
+    print(f"teacher: {teacher}, judge: {metrics.judge} (llama.cpp); student: {metrics.student}\n")
+    d = metrics.decision
+    if d:
         print("\n".join(decision_markdown(d)) + "\n")
         p = d.sets[-1].primary
         if p is not None:
@@ -154,10 +155,15 @@ def print_results(run: Path, total: float, size: str, teacher: str) -> None:
                 f"disagreement rate (p_d) {p.p_d:.3f}, design effect {p.deff:.2f} by "
                 f"{p.cluster_by} ({p.clusters} clusters), pooled n {p.n}\n"
             )
-    for name in ("judge_agreement", "judge_checks", "judge_same_family", "answer_key"):
-        print(f"{name}: {json.dumps(metrics.get(name))}")
+    for name, part in (
+        ("judge_agreement", metrics.judge_agreement),
+        ("judge_checks", metrics.judge_checks),
+        ("judge_same_family", metrics.judge_same_family),
+        ("answer_key", metrics.answer_key),
+    ):
+        print(f"{name}: {json.dumps(to_jsonable_python(part), sort_keys=True)}")
     eval_s = manifest["stages"]["eval"].get("duration_s")
-    answers = (metrics.get("decision") or {}).get("sets", [{}])[-1].get("questions", 0)
+    answers = d.sets[-1].questions if d else 0
     if eval_s and answers:
         print(f"eval: {eval_s:.0f} s, {eval_s / answers:.1f} s per scored question\n")
     print(f"{'stage':<10} {'seconds':>8}  counts")

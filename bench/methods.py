@@ -204,9 +204,7 @@ def main() -> int:
                     cells.append("—")
                 else:
                     d = m.paired_difference(vals, ref[metric], binary=metric in m.BINARY)
-                    cells.append(
-                        f"{d['diff']:+.0%} [{d['ci'][0]:+.0%}, {d['ci'][1]:+.0%}]" if d else "—"
-                    )
+                    cells.append(f"{d.diff:+.0%} [{d.ci[0]:+.0%}, {d.ci[1]:+.0%}]" if d else "—")
             cells.append(f"{seconds:.0f}")
             cells.append(f"{train['peak_memory_mb'] / 1024:.2f}")
             print("| " + " | ".join(cells) + " |")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from distill.io import read_json, read_rows
+from distill.results import EvalMetrics, read_metrics
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -150,20 +151,23 @@ def test_adapter_loads_with_peft_and_changes_the_model(quickstart: tuple[Path, s
 def test_eval_decides_on_the_answer_key_and_judges_a_sample(
     quickstart: tuple[Path, str],
 ) -> None:
-    from distill.results import Decision
     from distill.verdict import cells
     from tests.test_eval_metrics import TableParser
 
     run, _ = quickstart
     answers = read_rows(run / "eval" / "answers.parquet")
-    metrics = read_json(run / "eval" / "metrics.json")
+    raw = read_json(run / "eval" / "metrics.json")
+    assert EvalMetrics.model_validate(raw).model_dump(mode="json") == raw
+    metrics = read_metrics(run / "eval" / "metrics.json")
     # The shipped key, whole; capped at 3 questions a set (spread over documents).
-    key = metrics["answer_key"]
+    key = metrics.answer_key
+    assert key is not None
     # The shipped key, whole, less any question a training row also asks.
-    assert key["answerable"] + key["unanswerable"] + sum(key["skipped"].values()) == 170
-    assert set(key["skipped"]) <= {"asked in training (decontaminated)"}
-    assert key["unanswerable"] == 30 and key["generated"] == 0
-    d = Decision.model_validate(metrics["decision"])
+    assert key.answerable + key.unanswerable + sum(key.skipped.values()) == 170
+    assert set(key.skipped) <= {"asked in training (decontaminated)"}
+    assert key.unanswerable == 30 and key.generated == 0
+    d = metrics.decision
+    assert d is not None
     assert [(s.eval_set, s.questions) for s in d.sets] == [
         ("unseen", 3),
         ("deployment", 3),
@@ -180,10 +184,10 @@ def test_eval_decides_on_the_answer_key_and_judges_a_sample(
             on_held = a["doc_id"] in split["eval_docs"]
             assert (a["eval_set"] == "unseen") == on_held, a["item_id"]
     # The generated questions: the judged, descriptive tables.
-    n = metrics["questions"]
+    n = metrics.questions
     assert 1 <= n <= 3
-    assert metrics["unanswerable"] == {"no_oracle": 1, "off_topic": 1}
-    assert sorted(metrics["systems"]) == ["base", "base+rag", "ft+rag", "teacher"]
+    assert (metrics.unanswerable.no_oracle, metrics.unanswerable.off_topic) == (1, 1)
+    assert sorted(metrics.systems) == ["base", "base+rag", "ft+rag", "teacher"]
     generated = [
         a
         for a in answers
@@ -198,19 +202,20 @@ def test_eval_decides_on_the_answer_key_and_judges_a_sample(
     # The offline judge (Qwen 1.5B, llama.cpp grammar) grades a sample of 2 questions.
     judged = [a for a in answers if a["judged"]]
     assert len({a["item_id"] for a in judged}) == 2
-    assert metrics["judge"] == "local:qwen2.5-coder-1.5b-instruct"
-    assert not metrics["smoke_test"] and metrics["small_judge"]
+    assert metrics.judge == "local:qwen2.5-coder-1.5b-instruct"
+    assert not metrics.smoke_test and metrics.small_judge
     # A grade per judged answer, and an identity and a foil check per judged question;
     # no pairwise in the quickstart.
-    assert metrics["judge_calls"] == len(judged) + 2 * 2
-    checks = metrics["judge_checks"]
-    assert checks["identity"]["n"] + checks["identity"]["failed"] == 2
-    assert checks["foil"]["n"] + checks["foil"]["failed"] == 2
-    assert metrics["judge_failures"] == 0  # a grammar: every verdict parses
+    assert metrics.judge_calls == len(judged) + 2 * 2
+    checks = metrics.judge_checks
+    assert checks["identity"].n + checks["identity"].failed == 2
+    assert checks["foil"].n + checks["foil"].failed == 2
+    assert metrics.judge_failures == 0  # a grammar: every verdict parses
     assert all(a["correctness"] is not None for a in judged)
     assert not any(a["correctness"] is not None for a in answers if not a["judged"])
-    for m in metrics["systems"].values():
-        assert m["cost_basis"] == "compute only" and m["compute_s_per_1k"] > 0
+    for m in metrics.systems.values():
+        assert m.cost_basis == "compute only"
+        assert m.compute_s_per_1k is not None and m.compute_s_per_1k > 0
     report = (run / "eval" / "report.md").read_text()
     assert report.startswith("# Evaluation report\n\n## Verdict\n\n> **Deploy `ft+rag`")
     assert "## Primary: key-fact accuracy" in report and "## Generated questions" in report
@@ -219,7 +224,7 @@ def test_eval_decides_on_the_answer_key_and_judges_a_sample(
     parser = TableParser()
     parser.feed(page)
     table = {r["system"]: r for r in parser.rows if r}
-    assert table == {s: cells(s, m) for s, m in metrics["systems"].items()}
+    assert table == {s: cells(s, m) for s, m in metrics.systems.items()}
     assert (run / "eval" / "tradeoff.png").stat().st_size > 1000
 
 
@@ -370,7 +375,7 @@ def test_the_published_adapter_is_the_one_eval_measured(quickstart: tuple[Path, 
 
     run, _ = quickstart
     weights = (run / "publish" / "adapter" / "adapter_model.safetensors").read_bytes()
-    measured = read_json(run / "eval" / "metrics.json")["adapter_sha256"]
+    measured = read_metrics(run / "eval" / "metrics.json").adapter_sha256
     assert measured == hashlib.sha256(weights).hexdigest()
     card = (run / "publish" / "adapter" / "README.md").read_text()
     assert f"sha256 `{measured}`" in card

@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
+from distill.agreement import agreement
+from distill.errors import InputError
 from distill.evaluate import metrics as em
+from distill.evaluate.decision import decide
 from distill.evaluate.report import compare, render_html, render_markdown
 from distill.grounding import is_refusal
-from distill.io import write_json
+from distill.io import read_json, write_json
 from distill.prompts import defuse
+from distill.results import (
+    Agreement,
+    AnswerKeySummary,
+    Bootstrap,
+    Citations,
+    Correctness,
+    EvalMetrics,
+    JudgeCheck,
+    Refusal,
+    SeenMetrics,
+    Unanswerable,
+    VsTeacher,
+    read_metrics,
+)
 from distill.verdict import cells, signed
+from tests.test_decision import rows_for
 
 
 def row(system: str, item: str, kind: str = "answerable", **kw: Any) -> dict[str, Any]:
@@ -154,66 +174,80 @@ def scripted_rows() -> list[dict[str, Any]]:
 def test_failures_stay_in_the_denominator() -> None:
     m = em.summarise(scripted_rows(), ["teacher", "base", "ft+rag"], hourly_usd=3.6)
     t, b, f = m["teacher"], m["base"], m["ft+rag"]
-    assert t["correctness"] == {"mean": 4.5, "ge4": round(2 / 3, 4), "judged": 2, "failed": 1}
-    assert f["correctness"] == {"mean": 4.0, "ge4": round(1 / 3, 4), "judged": 2, "failed": 1}
-    assert f["answer_failures"] == 1
-    assert f["vs_teacher"] == {
-        "n": 3,
-        "win": round(1 / 3, 4),
-        "tie": 0.0,
-        "loss": round(1 / 3, 4),
-        "failed": 1,
-    }
-    assert b["vs_teacher"]["tie"] == round(2 / 3, 4) and b["vs_teacher"]["failed"] == 0
-    assert t["vs_teacher"] is None
+    assert t.correctness == Correctness(mean=4.5, ge4=round(2 / 3, 4), judged=2, failed=1)
+    assert f.correctness == Correctness(mean=4.0, ge4=round(1 / 3, 4), judged=2, failed=1)
+    assert f.answer_failures == 1
+    assert f.vs_teacher == VsTeacher(
+        n=3, win=round(1 / 3, 4), tie=0.0, loss=round(1 / 3, 4), failed=1
+    )
+    assert b.vs_teacher is not None
+    assert b.vs_teacher.tie == round(2 / 3, 4) and b.vs_teacher.failed == 0
+    assert t.vs_teacher is None
     # groundedness and refusals only where there is retrieval
-    assert b["groundedness"] is None and b["refusal"] is None and b["citations"] is None
-    assert t["groundedness"]["mean"] == 4.0 and t["groundedness"]["failed"] == 1
-    assert t["refusal"] == {"accuracy": 0.5, "n": 2, "false_refusals": 0.0}
-    assert f["refusal"]["accuracy"] == 1.0
-    assert f["refusal"]["false_refusals"] == round(1 / 3, 4)  # refused q2, which it could answer
+    assert b.groundedness is None and b.refusal is None and b.citations is None
+    assert t.groundedness is not None
+    assert t.groundedness.mean == 4.0 and t.groundedness.failed == 1
+    assert t.refusal == Refusal(accuracy=0.5, n=2, false_refusals=0.0)
+    assert f.refusal is not None and f.refusal.accuracy == 1.0
+    assert f.refusal.false_refusals == round(1 / 3, 4)  # refused q2, which it could answer
     # citations: the teacher cites the source once (q1) and a distractor once (q2)
-    assert t["citations"] == {"citing": round(2 / 3, 4), "accuracy": 0.5, "n_citing": 2}
-    assert f["citations"]["accuracy"] == 0.0  # [7] points at no document
+    assert t.citations == Citations(citing=round(2 / 3, 4), accuracy=0.5, n_citing=2)
+    assert f.citations is not None and f.citations.accuracy == 0.0  # [7]: no document
+    # the intervals of the metrics a system has; None for the others
+    assert b.ci.win is not None and b.ci.refusal is None and t.ci.win is None
 
 
 def test_latency_tokens_and_cost() -> None:
     m = em.summarise(scripted_rows(), ["teacher", "base", "ft+rag"], hourly_usd=3.6)
     t, f = m["teacher"], m["ft+rag"]
-    assert (t["latency_p50_s"], t["latency_p95_s"]) == (2.0, 4.0)
-    assert t["cost_per_1k_usd"] == 2.0 and t["cost_basis"] == "API prices"
-    assert t["tokens_per_s"] == round(50 / 11.0, 1)
+    assert (t.latency_p50_s, t.latency_p95_s) == (2.0, 4.0)
+    assert t.cost_per_1k_usd == 2.0 and t.cost_basis == "API prices"
+    assert t.tokens_per_s == round(50 / 11.0, 1)
     # ft+rag: 4 answers that ran, 0.25 s compute each: 250 s per 1k at $3.60/h = $0.25
-    assert f["compute_s_per_1k"] == 250.0 and f["cost_per_1k_usd"] == 0.25
-    assert f["tokens_per_s"] == 40.0
+    assert f.compute_s_per_1k == 250.0 and f.cost_per_1k_usd == 0.25
+    assert f.tokens_per_s == 40.0
     unpriced = em.summarise(scripted_rows(), ["ft+rag"])["ft+rag"]
-    assert unpriced["cost_per_1k_usd"] is None and unpriced["cost_basis"] == "compute only"
+    assert unpriced.cost_per_1k_usd is None and unpriced.cost_basis == "compute only"
 
 
-def metrics_for(rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    m: dict[str, Any] = {
+def metrics_for(rows: list[dict[str, Any]], **extra: Any) -> EvalMetrics:
+    """metrics.json as the eval stage builds it, without a judge's checks or a key;
+    `extra` replaces fields."""
+    fields: dict[str, Any] = {
         "questions": 3,
-        "unanswerable": {"no_oracle": 1, "off_topic": 1},
+        "unanswerable": Unanswerable(no_oracle=1, off_topic=1),
         "k": 2,
         "retrieval_hit_rate": 1.0,
         "teacher": "openai:gpt-4o-mini",
         "student": "smollm2-135m-instruct",
+        "hardware": "a test CPU, 2 cores, no GPU",
+        "batch_size": 4,
+        "student_engine": None,
+        "systems": em.summarise(rows, ["teacher", "base", "ft+rag"], hourly_usd=3.6),
+        "comparisons": [],
+        "bootstrap": Bootstrap(resamples=em.N_BOOT, seed=0, level=0.95),
+        "adapter_sha256": None,
         "judge": "openai:gpt-4o-mini",
         "smoke_test": False,
+        "small_judge": False,
         "judge_calls": 20,
         "judge_failures": 1,
         "judge_cost_usd": 0.01,
-        "hardware": "a test CPU, 2 cores, no GPU",
-        "batch_size": 4,
-        "systems": em.summarise(rows, ["teacher", "base", "ft+rag"], hourly_usd=3.6),
-        **extra,
+        "judge_agreement": None,
+        "answer_key": None,
+        "decision": None,
+        "what_this_means_judged": [],
+        "what_this_means": [],
     }
-    m["what_this_means"] = em.what_this_means(m)
+    m = EvalMetrics(**(fields | extra))
+    m.what_this_means_judged = em.what_this_means(m)
+    verdict = m.decision.verdict_lines if m.decision else []
+    m.what_this_means = verdict + m.what_this_means_judged
     return m
 
 
 def test_what_this_means_is_drawn_from_the_numbers() -> None:
-    text = " ".join(metrics_for(scripted_rows())["what_this_means"])
+    text = " ".join(metrics_for(scripted_rows()).what_this_means)
     # ft+rag 1 of 3 correct against the teacher's 2 of 3 = 50%; p50 latency 1.0 s vs 2.0 s
     assert (
         "`ft+rag` answers 33% correctly (95% CI 6%–79%), "  # Wilson
@@ -222,7 +256,7 @@ def test_what_this_means_is_drawn_from_the_numbers() -> None:
     assert "at 1/2 of its median latency" in text
     assert "wins 33%, ties 0% and loses 33%" in text
     assert "`ft+rag` says so 100%" in text and "`teacher` 50%" in text
-    smoke = " ".join(metrics_for(scripted_rows(), smoke_test=True)["what_this_means"])
+    smoke = " ".join(metrics_for(scripted_rows(), smoke_test=True).what_this_means)
     assert smoke.startswith("The judge here is openai:gpt-4o-mini, a tiny local model")
 
 
@@ -256,17 +290,17 @@ def paired_rows(ft: range, base: range, n: int = 40) -> list[dict[str, Any]]:
 
 def test_paired_differences_significant_and_not() -> None:
     gain = em.comparisons(paired_rows(range(30), range(10)), ["base+rag", "ft+rag"])
-    (c,) = [c for c in gain if c["metric"] == "correct"]
-    assert (c["system"], c["against"], c["n"]) == ("ft+rag", "base+rag", 40)
-    assert c["diff"] == 0.5 and c["significant"] and c["ci"][0] > 0.3
-    assert c["p_value"] < 0.001  # 20 wins, 0 losses: exact McNemar 2 / 2**20
+    (c,) = [c for c in gain if c.metric == "correct"]
+    assert (c.system, c.against, c.n) == ("ft+rag", "base+rag", 40)
+    assert c.diff == 0.5 and c.significant and c.ci[0] > 0.3
+    assert c.p_value < 0.001  # 20 wins, 0 losses: exact McNemar 2 / 2**20
     # 21 against 19 of 40 (4 questions only ft+rag gets, 2 only base+rag): the interval
     # straddles 0, and it says the smallest difference this size could detect.
     noise = em.comparisons(paired_rows(range(21), range(4, 23)), ["base+rag", "ft+rag"])
-    (d,) = [d for d in noise if d["metric"] == "correct"]
-    assert d["diff"] == 0.05 and not d["significant"] and d["ci"][0] < 0 < d["ci"][1]
+    (d,) = [d for d in noise if d.metric == "correct"]
+    assert d.diff == 0.05 and not d.significant and d.ci[0] < 0 < d.ci[1]
     # (1.96 + 0.84) * sqrt(p_d / n) with p_d = 6/40: 17 points
-    assert d["mde"] == pytest.approx(2.8016 * (6 / 40 / 40) ** 0.5, abs=1e-3)
+    assert d.mde == pytest.approx(2.8016 * (6 / 40 / 40) ** 0.5, abs=1e-3)
     assert "not resolved (the smallest difference this size detects: 17 points)" in em.describe(d)
     assert em.describe(c).endswith("the interval is above 0 (descriptive, uncorrected).")
     assert signed(-0.004) == "+0" and signed(-0.6) == "-1" and signed(0.04, 1) == "+0.0"
@@ -274,16 +308,18 @@ def test_paired_differences_significant_and_not() -> None:
     same = em.paired_difference(
         {f"q{i}": 1.0 for i in range(40)}, {f"q{i}": 1.0 for i in range(40)}, binary=True
     )
-    assert same is not None and same["ci"][0] < 0 < same["ci"][1] and not same["significant"]
+    assert same is not None and same.ci[0] < 0 < same.ci[1] and not same.significant
 
 
 def test_the_headline_states_the_measured_result_with_its_interval() -> None:
     rows = paired_rows(range(30), range(10))
-    m = metrics_for(rows)
-    m["systems"] = em.summarise(rows, ["base+rag", "ft+rag"])
-    m["comparisons"] = em.comparisons(rows, ["base+rag", "ft+rag"])
-    m["questions"] = 40
-    first = em.what_this_means(m)[0]
+    m = metrics_for(
+        rows,
+        systems=em.summarise(rows, ["base+rag", "ft+rag"]),
+        comparisons=em.comparisons(rows, ["base+rag", "ft+rag"]),
+        questions=40,
+    )
+    first = m.what_this_means[0]
     assert first.startswith("On 40 questions about documents the student never trained on")
     assert "`ft+rag` answered 75% correctly (95% CI" in first
     assert "`base+rag` 25%" in first and "(interval above 0)" in first
@@ -364,7 +400,7 @@ def test_html_report_table_carries_the_metrics() -> None:
     assert table["teacher"]["latency"] == "2.00 / 4.00 s"
     assert table["teacher"]["cost"] == "$2.00"
     assert table["ft+rag"]["cost"] == "$0.25 (compute)"
-    for name, m in metrics["systems"].items():  # every cell is the formatted metric
+    for name, m in metrics.systems.items():  # every cell is the formatted metric
         assert table[name] == cells(name, m)
     assert parser.images == 1 and parser.external == 0  # self-contained, no script runs
     assert "&lt;script&gt;alert(1)" in page
@@ -380,14 +416,116 @@ def test_compare_prints_the_differences(tmp_path: Path) -> None:
     rows = scripted_rows()
     rows[5]["correctness"] = 5  # ft+rag q1: 3 -> 5
     b = metrics_for(rows)
-    write_json(tmp_path / "a" / "eval" / "metrics.json", a)
-    write_json(tmp_path / "b" / "eval" / "metrics.json", b)
+    write_json(tmp_path / "a" / "eval" / "metrics.json", a.model_dump(mode="json"))
+    write_json(tmp_path / "b" / "eval" / "metrics.json", b.model_dump(mode="json"))
     text = compare(tmp_path / "a", tmp_path / "b")
     line = next(ln for ln in text.splitlines() if ln.startswith("ft+rag") and "correctness" in ln)
     assert line.split()[-3:] == ["4.00", "5.00", "+1.00"]
     same = next(ln for ln in text.splitlines() if ln.startswith("teacher") and "correctness" in ln)
     assert same.split()[-1] == "+0.00"
     assert "% ≥ 4" in text and "+33pt" in text
+
+
+def full_metrics() -> EvalMetrics:
+    """Every part of metrics.json filled: the judged tables and their comparisons, the
+    seen set, the judge's agreement and checks, the answer key and the decision."""
+    rows = paired_rows(range(30), range(10))
+    names = ["base+rag", "ft+rag"]
+    key_rows = rows_for(set(range(120)), set(range(80)))
+    decision = decide(key_rows, ("ft+rag", "base+rag"), 0.10)  # type: ignore[arg-type]
+    pairs = [(True, True)] * 6 + [(False, False)] * 3 + [(True, False)]
+    return metrics_for(
+        rows,
+        questions=40,
+        systems=em.summarise(rows, names),
+        comparisons=em.comparisons(rows, names),
+        seen=SeenMetrics(
+            questions=40, systems=em.summarise(rows, names), comparisons=em.comparisons(rows, names)
+        ),
+        student_engine="llama.cpp",
+        adapter_sha256="0" * 64,
+        judge_agreement=Agreement.model_validate(agreement(pairs, seed=0)),
+        judge_checks={
+            "identity": JudgeCheck(n=4, failed=0, missed=0, rate=0.0, ci=(0.0, 0.4899)),
+            "foil": JudgeCheck(n=0, failed=4, missed=0, rate=None, ci=None),
+        },
+        judge_same_family=True,
+        answer_key=AnswerKeySummary(
+            file="key.jsonl",
+            generated=0,
+            items=200,
+            answerable=200,
+            unanswerable=0,
+            skipped={"duplicate question": 1},
+            skip_examples=["line 9: duplicate question"],
+        ),
+        decision=decision,
+    )
+
+
+def test_metrics_json_round_trips_through_its_model(tmp_path: Path) -> None:
+    m = full_metrics()
+    assert m.decision is not None and m.seen is not None and m.judge_agreement is not None
+    path = tmp_path / "eval" / "metrics.json"
+    write_json(path, m.model_dump(mode="json"))  # as the eval stage writes it
+    raw = read_json(path)
+    assert EvalMetrics.model_validate(raw).model_dump(mode="json") == raw
+    assert read_metrics(path) == m
+    # The report and the card read it: the verdict first, the judge measured.
+    md = render_markdown(read_metrics(path), [], None, 0)
+    assert md.startswith("# Evaluation report\n\n## Verdict\n\n> **Deploy `ft+rag`")
+    assert "- Identity check: 0 of 4 its own reference" in md
+    assert "## Seen documents: 40 held-out questions" in md
+
+
+def test_a_file_from_before_the_judge_checks_still_reads() -> None:
+    raw = full_metrics().model_dump(mode="json")
+    for key in ("judge_checks", "judge_same_family", "seen"):
+        del raw[key]
+    del raw["judge_agreement"]["kappa_ci95"], raw["answer_key"]["generated"]
+    for detail in raw["decision"]["systems"].values():
+        del detail["loops"], detail["speed"]
+    m = EvalMetrics.model_validate(raw)
+    assert m.judge_checks == {} and not m.judge_same_family and m.seen is None
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        [],  # top level
+        ["systems", "ft+rag", "correctness"],
+        ["systems", "ft+rag", "ci"],
+        ["comparisons", 0],
+        ["seen", "systems", "base+rag"],
+        ["judge_checks", "identity"],
+        ["decision", "sets", 0, "primary"],
+        ["decision", "systems", "ft+rag"],
+    ],
+)
+def test_an_unknown_or_renamed_key_is_an_error(where: list[str | int]) -> None:
+    raw = full_metrics().model_dump(mode="json")
+    part = raw
+    for k in where:
+        part = part[k]
+    part["renamed"] = part.pop(next(iter(part)))
+    with pytest.raises(pydantic.ValidationError, match="renamed"):
+        EvalMetrics.model_validate(raw)
+
+
+def test_a_missing_or_damaged_metrics_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "x" / "eval" / "metrics.json"
+    with pytest.raises(InputError, match="metrics.json is missing: run `distill eval RECIPE`"):
+        read_metrics(path)
+    path.parent.mkdir(parents=True)
+    older = full_metrics().model_dump(mode="json")
+    older["comparisons"][0]["n_to_resolve"] = 120  # a key of distill before the answer key
+    for text in ('{"questions": 3', "{}", json.dumps(older)):
+        path.write_text(text)
+        with pytest.raises(InputError) as e:
+            read_metrics(path)
+        assert str(e.value) == (
+            f"{path} is from an older distill or damaged: rerun `distill eval RECIPE --force`"
+        )
 
 
 def test_unanswerable_detection_and_defused_answers() -> None:

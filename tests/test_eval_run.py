@@ -17,7 +17,14 @@ import pytest
 from distill.evaluate import stage as evaluate
 from distill.io import read_json, read_rows, write_rows
 from distill.recipe import load_recipe
-from distill.results import Decision
+from distill.results import (
+    Citations,
+    Correctness,
+    EvalMetrics,
+    JudgeCheck,
+    VsTeacher,
+    read_metrics,
+)
 from distill.runfolder import RunFolder, RunOptions
 from distill.verdict import cells
 from tests.conftest import REPO, write_recipe
@@ -126,29 +133,34 @@ def test_eval_with_scripted_systems_and_judge(
         assert all("BROKEN" in r["messages"][1]["content"] for r in again)
 
     out = ingested / "eval"
-    m = read_json(out / "metrics.json")
-    assert m["questions"] == 3 and m["unanswerable"] == {"no_oracle": 1, "off_topic": 1}
-    assert m["retrieval_hit_rate"] == 1.0 and m["judge"] == "openai:gpt-4o-mini"
-    assert not m["smoke_test"]
-    t, b, f = (m["systems"][s] for s in ("teacher", "base", "ft+rag"))
-    assert t["correctness"] == {"mean": 5.0, "ge4": 1.0, "judged": 3, "failed": 0}
-    assert t["refusal"]["accuracy"] == 1.0 and t["refusal"]["n"] == 2
-    assert t["citations"] == {"citing": 1.0, "accuracy": 1.0, "n_citing": 3}
-    assert t["groundedness"]["mean"] == 4.0
-    assert t["cost_per_1k_usd"] > 0 and t["cost_basis"] == "API prices"
+    raw = read_json(out / "metrics.json")  # written through its model, read back the same
+    assert EvalMetrics.model_validate(raw).model_dump(mode="json") == raw
+    m = read_metrics(out / "metrics.json")
+    assert m.questions == 3 and (m.unanswerable.no_oracle, m.unanswerable.off_topic) == (1, 1)
+    assert m.retrieval_hit_rate == 1.0 and m.judge == "openai:gpt-4o-mini"
+    assert not m.smoke_test
+    t, b, f = (m.systems[s] for s in ("teacher", "base", "ft+rag"))
+    assert t.correctness == Correctness(mean=5.0, ge4=1.0, judged=3, failed=0)
+    assert t.refusal is not None and (t.refusal.accuracy, t.refusal.n) == (1.0, 2)
+    assert t.citations == Citations(citing=1.0, accuracy=1.0, n_citing=3)
+    assert t.groundedness is not None and t.groundedness.mean == 4.0
+    assert t.cost_per_1k_usd is not None and t.cost_per_1k_usd > 0
+    assert t.cost_basis == "API prices"
     # base: the broken answer's judgement failed, and it stays in the denominator
-    assert b["correctness"] == {"mean": 2.0, "ge4": 0.0, "judged": 2, "failed": 1}
-    assert b["vs_teacher"] == {"n": 3, "win": 0.0, "tie": 0.0, "loss": 1.0, "failed": 0}
-    assert b["refusal"] is None and b["groundedness"] is None
+    assert b.correctness == Correctness(mean=2.0, ge4=0.0, judged=2, failed=1)
+    assert b.vs_teacher == VsTeacher(n=3, win=0.0, tie=0.0, loss=1.0, failed=0)
+    assert b.refusal is None and b.groundedness is None
     # ft+rag: right twice (ties: the judge's position bias cancels out), wrong once
-    assert f["correctness"]["mean"] == 4.0 and f["correctness"]["ge4"] == round(2 / 3, 4)
-    assert f["vs_teacher"]["tie"] == round(2 / 3, 4) and f["vs_teacher"]["loss"] == round(1 / 3, 4)
-    assert f["refusal"]["accuracy"] == 1.0 and f["citations"]["citing"] == 0.0
-    assert m["judge_failures"] == 1 and counts["judge_failures"] == 1
-    assert m["judge_calls"] == 3 + 3 + 3 + 2 * 3 * 2  # grades for 9 answers, 12 pairwise
+    assert f.correctness.mean == 4.0 and f.correctness.ge4 == round(2 / 3, 4)
+    assert f.vs_teacher is not None
+    assert f.vs_teacher.tie == round(2 / 3, 4) and f.vs_teacher.loss == round(1 / 3, 4)
+    assert f.refusal is not None and f.refusal.accuracy == 1.0
+    assert f.citations is not None and f.citations.citing == 0.0
+    assert m.judge_failures == 1 and counts["judge_failures"] == 1
+    assert m.judge_calls == 3 + 3 + 3 + 2 * 3 * 2  # grades for 9 answers, 12 pairwise
 
     judgements = read_rows(out / "judgements.parquet")
-    assert len(judgements) == m["judge_calls"]
+    assert len(judgements) == m.judge_calls
     (failed,) = [j for j in judgements if j["error"]]
     # The recorded reply is the last one: the answer to the engine's repair request.
     assert failed["raw"] == "still not JSON" and failed["system"] == "base"
@@ -176,7 +188,7 @@ def test_eval_with_scripted_systems_and_judge(
     assert table["base"]["correct"] == "0% [0%, 56%] (2/3 judged)"  # Wilson, 0 of 3
     assert table["ft+rag"]["vs_teacher"] == "0% / 67% / 33%"
     assert table["teacher"]["refusal"] == "100% [34%, 100%] of 2"
-    for name, sm in m["systems"].items():
+    for name, sm in m.systems.items():
         assert table[name] == cells(name, sm)
     assert page.count("data:image/png;base64,") == 2
     for png in ("quality.png", "tradeoff.png"):
@@ -292,22 +304,25 @@ def test_eval_with_an_answer_key_decides_without_a_judge(
     assert "usually right" in grades[0]["messages"][0]["content"]
 
     out = ingested / "eval"
-    m = read_json(out / "metrics.json")
-    assert m["judge"] == "openai:gpt-4o-mini" and m["judge_calls"] == 16
+    raw = read_json(out / "metrics.json")  # written through its model, read back the same
+    assert EvalMetrics.model_validate(raw).model_dump(mode="json") == raw
+    m = read_metrics(out / "metrics.json")
+    assert m.judge == "openai:gpt-4o-mini" and m.judge_calls == 16
     # Identity: every reference graded correct. Foil: the $29 bias passes one foil.
-    assert m["judge_checks"]["identity"] == {
-        "n": 4, "failed": 0, "missed": 0, "rate": 0.0, "ci": [0.0, 0.4899],
-    }  # fmt: skip
-    assert m["judge_checks"]["foil"]["missed"] == 1 and m["judge_checks"]["foil"]["rate"] == 0.25
+    assert m.judge_checks["identity"] == JudgeCheck(
+        n=4, failed=0, missed=0, rate=0.0, ci=(0.0, 0.4899)
+    )
+    assert m.judge_checks["foil"].missed == 1 and m.judge_checks["foil"].rate == 0.25
     # The judge agrees with the key on every answer both scored (8): kappa 1.
-    agree = m["judge_agreement"]
-    assert (agree["n"], agree["agreement"], agree["kappa"]) == (8, 1.0, 1.0)
-    assert agree["kappa_ci95"][1] == 1.0
-    assert m["judge_same_family"]  # the judge is the teacher itself
-    key = m["answer_key"]
-    assert (key["answerable"], key["unanswerable"]) == (4, 1)
-    assert key["skipped"] == {why: 1 for _, why in KEY if why}
-    d = Decision.model_validate(m["decision"])
+    agree = m.judge_agreement
+    assert agree is not None and (agree.n, agree.agreement, agree.kappa) == (8, 1.0, 1.0)
+    assert agree.kappa_ci95 is not None and agree.kappa_ci95[1] == 1.0
+    assert m.judge_same_family  # the judge is the teacher itself
+    key = m.answer_key
+    assert key is not None and (key.answerable, key.unanswerable) == (4, 1)
+    assert key.skipped == {why: 1 for _, why in KEY if why}
+    d = m.decision
+    assert d is not None
     assert counts["verdict"] == d.verdict == "not resolvable"
     # The split holds out account/*: two questions there, two on billing/plans.
     assert [(s.eval_set, s.questions, s.documents) for s in d.sets] == [

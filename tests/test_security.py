@@ -358,10 +358,10 @@ def test_curate_reruns_when_what_it_reads_from_other_stages_changes(tmp_path: Pa
 
 
 def test_publish_refuses_an_adapter_retrained_after_eval(tmp_path: Path) -> None:
-    import json
-
+    from distill.io import write_json
     from distill.publish.stage import write
     from distill.recipe import load_recipe
+    from tests.test_eval_metrics import metrics_for, scripted_rows
 
     (tmp_path / "r.yaml").write_text(
         f"name: r\nrun_dir: {tmp_path / 'runs'}\ningest: {{paths: [docs]}}\n"
@@ -373,7 +373,8 @@ def test_publish_refuses_an_adapter_retrained_after_eval(tmp_path: Path) -> None
     adapter.mkdir(parents=True)
     (adapter / "adapter_model.safetensors").write_bytes(b"retrained weights")
     (run.stage_dir("train") / "metrics.json").write_text("{}")
-    (run.stage_dir("eval") / "metrics.json").write_text(json.dumps({"adapter_sha256": "0" * 64}))
+    measured = metrics_for(scripted_rows(), adapter_sha256="0" * 64)
+    write_json(run.stage_dir("eval") / "metrics.json", measured.model_dump(mode="json"))
     for stage in ("train", "eval"):
         run.update_stage(stage, status="done")
     with pytest.raises(UserError, match="retrained after eval measured it"):

@@ -14,7 +14,7 @@ Everything else is descriptive: the other systems, retrieval hits and misses, nu
 no retrieved chunk states, length and tokens.
 
 The result is a typed model (distill.results.Decision): metrics.json's `decision`,
-which the report, the model card and the benchmarks read back through it.
+which the report, the model card and the benchmarks read back through `read_metrics`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ A failed judgement stays a failure, never a pass."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from distill.evaluate.stats import wilson
 from distill.grounding import numbered
 from distill.prompts import Fenced, Template, fence, recipe_template
 from distill.recipe import Recipe
+from distill.results import Agreement, JudgeCheck
 from distill.retrieval import embed
 from distill.rows import Answer, Chunk, JudgementKey
 from distill.teachers import Message
@@ -158,7 +158,7 @@ def judge_checks(
     judge: JsonJudge,
     tpl: Template,
     chunk_by_id: dict[str, Chunk],
-) -> tuple[dict[str, Any], float]:
+) -> tuple[dict[str, JudgeCheck], float]:
     """The judge measured on answers whose grade is known, for every judged question:
     its own reference as the answer (identity: must be top; the share that is not is
     the false-negative rate) and another question's reference (foil: must be bottom;
@@ -174,19 +174,19 @@ def judge_checks(
             prompts.append(_grade_prompt(tpl, it, answer, _sources(it, chunk_by_id), []))
             keys.append(JudgementKey(item_id=item_id, system=f"check: {kind}", kind="grade"))
     verdicts = judge.ask("judging: identity and foil checks", prompts, VERDICT_SCHEMA, keys)
-    out: dict[str, Any] = {}
+    out: dict[str, JudgeCheck] = {}
     for kind, want in (("identity", "correct"), ("foil", "wrong")):
         got = [v for (v, _, _), k in zip(verdicts, keys, strict=True) if k["system"].endswith(kind)]
         done = [v["verdict"] for v in got if v is not None]
         missed = sum(x != want for x in done)
         w = wilson(missed, len(done))
-        out[kind] = {
-            "n": len(done),
-            "failed": len(got) - len(done),
-            "missed": missed,
-            "rate": round(missed / len(done), 4) if done else None,
-            "ci": [round(w[0], 4), round(w[1], 4)] if w else None,
-        }
+        out[kind] = JudgeCheck(
+            n=len(done),
+            failed=len(got) - len(done),
+            missed=missed,
+            rate=round(missed / len(done), 4) if done else None,
+            ci=(round(w[0], 4), round(w[1], 4)) if w else None,
+        )
     return out, sum(usd for _, _, usd in verdicts)
 
 
@@ -239,7 +239,7 @@ def _pairwise(rows: list[Answer], judge: JsonJudge, tpl: Template) -> float:
     return cost
 
 
-def judge_agreement(rows: list[Answer], seed: int = 0) -> dict[str, Any] | None:
+def judge_agreement(rows: list[Answer], seed: int = 0) -> Agreement | None:
     """The judge against the key-fact check on the answers both scored: Cohen's kappa of
     'correct' (judge >= 4) and 'states every key fact' with its interval, and the raw
     agreement."""
@@ -248,7 +248,7 @@ def judge_agreement(rows: list[Answer], seed: int = 0) -> dict[str, Any] | None:
         for r in rows
         if r["correctness"] is not None and r["fact_correct"] is not None
     ]
-    return agreement(pairs, seed) if pairs else None
+    return Agreement.model_validate(agreement(pairs, seed)) if pairs else None
 
 
 def _similarity(rows: list[Answer], model_ref: str) -> None:

@@ -6,7 +6,7 @@ An answer row (eval/answers.parquet) is one system's answer to one item:
 or `off_topic` (a question the corpus does not cover). For the last two the right
 answer is a refusal ("the documents do not contain ...").
 
-Every share carries a 95% Wilson interval and every mean a bootstrap one (`m["ci"]`,
+Every share carries a 95% Wilson interval and every mean a bootstrap one (`m.ci`,
 seeded, `N_BOOT` resamples); the comparisons (`comparisons`) carry a paired interval
 (Newcombe's for shares), so question difficulty cancels out, and the minimum detectable
 effect at 80% power. With an answer key, these judged tables are descriptive: the
@@ -25,11 +25,22 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 
 from distill.evaluate import stats
+from distill.results import (
+    Citations,
+    Correctness,
+    EvalMetrics,
+    Groundedness,
+    PairedComparison,
+    PairedDifference,
+    Refusal,
+    SystemCI,
+    SystemMetrics,
+    VsTeacher,
+)
 from distill.rows import Answer
 from distill.verdict import signed, unit_of
 
@@ -99,7 +110,7 @@ BINARY = ("correct", "refusal", "citation_accuracy", "win")  # 0/1 per question
 
 def paired_difference(
     a: dict[str, float], b: dict[str, float], seed: int = 0, binary: bool = False
-) -> dict[str, Any] | None:
+) -> PairedDifference | None:
     """Mean of a - b over the items both have, with its paired 95% interval: Newcombe's
     score interval for 0/1 outcomes (never zero width), a bootstrap otherwise.
 
@@ -108,14 +119,14 @@ def paired_difference(
     d = stats.paired_binary(a, b) if binary else stats.paired_continuous(a, b, seed=seed)
     if d is None:
         return None
-    return {
-        "diff": round(d.diff, 4),
-        "ci": [round(d.ci[0], 4), round(d.ci[1], 4)],
-        "n": d.n,
-        "significant": d.significant,
-        "p_value": round(d.p_value, 4),
-        "mde": round(d.mde, 4),
-    }
+    return PairedDifference(
+        diff=round(d.diff, 4),
+        ci=(round(d.ci[0], 4), round(d.ci[1], 4)),
+        n=d.n,
+        significant=d.significant,
+        p_value=round(d.p_value, 4),
+        mde=round(d.mde, 4),
+    )
 
 
 def item_scores(rows: Sequence[Row], system: str) -> dict[str, dict[str, float]]:
@@ -170,20 +181,21 @@ def item_scores(rows: Sequence[Row], system: str) -> dict[str, dict[str, float]]
     return out
 
 
-def intervals(rows: Sequence[Row], system: str, seed: int = 0) -> dict[str, list[float] | None]:
+def intervals(rows: Sequence[Row], system: str, seed: int = 0) -> SystemCI:
     """The 95% interval of each per-question metric of one system: Wilson's for shares
     (never zero width at 0% or 100%), a bootstrap for means."""
-    out: dict[str, list[float] | None] = {}
+    out: dict[str, tuple[float, float] | None] = {}
     for k, v in item_scores(rows, system).items():
         if k in BINARY:
             w = stats.wilson(round(sum(v.values())), len(v))
-            out[k] = [round(w[0], 4), round(w[1], 4)] if w else None
+            out[k] = (round(w[0], 4), round(w[1], 4)) if w else None
         else:
-            out[k] = bootstrap_ci(list(v.values()), seed)
-    return out
+            ci = bootstrap_ci(list(v.values()), seed)
+            out[k] = (ci[0], ci[1]) if ci else None
+    return SystemCI(**out)
 
 
-def comparisons(rows: Sequence[Row], systems: list[str], seed: int = 0) -> list[dict[str, Any]]:
+def comparisons(rows: Sequence[Row], systems: list[str], seed: int = 0) -> list[PairedComparison]:
     """The deciding comparisons (DECIDING) with paired intervals, for the systems present."""
     out = []
     scores = {s: item_scores(rows, s) for s in systems}
@@ -197,7 +209,7 @@ def comparisons(rows: Sequence[Row], systems: list[str], seed: int = 0) -> list[
                 scores[a][metric], scores[b][metric], seed, binary=metric in BINARY
             )
             if d is not None:
-                out.append({"system": a, "against": b, "metric": metric, **d})
+                out.append(PairedComparison(system=a, against=b, metric=metric, **d.model_dump()))
     return out
 
 
@@ -222,9 +234,25 @@ def _share(k: int, n: int) -> float | None:
     return round(k / n, 4) if n else None
 
 
+def _vs_teacher(judged: Sequence[Row]) -> VsTeacher | None:
+    """The judged sample head to head with the teacher; None when nothing was compared."""
+    outcomes = [r["vs_teacher"] for r in judged if r["vs_teacher"] is not None]
+    if not outcomes:
+        return None
+    n = len(judged)
+    win, tie, loss = (outcomes.count(o) for o in ("win", "tie", "loss"))
+    return VsTeacher(
+        n=n,
+        win=round(win / n, 4),
+        tie=round(tie / n, 4),
+        loss=round(loss / n, 4),
+        failed=n - win - tie - loss,
+    )
+
+
 def system_metrics(
     rows: Sequence[Row], system: str, hourly_usd: float | None, seed: int = 0
-) -> dict[str, Any]:
+) -> SystemMetrics:
     # Long on purpose: one metric after another over the same rows, each with its CI.
     mine = [r for r in rows if r["system"] == system]
     answerable = [r for r in mine if r["kind"] == "answerable"]
@@ -234,102 +262,88 @@ def system_metrics(
     judged = [r for r in answerable if r.get("judged", True)]
     scored = [r for r in judged if r["correctness"] is not None]
     grades = [c for r in scored if (c := r["correctness"]) is not None]
-    m: dict[str, Any] = {
-        "local": bool(mine and mine[0]["local"]),
-        "n": n,
-        "n_unanswerable": len(unanswerable),
-        "answer_failures": sum(bool(r["answer_error"]) for r in mine),
-        "correctness": {
-            "mean": _mean(grades),
-            "ge4": _share(sum(c >= 4 for c in grades), len(judged)),
-            "judged": len(scored),
-            "failed": len(judged) - len(scored),
-        },
-        "similarity": _mean([r["similarity"] for r in ok if r["similarity"] is not None]),
-        "token_f1": _mean(
-            [
-                0.0 if r["answer_error"] else token_f1(r["answer"], r["reference"])
-                for r in answerable
-            ]
-        ),
-        "answer_words": _mean([float(len(r["answer"].split())) for r in ok]),
-        "ci": intervals(rows, system, seed),
-    }
-    if system != "teacher":
-        outcomes = [r["vs_teacher"] for r in judged if r["vs_teacher"] is not None]
-        nj = len(judged)
-        m["vs_teacher"] = (
-            {
-                "n": nj,
-                **{o: _share(outcomes.count(o), nj) for o in ("win", "tie", "loss")},
-                "failed": nj - sum(outcomes.count(o) for o in ("win", "tie", "loss")),
-            }
-            if outcomes
-            else None
-        )
-    else:
-        m["vs_teacher"] = None
-    if uses_retrieval(system):
-        grounded = [r["groundedness"] for r in answerable if r["groundedness"] is not None]
-        citing = [r for r in ok if r["cited"]]
-        accurate = [
-            r
-            for r in citing
-            if set(r["cited_chunk_ids"]) & set(r["source_chunk_ids"])
-            and len(r["cited_chunk_ids"]) == len(r["cited"])  # no [n] beyond the documents
-        ]
-        refused = [r for r in unanswerable if r["refused"]]
-        m |= {
-            "groundedness": {
-                "mean": _mean(grounded),
-                "judged": len(grounded),
-                "failed": n - len(grounded),
-            },
-            "support": _mean([r["support"] for r in ok if r["support"] is not None]),
-            "citations": {
-                "citing": _share(len(citing), n),
-                "accuracy": _share(len(accurate), len(citing)),
-                "n_citing": len(citing),
-            },
-            "refusal": {
-                "accuracy": _share(len(refused), len(unanswerable)),
-                "n": len(unanswerable),
-                "false_refusals": _share(sum(r["refused"] for r in ok), n),
-            },
-        }
-    else:
-        m |= {"groundedness": None, "support": None, "citations": None, "refusal": None}
+    local = bool(mine and mine[0]["local"])
+    # Groundedness, citations and refusals only where there is retrieval.
+    rag = uses_retrieval(system)
+    grounded = [r["groundedness"] for r in answerable if r["groundedness"] is not None]
+    citing = [r for r in ok if r["cited"]]
+    accurate = [
+        r
+        for r in citing
+        if set(r["cited_chunk_ids"]) & set(r["source_chunk_ids"])
+        and len(r["cited_chunk_ids"]) == len(r["cited"])  # no [n] beyond the documents
+    ]
+    refused = [r for r in unanswerable if r["refused"]]
     # Answers that reused another prompt's start are not timed (LlamaStudent).
     timed = [r for r in mine if not r["answer_error"] and r.get("timed", True)]
     compute = sum(r["compute_s"] for r in timed)
     per_1k_s = compute / len(timed) * 1000 if timed else None
     api_cost = sum(r["cost_usd"] for r in mine)
-    if not m["local"] and all(r.get("priced", True) for r in mine):
+    if not local and all(r.get("priced", True) for r in mine):
         cost = api_cost / len(mine) * 1000 if mine else None
         basis = "API prices"
-    elif not m["local"]:
+    elif not local:
         cost, basis = None, "price unknown (set generate.price)"
     elif hourly_usd is not None and per_1k_s is not None:
         cost = per_1k_s / 3600 * hourly_usd
         basis = f"compute at ${hourly_usd:g}/h"
     else:
         cost, basis = None, "compute only"
-    m |= {
-        "latency_p50_s": percentile((r["latency_s"] for r in timed), 50),
-        "latency_p95_s": percentile((r["latency_s"] for r in timed), 95),
-        "tokens_per_s": round(sum(r["output_tokens"] for r in timed) / compute, 1)
+    return SystemMetrics(
+        local=local,
+        n=n,
+        n_unanswerable=len(unanswerable),
+        answer_failures=sum(bool(r["answer_error"]) for r in mine),
+        correctness=Correctness(
+            mean=_mean(grades),
+            ge4=_share(sum(c >= 4 for c in grades), len(judged)),
+            judged=len(scored),
+            failed=len(judged) - len(scored),
+        ),
+        similarity=_mean([r["similarity"] for r in ok if r["similarity"] is not None]),
+        token_f1=_mean(
+            [
+                0.0 if r["answer_error"] else token_f1(r["answer"], r["reference"])
+                for r in answerable
+            ]
+        ),
+        answer_words=_mean([float(len(r["answer"].split())) for r in ok]),
+        ci=intervals(rows, system, seed),
+        vs_teacher=_vs_teacher(judged) if system != "teacher" else None,
+        groundedness=Groundedness(
+            mean=_mean(grounded), judged=len(grounded), failed=n - len(grounded)
+        )
+        if rag
+        else None,
+        support=_mean([r["support"] for r in ok if r["support"] is not None]) if rag else None,
+        citations=Citations(
+            citing=_share(len(citing), n),
+            accuracy=_share(len(accurate), len(citing)),
+            n_citing=len(citing),
+        )
+        if rag
+        else None,
+        refusal=Refusal(
+            accuracy=_share(len(refused), len(unanswerable)),
+            n=len(unanswerable),
+            false_refusals=_share(sum(r["refused"] for r in ok), n),
+        )
+        if rag
+        else None,
+        latency_p50_s=percentile((r["latency_s"] for r in timed), 50),
+        latency_p95_s=percentile((r["latency_s"] for r in timed), 95),
+        tokens_per_s=round(sum(r["output_tokens"] for r in timed) / compute, 1)
         if compute
         else None,
-        "compute_s_per_1k": round(per_1k_s, 1) if per_1k_s is not None else None,
-        "cost_per_1k_usd": round(cost, 4) if cost is not None else None,
-        "cost_basis": basis,
-    }
-    return m
+        compute_s_per_1k=round(per_1k_s, 1) if per_1k_s is not None else None,
+        cost_per_1k_usd=round(cost, 4) if cost is not None else None,
+        cost_basis=basis,
+    )
 
 
 def summarise(
     rows: Sequence[Row], systems: list[str], hourly_usd: float | None = None, seed: int = 0
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, SystemMetrics]:
     """Per-system metrics, in the order of `systems`."""
     return {s: system_metrics(rows, s, hourly_usd, seed) for s in systems}
 
@@ -353,133 +367,130 @@ _METRIC_WORDS = {
 }
 
 
-def _span(ci: list[float] | None) -> str:
+def _span(ci: tuple[float, float] | None) -> str:
     return "" if ci is None else f" (95% CI {ci[0]:.0%}–{ci[1]:.0%})"
 
 
-def describe(c: dict[str, Any]) -> str:
+def describe(c: PairedComparison) -> str:
     """One comparison in words. Descriptive: the judge-free decision (distill.evaluate.
     decision) is the pre-declared primary; these are not corrected for multiplicity."""
-    what = _METRIC_WORDS.get(c["metric"], c["metric"])
-    lo, hi = c["ci"]
-    scale, unit = unit_of(c["metric"])
+    what = _METRIC_WORDS.get(c.metric, c.metric)
+    lo, hi = c.ci
+    scale, unit = unit_of(c.metric)
     unit = "points" if unit == "pt" else unit
     head = (
-        f"`{c['system']}` against `{c['against']}` on {what}: {signed(c['diff'] * scale)} "
-        f"{unit} (paired 95% CI {signed(lo * scale)} to {signed(hi * scale)}, {c['n']} questions)"
+        f"`{c.system}` against `{c.against}` on {what}: {signed(c.diff * scale)} "
+        f"{unit} (paired 95% CI {signed(lo * scale)} to {signed(hi * scale)}, {c.n} questions)"
     )
-    if c["significant"]:
-        side = "above" if c["diff"] > 0 else "below"
+    if c.significant:
+        side = "above" if c.diff > 0 else "below"
         return head + f": the interval is {side} 0 (descriptive, uncorrected)."
     return head + f": not resolved (the smallest difference this size detects: {_mde(c)})."
 
 
-def _mde(c: dict[str, Any]) -> str:
-    mde = c.get("mde")
-    scale, unit = unit_of(c["metric"])
-    return "?" if mde is None else f"{mde * scale:.0f} {'points' if unit == 'pt' else unit}"
+def _mde(c: PairedComparison) -> str:
+    scale, unit = unit_of(c.metric)
+    return f"{c.mde * scale:.0f} {'points' if unit == 'pt' else unit}"
 
 
-def headline(metrics: dict[str, Any]) -> str | None:
+def headline(metrics: EvalMetrics) -> str | None:
     """The report's first sentence: the deciding comparison on the primary metric."""
-    systems: dict[str, Any] = metrics["systems"]
-    for c in metrics.get("comparisons", []):
-        if c["metric"] != PRIMARY or c["against"] == "teacher":
+    for c in metrics.comparisons:
+        if c.metric != PRIMARY or c.against == "teacher":
             continue
-        a, b = systems[c["system"]], systems[c["against"]]
-        lo, hi = c["ci"]
+        a, b = metrics.systems[c.system], metrics.systems[c.against]
+        lo, hi = c.ci
         verdict = (
-            ("interval above 0" if c["diff"] > 0 else "interval below 0")
-            if c["significant"]
+            ("interval above 0" if c.diff > 0 else "interval below 0")
+            if c.significant
             else f"not resolved; MDE {_mde(c)}"
         )
         return (
-            f"On {metrics['questions']} questions about documents the student never trained "
-            f"on, `{c['system']}` answered {a['correctness']['ge4']:.0%} correctly"
-            f"{_span(a['ci'].get(PRIMARY))} and `{c['against']}` "
-            f"{b['correctness']['ge4']:.0%}{_span(b['ci'].get(PRIMARY))}: "
-            f"{signed(c['diff'] * 100)} points, paired 95% CI {signed(lo * 100)} to "
+            f"On {metrics.questions} questions about documents the student never trained "
+            f"on, `{c.system}` answered {a.correctness.ge4:.0%} correctly"
+            f"{_span(a.ci.correct)} and `{c.against}` "
+            f"{b.correctness.ge4:.0%}{_span(b.ci.correct)}: "
+            f"{signed(c.diff * 100)} points, paired 95% CI {signed(lo * 100)} to "
             f"{signed(hi * 100)} ({verdict})."
         )
     return None
 
 
-def what_this_means(metrics: dict[str, Any]) -> list[str]:
+def what_this_means(metrics: EvalMetrics) -> list[str]:
     """Plain sentences drawn from the numbers: the measured result first, then caveats."""
-    systems: dict[str, Any] = metrics["systems"]
+    systems = metrics.systems
     out: list[str] = []
     first = headline(metrics)
     if first:
         out.append(first)
-    if metrics.get("smoke_test"):
+    if metrics.smoke_test:
         out.append(
-            f"The judge here is {metrics['judge']}, a tiny local model, so these scores are a "
+            f"The judge here is {metrics.judge}, a tiny local model, so these scores are a "
             "smoke test of the pipeline, not a measure of quality; set `eval.judge` to a strong "
             "model for numbers to act on."
         )
-    elif metrics.get("small_judge"):
+    elif metrics.small_judge:
         out.append(
-            f"The judge is {metrics['judge']}, a small offline model: stronger than the "
+            f"The judge is {metrics.judge}, a small offline model: stronger than the "
             "student, but its grades are noisy, so read the judge-free columns (token F1, "
             "refusals) beside them, and set `eval.judge` to a strong model before acting."
         )
-    failed = sum(m["correctness"]["failed"] for m in systems.values())
-    total = sum(m["n"] for m in systems.values())
+    failed = sum(m.correctness.failed for m in systems.values())
+    total = sum(m.n for m in systems.values())
     if total and failed / total > 0.1:
         out.append(
             f"{failed} of {total} answers have no correctness score (the answer or its "
             "judgement failed); they count as not correct."
         )
     teacher = systems.get("teacher")
-    t_share = teacher["correctness"]["ge4"] if teacher else None
+    t_share = teacher.correctness.ge4 if teacher else None
     for name in ("ft+rag", "ft", "base+rag", "base"):
         m = systems.get(name)
-        if m is None or m["correctness"]["ge4"] is None:
+        if m is None or m.correctness.ge4 is None:
             continue
-        share = m["correctness"]["ge4"]
-        parts = [f"`{name}` answers {share:.0%} correctly{_span(m['ci'].get(PRIMARY))}"]
+        share = m.correctness.ge4
+        parts = [f"`{name}` answers {share:.0%} correctly{_span(m.ci.correct)}"]
         if teacher and t_share:
             parts.append(
                 f"against the teacher's {t_share:.0%} ({share / t_share:.0%} of its score)"
             )
-            if m["latency_p50_s"] and teacher["latency_p50_s"]:
-                ratio = m["latency_p50_s"] / teacher["latency_p50_s"]
+            if m.latency_p50_s and teacher.latency_p50_s:
+                ratio = m.latency_p50_s / teacher.latency_p50_s
                 parts.append(f"at {_ratio_words(ratio)} its median latency")
-        if m["vs_teacher"] and m["vs_teacher"]["failed"] < m["vs_teacher"]["n"]:
-            v = m["vs_teacher"]
+        v = m.vs_teacher
+        if v and v.failed < v.n:
             parts.append(
-                f"head to head it wins {v['win']:.0%}, ties {v['tie']:.0%} and loses "
-                f"{v['loss']:.0%} against the teacher"
+                f"head to head it wins {v.win:.0%}, ties {v.tie:.0%} and loses "
+                f"{v.loss:.0%} against the teacher"
             )
         out.append(", ".join(parts) + ".")
         break  # the best-trained system present; the table has the rest
-    out += [describe(c) for c in metrics.get("comparisons", [])]
+    out += [describe(c) for c in metrics.comparisons]
     refusals = {
-        s: m["refusal"]["accuracy"]
+        s: (m.refusal.accuracy, m.refusal.n)
         for s, m in systems.items()
-        if m["refusal"] and m["refusal"]["n"] and m["refusal"]["accuracy"] is not None
+        if m.refusal and m.refusal.n and m.refusal.accuracy is not None
     }
     if refusals:
-        best = max(refusals, key=lambda s: refusals[s])
-        worst = min(refusals, key=lambda s: refusals[s])
-        n = systems[best]["refusal"]["n"]
-        if refusals[best] == refusals[worst]:
+        best = max(refusals, key=lambda s: refusals[s][0])
+        worst = min(refusals, key=lambda s: refusals[s][0])
+        (high, n), low = refusals[best], refusals[worst][0]
+        if high == low:
             out.append(
                 f"On {n} questions the documents cannot answer, every system with retrieval "
-                f"says so {refusals[best]:.0%} of the time."
+                f"says so {high:.0%} of the time."
             )
         else:
             out.append(
                 f"On {n} questions the documents cannot answer, `{best}` says so "
-                f"{refusals[best]:.0%} of the time{_span(systems[best]['ci'].get('refusal'))} "
-                f"and `{worst}` {refusals[worst]:.0%}."
+                f"{high:.0%} of the time{_span(systems[best].ci.refusal)} "
+                f"and `{worst}` {low:.0%}."
             )
-    seen = metrics.get("seen")
-    if seen and seen.get("comparisons"):
-        for c in seen["comparisons"]:
-            if c["metric"] == PRIMARY and c["against"] != "teacher":
+    if metrics.seen:
+        for c in metrics.seen.comparisons:
+            if c.metric == PRIMARY and c.against != "teacher":
                 out.append(
-                    f"On {seen['questions']} new questions about documents it trained on "
+                    f"On {metrics.seen.questions} new questions about documents it trained on "
                     "(knowledge absorbed): " + describe(c)
                 )
     return out

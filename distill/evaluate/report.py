@@ -6,14 +6,14 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError
-from distill.io import read_json, save_figure, write_text
+from distill.io import save_figure, write_text
 from distill.recipe import Recipe
-from distill.results import Decision
+from distill.results import EvalMetrics, PairedComparison, SystemMetrics, read_metrics
 from distill.rows import Answer
 from distill.verdict import (
     COLUMNS,
@@ -27,23 +27,23 @@ from distill.verdict import (
 )
 
 
-def _notes(recipe: Recipe | None, metrics: dict[str, Any]) -> list[str]:
-    un = metrics["unanswerable"]
-    judge = metrics["judge"]
+def _notes(recipe: Recipe | None, metrics: EvalMetrics) -> list[str]:
+    un = metrics.unanswerable
+    judge = metrics.judge
     notes = [
-        f"Questions: {metrics['questions']} held-out questions from documents never trained "
-        f"on, plus {un['no_oracle']} asked again with their source documents removed from "
-        f"retrieval and {un['off_topic']} off-topic ones (right answer: the documents do not "
+        f"Questions: {metrics.questions} held-out questions from documents never trained "
+        f"on, plus {un.no_oracle} asked again with their source documents removed from "
+        f"retrieval and {un.off_topic} off-topic ones (right answer: the documents do not "
         "say); those go to the systems with retrieval only.",
-        f"Retrieval: top {metrics['k']} chunks; the question's source chunk was among them for "
-        f"{pct(metrics['retrieval_hit_rate'])} of questions.",
+        f"Retrieval: top {metrics.k} chunks; the question's source chunk was among them for "
+        f"{pct(metrics.retrieval_hit_rate)} of questions.",
         f"Judge: `{judge}`"
-        + (" (the teacher)" if judge == metrics["teacher"] else "")
+        + (" (the teacher)" if judge == metrics.teacher else "")
         + ". Correctness is graded 1-5 against the reference answer (the teacher's answer "
         "written from the source chunk); groundedness 1-5 against the retrieved chunks. "
         "Head to head, each student answer is compared with the teacher's twice, in both "
         "orders; it wins or loses only when both orders agree, otherwise it is a tie.",
-        f"Failures count: {metrics['judge_failures']} of {metrics['judge_calls']} judgements "
+        f"Failures count: {metrics.judge_failures} of {metrics.judge_calls} judgements "
         "failed or could not be parsed; "
         "an answer without a judgement counts as not ≥ 4 and not a win. Means are over the "
         "judged answers.",
@@ -51,20 +51,20 @@ def _notes(recipe: Recipe | None, metrics: dict[str, Any]) -> list[str]:
         "source chunk and no document that does not exist. Refusal accuracy: of the "
         "unanswerable questions, the share answered with 'the documents do not contain it' "
         "(detected by phrase).",
-        f"Latency: wall time per answer on {metrics['hardware']}, the search included for "
+        f"Latency: wall time per answer on {metrics.hardware}, the search included for "
         "systems with retrieval; "
         + (
             "the local models run through llama.cpp, one question at a time."
-            if metrics.get("student_engine") == "llama.cpp"
-            else f"a local model answers {metrics['batch_size']} questions at a time, so each "
+            if metrics.student_engine == "llama.cpp"
+            else f"a local model answers {metrics.batch_size} questions at a time, so each "
             "of those answers waits for its batch."
         )
         + " Tokens/s is output tokens over compute time.",
         "Cost: API systems at the provider's list prices; local systems cost compute only "
         "(time on this machine, priced when `eval.hardware_cost_per_hour` is set). "
-        f"The judge cost ${metrics['judge_cost_usd']:.2f} on top.",
+        f"The judge cost ${metrics.judge_cost_usd:.2f} on top.",
         "Intervals: 95% percentile bootstrap over questions "
-        f"({(metrics.get('bootstrap') or {}).get('resamples', '?')} resamples, seeded); a "
+        f"({metrics.bootstrap.resamples} resamples, seeded); a "
         "comparison resamples the same questions for both systems (paired), and claims a "
         "gain or a loss only when its interval excludes 0. Token F1 (word overlap with the "
         "reference) and embedding similarity need no judge.",
@@ -77,53 +77,38 @@ def _notes(recipe: Recipe | None, metrics: dict[str, Any]) -> list[str]:
     return notes
 
 
-def decision_of(metrics: dict[str, Any]) -> Decision | None:
-    """metrics.json's judge-free decision, read back through its model."""
-    d = metrics.get("decision")
-    return Decision.model_validate(d) if d else None
-
-
-def _decision_lines(metrics: dict[str, Any]) -> list[str]:
-    d = decision_of(metrics)
+def _decision_lines(metrics: EvalMetrics) -> list[str]:
+    d = metrics.decision
     if d is None:
         return []
     lines = decision_markdown(d)
-    key = metrics.get("answer_key") or {}
+    key = metrics.answer_key
     if key:
-        skipped = ", ".join(f"{n} {why}" for why, n in key["skipped"].items()) or "none"
+        skipped = ", ".join(f"{n} {why}" for why, n in key.skipped.items()) or "none"
         lines += [
             "",
-            f"Answer key: `{key['file']}`, {key['answerable']} answerable and "
-            f"{key['unanswerable']} verified unanswerable questions kept; skipped: {skipped}.",
+            f"Answer key: `{key.file}`, {key.answerable} answerable and "
+            f"{key.unanswerable} verified unanswerable questions kept; skipped: {skipped}.",
         ]
     lines += _judge_lines(metrics)
     return [*lines, "", *discordant_markdown(d)]
 
 
-def _judged_sentences(metrics: dict[str, Any]) -> list[str]:
-    # metrics.json before the answer key had only `what_this_means`.
-    return list(metrics.get("what_this_means_judged", metrics["what_this_means"]))
-
-
-def _judge_lines(metrics: dict[str, Any]) -> list[str]:
+def _judge_lines(metrics: EvalMetrics) -> list[str]:
     """What the judge is worth: its agreement with the key and its built-in checks."""
-    if not metrics.get("judge"):
+    if not metrics.judge:
         return ["", "The judge is off (`eval.judge_items: 0`): the verdict is judge-free."]
     lines = ["", "## The judge, measured", ""]
-    agreement = metrics.get("judge_agreement")
+    agreement = metrics.judge_agreement
     if agreement:
+        ci = agreement.kappa_ci95
         lines.append(
-            f"- Against the key-fact check on {agreement['n']} answers both scored: agreement "
-            f"{agreement['agreement']:.0%}, Cohen's kappa "
+            f"- Against the key-fact check on {agreement.n} answers both scored: agreement "
+            f"{agreement.agreement:.0%}, Cohen's kappa "
             + (
                 "undefined (one class only)"
-                if agreement["kappa"] is None
-                else f"{agreement['kappa']:.2f}"
-                + (
-                    f" [{agreement['kappa_ci95'][0]:.2f}, {agreement['kappa_ci95'][1]:.2f}]"
-                    if agreement.get("kappa_ci95")
-                    else ""
-                )
+                if agreement.kappa is None
+                else f"{agreement.kappa:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
             )
             + "."
         )
@@ -133,65 +118,65 @@ def _judge_lines(metrics: dict[str, Any]) -> list[str]:
         ("foil", "another question's reference graded as the answer, not graded wrong "
          "(false positives)"),
     ):  # fmt: skip
-        c = (metrics.get("judge_checks") or {}).get(kind)
-        if c and c["n"]:
+        c = metrics.judge_checks.get(kind)
+        if c is not None and c.ci is not None:  # some checks were graded (n > 0)
             lines.append(
-                f"- {kind.capitalize()} check: {c['missed']} of {c['n']} {what}: "
-                f"{c['rate']:.0%} [{c['ci'][0]:.0%}, {c['ci'][1]:.0%}]"
-                + (f"; {c['failed']} checks failed" if c["failed"] else "")
+                f"- {kind.capitalize()} check: {c.missed} of {c.n} {what}: "
+                f"{c.rate:.0%} [{c.ci[0]:.0%}, {c.ci[1]:.0%}]"
+                + (f"; {c.failed} checks failed" if c.failed else "")
                 + "."
             )
-    if metrics.get("judge_same_family"):
+    if metrics.judge_same_family:
         lines.append(
-            f"- Warning: the judge (`{metrics['judge']}`) is of the teacher's family "
-            f"(`{metrics['teacher']}`); it may prefer answers written like the teacher's. "
+            f"- Warning: the judge (`{metrics.judge}`) is of the teacher's family "
+            f"(`{metrics.teacher}`); it may prefer answers written like the teacher's. "
             "Set `eval.judge` to another family."
         )
     return lines
 
 
 def render_markdown(
-    metrics: dict[str, Any], rows: Sequence[Answer], recipe: Recipe | None, examples: int
+    metrics: EvalMetrics, rows: Sequence[Answer], recipe: Recipe | None, examples: int
 ) -> str:
     lines = ["# Evaluation report", "", *_decision_lines(metrics)]
-    if not metrics["questions"] and not metrics["unanswerable"]["no_oracle"]:
+    if not metrics.questions and not metrics.unanswerable.no_oracle:
         return "\n".join(lines)  # no generated questions: the answer key is the report
     lines += [
         "## Generated questions, judged (descriptive)"
-        if decision_of(metrics)
+        if metrics.decision
         else "## What this means",
         "",
-        " ".join(_judged_sentences(metrics)),
+        " ".join(metrics.what_this_means_judged),
         "",
         "## Decision table",
         "",
     ]
     lines += [
-        f"Unseen documents: {metrics['questions']} questions on documents no training row "
+        f"Unseen documents: {metrics.questions} questions on documents no training row "
         "contains (behaviour and grounding).",
         "",
-        decision_table(metrics),
+        decision_table(metrics.systems),
     ]
-    if metrics.get("comparisons"):
+    if metrics.comparisons:
         lines += [
             "",
             "### Deciding comparisons (paired)",
             "",
-            comparison_table(metrics["comparisons"]),
+            comparison_table(metrics.comparisons),
         ]
-    seen = metrics.get("seen")
+    seen = metrics.seen
     if seen:
         lines += [
             "",
-            f"## Seen documents: {seen['questions']} held-out questions on training documents",
+            f"## Seen documents: {seen.questions} held-out questions on training documents",
             "",
             "Knowledge absorbed: new questions (decontaminated against the training "
             "questions) about documents the student trained on. Compare `ft` with `base`.",
             "",
-            decision_table(metrics, seen["systems"]),
+            decision_table(seen.systems),
         ]
-        if seen.get("comparisons"):
-            lines += ["", comparison_table(seen["comparisons"])]
+        if seen.comparisons:
+            lines += ["", comparison_table(seen.comparisons)]
     lines += [
         "",
         "![quality by system](quality.png)",
@@ -210,15 +195,15 @@ def render_markdown(
         "cites | false refusals | compute per 1k | cost basis |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, m in metrics["systems"].items():
+    for name, m in metrics.systems.items():
         lines.append(
-            f"| {name} | {m['n']} | {m['answer_failures']} | "
-            f"{_num(m['similarity'])} | {_num(m['support'])} | "
-            f"{pct(m['citations']['citing']) if m['citations'] else 'n/a'} | "
-            f"{pct(m['refusal']['false_refusals']) if m['refusal'] else 'n/a'} | "
-            f"{_num(m['compute_s_per_1k'], '.0f')} s | {m['cost_basis']} |"
+            f"| {name} | {m.n} | {m.answer_failures} | "
+            f"{_num(m.similarity)} | {_num(m.support)} | "
+            f"{pct(m.citations.citing) if m.citations else 'n/a'} | "
+            f"{pct(m.refusal.false_refusals) if m.refusal else 'n/a'} | "
+            f"{_num(m.compute_s_per_1k, '.0f')} s | {m.cost_basis} |"
         )
-    lines += ["", f"## Examples ({min(examples, metrics['questions'])} held-out questions)", ""]
+    lines += ["", f"## Examples ({min(examples, metrics.questions)} held-out questions)", ""]
     for ex in side_by_side(rows, examples):
         lines += [f"### {_md(ex['question'])}", "", f"- **reference**: {_md(ex['reference'])}"]
         for a in ex["answers"]:
@@ -285,7 +270,7 @@ th{background:#f3f3f3} img{max-width:100%} .ex{margin-bottom:1.5em}
 
 
 def render_html(
-    metrics: dict[str, Any],
+    metrics: EvalMetrics,
     rows: Sequence[Answer],
     recipe: Recipe | None,
     examples: int,
@@ -300,40 +285,40 @@ def render_html(
         "<h1>Evaluation report</h1>",
         _markdown_html(_decision_lines(metrics)),
     ]
-    if not metrics["questions"] and not metrics["unanswerable"]["no_oracle"]:
+    if not metrics.questions and not metrics.unanswerable.no_oracle:
         return "\n".join([*parts, "</body></html>"])
     parts += [
         "<h2>Generated questions, judged (descriptive)</h2>"
-        if decision_of(metrics)
+        if metrics.decision
         else "<h2>What this means</h2>",
-        f"<p id='what-this-means'>{_code(' '.join(_judged_sentences(metrics)))}</p>",
+        f"<p id='what-this-means'>{_code(' '.join(metrics.what_this_means_judged))}</p>",
         "<h2>Decision table</h2>",
         "<table id='decision-table'><thead><tr>",
         *(f"<th data-col='{k}'>{e(h)}</th>" for k, h in COLUMNS),
         "</tr></thead><tbody>",
     ]
-    for name, m in metrics["systems"].items():
+    for name, m in metrics.systems.items():
         row = cells(name, m)
         parts.append("<tr>" + "".join(f"<td data-col='{k}'>{e(row[k])}</td>" for k, _ in COLUMNS))
         parts.append("</tr>")
     parts.append("</tbody></table>")
-    if metrics.get("comparisons"):
-        parts += ["<h3>Deciding comparisons (paired)</h3>", _html_table(metrics["comparisons"])]
-    seen = metrics.get("seen")
+    if metrics.comparisons:
+        parts += ["<h3>Deciding comparisons (paired)</h3>", _html_table(metrics.comparisons)]
+    seen = metrics.seen
     if seen:
         parts.append(
-            f"<h2>Seen documents: {seen['questions']} held-out questions on training "
+            f"<h2>Seen documents: {seen.questions} held-out questions on training "
             "documents</h2><p>Knowledge absorbed: compare <code>ft</code> with "
             "<code>base</code>.</p><table id='seen-table'><thead><tr>"
         )
         parts += [f"<th>{e(h)}</th>" for _, h in COLUMNS]
         parts.append("</tr></thead><tbody>")
-        for name, m in seen["systems"].items():
+        for name, m in seen.systems.items():
             row = cells(name, m)
             parts.append("<tr>" + "".join(f"<td>{e(row[k])}</td>" for k, _ in COLUMNS) + "</tr>")
         parts.append("</tbody></table>")
-        if seen.get("comparisons"):
-            parts.append(_html_table(seen["comparisons"]))
+        if seen.comparisons:
+            parts.append(_html_table(seen.comparisons))
     for name, data in images.items():
         uri = "data:image/png;base64," + base64.b64encode(data).decode()
         parts.append(f"<p><img alt='{e(name)}' src='{uri}'></p>")
@@ -401,7 +386,7 @@ def _markdown_html(lines: list[str]) -> str:
     return "\n".join(out)
 
 
-def _html_table(comparisons: list[dict[str, Any]]) -> str:
+def _html_table(comparisons: list[PairedComparison]) -> str:
     """The comparison table (rendered from its Markdown form: one source of truth)."""
     rows = [ln.strip("|").split(" | ") for ln in comparison_table(comparisons).splitlines()]
     head, body = rows[0], rows[2:]
@@ -415,18 +400,18 @@ def _html_table(comparisons: list[dict[str, Any]]) -> str:
     )
 
 
-def _errorbars(systems: dict[str, Any], metric: str, value: Any) -> tuple[list[float], Any]:
-    """(values, yerr) for a bar chart of `metric` with its 95% intervals."""
-    vals = [float(value(m) or 0.0) for m in systems.values()]
+def _errorbars(systems: dict[str, SystemMetrics]) -> tuple[list[float], list[list[float]]]:
+    """(values, yerr) for a bar chart of the share correct with its 95% intervals."""
+    vals = [float(m.correctness.ge4 or 0.0) for m in systems.values()]
     lows, highs = [], []
     for v, m in zip(vals, systems.values(), strict=True):
-        ci = (m.get("ci") or {}).get(metric)
+        ci = m.ci.correct
         lows.append(max(0.0, v - ci[0]) if ci else 0.0)
         highs.append(max(0.0, ci[1] - v) if ci else 0.0)
     return vals, [lows, highs]
 
 
-def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
+def plots(out: Path, metrics: EvalMetrics) -> dict[str, bytes]:
     """quality.png (correctness by system) and tradeoff.png (against latency and cost)."""
     import matplotlib
     import matplotlib.ticker
@@ -434,41 +419,41 @@ def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    systems = metrics["systems"]
+    systems = metrics.systems
     names = list(systems)
     sets = [("unseen documents", systems)]
-    if metrics.get("seen"):
-        sets.append(("seen documents", metrics["seen"]["systems"]))
+    if metrics.seen:
+        sets.append(("seen documents", metrics.seen.systems))
     fig, ax = plt.subplots(figsize=(8, 3.8))
     width = 0.8 / len(sets)
     for k, (label, group) in enumerate(sets):
-        vals, err = _errorbars(group, "correct", lambda m: m["correctness"]["ge4"])
+        vals, err = _errorbars(group)
         xs = [names.index(s) + (k - (len(sets) - 1) / 2) * width for s in group]
         ax.bar(xs, vals, width, yerr=err, capsize=4, label=label)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("correct (judge ≥ 4), 95% CI")
-    ax.set_title(f"Correct answers on {metrics['questions']} held-out questions (unseen docs)")
+    ax.set_title(f"Correct answers on {metrics.questions} held-out questions (unseen docs)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, out / "quality.png", dpi=100)
     plt.close(fig)
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    by_latency = sorted(names, key=lambda s: systems[s]["latency_p50_s"] or 0)
+    by_latency = sorted(names, key=lambda s: systems[s].latency_p50_s or 0)
     for s in names:
         i = by_latency.index(s)
         m = systems[s]
-        if m["correctness"]["ge4"] is None or m["latency_p50_s"] is None:
+        if m.correctness.ge4 is None or m.latency_p50_s is None:
             continue
-        y = m["correctness"]["ge4"]
-        ci = (m.get("ci") or {}).get("correct")
+        y = m.correctness.ge4
+        ci = m.ci.correct
         yerr = [[max(0.0, y - ci[0])], [max(0.0, ci[1] - y)]] if ci else None
         shift = (4, 4 + 12 * (i % 3))  # staggered labels: close points stay readable
-        left.errorbar(m["latency_p50_s"], y, yerr=yerr, fmt="o", color="#4c72b0", capsize=3)
-        left.annotate(s, (m["latency_p50_s"], y), textcoords="offset points", xytext=shift)
-        cost = m["cost_per_1k_usd"]
-        x = cost if cost is not None else (m["compute_s_per_1k"] or 0) / 3600
+        left.errorbar(m.latency_p50_s, y, yerr=yerr, fmt="o", color="#4c72b0", capsize=3)
+        left.annotate(s, (m.latency_p50_s, y), textcoords="offset points", xytext=shift)
+        cost = m.cost_per_1k_usd
+        x = cost if cost is not None else (m.compute_s_per_1k or 0) / 3600
         right.errorbar(
             x, y, yerr=yerr, fmt="o", color="#dd8452" if cost is None else "#4c72b0", capsize=3
         )
@@ -477,7 +462,7 @@ def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
     left.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     left.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     left.set_xlabel("p50 latency per answer (s, log)")
-    priced = any(systems[s]["cost_per_1k_usd"] is not None for s in names)
+    priced = any(systems[s].cost_per_1k_usd is not None for s in names)
     right.set_xlabel(
         "cost per 1k queries (USD; orange: compute hours, unpriced)"
         if priced
@@ -492,9 +477,7 @@ def plots(out: Path, metrics: dict[str, Any]) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in ("quality.png", "tradeoff.png")}
 
 
-def write_report(
-    out: Path, recipe: Recipe, metrics: dict[str, Any], rows: Sequence[Answer]
-) -> None:
+def write_report(out: Path, recipe: Recipe, metrics: EvalMetrics, rows: Sequence[Answer]) -> None:
     images = plots(out, metrics)
     n = recipe.eval.examples
     write_text(out / "report.md", render_markdown(metrics, rows, recipe, n))
@@ -504,7 +487,7 @@ def write_report(
 # -- distill eval --compare
 
 
-def load_metrics(where: Path) -> tuple[str, dict[str, Any]]:
+def load_metrics(where: Path) -> tuple[str, EvalMetrics]:
     """metrics.json of a run folder, its eval folder, or a recipe's run."""
     if where.suffix in (".yaml", ".yml") and where.is_file():
         from distill.recipe import load_recipe
@@ -512,22 +495,22 @@ def load_metrics(where: Path) -> tuple[str, dict[str, Any]]:
         where = load_recipe(where).run_path
     for candidate in (where / "eval" / "metrics.json", where / "metrics.json"):
         if candidate.is_file():
-            return str(where), read_json(candidate)
+            return str(where), read_metrics(candidate)
     raise InputError(
         f"no eval results in {where}; give a run folder (runs/NAME) or a recipe whose eval ran"
     )
 
 
-_COMPARED = [
-    ("correctness", lambda m: m["correctness"]["mean"], ".2f"),
-    ("% ≥ 4", lambda m: m["correctness"]["ge4"], "%"),
-    ("token F1", lambda m: m.get("token_f1"), ".2f"),
-    ("win vs teacher", lambda m: (m["vs_teacher"] or {}).get("win"), "%"),
-    ("groundedness", lambda m: (m["groundedness"] or {}).get("mean"), ".2f"),
-    ("refusal accuracy", lambda m: (m["refusal"] or {}).get("accuracy"), "%"),
-    ("latency p50 (s)", lambda m: m["latency_p50_s"], ".2f"),
-    ("tokens/s", lambda m: m["tokens_per_s"], ".1f"),
-    ("cost per 1k (USD)", lambda m: m["cost_per_1k_usd"], ".4f"),
+_COMPARED: list[tuple[str, Callable[[SystemMetrics], float | None], str]] = [
+    ("correctness", lambda m: m.correctness.mean, ".2f"),
+    ("% ≥ 4", lambda m: m.correctness.ge4, "%"),
+    ("token F1", lambda m: m.token_f1, ".2f"),
+    ("win vs teacher", lambda m: m.vs_teacher.win if m.vs_teacher else None, "%"),
+    ("groundedness", lambda m: m.groundedness.mean if m.groundedness else None, ".2f"),
+    ("refusal accuracy", lambda m: m.refusal.accuracy if m.refusal else None, "%"),
+    ("latency p50 (s)", lambda m: m.latency_p50_s, ".2f"),
+    ("tokens/s", lambda m: m.tokens_per_s, ".1f"),
+    ("cost per 1k (USD)", lambda m: m.cost_per_1k_usd, ".4f"),
 ]
 
 
@@ -536,14 +519,14 @@ def compare(a: Path, b: Path) -> str:
     name_a, ma = load_metrics(a)
     name_b, mb = load_metrics(b)
     lines = [
-        f"A: {name_a} ({ma['questions']} questions, judge {ma['judge']})",
-        f"B: {name_b} ({mb['questions']} questions, judge {mb['judge']})",
+        f"A: {name_a} ({ma.questions} questions, judge {ma.judge})",
+        f"B: {name_b} ({mb.questions} questions, judge {mb.judge})",
     ]
-    if ma["judge"] != mb["judge"]:
+    if ma.judge != mb.judge:
         lines.append("note: different judges; their scores are not on the same scale")
     lines.append("")
     lines.append(f"{'system':<10} {'metric':<18} {'A':>9} {'B':>9} {'B - A':>9}")
-    da, db = decision_of(ma), decision_of(mb)
+    da, db = ma.decision, mb.decision
     if da is not None or db is not None:
         acc_a = da.sets[-1].accuracy if da else {}
         acc_b = db.sets[-1].accuracy if db else {}
@@ -556,8 +539,8 @@ def compare(a: Path, b: Path) -> str:
                 f"{system:<10} {'key-fact accuracy':<18} {_fmt(va, '%'):>9} {_fmt(vb, '%'):>9} "
                 f"{delta:>9}"
             )
-    for system in dict.fromkeys([*ma["systems"], *mb["systems"]]):
-        sa, sb = ma["systems"].get(system), mb["systems"].get(system)
+    for system in dict.fromkeys([*ma.systems, *mb.systems]):
+        sa, sb = ma.systems.get(system), mb.systems.get(system)
         for label, get, fmt in _COMPARED:
             va = get(sa) if sa else None
             vb = get(sb) if sb else None

@@ -79,6 +79,14 @@ from distill.io import write_json
 from distill.keyfacts import tokens
 from distill.prompts import Template, load_templates
 from distill.recipe import Recipe
+from distill.results import (
+    AnswerKeySummary,
+    Bootstrap,
+    EvalMetrics,
+    JudgeCheck,
+    SeenMetrics,
+    Unanswerable,
+)
 from distill.retrieval import Retriever
 from distill.rows import Answer, Judgement
 from distill.rows import write as write_rows
@@ -109,7 +117,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
 
     teacher_sys = next((s for s in systems if s.name == "teacher"), None)
     judge_spec, judge_model, judge, judge_cost = None, None, None, 0.0
-    checks: dict[str, Any] = {}
+    checks: dict[str, JudgeCheck] = {}
     if _judge_sample(rows, cfg.judge_items, cfg.seed):
         judge_spec, judge_model = _judge(
             recipe,
@@ -131,33 +139,35 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     write_rows(out / "answers.parquet", rows, Answer)
     write_rows(out / "judgements.parquet", judge.log if judge else [], Judgement)
 
-    metrics = _metrics(recipe, folder, items, rows, systems)
     decision = decide(rows, cfg.deciding, cfg.teacher_margin, cfg.examples, cfg.seed)
-    metrics |= {
-        "judge": judge_spec,
-        "smoke_test": bool(judge_model and smoke_test_judge(judge_model, recipe.train.student)),
-        "small_judge": bool(judge_model and small_judge(judge_model)),
-        "judge_calls": judge.calls if judge else 0,
-        "judge_failures": judge.failures if judge else 0,
-        "judge_cost_usd": round(judge_cost, 4),
-        "judge_agreement": judge_agreement(rows, cfg.seed),
-        "judge_checks": checks,
-        "judge_same_family": bool(judge_spec and same_family(judge_spec, recipe.generate.teacher)),
-        "answer_key": _key_summary(recipe, key),
-        "decision": decision.model_dump(mode="json") if decision else None,
-    }
-    # The verdict first (the report, the card and the benchmarks open with it), then the
-    # judged, generated questions' sentences (descriptive when a key decides).
-    metrics["what_this_means_judged"] = eval_metrics.what_this_means(metrics)
-    metrics["what_this_means"] = (decision.verdict_lines if decision else []) + metrics[
-        "what_this_means_judged"
-    ]
-    write_json(out / "metrics.json", metrics)
+    metrics = EvalMetrics(
+        **_measured(recipe, folder, items, rows, systems),
+        judge=judge_spec,
+        smoke_test=bool(judge_model and smoke_test_judge(judge_model, recipe.train.student)),
+        small_judge=bool(judge_model and small_judge(judge_model)),
+        judge_calls=judge.calls if judge else 0,
+        judge_failures=judge.failures if judge else 0,
+        judge_cost_usd=round(judge_cost, 4),
+        judge_agreement=judge_agreement(rows, cfg.seed),
+        judge_checks=checks,
+        judge_same_family=bool(judge_spec and same_family(judge_spec, recipe.generate.teacher)),
+        answer_key=_key_summary(recipe, key),
+        decision=decision,
+        what_this_means_judged=[],
+        what_this_means=[],
+    )
+    # The sentences are drawn from the metrics above. The verdict first (the report, the
+    # card and the benchmarks open with it), then the judged, generated questions'
+    # sentences (descriptive when a key decides).
+    sentences = eval_metrics.what_this_means(metrics)
+    metrics.what_this_means_judged = sentences
+    metrics.what_this_means = (decision.verdict_lines if decision else []) + sentences
+    write_json(out / "metrics.json", metrics.model_dump(mode="json"))
     write_report(out, recipe, metrics, rows)
     counts: dict[str, Any] = {
-        "questions": metrics["questions"],
-        "unanswerable": sum(metrics["unanswerable"].values()),
-        "judge_failures": metrics["judge_failures"],
+        "questions": metrics.questions,
+        "unanswerable": metrics.unanswerable.no_oracle + metrics.unanswerable.off_topic,
+        "judge_failures": metrics.judge_failures,
         # What this run paid (cached replies are free), priced like every teacher.
         "systems_cost_usd": round(sum(s.teacher.spent_usd for s in systems), 6),
         "judge_cost_usd": round(judge_model.spent_usd, 6) if judge_model else 0.0,
@@ -165,8 +175,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     if decision is not None:
         counts["key_questions"] = decision.sets[-1].questions
         counts["verdict"] = decision.verdict
-    for s, m in metrics["systems"].items():
-        mean = m["correctness"]["mean"]
+    for s, m in metrics.systems.items():
+        mean = m.correctness.mean
         counts[f"correctness[{s}]"] = mean if mean is not None else "n/a"
     return counts
 
@@ -213,18 +223,18 @@ def _judge_sample(rows: list[Answer], n: int | None, seed: int) -> bool:
     return bool(picked)
 
 
-def _key_summary(recipe: Recipe, key: LoadedKey | None) -> dict[str, Any] | None:
+def _key_summary(recipe: Recipe, key: LoadedKey | None) -> AnswerKeySummary | None:
     if key is None:
         return None
-    return {
-        "file": recipe.eval.answer_key,
-        "generated": sum(it.item_id.startswith("gen-") for it in key.items),
-        "items": len(key.items),
-        "answerable": sum(it.answerable for it in key.items),
-        "unanswerable": sum(not it.answerable for it in key.items),
-        "skipped": dict(key.skipped),
-        "skip_examples": key.examples,
-    }
+    return AnswerKeySummary(
+        file=recipe.eval.answer_key,
+        generated=sum(it.item_id.startswith("gen-") for it in key.items),
+        items=len(key.items),
+        answerable=sum(it.answerable for it in key.items),
+        unanswerable=sum(not it.answerable for it in key.items),
+        skipped=dict(key.skipped),
+        skip_examples=key.examples,
+    )
 
 
 def _support(rows: list[Answer], chunk_text: dict[str, str]) -> None:
@@ -244,15 +254,15 @@ def _support(rows: list[Answer], chunk_text: dict[str, str]) -> None:
         )
 
 
-def _metrics(
+def _measured(
     recipe: Recipe,
     folder: RunFolder,
     items: list[Item],
     rows: list[Answer],
     systems: list[System],
 ) -> dict[str, Any]:
-    """metrics.json without the judge's part: the sets, the systems' metrics with their
-    intervals, and the paired comparisons."""
+    """EvalMetrics' fields without the judge's part and the decision: the sets, the
+    systems' metrics with their intervals, and the paired comparisons."""
     cfg = recipe.eval
     # The generated questions (teacher references, judged) and the refusal items not
     # verified by an answer key: the descriptive tables. The key's rows: decision.py.
@@ -271,10 +281,10 @@ def _metrics(
     engines = [s.teacher for s in systems if isinstance(s.teacher, LlamaStudent | StudentModel)]
     metrics: dict[str, Any] = {
         "questions": len(answerable),
-        "unanswerable": {
-            "no_oracle": sum(it.kind == "no_oracle" for it in items),
-            "off_topic": sum(it.kind == "off_topic" for it in items),
-        },
+        "unanswerable": Unanswerable(
+            no_oracle=sum(it.kind == "no_oracle" for it in items),
+            off_topic=sum(it.kind == "off_topic" for it in items),
+        ),
         "k": cfg.k,
         "retrieval_hit_rate": round(sum(found) / len(found), 4) if found else None,
         "teacher": recipe.generate.teacher,
@@ -288,18 +298,16 @@ def _metrics(
         ),
         "systems": eval_metrics.summarise(unseen, names, cfg.hardware_cost_per_hour, cfg.seed),
         "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed),
-        "bootstrap": {"resamples": eval_metrics.N_BOOT, "seed": cfg.seed, "level": 0.95},
+        "bootstrap": Bootstrap(resamples=eval_metrics.N_BOOT, seed=cfg.seed, level=0.95),
         # Which adapter these numbers are of: publish refuses to put them on another one.
         "adapter_sha256": _adapter_sha(folder),
     }
     if seen:
-        metrics["seen"] = {
-            "questions": len({r["item_id"] for r in seen}),
-            "systems": eval_metrics.summarise(
-                seen, seen_names, cfg.hardware_cost_per_hour, cfg.seed
-            ),
-            "comparisons": eval_metrics.comparisons(seen, seen_names, cfg.seed),
-        }
+        metrics["seen"] = SeenMetrics(
+            questions=len({r["item_id"] for r in seen}),
+            systems=eval_metrics.summarise(seen, seen_names, cfg.hardware_cost_per_hour, cfg.seed),
+            comparisons=eval_metrics.comparisons(seen, seen_names, cfg.seed),
+        )
     return metrics
 
 

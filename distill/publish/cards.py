@@ -17,7 +17,7 @@ from distill import __version__
 from distill.gate import review_stats, summary, training_rows
 from distill.io import read_rows
 from distill.recipe import Recipe
-from distill.results import Decision
+from distill.results import EvalMetrics
 from distill.runfolder import RunFolder
 from distill.verdict import decision_markdown, decision_table
 
@@ -172,7 +172,7 @@ def model_card(
     folder: RunFolder,
     repo_ids: tuple[str, str],
     base: tuple[str, str],
-    metrics: tuple[dict[str, Any], dict[str, Any]],
+    metrics: tuple[EvalMetrics, dict[str, Any]],
     review: str,
 ) -> str:
     """`repo_ids`: (adapter, dataset); `base`: (the student's id, where it came from);
@@ -215,16 +215,12 @@ def model_card(
         train_loss=trained.get("train_loss", "?"),
         eval_loss=trained.get("eval_loss", "?"),
         versions=", ".join(f"{k} {v}" for k, v in versions.items()) or "not recorded",
-        questions=evaluated["questions"],
-        k=evaluated["k"],
-        judge=evaluated["judge"],
-        hardware=evaluated["hardware"],
-        adapter_sha256=evaluated.get("adapter_sha256") or "not recorded",
-        meaning=" ".join(
-            evaluated.get("what_this_means_judged", evaluated.get("what_this_means", []))
-        ),
-        decision_table=decision_table(evaluated),
-        decision="\n".join(decision_markdown(Decision.model_validate(evaluated["decision"])))
-        if evaluated.get("decision")
-        else "",
+        questions=evaluated.questions,
+        k=evaluated.k,
+        judge=evaluated.judge,
+        hardware=evaluated.hardware,
+        adapter_sha256=evaluated.adapter_sha256 or "not recorded",
+        meaning=" ".join(evaluated.what_this_means_judged),
+        decision_table=decision_table(evaluated.systems),
+        decision="\n".join(decision_markdown(evaluated.decision)) if evaluated.decision else "",
     )

@@ -31,6 +31,7 @@ from distill.publish.cards import dataset_card, model_card, review_text
 from distill.publish.secrets import refuse_secrets
 from distill.recipe import Recipe
 from distill.redact import redact, scrub
+from distill.results import read_metrics
 from distill.rows import Preference, trl_preference
 from distill.runfolder import RunFolder, RunOptions
 
@@ -237,9 +238,9 @@ def write_adapter(
 ) -> None:
     """`repos`: (the adapter's repository, the dataset's)."""
     adapter = folder.stage_dir("train") / "adapter"
-    metrics = read_json(folder.root / "eval" / "metrics.json")
+    metrics = read_metrics(folder.root / "eval" / "metrics.json")
     train_metrics = read_json(folder.root / "train" / "metrics.json")
-    measured = metrics.get("adapter_sha256")
+    measured = metrics.adapter_sha256
     actual = sha256_file(adapter / "adapter_model.safetensors")
     if measured is not None and measured != actual:
         raise UserError(
