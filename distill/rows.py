@@ -122,7 +122,8 @@ class Answer(TypedDict):
     priced: bool
     question: str
     reference: str
-    answer: str
+    answer: str  # a quote-style answer's answer part: what every score reads
+    quoted: NotRequired[str]  # its "Quote:" spans (its reasoning); "" for other answers
     answer_error: str | None
     latency_s: float
     compute_s: float

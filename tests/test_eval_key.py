@@ -145,3 +145,43 @@ def test_the_key_can_have_its_own_teacher(
     asked_key = [m for m in made["fake:key-writer"] if "test questions" in m[0]["content"]]
     assert asked_key and len(asked_key) == len(made["fake:key-writer"])
     assert not any("test questions" in m[0]["content"] for m in made["fake:"])
+
+
+def test_a_quote_style_answer_is_scored_on_its_answer_alone() -> None:
+    """The quotes are the answer's reasoning: a quote that states the key fact does not
+    make an answer right, and quotes cut off before "Answer:" answer nothing."""
+    from distill.evaluate.items import Item
+    from distill.evaluate.keyscore import score
+    from distill.evaluate.stage import _row
+    from distill.evaluate.systems import System
+    from distill.keyfacts import tokens
+    from distill.teachers.base import Completion
+    from distill.teachers.fake import FakeTeacher
+
+    chunk: Chunk = {
+        "chunk_id": "d#1",
+        "doc_id": "d",
+        "text": "Links last 30 minutes.",
+        "heading_path": "",
+        "n_tokens": 5,
+    }  # type: ignore[typeddict-item]
+    item = Item(
+        "q1",
+        "answerable",
+        "How long do links last?",
+        "",
+        ["d#1"],
+        [chunk],
+        key_facts=["30 minutes"],
+        doc_id="d",
+    )
+    system = System("ft+rag", FakeTeacher(), True)
+    quote = "Quote: Links last 30 minutes. [1]\n"
+    wrong = _row(system, item, True, Completion(text=quote + "Answer: An hour [1]."), 1.0, 1.0)
+    right = _row(system, item, True, Completion(text=quote + "Answer: 30 minutes [1]."), 1.0, 1.0)
+    cut = _row(system, item, True, Completion(text=quote), 1.0, 1.0)
+    for row in (wrong, right, cut):
+        score(row, item, {"d#1": tokens(chunk["text"])})
+    assert (wrong["answer"], wrong["quoted"]) == ("An hour [1].", "Links last 30 minutes.")
+    assert [r["fact_correct"] for r in (wrong, right, cut)] == [False, True, False]
+    assert cut["answer"] == "" and right["cited"] == [1]

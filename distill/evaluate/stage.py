@@ -71,8 +71,10 @@ from distill.grounding import (
     ANSWER_STOP,
     citations,
     clean_answer,
+    final_answer,
     is_refusal,
     numbered,
+    quotes,
     support_score,
 )
 from distill.io import write_json
@@ -314,7 +316,12 @@ def _measured(
 def _row(
     system: System, it: Item, rag: bool, c: Completion, latency: float, compute: float
 ) -> Answer:
-    text = clean_answer(c.text) if c.error is None else ""
+    full = clean_answer(c.text) if c.error is None else ""
+    # A quote-style answer is scored on its answer; its quotes are its reasoning, and
+    # quotes with no "Answer:" after them (cut at the token cap) answer nothing.
+    text = final_answer(full)
+    if text == full and quotes(full):
+        text = ""
     ids = [h["chunk_id"] for h in it.hits] if rag else []
     cited = citations(text) if rag else []
     return {
@@ -327,6 +334,7 @@ def _row(
         "question": it.question,
         "reference": it.reference,
         "answer": text,
+        "quoted": "\n".join(quotes(full)),
         "answer_error": str(c.error)[:200] if c.error is not None else None,
         # With retrieval, the search is part of what the user waits for.
         "latency_s": round(latency + (it.retrieval_s if rag else 0.0), 4),
