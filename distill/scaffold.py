@@ -60,6 +60,7 @@ TEMPLATE = """\
 # ({run}/ingest), so `distill run {out}` starts at generate.
 # Generate, as sized below: {requests:,} teacher requests, ~{input_tokens:,} input and
 # ~{output_tokens:,} output tokens (at most {output_max:,}): {cost}.
+# The plan's {coverage}.
 # Check again after any change: distill estimate {out}
 # Every key with its default and meaning: distill fields. Run it: distill run {out}
 name: {name}
@@ -108,7 +109,7 @@ def init(
     force: bool = False,
 ) -> dict[str, Any]:
     """Write the recipe `out` for the corpus `docs`; return what was measured."""
-    from distill.generate.estimate import estimate
+    from distill.generate.estimate import coverage_line, estimate
     from distill.pipeline import run_pipeline
     from distill.preflight import problems
     from distill.runfolder import RunFolder
@@ -173,7 +174,7 @@ def init(
         report=Path(os.path.relpath(run.stage_dir("ingest") / "report.md")).as_posix(),
         run=Path(os.path.relpath(run.root)).as_posix(), requests=total["requests"],
         input_tokens=total["input_tokens"], output_tokens=total["output_tokens_expected"],
-        output_max=total["output_tokens_max"], cost=cost,
+        output_max=total["output_tokens_max"], cost=cost, coverage=coverage_line(est["coverage"]),
     )  # fmt: skip
     if est["price_per_1m"]:  # a cap at twice the expectation: an overrun stops, not surprises
         values["max_cost"] = f"{max(2 * total['cost_usd_expected'], 0.01):.2f}"
@@ -188,6 +189,7 @@ def _write(out: Path, values: dict[str, Any], measured: dict[str, Any] | None) -
     placeholders = dict(
         inputs="?", skipped="?", documents="?", chunks="?", tokens=0, report="?", run="?",
         requests=0, input_tokens=0, output_tokens=0, output_max=0, cost="not estimated yet",
+        coverage="coverage: not estimated yet",
         used="?", planned="?",
     )  # fmt: skip
     write_text(out, TEMPLATE.format(**{**placeholders, **values, **(measured or {})}))

@@ -33,3 +33,23 @@ def test_clean_answer_and_chunk_sampling() -> None:
     picked = select_chunks(chunks, 4, seed=1)
     assert len(picked) == 4 and picked == sorted(picked, key=lambda c: c["i"])
     assert select_chunks(chunks, 4, seed=1) == picked and select_chunks(chunks, None, 0) == chunks
+
+
+def test_the_estimate_says_which_documents_the_plan_covers() -> None:
+    from types import SimpleNamespace
+
+    from distill.generate.estimate import coverage, coverage_line
+
+    chunks = [
+        {"chunk_id": f"{d}#{i}", "doc_id": d} for d, n in (("a", 4), ("b", 1)) for i in range(n)
+    ]
+    picked = [chunks[0], chunks[4]]  # one of a's four chunks, b's only chunk
+    jobs = [SimpleNamespace(chunk=chunks[0], pairs=3), SimpleNamespace(chunk=chunks[4], pairs=0)]
+    rows = coverage(chunks, SimpleNamespace(chunks=picked, jobs=jobs))  # type: ignore[arg-type]
+    assert rows == [
+        {"doc_id": "a", "chunks": 4, "chunks_used": 1, "samples": 3},
+        {"doc_id": "b", "chunks": 1, "chunks_used": 1, "samples": 1},
+    ]
+    assert coverage_line(rows) == (
+        "coverage: every chunk of 1 of 2 documents; least covered: a (1 of 4 chunks)"
+    )

@@ -36,6 +36,7 @@ def test_init_writes_a_recipe_that_runs_as_is(small_corpus: Path, tmp_path: Path
     text = (tmp_path / "recipe.yaml").read_text()
     assert text.startswith("# distill recipe for")
     assert "3 documents" in text and "teacher requests" in text  # measured, in the comments
+    assert "# The plan's coverage: every chunk of 3 of 3 documents." in text
     recipe = load_recipe(tmp_path / "recipe.yaml")
     assert recipe.ingest.paths == ["docs"] and recipe.generate.teacher == "fake:"
     from distill.runfolder import RunFolder

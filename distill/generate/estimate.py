@@ -13,15 +13,17 @@ assumption, not a measurement: after a run, compare with the manifest's tokens.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from distill.generate.plan import choose_split, make_plan
+from distill.generate.plan import Plan, choose_split, make_plan
 from distill.generate.stage import QUESTION_MAX_TOKENS
 from distill.grounding import numbered
 from distill.prompts import fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
+from distill.rows import Chunk
 from distill.runfolder import RunFolder
 from distill.teachers.factory import price_for
 from distill.teachers.prices import BATCH_DISCOUNT, estimate_tokens
@@ -132,6 +134,7 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
             total[key] = sum(r[key] for r in rows)
     return {
         "teacher": cfg.teacher,
+        "coverage": coverage(retriever.chunks, plan),
         "price": source,
         "price_per_1m": None if price is None else {"input": price.input, "output": price.output},
         "max_cost_usd": cfg.max_cost_usd,
@@ -141,12 +144,39 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     }
 
 
+def coverage(chunks: list[Chunk], plan: Plan) -> list[dict[str, Any]]:
+    """Per document: its chunks, how many the plan writes from, and the samples planned
+    (least covered first): a long document that max_chunks samples thinly shows here,
+    before any request is paid for."""
+    total = Counter(c["doc_id"] for c in chunks)
+    used = Counter(c["doc_id"] for c in plan.chunks)
+    samples = Counter(j.chunk["doc_id"] for j in plan.jobs for _ in range(max(1, j.pairs)))
+    rows = [
+        {"doc_id": d, "chunks": n, "chunks_used": used[d], "samples": samples[d]}
+        for d, n in total.items()
+    ]
+    return sorted(rows, key=lambda r: (r["chunks_used"] / r["chunks"], r["doc_id"]))
+
+
+def coverage_line(rows: list[dict[str, Any]]) -> str:
+    """One line: how many documents the plan covers whole, and the least covered."""
+    whole = sum(r["chunks_used"] == r["chunks"] for r in rows)
+    line = f"coverage: every chunk of {whole} of {len(rows)} documents"
+    thin = [r for r in rows if r["chunks_used"] < r["chunks"]][:3]
+    if thin:
+        line += "; least covered: " + ", ".join(
+            f"{r['doc_id']} ({r['chunks_used']} of {r['chunks']} chunks)" for r in thin
+        )
+    return line
+
+
 def render(est: dict[str, Any]) -> str:
     """The estimate as a table for the terminal."""
     p = est["price_per_1m"]
     price = f"${p['input']:g} in / ${p['output']:g} out per 1M tokens, " if p else ""
     lines = [
         f"teacher {est['teacher']} ({price}{est['price']}); {est['chunks']} chunks",
+        coverage_line(est["coverage"]),
         f"{'step':<14}{'requests':>9}{'input tok':>12}{'output tok (exp / max)':>26}"
         f"{'cost USD (exp / max)':>24}",
     ]
