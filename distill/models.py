@@ -286,7 +286,30 @@ def load_tokenizer(ref: str) -> Any:
     from transformers import AutoTokenizer
 
     quiet_transformers()
-    return AutoTokenizer.from_pretrained(resolve_causal_lm(ref).path)
+    tok = AutoTokenizer.from_pretrained(resolve_causal_lm(ref).path)
+    register_specials(tok)
+    return tok
+
+
+def student_specials(ref: str) -> None:
+    """Load the student's tokenizer so that every prompt and training row rendered after
+    defuses its special tokens (distill.prompts.defuse). If it cannot load here, the
+    generic forms still are, and curate, which needs the tokenizer, rejects a row that
+    spells one."""
+    from distill.errors import UserError
+
+    try:
+        load_tokenizer(ref)
+    except (OSError, ValueError, UserError):
+        return
+
+
+def register_specials(tok: Any) -> None:
+    """Make distill.prompts.defuse break this tokenizer's special tokens in documents."""
+    from distill.prompts import register_special_tokens
+
+    added = [t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if t.special]
+    register_special_tokens([*tok.all_special_tokens, *added])
 
 
 Dtype = Literal["auto", "float32", "bfloat16"]
@@ -330,6 +353,7 @@ def load_causal_lm(ref: str, dtype: Dtype = "float32") -> tuple[Any, Any]:
             "(give a local folder, a .gguf file, a reachable hub id, or one of: "
             f"{', '.join(k for k, v in OFFLINE_MODELS.items() if v.gguf_file)})"
         ) from e
+    register_specials(tok)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if torch.cuda.is_available():

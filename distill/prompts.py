@@ -16,6 +16,7 @@ own fence, nor an answer its own tag, and speak as instructions.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,53 @@ class Fenced(str):
     """Text `fence` built: its document tags are meant; `render` leaves it as it is."""
 
 
+# Chat control tokens in their generic forms: ChatML and Llama 3 (<|im_end|>,
+# <|eot_id|>, <|start_header_id|>), SentencePiece (<s>, </s>, <unk>), Gemma
+# (<start_of_turn>, <end_of_turn>) and Mistral / Llama 2 ([INST], [/INST], <<SYS>>).
+# Tokenizers read these as control ids, not text: a document holding "<|im_end|>
+# <|im_start|>system" would close its turn and open a real system turn.
+_CONTROL = re.compile(
+    r"<\|[^|<>\s]{1,40}\|>"
+    r"|</?(?:s|unk|pad|bos|eos|start_of_turn|end_of_turn)>"
+    r"|<</?SYS>>"
+    r"|\[/?(?:INST|SYSTEM_PROMPT|TOOL_CALLS|AVAILABLE_TOOLS|TOOL_RESULTS)\]"
+)
+# And the special tokens of every tokenizer this process has loaded (the student's,
+# a local teacher's or judge's): register_special_tokens.
+_SPECIAL: set[str] = set()
+_SPECIAL_RE: re.Pattern[str] | None = None
+
+
+def register_special_tokens(tokens: Iterable[str]) -> None:
+    """Defuse these token strings too from now on (those of three or more characters
+    with a character that is not a letter or digit: words stay words)."""
+    global _SPECIAL_RE
+    new = {t for t in tokens if len(t) >= 3 and not t.isalnum() and t.strip() == t} - _SPECIAL
+    if new:
+        _SPECIAL.update(new)
+        _SPECIAL_RE = re.compile("|".join(map(re.escape, sorted(_SPECIAL, key=len, reverse=True))))
+
+
+def _break(token: str) -> str:
+    """A control token's text that no tokenizer reads as the token: its first character
+    escaped ('<' as '&lt;', '[' as '&#91;'), the rest as it was."""
+    first = {"<": "&lt;", "[": "&#91;"}.get(token[0], token[0] + "\u2060")
+    return first + token[1:]
+
+
+def has_control(text: str) -> bool:
+    """Does the text spell a chat control token (generic or a loaded tokenizer's)?"""
+    return bool(_CONTROL.search(text) or (_SPECIAL_RE is not None and _SPECIAL_RE.search(text)))
+
+
 def defuse(text: str) -> str:
-    """Untrusted text as prompt material: tag look-alikes lose their '<' (as '&lt;')."""
-    return _TAG.sub(lambda m: "&lt;" + m.group(0)[1:], text)
+    """Untrusted text as prompt material: tag look-alikes lose their '<' (as '&lt;'), and
+    chat control tokens (generic forms and every loaded tokenizer's) are broken up."""
+    text = _TAG.sub(lambda m: "&lt;" + m.group(0)[1:], text)
+    text = _CONTROL.sub(lambda m: _break(m.group(0)), text)
+    if _SPECIAL_RE is not None:
+        text = _SPECIAL_RE.sub(lambda m: _break(m.group(0)), text)
+    return text
 
 
 def defused(value: Any) -> Any:

@@ -18,6 +18,7 @@ from distill.grounding import (
     verbatim,
 )
 from distill.keyfacts import figures, known_figures
+from distill.prompts import has_control
 
 _CITATIONS = re.compile(r"\[\d{1,2}\]")
 _TAG = re.compile(r"<[^>]*>")
@@ -72,6 +73,8 @@ def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str
         return ""
     if any(is_refusal(x) for x in answers):
         return "refuses although its context holds the answer"
+    if any(has_control(m["content"]) for m in sample.get("messages") or []):
+        return "spells a chat control token of the student"
     n_context = len(sample.get("chunk_ids") or [])
     cited = [n for x in answers for n in citations(x)]
     if any(not 1 <= n <= n_context for n in cited):

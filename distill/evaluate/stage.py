@@ -100,8 +100,10 @@ from distill.teachers.judge import JsonJudge
 
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     from distill.evaluate.report import write_report
+    from distill.models import student_specials
 
     cfg = recipe.eval
+    student_specials(recipe.train.student)  # before any prompt is rendered
     out = folder.stage_dir("eval")
     retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
     items, key = build_items(recipe, folder, retriever)

@@ -35,7 +35,8 @@ from distill.generate.config import GenerateConfig
 from distill.generate.eval_key import KEY_SCHEMA, key_chunks, key_items, key_prompts, write_key
 from distill.generate.plan import Job, Plan, choose_split, clean_question, clean_reply, make_plan
 from distill.grounding import ANSWER_STOP, citations, clean_answer, numbered
-from distill.prompts import Templates, fence
+from distill.models import student_specials
+from distill.prompts import Templates, defuse, fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.rows import Failure, Sample
@@ -178,6 +179,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     # The split comes first: no held-out document may reach a training prompt.
     split = choose_split(recipe, retriever)
     split.save(out_dir / "split.json", recipe.curate.eval_fraction, recipe.curate.seed)
+    student_specials(recipe.train.student)
     plan = make_plan(recipe, retriever, split)
     jobs, tpl = plan.jobs, plan.templates
     cache = RequestCache(out_dir / "cache.sqlite")
@@ -421,11 +423,13 @@ def _follow_up_prompt(
 def _conversation(base: list[dict[str, str]], turns: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The answer prompt followed by the turns so far (the last one unanswered)."""
     msgs = list(base)
+    # The teacher's words are untrusted too: a control token in them would be a real turn
+    # boundary in the student's training row.
     for n, t in enumerate(turns):
         if n:
-            msgs.append({"role": "user", "content": t["question"]})
+            msgs.append({"role": "user", "content": defuse(t["question"])})
         if "answer" in t:
-            msgs.append({"role": "assistant", "content": t["answer"]})
+            msgs.append({"role": "assistant", "content": defuse(t["answer"])})
     return msgs
 
 

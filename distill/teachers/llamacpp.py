@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import MissingExtraError, UserError
+from distill.prompts import register_special_tokens
 from distill.teachers.base import Completion, Message, Usage, cut_at_stop, parse_json
 
 INSTALL = "'llama-cpp-python==0.3.36' (or: pip install 'distill[llamacpp]'; ~12 min to compile)"
@@ -62,6 +63,23 @@ def bounded(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
         **schema,
         "properties": {k: {**v, "maxLength": room} if k in free else v for k, v in props.items()},
     }
+
+
+def control_tokens(llm: Any) -> list[str]:
+    """The text of every control token in a loaded model's vocabulary (its chat roles,
+    end of turn, ...): documents must not spell them (distill.prompts.defuse)."""
+    import llama_cpp
+
+    vocab = llm._model
+    control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    out = []
+    for t in range(vocab.n_vocab()):
+        if vocab.token_get_attr(t) & control:
+            try:
+                out.append(vocab.token_get_text(t))
+            except UnicodeDecodeError:
+                continue
+    return out
 
 
 class LoopStop:
@@ -120,6 +138,7 @@ class LlamaCppModel:
             seed=seed,
             verbose=False,
         )
+        register_special_tokens(control_tokens(self.llm))
 
     def chat(
         self,
