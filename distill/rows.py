@@ -260,10 +260,18 @@ def _required(kind: type) -> set[str]:
 R = TypeVar("R")
 
 
-def write(path: Path, rows: Sequence[Mapping[str, Any]], kind: type) -> None:
+def write(
+    path: Path, rows: Sequence[Mapping[str, Any]], kind: type, unique: str | None = None
+) -> None:
     """Write rows of `kind` atomically with its schema. A column the definition does not
     name is an error; an optional column no row has is left out; an empty table keeps
-    every required column."""
+    every required column; a value repeated in the `unique` column is an error."""
+    if unique is not None:
+        seen: set[Any] = set()
+        for r in rows:
+            if r[unique] in seen:
+                raise ValueError(f"{path.name}: two rows with {unique} {r[unique]!r}")
+            seen.add(r[unique])
     full = schema(kind)
     present = {k for r in rows for k in r}
     unknown = present - set(full.names)

@@ -301,3 +301,53 @@ def test_curate_with_a_judge_writes_report_plots_and_exports(
     assert len(lines) == len(read_rows(out / "train.parquet"))
     assert all(json.loads(x)["messages"][-1]["role"] == "assistant" for x in lines)
     assert (exports / "eval.sharegpt.json").exists()
+
+
+def test_a_shared_stem_gives_stable_distinct_ids_over_reruns(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a.md added beside a.txt: both keep their extension, whichever was read or reused,
+    and rerunning never multiplies their chunks (it went 2 -> 3 -> 5 -> 9)."""
+    from tests.conftest import write_recipe
+
+    monkeypatch.chdir(tmp_path)
+    (small_corpus / "notes.txt").write_text("Exports run nightly at 02:00 UTC.\n")
+    recipe = load_recipe(
+        write_recipe(tmp_path, "name: stems\ningest:\n  paths: [docs]\n", name="stems.yaml")
+    )
+    run_pipeline(recipe, only="ingest")
+    first = read_rows(tmp_path / "runs" / "stems" / "ingest" / "documents.parquet")
+    assert "notes" in {d["doc_id"] for d in first}
+    (small_corpus / "notes.md").write_text("# Notes\n\nImports run hourly.\n")
+    counts = []
+    for _ in range(3):
+        run_pipeline(recipe, only="ingest", force={"ingest"})
+        chunks = read_rows(tmp_path / "runs" / "stems" / "ingest" / "chunks.parquet")
+        counts.append(len(chunks))
+        assert len({c["chunk_id"] for c in chunks}) == len(chunks)
+    docs = read_rows(tmp_path / "runs" / "stems" / "ingest" / "documents.parquet")
+    ids = {d["doc_id"] for d in docs}
+    assert {"notes.md", "notes.txt"} <= ids and "notes" not in ids
+    assert len(set(counts)) == 1  # no rerun adds a chunk
+    # The same ids and chunks as a fresh ingest of the same files.
+    fresh = load_recipe(
+        write_recipe(tmp_path, "name: fresh\ningest:\n  paths: [docs]\n", name="fresh.yaml")
+    )
+    run_pipeline(fresh, only="ingest")
+    again = read_rows(tmp_path / "runs" / "fresh" / "ingest" / "chunks.parquet")
+    assert sorted(c["chunk_id"] for c in again) == sorted(c["chunk_id"] for c in chunks)
+
+
+def test_two_inputs_that_give_one_id_are_a_one_line_error(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distill.errors import InputError
+    from tests.conftest import write_recipe
+
+    monkeypatch.chdir(tmp_path)
+    (small_corpus / "faq.jsonl").write_text('{"id": "1", "text": "Refunds take five days."}\n')
+    (small_corpus / "faq").mkdir()
+    (small_corpus / "faq" / "1.md").write_text("# One\n\nRefunds take five business days.\n")
+    recipe = load_recipe(write_recipe(tmp_path, "name: ids\ningest:\n  paths: [docs]\n"))
+    with pytest.raises(InputError, match="both give the document id 'faq/1'"):
+        run_pipeline(recipe, only="ingest")

@@ -8,6 +8,7 @@ read is skipped with its reason; it never stops the run.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,10 @@ def _previous(
         if read_json(out_dir / "settings.json") != settings:
             return {}, {}
         docs: dict[str, list[Document]] = {}
-        for d in rows.read(out_dir / "documents.parquet", Document):
+        old = rows.read(out_dir / "documents.parquet", Document)
+        if len({d["doc_id"] for d in old}) < len(old):
+            return {}, {}  # two documents with one id (an older distill): read all afresh
+        for d in old:
             docs.setdefault(d["file"], []).append(d)
         chunks: dict[str, list[Chunk]] = {}
         for c in rows.read(out_dir / "chunks.parquet", Chunk):
@@ -99,13 +103,30 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     docs: list[Document] = []
     chunks: list[Chunk] = []
     outcomes: list[FileOutcome] = []
-    seen_ids: set[str] = set()
     reused = 0
+    # A document's id is its path without the extension, unless two inputs share that
+    # path (a.md beside a.txt): then both keep their extension ("a.md", "a.txt"). The
+    # rule reads the whole file list, so an id never depends on which file came first
+    # or on which was re-read and which reused.
+    stems = Counter(p.relative_to(root).with_suffix("").as_posix() for p in files)
 
-    def add(file: str, sha: str, read: Any, label: str) -> None:
+    def doc_id(raw: str, path: Path | None) -> str:
+        """The id of a document read (or stored) as `raw` from `path`, by that rule."""
+        if path is None:
+            return raw  # a dataset's record
+        stem = path.relative_to(root).with_suffix("").as_posix()
+        if raw not in (stem, stem + path.suffix):
+            return raw  # one of a JSONL file's records
+        return stem + path.suffix if stems[stem] > 1 else stem
+
+    def add(file: str, sha: str, read: Any, label: str, path: Path | None = None) -> None:
         nonlocal counter, reused
         old = old_docs.get(file, [])
-        if old and all(d["sha256"] == sha for d in old):
+        if (
+            old
+            and all(d["sha256"] == sha for d in old)
+            and all(d["doc_id"] == doc_id(d["doc_id"], path) for d in old)
+        ):
             new_docs = old
             new_chunks = [c for d in old for c in old_chunks.get(d["doc_id"], [])]
             reused += len(old)
@@ -121,11 +142,9 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             counter = counter or HFTokenCounter(load_tokenizer(tokenizer))
             new_docs, new_chunks = [], []
             for doc in parsed:
-                if doc["doc_id"] in seen_ids:  # a.md and a.html in one folder
-                    doc["doc_id"] = f"{doc['doc_id']}.{doc['format']}"
+                doc["doc_id"] = doc_id(doc["doc_id"], path)
                 new_docs.append(doc)
                 new_chunks += chunk_document(doc, counter, cfg)
-        seen_ids.update(d["doc_id"] for d in new_docs)
         docs.extend(new_docs)
         chunks.extend(new_chunks)
         outcomes.append(FileOutcome(label, "ok", chunks=len(new_chunks)))
@@ -148,6 +167,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             sha256_bytes(data),
             lambda path=path: read_documents(path, root, recipe.base_dir, cfg),
             label,
+            path,
         )
     for spec in cfg.datasets:
         parsed = dataset_documents(spec, recipe.base_dir)
@@ -157,8 +177,15 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         reasons = "; ".join(f"{o.source}: {o.reason}" for o in outcomes[:5])
         raise InputError(f"ingest: no usable text in {len(outcomes)} input(s) ({reasons})")
 
-    rows.write(out_dir / "documents.parquet", docs, Document)
-    rows.write(out_dir / "chunks.parquet", chunks, Chunk)
+    twice = [i for i, n in Counter(d["doc_id"] for d in docs).items() if n > 1]
+    if twice:
+        files_of = sorted({d["file"] for d in docs if d["doc_id"] == twice[0]})
+        raise InputError(
+            f"ingest: {' and '.join(files_of)} both give the document id '{twice[0]}'; "
+            "rename one of them"
+        )
+    rows.write(out_dir / "documents.parquet", docs, Document, unique="doc_id")
+    rows.write(out_dir / "chunks.parquet", chunks, Chunk, unique="chunk_id")
     embedded = build_index(
         chunks, cfg.embedding_model, cfg.embedding_batch_size, out_dir, previous=out_dir / "index"
     )
