@@ -42,3 +42,27 @@ def test_key_covers_params_salt_and_survives_reopening(tmp_path: Path) -> None:
     reopened = CachedTeacher(counting_teacher(calls), RequestCache(path), salt="tpl-v1")
     assert reopened.complete(chat("a"), temperature=0.0).text == "reply to a"
     assert calls == ["a", "a", "a"] and len(reopened.cache) == 3
+
+
+def test_throughput_settings_are_not_in_the_key_and_old_keys_still_serve(tmp_path: Path) -> None:
+    """Lowering concurrency after a 429 (or changing timeouts, retries, rate caps) pays
+    for nothing again; another server does; a cache keyed the old way keeps serving."""
+    from distill.teachers.openai import OpenAIOptions
+
+    calls: list[str] = []
+    path = tmp_path / "c.sqlite"
+
+    def cached(**options: object) -> CachedTeacher:
+        fake = counting_teacher(calls)
+        fake.options = OpenAIOptions(**options)  # type: ignore[arg-type]
+        return CachedTeacher(fake, RequestCache(path))
+
+    cached(concurrency=16).complete(chat("a"))
+    slower = cached(concurrency=2, rpm=30, tpm=10_000, timeout_s=300, max_retries=9, ramp_s=3)
+    assert slower.complete(chat("a")).cached and calls == ["a"]
+    cached(base_url="http://127.0.0.1:9/v1").complete(chat("a"))
+    assert calls == ["a", "a"]
+    # A reply stored under the key that held every setting (before this change).
+    old = cached(concurrency=4)
+    old.cache.put(old._legacy_key(chat("b"), None, {}), old.inner.complete(chat("b")))
+    assert cached(concurrency=4).complete(chat("b")).cached and calls == ["a", "a", "b"]

@@ -70,6 +70,20 @@ class RequestCache:
         self._db.close()
 
 
+# Teacher options that change how fast requests go, not what comes back.
+THROUGHPUT = {
+    "concurrency",
+    "rpm",
+    "tpm",
+    "timeout_s",
+    "max_retries",
+    "backoff_s",
+    "ramp_s",
+    "api_key_env",
+    "n_threads",
+}
+
+
 class CachedTeacher(WrappedTeacher):
     """Wraps a teacher: answers from the cache first, sends only the misses."""
 
@@ -86,9 +100,32 @@ class CachedTeacher(WrappedTeacher):
         return int(getattr(self.inner, "requests_sent", self.misses))
 
     def key(self, messages: list[Message], schema: dict[str, Any] | None, params: Any) -> str:
+        """What decides the reply: the model, the settings that change what it says (the
+        server, the structured mode, a local engine and dtype), the prompt, the schema
+        and the sampling. Throughput settings are not in it: lowering `concurrency`
+        after a 429 must not pay for every request again."""
+        options = self.inner.options
+        settings = (
+            options.model_dump(exclude=THROUGHPUT) if hasattr(options, "model_dump") else options
+        )
+        return hash_json([self.inner.spec, settings, self.salt, messages, schema, params])
+
+    def _legacy_key(
+        self, messages: list[Message], schema: dict[str, Any] | None, params: Any
+    ) -> str:
+        """The key as it was before throughput settings left it, so a cache written then
+        keeps serving (a hit under it is copied to the new key)."""
         options = self.inner.options
         settings = options.model_dump() if hasattr(options, "model_dump") else options
         return hash_json([self.inner.spec, settings, self.salt, messages, schema, params])
+
+    def _get(self, key: str, messages: list[Message], schema: Any, params: Any) -> Any:
+        found = self.cache.get(key)
+        if found is None and hasattr(self.inner.options, "model_dump"):
+            found = self.cache.get(self._legacy_key(messages, schema, params))
+            if found is not None:
+                self.cache.put(key, found)
+        return found
 
     def complete_many(
         self,
@@ -99,7 +136,9 @@ class CachedTeacher(WrappedTeacher):
         **params: Any,
     ) -> list[Completion]:
         keys = [self.key(m, schema, params) for m in batch]
-        found: list[Completion | None] = [self.cache.get(k) for k in keys]
+        found: list[Completion | None] = [
+            self._get(k, m, schema, params) for k, m in zip(keys, batch, strict=True)
+        ]
         todo = [i for i, c in enumerate(found) if c is None]
         self.hits += len(batch) - len(todo)
         self.misses += len(todo)
