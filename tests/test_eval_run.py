@@ -125,12 +125,17 @@ def test_eval_with_scripted_systems_and_judge(
         recipe = load_recipe(path)
         counts = evaluate.run(recipe, RunFolder(ingested), RunOptions())
         sent = len(server.requests)
-        # A rerun: answers and judgements come from the cache; only the failed
-        # judgement is asked again (failures are never cached), with its repair.
+        # A rerun: the served students answer again (the adapter behind an endpoint may
+        # have changed), the teacher's answers and the judgements come from the cache;
+        # only the failed judgement is asked again (failures are never cached), with its
+        # repair.
         evaluate.run(recipe, RunFolder(ingested), RunOptions())
         again = server.requests[sent:]
-        assert len(again) == 2
-        assert all("BROKEN" in r["messages"][1]["content"] for r in again)
+        students = [r for r in again if r["model"] in ("base-student", "ft-student")]
+        assert len(students) == 3 + 5  # base: 3 answerable; ft+rag: 5 with the unanswerable
+        judged = [r for r in again if r["model"] not in ("base-student", "ft-student")]
+        assert len(judged) == 2
+        assert all("BROKEN" in r["messages"][1]["content"] for r in judged)
 
     out = ingested / "eval"
     raw = read_json(out / "metrics.json")  # written through its model, read back the same

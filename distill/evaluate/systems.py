@@ -202,17 +202,22 @@ def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: s
     )
     out = []
     for name in cfg.systems:
-        # Remote replies are cached (a rerun pays nothing); local models answer again
-        # (their latency is what is measured).
+        # The teacher's remote replies are cached (a rerun pays nothing); students,
+        # local or served, answer again (their latency is what is measured).
         if name == "teacher":
             g = recipe.generate
             teacher = make_teacher(g.teacher, g.teacher_options, price=g.price)
             local = teacher.runs_locally
         else:
             endpoint = cfg.ft_model if name.startswith("ft") else cfg.base_model
-            if endpoint:  # a served student: its cost is the hardware's, like a local one
-                teacher, local = make_teacher(endpoint, cfg.student_options), True
-            elif llama is not None:
+            if endpoint:
+                # A served student: its cost is the hardware's, like a local one, and it
+                # answers every time: the adapter behind the endpoint may have changed
+                # since the last eval (a cached reply would be the old adapter's).
+                served = make_teacher(endpoint, cfg.student_options)
+                out.append(System(name, served, True))
+                continue
+            if llama is not None:
                 gguf, lora = llama
                 student = LlamaStudent(gguf, lora if name.startswith("ft") else None)
                 out.append(System(name, student, True))
