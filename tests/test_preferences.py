@@ -234,3 +234,51 @@ def test_resume_skips_a_kept_sft_pass_of_the_same_settings(tmp_path: Path) -> No
     (tmp_path / "dpo_checkpoints" / "checkpoint-2").mkdir(parents=True)
     assert _plan(cfg, data, tmp_path, resume=True) == (True, True)
     assert _plan(cfg.model_copy(update={"method": "sft"}), data, tmp_path, True) == (False, False)
+    # Rows changed since the crash (a reviewer rejected one): the DPO checkpoints do not
+    # make the stale SFT adapter current; SFT runs again and DPO starts over.
+    fewer = data + [row("b", "What plan?", "Team.")]
+    assert _plan(cfg, fewer, tmp_path, resume=True) == (False, False)
+    assert _plan(other, data, tmp_path, resume=True) == (False, False)  # other settings, too
+    # DPO alone: its checkpoints resume (their own stamp checks rows and start weights).
+    dpo = cfg.model_copy(update={"method": "dpo"})
+    assert _plan(dpo, fewer, tmp_path, resume=True) == (False, True)
+
+
+def test_resumed_dpo_rebuilds_pairs_when_rows_or_start_weights_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--resume reuses preferences.parquet only when it was built from the same rows and
+    the same start adapter's weights (the path alone is the same after SFT ran again)."""
+    from types import SimpleNamespace
+
+    import distill.train.dpo
+    from distill.train import stage
+    from distill.train.config import TrainConfig
+
+    built: list[int] = []
+
+    def build(recipe, rows, out, start):  # type: ignore[no-untyped-def]
+        built.append(len(rows))
+        (out / "preferences.parquet").write_bytes(b"")
+        (out / "preferences.json").write_text('{"pairs": 0}')
+        return [], {"pairs": 0}
+
+    monkeypatch.setattr(stage, "_build_pairs", build)
+    monkeypatch.setattr(stage.rowtypes, "read", lambda path, kind: [])
+    monkeypatch.setattr(stage, "_loss_plot", lambda *a, **k: None)
+    monkeypatch.setattr(
+        distill.train.dpo, "train_dpo", lambda *a, **k: {"log_history": [], "pairs": 0}
+    )
+    recipe = SimpleNamespace(train=TrainConfig.model_validate({"method": "sft_then_dpo"}))
+    start = tmp_path / "sft_adapter"
+    start.mkdir()
+    (start / "adapter_model.safetensors").write_bytes(b"weights v1")
+    rows = [row("a", "What port?", "Port 4417."), row("b", "What plan?", "Team.")]
+    stage._dpo(recipe, rows, tmp_path, start, True)  # type: ignore[arg-type]
+    stage._dpo(recipe, rows, tmp_path, start, True)  # type: ignore[arg-type]
+    assert built == [2]  # the same rows and weights: the pairs are reused
+    stage._dpo(recipe, rows[:1], tmp_path, start, True)  # type: ignore[arg-type]
+    assert built == [2, 1]  # a row rejected since: built again
+    (start / "adapter_model.safetensors").write_bytes(b"weights v2")
+    stage._dpo(recipe, rows[:1], tmp_path, start, True)  # type: ignore[arg-type]
+    assert built == [2, 1, 1]  # SFT retrained: built again

@@ -21,6 +21,7 @@ from distill.train.backends import _cuda
 from distill.train.config import TrainConfig
 from distill.train.data import encode_pair, stop_ids
 from distill.train.trainer import (
+    adapter_sha,
     checkpoints_to_resume,
     common_args,
     load_student,
@@ -111,7 +112,7 @@ def train_dpo(
     checkpoints = out / "dpo_checkpoints"
     settings = {
         "config": cfg.model_dump(mode="json"),
-        "start": str(start_adapter),
+        "start": adapter_sha(start_adapter),  # its weights: a retrained SFT adapter differs
         "pairs": [[p["prompt"], p["chosen"], p["rejected"]] for p in pairs],
     }
     last = checkpoints_to_resume(settings, checkpoints, resume)

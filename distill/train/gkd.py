@@ -32,6 +32,7 @@ from distill.train.data import _final_answer, encode_rows, stop_ids
 from distill.train.served import ServedTeacher, is_served, make_trainer, teacher_stand_in
 from distill.train.trainer import (
     _metrics,
+    adapter_sha,
     checkpoints_to_resume,
     common_args,
     load_student,
@@ -201,7 +202,7 @@ def _train_gkd(
     checkpoints = out / "gkd_checkpoints"
     settings = {
         "config": cfg.model_dump(mode="json"),
-        "start": str(start_adapter),
+        "start": adapter_sha(start_adapter),  # its weights: a retrained SFT adapter differs
         "train": [r.get("messages") for r in rows],
     }
     last = checkpoints_to_resume(settings, checkpoints, resume)

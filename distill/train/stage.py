@@ -47,7 +47,12 @@ from distill.recipe import Recipe
 from distill.rows import Candidate, Preference
 from distill.runfolder import RunFolder, RunOptions
 from distill.train.config import TrainConfig
-from distill.train.trainer import _peak_memory_mb, reset_peak_memory, train_adapter
+from distill.train.trainer import (
+    _peak_memory_mb,
+    adapter_sha,
+    reset_peak_memory,
+    train_adapter,
+)
 
 SUMMARY = ("backend", "examples", "steps", "train_loss", "eval_loss", "tokens_per_second")
 
@@ -72,10 +77,13 @@ def _plan(
     sft_first, then = passes(cfg.method)
     if not (resume and then):
         return False, False
-    resume_then = _has_checkpoint(out / f"{then}_checkpoints")
     stamp = out / "sft_adapter" / "settings.sha256"
     kept = stamp.exists() and stamp.read_text() == _sft_stamp(cfg, rows)
-    return sft_first and (resume_then or kept), resume_then
+    # SFT is skipped only on its own stamp: checkpoints of the second pass say nothing
+    # about rows reviewers rejected since. Without the kept adapter the second pass
+    # starts over (its start changes); its checkpoints check their own stamp.
+    resume_then = _has_checkpoint(out / f"{then}_checkpoints") and (kept or not sft_first)
+    return sft_first and kept, resume_then
 
 
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
@@ -201,11 +209,22 @@ def _dpo(
 
     cfg = recipe.train
     pairs_path = out / "preferences.parquet"
-    if resume and pairs_path.exists():
+    # The pairs are reused on --resume only if built from these rows, from this start
+    # adapter's weights (not its path) and with these settings.
+    stamp = hash_json(
+        {
+            "config": cfg.model_dump(mode="json"),
+            "train": [r["messages"] for r in rows],
+            "start": adapter_sha(start),
+        }
+    )
+    stamped = out / "preferences.sha256"
+    if resume and pairs_path.exists() and stamped.exists() and stamped.read_text() == stamp:
         pairs = rowtypes.read(pairs_path, Preference)
         stats = json.loads((out / "preferences.json").read_text())
     else:
         pairs, stats = _build_pairs(recipe, rows, out, start)
+        write_text(stamped, stamp)
     distributed.barrier()  # the other processes wait for the pairs
     dpo = train_dpo(cfg, pairs, out, start_adapter=start, resume=resume)
     history = dpo.pop("log_history")
