@@ -44,6 +44,7 @@ from distill.errors import InputError
 from distill.gate import training_rows
 from distill.io import hash_json, read_rows, save_figure, write_json, write_text
 from distill.recipe import Recipe
+from distill.redact import redact
 from distill.rows import Candidate, Preference
 from distill.runfolder import RunFolder, RunOptions
 from distill.train.config import TrainConfig
@@ -305,7 +306,8 @@ def _report(cfg: TrainConfig, m: dict[str, Any], out: Path) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.model_dump().items())
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     parts.append(f"\n- versions: {versions}\n\n| setting | value |\n| --- | --- |\n{rows}\n")
-    return "".join(parts)
+    # The settings hold a served teacher's base_url, which can carry credentials.
+    return redact("".join(parts))
 
 
 def _memory(m: dict[str, Any]) -> str:
