@@ -105,6 +105,11 @@ def hostile_corpus(root: Path) -> dict[str, str | None]:
         expect[name] = why
     (root / "dangling.md").symlink_to(root / "nowhere.md")
     expect["dangling.md"] = "dangling symbolic link"
+    notes = root.parent / "notes"
+    notes.mkdir(exist_ok=True)
+    (notes / "passwords.md").write_text("# Passwords\n\nThe admin password is hunter2.\n")
+    (root / "secret.md").symlink_to(notes / "passwords.md")
+    expect["secret.md"] = "a symbolic link out of the corpus folder"
     return expect
 
 
@@ -158,3 +163,25 @@ def test_html_without_main_content_is_refused_with_a_reason() -> None:
         html_to_text("<html><body><nav>Home</nav><div>menu</div></body></html>")
     page = "<html><body><h1>Refunds</h1><p>Refunds are issued within 14 days.</p></body></html>"
     assert "issued within 14 days" in html_to_text(page)
+
+
+def test_a_link_out_of_the_corpus_is_read_only_when_the_recipe_allows_it(tmp_path: Path) -> None:
+    from distill.ingest.config import IngestConfig
+    from distill.ingest.discover import discover
+    from distill.ingest.readers import precheck
+
+    docs, notes = tmp_path / "docs", tmp_path / "notes"
+    docs.mkdir()
+    notes.mkdir()
+    (docs / "good.md").write_text(GOOD)
+    (notes / "passwords.md").write_text("# Passwords\n\nThe admin password is hunter2.\n")
+    (docs / "secret.md").symlink_to(notes / "passwords.md")
+    (docs / "alias.md").symlink_to(docs / "good.md")  # a link inside the folder: read once
+    cfg = IngestConfig(paths=["docs"])
+    files, _ = discover(cfg, tmp_path)
+    why = {p.name: precheck(p, cfg) for p in files}
+    assert why["good.md"] is None and "alias.md" not in why
+    assert why["secret.md"] is not None and "ingest.follow_links" in why["secret.md"]
+    allowed = IngestConfig(paths=["docs"], follow_links=True)
+    files, _ = discover(allowed, tmp_path)
+    assert notes / "passwords.md" in files and all(precheck(p, allowed) is None for p in files)

@@ -44,6 +44,12 @@ class IngestConfig(StrictModel):
     max_file_mb: float = Field(
         64, gt=0, description="Files larger than this (MB) are skipped, with their reason."
     )
+    follow_links: bool = Field(
+        False,
+        description="Read symbolic links in a corpus folder that point out of it; by default "
+        "they are skipped with their reason (a link to ../../notes/passwords.txt would "
+        "otherwise be read, sent to the teacher and published).",
+    )
     chunk_tokens: int = Field(
         256, ge=16, le=8192, description="Largest chunk, in tokens of `tokenizer`."
     )

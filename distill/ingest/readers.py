@@ -15,7 +15,7 @@ from typing import Any
 from distill.errors import InputError
 from distill.ingest.chunking import _HEADING
 from distill.ingest.config import DatasetSource, IngestConfig, JsonlConfig
-from distill.ingest.discover import dangling
+from distill.ingest.discover import dangling, link_out
 from distill.io import sha256_bytes
 from distill.rows import Document
 
@@ -83,6 +83,11 @@ def precheck(path: Path, cfg: IngestConfig) -> str | None:
     """Why a discovered file is skipped before it is read (None: read it)."""
     if dangling(path):
         return f"dangling symbolic link (its target {os.readlink(path)} does not exist)"
+    if link_out(path):
+        return (
+            f"a symbolic link out of the corpus folder (to {os.readlink(path)}); "
+            "set ingest.follow_links: true to read it"
+        )
     size = path.stat().st_size
     if size > cfg.max_file_mb * 1e6:
         return f"larger than ingest.max_file_mb ({size / 1e6:.0f} MB > {cfg.max_file_mb:g} MB)"
