@@ -324,6 +324,8 @@ def test_publish_uploads_both_repositories_over_http(
 
     card = DatasetCard.load(dataset / "README.md")
     assert card.data.license == "other" and card.data.size_categories == ["n<1K"]
+    assert card.data.license_link == "LICENSE.md" and "LICENSE.md" in files(dataset)
+    assert ModelCard.load(model / "README.md").data.license_name == "documents-license"
     assert {"synthetic", "distillation"} <= set(card.data.tags)
     assert "question-answering" in card.data.task_categories
     text = " ".join(card.text.split())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
 from unittest.mock import ANY
 
 import pytest
@@ -152,3 +153,28 @@ def test_upload_without_a_token_is_one_clear_error(
     ):
         upload("adapter", tmp_path / "f", "me/x", private=False, message="m")
     assert hub_env.requests == []
+
+
+def test_an_other_license_names_itself_as_the_hubs_card_spec_asks() -> None:
+    import yaml
+    from huggingface_hub import DatasetCard, ModelCard
+
+    from distill.publish.cards import OTHER_LICENSE, license_meta, license_text
+    from distill.publish.config import PublishConfig
+
+    other = PublishConfig()
+    meta = license_meta(other)
+    front = "---\n" + yaml.safe_dump(meta) + "---\n# card\n"
+    for card in (ModelCard(front), DatasetCard(front)):
+        assert card.data.license == "other"
+        assert card.data.license_name == "documents-license"
+        assert card.data.license_link == OTHER_LICENSE
+    recipe = SimpleNamespace(name="acme", publish=other)
+    text = license_text(recipe)  # type: ignore[arg-type]
+    assert text is not None and "`acme`" in text
+    named = PublishConfig(license="cc-by-4.0")
+    assert license_meta(named) == {"license": "cc-by-4.0"}
+    assert license_text(SimpleNamespace(name="acme", publish=named)) is None  # type: ignore[arg-type]
+    linked = PublishConfig(license_name="acme-eula", license_link="https://acme.example/eula")
+    assert license_meta(linked)["license_link"] == "https://acme.example/eula"
+    assert license_text(SimpleNamespace(name="acme", publish=linked)) is None  # type: ignore[arg-type]

@@ -88,6 +88,36 @@ def _data_configs(
     return configs
 
 
+OTHER_LICENSE = "LICENSE.md"
+
+
+def license_meta(cfg: Any) -> dict[str, str]:
+    """The card's license keys: the license the recipe names, or for `other` the
+    license_name and license_link the Hub's card spec asks for."""
+    if cfg.license != "other":
+        return {"license": cfg.license}
+    return {
+        "license": "other",
+        "license_name": cfg.license_name or "documents-license",
+        "license_link": cfg.license_link or OTHER_LICENSE,
+    }
+
+
+def license_text(recipe: Recipe) -> str | None:
+    """LICENSE.md for a repository whose license is `other` with no link of its own."""
+    cfg = recipe.publish
+    if cfg.license != "other" or cfg.license_link:
+        return None
+    return (
+        "# License\n\n"
+        f"This repository was made by distill from the documents of `{recipe.name}`. Its "
+        "license is that of those documents, which the publisher has not named here "
+        "(`publish.license: other`). Ask the publisher before reusing it; a publisher can "
+        "name the license with `publish.license`, or `publish.license_name` and "
+        "`publish.license_link`.\n"
+    )
+
+
 def dataset_card(
     recipe: Recipe,
     folder: RunFolder,
@@ -101,7 +131,7 @@ def dataset_card(
     train, held, seen = rows["train"], rows["eval"], rows.get("eval_seen", [])
     prefs = rows.get("preferences", [])
     meta = {
-        "license": cfg.license,
+        **license_meta(cfg),
         "language": cfg.language,
         "task_categories": ["question-answering", "text-generation"],
         "size_categories": [size_category(len(train) + len(held))],
@@ -184,7 +214,7 @@ def model_card(
         "base_model": base_id,
         "library_name": "peft",
         "pipeline_tag": "text-generation",
-        "license": recipe.publish.license,
+        **license_meta(recipe.publish),
         "language": recipe.publish.language,
         "datasets": [dataset_repo],
         "tags": ["lora", "peft", "trl", *_method_tags(trained), "distillation", "distill"],

@@ -31,6 +31,16 @@ class PublishConfig(StrictModel):
     license: str = Field(
         "other", description="License stated in both cards (your documents' license)."
     )
+    license_name: str | None = Field(
+        None,
+        description="With license: other, the license's name for the Hub's card metadata; "
+        "null: 'documents-license', explained in a LICENSE.md written beside the card.",
+    )
+    license_link: str | None = Field(
+        None,
+        description="With license: other, where the license's text is (a URL, or a file in "
+        "the repository); null: the LICENSE.md distill writes.",
+    )
     language: list[str] = Field(
         default_factory=lambda: ["en"], description="Languages of the data, for the cards."
     )

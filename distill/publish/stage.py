@@ -27,7 +27,13 @@ from distill.errors import UserError
 from distill.gate import gate_reasons, review_stats, training_rows
 from distill.io import atomic_dir, read_json, read_rows, sha256_file, write_rows
 from distill.models import resolve_causal_lm
-from distill.publish.cards import dataset_card, model_card, review_text
+from distill.publish.cards import (
+    OTHER_LICENSE,
+    dataset_card,
+    license_text,
+    model_card,
+    review_text,
+)
 from distill.publish.secrets import refuse_secrets
 from distill.recipe import Recipe
 from distill.redact import redact, scrub
@@ -205,6 +211,8 @@ def write_dataset(
             f"{__version__}); secrets removed.\n" + yaml.safe_dump(recipe_data, sort_keys=False),
             encoding="utf-8",
         )
+        if (text := license_text(recipe)) is not None:
+            (tmp / OTHER_LICENSE).write_text(text, encoding="utf-8")
         (tmp / "README.md").write_text(
             redact(
                 dataset_card(
@@ -257,6 +265,8 @@ def write_adapter(
                 src = Path(student.path) / name
                 if src.exists():
                     shutil.copy2(src, tmp / name)
+        if (text := license_text(recipe)) is not None:
+            (tmp / OTHER_LICENSE).write_text(text, encoding="utf-8")
         (tmp / "README.md").write_text(
             redact(
                 model_card(
