@@ -106,3 +106,12 @@ def test_eval_needs_a_recipe_or_two_runs(tmp_path: Path) -> None:
     )
     proc = distill("eval", "--compare", str(tmp_path), str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2 and f"no eval results in {tmp_path}" in proc.stderr
+
+
+def test_publish_help_says_what_the_recipe_does_to_visibility() -> None:
+    """Without --private/--public, publish.private: true makes an existing repository
+    private too (what the code does); the help used to say it kept its visibility."""
+    out = distill("publish", "--help").stdout
+    text = " ".join(out.replace("│", " ").split())
+    assert "publish.private decides: true makes it private, new or existing" in text
+    assert "an existing one keeps its visibility" not in text

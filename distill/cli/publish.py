@@ -33,8 +33,9 @@ def publish_cmd(
         bool | None,
         typer.Option(
             "--private/--public",
-            help="Make the repository private (or public), new or existing. Without either: "
-            "a new one follows publish.private, an existing one keeps its visibility.",
+            help="Make the repository private (or public), new or existing. Without either, "
+            "publish.private decides: true makes it private, new or existing; false makes a "
+            "new one public and leaves an existing one's visibility as it is.",
         ),
     ] = None,
     dry_run: Annotated[
