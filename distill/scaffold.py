@@ -48,6 +48,9 @@ def sizing(documents: int, chunks: int) -> dict[str, Any]:
         "max_chunks": used if chunks > MAX_CHUNKS else None,
         "samples_per_chunk": per_chunk,
         "eval_fraction": eval_fraction,
+        # The promise of at least two held out, kept by the split (hashes alone miss it
+        # for about a quarter of seeds on a small corpus).
+        "min_eval_documents": 2 if documents >= 3 else 1,
         "epochs": 3 if used * per_chunk < 300 else 2,
     }
 
@@ -64,7 +67,7 @@ TEMPLATE = """\
 # Check again after any change: distill estimate {out}
 # Every key with its default and meaning: distill fields. Run it: distill run {out}
 name: {name}
-description: Questions and answers about {docs_name}.
+description: {description}
 
 ingest:
 {ingest}
@@ -83,6 +86,7 @@ generate:
 
 curate:
   eval_fraction: {eval_fraction}        # of the documents, held out before generation
+  min_eval_documents: {min_eval}     # at least this many held out, whatever the hashes say
   seen_eval_fraction: 0.15  # training-document questions held out (knowledge absorbed)
 
 review:
@@ -109,16 +113,25 @@ def init(
     force: bool = False,
 ) -> dict[str, Any]:
     """Write the recipe `out` for the corpus `docs`; return what was measured."""
-    from distill.generate.estimate import coverage_line, estimate
-    from distill.pipeline import run_pipeline
-    from distill.preflight import problems
-    from distill.runfolder import RunFolder
 
     if not docs.exists():
         raise UserError(f"init: {docs} does not exist; give the folder (or file) of documents")
     if out.exists() and not force:
         raise UserError(f"init: {out} exists; choose another -o or pass --force to replace it")
     out = out.resolve()
+    try:
+        return _scaffold(docs, out, teacher, student)
+    except BaseException:
+        out.unlink(missing_ok=True)  # no half-written recipe is left behind
+        raise
+
+
+def _scaffold(docs: Path, out: Path, teacher: str | None, student: str | None) -> dict[str, Any]:
+    from distill.generate.estimate import coverage_line, estimate
+    from distill.pipeline import run_pipeline
+    from distill.preflight import problems
+    from distill.runfolder import RunFolder
+
     where = docs.resolve()
     # Relative to the recipe when the documents sit beside or below it, else absolute.
     rel = (
@@ -134,13 +147,17 @@ def init(
     student = json.dumps(student or DEFAULT_STUDENT)
     ingest = yaml.safe_dump({"paths": [rel]}, default_flow_style=False, indent=2).rstrip()
     ingest = "\n".join("  " + line for line in ingest.splitlines())
+    about = json.dumps(f"Questions and answers about {docs.resolve().name}.")
     values: dict[str, Any] = dict(
-        docs=docs, docs_name=docs.resolve().name, name=name, ingest=ingest, teacher=teacher,
+        docs=" ".join(str(docs).split()), description=about, name=name, ingest=ingest,
+        teacher=teacher,
         student=student, out=out.name, date=dt.date.today().isoformat(), target=TARGET_SAMPLES,
         max_cost="null",
     )  # fmt: skip
     # First ingest with a provisional sizing; then size from what it found.
-    draft = dict(values, samples_per_chunk=1, max_chunks="null", eval_fraction=0.2, epochs=2)
+    draft = dict(
+        values, samples_per_chunk=1, max_chunks="null", eval_fraction=0.2, min_eval=1, epochs=2
+    )
     sized = _write(out, draft, measured=None)
     recipe = load_recipe(sized)
     blocking = problems(recipe, ["ingest"])
@@ -155,6 +172,7 @@ def init(
         samples_per_chunk=plan["samples_per_chunk"],
         max_chunks="null" if plan["max_chunks"] is None else plan["max_chunks"],
         eval_fraction=plan["eval_fraction"],
+        min_eval=plan["min_eval_documents"],
         epochs=plan["epochs"],
         used=plan["max_chunks"] or counts["chunks"],
         planned=plan["samples_per_chunk"] * (plan["max_chunks"] or counts["chunks"]),

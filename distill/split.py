@@ -4,7 +4,9 @@ Each document gets a seeded uniform number u(seed, doc_id) in [0, 1) from a hash
 it is an eval document when u < eval_fraction. A document's side depends on its id
 and the seed alone, so adding or removing other documents never moves it. With
 two or more documents each side keeps at least one (the lowest u goes to eval if
-none fell there, the highest u to train if all did).
+none fell there, the highest u to train if all did), and `curate.min_eval_documents`
+raises the first floor: when fewer documents fall under the fraction, the next ones by
+u are held out too (on a small corpus that depends on which other documents exist).
 
 Generation reads the split: every chunk a training sample carries (source,
 neighbours, RAFT distractors, multi-hop partner, follow-up context) comes from
@@ -55,17 +57,20 @@ def unit(seed: int, doc_id: str) -> float:
     return int(digest[:15], 16) / 16**15
 
 
-def split_documents(doc_ids: Iterable[str], eval_fraction: float, seed: int) -> set[str]:
-    """The eval documents among `doc_ids` (see the module docstring)."""
+def split_documents(
+    doc_ids: Iterable[str], eval_fraction: float, seed: int, min_held: int = 1
+) -> set[str]:
+    """The eval documents among `doc_ids` (see the module docstring): at least
+    `min_held` of them (the lowest hashes first) and never every one."""
     docs = sorted(set(doc_ids))
     if len(docs) < 2:
         return set()
     u = {d: unit(seed, d) for d in docs}
     held = {d for d in docs if u[d] < eval_fraction}
-    if not held:
-        held = {min(docs, key=lambda d: u[d])}
-    elif len(held) == len(docs):
-        held -= {max(docs, key=lambda d: u[d])}
+    by_hash = sorted(docs, key=lambda d: u[d])
+    held |= set(by_hash[: min(min_held, len(docs) - 1)])
+    if len(held) == len(docs):
+        held -= {by_hash[-1]}
     return held
 
 
@@ -77,9 +82,11 @@ class Split:
         self.train_docs = frozenset(train_docs)
 
     @classmethod
-    def choose(cls, doc_ids: Iterable[str], eval_fraction: float, seed: int) -> Split:
+    def choose(
+        cls, doc_ids: Iterable[str], eval_fraction: float, seed: int, min_held: int = 1
+    ) -> Split:
         docs = set(doc_ids)
-        held = split_documents(docs, eval_fraction, seed)
+        held = split_documents(docs, eval_fraction, seed, min_held)
         return cls(held, docs - held)
 
     def side(self, doc_id: str) -> str:
@@ -92,7 +99,8 @@ class Split:
 
     def to_json(self, eval_fraction: float, seed: int) -> dict[str, Any]:
         return {
-            "method": "per document: sha256(seed:doc_id) as u in [0,1); eval when u < fraction",
+            "method": "per document: sha256(seed:doc_id) as u in [0,1); eval when u < fraction "
+            "(or among the lowest u, up to curate.min_eval_documents)",
             "eval_fraction": eval_fraction,
             "seed": seed,
             "eval_docs": sorted(self.eval_docs),

@@ -80,6 +80,12 @@ class CurateConfig(StrictModel):
         "before generation (stable when other documents are added).",
     )
     seed: int = Field(0, description="Seed of the split by document.")
+    min_eval_documents: int = Field(
+        1,
+        ge=1,
+        description="Hold out at least this many documents (the next by their seeded hash, "
+        "when eval_fraction picks fewer); a training side of one document stays.",
+    )
     seen_eval_fraction: float = Field(
         0.1,
         ge=0,

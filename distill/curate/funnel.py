@@ -146,7 +146,10 @@ def curate(
     if judge is not None and funnel.kept:
         drop("judge", _judged(funnel.kept, judge(funnel.kept), cfg))
     split = split or Split.choose(
-        (d for s in funnel.kept for d in source_docs(s)), cfg.eval_fraction, cfg.seed
+        (d for s in funnel.kept for d in source_docs(s)),
+        cfg.eval_fraction,
+        cfg.seed,
+        cfg.min_eval_documents,
     )
     return _by_document(funnel, cfg, split, embed)
 

@@ -140,7 +140,8 @@ def samples_for(chunk: Chunk, cfg: GenerateConfig) -> int:
 def choose_split(recipe: Recipe, retriever: Retriever) -> Split:
     """The train/eval documents of the ingested corpus (curate.eval_fraction and seed)."""
     cfg = recipe.curate
-    return Split.choose((c["doc_id"] for c in retriever.chunks), cfg.eval_fraction, cfg.seed)
+    docs = (c["doc_id"] for c in retriever.chunks)
+    return Split.choose(docs, cfg.eval_fraction, cfg.seed, cfg.min_eval_documents)
 
 
 def make_plan(recipe: Recipe, retriever: Retriever, split: Split | None = None) -> Plan:
