@@ -71,17 +71,19 @@ class RequestCache:
 
 
 # Teacher options that change how fast requests go, not what comes back.
-THROUGHPUT = {
-    "concurrency",
-    "rpm",
-    "tpm",
-    "timeout_s",
-    "max_retries",
-    "backoff_s",
-    "ramp_s",
-    "api_key_env",
-    "n_threads",
-}
+THROUGHPUT = frozenset(
+    {
+        "concurrency",
+        "rpm",
+        "tpm",
+        "timeout_s",
+        "max_retries",
+        "backoff_s",
+        "ramp_s",
+        "api_key_env",
+        "n_threads",
+    }
+)
 
 
 class CachedTeacher(WrappedTeacher):
@@ -99,15 +101,20 @@ class CachedTeacher(WrappedTeacher):
         """Requests the inner teacher sent (an API teacher counts its retries too)."""
         return int(getattr(self.inner, "requests_sent", self.misses))
 
-    def key(self, messages: list[Message], schema: dict[str, Any] | None, params: Any) -> str:
+    def key(
+        self,
+        messages: list[Message],
+        schema: dict[str, Any] | None,
+        params: Any,
+        exclude: frozenset[str] = THROUGHPUT,
+    ) -> str:
         """What decides the reply: the model, the settings that change what it says (the
         server, the structured mode, a local engine and dtype), the prompt, the schema
         and the sampling. Throughput settings are not in it: lowering `concurrency`
         after a 429 must not pay for every request again."""
         options = self.inner.options
-        settings = (
-            options.model_dump(exclude=THROUGHPUT) if hasattr(options, "model_dump") else options
-        )
+        dump = getattr(options, "model_dump", None)
+        settings = dump(exclude=exclude) if dump is not None else options
         return hash_json([self.inner.spec, settings, self.salt, messages, schema, params])
 
     def _legacy_key(
@@ -115,9 +122,7 @@ class CachedTeacher(WrappedTeacher):
     ) -> str:
         """The key as it was before throughput settings left it, so a cache written then
         keeps serving (a hit under it is copied to the new key)."""
-        options = self.inner.options
-        settings = options.model_dump() if hasattr(options, "model_dump") else options
-        return hash_json([self.inner.spec, settings, self.salt, messages, schema, params])
+        return self.key(messages, schema, params, exclude=frozenset())
 
     def _get(self, key: str, messages: list[Message], schema: Any, params: Any) -> Any:
         found = self.cache.get(key)
