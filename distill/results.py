@@ -292,6 +292,7 @@ class EvalMetrics(Strict):
     hardware: str
     batch_size: int
     student_engine: Literal["llama.cpp", "transformers"] | None
+    student_weights: str | None = None  # the GGUF file a llama.cpp student ran on
     systems: dict[str, SystemMetrics]
     comparisons: list[PairedComparison]
     bootstrap: Bootstrap

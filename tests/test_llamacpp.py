@@ -271,3 +271,44 @@ def test_a_real_reply_that_repeats_itself_is_cut_before_the_repeat() -> None:
     assert cut.text and len(cut.text) < len(full.text)
     assert full.text.startswith(cut.text)
     assert cut.usage.output_tokens < full.usage.output_tokens
+
+
+@needs_llamacpp
+@pytest.mark.slow
+def test_a_gguf_reencoded_for_the_cpu_keeps_its_metadata_and_answers_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gguf as gg
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    shipped = models.resolve_gguf("smollm2-135m-instruct")
+    assert shipped is not None
+    assert models.gguf_for_cpu(shipped, "as_is") == shipped
+    out = models.gguf_for_cpu(shipped, "bf16")
+    assert out != shipped and out.parent == tmp_path / "cache" / "models"
+    assert models.gguf_for_cpu(shipped, "bf16") == out  # made once
+    src, new = gg.GGUFReader(shipped), gg.GGUFReader(out)
+    # Every matrix is bf16 now (the shipped file's are 4-bit), vectors float32, and
+    # every tensor keeps its name and shape.
+    assert [(t.name, list(t.shape)) for t in new.tensors] == [
+        (t.name, list(t.shape)) for t in src.tensors
+    ]
+    q = gg.GGMLQuantizationType
+    assert {t.tensor_type for t in src.tensors if len(t.shape) > 1} != {q.BF16}
+    assert {t.tensor_type for t in new.tensors if len(t.shape) > 1} == {q.BF16}
+    assert {t.tensor_type for t in new.tensors if len(t.shape) == 1} == {q.F32}
+    # The metadata (chat template, vocabulary) is carried over, the file type updated.
+    for key in ("tokenizer.chat_template", "tokenizer.ggml.tokens", "llama.context_length"):
+        assert new.fields[key].data == src.fields[key].data or (
+            [bytes(new.fields[key].parts[i]) for i in new.fields[key].data]
+            == [bytes(src.fields[key].parts[i]) for i in src.fields[key].data]
+        )
+    file_type = new.fields["general.file_type"]
+    assert file_type.parts[file_type.data[0]][0] == gg.LlamaFileType.MOSTLY_BF16
+    # The two files answer a plain question the same way, greedily.
+    ask = [{"role": "user", "content": "What is the capital of France? One sentence."}]
+    replies = [
+        llamacpp.LlamaCppModel(path, n_ctx=512).chat(ask, max_tokens=16).text
+        for path in (shipped, out)
+    ]
+    assert replies[0] == replies[1] and "Paris" in replies[0]

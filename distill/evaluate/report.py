@@ -54,7 +54,8 @@ def _notes(recipe: Recipe | None, metrics: EvalMetrics) -> list[str]:
         f"Latency: wall time per answer on {metrics.hardware}, the search included for "
         "systems with retrieval; "
         + (
-            "the local models run through llama.cpp, one question at a time."
+            "the local models run through llama.cpp, one question at a time"
+            + (f" (weights: {metrics.student_weights})." if metrics.student_weights else ".")
             if metrics.student_engine == "llama.cpp"
             else f"a local model answers {metrics.batch_size} questions at a time, so each "
             "of those answers waits for its batch."

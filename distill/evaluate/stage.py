@@ -300,6 +300,9 @@ def _measured(
             if engines
             else None
         ),
+        "student_weights": (
+            engines[0].gguf.name if engines and isinstance(engines[0], LlamaStudent) else None
+        ),
         "systems": eval_metrics.summarise(unseen, names, cfg.hardware_cost_per_hour, cfg.seed),
         "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed),
         "bootstrap": Bootstrap(resamples=eval_metrics.N_BOOT, seed=cfg.seed, level=0.95),

@@ -150,10 +150,11 @@ def _llama_students(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | Non
     once into the run's export/ folder; exported again when the adapter changed)."""
     from distill.export import gguf as export_gguf
     from distill.export import made_from_current_adapter
-    from distill.models import resolve_gguf
+    from distill.models import gguf_for_cpu, resolve_gguf
 
-    base = resolve_gguf(recipe.train.student)
-    assert base is not None
+    shipped = resolve_gguf(recipe.train.student)
+    assert shipped is not None
+    base = gguf_for_cpu(shipped, recipe.eval.gguf_type)
     if not any(s.startswith("ft") for s in recipe.eval.systems):
         return base, None
     lora = folder.root / "export" / f"{recipe.name}-lora-f16.gguf"
