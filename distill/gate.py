@@ -59,11 +59,21 @@ def gate_reasons(stats: dict[str, Any], cfg: ReviewConfig) -> list[str]:
     if stats.get("mode") != "argilla":
         return []
     reasons = []
-    n, done = stats["spot_check"], stats["reviewed"]
+    # Over the random sample: reviewing only the low-score extras must not open the gate.
+    if "sample_reviewed" in stats:
+        n, done, what = stats["sample_records"], stats["sample_reviewed"], "randomly sampled"
+    else:  # stats written before the sample was counted apart
+        n, done, what = stats["spot_check"], stats["reviewed"], "spot-check"
     if n and done / n < cfg.required_share:
         reasons.append(
-            f"{done} of {n} spot-check records reviewed ({done / n:.0%}); "
+            f"{done} of {n} {what} records reviewed ({done / n:.0%}); "
             f"review.required_share is {cfg.required_share:.0%}"
+        )
+    least = min(cfg.min_sample_reviewed, n)
+    if cfg.required_share > 0 and done < least:
+        reasons.append(
+            f"{done} {what} records reviewed; the gate needs at least {least} "
+            f"(review.min_sample_reviewed is {cfg.min_sample_reviewed})"
         )
     rate = stats.get("reject_rate")
     if rate is not None and rate > cfg.max_reject_rate:

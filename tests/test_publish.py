@@ -178,3 +178,20 @@ def test_an_other_license_names_itself_as_the_hubs_card_spec_asks() -> None:
     linked = PublishConfig(license_name="acme-eula", license_link="https://acme.example/eula")
     assert license_meta(linked)["license_link"] == "https://acme.example/eula"
     assert license_text(SimpleNamespace(name="acme", publish=linked)) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("secret", ['pa"ss-w0rd-quoted', "back\\slash-secret", "clé-secrète-été"])
+def test_secret_scan_reads_parquet_cells_as_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    """A secret with a quote, a backslash or non-ASCII letters was missed in Parquet
+    cells: the scan read their JSON dump, where such characters are escaped."""
+    monkeypatch.setenv("DISTILL_TEST_PASSWORD", secret)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    write_rows(
+        folder / "train.parquet",
+        [{"messages": [{"role": "user", "content": f"log in with {secret} please"}]}],
+    )
+    assert find_secrets(folder) == ["train.parquet: the value of $DISTILL_TEST_PASSWORD"]

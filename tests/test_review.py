@@ -119,13 +119,45 @@ def test_stats_and_gate_reasons() -> None:
     )
     stats = {**_stats(entries, decisions, 40), "mode": "argilla"}
     reasons = gate_reasons(stats, cfg)
-    assert len(reasons) == 2
-    assert "3 of 4 spot-check records reviewed (75%)" in reasons[0]
-    assert "rejected 33%" in reasons[1]
-    assert gate_reasons(stats, ReviewConfig(required_share=0.75, max_reject_rate=0.5)) == []
+    assert len(reasons) == 3
+    assert "3 of 4 randomly sampled records reviewed (75%)" in reasons[0]
+    assert "the gate needs at least 4" in reasons[1]
+    assert "rejected 33%" in reasons[2]
+    loose = ReviewConfig(required_share=0.75, max_reject_rate=0.5, min_sample_reviewed=3)
+    assert gate_reasons(stats, loose) == []
     text = render_status(stats, cfg)
     assert "training gate: closed" in text and "pending" in text and "raft" in text
     assert gate_reasons({"mode": "auto"}, cfg) == []
+
+
+def test_reviewing_only_low_score_extras_keeps_the_gate_closed() -> None:
+    """All 30 low-score extras reviewed, none of the 20 random records: 30 of 50 is 60%,
+    which opened a gate at required_share 0.5, with no reject rate to check."""
+    cfg = ReviewConfig(required_share=0.5, max_reject_rate=0.2)
+    entries, decisions = entries_and_decisions(
+        [("sample", "pending")] * 20 + [("low_score", "accepted")] * 30
+    )
+    stats = {**_stats(entries, decisions, 200), "mode": "argilla"}
+    assert stats["reviewed"] == 30 and stats["sample_reviewed"] == 0
+    assert stats["reject_rate"] is None
+    reasons = gate_reasons(stats, cfg)
+    assert "0 of 20 randomly sampled records reviewed (0%)" in reasons[0]
+    assert "needs at least 10" in reasons[1]
+    # Ten random records reviewed (50%): the share and the minimum are met.
+    entries, decisions = entries_and_decisions(
+        [("sample", "accepted")] * 10 + [("sample", "pending")] * 10
+    )
+    stats = {**_stats(entries, decisions, 200), "mode": "argilla"}
+    assert gate_reasons(stats, cfg) == []
+    # Five of eight (63%) pass the share but not the minimum of ten (eight, here).
+    entries, decisions = entries_and_decisions(
+        [("sample", "accepted")] * 5 + [("sample", "pending")] * 3
+    )
+    stats = {**_stats(entries, decisions, 200), "mode": "argilla"}
+    assert gate_reasons(stats, cfg) == [
+        "5 randomly sampled records reviewed; the gate needs at least 8 "
+        "(review.min_sample_reviewed is 10)"
+    ]
 
 
 def make_run(tmp_path: Path, stats: dict[str, Any], decisions: list[dict] | None) -> RunFolder:

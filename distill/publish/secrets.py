@@ -41,13 +41,21 @@ def secret_values() -> tuple[dict[str, str], list[str]]:
     return found, [problem] if problem else []
 
 
-def _file_text(path: Path) -> str:
-    """A file's content for the scan: Parquet decoded (its pages may be compressed),
-    everything else as bytes read as text."""
-    if path.suffix == ".parquet":
-        import json
+def _cells(value: object) -> list[str]:
+    """Every string inside a Parquet cell, as it is stored (a JSON dump would escape
+    quotes, backslashes and non-ASCII characters, so a secret holding one went unseen)."""
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in (*_cells(k), *_cells(v))]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _cells(v)]
+    return [value if isinstance(value, str) else str(value)]
 
-        return json.dumps(read_rows(path), default=str)
+
+def _file_text(path: Path) -> str:
+    """A file's content for the scan: Parquet's cells decoded (its pages may be
+    compressed), one per line; everything else as bytes read as text."""
+    if path.suffix == ".parquet":
+        return "\n".join(t for row in read_rows(path) for t in _cells(row))
     return path.read_bytes().decode("utf-8", errors="replace")
 
 

@@ -60,7 +60,15 @@ class ReviewConfig(StrictModel):
         1.0,
         ge=0,
         le=1,
-        description="Share of the spot-check that must be reviewed before training starts.",
+        description="Share of the spot-check's random sample that must be reviewed before "
+        "training starts (low-score extras are reviewed too, but do not count).",
+    )
+    min_sample_reviewed: int = Field(
+        10,
+        ge=1,
+        description="Training waits until at least this many records of the random sample "
+        "(or all of it, when smaller) are reviewed: reviewed low-score extras alone do not "
+        "open the gate, and a reject rate over a handful of records means little.",
     )
     max_reject_rate: float = Field(
         0.2,

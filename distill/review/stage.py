@@ -288,6 +288,7 @@ def _stats(
         "sample_records": sum(e["reason"] == "sample" for e in entries),
         "low_score_records": sum(e["reason"] == "low_score" for e in entries),
         "reviewed": len(reviewed),
+        "sample_reviewed": len(sample),
         "reviewed_share": round(len(reviewed) / len(entries), 4) if entries else 1.0,
         **{k: counts[k] for k in (*OUTCOMES, "pending", "skipped")},
         "reject_rate": round(rejected_sample / len(sample), 4) if sample else None,
