@@ -127,6 +127,24 @@ def review_problems(recipe: Recipe, network: bool) -> list[str]:
     return []
 
 
+def gkd_teacher_problems(recipe: Recipe) -> list[str]:
+    """A GKD teacher loaded here must be here; a served one needs its key's variable."""
+    from distill.train.served import is_served
+
+    g = recipe.train.gkd
+    assert g.teacher is not None
+    if not is_served(g.teacher):
+        why = model_problem(g.teacher, "train.gkd.teacher")
+        return [why] if why else []
+    env = g.teacher_options.api_key_env if g.teacher_options else None
+    if env and not os.environ.get(env):
+        return [
+            f"train.gkd.teacher '{g.teacher}' needs an API key in ${env}; set it (any "
+            "non-empty value for a local server that checks none)"
+        ]
+    return []
+
+
 def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = False) -> list[str]:
     """Every problem that would stop one of `stages` (default: all), found without
     loading a model or calling a teacher."""
@@ -184,6 +202,15 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
         why = model_problem(t.student, "train.student")
         if why:
             out.append(why)
+    if "train" in run and t.method in ("dpo", "sft_then_dpo"):
+        from distill.train.preferences import judge_spec
+
+        spec, opts = judge_spec(recipe)
+        where = "train.preferences.judge" if t.preferences.judge else "the DPO pair judge"
+        out += spec_problems(spec, opts, where)
+        template(t.preferences.grade_template, "train.preferences.grade_template")
+    if "train" in run and t.method in ("gkd", "sft_then_gkd") and t.gkd.teacher:
+        out += gkd_teacher_problems(recipe)
     if "train" in run and t.backend == "unsloth":
         import torch
 
@@ -194,9 +221,8 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
                 "train.backend is unsloth but unsloth is not installed: pip install 'distill[gpu]'"
             )
     if "eval" in run:
-        if e.judge:
-            opts = e.judge_options if e.judge_options is not None else g.teacher_options
-            out += spec_problems(e.judge, opts, "eval.judge")
+        if e.judge:  # with its own settings, not the teacher's (recipe.judge_of)
+            out += spec_problems(*recipe.judge_of(e.judge, e.judge_options), "eval.judge")
         if (not e.judge or "teacher" in e.systems) and "generate" not in run:
             out += spec_problems(g.teacher, g.teacher_options, "generate.teacher (eval)")
         for field in ("base_model", "ft_model"):

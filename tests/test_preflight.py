@@ -41,6 +41,12 @@ BAD = {
     "ingest: {paths: [nowhere]}": "ingest.paths: 'nowhere'",
     "ingest: {paths: [docs], embedding_model: ./no-embedder}": "no-embedder does not exist",
     "review: {mode: argilla, api_url: 'http://127.0.0.1:9'}": "ARGILLA_API_KEY",
+    # DPO's pair judge and the GKD teacher (and its key) are checked too.
+    "train: {method: dpo, preferences: {judge: 'local:qwen9'}}": "train.preferences.judge",
+    "train: {method: sft_then_dpo, preferences: {judge: 'openai:gpt-x'}}": "$OPENAI_API_KEY",
+    "train: {method: gkd, gkd: {teacher: ./no-teacher}}": "./no-teacher does not exist",
+    "train: {method: gkd, gkd: {teacher: 'openai:t', teacher_options: "
+    "{base_url: 'http://127.0.0.1:9/v1', api_key_env: MY_KEY}}}": "needs an API key in $MY_KEY",
 }
 
 
@@ -65,6 +71,25 @@ def test_each_bad_recipe_is_one_clear_problem(
     found = problems(load_recipe(_recipe(tmp_path, extra)))
     assert len(found) == 1, found
     assert phrase in found[0] and "\n" not in found[0]
+
+
+def test_an_api_judge_beside_a_local_teacher_is_checked_with_its_own_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval.judge with no judge_options was checked with the teacher's options: a local
+    teacher's llama.cpp settings rejected an API judge that runs fine."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-judge-123456")
+    text = (
+        "name: r\ningest: {paths: [docs]}\n"
+        "generate: {teacher: 'local:smollm2-135m-instruct', teacher_options: {n_ctx: 2048}}\n"
+        "eval: {judge: 'openai:gpt-judge', systems: [base+rag, ft+rag]}\n"
+    )
+    _recipe(tmp_path, "name: r")
+    (tmp_path / "recipe.yaml").write_text(text)
+    assert problems(load_recipe(tmp_path / "recipe.yaml"), ["eval"]) == []
+    monkeypatch.delenv("OPENAI_API_KEY")
+    found = problems(load_recipe(tmp_path / "recipe.yaml"), ["eval"])
+    assert len(found) == 1 and "eval.judge 'openai:gpt-judge' needs" in found[0]
 
 
 def test_a_good_recipe_has_no_problem(tmp_path: Path) -> None:

@@ -238,6 +238,8 @@ def _train_gkd(
         trainer.served = served
     before = _eval_loss(trainer) if fits else None
     result, seconds, resumed = run_pass(trainer, student, out, checkpoints, last, resume)
+    if served is not None:
+        served.check_coverage(final=True)
     after = _eval_loss(trainer) if fits else None
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]

@@ -43,10 +43,19 @@ class ServedOptions(StrictModel):
     base_url: str = Field(
         description="The server's OpenAI-compatible URL, e.g. http://127.0.0.1:8080/v1."
     )
-    api_key_env: str = Field(
-        "OPENAI_API_KEY",
-        description="Environment variable holding the key (any value for a server that "
-        "checks none).",
+    api_key_env: str | None = Field(
+        None,
+        description="Environment variable holding the key; null: no key is sent (a local "
+        "server checks none), except to api.openai.com, which reads $OPENAI_API_KEY. A key "
+        "never goes over plain http to a host other than this machine.",
+    )
+    min_coverage: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Fail the pass when the teacher scored less than this share of the "
+        "positions asked (checked after 4 requests and at the end): a teacher that scores "
+        "nothing trains nothing.",
     )
     logprobs: Literal["echo", "prompt_logprobs"] = Field(
         "echo",
@@ -131,6 +140,27 @@ def piece_ids(tok: Any) -> dict[str, int]:
     return whole
 
 
+def served_headers(spec: str, options: ServedOptions) -> dict[str, str]:
+    """The Authorization header for a served teacher: the key named by api_key_env
+    ($OPENAI_API_KEY for api.openai.com when none is named), none otherwise; a one-line
+    error when a key would go over plain http to another machine."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(options.base_url)
+    host = (url.hostname or "").lower()
+    env = options.api_key_env or ("OPENAI_API_KEY" if host == "api.openai.com" else None)
+    if env is None:
+        return {}
+    local = host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+    if url.scheme != "https" and not local:
+        raise UserError(
+            f"train.gkd.teacher_options.base_url {url.scheme}://{host} is plain http to "
+            "another machine: the key would travel unencrypted; use https, or a loopback "
+            "address for a server on this machine"
+        )
+    return {"Authorization": f"Bearer {api_key(f'train.gkd.teacher {spec}', env)}"}
+
+
 class ServedTeacher:
     """A teacher model on a server, scoring token sequences: `top_k(sequences, starts)`
     gives, for each sequence and each position p >= its start, the teacher's top-k
@@ -142,14 +172,11 @@ class ServedTeacher:
 
         self.spec, self.model = spec, spec.removeprefix(PREFIX)
         self.options = options
-        key = api_key(f"train.gkd.teacher {spec}", options.api_key_env)
         self.tok = tok
         base = self.options.base_url.rstrip("/")
         self.root = base.removesuffix("/v1")
         self.http = httpx.Client(
-            base_url=base,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=self.options.timeout_s,
+            base_url=base, headers=served_headers(spec, options), timeout=self.options.timeout_s
         )
         self.adds_bos: bool | None = None
         self.aligned = False
@@ -174,6 +201,21 @@ class ServedTeacher:
             "teacher_positions": self.positions,
             "teacher_coverage": round(self.covered / self.positions, 4) if self.positions else None,
         }
+
+    def check_coverage(self, final: bool = False) -> None:
+        """A one-line error when the teacher scores too little of what it is asked (after
+        4 requests, and at the end of the pass): a pass trained on nothing must fail."""
+        if not self.positions or (not final and self.requests < 4):
+            return
+        share = self.covered / self.positions
+        if share < self.options.min_coverage:
+            raise UserError(
+                f"train.gkd.teacher {self.spec} scored {share:.0%} of the {self.positions} "
+                f"positions asked (teacher_options.min_coverage is "
+                f"{self.options.min_coverage:.0%}): check that the server returns "
+                f"log-probabilities for its prompt (teacher_options.logprobs: "
+                f"{self.options.logprobs}) and shares the student's tokenizer"
+            )
 
     # -- wire -----------------------------------------------------------------------
     def _post(self, url: str, body: dict[str, Any]) -> Any:
@@ -258,6 +300,7 @@ class ServedTeacher:
             self.positions += len(rows)
             self.covered += sum(r is not None for r in rows)
             out.append(rows)
+        self.check_coverage()
         return out
 
     def _vllm(self, seq: list[int], start: int) -> list[list[tuple[int, float]] | None]:
