@@ -312,3 +312,18 @@ def test_a_gguf_reencoded_for_the_cpu_keeps_its_metadata_and_answers_alike(
         for path in (shipped, out)
     ]
     assert replies[0] == replies[1] and "Paris" in replies[0]
+
+
+@needs_llamacpp
+def test_a_prompt_longer_than_the_context_fails_alone_with_its_reason() -> None:
+    """It raised llama-cpp-python's ValueError, which ended the stage with a traceback
+    (and every rerun stopped at the same prompt)."""
+    gguf = models.resolve_gguf("smollm2-135m-instruct")
+    assert gguf is not None
+    model = llamacpp.LlamaCppModel(gguf, n_ctx=256)
+    long = [{"role": "user", "content": "The queue sorts tickets by priority. " * 80}]
+    c = model.chat(long, max_tokens=8)
+    assert c.text == "" and c.finish_reason == "error"
+    assert "longer than llama.cpp's context" in str(c.error) and "raise n_ctx" in str(c.error)
+    ok = model.chat([{"role": "user", "content": "Say hi."}], max_tokens=4)
+    assert ok.error is None and ok.text

@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from distill.errors import MissingExtraError, UserError
+from distill.errors import MissingExtraError, TeacherError, UserError
 from distill.prompts import register_special_tokens
 from distill.teachers.base import Completion, Message, Usage, cut_at_stop, parse_json
 
@@ -181,7 +181,23 @@ class LlamaCppModel:
             loop = LoopStop(stop_loops, self.llm.token_eos())
             kwargs["logits_processor"] = [loop]
         t0 = time.perf_counter()
-        out: Any = self.llm.create_chat_completion(**kwargs)
+        try:
+            out: Any = self.llm.create_chat_completion(**kwargs)
+        except ValueError as e:
+            if "context window" not in str(e):
+                raise
+            # One request too long for the context fails alone, with the reason; the
+            # stage goes on (and a rerun retries it, as failures are not cached).
+            return Completion(
+                text="",
+                error=TeacherError(
+                    f"{self.gguf.name}: the prompt is longer than llama.cpp's context "
+                    f"({e}); raise n_ctx in the model's options or shorten the prompt "
+                    "(fewer or smaller chunks)"
+                ),
+                latency_s=time.perf_counter() - t0,
+                finish_reason="error",
+            )
         latency = time.perf_counter() - t0
         choice = out["choices"][0]
         text = choice["message"]["content"] or ""
