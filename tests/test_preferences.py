@@ -282,3 +282,72 @@ def test_resumed_dpo_rebuilds_pairs_when_rows_or_start_weights_changed(
     (start / "adapter_model.safetensors").write_bytes(b"weights v2")
     stage._dpo(recipe, rows[:1], tmp_path, start, True)  # type: ignore[arg-type]
     assert built == [2, 1, 1]  # SFT retrained: built again
+
+
+def test_published_pairs_are_only_those_of_published_samples(tmp_path: Path) -> None:
+    """Pairs built before review rejected or corrected their sample were published with
+    the dataset: only pairs whose sample is in the published rows, with the same final
+    answer, go out."""
+    from distill.io import read_rows, write_json, write_rows
+    from distill.pipeline import RunOptions
+    from distill.publish.stage import write_dataset
+    from distill.recipe import Recipe
+    from distill.runfolder import RunFolder
+    from tests.test_review import sample
+
+    recipe = Recipe.model_validate(
+        {
+            "name": "r",
+            "ingest": {"paths": ["docs"]},
+            "generate": {"teacher": "fake:"},
+            "train": {"method": "sft_then_dpo"},
+        }
+    )
+    run = RunFolder(tmp_path / "run")
+    write_rows(run.stage_dir("curate") / "train.parquet", [sample(1), sample(2), sample(3)])
+    write_rows(run.stage_dir("curate") / "eval.parquet", [sample(9)])
+    write_rows(run.stage_dir("curate") / "rejected.parquet", [])
+    write_rows(run.stage_dir("ingest") / "documents.parquet", [{"source": "a.md", "format": "md"}])
+    from distill.review.stage import _stats
+    from tests.test_review import entries_and_decisions
+
+    entries, _ = entries_and_decisions([("sample", "accepted")] * 3)
+    stats = _stats(
+        entries,
+        [{"sample_id": e["sample_id"], "status": "accepted", "issues": []} for e in entries],
+        3,
+    )
+    write_json(
+        run.stage_dir("review") / "stats.json", {**stats, "mode": "argilla", "human_reviewed": True}
+    )
+    write_rows(
+        run.stage_dir("review") / "decisions.parquet",
+        [
+            {"sample_id": "s001", "status": "rejected", "corrected_answer": None},
+            {"sample_id": "s002", "status": "edited", "corrected_answer": "A2, corrected."},
+            {"sample_id": "s003", "status": "accepted", "corrected_answer": None},
+        ],
+    )
+
+    def pair(i: int) -> dict[str, Any]:
+        s = sample(i)
+        return {
+            "pair_id": f"p{i}",
+            "sample_id": s["sample_id"],
+            "task": "qa",
+            "doc_ids": ["a"],
+            "prompt": s["messages"][:-1],
+            "chosen": s["messages"][-1]["content"],
+            "rejected": "Wrong.",
+            "chosen_by": "teacher",
+            "rejected_by": "sft student",
+            "rejected_correctness": 1,
+            "judge": "fake:",
+            "why": "graded 1",
+        }
+
+    write_rows(run.stage_dir("train") / "preferences.parquet", [pair(1), pair(2), pair(3)])
+    counts = write_dataset(recipe, run, tmp_path / "out", "me/r", RunOptions())
+    assert counts["preferences"] == 1 and counts["preferences_left_out"] == 2
+    got = read_rows(tmp_path / "out" / "preferences" / "preferences-00000-of-00001.parquet")
+    assert [g["chosen"] for g in got] == [[{"role": "assistant", "content": "A3."}]]

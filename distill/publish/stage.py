@@ -187,6 +187,19 @@ def write_dataset(
         if prefs_path.exists() and recipe.train.method.endswith("dpo")
         else []
     )
+    # Only pairs whose sample is in the published rows with the same final answer: a
+    # sample reviewers rejected or corrected after the pairs were built leaves its pairs
+    # out (retrain to rebuild them).
+    finals = {r["sample_id"]: r["messages"][-1]["content"] for r in train}
+    stale = [p for p in prefs if finals.get(p["sample_id"]) != p["chosen"]]
+    prefs = [p for p in prefs if finals.get(p["sample_id"]) == p["chosen"]]
+    if stale:
+        from distill.ui import console
+
+        console.print(
+            f"  [yellow]{len(stale)} preference pair(s) left out: their sample was rejected "
+            "or corrected in review after the pairs were built (retrain to rebuild them)"
+        )
     with atomic_dir(dest) as tmp:
         write_rows(tmp / "data" / "train-00000-of-00001.parquet", _dataset_rows(train))
         if prefs:
@@ -238,6 +251,7 @@ def write_dataset(
         "eval_seen": len(seen),
         "rejected": len(rejected),
         "preferences": len(prefs),
+        "preferences_left_out": len(stale),
     }
 
 
