@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from distill.errors import UserError
-from distill.io import read_json, read_rows
+from distill.io import hash_json, read_json, read_rows
 from distill.recipe import Recipe
 from distill.review.config import ReviewConfig
 from distill.runfolder import RunFolder, now
@@ -25,6 +25,19 @@ class GateClosed(UserError):
 
 def review_stats(folder: RunFolder) -> dict[str, Any]:
     return dict(read_json(folder.stage_dir("review") / "stats.json"))
+
+
+def reviewed_sha(sample: dict[str, Any]) -> str:
+    """What a reviewer sees of a sample (its context, request and answer: the messages),
+    hashed. A decision holds the hash of what was reviewed; once the sample is written
+    again (a neighbour chunk changed, the teacher answered anew) the decision no longer
+    applies, and its Argilla record is a new one, pending."""
+    return hash_json(sample["messages"])[:16]
+
+
+def record_id(sample: dict[str, Any]) -> str:
+    """The Argilla record of a sample as it reads now: its id and content hash."""
+    return f"{sample['sample_id']}-{reviewed_sha(sample)[:12]}"
 
 
 def _decisions(folder: RunFolder) -> dict[str, dict[str, Any]]:
@@ -41,6 +54,8 @@ def training_rows(folder: RunFolder) -> list[dict[str, Any]]:
     rows = []
     for s in train:
         d = decisions.get(s["sample_id"])
+        if d and d.get("content_sha") not in (None, reviewed_sha(s)):
+            d = None  # reviewed as it read before: not a decision on this answer
         status = d["status"] if d else ("not_spot_checked" if human else "not_reviewed")
         if status == "rejected":
             continue

@@ -237,3 +237,40 @@ def test_the_context_shows_tables_as_aligned_text_after_the_answer() -> None:
     assert [name for name, _ in argilla_io.FIELDS] == ["instruction", "response", "context"]
     source = inspect.getsource(argilla_io.settings)
     assert "use_markdown=False" in source  # documents are never rendered (browser test too)
+
+
+def test_a_decision_on_an_answer_rewritten_since_review_no_longer_applies(
+    tmp_path: Path,
+) -> None:
+    """Decisions were matched by sample id only: a reject or a correction was applied to
+    an answer the teacher wrote again after the review (and counted as reviewed)."""
+    from distill.gate import record_id, reviewed_sha
+    from distill.review.stage import _entry, record
+
+    reviewed = [sample(1), sample(2)]
+    decisions = [
+        {"sample_id": s["sample_id"], "status": st, "corrected_answer": fix,
+         "content_sha": reviewed_sha(s)}
+        for s, st, fix in ((reviewed[0], "rejected", None), (reviewed[1], "edited", "B."))
+    ]  # fmt: skip
+    run = make_run(tmp_path, {"mode": "argilla", "human_reviewed": True}, decisions)
+    rows = {s["sample_id"]: s for s in training_rows(run)}
+    assert "s001" not in rows and rows["s002"]["messages"][-1]["content"] == "B."
+    # The teacher writes both again (a neighbour chunk changed): new answers, new records.
+    again = [sample(1), sample(2), sample(3)]
+    for s in again[:2]:
+        s["messages"][-1]["content"] += " Written again."
+    write_rows(run.stage_dir("curate") / "train.parquet", again)
+    rows = {s["sample_id"]: s for s in training_rows(run)}
+    assert set(rows) == {"s001", "s002", "s003"}
+    assert rows["s002"]["messages"][-1]["content"] == "A2. Written again."
+    assert not rows["s002"]["human_edited"]
+    assert {r["review_status"] for r in rows.values()} == {"not_spot_checked"}
+    # Its Argilla record is a new one (pending), not the reviewed one.
+    assert record_id(again[0]) != record_id(reviewed[0])
+    assert record_id(sample(1)) == record_id(reviewed[0])  # same text: same record
+    entry = _entry(again[0], "sample")
+    recipe = Recipe.model_validate(
+        {"name": "r", "ingest": {"paths": ["d"]}, "generate": {"teacher": "fake:"}}
+    )
+    assert record(again[0], entry, {}, recipe)["id"] == record_id(again[0])

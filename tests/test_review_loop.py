@@ -76,6 +76,11 @@ def loop(argilla_server: dict, tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield {"cwd": cwd, "recipe": recipe, "run": run, "low": set(low)}
 
 
+def sid(record_id: str) -> str:
+    """The sample id of an Argilla record id (gate.record_id: sample id, content hash)."""
+    return record_id.rsplit("-", 1)[0]
+
+
 def cli(loop: dict, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "distill", *args],
@@ -132,11 +137,11 @@ def test_push_creates_the_dataset_with_records_metadata_and_suggestions(
     assert ds.settings.guidelines == (REPO / "review" / "guidelines.md").read_text().strip()
     spot = read_rows(loop["run"] / "review" / "spot_check.parquet")
     records = {r.id: r for r in ds.records(with_suggestions=True)}
-    assert set(records) == {s["sample_id"] for s in spot} and len(records) == 8
+    assert set(records) == {s["record_id"] for s in spot} and len(records) == 8
     train = {s["sample_id"]: s for s in read_rows(loop["run"] / "curate" / "train.parquet")}
     for rid, rec in records.items():
-        s = train[rid]
-        low = rid in loop["low"]
+        s = train[sid(rid)]
+        low = sid(rid) in loop["low"]
         assert rec.metadata["reason"] == ("low_score" if low else "sample")
         assert rec.metadata["task"] == s["task"] and rec.metadata["groundedness"] in (2, 5)
         assert rec.suggestions["verdict"].value == ("reject" if low else "accept")
@@ -163,7 +168,9 @@ def test_run_stops_at_the_gate_before_review(loop: dict) -> None:
     got = cli(loop, "run", str(loop["recipe"]))
     assert got.returncode == 4, got.stderr
     err = " ".join((got.stdout + got.stderr).split())
-    assert "1 of 8 spot-check records reviewed (12%)" in err and "--accept-unreviewed" in err
+    # The one answered record is the first pushed, one of the 6 randomly sampled.
+    assert "1 of 6 randomly sampled records reviewed (17%)" in err
+    assert "the gate needs at least 6" in err and "--accept-unreviewed" in err
     assert "Traceback" not in got.stderr
     manifest = read_json(loop["run"] / "manifest.json")
     assert manifest["review_gate"]["passed"] is False
@@ -180,8 +187,9 @@ def test_pull_applies_reject_edit_accept_and_the_gate_both_ways(
     client, ds = dataset(argilla_server)
     records = {r.id: r for r in ds.records(with_responses=True)}
     pending = sorted(rid for rid, r in records.items() if not r.responses)
-    sampled = [rid for rid in pending if rid not in loop["low"]]
-    rejected = [sampled[0], sampled[1], sorted(loop["low"])[0]]
+    sampled = [rid for rid in pending if sid(rid) not in loop["low"]]
+    low = sorted(rid for rid in pending if sid(rid) in loop["low"])
+    rejected = [sampled[0], sampled[1], low[0]]
     edited = sampled[2]
     for rid in pending:
         if rid in rejected:
@@ -200,6 +208,7 @@ def test_pull_applies_reject_edit_accept_and_the_gate_both_ways(
     assert "reject rate on the random sample: 33% (max 20%)" in out
     assert "training gate: closed" in out
 
+    rejected, edited = [sid(rid) for rid in rejected], sid(edited)
     run = RunFolder(loop["run"])
     decisions = {d["sample_id"]: d for d in read_rows(loop["run"] / "review" / "decisions.parquet")}
     assert {k for k, d in decisions.items() if d["status"] == "rejected"} == set(rejected)

@@ -155,7 +155,9 @@ def _run_step(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         if seed is not None:
-            params["seed"] = seed + start
+            # The same seed for every batch: a request's reply (and its cache key) must
+            # not depend on where its batch fell (which other jobs ran, how long they were).
+            params["seed"] = seed
 
         def done(i: int, c: Completion, idx: list[int] = idx) -> None:
             spend.add(c)

@@ -31,7 +31,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from distill.errors import InputError, UserError
-from distill.gate import training_rows
+from distill.gate import record_id, reviewed_sha, training_rows
 from distill.io import hash_json, read_rows, write_json, write_rows
 from distill.recipe import Recipe
 from distill.review.config import ReviewConfig
@@ -95,7 +95,15 @@ def _low_score(s: dict[str, Any], cfg: ReviewConfig) -> bool:
 
 
 def _entry(s: dict[str, Any], reason: str) -> dict[str, Any]:
-    return {"sample_id": s["sample_id"], "reason": reason, "task": s["task"], "source_doc": _doc(s)}
+    return {
+        "sample_id": s["sample_id"],
+        "reason": reason,
+        "task": s["task"],
+        "source_doc": _doc(s),
+        # The record holds the sample as it reads now: rewritten, it is a new record.
+        "content_sha": reviewed_sha(s),
+        "record_id": record_id(s),
+    }
 
 
 # --- records -------------------------------------------------------------------
@@ -185,7 +193,7 @@ def record(
         if g <= 3:
             suggestions.append(("issues", ["not_grounded"], None, judge))
     return {
-        "id": s["sample_id"],
+        "id": entry["record_id"],
         "fields": {
             "context": inert(_context(s, chunks)),
             "instruction": inert(_instruction(s)),
@@ -310,7 +318,10 @@ def pull(recipe: Recipe, folder: RunFolder) -> tuple[list[dict], list[dict], dic
         url = argilla_io.ui_url(conn, ds)
     finally:
         conn.close()
-    missing = [e["sample_id"] for e in entries if e["sample_id"] not in got]
+    for e in entries:  # a spot-check pushed by an older distill: records by sample id
+        e.setdefault("record_id", e["sample_id"])
+        e.setdefault("content_sha", None)
+    missing = [e["record_id"] for e in entries if e["record_id"] not in got]
     if missing:
         raise UserError(
             f"{len(missing)} spot-check records are not in Argilla (e.g. {missing[0]}); "
@@ -318,10 +329,11 @@ def pull(recipe: Recipe, folder: RunFolder) -> tuple[list[dict], list[dict], dic
         )
     decisions = []
     for e in entries:
-        d = decide(got[e["sample_id"]])
+        d = decide(got[e["record_id"]])
         decisions.append(
             {
                 "sample_id": e["sample_id"],
+                "content_sha": e["content_sha"],  # what was reviewed (gate.reviewed_sha)
                 "reason": e["reason"],
                 "status": d["status"],
                 "reviewers": d["reviewers"],
