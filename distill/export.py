@@ -242,8 +242,6 @@ def export(
         made["merged"] = str(merge(recipe, run))
     if to_gguf:
         made["gguf"] = str(gguf(recipe, run, outtype, adapter_only))
-    run.manifest.setdefault("exports", {}).update(
-        {k: {"path": v, "at": now()} for k, v in made.items()}
-    )
-    run.save()
+    done = {k: {"path": v, "at": now()} for k, v in made.items()}
+    run.change(lambda m: m.setdefault("exports", {}).update(done))
     return made

@@ -183,17 +183,17 @@ def run_pipeline(
     custom = stages  # stand-in stages (tests, library use) need no preflight
     stages = stages or default_stages()
     run = RunFolder(recipe.run_path)
-    run.manifest.update(
-        recipe=recipe.model_dump(mode="json"),
-        recipe_dir=str(recipe.base_dir),
-        versions=package_versions(),
-        models={
+    header = {
+        "recipe": recipe.model_dump(mode="json"),
+        "recipe_dir": str(recipe.base_dir),
+        "versions": package_versions(),
+        "models": {
             "teacher": recipe.generate.teacher,
             "student": recipe.train.student,
             "embedding_model": recipe.ingest.embedding_model,
         },
-    )
-    run.manifest.setdefault("created_at", now())
+    }
+    run.change(lambda m: (m.update(header), m.setdefault("created_at", now())))
     console.print(f"[bold]distill[/] run [cyan]{recipe.name}[/] → {run.root}")
     selected = select(only, until)
     if distributed.world_size() > 1:
@@ -264,11 +264,10 @@ def check_gate(recipe: Recipe, folder: RunFolder, options: RunOptions) -> None:
     try:
         result = gate(recipe, folder, options.accept_unreviewed)
     except GateClosed as e:
-        folder.manifest["review_gate"] = {"passed": False, "overridden": False, "error": str(e)}
-        folder.save()
+        closed = {"passed": False, "overridden": False, "error": str(e)}
+        folder.change(lambda m: m.update(review_gate=closed))
         raise
-    folder.manifest["review_gate"] = result
-    folder.save()
+    folder.change(lambda m: m.update(review_gate=result))
     if result["overridden"]:
         console.print(
             "[yellow]! training despite the spot-check (--accept-unreviewed): "

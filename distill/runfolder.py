@@ -3,12 +3,14 @@
 The manifest holds the resolved recipe, versions, model ids, input and template
 hashes, and per stage: status (running | done | failed | interrupted), start and
 end times, duration, counts, tokens, the fingerprint of its inputs and the hash
-of its outputs. It is rewritten atomically after every change of state.
+of its outputs. It is rewritten atomically after every change of state, under a lock
+and from what is on disk then (`RunFolder.change`), so concurrent commands merge.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -81,10 +83,24 @@ class RunFolder:
         return self.stage(name).get("status") == "done" and (self.root / name).is_dir()
 
     def update_stage(self, name: str, **fields: Any) -> None:
-        self.manifest["stages"].setdefault(name, {}).update(fields)
-        self.save()
+        self.change(lambda m: m["stages"].setdefault(name, {}).update(fields))
 
-    def save(self) -> None:
-        self.manifest["updated_at"] = now()
-        # Credentials in the recipe (a key in a base_url, say) never reach the disk.
-        write_json(self.manifest_path, scrub(self.manifest))
+    def change(self, edit: Callable[[dict[str, Any]], object]) -> None:
+        """Apply `edit` to the manifest as it is on disk now, under a lock on the run
+        folder, and write it: two commands on one run (`export` while `eval` runs) each
+        keep the other's changes (writing a copy read at start lost them)."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".manifest.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if self.manifest_path.exists():
+                    self.manifest = read_json(self.manifest_path)
+                self.manifest.setdefault("stages", {})
+                edit(self.manifest)
+                self.manifest["updated_at"] = now()
+                # Credentials in the recipe (a key in a base_url, say) never reach the disk.
+                write_json(self.manifest_path, scrub(self.manifest))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)

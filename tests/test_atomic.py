@@ -59,3 +59,27 @@ def test_credentials_are_written_whole_and_private(
     creds = review_server.credentials()
     path = tmp_path / "credentials.json"
     assert json.loads(path.read_text()) == creds and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_two_commands_on_one_run_keep_each_others_manifest_changes(tmp_path: Path) -> None:
+    """`distill export` wrote back the manifest it read at start, so eval's "done" (written
+    meanwhile by another process) went back to "running"."""
+    import subprocess
+    import sys
+
+    from distill.runfolder import RunFolder
+
+    root = tmp_path / "run"
+    export = RunFolder(root)  # the export command, started while eval runs
+    export.update_stage("train", status="done")
+    child = (
+        "import sys; from pathlib import Path; from distill.runfolder import RunFolder; "
+        "RunFolder(Path(sys.argv[1])).update_stage('eval', status='done', counts={'n': 3})"
+    )
+    subprocess.run([sys.executable, "-c", child, str(root)], check=True)  # eval finishes
+    export.change(lambda m: m.setdefault("exports", {}).update(gguf={"path": "x.gguf"}))
+    on_disk = RunFolder(root).manifest
+    assert on_disk["stages"]["eval"] == {"status": "done", "counts": {"n": 3}}
+    assert on_disk["stages"]["train"]["status"] == "done"
+    assert on_disk["exports"] == {"gguf": {"path": "x.gguf"}}
+    assert export.manifest["stages"]["eval"]["status"] == "done"  # and it sees eval's now

@@ -114,11 +114,11 @@ def test_teacher_errors_and_cli_errors_carry_no_url_credentials(
 
 def test_manifest_on_disk_carries_no_credentials(tmp_path: Path) -> None:
     run = RunFolder(tmp_path / "run")
-    run.manifest["recipe"] = {
+    recipe = {
         "generate": {"teacher_options": {"base_url": "https://u:pw-123@h.example/v1?key=k1"}},
         "ingest": {"chunk_tokens": 256},
     }
-    run.save()
+    run.change(lambda m: m.update(recipe=recipe))
     text = (tmp_path / "run" / "manifest.json").read_text()
     assert "pw-123" not in text and "k1" not in text
     assert '"chunk_tokens": 256' in text
