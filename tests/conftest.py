@@ -172,9 +172,11 @@ def argilla_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     mp.setenv("DISTILL_ARGILLA_DIR", str(tmp_path_factory.mktemp("argilla")))
     mp.delenv("ARGILLA_API_URL", raising=False)
     mp.delenv("ARGILLA_API_KEY", raising=False)
-    redis_port = free_port()
+    # A canary: Argilla's processes must not inherit this process's secrets
+    # (test_review_server checks their environment).
+    mp.setenv("DISTILL_CANARY_API_KEY", "canary-secret-value")
     try:
-        yield {**serve(free_port(), redis_port), "redis_port": redis_port}
+        yield serve(free_port())
     finally:
         stop()
         mp.undo()

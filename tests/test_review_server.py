@@ -5,6 +5,7 @@ the first run installs argilla-server in its own venv)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -114,9 +115,44 @@ def test_stop_then_serve_again_keeps_data_and_credentials(server: dict) -> None:
 
     assert set(stop()) == {"redis", "server", "worker"}
     port = int(server["url"].rsplit(":", 1)[1])
-    again = serve(port, server["redis_port"])
+    again = serve(port)
     assert again["api_key"] == server["api_key"]
     client = rg.Argilla(api_url=again["url"], api_key=again["api_key"])
     ds = client.datasets(name="spot-check", workspace="argilla")
     assert ds is not None and len(list(ds.records)) == 6  # the SQLite database survived
     client.http_client.close()
+
+
+def test_redis_is_private_and_argilla_gets_no_secrets(
+    server: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis listened on TCP 6379 with no password, and `serve` reused any Redis found
+    there: Argilla's worker runs the (pickled) jobs queued in it, so another user of the
+    machine could run code as the reviewer. Now: a unix socket in the 0700 state folder,
+    and Argilla's processes get only the environment they need."""
+    import stat
+
+    from distill.review.server import _pids, redis_socket, state_dir
+
+    sock = redis_socket()
+    assert stat.S_ISSOCK(sock.stat().st_mode)
+    assert stat.S_IMODE(state_dir().stat().st_mode) == 0o700
+    assert stat.S_IMODE(sock.stat().st_mode) & 0o077 == 0
+    pids = _pids()
+    for name in ("redis", "server", "worker"):
+        cmdline = Path(f"/proc/{pids[name]}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pids[name]}/environ").read_bytes().split(b"\0")
+        names = {e.split(b"=", 1)[0].decode() for e in environ if e}
+        assert not {n for n in names if "KEY" in n or "TOKEN" in n or "SECRET" in n}, names
+        if name == "redis":
+            assert b"--port" in cmdline and cmdline[cmdline.index(b"--port") + 1] == b"0"
+    # No TCP listener of Redis's: its process holds no listening inet socket.
+    listening = Path("/proc/net/tcp").read_text() + Path("/proc/net/tcp6").read_text()
+    inodes = {ln.split()[9] for ln in listening.splitlines()[1:] if ln.split()[3] == "0A"}
+    fds = Path(f"/proc/{pids['redis']}/fd")
+    held = {
+        os.readlink(fd).removeprefix("socket:[").rstrip("]")
+        for fd in fds.iterdir()
+        if os.readlink(fd).startswith("socket:")
+    }
+    assert not held & inodes

@@ -179,7 +179,7 @@ def test_argilla_credentials_never_reach_a_command_line(
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(review_server.subprocess, "run", run)
-    env = review_server._env(6379)
+    env = review_server._env()
     review_server._argilla(
         ["database", "users", "create_default", "--api-key", review_server.secret_arg("api_key")],
         env,
@@ -393,3 +393,22 @@ def test_the_training_report_redacts_a_served_teachers_credentials(tmp_path: Pat
     text = _report(cfg, {"method": "gkd", "versions": {"trl": "1.16.0"}}, tmp_path)
     assert "teacher.internal" in text  # the setting is there
     assert "s3cret-pass" not in text and "abcdef123456" not in text
+
+
+def test_argillas_processes_get_a_private_redis_and_no_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distill.review import server as review_server
+
+    monkeypatch.setenv("DISTILL_ARGILLA_DIR", str(tmp_path / "argilla"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-argilla-123")
+    monkeypatch.setenv("HF_TOKEN", "hf_not_for_argilla")
+    monkeypatch.setenv("ARGILLA_API_URL", "http://elsewhere:6900")
+    env = review_server._env()
+    assert env["ARGILLA_REDIS_URL"] == f"unix://{tmp_path / 'argilla' / 'redis.sock'}?db=0"
+    assert not {"OPENAI_API_KEY", "HF_TOKEN", "ARGILLA_API_URL"} & set(env)
+    assert set(env) - set(review_server.PASSED_ENV) == {
+        "ARGILLA_HOME_PATH", "ARGILLA_SEARCH_ENGINE", "ARGILLA_REDIS_URL",
+        "ARGILLA_ENABLE_TELEMETRY", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_OFFLINE",
+        "DISTILL_ARGILLA_CREDENTIALS", "TMPDIR",
+    }  # fmt: skip

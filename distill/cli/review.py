@@ -131,16 +131,17 @@ def review_calibrate(
 @review_app.command("serve")
 def review_serve(
     port: Annotated[int, typer.Option(help="Argilla's port on 127.0.0.1.")] = 6900,
-    redis_port: Annotated[int, typer.Option(help="Redis's port on 127.0.0.1.")] = 6379,
 ) -> None:
     """Start a local Argilla server (no Elasticsearch needed), Redis and a worker.
 
     The first start installs argilla-server 2.8.0 in its own virtual environment
-    (about a minute). Prints the address and the owner's and annotator's credentials.
+    (about a minute). Redis listens on a unix socket in the server's state folder
+    (mode 0700), not on a TCP port. Prints the address and the owner's and
+    annotator's credentials.
     """
     from distill.review.server import serve, state_dir
 
-    got = serve(port, redis_port)
+    got = serve(port)
     typer.echo(f"Argilla is running at {got['url']} (state in {state_dir()})")
     typer.echo(f"  owner:     {got['owner']['username']} / {got['owner']['password']}")
     typer.echo(f"  annotator: {got['annotator']['username']} / {got['annotator']['password']}")

@@ -8,7 +8,10 @@ distill's) with a search engine that reads Argilla's own SQLite database
 `~/.cache/distill`); the server's state is in `$DISTILL_ARGILLA_DIR` (default the
 cache's `argilla/`): Argilla's home (its database), logs, the process ids, and
 credentials.json (mode 0600) with the owner's API key and the owner's and an
-annotator's passwords, generated on first start.
+annotator's passwords, generated on first start. Redis listens on a unix socket in that
+folder (mode 0700), never on a TCP port: Argilla's worker runs whatever job is queued
+(pickled), so a Redis other users of the machine can reach would let them run code as
+the reviewer. A Redis distill did not start is never used.
 
 `distill review push|status|pull` use this server unless $ARGILLA_API_URL (or
 `review.api_url`) points at another one (distill/review/argilla.py).
@@ -110,14 +113,24 @@ def credentials() -> dict[str, str]:
     return creds
 
 
-def _env(redis_port: int) -> dict[str, str]:
+def redis_socket() -> Path:
+    """Redis's unix socket, in the state folder (mode 0700)."""
+    return state_dir() / "redis.sock"
+
+
+# What Argilla's processes get of this one's environment: nothing else (no API keys,
+# no tokens, no ARGILLA_* of another server).
+PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+
+
+def _env() -> dict[str, str]:
     tmp = state_dir() / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARGILLA_")}
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
     env.update(
         ARGILLA_HOME_PATH=str(state_dir() / "home"),
         ARGILLA_SEARCH_ENGINE="sqlite",
-        ARGILLA_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        ARGILLA_REDIS_URL=f"unix://{redis_socket()}?db=0",
         ARGILLA_ENABLE_TELEMETRY="0",
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_OFFLINE="1",
@@ -197,8 +210,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def serve(port: int = 6900, redis_port: int = 6379, timeout_s: float = 120) -> dict[str, Any]:
-    """Start Redis, Argilla and its worker on 127.0.0.1; return the URL and credentials."""
+def _start_redis(env: dict[str, str]) -> int:
+    """distill's own Redis on the state folder's unix socket (no TCP port)."""
+    sock = redis_socket()
+    if len(str(sock)) > 100:
+        raise UserError(
+            f"the Redis socket path {sock} is too long for a unix socket; set "
+            "DISTILL_ARGILLA_DIR to a shorter folder"
+        )
+    sock.unlink(missing_ok=True)  # left by a Redis that is gone
+    cmd = ["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+    pid = _start("redis", cmd + ["--save", "", "--appendonly", "no"], env)
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        if not _alive(pid) or time.monotonic() > deadline:
+            raise UserError(f"Redis did not start; see {state_dir() / 'logs' / 'redis.log'}")
+        time.sleep(0.1)
+    return pid
+
+
+def serve(port: int = 6900, timeout_s: float = 120) -> dict[str, Any]:
+    """Start Redis (on a unix socket), Argilla and its worker (on 127.0.0.1); return the
+    URL and credentials."""
     if shutil.which("redis-server") is None:
         raise UserError("redis-server is not installed; run: apt-get install -y redis-server")
     running = {k: p for k, p in _pids().items() if _alive(p)}
@@ -207,12 +240,13 @@ def serve(port: int = 6900, redis_port: int = 6379, timeout_s: float = 120) -> d
     if _listening(port):
         raise UserError(f"port {port} is in use by another program; pass --port")
     ensure_venv()
+    state_dir().mkdir(parents=True, exist_ok=True)
+    state_dir().chmod(0o700)  # the socket, the database and the credentials: this user's
     creds = credentials()
-    env = _env(redis_port)
+    env = _env()
     pids: dict[str, int] = {}
-    if not _listening(redis_port):
-        redis = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1"]
-        pids["redis"] = _start("redis", redis + ["--save", "", "--appendonly", "no"], env)
+    # Our own Redis when it still runs; never one distill did not start.
+    pids["redis"] = running.get("redis") or _start_redis(env)
     _argilla(["database", "migrate"], env)
     _argilla(
         ["database", "users", "create_default", "--quiet"]
