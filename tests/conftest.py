@@ -1,6 +1,11 @@
 """Test fixtures. No test may reach the network: `make test` runs the suite in a network
-namespace with loopback only (tools/offline), and inside the test process sockets may
-only connect to loopback as well."""
+namespace with loopback only (tools/offline), and, also where no namespace can be made,
+sockets may only connect to loopback (or a unix socket) in the test process and in every
+Python process it starts with this interpreter's environment (a sitecustomize on
+PYTHONPATH installs the same guard in the child). Not covered outside the namespace:
+programs that are not Python (redis-server, chromium) and Python processes started with
+an environment of their own (argilla-server's, which gets only PATH, HOME and locale
+variables; it runs offline: HF_HUB_OFFLINE=1, telemetry off)."""
 
 from __future__ import annotations
 
@@ -34,6 +39,28 @@ if os.environ.get("DISTILL_TESTS_SHARED_CACHE") != "1":
     _FRESH = tempfile.mkdtemp(prefix="distill-tests-cache-")
     os.environ["DISTILL_CACHE"] = _FRESH
     atexit.register(shutil.rmtree, _FRESH, ignore_errors=True)
+
+_GUARD = """
+import socket
+
+_connect = socket.socket.connect
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _guarded(self, address):
+    host = address[0] if isinstance(address, tuple) else str(address)
+    if isinstance(host, str) and host not in _LOOPBACK and self.family != socket.AF_UNIX:
+        raise OSError(f"tests must not reach the network (tried {address!r})")
+    return _connect(self, address)
+
+
+socket.socket.connect = _guarded
+"""
+# The same guard in every Python process the tests start (they inherit PYTHONPATH).
+_SITE = tempfile.mkdtemp(prefix="distill-tests-site-")
+Path(_SITE, "sitecustomize.py").write_text(_GUARD)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SITE, os.environ.get("PYTHONPATH")) if p)
+atexit.register(shutil.rmtree, _SITE, ignore_errors=True)
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "examples" / "brightdesk" / "docs"

@@ -412,3 +412,23 @@ def test_argillas_processes_get_a_private_redis_and_no_secrets(
         "ARGILLA_ENABLE_TELEMETRY", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_OFFLINE",
         "DISTILL_ARGILLA_CREDENTIALS", "TMPDIR",
     }  # fmt: skip
+
+
+def test_a_python_subprocess_of_the_tests_cannot_reach_the_network() -> None:
+    """The in-process guard covered the test process only: a child (the CLI, a server, a
+    training worker) could reach the network where no namespace could be made."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import socket\n"
+        "try:\n"
+        "    socket.create_connection(('203.0.113.7', 443), timeout=2)\n"
+        "except OSError as e:\n"
+        "    print(e)\n"
+    )
+    got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "tests must not reach the network" in got.stdout
+    # Loopback stays open to children (the servers the tests start).
+    loop = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print('ok')"
+    assert subprocess.run([sys.executable, "-c", loop], capture_output=True, text=True).stdout
