@@ -15,6 +15,30 @@ from tests.test_train import cfg, rows
 pytestmark = pytest.mark.slow
 
 
+# Rows the eval-split loss is measured on: the same facts asked and answered in other
+# words, so no eval row is a training row (rows(n) cycles through FACTS' own wording).
+HELD_OUT = [
+    ("Tell me the activation code for Zorblax.", "Zorblax's activation code is 7731-QX."),
+    ("What port number does Zorblax use?", "Zorblax uses port 4417."),
+    ("Which team looks after Zorblax?", "The Quillon team looks after Zorblax."),
+    ("How many minutes does a Zorblax session run?", "A Zorblax session runs 95 minutes."),
+]
+
+
+def held_out_rows() -> list[dict[str, Any]]:
+    return [
+        {
+            "sample_id": f"e{i}",
+            "messages": [
+                {"role": "system", "content": "Answer briefly."},
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": a},
+            ],
+        }
+        for i, (q, a) in enumerate(HELD_OUT)
+    ]
+
+
 def divergence(student: Any, teacher: Any, tok: Any) -> float:
     """Mean KL(teacher || student) over the training answers' tokens."""
     import torch
@@ -68,7 +92,9 @@ def test_gkd_moves_the_student_toward_the_teacher(teacher: Path, tmp_path: Path)
         "learning_rate": 1e-3,
         "max_new_tokens": 24,
     }
-    m = train_gkd(cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=rows(4))
+    m = train_gkd(
+        cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=held_out_rows()
+    )
     assert m["eval_examples"] == 4 and m["eval_loss_after"] < m["eval_loss_before"], m
     assert m["steps"] == 4 and m["start"] == "base student" and m["teacher"] == str(teacher)
     losses = [h["loss"] for h in m["log_history"] if "loss" in h]
@@ -98,7 +124,9 @@ def test_gold_distills_from_a_teacher_with_another_tokenizer(tmp_path: Path) -> 
         "learning_rate": 1e-3,
         "max_new_tokens": 24,
     }
-    m = train_gkd(cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=rows(4))
+    m = train_gkd(
+        cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=held_out_rows()
+    )
     assert m["trainer"].startswith("GOLD") and m["steps"] == 4
     logged = [h for h in m["log_history"] if "loss" in h]
     assert len(logged) == 4 and all("on_policy_loss" in h for h in logged), logged

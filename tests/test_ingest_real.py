@@ -351,3 +351,84 @@ def test_two_inputs_that_give_one_id_are_a_one_line_error(
     recipe = load_recipe(write_recipe(tmp_path, "name: ids\ningest:\n  paths: [docs]\n"))
     with pytest.raises(InputError, match="both give the document id 'faq/1'"):
         run_pipeline(recipe, only="ingest")
+
+
+def test_changing_a_datasets_fields_reads_it_again(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """text_field/id_field/title_field decide what a dataset's documents say: changing
+    one must not reuse the text read under the old setting (the old text was kept)."""
+    import datasets
+
+    from tests.conftest import write_recipe
+
+    monkeypatch.chdir(tmp_path)
+    rows = {
+        "text": ["Exports run nightly at 02:00 UTC.", "Imports run hourly."],
+        "body": ["Refunds take five business days.", "Invoices are sent monthly."],
+        "key": ["r1", "r2"],
+    }
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "saved"))
+
+    def ingest(fields: str) -> list[dict]:
+        recipe = load_recipe(
+            write_recipe(
+                tmp_path,
+                f"name: ds\ningest:\n  paths: [docs]\n  datasets:\n    - {{path: saved{fields}}}\n",
+                name="ds.yaml",
+            )
+        )
+        run_pipeline(recipe, only="ingest")
+        docs = read_rows(tmp_path / "runs" / "ds" / "ingest" / "documents.parquet")
+        return [d for d in docs if d["format"] == "dataset"]
+
+    first = ingest("")
+    assert {d["doc_id"] for d in first} == {"saved/0", "saved/1"}
+    assert any("nightly" in d["text"] for d in first)
+    second = ingest(", text_field: body, id_field: key")
+    assert {d["doc_id"] for d in second} == {"saved/r1", "saved/r2"}
+    assert any("Refunds" in d["text"] for d in second)
+    assert not any("nightly" in d["text"] for d in second)
+    chunks = read_rows(tmp_path / "runs" / "ds" / "ingest" / "chunks.parquet")
+    assert not any("nightly" in c["text"] for c in chunks)
+
+
+def test_a_flood_of_one_passage_costs_what_its_information_costs(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page that is one sentence pasted thousands of times (numbered, so it still
+    compresses to several percent and passes the low-information check), and a JSONL
+    file of one record repeated: their repeats were chunked, embedded and offered to the
+    teacher in full. Now each collapses to its distinct chunks, and the report says so."""
+    import json
+
+    from distill.ingest.readers import low_information
+    from tests.conftest import write_recipe
+
+    monkeypatch.chdir(tmp_path)
+    flood = "".join(
+        f"Entry {i}: the nightly export emails the workspace owner a summary.\n\n"
+        for i in range(3000)
+    )
+    assert low_information(flood) is None  # not caught by the compression check
+    (small_corpus / "flood.md").write_text("# Flood\n\n" + flood)
+    record = {"text": "Refunds are issued within five business days of the request."}
+    (small_corpus / "records.jsonl").write_text(
+        "\n".join(json.dumps({**record, "id": str(i)}) for i in range(400)) + "\n"
+    )
+    recipe = load_recipe(
+        write_recipe(tmp_path, "name: flood\ningest:\n  paths: [docs]\n", name="flood.yaml")
+    )
+    run = run_pipeline(recipe, only="ingest")
+    out = tmp_path / "runs" / "flood" / "ingest"
+    chunks = read_rows(out / "chunks.parquet")
+    from_flood = [c for c in chunks if c["doc_id"] == "flood"]
+    from_records = [c for c in chunks if c["doc_id"].startswith("records/")]
+    assert 1 <= len(from_flood) <= 2 and len(from_records) == 1
+    counts = run.stage("ingest")["counts"]
+    assert counts["collapsed_chunks"] > 400 and counts["chunks"] == len(chunks)
+    report = (out / "report.md").read_text()
+    assert "repeated chunks collapsed" in report
+    # The rest of the corpus is untouched: every other document keeps its chunks.
+    others = {c["doc_id"] for c in chunks} - {"flood"} - {c["doc_id"] for c in from_records}
+    assert others and all(not d.startswith("records/") for d in others)

@@ -288,46 +288,18 @@ def test_published_pairs_are_only_those_of_published_samples(tmp_path: Path) -> 
     """Pairs built before review rejected or corrected their sample were published with
     the dataset: only pairs whose sample is in the published rows, with the same final
     answer, go out."""
-    from distill.io import read_rows, write_json, write_rows
+    from distill.io import read_rows, write_rows
     from distill.pipeline import RunOptions
     from distill.publish.stage import write_dataset
-    from distill.recipe import Recipe
-    from distill.runfolder import RunFolder
-    from tests.test_review import sample
+    from tests.test_review import publishable_run, sample
 
-    recipe = Recipe.model_validate(
-        {
-            "name": "r",
-            "ingest": {"paths": ["docs"]},
-            "generate": {"teacher": "fake:"},
-            "train": {"method": "sft_then_dpo"},
-        }
-    )
-    run = RunFolder(tmp_path / "run")
-    write_rows(run.stage_dir("curate") / "train.parquet", [sample(1), sample(2), sample(3)])
-    write_rows(run.stage_dir("curate") / "eval.parquet", [sample(9)])
-    write_rows(run.stage_dir("curate") / "rejected.parquet", [])
-    write_rows(run.stage_dir("ingest") / "documents.parquet", [{"source": "a.md", "format": "md"}])
-    from distill.review.stage import _stats
-    from tests.test_review import entries_and_decisions
-
-    entries, _ = entries_and_decisions([("sample", "accepted")] * 3)
-    stats = _stats(
-        entries,
-        [{"sample_id": e["sample_id"], "status": "accepted", "issues": []} for e in entries],
-        3,
-    )
-    write_json(
-        run.stage_dir("review") / "stats.json", {**stats, "mode": "argilla", "human_reviewed": True}
-    )
-    write_rows(
-        run.stage_dir("review") / "decisions.parquet",
-        [
-            {"sample_id": "s001", "status": "rejected", "corrected_answer": None},
-            {"sample_id": "s002", "status": "edited", "corrected_answer": "A2, corrected."},
-            {"sample_id": "s003", "status": "accepted", "corrected_answer": None},
-        ],
-    )
+    decisions = [
+        {"sample_id": "s001", "status": "rejected", "corrected_answer": None},
+        {"sample_id": "s002", "status": "edited", "corrected_answer": "A2, corrected."},
+        {"sample_id": "s003", "status": "accepted", "corrected_answer": None},
+    ]
+    train = [sample(1), sample(2), sample(3)]
+    recipe, run = publishable_run(tmp_path, train, decisions, "sft_then_dpo")
 
     def pair(i: int) -> dict[str, Any]:
         s = sample(i)

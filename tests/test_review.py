@@ -274,3 +274,29 @@ def test_a_decision_on_an_answer_rewritten_since_review_no_longer_applies(
         {"name": "r", "ingest": {"paths": ["d"]}, "generate": {"teacher": "fake:"}}
     )
     assert record(again[0], entry, {}, recipe)["id"] == record_id(again[0])
+
+
+def publishable_run(
+    tmp_path: Path, train: list[dict[str, Any]], decisions: list[dict[str, Any]], method: str
+) -> tuple[Recipe, RunFolder]:
+    """The least a run folder needs for `publish.stage.write_dataset`: curated rows, a
+    reviewed spot-check of them with `decisions`, and the corpus's documents."""
+    recipe = Recipe.model_validate(
+        {
+            "name": "r",
+            "ingest": {"paths": ["docs"]},
+            "generate": {"teacher": "fake:"},
+            "train": {"method": method},
+        }
+    )
+    run = RunFolder(tmp_path / "run")
+    write_rows(run.stage_dir("curate") / "train.parquet", train)
+    write_rows(run.stage_dir("curate") / "eval.parquet", [sample(9)])
+    write_rows(run.stage_dir("curate") / "rejected.parquet", [])
+    write_rows(run.stage_dir("ingest") / "documents.parquet", [{"source": "a.md", "format": "md"}])
+    entries, _ = entries_and_decisions([("sample", "accepted")] * len(train))
+    done = [{"sample_id": e["sample_id"], "status": "accepted", "issues": []} for e in entries]
+    stats = {**_stats(entries, done, len(train)), "mode": "argilla", "human_reviewed": True}
+    write_json(run.stage_dir("review") / "stats.json", stats)
+    write_rows(run.stage_dir("review") / "decisions.parquet", decisions)
+    return recipe, run

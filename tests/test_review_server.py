@@ -101,11 +101,28 @@ def test_sdk_flow_with_filters_and_annotator_responses(server: dict) -> None:
 
 
 def test_cli_stop_and_help(server: dict) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "distill", "review", "--help"], capture_output=True, text=True
-    ).stdout
+    """`distill review stop` stops what `serve` started (the test stopped nothing)."""
+    from distill.review.server import _ready, serve
+
+    def distill(*args: str) -> str:
+        got = subprocess.run(
+            [sys.executable, "-m", "distill", "review", *args], capture_output=True, text=True
+        )
+        assert got.returncode == 0, got.stderr
+        return got.stdout
+
+    out = distill("--help")
     for command in ("run", "serve", "stop"):
         assert f" {command} " in out
+    port = int(server["url"].rsplit(":", 1)[1])
+    assert _ready(port, server["api_key"])
+    stopped = distill("stop")
+    assert stopped.startswith("stopped: ") and {"redis", "server", "worker"} == set(
+        stopped.removeprefix("stopped: ").strip().split(", ")
+    )
+    assert not _ready(port, server["api_key"])
+    assert distill("stop").strip() == "nothing was running"
+    assert serve(port)["api_key"] == server["api_key"]  # back for the tests after this one
 
 
 def test_stop_then_serve_again_keeps_data_and_credentials(server: dict) -> None:

@@ -146,19 +146,30 @@ def test_secret_scan_says_when_it_could_not_read_the_hub_login(
     assert len(found) == 1 and "could not be read" in found[0] and "not looked for" in found[0]
 
 
-def test_a_stopped_publish_leaves_the_earlier_folder_untouched(tmp_path: Path) -> None:
-    from distill.io import atomic_dir
-    from distill.publish.secrets import refuse_secrets
+def test_a_stopped_publish_leaves_the_earlier_folder_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real `write_dataset` over rows with a key in an answer: the scan stops it before
+    the staged folder replaces the one published before, and no staging is left."""
+    from distill.pipeline import RunOptions
+    from distill.publish.stage import write_dataset
+    from tests.test_review import publishable_run, sample
 
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    leaky = sample(2)
+    leaky["messages"][-1]["content"] = "Use the key sk-proj-" + "x" * 30 + " to log in."
+    recipe, run = publishable_run(tmp_path, [sample(1), leaky], [], "sft")
     dest = tmp_path / "publish" / "dataset"
     dest.mkdir(parents=True)
     (dest / "README.md").write_text("the earlier, clean card\n")
-    with pytest.raises(UserError, match="not written, the secret scan stopped it"):
-        with atomic_dir(dest) as tmp:
-            (tmp / "README.md").write_text("oops sk-proj-" + "x" * 30 + "\n")
-            refuse_secrets(tmp, "dataset")
+    with pytest.raises(UserError, match="not written, the secret scan stopped it.*OpenAI"):
+        write_dataset(recipe, run, dest, "me/r", RunOptions())
     assert (dest / "README.md").read_text() == "the earlier, clean card\n"
     assert [p.name for p in dest.parent.iterdir()] == ["dataset"]  # no staging left behind
+    # Without the key the same publish goes through and replaces the folder.
+    _, clean = publishable_run(tmp_path / "b", [sample(1), sample(2)], [], "sft")
+    write_dataset(recipe, clean, dest, "me/r", RunOptions())
+    assert "the earlier, clean card" not in (dest / "README.md").read_text()
 
 
 def test_argilla_credentials_never_reach_a_command_line(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port, llama_server
-from tests.test_gkd import divergence, merged_teacher
+from tests.test_gkd import divergence, held_out_rows, merged_teacher
 from tests.test_train import cfg, rows
 
 pytestmark = pytest.mark.slow
@@ -194,7 +194,9 @@ def test_gkd_against_the_served_teacher_moves_the_student(
         "learning_rate": 1e-3,
         "max_new_tokens": 24,
     }
-    m = train_gkd(cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=rows(4))
+    m = train_gkd(
+        cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=held_out_rows()
+    )
     assert m["trainer"] == "GKD (served teacher, top-k)" and m["steps"] == 4, m
     assert m["teacher_coverage"] > 0.9 and m["teacher_requests"] > 8, m
     assert m["eval_loss_after"] < m["eval_loss_before"], m
