@@ -16,7 +16,7 @@ from distill.errors import InputError
 from distill.ingest.chunking import _HEADING
 from distill.ingest.config import DatasetSource, IngestConfig, JsonlConfig
 from distill.ingest.discover import dangling, link_out
-from distill.io import sha256_bytes
+from distill.io import sha256_bytes, sha256_text
 from distill.rows import Document
 
 READERS_BY_SUFFIX = {
@@ -237,11 +237,12 @@ def dataset_documents(spec: DatasetSource, base_dir: Path) -> list[Document]:
         )
     file = f"dataset:{spec.path}:{spec.split}"
     prefix = spec.path.strip("/").replace(":", "_")
+    # The reuse key: the data and the fields read from it (a changed text_field must
+    # not keep the text read under the old one).
+    sha = sha256_text(json.dumps([ds._fingerprint, spec.model_dump(mode="json")]))
     docs = []
     for n, row in enumerate(ds):
-        doc = _record_document(
-            row, n, prefix, f"{file}#{n}", file, ds._fingerprint, "dataset", spec
-        )
+        doc = _record_document(row, n, prefix, f"{file}#{n}", file, sha, "dataset", spec)
         if doc:
             docs.append(doc)
     return docs

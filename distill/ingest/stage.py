@@ -8,6 +8,7 @@ read is skipped with its reason; it never stops the run.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,35 @@ class FileOutcome:
     status: str  # ok | skipped
     reason: str = ""
     chunks: int = 0
+    doc_ids: tuple[str, ...] = ()
+    collapsed: int = 0  # its chunks that repeated an earlier chunk (collapse_repeats)
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def collapse_repeats(
+    chunks: list[Chunk], file_of: dict[str, str]
+) -> tuple[list[Chunk], Counter[str]]:
+    """The chunks with every repeat of an earlier chunk of the same input file left out
+    (the same words, case, spacing and numbers aside), and how many each document lost.
+    A document that is one passage pasted thousands of times (or a JSONL file of one
+    record repeated) then costs what its information costs: its repeats are never
+    embedded, sent to the teacher or paid for, only to be removed by curation's dedup
+    afterwards. Per file, so what a file gives depends on that file alone (and an
+    unchanged file's chunks can be reused as they are)."""
+    seen: set[tuple[str, str]] = set()
+    kept: list[Chunk] = []
+    lost: Counter[str] = Counter()
+    for c in chunks:
+        text = _DIGITS.sub("0", " ".join(c["text"].lower().split()))
+        key = (file_of.get(c["doc_id"], c["doc_id"]), text)
+        if key in seen:
+            lost[c["doc_id"]] += 1
+            continue
+        seen.add(key)
+        kept.append(c)
+    return kept, lost
 
 
 def input_files(recipe: Recipe) -> dict[str, str]:
@@ -147,7 +177,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
                 new_chunks += chunk_document(doc, counter, cfg)
         docs.extend(new_docs)
         chunks.extend(new_chunks)
-        outcomes.append(FileOutcome(label, "ok", chunks=len(new_chunks)))
+        ids = tuple(d["doc_id"] for d in new_docs)
+        outcomes.append(FileOutcome(label, "ok", chunks=len(new_chunks), doc_ids=ids))
 
     base = recipe.base_dir.resolve()
     for path in track(files, "reading files"):
@@ -177,6 +208,10 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         reasons = "; ".join(f"{o.source}: {o.reason}" for o in outcomes[:5])
         raise InputError(f"ingest: no usable text in {len(outcomes)} input(s) ({reasons})")
 
+    chunks, lost = collapse_repeats(chunks, {d["doc_id"]: d["file"] for d in docs})
+    for o in outcomes:
+        o.collapsed = sum(lost[d] for d in o.doc_ids)
+        o.chunks -= o.collapsed
     twice = [i for i, n in Counter(d["doc_id"] for d in docs).items() if n > 1]
     if twice:
         files_of = sorted({d["file"] for d in docs if d["doc_id"] == twice[0]})
@@ -194,6 +229,12 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     skipped = [o for o in outcomes if o.status != "ok"]
     for o in skipped:
         console.print(f"  [yellow]skipped[/] {o.source}: {o.reason}")
+    for o in outcomes:
+        if o.collapsed:
+            console.print(
+                f"  [yellow]collapsed[/] {o.source}: {o.collapsed} chunks repeat earlier "
+                f"ones (kept {o.chunks})"
+            )
     console.print(
         f"  {len(outcomes) - len(skipped)} of {len(outcomes)} inputs read, {len(skipped)} skipped "
         f"(reasons in {out_dir / 'report.md'}); {len(chunks)} chunks, {embedded} embedded"
@@ -204,6 +245,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "unchanged_documents": reused,
         "skipped": len(skipped),
         "chunks": len(chunks),
+        "collapsed_chunks": sum(lost.values()),
         "embedded_chunks": embedded,
         "corpus_tokens": sum(c["n_tokens"] for c in chunks),
     }
@@ -234,5 +276,7 @@ def _report(root: Path, outcomes: list[FileOutcome], chunks: list[Chunk]) -> str
     ]
     for o in outcomes:
         outcome = "ok" if o.status == "ok" else f"skipped: {o.reason}"
+        if o.collapsed:
+            outcome += f"; {o.collapsed} repeated chunks collapsed (the same text again)"
         lines.append(f"| {o.source} | {outcome} | {o.chunks} |")
     return "\n".join(lines) + "\n"
