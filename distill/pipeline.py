@@ -16,7 +16,7 @@ from typing import Any
 from rich.markup import escape
 
 from distill import distributed
-from distill.errors import InputError, UserError
+from distill.errors import DistillError, InputError, UserError
 from distill.io import hash_json, hash_tree
 from distill.recipe import Recipe
 from distill.runfolder import STAGES, RunFolder, RunOptions, now, package_versions
@@ -193,7 +193,8 @@ def run_pipeline(
             "embedding_model": recipe.ingest.embedding_model,
         },
     }
-    run.change(lambda m: (m.update(header), m.setdefault("created_at", now())))
+    if distributed.is_main():  # process 0 alone writes the run folder
+        run.change(lambda m: (m.update(header), m.setdefault("created_at", now())))
     console.print(f"[bold]distill[/] run [cyan]{recipe.name}[/] → {run.root}")
     selected = select(only, until)
     if distributed.world_size() > 1:
@@ -203,8 +204,49 @@ def run_pipeline(
                 "accelerate launch or torchrun; run the other stages with one process"
             )
         if not distributed.is_main():  # a worker trains its share; process 0 keeps the books
-            stages["train"].fn(recipe, run, options)
+            told = distributed.share(None)  # process 0's verdict: train, skip, or why not
+            if told["error"] is not None:
+                raise _Relayed(told["error"], told["exit_code"])
+            if told["train"]:
+                stages["train"].fn(recipe, run, options)
             return run
+        try:
+            _main_loop(recipe, run, selected, stages, force, options, custom, tell=True)
+        except BaseException as e:  # the others wait for a verdict: never leave them waiting
+            if not getattr(e, "told", False):
+                code = e.exit_code if isinstance(e, DistillError) else 1
+                distributed.share({"train": False, "error": str(e), "exit_code": code})
+            raise
+        return run
+    _main_loop(recipe, run, selected, stages, force, options, custom, tell=False)
+    return run
+
+
+class _Relayed(DistillError):
+    """Process 0's error, raised in the other processes with its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _main_loop(
+    recipe: Recipe,
+    run: RunFolder,
+    selected: list[str],
+    stages: dict[str, Stage],
+    force: set[str],
+    options: RunOptions,
+    custom: dict[str, Stage] | None,
+    tell: bool,
+) -> None:
+    """The stages in order: checked, skipped when unchanged, else run. `tell`: process 0
+    of several tells the others whether training runs, once it knows."""
+
+    def told(train: bool) -> None:
+        if tell:
+            distributed.share({"train": train, "error": None, "exit_code": 0})
+
     # A stage's extra inputs (corpus file hashes, template hashes) are read once: the
     # preflight's look at what will rerun and the run itself share them.
     extras: dict[str, dict[str, Any]] = {}
@@ -226,11 +268,16 @@ def run_pipeline(
         unchanged = run.is_done(name) and run.stage(name).get("fingerprint") == fp
         if unchanged and name not in force and not stage.volatile(recipe):
             console.print(f"[dim]• {name:<9} unchanged, skipped (--force {name} to rerun)[/]")
+            told(False)
             continue
         if stage.before is not None:
             stage.before(recipe, run, options)
-        _run_stage(stage, recipe, run, options, fp, extra)
-    return run
+        told(True)
+        try:
+            _run_stage(stage, recipe, run, options, fp, extra)
+        except BaseException as e:
+            e.told = True  # type: ignore[attr-defined]  # the others train already
+            raise
 
 
 def _to_run(

@@ -506,6 +506,21 @@ def test_two_processes_train_one_adapter_on_the_same_curve(
     def curve(folder: Path, key: str) -> list[float]:
         return [h[key] for h in read_json(folder / "log.json") if key in h]
 
+    # The same two-process launch again, nothing changed: process 0 finds the stage
+    # unchanged and says so to the other (which waited for a training pass that never
+    # came, until the collective timeout).
+    launch, batch = launchers["two"]
+    again = subprocess.run(
+        [*launch, "train", recipe, *[a for s in [*base, batch] for a in ("--set", s)]],
+        cwd=tmp_path / "two",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "unchanged, skipped" in again.stdout + again.stderr
+
     one, two = curve(out["one"], "loss"), curve(out["two"], "loss")
     assert len(one) == len(two) == 2
     assert two == pytest.approx(one, rel=0.02), (one, two)

@@ -94,7 +94,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     cfg = recipe.train
     out = folder.stage_dir("train")
     sft_first, then = passes(cfg.method)
-    skip_sft, resume_then = _plan(cfg, rows, out, options.resume)
+    # Process 0's plan in every process (the others must run the same passes).
+    skip_sft, resume_then = distributed.share(_plan(cfg, rows, out, options.resume))
     if not distributed.is_main():
         _worker(recipe, folder, rows, options.resume, skip_sft, resume_then)
         return {}

@@ -191,15 +191,17 @@ def run_pass(
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last if resume else None)
     seconds = time.perf_counter() - t0
-    with atomic_dir(out / "adapter") as tmp:
-        trained: Any = trainer.model
-        # Only the trained adapter: a DPO pass also holds a frozen "ref" copy of it.
-        trained.save_pretrained(tmp, selected_adapters=["default"])
-        student.tok.save_pretrained(tmp)
-        _portable_adapter_config(
-            tmp / "adapter_config.json", student.resolved.hub_id or student.ref
-        )
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    if distributed.is_main():  # one writer; the others read the adapter once it is there
+        with atomic_dir(out / "adapter") as tmp:
+            trained: Any = trainer.model
+            # Only the trained adapter: a DPO pass also holds a frozen "ref" copy of it.
+            trained.save_pretrained(tmp, selected_adapters=["default"])
+            student.tok.save_pretrained(tmp)
+            _portable_adapter_config(
+                tmp / "adapter_config.json", student.resolved.hub_id or student.ref
+            )
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    distributed.barrier()
     return result, seconds, (start_step if resume else None)
 
 
