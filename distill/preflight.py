@@ -242,8 +242,42 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
     return list(dict.fromkeys(out))
 
 
+def context_warnings(recipe: Recipe) -> list[str]:
+    """The generate prompts a local teacher may not fit in its context (estimated from
+    the chunk size and the chunks a prompt carries): such a request fails alone, as a
+    failure row, so it is worth knowing before paying for the rest."""
+    from distill.teachers import parse_spec
+
+    g = recipe.generate
+    try:
+        backend, _, opts = parse_spec(g.teacher, g.teacher_options)
+    except UserError:
+        return []  # problems() says what is wrong with it
+    n_ctx = getattr(opts, "n_ctx", None)
+    if not backend.runs_locally or n_ctx is None:
+        return []
+    contexts = max(g.neighbours + 1, g.raft.distractors + 1, 2)
+    # chunk_tokens counts the student's tokens (another tokenizer may need ~1.5x of
+    # them); the templates and the question take ~600 more.
+    need = int(1.5 * recipe.ingest.chunk_tokens * contexts) + 600 + g.max_new_tokens
+    if need <= n_ctx:
+        return []
+    return [
+        f"generate.teacher: a prompt of {contexts} chunks of {recipe.ingest.chunk_tokens} "
+        f"tokens may need ~{need} tokens, more than its context (n_ctx {n_ctx}); those "
+        "requests would fail: raise generate.teacher_options.n_ctx or lower "
+        "ingest.chunk_tokens"
+    ]
+
+
 def check(recipe: Recipe, stages: list[str] | None = None, network: bool = False) -> None:
-    """Raise one UserError listing every problem (one per line), or return."""
+    """Raise one UserError listing every problem (one per line), or return; print the
+    warnings (what may fail for some requests) either way."""
+    if "generate" in (stages or STAGES):
+        from distill.ui import console
+
+        for warning in context_warnings(recipe):
+            console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     found = problems(recipe, stages, network)
     if len(found) == 1:
         raise UserError(found[0])

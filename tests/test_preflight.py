@@ -131,3 +131,23 @@ def test_only_the_stages_that_run_are_checked(tmp_path: Path) -> None:
     recipe = load_recipe(_recipe(tmp_path, "generate: {teacher: 'openai:gpt-4o'}"))
     assert problems(recipe, ["ingest"]) == []  # ingest needs no API key
     assert len(problems(recipe, ["generate"])) == 1
+
+
+def test_a_prompt_a_local_teacher_cannot_hold_is_a_warning_before_it_runs(
+    tmp_path: Path,
+) -> None:
+    from distill.preflight import context_warnings
+
+    def recipe(extra: str) -> Path:
+        _recipe(tmp_path, "name: r")
+        text = (
+            "name: r\ningest: {paths: [docs]" + extra + "}\n"
+            "generate: {teacher: 'local:smollm2-135m-instruct', teacher_options: {n_ctx: 2048}}\n"
+        )
+        (tmp_path / "recipe.yaml").write_text(text)
+        return tmp_path / "recipe.yaml"
+
+    assert context_warnings(load_recipe(recipe(""))) == []  # 256-token chunks fit
+    (warning,) = context_warnings(load_recipe(recipe(", chunk_tokens: 1024")))
+    assert "more than its context (n_ctx 2048)" in warning and "raise" in warning
+    assert problems(load_recipe(recipe(", chunk_tokens: 1024"))) == []  # a warning, not a stop
