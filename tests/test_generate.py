@@ -53,3 +53,43 @@ def test_the_estimate_says_which_documents_the_plan_covers() -> None:
     assert coverage_line(rows) == (
         "coverage: every chunk of 1 of 2 documents; least covered: a (1 of 4 chunks)"
     )
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_a_local_llama_teacher_gets_a_steps_prompts_in_the_order_of_their_text(
+    local: bool,
+) -> None:
+    """llama.cpp keeps the previous prompt's KV cache: prompts that start alike (one
+    chunk's samples) must follow each other to evaluate their shared start once. Other
+    teachers keep the length order (less padding in a transformers batch)."""
+    from distill.generate.stage import Spend, _run_step
+    from distill.teachers.fake import FakeTeacher
+    from distill.ui import progress
+
+    class Teacher(FakeTeacher):
+        runs_locally = local
+        sends_all_at_once = True
+
+    def chat(passage: str, question: str) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": "Answer from the documents."},
+            {"role": "user", "content": f"<document>{passage}</document>\n{question}"},
+        ]
+
+    prompts = {
+        0: chat("Plans and prices of every tier, in full.", "How much is Team?"),
+        1: chat("Exports run nightly.", "When do exports run?"),
+        2: chat("Plans and prices of every tier, in full.", "Is there a free plan?"),
+        3: chat("Exports run nightly.", "Who gets the export email, and when exactly?"),
+    }
+    teacher = Teacher()
+    with progress() as bar:
+        _run_step(
+            bar, "answers", prompts, 8, teacher=teacher, ids=["a", "b", "c", "d"],
+            failures=[], spend=Spend(), max_tokens=8,
+        )  # fmt: skip
+    asked = [prompts_index for m in teacher.calls for prompts_index, p in prompts.items() if p == m]
+    if local:  # each passage's two prompts side by side
+        assert asked == [1, 3, 0, 2]
+    else:  # by length
+        assert asked == sorted(prompts, key=lambda j: sum(len(m["content"]) for m in prompts[j]))

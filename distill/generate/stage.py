@@ -145,6 +145,11 @@ def _run_step(
     order = sorted(prompts, key=lambda j: sum(len(m["content"]) for m in prompts[j]))
     if teacher.sends_all_at_once:
         batch_size = max(1, len(order))
+    if teacher.sends_all_at_once and teacher.runs_locally:
+        # llama.cpp answers one prompt at a time and keeps the previous prompt's KV
+        # cache: in the order of their text, prompts that start alike (one chunk's
+        # samples, the same system prompt and passages) evaluate their shared start once.
+        order = sorted(prompts, key=lambda j: [(m["role"], m["content"]) for m in prompts[j]])
     task = bar.add_task(label, total=len(order))
     out: dict[int, Completion] = {}
 
