@@ -4,17 +4,14 @@ scores nothing fails the pass instead of training on nothing."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from distill.errors import UserError
 from distill.train.served import ServedOptions, ServedTeacher, served_headers
-from tests.conftest import free_port
+from tests.conftest import json_server
 
 
 def test_no_key_is_sent_unless_named_and_never_over_plain_http_elsewhere(
@@ -44,30 +41,13 @@ def test_no_key_is_sent_unless_named_and_never_over_plain_http_elsewhere(
 def blank_server() -> Iterator[str]:
     """vLLM's completions wire, scoring no position (prompt_logprobs all null)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: Any) -> None:
-            pass
+    def reply(path: str, body: dict[str, Any], headers: Any) -> dict[str, Any]:
+        assert "Authorization" not in headers  # no key named, none sent
+        blank = [None] * len(body["prompt"])
+        return {"choices": [{"index": 0, "text": "", "prompt_logprobs": blank}]}
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            assert "Authorization" not in self.headers  # no key named, none sent
-            blank = [None] * len(body["prompt"])
-            reply = {"choices": [{"index": 0, "text": "", "prompt_logprobs": blank}]}
-            data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with json_server(reply) as url:
+        yield url
 
 
 def test_a_teacher_that_scores_nothing_fails_the_pass(blank_server: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, llama_server
+from tests.conftest import json_server, llama_server
 from tests.test_gkd import divergence, held_out_rows, merged_teacher
 from tests.test_train import cfg, rows
 
@@ -249,7 +249,6 @@ def vllm_wire(taught: dict[str, Path]) -> Iterator[str]:
     keyed by id with logprob and rank) with numbers llama.cpp computes in process from
     the same GGUF."""
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     import numpy as np
     from llama_cpp import Llama
@@ -280,41 +279,19 @@ def vllm_wire(taught: dict[str, Path]) -> Iterator[str]:
             )
         return out
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: Any) -> None:
-            pass
+    def reply(path: str, body: dict[str, Any], headers: Any) -> Any:
+        if path == "/tokenize":
+            ids = llm.tokenize(body["prompt"].encode(), add_bos=True, special=True)
+            return {"count": len(ids), "max_model_len": 2048, "tokens": ids}
+        if path == "/v1/completions" and isinstance(body["prompt"], list):
+            seq = [int(t) for t in body["prompt"]]
+            lp = prompt_logprobs(seq, int(body["prompt_logprobs"]))
+            choice = {"index": 0, "text": "", "logprobs": None, "prompt_logprobs": lp}
+            return {"object": "text_completion", "choices": [{**choice, "finish_reason": "length"}]}
+        return None
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if self.path == "/tokenize":
-                ids = llm.tokenize(body["prompt"].encode(), add_bos=True, special=True)
-                reply: Any = {"count": len(ids), "max_model_len": 2048, "tokens": ids}
-            elif self.path == "/v1/completions" and isinstance(body["prompt"], list):
-                seq = [int(t) for t in body["prompt"]]
-                lp = prompt_logprobs(seq, int(body["prompt_logprobs"]))
-                choice = {"index": 0, "text": "", "logprobs": None, "prompt_logprobs": lp}
-                reply = {
-                    "object": "text_completion",
-                    "choices": [{**choice, "finish_reason": "length"}],
-                }
-            else:
-                self.send_error(404)
-                return
-            data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with json_server(reply) as url:
+        yield url
 
 
 def test_vllms_prompt_logprobs_and_the_echo_read_agree(
