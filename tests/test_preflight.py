@@ -142,12 +142,12 @@ def test_a_prompt_a_local_teacher_cannot_hold_is_a_warning_before_it_runs(
         _recipe(tmp_path, "name: r")
         text = (
             "name: r\ningest: {paths: [docs]" + extra + "}\n"
-            "generate: {teacher: 'local:smollm2-135m-instruct', teacher_options: {n_ctx: 2048}}\n"
+            "generate: {teacher: 'local:smollm2-135m-instruct', teacher_options: {n_ctx: 4096}}\n"
         )
         (tmp_path / "recipe.yaml").write_text(text)
         return tmp_path / "recipe.yaml"
 
     assert context_warnings(load_recipe(recipe(""))) == []  # 256-token chunks fit
     (warning,) = context_warnings(load_recipe(recipe(", chunk_tokens: 1024")))
-    assert "more than its context (n_ctx 2048)" in warning and "raise" in warning
+    assert "more than its context (n_ctx 4096)" in warning and "raise" in warning
     assert problems(load_recipe(recipe(", chunk_tokens: 1024"))) == []  # a warning, not a stop
