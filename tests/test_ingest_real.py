@@ -424,7 +424,9 @@ def test_a_flood_of_one_passage_costs_what_its_information_costs(
     chunks = read_rows(out / "chunks.parquet")
     from_flood = [c for c in chunks if c["doc_id"] == "flood"]
     from_records = [c for c in chunks if c["doc_id"].startswith("records/")]
-    assert 1 <= len(from_flood) <= 2 and len(from_records) == 1
+    # 3,000 paragraphs fill ~300 chunks; what is left are the few ways a chunk's window
+    # can fall on the repeating paragraph.
+    assert 1 <= len(from_flood) <= 8 and len(from_records) == 1
     counts = run.stage("ingest")["counts"]
     assert counts["collapsed_chunks"] > 400 and counts["chunks"] == len(chunks)
     report = (out / "report.md").read_text()
