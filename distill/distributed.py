@@ -65,3 +65,16 @@ def share(value: Any) -> Any:
     box = [value if is_main() else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def finish() -> None:
+    """Leave the process group together: a process that exits while another still reads
+    its last message (a broadcast) makes that one abort ("terminate called without an
+    active exception")."""
+    if world_size() == 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        barrier()
+        dist.destroy_process_group()

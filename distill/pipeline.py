@@ -206,9 +206,11 @@ def run_pipeline(
         if not distributed.is_main():  # a worker trains its share; process 0 keeps the books
             told = distributed.share(None)  # process 0's verdict: train, skip, or why not
             if told["error"] is not None:
+                distributed.finish()
                 raise _Relayed(told["error"], told["exit_code"])
             if told["train"]:
                 stages["train"].fn(recipe, run, options)
+            distributed.finish()
             return run
         try:
             _main_loop(recipe, run, selected, stages, force, options, custom, tell=True)
@@ -216,7 +218,9 @@ def run_pipeline(
             if not getattr(e, "told", False):
                 code = e.exit_code if isinstance(e, DistillError) else 1
                 distributed.share({"train": False, "error": str(e), "exit_code": code})
+                distributed.finish()
             raise
+        distributed.finish()
         return run
     _main_loop(recipe, run, selected, stages, force, options, custom, tell=False)
     return run
