@@ -34,10 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def serve(gguf: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def serve(gguf: Path, port: int, log: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """llama-cpp-python's OpenAI-compatible server on loopback, once it answers."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1"]
-        + ["--port", str(port), "--n_ctx", "4096"],
+        + ["--port", str(port), "--n_ctx", "4096", *extra],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -48,6 +49,7 @@ def serve(gguf: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
                 return proc
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
                 raise SystemExit(f"llama_cpp.server did not start; see {log}") from None
             time.sleep(0.5)
 
