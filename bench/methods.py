@@ -95,15 +95,15 @@ def rows(folder: Path) -> list[Answer]:
     return [r for r in answers if r["eval_set"] == "unseen"]
 
 
-def key_rows(folder: Path) -> dict[str, Answer]:
-    """ft+rag's answers to the answer key's questions, by item."""
+def key_rows(folder: Path, system: str = "ft+rag") -> dict[str, Answer]:
+    """A system's answers to the answer key's questions, by item."""
     from distill import rows as rowtypes
 
     answers = rowtypes.read(folder / "eval" / "answers.parquet", Answer)
     return {
         r["item_id"]: r
         for r in answers
-        if r["system"] == "ft+rag" and r["kind"] == "answerable" and r["key_facts"] != "[]"
+        if r["system"] == system and r["kind"] == "answerable" and r["key_facts"] != "[]"
     }
 
 
