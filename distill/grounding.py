@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from distill.keyfacts import mentions
 from distill.prompts import fence
 
 # The tasks whose request is a question (decontamination compares those).
@@ -76,6 +77,28 @@ def quotes(text: str) -> list[str]:
         if span:
             out.append(span)
     return out
+
+
+# A sentence ends at . ! or ? followed by space and what starts a sentence.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(*`])")
+_BULLET = re.compile(r"^(?:[-*+]\s+|\d{1,2}[.)]\s+|#{1,6}\s+)")
+
+
+def sentences(text: str) -> list[str]:
+    """A chunk's sentences: each line (a list item, a table row, a heading) split at
+    sentence ends, bullets and heading marks stripped; every one a span of the text."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = _BULLET.sub("", line.strip()).strip()
+        out.extend(s.strip() for s in _SENTENCE_END.split(line) if s.strip())
+    return out
+
+
+def quote_sentence(text: str, facts: list[str]) -> str | None:
+    """The shortest sentence of `text` that states every fact (distill.keyfacts
+    matching): the quote of a RAFT-style target; None when no one sentence does."""
+    found = [s for s in sentences(text) if all(mentions(s, f) for f in facts)]
+    return min(found, key=len) if found else None
 
 
 def final_answer(text: str) -> str:

@@ -87,6 +87,8 @@ class Sample(TypedDict):
     cost_usd: float
     created_at: str
     side: NotRequired[str]  # train | eval: the side of the split its document is on
+    # Spans of the source chunk its answer must state (a keyed pairs template's reply).
+    key_facts: NotRequired[list[str] | None]
 
 
 class CuratedSample(Sample):

@@ -29,7 +29,7 @@ def test_pairs_are_parsed_cleaned_and_capped() -> None:
             ]
         }
     )
-    got = parse_pairs(reply(text), 2)
+    got = [(p.question, p.answer) for p in parse_pairs(reply(text), 2)]
     assert got == [
         ("How long is a trial?", "14 days [1]."),
         ("What does Starter cost?", "$12 a user [1]."),
@@ -43,7 +43,24 @@ def test_a_reply_cut_off_mid_list_keeps_the_pairs_it_completed() -> None:
         '{"pairs": [{"question": "How long is a trial?", "answer": "14 \\"free\\" days [1]."}, '
         '{"question": "What does Team cost?", "answer": "$29 per user per mo'
     )
-    assert parse_pairs(reply(cut), 4) == [("How long is a trial?", '14 "free" days [1].')]
+    got = parse_pairs(reply(cut), 4)
+    assert [(p.question, p.answer) for p in got] == [
+        ("How long is a trial?", '14 "free" days [1].')
+    ]
+    assert got[0].key_facts is None  # the template asked for none
+
+
+def test_keyed_pairs_keep_their_facts_even_from_a_cut_reply() -> None:
+    cut = (
+        '{"pairs": [{"question": "How long is a trial?", "key_facts": ["14 days", " "], '
+        '"answer": "A trial lasts 14 days {free} [1]."}, {"question": "Is SMS in Team?", '
+        '"key_facts": "no", "answer": "No [2]."}, {"question": "What does Team cost?", "key_'
+    )
+    got = parse_pairs(reply(cut), 4)
+    assert got == [
+        ("How long is a trial?", "A trial lasts 14 days {free} [1].", ["14 days"]),
+        ("Is SMS in Team?", "No [2].", []),  # facts not a list: none, and curate says so
+    ]
 
 
 @pytest.mark.slow

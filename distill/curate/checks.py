@@ -17,7 +17,7 @@ from distill.grounding import (
     quotes,
     verbatim,
 )
-from distill.keyfacts import figures, known_figures
+from distill.keyfacts import figures, known_figures, mentions, tokens
 from distill.prompts import has_control
 
 _CITATIONS = re.compile(r"\[\d{1,2}\]")
@@ -65,7 +65,9 @@ def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str
         return "answer cut off at the teacher's token limit"
     if any(count_tokens(x) > cfg.max_answer_tokens for x in answers):
         return f"answer longer than {cfg.max_answer_tokens} tokens"
-    if any(repetition(x) > cfg.max_repetition for x in answers):
+    # A quote-style answer may restate its (verified, verbatim) quote: only the answer
+    # part can loop.
+    if any(repetition(final_answer(x)) > cfg.max_repetition for x in answers):
         return f"repetitive answer (over {cfg.max_repetition:.0%} repeated 4-grams)"
     if sample.get("expects_refusal"):
         if not is_refusal(a):
@@ -98,6 +100,36 @@ def check(sample: dict[str, Any], cfg: CurateConfig, count_tokens: Callable[[str
         known = known_figures(_TAG.sub(" ", stated))
         if any(figures(x) - known for x in answers):
             return "answer states a number its context does not"
+    return ""
+
+
+def key_fact_problem(sample: dict[str, Any], chunk_text: dict[str, str]) -> str:
+    """For a sample whose teacher named its key facts (a keyed pairs template): the
+    reason its facts do not check out, or ''. Each fact must be a span of the source
+    chunk (the same matching as the answer key), and the answer (its `Answer:` part in
+    the quote style) must state every one the question does not; a question that states
+    them all asks nothing. Samples without key facts pass."""
+    facts = sample.get("key_facts")
+    if facts is None or sample.get("expects_refusal"):
+        return ""
+    facts = [f for f in facts if f.strip()]
+    if not facts:
+        return "key facts: none given"
+    if any(len(f.split()) > 8 or not tokens(f) for f in facts):
+        return "key facts: one is not a short span"
+    source = chunk_text.get(sample.get("source_chunk_id") or "")
+    if source is None:
+        return "key facts: its source chunk is not in the index"
+    have = tokens(source)
+    if not all(mentions(have, f) for f in facts):
+        return "key facts: one is not in its source chunk"
+    # A fact the question already states ("Requests per minute") is its topic, not
+    # what the answer must add: left out, unless that leaves none.
+    facts = [f for f in facts if not mentions(sample["question"], f)]
+    if not facts:
+        return "key facts: every one is in the question"
+    if not all(mentions(final_answer(sample["answer"]), f) for f in facts):
+        return "key facts: the answer does not state them"
     return ""
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.curate.checks import check, dialogue, ngrams, normalise
+from distill.curate.checks import check, dialogue, key_fact_problem, ngrams, normalise
 from distill.curate.config import CurateConfig
 from distill.curate.dedup import near_duplicates
 from distill.grounding import support_score
@@ -105,6 +105,9 @@ def curate(
     funnel = _Funnel(list(samples))
     drop = funnel.drop
     drop("checks", {i: r for i, s in enumerate(funnel.kept) if (r := check(s, cfg, count_tokens))})
+    drop("key facts", {
+        i: r for i, s in enumerate(funnel.kept) if (r := key_fact_problem(s, chunk_text))
+    })  # fmt: skip
     if sample_tokens is not None and max_sample_tokens is not None:
         # Training would cut these (TRL keeps the start), losing the answer.
         drop("too long to train on", {

@@ -132,6 +132,14 @@ class GenerateConfig(StrictModel):
         description="Template for answers; it is also the prompt the student is trained on "
         "and evaluated with (numbered documents, citations like [1]).",
     )
+    answer_style: Literal["short", "quote"] = Field(
+        "short",
+        description="The training target's form. short: the cited answer. quote: RAFT's "
+        "published form, first a `Quote:` line copying the sentence that answers word for "
+        "word, then `Answer:` (the student's prompt asks for it: answer_template defaults "
+        "to grounded_answer_quote@v1; with a keyed pairs_template the quote is the source "
+        "chunk's sentence that holds the key facts; eval scores the answer part only).",
+    )
     prompts_dir: str | None = Field(
         None,
         description="Folder of your own templates (same layout as prompts/), relative to the "
@@ -148,7 +156,12 @@ class GenerateConfig(StrictModel):
         "question, then one for its answer.",
     )
     pairs_template: str = Field(
-        "qa_pairs@v1", description="Template for several question/answer pairs in one request."
+        "qa_pairs@v1",
+        description="Template for several question/answer pairs in one request. "
+        "qa_pairs@v2 adds each pair's key facts (spans of the source chunk its answer must "
+        "state; curate checks them); qa_keyed@v1 asks for questions and key facts only, "
+        "shows the teacher the source chunk alone, and builds each target from the "
+        "chunk's sentence that holds the facts (extractive: no answer is decoded).",
     )
     samples_per_1k_tokens: float | None = Field(
         None,
@@ -200,6 +213,11 @@ class GenerateConfig(StrictModel):
             or not any(w > 0 for w in self.tasks.values())
         ):
             raise ValueError("tasks: give at least one task type with a positive weight")
+        quote_template = "grounded_answer_quote@v1"
+        if self.answer_style == "quote" and "answer_template" not in self.model_fields_set:
+            self.answer_template = quote_template
+        elif self.answer_template == quote_template:
+            self.answer_style = "quote"
         for name in ("personas", "difficulties", "instruction_kinds"):
             if not getattr(self, name):
                 raise ValueError(f"{name}: give at least one")

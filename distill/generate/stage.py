@@ -27,14 +27,15 @@ import re
 from collections import Counter
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from distill import rows
 from distill.errors import TeacherError
 from distill.generate.config import GenerateConfig
 from distill.generate.eval_key import KEY_SCHEMA, key_chunks, key_items, key_prompts, write_key
 from distill.generate.plan import Job, Plan, choose_split, clean_question, clean_reply, make_plan
-from distill.grounding import ANSWER_STOP, citations, clean_answer, numbered
+from distill.grounding import ANSWER_STOP, citations, clean_answer, numbered, quote_sentence
+from distill.keyfacts import mentions, tokens
 from distill.models import student_specials
 from distill.prompts import Templates, defuse, fence
 from distill.recipe import Recipe
@@ -49,43 +50,101 @@ from distill.teachers.prices import BudgetExceeded
 from distill.ui import progress
 
 QUESTION_MAX_TOKENS = 64
-PAIRS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "pairs": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
-                "required": ["question", "answer"],
-            },
-        }
-    },
-    "required": ["pairs"],
-}
-# One complete {"question": ..., "answer": ...} object, for a reply cut off mid-list.
+_FACTS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+
+
+def _pairs_schema(**fields: dict[str, Any]) -> dict[str, Any]:
+    """{"pairs": [{field: ...}]}, every field required, in the order given (a grammar
+    writes them in that order)."""
+    item = {"type": "object", "properties": fields, "required": list(fields)}
+    return {
+        "type": "object",
+        "properties": {"pairs": {"type": "array", "items": item}},
+        "required": ["pairs"],
+    }
+
+
+_TEXT: dict[str, Any] = {"type": "string"}
+PAIRS_SCHEMA = _pairs_schema(question=_TEXT, answer=_TEXT)
+# The same with each pair's key facts, asked before its answer (so the answer is
+# written to state them): for a pairs template that asks for `key_facts`.
+KEYED_PAIRS_SCHEMA = _pairs_schema(question=_TEXT, key_facts=_FACTS, answer=_TEXT)
+# An extractive pairs template (qa_keyed) asks for questions and key facts only: the
+# target is built from the source chunk's sentence that holds the facts, so no answer
+# is decoded.
+EXTRACTIVE_PAIRS_SCHEMA = _pairs_schema(question=_TEXT, key_facts=_FACTS)
+# One complete flat JSON object (strings may hold braces), for a reply cut off mid-list.
 _STRING = r'"(?:[^"\\]|\\.)*"'
-_PAIR = re.compile(rf'\{{\s*"question"\s*:\s*{_STRING}\s*,\s*"answer"\s*:\s*{_STRING}\s*\}}')
+_OBJECT = re.compile(rf"\{{(?:[^{{}}\"]|{_STRING})*\}}")
 
 
-def parse_pairs(reply: Completion, n: int) -> list[tuple[str, str]]:
-    """Up to n (question, answer) pairs from a pairs reply, each cleaned; from a reply
-    cut off at the token cap, the pairs it completed. Pairs without a question mark or
-    an answer are left out (curate would reject them anyway)."""
+def _exactly(schema: dict[str, Any], n: int) -> dict[str, Any]:
+    """A keyed pairs schema that asks for n pairs and one or two key facts of at most 60
+    characters each: a grammar (llama.cpp) then writes that many, where a small model
+    left free stops after one and copies whole paragraphs as facts."""
+    item = schema["properties"]["pairs"]["items"]
+    facts = {
+        "type": "array",
+        "items": {"type": "string", "maxLength": 60},
+        "minItems": 1,
+        "maxItems": 2,
+    }
+    pairs = {
+        "type": "array",
+        "items": {**item, "properties": {**item["properties"], "key_facts": facts}},
+        "minItems": n,
+        "maxItems": n,
+    }
+    return {**schema, "properties": {**schema["properties"], "pairs": pairs}}
+
+
+class Pair(NamedTuple):
+    """One question/answer pair of a pairs reply; `key_facts` when the template asks
+    for them (None when it does not, [] when the teacher gave none)."""
+
+    question: str
+    answer: str
+    key_facts: list[str] | None = None
+
+
+def parse_pairs(reply: Completion, n: int) -> list[Pair]:
+    """Up to n pairs from a pairs reply, each cleaned; from a reply cut off at the token
+    cap, the pairs it completed. Pairs without a question mark, or without an answer
+    (or, from an extractive template, key facts), are left out (curate would reject
+    them anyway)."""
     data = reply.parsed if isinstance(reply.parsed, dict) else parse_json(reply.text)
     items = data.get("pairs") if isinstance(data, dict) else None
     if not isinstance(items, list):
-        items = [json.loads(m, strict=False) for m in _PAIR.findall(reply.text)]
-    out: list[tuple[str, str]] = []
+        items = []
+        for m in _OBJECT.findall(reply.text):
+            try:
+                items.append(json.loads(m, strict=False))
+            except ValueError:
+                continue
+    out: list[Pair] = []
     for it in items:
         if not isinstance(it, dict):
             continue
-        q, a = it.get("question"), it.get("answer")
+        q, a = it.get("question"), it.get("answer", "")
         if not isinstance(q, str) or not isinstance(a, str):
             continue
         question, answer = clean_question(q), clean_answer(a)
-        if question.endswith("?") and answer and (question, answer) not in out:
-            out.append((question, answer))
+        facts = it.get("key_facts")
+        key_facts = None
+        if "key_facts" in it:
+            key_facts = (
+                [f.strip() for f in facts if isinstance(f, str) and f.strip()]
+                if (isinstance(facts, list))
+                else []
+            )
+        # An extractive template asks for no answer: the facts make the target.
+        extractive = "answer" not in it and bool(key_facts)
+        if (
+            question.endswith("?")
+            and (answer or extractive)
+            and all((question, answer) != (p.question, p.answer) for p in out)
+        ):
+            out.append(Pair(question, answer, key_facts))
     return out[:n]
 
 
@@ -208,7 +267,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     spend = Spend()
     step = partial(_run_step, teacher=teacher, ids=ids, failures=failures, spend=spend)
     convo, base, pairs = _converse(step, plan, cfg, failures)
-    samples = _samples(plan, convo, base, cfg, split) + _pair_samples(plan, pairs, cfg, split)
+    samples = _samples(plan, convo, base, cfg, split)
+    samples += _pair_samples(plan, pairs, cfg, split, failures)
     key_counts = {}
     if cfg.eval_key:
         key_teacher: Teacher = teacher
@@ -291,7 +351,7 @@ def _eval_key(
     }
 
 
-Pairs = dict[int, tuple[list[tuple[str, str]], Completion]]
+Pairs = dict[int, tuple[list[Pair], Completion]]
 
 
 def _converse(
@@ -310,8 +370,14 @@ def _converse(
         asked = {j.index: j.request_prompt for j in jobs if j.pairs}
         if asked:
             most = max(j.pairs for j in jobs)
+            text = "\n".join(m["content"] for m in next(iter(asked.values())))
+            schema = PAIRS_SCHEMA
+            if "key_facts" in text:
+                schema = KEYED_PAIRS_SCHEMA if '"answer"' in text else EXTRACTIVE_PAIRS_SCHEMA
+            if schema is not PAIRS_SCHEMA:
+                schema = _exactly(schema, most)
             written = step(
-                bar, "question/answer pairs", asked, cfg.batch_size, schema=PAIRS_SCHEMA,
+                bar, "question/answer pairs", asked, cfg.batch_size, schema=schema,
                 max_tokens=most * (QUESTION_MAX_TOKENS + cfg.max_new_tokens),
                 temperature=cfg.temperature, seed=cfg.seed,
             )  # fmt: skip
@@ -394,10 +460,15 @@ def _samples(
     return samples
 
 
-def _pair_samples(plan: Plan, pairs: Pairs, cfg: GenerateConfig, split: Split) -> list[Sample]:
+def _pair_samples(
+    plan: Plan, pairs: Pairs, cfg: GenerateConfig, split: Split, failures: list[Failure]
+) -> list[Sample]:
     """A sample per pair: the student's prompt is the answer template over the job's
     context (the documents the teacher read, in the same order, so [n] means the same
-    chunk) and the pair's question; the reply's tokens and cost are shared evenly."""
+    chunk) and the pair's question; the reply's tokens and cost are shared evenly. In
+    the quote style, a pair with key facts gets RAFT's target: a `Quote:` line with the
+    sentence of its source chunk that holds them, then `Answer:` and the teacher's
+    answer (when no one sentence holds them all, the pair is a failure row)."""
     from distill.io import hash_json
 
     tpl = plan.templates
@@ -405,9 +476,30 @@ def _pair_samples(plan: Plan, pairs: Pairs, cfg: GenerateConfig, split: Split) -
     samples: list[Sample] = []
     for j, (got, reply) in sorted(pairs.items()):
         job = plan.jobs[j]
-        for n, (question, answer) in enumerate(got):
-            prompt = tpl.answer.render(passages=numbered(job.context), question=question)
-            turn = {"question": question, "answer": answer}
+        for n, pair in enumerate(got):
+            prompt = tpl.answer.render(passages=numbered(job.context), question=pair.question)
+            answer = pair.answer
+            if pair.key_facts and (cfg.answer_style == "quote" or not answer):
+                said = quote_sentence(job.chunk["text"], pair.key_facts)
+                if not said:
+                    have = tokens(job.chunk["text"])
+                    why = (
+                        "key facts: one is not in its source chunk"
+                        if not all(mentions(have, f) for f in pair.key_facts)
+                        else "key facts: no one sentence of the source chunk holds them all"
+                    )
+                    failures.append(_failure(
+                        f"{job.sample_id}:{n}", "pairs", why, None, json.dumps(pair._asdict())
+                    ))  # fmt: skip
+                    continue
+                src = job.source_number
+                if not answer:  # extractive: the sentence answers; after a quote, its facts
+                    answer = f"{said} [{src}]"
+                    if cfg.answer_style == "quote":
+                        answer = f"{'; '.join(pair.key_facts)} [{src}]."
+                if cfg.answer_style == "quote":
+                    answer = f"Quote: {said} [{src}]\nAnswer: {answer}"
+            turn = {"question": pair.question, "answer": answer}
             row = _sample(job, [turn], prompt, cfg, tpl, created)
             row["sample_id"] = hash_json([job.sample_id, n])[:16]
             row["input_tokens"] = reply.usage.input_tokens // len(got)
@@ -415,6 +507,8 @@ def _pair_samples(plan: Plan, pairs: Pairs, cfg: GenerateConfig, split: Split) -
             row["cost_usd"] = reply.cost_usd / len(got)
             row["answer_truncated"] = False  # only pairs the reply completed are kept
             row["side"] = split.side(job.chunk["doc_id"])
+            if pair.key_facts is not None:
+                row["key_facts"] = pair.key_facts
             samples.append(row)
     return samples
 

@@ -44,19 +44,27 @@ def _key_reply(document: str) -> str:
 
 def _pairs_reply(prompt: str, docs: list[str]) -> str:
     """A pairs reply (qa_pairs): a question per sentence of the source document, each
-    answered by that sentence with its citation."""
+    answered by that sentence with its citation; for a keyed template, its key fact."""
     n = int(m.group(1)) if (m := re.search(r"Write (\d+) different questions", prompt)) else 1
     src = int(m.group(1)) if (m := re.search(r"document \[(\d+)\] answers", prompt)) else 1
     sentences = re.split(r"(?<=[.!?])\s", docs[src - 1].strip()) if docs else []
-    pairs = [
-        {
-            "question": "What does the documentation say about "
-            f"{' '.join(re.findall(r'[A-Za-z0-9$%]+', s)[:8])}?",
-            "answer": f"{s.strip()} [{src}]",
+    keyed = "key_facts" in prompt
+    pairs = []
+    for s in sentences[:n]:
+        if not s.strip():
+            continue
+        m = _FIGURE.search(s)
+        fact = m.group(0).rstrip(".,") if m else s.split()[-1].strip(".,")
+        # The question leaves the key fact's words out (the eval key's rule).
+        words = [w for w in re.findall(r"[A-Za-z0-9$%]+", s) if not (keyed and w in fact)]
+        pair: dict[str, Any] = {
+            "question": f"What does the documentation say about {' '.join(words[:8])}?"
         }
-        for s in sentences[:n]
-        if s.strip()
-    ]
+        if '"answer"' in prompt:  # an extractive template asks for none
+            pair["answer"] = f"{s.strip()} [{src}]"
+        if keyed:  # the sentence's first figure, or its last word
+            pair["key_facts"] = [fact]
+        pairs.append(pair)
     return json.dumps({"pairs": pairs})
 
 
@@ -64,10 +72,11 @@ def _default_reply(messages: list[Message]) -> str:
     prompt = messages[-1]["content"]
     docs = _DOC.findall(prompt)
     first = docs[0] if docs else prompt
+    everything = "\n".join(m["content"] for m in messages)
+    if '{"pairs"' in everything:
+        return _pairs_reply(everything, docs)
     if "key_facts" in messages[0]["content"]:
         return _key_reply(first)
-    if '{"pairs"' in prompt:
-        return _pairs_reply(prompt, docs)
     sentence = re.split(r"(?<=[.!?])\s", first.strip(), maxsplit=1)[0][:200]
     if "write one request" in prompt.lower():
         words = re.findall(r"[A-Za-z0-9$%]+", sentence)[:8]
