@@ -39,6 +39,11 @@ from methods import key_rows, recipe_of  # noqa: E402
 # The issue's list (issue 26, section 3), one setting at a time; the quickstart's
 # values are epochs 2, learning rate 2e-4, LoRA r 16 (alpha 32) on q/k/v/o, short
 # answers, no-oracle share 0.4, 3 RAFT distractors, the Qwen 0.5B teacher.
+EXTRACTIVE = [
+    "generate.pairs_per_request=4",
+    "generate.pairs_template=qa_keyed@v1",
+    "generate.tasks={qa: 0.5, raft: 0.5}",
+]
 PRESETS: dict[str, list[str]] = {
     "epochs_1": ["train.epochs=1"],
     "epochs_4": ["train.epochs=4"],
@@ -54,6 +59,17 @@ PRESETS: dict[str, list[str]] = {
     "no_oracle_0.6": ["generate.raft.no_oracle_share=0.6"],
     "distractors_1": ["generate.raft.distractors=1"],
     "teacher_1.5b": ["generate.teacher=local:qwen2.5-coder-1.5b-instruct"],
+    # Checked data (docs/data.md): extractive pairs, four a request, and the same in
+    # RAFT's quote style; then those written by the 1.5B, and taught to the Qwen 0.5B.
+    "extractive": EXTRACTIVE,
+    "extractive_quote": [*EXTRACTIVE, "generate.answer_style=quote"],
+    "extractive_1.5b": [*EXTRACTIVE, "generate.teacher=local:qwen2.5-coder-1.5b-instruct"],
+    "student_qwen_0.5b": [
+        *EXTRACTIVE,
+        "generate.teacher=local:qwen2.5-coder-1.5b-instruct",
+        "train.student=qwen2.5-coder-0.5b-instruct",
+        "train.epochs=1",
+    ],
 }
 
 

@@ -227,3 +227,41 @@ def test_a_quote_restated_by_its_answer_is_not_a_loop() -> None:
     assert check(row(f"Quote: {sentence} [1]\nAnswer: {loop}[1]"), cfg, words).startswith(
         "repetitive answer"
     )
+
+
+@pytest.mark.slow
+def test_a_raft_job_without_its_oracle_writes_a_refusal_per_pair(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RAFT's no-oracle share holds per sample: a job whose context leaves its chunk out
+    asks for pairs over that chunk alone, and each question becomes a refusal sample
+    over the context without it."""
+    from distill.io import read_rows
+    from distill.pipeline import run_pipeline
+    from distill.recipe import load_recipe
+    from tests.conftest import write_recipe
+
+    monkeypatch.chdir(tmp_path)
+    path = write_recipe(
+        tmp_path,
+        "name: refuse\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+        "generate:\n  teacher: 'fake:'\n  samples_per_chunk: 2\n  pairs_per_request: 3\n"
+        "  pairs_template: qa_keyed@v1\n  tasks: {raft: 1.0}\n"
+        "  raft: {no_oracle_share: 1.0, distractors: 1}\n"
+        "curate:\n  eval_fraction: 0.4\n",
+        name="refuse.yaml",
+    )
+    run_pipeline(load_recipe(path), until="generate")
+    run = tmp_path / "runs" / "refuse"
+    samples = read_rows(run / "generate" / "samples.parquet")
+    chunks = {c["chunk_id"]: c["text"] for c in read_rows(run / "ingest" / "chunks.parquet")}
+    refusals = [s for s in samples if s["expects_refusal"]]
+    assert refusals
+    for s in refusals:
+        assert s["source_chunk_id"] not in s["chunk_ids"]
+        assert s["answer"] == "The documents provided do not contain the answer to this question."
+        # A pair (the one-question path names no key facts), cited nowhere.
+        assert s["key_facts"] and s["citations"] == []
+        # The question was written from the chunk the context lacks.
+        documents = s["messages"][1]["content"].replace(s["question"], "")
+        assert chunks[s["source_chunk_id"]][:30] not in documents

@@ -19,8 +19,9 @@ instructions task, the kind of request:
 With `pairs_per_request` > 1, a qa or raft job whose context holds its chunk asks
 for that many questions *with their answers* in one request over the numbered
 context the student will see (`qa_pairs@v1`): the teacher reads it once, not twice
-per sample. A raft job without its oracle still asks for one question (its target
-is the refusal, no answer call).
+per sample. A raft job without its oracle asks the same over its source chunk alone,
+and each question becomes a sample over the context without it, its target the
+refusal (RAFT's no-oracle share holds per sample, not per request).
 
 In every answer prompt the context chunks are numbered documents (`<document
 id="1">`), so answers cite them as [1], [2]; each sample keeps the chunk ids in
@@ -172,7 +173,7 @@ def make_plan(recipe: Recipe, retriever: Retriever, split: Split | None = None) 
                 kind=rng.choice(cfg.instruction_kinds) if task == "instructions" else None,
             )
             _place(job, retriever, cfg, rng, split.docs_of(split.side(chunk["doc_id"])))
-            if cfg.pairs_per_request > 1 and task in ("qa", "raft") and job.oracle_in_context:
+            if cfg.pairs_per_request > 1 and task in ("qa", "raft"):
                 job.pairs = cfg.pairs_per_request
             job.request_prompt = _request_prompt(job, tpl)
             job.sample_id = hash_json(
@@ -228,9 +229,12 @@ def _place(
 def _request_prompt(job: Job, tpl: Templates) -> list[Message]:
     if job.pairs:
         assert tpl.pairs is not None
+        # A raft job without its oracle asks over the source chunk alone; its questions
+        # then meet a context that lacks it, and their target is the refusal.
+        oracle = job.oracle_in_context
         return tpl.pairs.render(
-            passages=numbered(job.context),
-            source=job.source_number,
+            passages=numbered(job.context if oracle else [job.chunk]),
+            source=job.source_number if oracle else 1,
             n=job.pairs,
             persona=job.persona,
             difficulty=job.difficulty,

@@ -479,7 +479,9 @@ def _pair_samples(
         for n, pair in enumerate(got):
             prompt = tpl.answer.render(passages=numbered(job.context), question=pair.question)
             answer = pair.answer
-            if pair.key_facts and (cfg.answer_style == "quote" or not answer):
+            if job.expects_refusal:  # its context lacks the chunk the question came from
+                answer = cfg.raft.refusal
+            elif pair.key_facts and (cfg.answer_style == "quote" or not answer):
                 said = quote_sentence(job.chunk["text"], pair.key_facts)
                 if not said:
                     have = tokens(job.chunk["text"])
