@@ -35,6 +35,32 @@ def test_clean_answer_and_chunk_sampling() -> None:
     assert select_chunks(chunks, 4, seed=1) == picked and select_chunks(chunks, None, 0) == chunks
 
 
+def test_held_out_chunks_caps_the_eval_side_and_gives_the_rest_to_training() -> None:
+    from distill.split import Split
+
+    # 30 chunks: documents e0..e2 held out (12 chunks), t0..t5 training (18 chunks).
+    chunks = [{"doc_id": f"e{i % 3}", "i": i} for i in range(12)]
+    chunks += [{"doc_id": f"t{i % 6}", "i": 12 + i} for i in range(18)]
+    split = Split(["e0", "e1", "e2"], [f"t{i}" for i in range(6)])
+
+    def sides(picked: list[dict]) -> tuple[int, int]:
+        held = sum(c["doc_id"].startswith("e") for c in picked)
+        return held, len(picked) - held
+
+    # Without the cap each side gets its share of max_chunks (12/30 of 10 = 4).
+    assert sides(select_chunks(chunks, 10, 0, split)) == (4, 6)
+    # Capped: 2 held-out chunks, and the freed 2 go to training, same total.
+    capped = select_chunks(chunks, 10, 0, split, held_out=2)
+    assert sides(capped) == (2, 8)
+    assert capped == sorted(capped, key=lambda c: c["i"])
+    # With every chunk (max_chunks null) the cap still applies, training keeps all 18.
+    assert sides(select_chunks(chunks, None, 0, split, held_out=3)) == (3, 18)
+    assert sides(select_chunks(chunks, None, 0, split, held_out=0)) == (0, 18)
+    # A cap above the held-out side's size takes what there is.
+    assert sides(select_chunks(chunks, None, 0, split, held_out=50)) == (12, 18)
+    assert select_chunks(chunks, None, 0, split) == chunks
+
+
 def test_the_estimate_says_which_documents_the_plan_covers() -> None:
     from types import SimpleNamespace
 

@@ -265,3 +265,54 @@ def test_a_raft_job_without_its_oracle_writes_a_refusal_per_pair(
         # The question was written from the chunk the context lacks.
         documents = s["messages"][1]["content"].replace(s["question"], "")
         assert chunks[s["source_chunk_id"]][:30] not in documents
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("template", "per_request", "resent"),
+    [("qa_keyed@v1", 3, False), ("qa_pairs@v2", 3, False), ("qa_pairs@v1", 1, True)],
+)
+def test_a_style_change_pays_only_for_requests_whose_words_change(
+    small_corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    template: str,
+    per_request: int,
+    resent: bool,
+) -> None:
+    """The request cache is keyed by what the teacher reads, not by every template's
+    text: a keyed pairs request never shows the teacher the answer template (the quote
+    is the source chunk's sentence), so switching short answers to quotes rebuilds
+    every target from cached replies; a teacher that answers over the answer template
+    (one request per answer) is asked again, in the quote style's words."""
+    from distill.io import read_rows
+    from distill.pipeline import run_pipeline
+    from distill.recipe import load_recipe
+    from tests.conftest import write_recipe
+
+    monkeypatch.chdir(tmp_path)
+
+    def recipe(style: str):  # type: ignore[no-untyped-def]
+        return load_recipe(
+            write_recipe(
+                tmp_path,
+                "name: styles\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n"
+                "  chunk_overlap: 8\ngenerate:\n  teacher: 'fake:'\n  samples_per_chunk: 1\n"
+                f"  answer_style: {style}\n  pairs_per_request: {per_request}\n"
+                f"  pairs_template: {template}\n  tasks: {{qa: 1.0}}\n",
+                name=f"{style}.yaml",
+            )
+        )
+
+    run_pipeline(recipe("short"), until="generate")
+    run = tmp_path / "runs" / "styles"
+    counts = json.loads((run / "manifest.json").read_text())["stages"]["generate"]["counts"]
+    assert counts["requests_sent"] > 0
+    run_pipeline(recipe("quote"), until="generate")
+    again = json.loads((run / "manifest.json").read_text())["stages"]["generate"]["counts"]
+    if resent:
+        assert again["requests_sent"] > 0
+        return
+    assert again["requests_sent"] == 0 and again["cached_replies"] == counts["requests_sent"]
+    samples = read_rows(run / "generate" / "samples.parquet")
+    assert samples and all(len(quotes(s["answer"])) == 1 for s in samples)

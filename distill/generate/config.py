@@ -172,6 +172,15 @@ class GenerateConfig(StrictModel):
     max_chunks: int | None = Field(
         None, ge=1, description="Use at most this many chunks (a seeded sample); null for all."
     )
+    held_out_chunks: int | None = Field(
+        None,
+        ge=0,
+        description="At most this many of those chunks from held-out documents (a seeded "
+        "sample); the rest of max_chunks goes to training documents. Held-out samples are "
+        "the eval split: the eval-split loss in training, decontamination, and eval's "
+        "generated questions (eval.generated); with an answer key and eval.generated off, "
+        "a few serve, and the teacher's time goes to training data. null: their share.",
+    )
     neighbours: int = Field(
         1, ge=0, le=10, description="Retrieved neighbour chunks added to the answer's context."
     )

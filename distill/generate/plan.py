@@ -111,22 +111,31 @@ class Plan:
 
 
 def select_chunks(
-    chunks: list[Chunk], max_chunks: int | None, seed: int, split: Split | None = None
+    chunks: list[Chunk],
+    max_chunks: int | None,
+    seed: int,
+    split: Split | None = None,
+    held_out: int | None = None,
 ) -> list[Chunk]:
     """All chunks, or a seeded sample of `max_chunks` spread over the corpus, in corpus order.
 
     With a split, each side gets its share of the sample (at least one chunk for a side
-    that has any), so a small sample still yields eval items."""
-    if max_chunks is None or max_chunks >= len(chunks):
-        return chunks
+    that has any), so a small sample still yields eval items; `held_out` caps the
+    held-out side instead (at least one chunk when it is above 0), and what it frees
+    goes to the training side."""
+    if split is None or held_out is None:
+        if max_chunks is None or max_chunks >= len(chunks):
+            return chunks
     rng = random.Random(seed)
     if split is None:
-        picked = sorted(rng.sample(range(len(chunks)), max_chunks))
+        picked = sorted(rng.sample(range(len(chunks)), max_chunks or len(chunks)))
         return [chunks[i] for i in picked]
     held = [i for i, c in enumerate(chunks) if split.side(c["doc_id"]) == EVAL]
     kept = [i for i, c in enumerate(chunks) if split.side(c["doc_id"]) != EVAL]
-    n_eval = min(len(held), max(1 if held else 0, round(max_chunks * len(held) / len(chunks))))
-    n_train = min(len(kept), max_chunks - n_eval)
+    budget = len(chunks) if max_chunks is None else min(max_chunks, len(chunks))
+    share = max(1 if held else 0, round(budget * len(held) / len(chunks)))
+    n_eval = min(len(held), share if held_out is None else held_out, budget)
+    n_train = min(len(kept), budget - n_eval)
     picked = sorted(rng.sample(held, n_eval) + rng.sample(kept, n_train))
     return [chunks[i] for i in picked]
 
@@ -151,7 +160,7 @@ def make_plan(recipe: Recipe, retriever: Retriever, split: Split | None = None) 
     cfg = recipe.generate
     tpl = load_templates(recipe)
     split = split or Split([], {c["doc_id"] for c in retriever.chunks})
-    chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed, split)
+    chunks = select_chunks(retriever.chunks, cfg.max_chunks, cfg.seed, split, cfg.held_out_chunks)
     names = [t for t, w in cfg.tasks.items() if w > 0]
     weights = [cfg.tasks[t] for t in names]
     jobs: list[Job] = []

@@ -247,7 +247,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     split.save(out_dir / "split.json", recipe.curate.eval_fraction, recipe.curate.seed)
     student_specials(recipe.train.student)
     plan = make_plan(recipe, retriever, split)
-    jobs, tpl = plan.jobs, plan.templates
+    jobs = plan.jobs
     cache = RequestCache(out_dir / "cache.sqlite")
     teacher = make_teacher(
         cfg.teacher,
@@ -257,9 +257,10 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         batch_state=out_dir / "batches.json" if cfg.mode == "batch" else None,
         batch_poll_s=cfg.batch_poll_s,
         batch_resubmits=cfg.batch_resubmits,
+        # Keyed by what the teacher reads (the messages hold the templates' words): a
+        # change to a template a request does not use (the student's answer template
+        # under extractive pairs) costs nothing, and a change to one it uses misses.
         cache=cache,
-        # Template text is in the messages already; the shas make a change explicit.
-        salt=tpl.salt(),
     )
     assert isinstance(teacher, CachedTeacher)
     ids = [j.sample_id for j in jobs]
@@ -279,7 +280,6 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
                 opts if opts is not None else cfg.teacher_options,
                 max_cost_usd=cfg.max_cost_usd,
                 cache=cache,
-                salt=tpl.salt(),
             )
         key_counts = _eval_key(recipe, folder, retriever, split, key_teacher, failures, spend)
     rows.write(out_dir / "samples.parquet", samples, Sample)

@@ -1,7 +1,8 @@
 """A persistent request cache, so a rerun never pays twice for the same request.
 
-The key hashes everything that decides a reply: the teacher spec, the messages, the
-schema, the sampling parameters and the prompt templates' text (through `salt`).
+The key hashes everything that decides a reply: the teacher spec, the messages (which
+hold the prompt templates' words), the schema and the sampling parameters, and `salt`
+where a caller needs one more (eval's judge on the teacher system's loaded model).
 Each answer is committed as soon as it arrives (SQLite, WAL), so killing the
 process at any moment loses at most the requests in flight.
 """
