@@ -3,7 +3,8 @@ teacher (Qwen2.5-Coder-0.5B-Instruct Q4_K_M), the Brightdesk pages; usable pairs
 teacher-second and the share of pairs whose key fact is verbatim in the source.
 
     .venv/bin/python bench/peer_sdk.py [--out runs/peer_sdk] [--port 8766] [--md-only]
-        [--distill-run FOLDER] [--lean] [--report-only]
+        [--distill-run FOLDER] [--lean] [--report-only] [--skip-sdk] [--name NAME]
+        [--set KEY=VALUE ...]
 
 1. Creates /work/sdk-venv if missing: `pip install synthetic-data-kit==0.0.5` (its tree
    has no torch or vllm; `datasets` brings pyarrow/pandas/numpy). `--lean` installs it
@@ -173,11 +174,10 @@ def sdk_pairs(out: Path) -> tuple[list[tuple[str, str, str]], int]:
     return rows, long_pages
 
 
-def run_distill(out: Path, port: int) -> Path:
-    name = "distill_served"
+def run_distill(out: Path, port: int, extra: list[str], name: str = "distill_served") -> Path:
     shutil.rmtree(out / name, ignore_errors=True)
     base = "generate.teacher_options."
-    sets = [f"run_dir={out}", f"name={name}", "generate.teacher=openai:" + TEACHER]
+    sets = [f"run_dir={out}", f"name={name}", "generate.teacher=openai:" + TEACHER, *extra]
     sets += [f"{base}base_url=http://127.0.0.1:{port}/v1", f"{base}api_key_env=BENCH_TEACHER_KEY"]
     sets += [f"{base}{kv}" for kv in ("structured=json_object", "concurrency=1", "timeout_s=600")]
     cmd = [sys.executable, "-m", "distill", "run", str(REPO / "recipes/quickstart.yaml")]
@@ -222,19 +222,29 @@ def main() -> int:
     ap.add_argument("--lean", action="store_true")
     ap.add_argument("--distill-run", type=Path, help="read this run; do not regenerate")
     ap.add_argument("--report-only", action="store_true", help="tabulate OUT as it is")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="a recipe override for distill's run (repeatable), e.g. the extractive data: "
+        "generate.pairs_per_request=4, generate.pairs_template=qa_keyed@v1",
+    )
+    ap.add_argument("--name", default="distill_served", help="distill's run folder in OUT")
+    ap.add_argument("--skip-sdk", action="store_true", help="reuse OUT's sdk run")
     args = ap.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "sdk_run.json"
-    drun = args.distill_run.resolve() if args.distill_run else out / "distill_served"
+    drun = args.distill_run.resolve() if args.distill_run else out / args.name
     if not args.report_only:
-        exe = sdk_venv(args.sdk_venv, args.lean)
+        exe = None if args.skip_sdk else sdk_venv(args.sdk_venv, args.lean)
         server = serve(args.port, out / "server.log")
         try:
-            meta = run_sdk(exe, out, args.port, args.md_only)
-            meta_path.write_text(json.dumps(meta, indent=2))
+            if exe is not None:
+                meta = run_sdk(exe, out, args.port, args.md_only)
+                meta_path.write_text(json.dumps(meta, indent=2))
             if not args.distill_run:
-                drun = run_distill(out, args.port)
+                drun = run_distill(out, args.port, args.set, args.name)
         finally:
             server.terminate()
             server.wait(timeout=30)

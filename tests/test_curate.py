@@ -273,6 +273,10 @@ def test_samples_too_long_to_train_on_are_dropped() -> None:
         "longer than train.max_seq_length"
     )
     assert dict(out.funnel)["too long to train on"] == 1
+    # The report counts them as one reason, whatever their lengths.
+    from distill.curate.report import _reason_kind
+
+    assert _reason_kind(gone["reject_reason"]) == "longer than train.max_seq_length"
 
 
 def test_a_training_sample_carrying_a_held_out_chunk_is_dropped() -> None:

@@ -149,5 +149,6 @@ def report_text(
 
 
 def _reason_kind(reason: str) -> str:
-    """A reason without its specifics ('near-duplicate question of X' -> '... question')."""
-    return re.sub(r" (of|\() ?[0-9a-f]{16}.*$", "", reason)
+    """A reason without its specifics ('near-duplicate question of X' -> '... question',
+    'longer than train.max_seq_length (1214 > 1024 tokens)' -> '... max_seq_length')."""
+    return re.sub(r" (of|\() ?[0-9a-f]{16}.*$| \(\d+ > \d+ tokens\)$", "", reason)
