@@ -258,6 +258,57 @@ def test_exports_in_three_formats(tmp_path: Path) -> None:
     assert alp["system"] == SYSTEM["content"]
 
 
+def test_refusal_rows_beyond_the_planned_share_are_dropped() -> None:
+    # 12 answerable rows and 9 refusal targets, all on training documents.
+    rows = [sample(i, f"doc{i % 4}", q=f"What is setting {i} set to?") for i in range(12)]
+    rows += [
+        sample(
+            100 + i,
+            f"doc{i % 4}",
+            q=f"How many widgets does plan {i} allow?",
+            a="The documents do not contain the answer.",
+            expects_refusal=True,
+        )
+        for i in range(9)
+    ]
+    split = Split([], [f"doc{i}" for i in range(4)] + ["other"])
+    cfg = CurateConfig(**NO_DEDUP, decontam_ngram=0)
+    out = curate(rows, cfg, words, split=split, max_refusal_share=0.2)
+    kept = [s for s in out.train if s["expects_refusal"]]
+    # At most 20% of what stays: 12 answerable rows leave room for 3 refusals.
+    assert len(out.train) == 15 and len(kept) == 3
+    assert dict(out.funnel)["refusal share"] == 6
+    gone = [r for r in out.rejected if r["reject_reason"].startswith("refusal rows over 20%")]
+    assert len(gone) == 6 and all(r["expects_refusal"] for r in gone)
+    # The choice is seeded, and no cap (None or 1) keeps them all.
+    again = curate(rows, cfg, words, split=split, max_refusal_share=0.2)
+    assert [s["sample_id"] for s in again.train] == [s["sample_id"] for s in out.train]
+    for share in (None, 1.0):
+        assert len(curate(rows, cfg, words, split=split, max_refusal_share=share).train) == 21
+
+
+def test_the_planned_refusal_share_follows_the_recipe(tmp_path: Path) -> None:
+    from distill.curate.stage import refusal_share
+    from distill.recipe import load_recipe
+    from tests.conftest import write_recipe
+
+    path = write_recipe(tmp_path, "name: r\ningest:\n  paths: [docs]\n", name="r.yaml")
+    # Half the tasks' weight is raft, and the default no-oracle share is 0.2 of raft jobs.
+    planned = load_recipe(path, ["generate.tasks={qa: 0.5, raft: 0.5}"])
+    assert refusal_share(planned) == pytest.approx(0.5 * 0.2)
+    quickstart = load_recipe(
+        path,
+        [
+            "generate.tasks={qa: 0.4, raft: 0.4, instructions: 0.2}",
+            "generate.raft={no_oracle_share: 0.4}",
+        ],
+    )
+    assert refusal_share(quickstart) == pytest.approx(0.4 * 0.4)
+    no_raft = load_recipe(path, ["generate.tasks={qa: 1.0}"])
+    assert refusal_share(no_raft) == 0
+    assert refusal_share(load_recipe(path, ["curate.max_refusal_share=0.3"])) == 0.3
+
+
 def test_samples_too_long_to_train_on_are_dropped() -> None:
     long_answer = "Starter costs twelve dollars a user each month, billed yearly or monthly."
     short, long = sample(1, "d1"), sample(2, "d2", q="How is Starter billed?", a=long_answer)

@@ -84,8 +84,20 @@ def test_key_facts_are_checked_against_the_source_chunk(
 
 
 def test_a_refusal_target_and_a_lost_chunk() -> None:
-    refusal = sample("What is the SLA?", "The documents do not say.", ["99.9%"])
+    # A refusal target's question is held to the same checks; its answer states nothing.
+    refusal = sample("What does Team cost?", "The documents do not say.", ["$29"])
     assert key_fact_problem({**refusal, "expects_refusal": True}, {"c1": CHUNK}) == ""
+    assert key_fact_problem(refusal, {"c1": CHUNK}) == "key facts: the answer does not state them"
+    made_up = sample("What is the SLA?", "The documents do not say.", ["99.9%"])
+    assert (
+        key_fact_problem({**made_up, "expects_refusal": True}, {"c1": CHUNK})
+        == "key facts: one is not in its source chunk"
+    )
+    topic = sample("Is Team $29?", "The documents do not say.", ["$29"])
+    assert (
+        key_fact_problem({**topic, "expects_refusal": True}, {"c1": CHUNK})
+        == "key facts: every one is in the question"
+    )
     lost = sample("How long is a trial?", "14 days [1].", ["14-day"])
     assert key_fact_problem(lost, {}) == "key facts: its source chunk is not in the index"
 

@@ -108,9 +108,10 @@ def key_fact_problem(sample: dict[str, Any], chunk_text: dict[str, str]) -> str:
     reason its facts do not check out, or ''. Each fact must be a span of the source
     chunk (the same matching as the answer key), and the answer (its `Answer:` part in
     the quote style) must state every one the question does not; a question that states
-    them all asks nothing. Samples without key facts pass."""
+    them all asks nothing. A refusal target (its context lacks the source chunk) is held
+    to the same question, with no answer to check. Samples without key facts pass."""
     facts = sample.get("key_facts")
-    if facts is None or sample.get("expects_refusal"):
+    if facts is None:
         return ""
     facts = [f for f in facts if f.strip()]
     if not facts:
@@ -128,6 +129,8 @@ def key_fact_problem(sample: dict[str, Any], chunk_text: dict[str, str]) -> str:
     facts = [f for f in facts if not mentions(sample["question"], f)]
     if not facts:
         return "key facts: every one is in the question"
+    if sample.get("expects_refusal"):
+        return ""
     if not all(mentions(final_answer(sample["answer"]), f) for f in facts):
         return "key facts: the answer does not state them"
     return ""

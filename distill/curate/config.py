@@ -107,6 +107,17 @@ class CurateConfig(StrictModel):
         description="Drop training samples sharing a word n-gram this long with any eval "
         "question or answer; 0 for off.",
     )
+    max_refusal_share: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Most of the training rows that may be refusal targets (RAFT's "
+        "no-oracle rows); a seeded choice of the extra ones is dropped, counted as "
+        "'refusal share'. Checks remove answerable rows more often than refusals (their "
+        "contexts are longer; a refusal states no fact to check), and a student trained on "
+        "too many refuses what it could answer. null: the share generate planned "
+        "(generate.tasks' raft weight times raft.no_oracle_share); 1 for no cap.",
+    )
     exports: list[ExportFormat] = Field(
         default_factory=lambda: list(EXPORT_FORMATS),
         description="Files written to review/exports/ (what trains, after review, and the eval "

@@ -95,6 +95,7 @@ def curate(
     sample_tokens: Callable[[dict[str, Any]], int] | None = None,
     max_sample_tokens: int | None = None,
     split: Split | None = None,
+    max_refusal_share: float | None = None,
 ) -> Curated:
     """Filter, deduplicate, score, split by document and decontaminate.
 
@@ -154,7 +155,7 @@ def curate(
         cfg.seed,
         cfg.min_eval_documents,
     )
-    return _by_document(funnel, cfg, split, embed)
+    return _by_document(funnel, cfg, split, embed, max_refusal_share)
 
 
 class _Funnel:
@@ -175,8 +176,10 @@ def _by_document(
     cfg: CurateConfig,
     split: Split,
     embed: Callable[[list[str]], Any] | None,
+    max_refusal_share: float | None = None,
 ) -> Curated:
-    """The split by document, the seen-documents set, and decontamination."""
+    """The split by document, the seen-documents set, decontamination and the training
+    rows' refusal share."""
     out, drop = funnel.out, funnel.drop
     drop("split by document", {
         i: why for i, s in enumerate(funnel.kept) if (why := _crosses(s, split.eval_docs))
@@ -199,6 +202,8 @@ def _by_document(
     if cfg.decontam_similarity is not None and embed is not None and held and funnel.kept:
         near_eval = _near_requests(funnel.kept, held, embed, cfg.decontam_similarity)
         drop("semantic decontamination", near_eval)
+    if max_refusal_share is not None and max_refusal_share < 1:
+        drop("refusal share", _over_share(funnel.kept, max_refusal_share, cfg.seed))
     train_rows = funnel.kept
     # The seen-documents set asks new questions about trained facts: a question the
     # training set already asks (the same words, or nearly) would test recall of it.
@@ -223,6 +228,21 @@ def _by_document(
     out.train = [{**s, "split": "train"} for s in train_rows]
     out.eval = held
     return out
+
+
+def _over_share(rows: list[dict[str, Any]], share: float, seed: int) -> dict[int, str]:
+    """A seeded choice of the refusal rows beyond `share` of the rows that stay: with a
+    answerable rows, at most floor(a * share / (1 - share)) refusals."""
+    import random
+
+    refusals = [i for i, s in enumerate(rows) if s.get("expects_refusal")]
+    answerable = len(rows) - len(refusals)
+    room = len(refusals) if share >= 1 else int(answerable * share / (1 - share) + 1e-9)
+    if len(refusals) <= room:
+        return {}
+    extra = random.Random(seed).sample(refusals, len(refusals) - room)
+    why = f"refusal rows over {share:.0%} of the training rows"
+    return {i: why for i in sorted(extra)}
 
 
 def _semantic(
