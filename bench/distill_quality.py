@@ -71,6 +71,8 @@ SIZES = {
         "generate.tasks={qa: 0.5, raft: 0.5}",
         "curate.eval_fraction=0.3",
         "curate.seen_eval_fraction=0",
+        # The share generate plans (raft 0.5 x no-oracle 0.4): run 1 trained on 48%.
+        "curate.max_refusal_share=0.2",
         "train.epochs=2",
         # The RAFT contexts (oracle + 3 distractors of full 256-token chunks + prompt)
         # run 1,150-1,300 tokens: at 1024 curate dropped 59 answerable rows as too long.

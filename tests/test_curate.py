@@ -288,7 +288,7 @@ def test_refusal_rows_beyond_the_planned_share_are_dropped() -> None:
 
 
 def test_the_planned_refusal_share_follows_the_recipe(tmp_path: Path) -> None:
-    from distill.curate.stage import refusal_share
+    from distill.curate.stage import planned_refusal_share as refusal_share
     from distill.recipe import load_recipe
     from tests.conftest import write_recipe
 
@@ -306,7 +306,7 @@ def test_the_planned_refusal_share_follows_the_recipe(tmp_path: Path) -> None:
     assert refusal_share(quickstart) == pytest.approx(0.4 * 0.4)
     no_raft = load_recipe(path, ["generate.tasks={qa: 1.0}"])
     assert refusal_share(no_raft) == 0
-    assert refusal_share(load_recipe(path, ["curate.max_refusal_share=0.3"])) == 0.3
+    assert load_recipe(path).curate.max_refusal_share is None  # no cap unless asked
 
 
 def test_samples_too_long_to_train_on_are_dropped() -> None:

@@ -115,8 +115,8 @@ class CurateConfig(StrictModel):
         "no-oracle rows); a seeded choice of the extra ones is dropped, counted as "
         "'refusal share'. Checks remove answerable rows more often than refusals (their "
         "contexts are longer; a refusal states no fact to check), and a student trained on "
-        "too many refuses what it could answer. null: the share generate planned "
-        "(generate.tasks' raft weight times raft.no_oracle_share); 1 for no cap.",
+        "too many refuses what it could answer. The share generate plans is "
+        "generate.tasks' raft weight times raft.no_oracle_share. null: no cap.",
     )
     exports: list[ExportFormat] = Field(
         default_factory=lambda: list(EXPORT_FORMATS),

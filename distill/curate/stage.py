@@ -45,11 +45,9 @@ from distill.runfolder import RunFolder, RunOptions
 from distill.split import Split
 
 
-def refusal_share(recipe: Recipe) -> float:
-    """curate.max_refusal_share, or the share of refusal targets generate planned: the
-    raft task's weight in generate.tasks times raft.no_oracle_share."""
-    if recipe.curate.max_refusal_share is not None:
-        return recipe.curate.max_refusal_share
+def planned_refusal_share(recipe: Recipe) -> float:
+    """The share of refusal targets generate plans: the raft task's weight in
+    generate.tasks times raft.no_oracle_share (a value for curate.max_refusal_share)."""
     tasks = recipe.generate.tasks
     total = sum(tasks.values())
     raft = tasks.get("raft", 0) / total if total else 0.0
@@ -90,7 +88,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         ),
         max_sample_tokens=recipe.train.max_seq_length,
         split=Split.load(folder.stage_dir("generate") / "split.json"),
-        max_refusal_share=refusal_share(recipe),
+        max_refusal_share=cfg.max_refusal_share,
     )
     for name, kept in (
         ("train", result.train),
