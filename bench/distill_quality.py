@@ -146,7 +146,7 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], help="more recipe overrides")
     args = ap.parse_args()
     if args.quick and args.corpus == "postgres":
-        ap.error("--quick is sized for Brightdesk; --corpus postgres has one size (~80 min)")
+        ap.error("--quick is sized for Brightdesk; --corpus postgres has one size (73 min)")
     size = "quick" if args.quick else "postgres" if args.corpus == "postgres" else "full"
     teacher = args.teacher or (
         "qwen2.5-coder-1.5b-instruct" if size == "postgres" else "qwen2.5-coder-0.5b-instruct"

@@ -236,6 +236,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "sdk_run.json"
     drun = args.distill_run.resolve() if args.distill_run else out / args.name
+    if (args.skip_sdk or args.report_only) and not meta_path.exists():
+        ap.error(f"{meta_path} not found: run once without --skip-sdk/--report-only")
     if not args.report_only:
         exe = None if args.skip_sdk else sdk_venv(args.sdk_venv, args.lean)
         server = serve(args.port, out / "server.log")

@@ -272,8 +272,8 @@ def test_refusal_rows_beyond_the_planned_share_are_dropped() -> None:
         for i in range(9)
     ]
     split = Split([], [f"doc{i}" for i in range(4)] + ["other"])
-    cfg = CurateConfig(**NO_DEDUP, decontam_ngram=0)
-    out = curate(rows, cfg, words, split=split, max_refusal_share=0.2)
+    cfg = CurateConfig(**NO_DEDUP, decontam_ngram=0, max_refusal_share=0.2)
+    out = curate(rows, cfg, words, split=split)
     kept = [s for s in out.train if s["expects_refusal"]]
     # At most 20% of what stays: 12 answerable rows leave room for 3 refusals.
     assert len(out.train) == 15 and len(kept) == 3
@@ -281,10 +281,16 @@ def test_refusal_rows_beyond_the_planned_share_are_dropped() -> None:
     gone = [r for r in out.rejected if r["reject_reason"].startswith("refusal rows over 20%")]
     assert len(gone) == 6 and all(r["expects_refusal"] for r in gone)
     # The choice is seeded, and no cap (None or 1) keeps them all.
-    again = curate(rows, cfg, words, split=split, max_refusal_share=0.2)
+    again = curate(rows, cfg, words, split=split)
     assert [s["sample_id"] for s in again.train] == [s["sample_id"] for s in out.train]
     for share in (None, 1.0):
-        assert len(curate(rows, cfg, words, split=split, max_refusal_share=share).train) == 21
+        uncapped = cfg.model_copy(update={"max_refusal_share": share})
+        assert len(curate(rows, uncapped, words, split=split).train) == 21
+    # The report says how many refusal targets train, against the plan.
+    from distill.curate.report import report_text
+
+    text = report_text(rows, out, [], cfg, planned_refusals=0.2)
+    assert "- refusal targets in train: 3 of 15 (20%); generate planned 20%" in text
 
 
 def test_the_planned_refusal_share_follows_the_recipe(tmp_path: Path) -> None:

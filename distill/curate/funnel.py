@@ -4,6 +4,7 @@ out and why (see distill.curate.stage for the order)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,7 +96,6 @@ def curate(
     sample_tokens: Callable[[dict[str, Any]], int] | None = None,
     max_sample_tokens: int | None = None,
     split: Split | None = None,
-    max_refusal_share: float | None = None,
 ) -> Curated:
     """Filter, deduplicate, score, split by document and decontaminate.
 
@@ -155,7 +155,7 @@ def curate(
         cfg.seed,
         cfg.min_eval_documents,
     )
-    return _by_document(funnel, cfg, split, embed, max_refusal_share)
+    return _by_document(funnel, cfg, split, embed)
 
 
 class _Funnel:
@@ -176,7 +176,6 @@ def _by_document(
     cfg: CurateConfig,
     split: Split,
     embed: Callable[[list[str]], Any] | None,
-    max_refusal_share: float | None = None,
 ) -> Curated:
     """The split by document, the seen-documents set, decontamination and the training
     rows' refusal share."""
@@ -202,8 +201,8 @@ def _by_document(
     if cfg.decontam_similarity is not None and embed is not None and held and funnel.kept:
         near_eval = _near_requests(funnel.kept, held, embed, cfg.decontam_similarity)
         drop("semantic decontamination", near_eval)
-    if max_refusal_share is not None and max_refusal_share < 1:
-        drop("refusal share", _over_share(funnel.kept, max_refusal_share, cfg.seed))
+    if cfg.max_refusal_share is not None:
+        drop("refusal share", _over_share(funnel.kept, cfg.max_refusal_share, cfg.seed))
     train_rows = funnel.kept
     # The seen-documents set asks new questions about trained facts: a question the
     # training set already asks (the same words, or nearly) would test recall of it.
@@ -231,10 +230,8 @@ def _by_document(
 
 
 def _over_share(rows: list[dict[str, Any]], share: float, seed: int) -> dict[int, str]:
-    """A seeded choice of the refusal rows beyond `share` of the rows that stay: with a
+    """A seeded choice of the refusal rows beyond `share` of the rows that stay: with `a`
     answerable rows, at most floor(a * share / (1 - share)) refusals."""
-    import random
-
     refusals = [i for i, s in enumerate(rows) if s.get("expects_refusal")]
     answerable = len(rows) - len(refusals)
     room = len(refusals) if share >= 1 else int(answerable * share / (1 - share) + 1e-9)

@@ -101,8 +101,10 @@ def report_text(
     plots: list[str],
     cfg: CurateConfig,
     chunk_docs: dict[str, str] | None = None,
+    planned_refusals: float | None = None,
 ) -> str:
     train, held, rejected = result.train, result.eval, result.rejected
+    refusals = sum(bool(s.get("expects_refusal")) for s in train)
     lines = [
         "# Curation report",
         "",
@@ -112,6 +114,9 @@ def report_text(
         f"{len({d for s in held for d in source_docs(s)})} documents)",
         f"- rejected: {len(rejected)}",
         f"- tasks kept: {dict(Counter(s.get('task', 'qa') for s in train + held))}",
+        f"- refusal targets in train: {refusals} of {len(train)}"
+        + (f" ({refusals / len(train):.0%})" if train else "")
+        + (f"; generate planned {planned_refusals:.0%}" if planned_refusals is not None else ""),
         "",
         "| filter | in | removed | out |",
         "| --- | --- | --- | --- |",

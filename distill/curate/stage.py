@@ -88,7 +88,6 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         ),
         max_sample_tokens=recipe.train.max_seq_length,
         split=Split.load(folder.stage_dir("generate") / "split.json"),
-        max_refusal_share=cfg.max_refusal_share,
     )
     for name, kept in (
         ("train", result.train),
@@ -99,7 +98,10 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         rows.write(out / f"{name}.parquet", kept, CuratedSample)
     plots = histograms(out, result)
     chunk_docs = {c["chunk_id"]: c["doc_id"] for c in chunks}
-    write_text(out / "report.md", report_text(samples, result, plots, cfg, chunk_docs))
+    write_text(
+        out / "report.md",
+        report_text(samples, result, plots, cfg, chunk_docs, planned_refusal_share(recipe)),
+    )
     print_funnel(len(samples), result)
     if not result.train:
         raise InputError(

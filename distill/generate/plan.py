@@ -123,16 +123,15 @@ def select_chunks(
     that has any), so a small sample still yields eval items; `held_out` caps the
     held-out side instead (at least one chunk when it is above 0), and what it frees
     goes to the training side."""
-    if split is None or held_out is None:
-        if max_chunks is None or max_chunks >= len(chunks):
-            return chunks
+    budget = len(chunks) if max_chunks is None else min(max_chunks, len(chunks))
+    if budget == len(chunks) and (split is None or held_out is None):
+        return chunks
     rng = random.Random(seed)
     if split is None:
-        picked = sorted(rng.sample(range(len(chunks)), max_chunks or len(chunks)))
+        picked = sorted(rng.sample(range(len(chunks)), budget))
         return [chunks[i] for i in picked]
     held = [i for i, c in enumerate(chunks) if split.side(c["doc_id"]) == EVAL]
     kept = [i for i, c in enumerate(chunks) if split.side(c["doc_id"]) != EVAL]
-    budget = len(chunks) if max_chunks is None else min(max_chunks, len(chunks))
     share = max(1 if held else 0, round(budget * len(held) / len(chunks)))
     n_eval = min(len(held), share if held_out is None else held_out, budget)
     n_train = min(len(kept), budget - n_eval)
