@@ -82,22 +82,81 @@ def quotes(text: str) -> list[str]:
 # A sentence ends at . ! or ? followed by space and what starts a sentence.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(*`])")
 _BULLET = re.compile(r"^(?:[-*+]\s+|\d{1,2}[.)]\s+|#{1,6}\s+)")
+_HEADING = re.compile(r"^#{1,6}\s+")
+_FENCE = "```"
+# Columns aligned with runs of spaces: a configuration or code line outside a fence.
+_ALIGNED = re.compile(r"\S {3,}\S")
+# A quote must say something on its own: at least this many words, and not a lead-in
+# to a list (ending in ":"). A code line, a heading or a wrapped line's tail is not one.
+MIN_QUOTE_WORDS = 4
 
 
-def sentences(text: str) -> list[str]:
-    """A chunk's sentences: each line (a list item, a table row, a heading) split at
-    sentence ends, bullets and heading marks stripped; every one a span of the text."""
-    out: list[str] = []
-    for line in text.splitlines():
-        line = _BULLET.sub("", line.strip()).strip()
-        out.extend(s.strip() for s in _SENTENCE_END.split(line) if s.strip())
-    return out
+def _units(text: str) -> list[tuple[str, bool]]:
+    """The text's lines grouped as Markdown reads them, each with whether it is prose:
+    a paragraph's wrapped lines are one unit (HTML manuals wrap mid-sentence), a list
+    item with its continuation lines is one, a heading or a table row is one line, and
+    each line of a fenced code block, and each heading, is a unit that is not prose."""
+    units: list[tuple[str, bool]] = []
+    open_unit = False  # may the next plain line continue the last unit?
+    in_code = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if in_code or (line.startswith(_FENCE) and not open_unit):
+            if line.startswith(_FENCE) and line.count(_FENCE) % 2:
+                in_code = not in_code
+            elif line and not line.startswith(_FENCE):
+                units.append((line, False))
+            open_unit = False
+            continue
+        if not line:
+            open_unit = False
+        elif _HEADING.match(line) or line.startswith("|"):
+            # A heading names a topic rather than stating a fact (and "# ..." is as
+            # often a comment line of a code block cut by the chunker).
+            units.append((_BULLET.sub("", line).strip(), not _HEADING.match(line)))
+            open_unit = False
+        elif _BULLET.match(line) or not open_unit:
+            units.append((_BULLET.sub("", line).strip(), not _ALIGNED.search(line)))
+            open_unit = True
+        else:
+            units[-1] = (f"{units[-1][0]} {line}", units[-1][1] and not _ALIGNED.search(line))
+    return units
+
+
+def sentences(text: str, prose_only: bool = False) -> list[str]:
+    """A chunk's sentences: its paragraphs and list items (wrapped lines joined with a
+    space), table rows, headings and code lines, split at sentence ends, bullets and
+    heading marks stripped; each a span of the text up to spacing (`verbatim`).
+    prose_only: without code lines and headings, and without the chunk's first or last
+    sentence where the chunker cut it (starting in lower case, ending unpunctuated)."""
+    out: list[tuple[str, bool]] = []
+    for unit, prose in _units(text):
+        out.extend((s.strip(), prose) for s in _SENTENCE_END.split(unit) if s.strip())
+    if not prose_only:
+        return [s for s, _ in out]
+    if out and out[0][0][:1].islower():
+        out[0] = (out[0][0], False)
+    if out and out[-1][0][-1:] not in ".!?|)":
+        out[-1] = (out[-1][0], False)
+    return [s for s, prose in out if prose]
+
+
+def quotable(sentence: str) -> bool:
+    """Can this sentence stand alone as a target? Not a fragment (fewer than
+    MIN_QUOTE_WORDS words) and not a lead-in to what follows (ending in ":")."""
+    words = re.findall(r"\w+", sentence)
+    return len(words) >= MIN_QUOTE_WORDS and not sentence.rstrip().endswith(":")
 
 
 def quote_sentence(text: str, facts: list[str]) -> str | None:
     """The shortest sentence of `text` that states every fact (distill.keyfacts
-    matching): the quote of a RAFT-style target; None when no one sentence does."""
-    found = [s for s in sentences(text) if all(mentions(s, f) for f in facts)]
+    matching) and can stand alone (`quotable`, not a code line): the target of an
+    extractive pair and the quote of a RAFT-style one; None when no such sentence."""
+    found = [
+        s
+        for s in sentences(text, prose_only=True)
+        if quotable(s) and all(mentions(s, f) for f in facts)
+    ]
     return min(found, key=len) if found else None
 
 

@@ -47,6 +47,64 @@ def test_the_quote_is_the_shortest_sentence_holding_every_fact() -> None:
     assert quote_sentence(CHUNK, ["30 days"]) is None
 
 
+# An HTML manual's paragraph as ingest writes it (PostgreSQL's: lines wrapped mid-
+# sentence), a code block, a configuration line outside a fence, a list item that wraps.
+MANUAL = (
+    "sent to the server before authentication.\n\n"
+    "The `pg_hba.conf` file is read on start-up and when\n"
+    "   the main server process receives a\n"
+    "   SIGHUP\n"
+    "   signal.  If you edit the file on an active system, you will need to signal\n"
+    "   the postmaster to make it re-read the file.\n\n"
+    "```\n"
+    "kill -HUP 4242\n"
+    "```\n"
+    "local   all             all                                     trust\n\n"
+    "# The zero mask causes no bits of the host IP address to be considered.\n"
+    "The following options are supported:\n\n"
+    "- `map` allows for mapping between system\n"
+    "  and database user names.\n"
+    "- `clientcert` is\n"
+    "  redundant with `cert` authentication"
+)
+
+
+def test_wrapped_lines_of_one_sentence_are_one_sentence() -> None:
+    got = sentences(MANUAL)
+    assert (
+        "The `pg_hba.conf` file is read on start-up and when the main server process "
+        "receives a SIGHUP signal."
+    ) in got
+    assert "`map` allows for mapping between system and database user names." in got
+    assert "kill -HUP 4242" in got  # a code line is a sentence of the chunk...
+    assert all(verbatim(s, MANUAL) for s in got)  # ... and each is a span, up to spacing
+    prose = sentences(MANUAL, prose_only=True)
+    # ... but not prose: nor are an aligned configuration line, a "#" line, the chunk's
+    # first sentence when it starts mid-sentence or its last when it stops mid-sentence.
+    for fragment in (
+        "kill -HUP 4242",
+        "sent to the server before authentication.",
+        "The zero mask causes no bits of the host IP address to be considered.",
+        "`clientcert` is redundant with `cert` authentication",
+    ):
+        assert fragment in got and fragment not in prose
+    assert not any("trust" in s for s in prose)
+
+
+def test_a_quote_is_a_whole_sentence_never_a_fragment_or_a_lead_in() -> None:
+    # The wrapped sentence is found whole, though "SIGHUP" and "start-up" sit on
+    # different lines of the source.
+    assert quote_sentence(MANUAL, ["SIGHUP", "start-up"]) == (
+        "The `pg_hba.conf` file is read on start-up and when the main server process "
+        "receives a SIGHUP signal."
+    )
+    assert quote_sentence(MANUAL, ["trust"]) is None  # only a configuration line has it
+    assert quote_sentence(MANUAL, ["kill -HUP"]) is None  # only a code line
+    assert quote_sentence(MANUAL, ["options are supported"]) is None  # a lead-in ("...:")
+    assert quote_sentence("Ports.\nThe default is 5432.", ["5432"]) == "The default is 5432."
+    assert quote_sentence("Ports.\nIt is 5432.", ["5432"]) is None  # under 4 words
+
+
 def sample(question: str, answer: str, facts: list[str] | None, **kw: Any) -> dict[str, Any]:
     return {
         "question": question,
