@@ -468,7 +468,7 @@ def _pair_samples(
     chunk) and the pair's question; the reply's tokens and cost are shared evenly. In
     the quote style, a pair with key facts gets RAFT's target: a `Quote:` line with the
     sentence of its source chunk that holds them, then `Answer:` and the teacher's
-    answer (when no one sentence holds them all, the pair is a failure row)."""
+    answer (when no one whole sentence holds them all, the pair is a failure row)."""
     from distill.io import hash_json
 
     tpl = plan.templates
@@ -488,7 +488,7 @@ def _pair_samples(
                     why = (
                         "key facts: one is not in its source chunk"
                         if not all(mentions(have, f) for f in pair.key_facts)
-                        else "key facts: no one sentence of the source chunk holds them all"
+                        else "key facts: no one whole sentence of the source chunk holds them all"
                     )
                     failures.append(_failure(
                         f"{job.sample_id}:{n}", "pairs", why, None, json.dumps(pair._asdict())
