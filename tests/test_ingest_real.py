@@ -249,7 +249,8 @@ def test_every_task_type_through_generate(ingested: Path, monkeypatch: pytest.Mo
     for s in by_task["multi_hop"]:
         assert len(s["source_doc_ids"]) == 2 and set(s["source_chunk_ids"]) <= set(s["chunk_ids"])
     refusals = [s for s in by_task["raft"] if s["expects_refusal"]]
-    assert refusals and all(s["answer"] == recipe.generate.raft.refusal for s in refusals)
+    raft = recipe.generate.raft
+    assert refusals and all(s["answer"] == raft.refusal_for(s["sample_id"]) for s in refusals)
     assert all(s["source_chunk_id"] not in s["chunk_ids"] for s in refusals)
     # Nobody asked the teacher to answer a question whose context lacks the answer.
     asked = {m[-1]["content"] for m in calls}

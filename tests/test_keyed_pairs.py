@@ -13,7 +13,14 @@ import pytest
 from distill.curate.checks import key_fact_problem
 from distill.curate.config import CurateConfig
 from distill.generate.config import GenerateConfig
-from distill.grounding import final_answer, quote_sentence, quotes, sentences, verbatim
+from distill.grounding import (
+    final_answer,
+    is_refusal,
+    quote_sentence,
+    quotes,
+    sentences,
+    verbatim,
+)
 
 KF = "key facts: "
 CHUNK = (
@@ -158,6 +165,26 @@ def test_a_refusal_target_and_a_lost_chunk() -> None:
     )
     lost = sample("How long is a trial?", "14 days [1].", ["14-day"])
     assert key_fact_problem(lost, {}) == "key facts: its source chunk is not in the index"
+
+
+def test_refusal_targets_are_worded_several_ways_each_a_refusal() -> None:
+    """One refusal sentence in a fifth of the rows is a constant a small student learns to
+    repeat; the default words it several ways, the same way for the same sample."""
+    from pydantic import ValidationError
+
+    from distill.generate.config import RaftConfig
+
+    raft = RaftConfig()
+    said = [raft.refusal_for(f"sample-{i}") for i in range(60)]
+    assert said == [raft.refusal_for(f"sample-{i}") for i in range(60)]  # seeded by the id
+    assert len(set(said)) == len(raft.refusal) > 3
+    assert all(is_refusal(s) for s in said)
+    one = RaftConfig(refusal="The documents do not say.")
+    assert {one.refusal_for(f"s{i}") for i in range(9)} == {"The documents do not say."}
+    with pytest.raises(ValidationError, match="does not read as a refusal"):
+        RaftConfig(refusal=["The documents do not say.", "Team costs $29."])
+    with pytest.raises(ValidationError, match="is empty"):
+        RaftConfig(refusal=[])
 
 
 def test_the_quote_style_chooses_its_template_both_ways() -> None:
@@ -327,9 +354,13 @@ def test_a_raft_job_without_its_oracle_writes_a_refusal_per_pair(
     chunks = {c["chunk_id"]: c["text"] for c in read_rows(run / "ingest" / "chunks.parquet")}
     refusals = [s for s in samples if s["expects_refusal"]]
     assert refusals
+    # The refusal is worded several ways (a student learns one repeated sentence as a
+    # constant), each a refusal to curate.
+    assert len({s["answer"] for s in refusals}) > 1
     for s in refusals:
         assert s["source_chunk_id"] not in s["chunk_ids"]
-        assert s["answer"] == "The documents provided do not contain the answer to this question."
+        assert s["answer"] == GenerateConfig().raft.refusal_for(s["sample_id"])
+        assert is_refusal(s["answer"])
         # A pair (the one-question path names no key facts), cited nowhere.
         assert s["key_facts"] and s["citations"] == []
         # The question was written from the chunk the context lacks.

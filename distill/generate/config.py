@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from distill.config import DEFAULT_STUDENT, PriceConfig, StrictModel
+
+# RAFT's no-oracle targets, in words that start differently; each reads as a refusal
+# (distill.grounding.is_refusal).
+REFUSALS = (
+    "The documents provided do not contain the answer to this question.",
+    "This is not stated in the provided documents.",
+    "I found no information about this in the documents.",
+    "These documents do not cover this question.",
+    "The context does not include this information.",
+    "The provided documents do not say.",
+)
 
 TaskType = Literal["qa", "instructions", "multi_hop", "raft", "multi_turn"]
 
@@ -34,10 +46,36 @@ class RaftConfig(StrictModel):
         description="Share of raft samples whose context leaves the source chunk out; their "
         "target answer is `refusal`.",
     )
-    refusal: str = Field(
-        "The documents provided do not contain the answer to this question.",
-        description="The target answer when the context lacks the answer.",
+    refusal: str | list[str] = Field(
+        list(REFUSALS),
+        description="The target answer when the context lacks the answer: one sentence, "
+        "or several to choose from per sample (seeded by its id). Several by default: a "
+        "small student trained on one sentence in a fifth of its rows repeats its words "
+        "where it should answer. Each must read as a refusal to curate's check.",
     )
+
+    @model_validator(mode="after")
+    def _refusals_read_as_refusals(self) -> RaftConfig:
+        from distill.grounding import is_refusal
+
+        said = [self.refusal] if isinstance(self.refusal, str) else self.refusal
+        if not said:
+            raise ValueError("refusal is empty: give at least one sentence")
+        for text in said:
+            if not is_refusal(text):
+                raise ValueError(
+                    f"refusal {text!r} does not read as a refusal, so curate "
+                    "would reject every row that uses it: say the documents do not contain "
+                    "the answer (e.g. 'The documents provided do not say.')"
+                )
+        return self
+
+    def refusal_for(self, sample_id: str) -> str:
+        """The refusal target of one sample: the same for the same id on every run."""
+        if isinstance(self.refusal, str):
+            return self.refusal
+        pick = int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16)
+        return self.refusal[pick % len(self.refusal)]
 
 
 class EvalKeyConfig(StrictModel):

@@ -403,7 +403,7 @@ def _converse(
             base[j] = tpl.answer.render(passages=numbered(job.context), question=request)
             convo[j] = [{"question": request, "reply": reply}]
             if job.expects_refusal:
-                convo[j][0]["answer"] = cfg.raft.refusal  # the target; nothing to ask
+                convo[j][0]["answer"] = cfg.raft.refusal_for(ids[j])  # the target; nothing to ask
             else:
                 asks[j] = base[j]
         for turn in range(cfg.multi_turn_turns):
@@ -477,10 +477,11 @@ def _pair_samples(
     for j, (got, reply) in sorted(pairs.items()):
         job = plan.jobs[j]
         for n, pair in enumerate(got):
+            sample_id = hash_json([job.sample_id, n])[:16]
             prompt = tpl.answer.render(passages=numbered(job.context), question=pair.question)
             answer = pair.answer
             if job.expects_refusal:  # its context lacks the chunk the question came from
-                answer = cfg.raft.refusal
+                answer = cfg.raft.refusal_for(sample_id)
             elif pair.key_facts and (cfg.answer_style == "quote" or not answer):
                 said = quote_sentence(job.chunk["text"], pair.key_facts)
                 if not said:
@@ -503,7 +504,7 @@ def _pair_samples(
                     answer = f"Quote: {said} [{src}]\nAnswer: {answer}"
             turn = {"question": pair.question, "answer": answer}
             row = _sample(job, [turn], prompt, cfg, tpl, created)
-            row["sample_id"] = hash_json([job.sample_id, n])[:16]
+            row["sample_id"] = sample_id
             row["input_tokens"] = reply.usage.input_tokens // len(got)
             row["output_tokens"] = reply.usage.output_tokens // len(got)
             row["cost_usd"] = reply.cost_usd / len(got)
