@@ -27,7 +27,7 @@ _CITATION = re.compile(r"\[(\d{1,2})\]")
 # or "If you cannot find the invite email" are answers, not refusals. Validated on
 # labelled answers of several systems and wordings: tests/test_refusal.py.
 _MATERIAL = (
-    r"(documents?|docs|passages?|context|sources?|texts?|information|materials?|"
+    r"(documents?|documentation|docs|passages?|context|sources?|texts?|information|materials?|"
     r"excerpts?|help cent(er|re)|articles?|pages?)"
 )
 _NEG = r"(do(es)?n[o']?t|do(es)? not|did not|didn't)"
@@ -40,6 +40,11 @@ _REFUSAL = re.compile(
     rf"|\bnot ({_SAID[1:-1]}|available|found|included|provided|given|listed|present) "
     r"(in|by|within|anywhere in) (the |these |this |any |your )?(provided |given |available )?"
     rf"{_MATERIAL}"
+    rf"|\bnone of (the|these|those) (provided |given |available )?{_MATERIAL}\b[^.;:!?]{{0,10}}?"
+    r"\b(answers?|mentions?|says?|states?|covers?|contains?|includes?|address(es)?|"
+    r"discuss(es)?|specif(y|ies)|provides?|gives?)\b"
+    r"|\b(the answer|it|this|that) (is not|was not|isn't|wasn't) (found |present |included )?"
+    rf"in (the|these|those|any|your) (provided |given |available )?{_MATERIAL}\b"
     r"|\b(there is|there's|i (have|found)|i see) no (information|mention|details?|data|"
     r"answer|reference)\b"
     r"|\bno (information|mention|details?) (about|on|of|regarding)\b"
