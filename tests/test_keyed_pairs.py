@@ -168,13 +168,21 @@ def test_a_refusal_target_and_a_lost_chunk() -> None:
 
 
 def test_refusal_targets_are_worded_several_ways_each_a_refusal() -> None:
-    """One refusal sentence in a fifth of the rows is a constant a small student learns to
-    repeat; the default words it several ways, the same way for the same sample."""
+    """`raft.refusal` may list several wordings: one is chosen per sample, the same way
+    for the same sample; each must read as a refusal."""
     from pydantic import ValidationError
 
     from distill.generate.config import RaftConfig
 
-    raft = RaftConfig()
+    assert RaftConfig().refusal_for("any") == RaftConfig().refusal  # one by default
+    raft = RaftConfig(
+        refusal=[
+            "The documents provided do not contain the answer to this question.",
+            "This is not stated in the provided documents.",
+            "I found no information about this in the documents.",
+            "These documents do not cover this question.",
+        ]
+    )
     said = [raft.refusal_for(f"sample-{i}") for i in range(60)]
     assert said == [raft.refusal_for(f"sample-{i}") for i in range(60)]  # seeded by the id
     assert len(set(said)) == len(raft.refusal) > 3
@@ -354,9 +362,6 @@ def test_a_raft_job_without_its_oracle_writes_a_refusal_per_pair(
     chunks = {c["chunk_id"]: c["text"] for c in read_rows(run / "ingest" / "chunks.parquet")}
     refusals = [s for s in samples if s["expects_refusal"]]
     assert refusals
-    # The refusal is worded several ways (a student learns one repeated sentence as a
-    # constant), each a refusal to curate.
-    assert len({s["answer"] for s in refusals}) > 1
     for s in refusals:
         assert s["source_chunk_id"] not in s["chunk_ids"]
         assert s["answer"] == GenerateConfig().raft.refusal_for(s["sample_id"])

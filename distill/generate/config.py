@@ -9,17 +9,6 @@ from pydantic import Field, model_validator
 
 from distill.config import DEFAULT_STUDENT, PriceConfig, StrictModel
 
-# RAFT's no-oracle targets, in words that start differently; each reads as a refusal
-# (distill.grounding.is_refusal).
-REFUSALS = (
-    "The documents provided do not contain the answer to this question.",
-    "This is not stated in the provided documents.",
-    "I found no information about this in the documents.",
-    "These documents do not cover this question.",
-    "The context does not include this information.",
-    "The provided documents do not say.",
-)
-
 TaskType = Literal["qa", "instructions", "multi_hop", "raft", "multi_turn"]
 
 INSTRUCTION_KINDS = (
@@ -47,11 +36,12 @@ class RaftConfig(StrictModel):
         "target answer is `refusal`.",
     )
     refusal: str | list[str] = Field(
-        list(REFUSALS),
+        "The documents provided do not contain the answer to this question.",
         description="The target answer when the context lacks the answer: one sentence, "
-        "or several to choose from per sample (seeded by its id). Several by default: a "
-        "small student trained on one sentence in a fifth of its rows repeats its words "
-        "where it should answer. Each must read as a refusal to curate's check.",
+        "or several to choose from per sample (seeded by its id). Each must read as a "
+        "refusal to curate's check. One by default: on the PostgreSQL benchmark the Qwen "
+        "0.5B student learned to refuse from 28 rows in one wording and not at all from "
+        "the same rows in six (docs/evaluation.md).",
     )
 
     @model_validator(mode="after")
