@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import random
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -64,8 +64,7 @@ class RaftConfig(StrictModel):
         """The refusal target of one sample: the same for the same id on every run."""
         if isinstance(self.refusal, str):
             return self.refusal
-        pick = int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16)
-        return self.refusal[pick % len(self.refusal)]
+        return random.Random(sample_id).choice(self.refusal)
 
 
 class EvalKeyConfig(StrictModel):
