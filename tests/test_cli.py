@@ -61,13 +61,33 @@ def test_unknown_option_is_a_usage_error() -> None:
     assert "No such option: --bogus" in proc.stderr
 
 
-def test_docs_recipe_reference_matches_the_config_models() -> None:
-    from tools.sync_docs import RECIPES, synced
+def test_generated_docs_match_the_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """docs/recipes.md's key reference and README.md's command block are what `make docs`
+    writes from the config models and from `distill --help`; `--check` names a stale one."""
+    import tools.sync_docs as sync
 
-    text = RECIPES.read_text(encoding="utf-8")
-    assert synced(text) == text, "docs/recipes.md's key reference is stale: run `make docs`"
+    text = sync.RECIPES.read_text(encoding="utf-8")
+    assert sync.synced(text) == text, "docs/recipes.md's key reference is stale: run `make docs`"
     for key in ("chunk_overlap", "teacher_options", "max_repetition", "precision", "systems"):
         assert f"| `{key}` |" in text
+
+    readme = sync.README.read_text(encoding="utf-8")
+    assert sync.synced_readme(readme) == readme, (
+        "README.md's command block is stale: run `make docs`"
+    )
+    assert "<!-- cli:start -->\n```\nUsage: distill [OPTIONS] COMMAND [ARGS]..." in readme
+    # The block is the real help: every command the CLI has is listed in it.
+    out = distill("--help").stdout
+    commands = [ln.split()[0] for ln in out.split("Commands:")[1].splitlines() if ln.strip()]
+    assert commands and all(f"\n  {c}  " in sync.cli_help() for c in commands)
+
+    stale = tmp_path / "README.md"
+    stale.write_text("# x\n<!-- cli:start -->\nold help\n<!-- cli:end -->\n", encoding="utf-8")
+    monkeypatch.setattr(sync, "FILES", [(stale, sync.synced_readme, "README.md's command block")])
+    assert sync.main(check=True) == "README.md's command block is stale: run `make docs`"
+    assert "old help" in stale.read_text(encoding="utf-8")  # --check writes nothing
+    assert sync.main(check=False) is None and sync.main(check=True) is None
+    assert "old help" not in stale.read_text(encoding="utf-8")
 
 
 def test_export_names_a_missing_converter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
