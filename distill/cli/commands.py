@@ -4,14 +4,11 @@ command per stage, train and eval."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from distill.cli.app import AcceptOpt, RecipeArg, ResumeOpt, SetOpt, app, load
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

@@ -42,8 +42,7 @@ from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.rows import Chunk
 from distill.split import EVAL, Split
-
-Message = dict[str, str]
+from distill.teachers.base import Message
 
 
 def clean_question(text: str) -> str:

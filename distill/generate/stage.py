@@ -148,7 +148,6 @@ def parse_pairs(reply: Completion, n: int) -> list[Pair]:
     return out[:n]
 
 
-# SmolLM-class teachers sometimes run on into a new "Question:"; cut there.
 def _failure(
     request_id: str,
     step: str,

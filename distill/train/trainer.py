@@ -340,6 +340,8 @@ def common_args(
     return {
         "output_dir": str(checkpoints),
         "lr_scheduler_type": cfg.lr_scheduler,
+        # transformers 5 reads a float in [0, 1) here as a share of the steps (its
+        # `warmup_ratio` is deprecated), so the ratio goes in as it is.
         "warmup_steps": cfg.warmup_ratio,
         "max_length": cfg.max_seq_length,
         "seed": cfg.seed,
