@@ -46,13 +46,13 @@ from distill.evaluate import metrics as eval_metrics
 from distill.evaluate.answer_key import LoadedKey
 from distill.evaluate.decision import decide
 from distill.evaluate.grading import (
-    _grade,
-    _judge,
-    _pairwise,
-    _similarity,
+    add_similarity,
+    grade_answers,
     judge_agreement,
     judge_checks,
     judge_templates,
+    judge_vs_teacher,
+    make_judge,
     same_family,
     small_judge,
     smoke_test_judge,
@@ -123,7 +123,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     judge_spec, judge_model, judge, judge_cost = None, None, None, 0.0
     checks: dict[str, JudgeCheck] = {}
     if _judge_sample(rows, cfg.judge_items, cfg.seed):
-        judge_spec, judge_model = _judge(
+        judge_spec, judge_model = make_judge(
             recipe,
             teacher_sys.teacher if teacher_sys else None,
             cache,
@@ -131,14 +131,14 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         )
         judge = JsonJudge(judge_model, prefill=None)
         chunk_by_id = {c["chunk_id"]: c for c in retriever.chunks}
-        judge_cost = _grade(rows, by_id, judge, grade_tpl, chunk_by_id)
+        judge_cost = grade_answers(rows, by_id, judge, grade_tpl, chunk_by_id)
         judged = sorted({r["item_id"] for r in rows if r["judged"]})
         checks, checks_cost = judge_checks(by_id, judged, judge, grade_tpl, chunk_by_id)
         judge_cost += checks_cost
         if cfg.pairwise and teacher_sys is not None:
-            judge_cost += _pairwise(rows, judge, pair_tpl)
+            judge_cost += judge_vs_teacher(rows, judge, pair_tpl)
     _support(rows, {c["chunk_id"]: c["text"] for c in retriever.chunks})
-    _similarity(rows, cfg.similarity_model)
+    add_similarity(rows, cfg.similarity_model)
     cache.close()
     write_rows(out / "answers.parquet", rows, Answer)
     write_rows(out / "judgements.parquet", judge.log if judge else [], Judgement)
