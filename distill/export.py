@@ -41,7 +41,7 @@ CONVERTER_PARTS = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversi
 
 
 def _adapter(folder: RunFolder) -> Path:
-    path = folder.root / "train" / "adapter"
+    path = folder.adapter_dir
     if not folder.is_done("train") or not (path / "adapter_config.json").exists():
         raise InputError("no trained adapter yet; run `distill train RECIPE` first")
     return path
@@ -78,7 +78,7 @@ def merge(recipe: Recipe, folder: RunFolder) -> Path:
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     tok = AutoTokenizer.from_pretrained(str(adapter))
-    out = folder.root / "export" / "merged"
+    out = folder.export_dir / "merged"
     digest = adapter_hash(folder)
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
@@ -188,7 +188,7 @@ def gguf(recipe: Recipe, folder: RunFolder, outtype: str, adapter_only: bool) ->
     """The merged model (or the adapter alone) as one GGUF file in export/."""
     if outtype not in GGUF_TYPES:
         raise UserError(f"--gguf-type must be one of {', '.join(GGUF_TYPES)}, not '{outtype}'")
-    export = folder.root / "export"
+    export = folder.export_dir
     digest = adapter_hash(folder)
     if adapter_only:
         adapter = _adapter(folder)
@@ -210,7 +210,7 @@ def gguf(recipe: Recipe, folder: RunFolder, outtype: str, adapter_only: bool) ->
 
 def usage(recipe: Recipe, folder: RunFolder) -> str:
     """How to load the adapter with PEFT and serve it with vLLM or llama.cpp."""
-    adapter = folder.root / "train" / "adapter"
+    adapter = folder.adapter_dir
     base = resolve_causal_lm(recipe.train.student)
     base_id = base.hub_id or recipe.train.student
     rank = recipe.train.lora_r
@@ -228,7 +228,7 @@ Serve with vLLM (OpenAI-compatible; ask for model "{recipe.name}"):
 
 Serve with llama.cpp (after `distill export RECIPE --gguf --adapter-only`):
 
-    llama-server -m BASE.gguf --lora {folder.root / "export" / f"{recipe.name}-lora-f16.gguf"}
+    llama-server -m BASE.gguf --lora {folder.lora_gguf(recipe.name)}
 """
 
 

@@ -318,7 +318,7 @@ def test_published_pairs_are_only_those_of_published_samples(tmp_path: Path) -> 
             "why": "graded 1",
         }
 
-    write_rows(run.stage_dir("train") / "preferences.parquet", [pair(1), pair(2), pair(3)])
+    write_rows(run.preferences, [pair(1), pair(2), pair(3)])
     counts = write_dataset(recipe, run, tmp_path / "out", "me/r", RunOptions())
     assert counts["preferences"] == 1 and counts["preferences_left_out"] == 2
     got = read_rows(tmp_path / "out" / "preferences" / "preferences-00000-of-00001.parquet")

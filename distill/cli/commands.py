@@ -134,7 +134,7 @@ def search(
     run = RunFolder(r.run_path)
     if not run.is_done("ingest"):
         raise InputError(f"no index for '{r.name}' yet; run `distill ingest {recipe}` first")
-    hits = Retriever(run.root / "ingest", r.retrieval).retrieve(query, k, mode=mode)
+    hits = Retriever(run.ingest_dir, r.retrieval).retrieve(query, k, mode=mode)
     for rank, (chunk, score) in enumerate(hits, start=1):
         snippet = " ".join(chunk["text"].split())
         snippet = snippet[:160] + ("…" if len(snippet) > 160 else "")

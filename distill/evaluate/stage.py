@@ -105,7 +105,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     cfg = recipe.eval
     student_specials(recipe.train.student)  # before any prompt is rendered
     out = folder.stage_dir("eval")
-    retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
+    retriever = Retriever(folder.ingest_dir, recipe.retrieval)
     items, key = build_items(recipe, folder, retriever)
     answer_tpl = load_templates(recipe).answer
     grade_tpl, pair_tpl = judge_templates(recipe)
@@ -117,7 +117,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     for r in rows:
         keyscore.score(r, by_id[r["item_id"]], chunk_tokens)
     # Answers from local models are not cached: on disk before anything else can fail.
-    write_rows(out / "answers.parquet", rows, Answer)
+    write_rows(folder.answers, rows, Answer)
 
     teacher_sys = next((s for s in systems if s.name == "teacher"), None)
     judge_spec, judge_model, judge, judge_cost = None, None, None, 0.0
@@ -140,7 +140,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     _support(rows, {c["chunk_id"]: c["text"] for c in retriever.chunks})
     add_similarity(rows, cfg.similarity_model)
     cache.close()
-    write_rows(out / "answers.parquet", rows, Answer)
+    write_rows(folder.answers, rows, Answer)
     write_rows(out / "judgements.parquet", judge.log if judge else [], Judgement)
 
     decision = decide(rows, cfg.deciding, cfg.teacher_margin, cfg.examples, cfg.seed)
@@ -166,7 +166,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     sentences = eval_metrics.what_this_means(metrics)
     metrics.what_this_means_judged = sentences
     metrics.what_this_means = (decision.verdict_lines if decision else []) + sentences
-    write_json(out / "metrics.json", metrics.model_dump(mode="json"))
+    write_json(folder.eval_metrics, metrics.model_dump(mode="json"))
     write_report(out, recipe, metrics, rows)
     counts: dict[str, Any] = {
         "questions": metrics.questions,

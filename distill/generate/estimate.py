@@ -46,7 +46,7 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     """The generate stage's requests, tokens and cost; ingest must have run."""
     # Long on purpose: the stage's steps priced in the order generate sends them.
     cfg = recipe.generate
-    retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
+    retriever = Retriever(folder.ingest_dir, recipe.retrieval)
     plan = make_plan(recipe, retriever, choose_split(recipe, retriever))
     tpl, jobs = plan.templates, plan.jobs
     answer_out = round(cfg.max_new_tokens * ANSWER_FILL)

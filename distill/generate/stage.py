@@ -240,10 +240,10 @@ def _run_step(
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     cfg = recipe.generate
     out_dir: Path = folder.stage_dir("generate")
-    retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
+    retriever = Retriever(folder.ingest_dir, recipe.retrieval)
     # The split comes first: no held-out document may reach a training prompt.
     split = choose_split(recipe, retriever)
-    split.save(out_dir / "split.json", recipe.curate.eval_fraction, recipe.curate.seed)
+    split.save(folder.split_file, recipe.curate.eval_fraction, recipe.curate.seed)
     student_specials(recipe.train.student)
     plan = make_plan(recipe, retriever, split)
     jobs = plan.jobs
@@ -281,7 +281,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
                 cache=cache,
             )
         key_counts = _eval_key(recipe, folder, retriever, split, key_teacher, failures, spend)
-    rows.write(out_dir / "samples.parquet", samples, Sample)
+    rows.write(folder.samples, samples, Sample)
     rows.write(out_dir / "failures.parquet", failures, Failure)
     cache.close()
     counts = {

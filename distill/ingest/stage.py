@@ -219,8 +219,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             f"ingest: {' and '.join(files_of)} both give the document id '{twice[0]}'; "
             "rename one of them"
         )
-    rows.write(out_dir / "documents.parquet", docs, Document, unique="doc_id")
-    rows.write(out_dir / "chunks.parquet", chunks, Chunk, unique="chunk_id")
+    rows.write(folder.documents, docs, Document, unique="doc_id")
+    rows.write(folder.chunks, chunks, Chunk, unique="chunk_id")
     embedded = build_index(
         chunks, cfg.embedding_model, cfg.embedding_batch_size, out_dir, previous=out_dir / "index"
     )

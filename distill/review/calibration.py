@@ -289,7 +289,7 @@ def _drop_stale(conn: argilla_io.Connection, ds: Any, keep: set[str]) -> int:
 
 
 def _answers(folder: RunFolder) -> list[dict[str, Any]]:
-    path = folder.root / "eval" / "answers.parquet"
+    path = folder.answers
     if not path.exists() or folder.stage("eval").get("status", "done") != "done":
         raise InputError("no finished eval answers yet; run `distill eval RECIPE` first")
     return read_rows(path)
@@ -308,7 +308,7 @@ def push(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
         )
     old = read_rows(key_path(folder)) if key_path(folder).exists() else []
     salt = old[0]["salt"] if old else secrets.token_hex(16)  # stable ids across pushes
-    chunks_path = folder.root / "ingest" / "chunks.parquet"
+    chunks_path = folder.chunks
     chunks = {c["chunk_id"]: c for c in read_rows(chunks_path)} if chunks_path.exists() else {}
     keys: list[CalibrationKey] = []
     items = []

@@ -101,7 +101,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         return {}
     metrics: dict[str, Any] = {"method": cfg.method}
     if sft_first and not skip_sft:
-        eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+        eval_rows = read_rows(folder.curated("eval"))
         sft = train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=options.resume)
         history = sft.pop("log_history")
         write_json(out / "log.json", history)
@@ -120,7 +120,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         if then == "dpo":
             second = _dpo(recipe, rows, out, start, resume_then)
         else:
-            eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+            eval_rows = read_rows(folder.curated("eval"))
             second = _gkd(recipe, rows, eval_rows, out, start, resume_then)
         if sft_first:
             metrics["sft"] = {k: v for k, v in metrics.items() if k != "method"}
@@ -132,7 +132,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             second["peak_memory_mb"],
             second.get("pairs_peak_memory_mb", 0),
         )
-    write_json(out / "metrics.json", metrics)
+    write_json(folder.train_metrics, metrics)
     write_text(out / "report.md", _report(cfg, metrics, out))
     summary = {k: metrics.get(k) for k in (*SUMMARY, "peak_memory_mb")}
     if "dpo" in metrics:
@@ -161,16 +161,16 @@ def _worker(
     out = folder.stage_dir("train")
     sft_first, then = passes(cfg.method)
     if sft_first and not skip_sft:
-        eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+        eval_rows = read_rows(folder.curated("eval"))
         train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=resume)
     if then:
         distributed.barrier()  # process 0 moves the SFT adapter (and builds the pairs)
         start = out / "sft_adapter" if sft_first else None
         if then == "dpo":
-            pairs = rowtypes.read(out / "preferences.parquet", Preference)
+            pairs = rowtypes.read(folder.preferences, Preference)
             train_dpo(cfg, pairs, out, start_adapter=start, resume=resume_then)
         else:
-            eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+            eval_rows = read_rows(folder.curated("eval"))
             train_gkd(cfg, rows, out, start_adapter=start, resume=resume_then, eval_rows=eval_rows)
 
 
