@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError, UserError
-from distill.io import atomic_dir, atomic_path, hash_tree, write_text
+from distill.io import adapter_id, atomic_dir, atomic_path, write_text
 from distill.models import resolve_causal_lm, tools_dir
 from distill.recipe import Recipe
 from distill.runfolder import RunFolder, now
@@ -47,9 +47,14 @@ def _adapter(folder: RunFolder) -> Path:
     return path
 
 
-def adapter_hash(folder: RunFolder) -> str:
-    """The trained adapter's content hash: what an export was made from."""
-    return hash_tree(_adapter(folder))
+def current_adapter_id(folder: RunFolder) -> str:
+    """The trained adapter's id (`io.adapter_id`): what an export was made from."""
+    digest = adapter_id(_adapter(folder))
+    if digest is None:
+        raise InputError(
+            "the trained adapter has no adapter_model.safetensors; run `distill train RECIPE` again"
+        )
+    return digest
 
 
 def _stamp(path: Path) -> Path:
@@ -60,7 +65,7 @@ def made_from_current_adapter(path: Path, folder: RunFolder) -> bool:
     """Whether the export at `path` exists and was made from the adapter trained now
     (not one from before a retrain)."""
     stamp = _stamp(path)
-    return path.exists() and stamp.exists() and stamp.read_text() == adapter_hash(folder)
+    return path.exists() and stamp.exists() and stamp.read_text() == current_adapter_id(folder)
 
 
 def _record_source(path: Path, digest: str) -> None:
@@ -79,7 +84,7 @@ def merge(recipe: Recipe, folder: RunFolder) -> Path:
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     tok = AutoTokenizer.from_pretrained(str(adapter))
     out = folder.export_dir / "merged"
-    digest = adapter_hash(folder)
+    digest = current_adapter_id(folder)
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
@@ -189,7 +194,7 @@ def gguf(recipe: Recipe, folder: RunFolder, outtype: str, adapter_only: bool) ->
     if outtype not in GGUF_TYPES:
         raise UserError(f"--gguf-type must be one of {', '.join(GGUF_TYPES)}, not '{outtype}'")
     export = folder.export_dir
-    digest = adapter_hash(folder)
+    digest = current_adapter_id(folder)
     if adapter_only:
         adapter = _adapter(folder)
         base = resolve_causal_lm(recipe.train.student).path

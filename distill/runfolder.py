@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill import __version__
-from distill.io import read_json, write_json
+from distill.io import adapter_id, read_json, write_json
 from distill.redact import scrub
 
 STAGES = ("ingest", "generate", "curate", "review", "train", "eval", "publish")
@@ -140,6 +140,11 @@ class RunFolder:
     @property
     def adapter_dir(self) -> Path:
         return self.root / "train" / "adapter"
+
+    @property
+    def adapter_id(self) -> str | None:
+        """The trained adapter's id (`io.adapter_id`); None: none trained."""
+        return adapter_id(self.adapter_dir)
 
     @property
     def train_metrics(self) -> Path:

@@ -62,7 +62,6 @@ from distill.evaluate.systems import (
     LlamaStudent,
     StudentModel,
     System,
-    _adapter_sha,
     answer,
     hardware,
     make_systems,
@@ -307,7 +306,7 @@ def _measured(
         "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed),
         "bootstrap": Bootstrap(resamples=eval_metrics.N_BOOT, seed=cfg.seed, level=0.95),
         # Which adapter these numbers are of: publish refuses to put them on another one.
-        "adapter_sha256": _adapter_sha(folder),
+        "adapter_sha256": folder.adapter_id,
     }
     if seen:
         metrics["seen"] = SeenMetrics(

@@ -138,13 +138,6 @@ def student_engine(recipe: Recipe) -> str:
     return choose_engine(recipe.train.student, recipe.eval.engine)
 
 
-def _adapter_sha(folder: RunFolder) -> str | None:
-    from distill.io import sha256_file
-
-    weights = folder.adapter_dir / "adapter_model.safetensors"
-    return sha256_file(weights) if weights.exists() else None
-
-
 def _llama_students(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
     """The student's GGUF and, when an ft system is asked for, its LoRA GGUF (exported
     once into the run's export/ folder; exported again when the adapter changed)."""

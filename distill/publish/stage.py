@@ -25,7 +25,7 @@ from distill import __version__
 from distill import rows as rowtypes
 from distill.errors import UserError
 from distill.gate import gate_reasons, review_stats, training_rows
-from distill.io import atomic_dir, read_json, read_rows, sha256_file, write_rows
+from distill.io import atomic_dir, read_json, read_rows, write_rows
 from distill.models import resolve_causal_lm
 from distill.publish.cards import (
     OTHER_LICENSE,
@@ -260,7 +260,7 @@ def write_adapter(
     metrics = read_metrics(folder.eval_metrics)
     train_metrics = read_json(folder.train_metrics)
     measured = metrics.adapter_sha256
-    actual = sha256_file(adapter / "adapter_model.safetensors")
+    actual = folder.adapter_id
     if measured is not None and measured != actual:
         raise UserError(
             "publish adapter: the adapter was retrained after eval measured it, so the "

@@ -42,7 +42,7 @@ from distill import distributed
 from distill import rows as rowtypes
 from distill.errors import InputError
 from distill.gate import training_rows
-from distill.io import hash_json, read_rows, save_figure, write_json, write_text
+from distill.io import adapter_id, hash_json, read_rows, save_figure, write_json, write_text
 from distill.recipe import Recipe
 from distill.redact import redact
 from distill.rows import Candidate, Preference
@@ -50,7 +50,6 @@ from distill.runfolder import RunFolder, RunOptions
 from distill.train.config import TrainConfig
 from distill.train.trainer import (
     _peak_memory_mb,
-    adapter_sha,
     reset_peak_memory,
     train_adapter,
 )
@@ -217,7 +216,7 @@ def _dpo(
         {
             "config": cfg.model_dump(mode="json"),
             "train": [r["messages"] for r in rows],
-            "start": adapter_sha(start),
+            "start": adapter_id(start),
         }
     )
     stamped = out / "preferences.sha256"
