@@ -27,7 +27,7 @@ def modules() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 found.add(node.module)
-                if node.module == "distill":  # from distill import rows
+                if node.module == "distill":  # from distill import tables
                     found |= {f"distill.{a.name}" for a in node.names}
             elif isinstance(node, ast.Import):
                 found |= {a.name for a in node.names}

@@ -264,7 +264,7 @@ def test_resumed_dpo_rebuilds_pairs_when_rows_or_start_weights_changed(
         return [], {"pairs": 0}
 
     monkeypatch.setattr(stage, "_build_pairs", build)
-    monkeypatch.setattr(stage.rowtypes, "read", lambda path, kind: [])
+    monkeypatch.setattr(stage.tables, "read", lambda path, kind: [])
     monkeypatch.setattr(stage, "_loss_plot", lambda *a, **k: None)
     monkeypatch.setattr(
         distill.train.dpo, "train_dpo", lambda *a, **k: {"log_history": [], "pairs": 0}

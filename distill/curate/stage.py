@@ -33,16 +33,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill import rows
+from distill import tables
 from distill.curate.funnel import curate
 from distill.curate.judge import SampleJudge
 from distill.curate.report import histograms, print_funnel, report_text
 from distill.errors import InputError
 from distill.io import read_rows, write_text
 from distill.recipe import Recipe
-from distill.rows import CuratedSample
 from distill.runfolder import RunFolder, RunOptions
 from distill.split import Split
+from distill.tables import CuratedSample
 
 
 def planned_refusal_share(recipe: Recipe) -> float:
@@ -95,7 +95,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         ("eval_seen", result.eval_seen),
         ("rejected", result.rejected),
     ):
-        rows.write(folder.curated(name), kept, CuratedSample)
+        tables.write(folder.curated(name), kept, CuratedSample)
     plots = histograms(out, result)
     chunk_docs = {c["chunk_id"]: c["doc_id"] for c in chunks}
     write_text(

@@ -18,7 +18,7 @@ from distill.prompts import Fenced, Template, fence, recipe_template
 from distill.recipe import Recipe
 from distill.results import Agreement, JudgeCheck
 from distill.retrieval import embed
-from distill.rows import Answer, Chunk, JudgementKey
+from distill.tables import Answer, Chunk, JudgementKey
 from distill.teachers import Message
 from distill.teachers.base import Teacher
 from distill.teachers.cache import RequestCache

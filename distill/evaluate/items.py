@@ -22,9 +22,9 @@ from distill.io import read_rows
 from distill.keyfacts import Fact, mentions, tokens
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
-from distill.rows import Chunk
 from distill.runfolder import RunFolder
 from distill.split import EVAL, Split, spread
+from distill.tables import Chunk
 
 # The eval sets (see distill.evaluate.stage): questions on held-out documents, answer-key
 # questions on training documents asked with retrieval (deployment), and generated

@@ -89,9 +89,9 @@ from distill.results import (
     Unanswerable,
 )
 from distill.retrieval import Retriever
-from distill.rows import Answer, Judgement
-from distill.rows import write as write_rows
 from distill.runfolder import RunFolder, RunOptions
+from distill.tables import Answer, Judgement
+from distill.tables import write as write_rows
 from distill.teachers.base import Completion
 from distill.teachers.cache import RequestCache
 from distill.teachers.judge import JsonJudge

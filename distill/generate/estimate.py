@@ -23,8 +23,8 @@ from distill.grounding import numbered
 from distill.prompts import fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
-from distill.rows import Chunk
 from distill.runfolder import RunFolder
+from distill.tables import Chunk
 from distill.teachers.factory import price_for
 from distill.teachers.prices import BATCH_DISCOUNT, estimate_tokens
 

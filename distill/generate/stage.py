@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from distill import rows
+from distill import tables
 from distill.errors import TeacherError
 from distill.generate.config import GenerateConfig
 from distill.generate.eval_key import KEY_SCHEMA, key_chunks, key_items, key_prompts, write_key
@@ -40,9 +40,9 @@ from distill.models import student_specials
 from distill.prompts import Templates, defuse, fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
-from distill.rows import Failure, Sample
 from distill.runfolder import RunFolder, RunOptions
 from distill.split import EVAL, Split
+from distill.tables import Failure, Sample
 from distill.teachers.base import Completion, Teacher, parse_json
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.factory import make_teacher
@@ -281,8 +281,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
                 cache=cache,
             )
         key_counts = _eval_key(recipe, folder, retriever, split, key_teacher, failures, spend)
-    rows.write(folder.samples, samples, Sample)
-    rows.write(out_dir / "failures.parquet", failures, Failure)
+    tables.write(folder.samples, samples, Sample)
+    tables.write(out_dir / "failures.parquet", failures, Failure)
     cache.close()
     counts = {
         "train_docs": len(split.train_docs),

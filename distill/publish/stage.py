@@ -21,8 +21,7 @@ from typing import Any
 
 import yaml
 
-from distill import __version__
-from distill import rows as rowtypes
+from distill import __version__, tables
 from distill.errors import UserError
 from distill.gate import gate_reasons, review_stats, training_rows
 from distill.io import atomic_dir, read_json, read_rows, write_rows
@@ -38,8 +37,8 @@ from distill.publish.secrets import refuse_secrets
 from distill.recipe import Recipe
 from distill.redact import redact, scrub
 from distill.results import read_metrics
-from distill.rows import Preference, trl_preference
 from distill.runfolder import RunFolder, RunOptions
+from distill.tables import Preference, trl_preference
 
 PREFERENCE_COLUMNS = (
     "pair_id",
@@ -180,7 +179,7 @@ def write_dataset(
     prefs_path = folder.preferences
     # Pairs belong to the dataset only if this run's training used them (DPO).
     prefs = (
-        rowtypes.read(prefs_path, Preference)
+        tables.read(prefs_path, Preference)
         if prefs_path.exists() and recipe.train.method.endswith("dpo")
         else []
     )

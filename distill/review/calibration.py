@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
-from distill import rows
+from distill import tables
 from distill.agreement import agreement
 from distill.errors import InputError, UserError
 from distill.io import hash_json, read_rows, write_json
@@ -340,7 +340,7 @@ def push(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
         url = argilla_io.ui_url(conn, ds)
     finally:
         conn.close()
-    rows.write(key_path(folder), keys, CalibrationKey)
+    tables.write(key_path(folder), keys, CalibrationKey)
     a, b = systems
     return {
         "records": len(keys),

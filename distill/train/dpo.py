@@ -17,7 +17,7 @@ from typing import Any
 from distill.errors import InputError
 from distill.io import adapter_id
 from distill.models import inference_dtype
-from distill.rows import Preference
+from distill.tables import Preference
 from distill.train.backends import _cuda
 from distill.train.config import TrainConfig
 from distill.train.data import encode_pair, stop_ids

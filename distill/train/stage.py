@@ -38,15 +38,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from distill import distributed
-from distill import rows as rowtypes
+from distill import distributed, tables
 from distill.errors import InputError
 from distill.gate import training_rows
 from distill.io import adapter_id, hash_json, read_rows, save_figure, write_json, write_text
 from distill.recipe import Recipe
 from distill.redact import redact
-from distill.rows import Candidate, Preference
 from distill.runfolder import RunFolder, RunOptions
+from distill.tables import Candidate, Preference
 from distill.train.config import TrainConfig
 from distill.train.trainer import (
     _peak_memory_mb,
@@ -166,7 +165,7 @@ def _worker(
         distributed.barrier()  # process 0 moves the SFT adapter (and builds the pairs)
         start = out / "sft_adapter" if sft_first else None
         if then == "dpo":
-            pairs = rowtypes.read(folder.preferences, Preference)
+            pairs = tables.read(folder.preferences, Preference)
             train_dpo(cfg, pairs, out, start_adapter=start, resume=resume_then)
         else:
             eval_rows = read_rows(folder.curated("eval"))
@@ -221,7 +220,7 @@ def _dpo(
     )
     stamped = out / "preferences.sha256"
     if resume and pairs_path.exists() and stamped.exists() and stamped.read_text() == stamp:
-        pairs = rowtypes.read(pairs_path, Preference)
+        pairs = tables.read(pairs_path, Preference)
         stats = json.loads((out / "preferences.json").read_text())
     else:
         pairs, stats = _build_pairs(recipe, rows, out, start)
@@ -251,8 +250,8 @@ def _build_pairs(
     pairs, cands, stats = preferences.build(recipe, rows, model, tok, written_by, out)
     del model
     stats["pairs_peak_memory_mb"] = _peak_memory_mb(False, own)
-    rowtypes.write(out / "candidates.parquet", cands, Candidate)
-    rowtypes.write(out / "preferences.parquet", pairs, Preference)
+    tables.write(out / "candidates.parquet", cands, Candidate)
+    tables.write(out / "preferences.parquet", pairs, Preference)
     write_text(out / "preferences.trl.jsonl", "".join(trl_line(p) + "\n" for p in pairs))
     write_json(out / "preferences.json", stats)
     return pairs, stats
@@ -260,7 +259,7 @@ def _build_pairs(
 
 def trl_line(p: Preference) -> str:
     """A pair in TRL's conversational preference format (prompt / chosen / rejected)."""
-    return json.dumps(rowtypes.trl_preference(p), ensure_ascii=False)
+    return json.dumps(tables.trl_preference(p), ensure_ascii=False)
 
 
 LOSS_SERIES = (("loss", "train"), ("eval_loss", "eval split"))
