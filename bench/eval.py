@@ -48,7 +48,7 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
     recipe = load_recipe(recipe_path)
     run = RunFolder(recipe.run_path)
     ingest_run(recipe, run, RunOptions())
-    retriever = Retriever(run.stage_dir("ingest"), recipe.retrieval)
+    retriever = Retriever(run.ingest_dir, recipe.retrieval)
     headings = list(dict.fromkeys(c["heading_path"].split(" > ")[-1] for c in retriever.chunks))
     questions = [f"What does the help centre say about {h.lower()}?" for h in headings][:n]
     tpl = load_templates(recipe).answer

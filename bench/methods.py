@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.rows import Answer
+from distill.tables import Answer
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -89,17 +89,17 @@ def finished(folder: Path, method: str) -> bool:
 
 
 def rows(folder: Path) -> list[Answer]:
-    from distill import rows as rowtypes
+    from distill import tables
 
-    answers = rowtypes.read(folder / "eval" / "answers.parquet", Answer)
+    answers = tables.read(folder / "eval" / "answers.parquet", Answer)
     return [r for r in answers if r["eval_set"] == "unseen"]
 
 
 def key_rows(folder: Path, system: str = "ft+rag") -> dict[str, Answer]:
     """A system's answers to the answer key's questions, by item."""
-    from distill import rows as rowtypes
+    from distill import tables
 
-    answers = rowtypes.read(folder / "eval" / "answers.parquet", Answer)
+    answers = tables.read(folder / "eval" / "answers.parquet", Answer)
     return {
         r["item_id"]: r
         for r in answers

@@ -71,7 +71,7 @@ def main() -> int:
         t0 = time.perf_counter()
         run = run_pipeline(recipe, only="ingest")
         ingest_s = time.perf_counter() - t0
-        retriever = Retriever(run.root / "ingest", recipe.retrieval)
+        retriever = Retriever(run.ingest_dir, recipe.retrieval)
         texts = [chunk_embedding_text(c) for c in retriever.chunks]
         t0 = time.perf_counter()
         batch = recipe.ingest.embedding_batch_size

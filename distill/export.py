@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError, UserError
-from distill.io import atomic_dir, atomic_path, hash_tree, write_text
+from distill.io import adapter_id, atomic_dir, atomic_path, write_text
 from distill.models import resolve_causal_lm, tools_dir
 from distill.recipe import Recipe
 from distill.runfolder import RunFolder, now
@@ -41,15 +41,20 @@ CONVERTER_PARTS = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversi
 
 
 def _adapter(folder: RunFolder) -> Path:
-    path = folder.root / "train" / "adapter"
+    path = folder.adapter_dir
     if not folder.is_done("train") or not (path / "adapter_config.json").exists():
         raise InputError("no trained adapter yet; run `distill train RECIPE` first")
     return path
 
 
-def adapter_hash(folder: RunFolder) -> str:
-    """The trained adapter's content hash: what an export was made from."""
-    return hash_tree(_adapter(folder))
+def current_adapter_id(folder: RunFolder) -> str:
+    """The trained adapter's id (`io.adapter_id`): what an export was made from."""
+    digest = adapter_id(_adapter(folder))
+    if digest is None:
+        raise InputError(
+            "the trained adapter has no adapter_model.safetensors; run `distill train RECIPE` again"
+        )
+    return digest
 
 
 def _stamp(path: Path) -> Path:
@@ -60,7 +65,7 @@ def made_from_current_adapter(path: Path, folder: RunFolder) -> bool:
     """Whether the export at `path` exists and was made from the adapter trained now
     (not one from before a retrain)."""
     stamp = _stamp(path)
-    return path.exists() and stamp.exists() and stamp.read_text() == adapter_hash(folder)
+    return path.exists() and stamp.exists() and stamp.read_text() == current_adapter_id(folder)
 
 
 def _record_source(path: Path, digest: str) -> None:
@@ -78,8 +83,8 @@ def merge(recipe: Recipe, folder: RunFolder) -> Path:
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     tok = AutoTokenizer.from_pretrained(str(adapter))
-    out = folder.root / "export" / "merged"
-    digest = adapter_hash(folder)
+    out = folder.export_dir / "merged"
+    digest = current_adapter_id(folder)
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
@@ -188,8 +193,8 @@ def gguf(recipe: Recipe, folder: RunFolder, outtype: str, adapter_only: bool) ->
     """The merged model (or the adapter alone) as one GGUF file in export/."""
     if outtype not in GGUF_TYPES:
         raise UserError(f"--gguf-type must be one of {', '.join(GGUF_TYPES)}, not '{outtype}'")
-    export = folder.root / "export"
-    digest = adapter_hash(folder)
+    export = folder.export_dir
+    digest = current_adapter_id(folder)
     if adapter_only:
         adapter = _adapter(folder)
         base = resolve_causal_lm(recipe.train.student).path
@@ -210,7 +215,7 @@ def gguf(recipe: Recipe, folder: RunFolder, outtype: str, adapter_only: bool) ->
 
 def usage(recipe: Recipe, folder: RunFolder) -> str:
     """How to load the adapter with PEFT and serve it with vLLM or llama.cpp."""
-    adapter = folder.root / "train" / "adapter"
+    adapter = folder.adapter_dir
     base = resolve_causal_lm(recipe.train.student)
     base_id = base.hub_id or recipe.train.student
     rank = recipe.train.lora_r
@@ -228,7 +233,7 @@ Serve with vLLM (OpenAI-compatible; ask for model "{recipe.name}"):
 
 Serve with llama.cpp (after `distill export RECIPE --gguf --adapter-only`):
 
-    llama-server -m BASE.gguf --lora {folder.root / "export" / f"{recipe.name}-lora-f16.gguf"}
+    llama-server -m BASE.gguf --lora {folder.lora_gguf(recipe.name)}
 """
 
 

@@ -24,7 +24,7 @@ class GateClosed(UserError):
 
 
 def review_stats(folder: RunFolder) -> dict[str, Any]:
-    return dict(read_json(folder.stage_dir("review") / "stats.json"))
+    return dict(read_json(folder.review_stats))
 
 
 def reviewed_sha(sample: dict[str, Any]) -> str:
@@ -41,14 +41,14 @@ def record_id(sample: dict[str, Any]) -> str:
 
 
 def _decisions(folder: RunFolder) -> dict[str, dict[str, Any]]:
-    path = folder.stage_dir("review") / "decisions.parquet"
+    path = folder.decisions
     return {d["sample_id"]: d for d in read_rows(path)} if path.exists() else {}
 
 
 def training_rows(folder: RunFolder) -> list[dict[str, Any]]:
     """Curated training samples with review decisions applied: rejects out, corrections
     in place of the last assistant message (marked human_edited)."""
-    train = read_rows(folder.stage_dir("curate") / "train.parquet")
+    train = read_rows(folder.curated("train"))
     decisions = _decisions(folder)
     human = review_stats(folder).get("human_reviewed", False)
     rows = []

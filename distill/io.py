@@ -115,6 +115,17 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def adapter_id(adapter: Path | None) -> str | None:
+    """Which adapter this is: the sha256 of its weights file (a path or a folder's other
+    files say nothing once it is retrained). The one answer train (a start adapter),
+    export (what an export was made from), eval (what it measured) and publish (that the
+    card describes the adapter it uploads) all use; None: no adapter there."""
+    if adapter is None:
+        return None
+    weights = adapter / "adapter_model.safetensors"
+    return sha256_file(weights) if weights.exists() else None
+
+
 def hash_json(data: Any) -> str:
     """A stable hash of JSON-able data (sorted keys)."""
     return sha256_text(json.dumps(data, sort_keys=True, default=str))

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from distill import rows
+from distill import tables
 from distill.config import RetrievalConfig
 from distill.errors import InputError
 from distill.io import atomic_dir, read_json, sha256_text, write_json
-from distill.rows import Chunk
+from distill.tables import Chunk
 
 Hit = tuple[Chunk, float]
 
@@ -139,7 +139,7 @@ class Retriever:
         self.meta = read_json(index / "meta.json")
         self.vectors = np.load(index / "embeddings.npy")
         self.bm25 = bm25s.BM25.load(str(index / "bm25"))
-        self.chunks = rows.read(ingest_dir / "chunks.parquet", Chunk)
+        self.chunks = tables.read(ingest_dir / "chunks.parquet", Chunk)
         self.position = {c["chunk_id"]: i for i, c in enumerate(self.chunks)}
         self.doc_ids = np.array([c["doc_id"] for c in self.chunks])
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill import __version__
-from distill.io import read_json, write_json
+from distill.io import adapter_id, read_json, write_json
 from distill.redact import scrub
 
 STAGES = ("ingest", "generate", "curate", "review", "train", "eval", "publish")
@@ -56,8 +56,13 @@ class RunOptions:
     accept_unreviewed: bool = False
 
 
+CURATED = ("train", "eval", "eval_seen", "rejected")
+
+
 class RunFolder:
-    """One recipe's run folder; stages write into `stage_dir(name)`."""
+    """One recipe's run folder. A stage creates its own folder with `stage_dir(name)`
+    and writes there; what flows between stages (docs/ARCHITECTURE.md, "The rows that
+    flow") is named once, below, as read-only paths that create nothing."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -67,14 +72,110 @@ class RunFolder:
         )
 
     def stage_dir(self, name: str) -> Path:
+        """The writer's call: stage `name`'s own folder, created if missing."""
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    # ingest
+    @property
+    def ingest_dir(self) -> Path:
+        """The index (read by `Retriever`), with the reading report."""
+        return self.root / "ingest"
+
+    @property
+    def documents(self) -> Path:
+        return self.root / "ingest" / "documents.parquet"
+
+    @property
+    def chunks(self) -> Path:
+        return self.root / "ingest" / "chunks.parquet"
+
+    # generate
+    @property
+    def split_file(self) -> Path:
+        """The split by document, chosen before any request (`Split.load`)."""
+        return self.root / "generate" / "split.json"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "generate" / "samples.parquet"
 
     @property
     def generated_key(self) -> Path:
         """The answer key generate writes (eval_key) and eval reads."""
         return self.root / "generate" / "eval_key.jsonl"
+
+    # curate
+    def curated(self, part: str) -> Path:
+        """Curate's rows: `train`, `eval` (held-out documents), `eval_seen`, `rejected`."""
+        if part not in CURATED:
+            raise ValueError(f"no curated part {part!r}: one of {', '.join(CURATED)}")
+        return self.root / "curate" / f"{part}.parquet"
+
+    # review
+    @property
+    def spot_check(self) -> Path:
+        return self.root / "review" / "spot_check.parquet"
+
+    @property
+    def review_stats(self) -> Path:
+        return self.root / "review" / "stats.json"
+
+    @property
+    def decisions(self) -> Path:
+        return self.root / "review" / "decisions.parquet"
+
+    @property
+    def human_rejected(self) -> Path:
+        """The training rows reviewers rejected."""
+        return self.root / "review" / "rejected.parquet"
+
+    @property
+    def exports_dir(self) -> Path:
+        """The curated rows in the formats `curate.exports` names (written by review)."""
+        return self.root / "review" / "exports"
+
+    # train
+    @property
+    def adapter_dir(self) -> Path:
+        return self.root / "train" / "adapter"
+
+    @property
+    def adapter_id(self) -> str | None:
+        """The trained adapter's id (`io.adapter_id`); None: none trained."""
+        return adapter_id(self.adapter_dir)
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.root / "train" / "metrics.json"
+
+    @property
+    def preferences(self) -> Path:
+        return self.root / "train" / "preferences.parquet"
+
+    # eval
+    @property
+    def answers(self) -> Path:
+        return self.root / "eval" / "answers.parquet"
+
+    @property
+    def eval_metrics(self) -> Path:
+        return self.root / "eval" / "metrics.json"
+
+    # publish
+    def published(self, kind: str) -> Path:
+        """The Hub repository publish writes: `dataset` or `adapter`."""
+        return self.root / "publish" / kind
+
+    # export (`distill export`)
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    def lora_gguf(self, name: str) -> Path:
+        """The adapter as a LoRA GGUF for llama.cpp (`name`: the recipe's)."""
+        return self.root / "export" / f"{name}-lora-f16.gguf"
 
     def stage(self, name: str) -> dict[str, Any]:
         return self.manifest["stages"].get(name, {})

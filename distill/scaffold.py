@@ -189,7 +189,7 @@ def _scaffold(docs: Path, out: Path, teacher: str | None, student: str | None) -
     measured = dict(
         inputs=counts["inputs"], skipped=counts["skipped"], documents=counts["documents"],
         chunks=counts["chunks"], tokens=counts["corpus_tokens"],
-        report=Path(os.path.relpath(run.stage_dir("ingest") / "report.md")).as_posix(),
+        report=Path(os.path.relpath(run.ingest_dir / "report.md")).as_posix(),
         run=Path(os.path.relpath(run.root)).as_posix(), requests=total["requests"],
         input_tokens=total["input_tokens"], output_tokens=total["output_tokens_expected"],
         output_max=total["output_tokens_max"], cost=cost, coverage=coverage_line(est["coverage"]),

@@ -10,8 +10,8 @@ import pytest
 
 from distill.errors import InputError
 from distill.evaluate.answer_key import load_answer_key
-from distill.rows import Chunk
 from distill.split import spread
+from distill.tables import Chunk
 
 REPO = Path(__file__).resolve().parent.parent
 

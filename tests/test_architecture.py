@@ -27,7 +27,7 @@ def modules() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 found.add(node.module)
-                if node.module == "distill":  # from distill import rows
+                if node.module == "distill":  # from distill import tables
                     found |= {f"distill.{a.name}" for a in node.names}
             elif isinstance(node, ast.Import):
                 found |= {a.name for a in node.names}
@@ -73,3 +73,21 @@ def test_no_unittest_mock_in_product_code() -> None:
         if "unittest.mock" in text or "from unittest import mock" in text:
             users.append(str(path.relative_to(PACKAGE.parent)))
     assert users == []
+
+
+def test_paths_between_stages_are_named_once() -> None:
+    """What one stage writes and another reads is a read-only path of `RunFolder`
+    (`folder.curated("eval")`, `folder.adapter_dir`, ...), not a string assembled where it
+    is read: no module but runfolder.py joins a stage folder with a file name."""
+    import re
+
+    joined = re.compile(r'(stage_dir\("\w+"\)|\.root) / "[\w.]+"')
+    allowed = {"runfolder.py", "calibration.py"}  # calibration/ is review's own, read by it
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{n}: {line.strip()}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name not in allowed
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if joined.search(line)
+    ]
+    assert wrong == []

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from distill.rows import Preference
+from distill.tables import Preference
 from distill.train.config import TrainConfig
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from distill.generate.eval_key import key_items
-from distill.rows import Chunk
+from distill.tables import Chunk
 from distill.teachers.base import Completion
 
 CHUNK = Chunk(

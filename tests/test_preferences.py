@@ -264,7 +264,7 @@ def test_resumed_dpo_rebuilds_pairs_when_rows_or_start_weights_changed(
         return [], {"pairs": 0}
 
     monkeypatch.setattr(stage, "_build_pairs", build)
-    monkeypatch.setattr(stage.rowtypes, "read", lambda path, kind: [])
+    monkeypatch.setattr(stage.tables, "read", lambda path, kind: [])
     monkeypatch.setattr(stage, "_loss_plot", lambda *a, **k: None)
     monkeypatch.setattr(
         distill.train.dpo, "train_dpo", lambda *a, **k: {"log_history": [], "pairs": 0}
@@ -318,7 +318,7 @@ def test_published_pairs_are_only_those_of_published_samples(tmp_path: Path) -> 
             "why": "graded 1",
         }
 
-    write_rows(run.stage_dir("train") / "preferences.parquet", [pair(1), pair(2), pair(3)])
+    write_rows(run.preferences, [pair(1), pair(2), pair(3)])
     counts = write_dataset(recipe, run, tmp_path / "out", "me/r", RunOptions())
     assert counts["preferences"] == 1 and counts["preferences_left_out"] == 2
     got = read_rows(tmp_path / "out" / "preferences" / "preferences-00000-of-00001.parquet")

@@ -169,10 +169,10 @@ def make_run(tmp_path: Path, stats: dict[str, Any], decisions: list[dict] | None
         {"role": "assistant", "content": "Then B."},
     ]
     multi["turns"] = 2
-    write_rows(run.stage_dir("curate") / "train.parquet", [sample(1), sample(2), multi])
-    write_json(run.stage_dir("review") / "stats.json", stats)
+    write_rows(run.curated("train"), [sample(1), sample(2), multi])
+    write_json(run.review_stats, stats)
     if decisions is not None:
-        write_rows(run.stage_dir("review") / "decisions.parquet", decisions)
+        write_rows(run.decisions, decisions)
     return run
 
 
@@ -260,7 +260,7 @@ def test_a_decision_on_an_answer_rewritten_since_review_no_longer_applies(
     again = [sample(1), sample(2), sample(3)]
     for s in again[:2]:
         s["messages"][-1]["content"] += " Written again."
-    write_rows(run.stage_dir("curate") / "train.parquet", again)
+    write_rows(run.curated("train"), again)
     rows = {s["sample_id"]: s for s in training_rows(run)}
     assert set(rows) == {"s001", "s002", "s003"}
     assert rows["s002"]["messages"][-1]["content"] == "A2. Written again."
@@ -290,13 +290,13 @@ def publishable_run(
         }
     )
     run = RunFolder(tmp_path / "run")
-    write_rows(run.stage_dir("curate") / "train.parquet", train)
-    write_rows(run.stage_dir("curate") / "eval.parquet", [sample(9)])
-    write_rows(run.stage_dir("curate") / "rejected.parquet", [])
-    write_rows(run.stage_dir("ingest") / "documents.parquet", [{"source": "a.md", "format": "md"}])
+    write_rows(run.curated("train"), train)
+    write_rows(run.curated("eval"), [sample(9)])
+    write_rows(run.curated("rejected"), [])
+    write_rows(run.documents, [{"source": "a.md", "format": "md"}])
     entries, _ = entries_and_decisions([("sample", "accepted")] * len(train))
     done = [{"sample_id": e["sample_id"], "status": "accepted", "issues": []} for e in entries]
     stats = {**_stats(entries, done, len(train)), "mode": "argilla", "human_reviewed": True}
-    write_json(run.stage_dir("review") / "stats.json", stats)
-    write_rows(run.stage_dir("review") / "decisions.parquet", decisions)
+    write_json(run.review_stats, stats)
+    write_rows(run.decisions, decisions)
     return recipe, run

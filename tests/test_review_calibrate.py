@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from distill import rows
+from distill import tables
 from distill.agreement import agreement, cohen_kappa
 from distill.io import read_json, read_rows, write_json, write_rows
 from distill.review.calibration import (
@@ -304,8 +304,8 @@ def calibration_run(cwd: Path, name: str) -> Path:
         answers.append(answer(i, "teacher"))
     answers.append(answer(50, A, answer_error="HTTP 500", answer=""))
     answers.append(answer(51, B, kind="unanswerable"))
-    rows.write(run / "eval" / "answers.parquet", answers, rows.Answer)
-    rows.write(run / "ingest" / "chunks.parquet", [chunk(i) for i in range(52)], rows.Chunk)
+    tables.write(run / "eval" / "answers.parquet", answers, tables.Answer)
+    tables.write(run / "ingest" / "chunks.parquet", [chunk(i) for i in range(52)], tables.Chunk)
     return recipe
 
 

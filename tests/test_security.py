@@ -322,25 +322,25 @@ def test_converter_extraction_refuses_members_that_escape(
 
 
 def test_an_export_from_an_adapter_since_retrained_is_stale(tmp_path: Path) -> None:
-    from distill.export import _record_source, adapter_hash, made_from_current_adapter
+    from distill.export import _record_source, current_adapter_id, made_from_current_adapter
 
     run = RunFolder(tmp_path / "run")
-    adapter = run.stage_dir("train") / "adapter"
+    adapter = run.adapter_dir
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text("{}")
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
     run.update_stage("train", status="done")
-    merged = run.root / "export" / "merged"
+    merged = run.export_dir / "merged"
     merged.mkdir(parents=True)
     (merged / "config.json").write_text("{}")
     assert not made_from_current_adapter(merged, run)  # no record of its source: not trusted
-    _record_source(merged, adapter_hash(run))
+    _record_source(merged, current_adapter_id(run))
     assert made_from_current_adapter(merged, run)
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained
     assert not made_from_current_adapter(merged, run)
-    lora = run.root / "export" / "r-lora-f16.gguf"
+    lora = run.export_dir / "r-lora-f16.gguf"
     lora.write_bytes(b"GGUF")
-    _record_source(lora, adapter_hash(run))
+    _record_source(lora, current_adapter_id(run))
     assert made_from_current_adapter(lora, run)
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v3")
     assert not made_from_current_adapter(lora, run)
@@ -380,7 +380,7 @@ def test_publish_refuses_an_adapter_retrained_after_eval(tmp_path: Path) -> None
     )
     recipe = load_recipe(tmp_path / "r.yaml")
     run = RunFolder(recipe.run_path)
-    adapter = run.stage_dir("train") / "adapter"
+    adapter = run.adapter_dir
     adapter.mkdir(parents=True)
     (adapter / "adapter_model.safetensors").write_bytes(b"retrained weights")
     (run.stage_dir("train") / "metrics.json").write_text("{}")

@@ -164,7 +164,7 @@ def rows() -> list[dict[str, Any]]:
 
 
 def pairs(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """distill.rows.Preference rows: the answer over its wrong twin."""
+    """distill.tables.Preference rows: the answer over its wrong twin."""
     return [
         {
             "pair_id": f"pair-{r['sample_id']}",

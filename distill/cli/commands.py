@@ -4,14 +4,11 @@ command per stage, train and eval."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from distill.cli.app import AcceptOpt, RecipeArg, ResumeOpt, SetOpt, app, load
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()
@@ -137,7 +134,7 @@ def search(
     run = RunFolder(r.run_path)
     if not run.is_done("ingest"):
         raise InputError(f"no index for '{r.name}' yet; run `distill ingest {recipe}` first")
-    hits = Retriever(run.root / "ingest", r.retrieval).retrieve(query, k, mode=mode)
+    hits = Retriever(run.ingest_dir, r.retrieval).retrieve(query, k, mode=mode)
     for rank, (chunk, score) in enumerate(hits, start=1):
         snippet = " ".join(chunk["text"].split())
         snippet = snippet[:160] + ("…" if len(snippet) > 160 else "")

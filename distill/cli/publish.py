@@ -103,7 +103,7 @@ def _publish_one(
             "(the card will say so)"
         )
     write(r, run, kind, RunOptions(accept_unreviewed=accept_unreviewed))
-    folder = run.root / "publish" / kind
+    folder = run.published(kind)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in files)
     typer.echo(f"wrote {folder}: {len(files)} files, {size / 1e6:.1f} MB")

@@ -64,7 +64,7 @@ def review_status(recipe: RecipeArg, set_: SetOpt = None) -> None:
     r = load(recipe, set_)
     _need_argilla(r)
     run = RunFolder(r.run_path)
-    if not (run.root / "review" / "spot_check.parquet").exists():
+    if not run.spot_check.exists():
         raise InputError(f"nothing pushed yet; run `distill review push {recipe}` first")
     _, _, stats = pull(r, run)
     typer.echo(render_status(stats, r.review))

@@ -33,16 +33,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill import rows
+from distill import tables
 from distill.curate.funnel import curate
 from distill.curate.judge import SampleJudge
 from distill.curate.report import histograms, print_funnel, report_text
 from distill.errors import InputError
 from distill.io import read_rows, write_text
 from distill.recipe import Recipe
-from distill.rows import CuratedSample
 from distill.runfolder import RunFolder, RunOptions
 from distill.split import Split
+from distill.tables import CuratedSample
 
 
 def planned_refusal_share(recipe: Recipe) -> float:
@@ -57,12 +57,12 @@ def planned_refusal_share(recipe: Recipe) -> float:
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     from distill.models import load_tokenizer
 
-    samples = read_rows(folder.stage_dir("generate") / "samples.parquet")
+    samples = read_rows(folder.samples)
     if not samples:
         raise InputError("curate: the generate stage produced no samples; check generate failures")
     cfg = recipe.curate
     out = folder.stage_dir("curate")
-    chunks = read_rows(folder.stage_dir("ingest") / "chunks.parquet")
+    chunks = read_rows(folder.chunks)
     chunk_text = {c["chunk_id"]: c["text"] for c in chunks}
     tok = load_tokenizer(recipe.train.student)
     embed = None
@@ -87,7 +87,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             )["input_ids"]
         ),
         max_sample_tokens=recipe.train.max_seq_length,
-        split=Split.load(folder.stage_dir("generate") / "split.json"),
+        split=Split.load(folder.split_file),
     )
     for name, kept in (
         ("train", result.train),
@@ -95,7 +95,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         ("eval_seen", result.eval_seen),
         ("rejected", result.rejected),
     ):
-        rows.write(out / f"{name}.parquet", kept, CuratedSample)
+        tables.write(folder.curated(name), kept, CuratedSample)
     plots = histograms(out, result)
     chunk_docs = {c["chunk_id"]: c["doc_id"] for c in chunks}
     write_text(

@@ -33,7 +33,7 @@ from typing import Any
 
 from distill.errors import InputError
 from distill.keyfacts import Fact, mentions, tokens, wordings
-from distill.rows import Chunk
+from distill.tables import Chunk
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from distill.results import (
     Speed,
     SystemDetail,
 )
-from distill.rows import Answer
+from distill.tables import Answer
 
 SMALL_HARM = 0.05  # "no harm": the primary's lower bound above -5 points
 PLANNING_EFFECTS = (0.05, 0.10)  # the n these effects would need is printed

@@ -18,7 +18,7 @@ from distill.prompts import Fenced, Template, fence, recipe_template
 from distill.recipe import Recipe
 from distill.results import Agreement, JudgeCheck
 from distill.retrieval import embed
-from distill.rows import Answer, Chunk, JudgementKey
+from distill.tables import Answer, Chunk, JudgementKey
 from distill.teachers import Message
 from distill.teachers.base import Teacher
 from distill.teachers.cache import RequestCache
@@ -32,7 +32,7 @@ from distill.teachers.judge import (
 )
 
 
-def _judge(
+def make_judge(
     recipe: Recipe, teacher: Teacher | None, cache: RequestCache, salt: str
 ) -> tuple[str, Teacher]:
     """The judge's spec and a ready, cached judge; `teacher` is the teacher system's."""
@@ -98,13 +98,15 @@ def _sources(it: Item, chunk_by_id: dict[str, Chunk]) -> list[Fenced]:
     return [fence(str(n), c["text"], c["heading_path"]) for n, c in enumerate(found, 1)]
 
 
-def _grade(
+def grade_answers(
     rows: list[Answer],
     items: dict[str, Item],
     judge: JsonJudge,
     tpl: Template,
     chunk_by_id: dict[str, Chunk],
 ) -> float:
+    """Judge each answer of the judged answerable rows in place (its grade, or the reason
+    it has none in `grade_error`: a failed judgement is never a pass); the judge's cost."""
     todo = [r for r in rows if r["kind"] == "answerable" and r["judged"]]
     for r in todo:
         if r["answer_error"]:
@@ -201,12 +203,12 @@ def same_family(a: str, b: str) -> bool:
     return bool(family(a)) and family(a) == family(b)
 
 
-def _pairwise(rows: list[Answer], judge: JsonJudge, tpl: Template) -> float:
+def judge_vs_teacher(rows: list[Answer], judge: JsonJudge, tpl: Template) -> float:
     """Each student answer against the teacher's, in both orders."""
     teacher = {r["item_id"]: r for r in rows if r["system"] == "teacher"}
     todo = sorted(
         (r for r in rows if r["system"] != "teacher" and r["kind"] == "answerable" and r["judged"]),
-        key=lambda r: r["item_id"],  # shared prompt prefixes, as in _grade
+        key=lambda r: r["item_id"],  # shared prompt prefixes, as in grade_answers
     )
     asked, prompts = [], []
     for r in todo:
@@ -251,8 +253,9 @@ def judge_agreement(rows: list[Answer], seed: int = 0) -> Agreement | None:
     return Agreement.model_validate(agreement(pairs, seed)) if pairs else None
 
 
-def _similarity(rows: list[Answer], model_ref: str) -> None:
-    # Against a written reference only: an answer key's facts are no reference text.
+def add_similarity(rows: list[Answer], model_ref: str) -> None:
+    """Each answer's embedding cosine to its written reference, in place (not for answer
+    key rows: their facts are no reference text)."""
     todo = [
         r
         for r in rows

@@ -22,9 +22,9 @@ from distill.io import read_rows
 from distill.keyfacts import Fact, mentions, tokens
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
-from distill.rows import Chunk
 from distill.runfolder import RunFolder
 from distill.split import EVAL, Split, spread
+from distill.tables import Chunk
 
 # The eval sets (see distill.evaluate.stage): questions on held-out documents, answer-key
 # questions on training documents asked with retrieval (deployment), and generated
@@ -73,7 +73,7 @@ def build_items(
         keys.append(folder.generated_key)  # the teacher's (generate.eval_key)
     if keys:
         key = load_answer_key(keys, retriever.chunks)
-        split = Split.load(folder.stage_dir("generate") / "split.json")
+        split = Split.load(folder.split_file)
         key.items[:] = _decontaminated(key, folder)
         items += _key_items(key, split, retriever, cfg.k, cfg.max_questions, cfg.seed)
         items += _verified_twins(key, retriever, cfg.k, cfg.unanswerable, cfg.seed)
@@ -163,7 +163,7 @@ def _verified_twins(key: LoadedKey, retriever: Retriever, k: int, n: int, seed: 
 def _decontaminated(key: LoadedKey, folder: RunFolder) -> list[KeyItem]:
     """The key's items less those whose question a training row asks too (the same
     content words, or nearly: Jaccard >= DECONTAMINATION); counted as skipped."""
-    path = folder.stage_dir("curate") / "train.parquet"
+    path = folder.curated("train")
     trained = [
         set(content_words(q["question"]))
         for q in (read_rows(path) if path.exists() else [])
@@ -186,7 +186,7 @@ def _key_set(split: Split, doc_id: str | None) -> str:
 def _generated_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list[Item]:
     """The held-out split's generated questions, and some asked with their documents gone."""
     cfg = recipe.eval
-    held = read_rows(folder.stage_dir("curate") / "eval.parquet")
+    held = read_rows(folder.curated("eval"))
     # A RAFT sample whose context lacked the answer has a refusal as its reference;
     # its question is answerable once eval retrieves for itself, so it is left out.
     asked = [q for q in held if not q.get("expects_refusal")]
@@ -216,7 +216,7 @@ def _generated_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) ->
 def _seen_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list[Item]:
     """Held-out questions on training documents (curate's eval_seen.parquet)."""
     cfg = recipe.eval
-    path = folder.stage_dir("curate") / "eval_seen.parquet"
+    path = folder.curated("eval_seen")
     if not cfg.seen_set or not path.exists():
         return []
     rows = spread(read_rows(path), cfg.max_questions, cfg.seed, _doc_of)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from distill.evaluate.items import Item
 from distill.keyfacts import check, figures, known_figures, mentions
-from distill.rows import Answer
+from distill.tables import Answer
 
 
 def score(row: Answer, item: Item, chunk_tokens: Mapping[str, list[str]]) -> None:

@@ -41,7 +41,7 @@ from distill.results import (
     SystemMetrics,
     VsTeacher,
 )
-from distill.rows import Answer
+from distill.tables import Answer
 from distill.verdict import signed, unit_of
 
 Row = Answer

@@ -14,7 +14,7 @@ from distill.errors import InputError
 from distill.io import save_figure, write_text
 from distill.recipe import Recipe
 from distill.results import EvalMetrics, PairedComparison, SystemMetrics, read_metrics
-from distill.rows import Answer
+from distill.tables import Answer
 from distill.verdict import (
     COLUMNS,
     DASH,

@@ -46,13 +46,13 @@ from distill.evaluate import metrics as eval_metrics
 from distill.evaluate.answer_key import LoadedKey
 from distill.evaluate.decision import decide
 from distill.evaluate.grading import (
-    _grade,
-    _judge,
-    _pairwise,
-    _similarity,
+    add_similarity,
+    grade_answers,
     judge_agreement,
     judge_checks,
     judge_templates,
+    judge_vs_teacher,
+    make_judge,
     same_family,
     small_judge,
     smoke_test_judge,
@@ -62,7 +62,6 @@ from distill.evaluate.systems import (
     LlamaStudent,
     StudentModel,
     System,
-    _adapter_sha,
     answer,
     hardware,
     make_systems,
@@ -90,9 +89,9 @@ from distill.results import (
     Unanswerable,
 )
 from distill.retrieval import Retriever
-from distill.rows import Answer, Judgement
-from distill.rows import write as write_rows
 from distill.runfolder import RunFolder, RunOptions
+from distill.tables import Answer, Judgement
+from distill.tables import write as write_rows
 from distill.teachers.base import Completion
 from distill.teachers.cache import RequestCache
 from distill.teachers.judge import JsonJudge
@@ -105,7 +104,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     cfg = recipe.eval
     student_specials(recipe.train.student)  # before any prompt is rendered
     out = folder.stage_dir("eval")
-    retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
+    retriever = Retriever(folder.ingest_dir, recipe.retrieval)
     items, key = build_items(recipe, folder, retriever)
     answer_tpl = load_templates(recipe).answer
     grade_tpl, pair_tpl = judge_templates(recipe)
@@ -117,13 +116,13 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     for r in rows:
         keyscore.score(r, by_id[r["item_id"]], chunk_tokens)
     # Answers from local models are not cached: on disk before anything else can fail.
-    write_rows(out / "answers.parquet", rows, Answer)
+    write_rows(folder.answers, rows, Answer)
 
     teacher_sys = next((s for s in systems if s.name == "teacher"), None)
     judge_spec, judge_model, judge, judge_cost = None, None, None, 0.0
     checks: dict[str, JudgeCheck] = {}
     if _judge_sample(rows, cfg.judge_items, cfg.seed):
-        judge_spec, judge_model = _judge(
+        judge_spec, judge_model = make_judge(
             recipe,
             teacher_sys.teacher if teacher_sys else None,
             cache,
@@ -131,16 +130,16 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         )
         judge = JsonJudge(judge_model, prefill=None)
         chunk_by_id = {c["chunk_id"]: c for c in retriever.chunks}
-        judge_cost = _grade(rows, by_id, judge, grade_tpl, chunk_by_id)
+        judge_cost = grade_answers(rows, by_id, judge, grade_tpl, chunk_by_id)
         judged = sorted({r["item_id"] for r in rows if r["judged"]})
         checks, checks_cost = judge_checks(by_id, judged, judge, grade_tpl, chunk_by_id)
         judge_cost += checks_cost
         if cfg.pairwise and teacher_sys is not None:
-            judge_cost += _pairwise(rows, judge, pair_tpl)
+            judge_cost += judge_vs_teacher(rows, judge, pair_tpl)
     _support(rows, {c["chunk_id"]: c["text"] for c in retriever.chunks})
-    _similarity(rows, cfg.similarity_model)
+    add_similarity(rows, cfg.similarity_model)
     cache.close()
-    write_rows(out / "answers.parquet", rows, Answer)
+    write_rows(folder.answers, rows, Answer)
     write_rows(out / "judgements.parquet", judge.log if judge else [], Judgement)
 
     decision = decide(rows, cfg.deciding, cfg.teacher_margin, cfg.examples, cfg.seed)
@@ -166,7 +165,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     sentences = eval_metrics.what_this_means(metrics)
     metrics.what_this_means_judged = sentences
     metrics.what_this_means = (decision.verdict_lines if decision else []) + sentences
-    write_json(out / "metrics.json", metrics.model_dump(mode="json"))
+    write_json(folder.eval_metrics, metrics.model_dump(mode="json"))
     write_report(out, recipe, metrics, rows)
     counts: dict[str, Any] = {
         "questions": metrics.questions,
@@ -307,7 +306,7 @@ def _measured(
         "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed),
         "bootstrap": Bootstrap(resamples=eval_metrics.N_BOOT, seed=cfg.seed, level=0.95),
         # Which adapter these numbers are of: publish refuses to put them on another one.
-        "adapter_sha256": _adapter_sha(folder),
+        "adapter_sha256": folder.adapter_id,
     }
     if seen:
         metrics["seen"] = SeenMetrics(

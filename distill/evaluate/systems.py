@@ -138,13 +138,6 @@ def student_engine(recipe: Recipe) -> str:
     return choose_engine(recipe.train.student, recipe.eval.engine)
 
 
-def _adapter_sha(folder: RunFolder) -> str | None:
-    from distill.io import sha256_file
-
-    weights = folder.stage_dir("train") / "adapter" / "adapter_model.safetensors"
-    return sha256_file(weights) if weights.exists() else None
-
-
 def _llama_students(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
     """The student's GGUF and, when an ft system is asked for, its LoRA GGUF (exported
     once into the run's export/ folder; exported again when the adapter changed)."""
@@ -157,7 +150,7 @@ def _llama_students(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | Non
     base = gguf_for_cpu(shipped, recipe.eval.gguf_type)
     if not any(s.startswith("ft") for s in recipe.eval.systems):
         return base, None
-    lora = folder.root / "export" / f"{recipe.name}-lora-f16.gguf"
+    lora = folder.lora_gguf(recipe.name)
     if not made_from_current_adapter(lora, folder):
         lora = export_gguf(recipe, folder, "f16", adapter_only=True)
     return base, lora
@@ -190,7 +183,7 @@ class _Weights:
 
 def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: str) -> list[System]:
     cfg = recipe.eval
-    weights = _Weights(recipe.train.student, folder.stage_dir("train") / "adapter", cfg.dtype)
+    weights = _Weights(recipe.train.student, folder.adapter_dir, cfg.dtype)
     needs_local = any(
         not (cfg.ft_model if s.startswith("ft") else cfg.base_model)
         for s in cfg.systems

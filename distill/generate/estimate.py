@@ -23,8 +23,8 @@ from distill.grounding import numbered
 from distill.prompts import fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
-from distill.rows import Chunk
 from distill.runfolder import RunFolder
+from distill.tables import Chunk
 from distill.teachers.factory import price_for
 from distill.teachers.prices import BATCH_DISCOUNT, estimate_tokens
 
@@ -46,7 +46,7 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     """The generate stage's requests, tokens and cost; ingest must have run."""
     # Long on purpose: the stage's steps priced in the order generate sends them.
     cfg = recipe.generate
-    retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
+    retriever = Retriever(folder.ingest_dir, recipe.retrieval)
     plan = make_plan(recipe, retriever, choose_split(recipe, retriever))
     tpl, jobs = plan.templates, plan.jobs
     answer_out = round(cfg.max_new_tokens * ANSWER_FILL)

@@ -22,8 +22,8 @@ from distill.io import write_text
 from distill.keyfacts import mentions, tokens
 from distill.prompts import fence, recipe_template
 from distill.recipe import Recipe
-from distill.rows import Chunk
 from distill.split import EVAL, Split, spread
+from distill.tables import Chunk
 from distill.teachers.base import Completion, parse_json
 
 KEY_SCHEMA: dict[str, Any] = {

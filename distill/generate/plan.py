@@ -40,10 +40,9 @@ from distill.io import hash_json
 from distill.prompts import Templates, fence, load_templates
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
-from distill.rows import Chunk
 from distill.split import EVAL, Split
-
-Message = dict[str, str]
+from distill.tables import Chunk
+from distill.teachers.base import Message
 
 
 def clean_question(text: str) -> str:

@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from distill import rows
+from distill import tables
 from distill.errors import TeacherError
 from distill.generate.config import GenerateConfig
 from distill.generate.eval_key import KEY_SCHEMA, key_chunks, key_items, key_prompts, write_key
@@ -40,9 +40,9 @@ from distill.models import student_specials
 from distill.prompts import Templates, defuse, fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
-from distill.rows import Failure, Sample
 from distill.runfolder import RunFolder, RunOptions
 from distill.split import EVAL, Split
+from distill.tables import Failure, Sample
 from distill.teachers.base import Completion, Teacher, parse_json
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.factory import make_teacher
@@ -148,7 +148,6 @@ def parse_pairs(reply: Completion, n: int) -> list[Pair]:
     return out[:n]
 
 
-# SmolLM-class teachers sometimes run on into a new "Question:"; cut there.
 def _failure(
     request_id: str,
     step: str,
@@ -241,10 +240,10 @@ def _run_step(
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     cfg = recipe.generate
     out_dir: Path = folder.stage_dir("generate")
-    retriever = Retriever(folder.stage_dir("ingest"), recipe.retrieval)
+    retriever = Retriever(folder.ingest_dir, recipe.retrieval)
     # The split comes first: no held-out document may reach a training prompt.
     split = choose_split(recipe, retriever)
-    split.save(out_dir / "split.json", recipe.curate.eval_fraction, recipe.curate.seed)
+    split.save(folder.split_file, recipe.curate.eval_fraction, recipe.curate.seed)
     student_specials(recipe.train.student)
     plan = make_plan(recipe, retriever, split)
     jobs = plan.jobs
@@ -282,8 +281,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
                 cache=cache,
             )
         key_counts = _eval_key(recipe, folder, retriever, split, key_teacher, failures, spend)
-    rows.write(out_dir / "samples.parquet", samples, Sample)
-    rows.write(out_dir / "failures.parquet", failures, Failure)
+    tables.write(folder.samples, samples, Sample)
+    tables.write(out_dir / "failures.parquet", failures, Failure)
     cache.close()
     counts = {
         "train_docs": len(split.train_docs),

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from distill.ingest.config import IngestConfig
 from distill.io import sha256_text
-from distill.rows import Chunk, Document
+from distill.tables import Chunk, Document
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 

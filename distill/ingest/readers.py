@@ -17,7 +17,7 @@ from distill.ingest.chunking import _HEADING
 from distill.ingest.config import DatasetSource, IngestConfig, JsonlConfig
 from distill.ingest.discover import dangling, link_out
 from distill.io import sha256_bytes, sha256_text
-from distill.rows import Document
+from distill.tables import Document
 
 READERS_BY_SUFFIX = {
     ".md": "markdown",

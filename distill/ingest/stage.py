@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill import rows
+from distill import tables
 from distill.errors import InputError
 from distill.ingest.chunking import HFTokenCounter, TokenCounter, chunk_document
 from distill.ingest.discover import discover
 from distill.ingest.readers import dataset_documents, precheck, read_documents
 from distill.io import sha256_bytes, write_text
 from distill.recipe import Recipe
-from distill.rows import Chunk, Document
 from distill.runfolder import RunFolder, RunOptions
+from distill.tables import Chunk, Document
 
 
 @dataclass
@@ -92,13 +92,13 @@ def _previous(
         if read_json(out_dir / "settings.json") != settings:
             return {}, {}
         docs: dict[str, list[Document]] = {}
-        old = rows.read(out_dir / "documents.parquet", Document)
+        old = tables.read(out_dir / "documents.parquet", Document)
         if len({d["doc_id"] for d in old}) < len(old):
             return {}, {}  # two documents with one id (an older distill): read all afresh
         for d in old:
             docs.setdefault(d["file"], []).append(d)
         chunks: dict[str, list[Chunk]] = {}
-        for c in rows.read(out_dir / "chunks.parquet", Chunk):
+        for c in tables.read(out_dir / "chunks.parquet", Chunk):
             chunks.setdefault(c["doc_id"], []).append(c)
         return docs, chunks
     except (OSError, ValueError, KeyError):
@@ -219,8 +219,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             f"ingest: {' and '.join(files_of)} both give the document id '{twice[0]}'; "
             "rename one of them"
         )
-    rows.write(out_dir / "documents.parquet", docs, Document, unique="doc_id")
-    rows.write(out_dir / "chunks.parquet", chunks, Chunk, unique="chunk_id")
+    tables.write(folder.documents, docs, Document, unique="doc_id")
+    tables.write(folder.chunks, chunks, Chunk, unique="chunk_id")
     embedded = build_index(
         chunks, cfg.embedding_model, cfg.embedding_batch_size, out_dir, previous=out_dir / "index"
     )

@@ -146,7 +146,7 @@ def dataset_card(
     gen = stages.get("generate", {})
     gen_counts, tokens = gen.get("counts", {}), gen.get("tokens", {})
     curate_counts = stages.get("curate", {}).get("counts", {})
-    docs = read_rows(folder.stage_dir("ingest") / "documents.parquet")
+    docs = read_rows(folder.documents)
     formats = Counter(d.get("format") or Path(d["source"]).suffix.lstrip(".") for d in docs)
     mix, mix_eval = Counter(r["task"] for r in train), Counter(r["task"] for r in held)
     filters = [

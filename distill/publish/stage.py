@@ -21,11 +21,10 @@ from typing import Any
 
 import yaml
 
-from distill import __version__
-from distill import rows as rowtypes
+from distill import __version__, tables
 from distill.errors import UserError
 from distill.gate import gate_reasons, review_stats, training_rows
-from distill.io import atomic_dir, read_json, read_rows, sha256_file, write_rows
+from distill.io import atomic_dir, read_json, read_rows, write_rows
 from distill.models import resolve_causal_lm
 from distill.publish.cards import (
     OTHER_LICENSE,
@@ -38,8 +37,8 @@ from distill.publish.secrets import refuse_secrets
 from distill.recipe import Recipe
 from distill.redact import redact, scrub
 from distill.results import read_metrics
-from distill.rows import Preference, trl_preference
 from distill.runfolder import RunFolder, RunOptions
+from distill.tables import Preference, trl_preference
 
 PREFERENCE_COLUMNS = (
     "pair_id",
@@ -165,25 +164,22 @@ def write_dataset(
 ) -> dict[str, int]:
     cfg = recipe.publish
     train = training_rows(folder)
-    held = read_rows(folder.stage_dir("curate") / "eval.parquet")
-    seen_path = folder.stage_dir("curate") / "eval_seen.parquet"
+    held = read_rows(folder.curated("eval"))
+    seen_path = folder.curated("eval_seen")
     seen = read_rows(seen_path) if seen_path.exists() else []
     rejected: list[dict[str, Any]] = []
     if cfg.include_rejected:
-        rejected = [
-            {**r, "rejected_by": "curation"}
-            for r in read_rows(folder.stage_dir("curate") / "rejected.parquet")
-        ]
-        human = folder.stage_dir("review") / "rejected.parquet"
+        rejected = [{**r, "rejected_by": "curation"} for r in read_rows(folder.curated("rejected"))]
+        human = folder.human_rejected
         if human.exists():
             rejected += [
                 {**r, "rejected_by": "reviewer", "reject_reason": _reviewer_reason(r)}
                 for r in read_rows(human)
             ]
-    prefs_path = folder.stage_dir("train") / "preferences.parquet"
+    prefs_path = folder.preferences
     # Pairs belong to the dataset only if this run's training used them (DPO).
     prefs = (
-        rowtypes.read(prefs_path, Preference)
+        tables.read(prefs_path, Preference)
         if prefs_path.exists() and recipe.train.method.endswith("dpo")
         else []
     )
@@ -216,7 +212,7 @@ def write_dataset(
                 _dataset_rows(rejected, ("reject_reason", "rejected_by")),
             )
         if cfg.include_corpus:
-            chunks = read_rows(folder.stage_dir("ingest") / "chunks.parquet")
+            chunks = read_rows(folder.chunks)
             write_rows(tmp / "corpus" / "chunks-00000-of-00001.parquet", chunks)
         recipe_data = scrub(recipe.model_dump(mode="json"))
         (tmp / "recipe.yaml").write_text(
@@ -259,11 +255,11 @@ def write_adapter(
     recipe: Recipe, folder: RunFolder, dest: Path, repos: tuple[str, str], options: RunOptions
 ) -> None:
     """`repos`: (the adapter's repository, the dataset's)."""
-    adapter = folder.stage_dir("train") / "adapter"
-    metrics = read_metrics(folder.root / "eval" / "metrics.json")
-    train_metrics = read_json(folder.root / "train" / "metrics.json")
+    adapter = folder.adapter_dir
+    metrics = read_metrics(folder.eval_metrics)
+    train_metrics = read_json(folder.train_metrics)
     measured = metrics.adapter_sha256
-    actual = sha256_file(adapter / "adapter_model.safetensors")
+    actual = folder.adapter_id
     if measured is not None and measured != actual:
         raise UserError(
             "publish adapter: the adapter was retrained after eval measured it, so the "

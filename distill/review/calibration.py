@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
-from distill import rows
+from distill import tables
 from distill.agreement import agreement
 from distill.errors import InputError, UserError
 from distill.io import hash_json, read_rows, write_json
@@ -289,7 +289,7 @@ def _drop_stale(conn: argilla_io.Connection, ds: Any, keep: set[str]) -> int:
 
 
 def _answers(folder: RunFolder) -> list[dict[str, Any]]:
-    path = folder.root / "eval" / "answers.parquet"
+    path = folder.answers
     if not path.exists() or folder.stage("eval").get("status", "done") != "done":
         raise InputError("no finished eval answers yet; run `distill eval RECIPE` first")
     return read_rows(path)
@@ -308,7 +308,7 @@ def push(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
         )
     old = read_rows(key_path(folder)) if key_path(folder).exists() else []
     salt = old[0]["salt"] if old else secrets.token_hex(16)  # stable ids across pushes
-    chunks_path = folder.root / "ingest" / "chunks.parquet"
+    chunks_path = folder.chunks
     chunks = {c["chunk_id"]: c for c in read_rows(chunks_path)} if chunks_path.exists() else {}
     keys: list[CalibrationKey] = []
     items = []
@@ -340,7 +340,7 @@ def push(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
         url = argilla_io.ui_url(conn, ds)
     finally:
         conn.close()
-    rows.write(key_path(folder), keys, CalibrationKey)
+    tables.write(key_path(folder), keys, CalibrationKey)
     a, b = systems
     return {
         "records": len(keys),

@@ -44,7 +44,7 @@ OUTCOMES = ("accepted", "rejected", "edited")
 def _train(folder: RunFolder) -> list[dict[str, Any]]:
     if not folder.is_done("curate"):
         raise InputError("review needs the curated samples; run `distill curate RECIPE` first")
-    return read_rows(folder.stage_dir("curate") / "train.parquet")
+    return read_rows(folder.curated("train"))
 
 
 def _doc(s: dict[str, Any]) -> str:
@@ -219,7 +219,7 @@ def push(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     train = _train(folder)
     entries = spot_check(train, recipe.review)
     by_id = {s["sample_id"]: s for s in train}
-    chunks = {c["chunk_id"]: c for c in read_rows(folder.stage_dir("ingest") / "chunks.parquet")}
+    chunks = {c["chunk_id"]: c for c in read_rows(folder.chunks)}
     items = [record(by_id[e["sample_id"]], e, chunks, recipe) for e in entries]
     conn = argilla_io.connect(recipe)
     try:
@@ -228,7 +228,7 @@ def push(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
         url = argilla_io.ui_url(conn, ds)
     finally:
         conn.close()
-    write_rows(folder.stage_dir("review") / "spot_check.parquet", entries)
+    write_rows(folder.spot_check, entries)
     reasons = Counter(e["reason"] for e in entries)
     return {
         "records": len(items),
@@ -310,7 +310,7 @@ def pull(recipe: Recipe, folder: RunFolder) -> tuple[list[dict], list[dict], dic
     """Read the reviewers' answers; return (entries, decisions, stats)."""
     from distill.review import argilla as argilla_io
 
-    entries = read_rows(folder.stage_dir("review") / "spot_check.parquet")
+    entries = read_rows(folder.spot_check)
     conn = argilla_io.connect(recipe)
     try:
         ds = argilla_io.open_dataset(conn, recipe, create=False)
@@ -355,20 +355,20 @@ def _exports(recipe: Recipe, folder: RunFolder) -> None:
     the eval split, in each of `curate.exports`' formats."""
     from distill.review.exports import write_exports
 
-    out = folder.stage_dir("review") / "exports"
+    out = folder.exports_dir
     shutil.rmtree(out, ignore_errors=True)
     formats: list[str] = [str(f) for f in recipe.curate.exports]
     write_exports(out, "train", training_rows(folder), formats)
-    write_exports(out, "eval", read_rows(folder.stage_dir("curate") / "eval.parquet"), formats)
+    write_exports(out, "eval", read_rows(folder.curated("eval")), formats)
 
 
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     """The review stage: `auto` records no human review; `argilla` pushes the spot-check
     (idempotent) and pulls the decisions submitted so far."""
     train = _train(folder)
-    out = folder.stage_dir("review")
-    for stale in ("spot_check.parquet", "decisions.parquet", "rejected.parquet"):
-        (out / stale).unlink(missing_ok=True)
+    folder.stage_dir("review")
+    for stale in (folder.spot_check, folder.decisions, folder.human_rejected):
+        stale.unlink(missing_ok=True)
     if recipe.review.mode == "auto":
         stats = {
             "mode": "auto",
@@ -378,12 +378,12 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             "reviewed": 0,
             **{k: 0 for k in OUTCOMES},
         }
-        write_json(out / "stats.json", stats)
+        write_json(folder.review_stats, stats)
         _exports(recipe, folder)
         return {"mode": "auto", "samples": len(train), "human_reviewed": 0}
     pushed = push(recipe, folder)
     _, decisions, stats = pull(recipe, folder)
-    write_rows(out / "decisions.parquet", decisions)
+    write_rows(folder.decisions, decisions)
     by_id = {s["sample_id"]: s for s in train}
     rejected = [
         {**by_id[d["sample_id"]], **{k: d[k] for k in ("reviewers", "issues", "reviewer_notes")}}
@@ -391,8 +391,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         if d["status"] == "rejected"
     ]
     if rejected:
-        write_rows(out / "rejected.parquet", rejected)
-    write_json(out / "stats.json", {k: v for k, v in stats.items() if k != "url"})
+        write_rows(folder.human_rejected, rejected)
+    write_json(folder.review_stats, {k: v for k, v in stats.items() if k != "url"})
     _exports(recipe, folder)
     console.print(f"  review in Argilla: {pushed['url']}", soft_wrap=True)
     return {

@@ -18,9 +18,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # prices.py imports this module's Message and Usage
+    from distill.teachers.prices import Budget, Price
 
 Message = dict[str, str]
 
@@ -108,10 +111,10 @@ class Teacher:
     scripted: bool = False
     # Where the price of its tokens came from (set by the factory).
     price_source: str = "runs on this machine: no API cost"
-    # The price of its tokens (teachers.prices.Price; set by the factory); None: unknown or free.
-    price: Any = None
-    # The spending cap of an API teacher (teachers.prices.Budget); None: nothing to pay.
-    budget: Any = None
+    # The price of its tokens (set by the factory); None: unknown or free.
+    price: Price | None = None
+    # The spending cap of an API teacher; None: nothing to pay.
+    budget: Budget | None = None
     # Backend settings from the recipe's `teacher_options`, validated strictly.
     Options: ClassVar[type[BaseModel]] = NoOptions
 

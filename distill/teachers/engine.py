@@ -212,6 +212,7 @@ class ApiTeacher(BatchFirstTeacher):
     (`open_client`) and sends one request (`send`); the engine does the rest."""
 
     supports_schema = True
+    sends_all_at_once = True
     Options: ClassVar[type[StrictModel]] = EngineOptions
     provider: ClassVar[str] = ""
 
@@ -233,8 +234,6 @@ class ApiTeacher(BatchFirstTeacher):
             what = f"the {self.sdk_name} SDK (teacher {self.provider}:)"
             raise MissingExtraError(what, self.sdk_name) from e
         self._key = api_key(spec, getattr(self.options, "api_key_env", ""))
-
-    sends_all_at_once = True
 
     def open_client(self) -> Any:
         """The SDK's async client, an async context manager (created in the running loop).

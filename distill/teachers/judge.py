@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from distill.rows import Judgement, JudgementKey
+from distill.tables import Judgement, JudgementKey
 from distill.teachers import Message
 from distill.teachers.base import Teacher, parse_json
 from distill.teachers.engine import schema_problem

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError
+from distill.io import adapter_id
 from distill.models import inference_dtype
-from distill.rows import Preference
+from distill.tables import Preference
 from distill.train.backends import _cuda
 from distill.train.config import TrainConfig
 from distill.train.data import encode_pair, stop_ids
 from distill.train.trainer import (
-    adapter_sha,
     checkpoints_to_resume,
     common_args,
     load_student,
@@ -112,7 +112,7 @@ def train_dpo(
     checkpoints = out / "dpo_checkpoints"
     settings = {
         "config": cfg.model_dump(mode="json"),
-        "start": adapter_sha(start_adapter),  # its weights: a retrained SFT adapter differs
+        "start": adapter_id(start_adapter),  # its weights: a retrained SFT adapter differs
         "pairs": [[p["prompt"], p["chosen"], p["rejected"]] for p in pairs],
     }
     last = checkpoints_to_resume(settings, checkpoints, resume)

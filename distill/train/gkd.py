@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError
+from distill.io import adapter_id
 from distill.models import inference_dtype, load_causal_lm, resolve_causal_lm
 from distill.train.backends import _cuda
 from distill.train.config import TrainConfig
@@ -32,7 +33,6 @@ from distill.train.data import _final_answer, encode_rows, stop_ids
 from distill.train.served import ServedTeacher, is_served, make_trainer, teacher_stand_in
 from distill.train.trainer import (
     _metrics,
-    adapter_sha,
     checkpoints_to_resume,
     common_args,
     load_student,
@@ -202,7 +202,7 @@ def _train_gkd(
     checkpoints = out / "gkd_checkpoints"
     settings = {
         "config": cfg.model_dump(mode="json"),
-        "start": adapter_sha(start_adapter),  # its weights: a retrained SFT adapter differs
+        "start": adapter_id(start_adapter),  # its weights: a retrained SFT adapter differs
         "train": [r.get("messages") for r in rows],
     }
     last = checkpoints_to_resume(settings, checkpoints, resume)

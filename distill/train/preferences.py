@@ -23,7 +23,7 @@ from typing import Any
 from distill.grounding import clean_answer
 from distill.prompts import Template, recipe_template
 from distill.recipe import Recipe
-from distill.rows import Candidate, JudgementKey, Preference
+from distill.tables import Candidate, JudgementKey, Preference
 from distill.teachers import Message
 from distill.teachers.judge import CORRECTNESS_SCHEMA, JsonJudge
 from distill.train.config import PreferencesConfig

@@ -38,19 +38,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from distill import distributed
-from distill import rows as rowtypes
+from distill import distributed, tables
 from distill.errors import InputError
 from distill.gate import training_rows
-from distill.io import hash_json, read_rows, save_figure, write_json, write_text
+from distill.io import adapter_id, hash_json, read_rows, save_figure, write_json, write_text
 from distill.recipe import Recipe
 from distill.redact import redact
-from distill.rows import Candidate, Preference
 from distill.runfolder import RunFolder, RunOptions
+from distill.tables import Candidate, Preference
 from distill.train.config import TrainConfig
 from distill.train.trainer import (
     _peak_memory_mb,
-    adapter_sha,
     reset_peak_memory,
     train_adapter,
 )
@@ -101,7 +99,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         return {}
     metrics: dict[str, Any] = {"method": cfg.method}
     if sft_first and not skip_sft:
-        eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+        eval_rows = read_rows(folder.curated("eval"))
         sft = train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=options.resume)
         history = sft.pop("log_history")
         write_json(out / "log.json", history)
@@ -120,7 +118,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         if then == "dpo":
             second = _dpo(recipe, rows, out, start, resume_then)
         else:
-            eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+            eval_rows = read_rows(folder.curated("eval"))
             second = _gkd(recipe, rows, eval_rows, out, start, resume_then)
         if sft_first:
             metrics["sft"] = {k: v for k, v in metrics.items() if k != "method"}
@@ -132,7 +130,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             second["peak_memory_mb"],
             second.get("pairs_peak_memory_mb", 0),
         )
-    write_json(out / "metrics.json", metrics)
+    write_json(folder.train_metrics, metrics)
     write_text(out / "report.md", _report(cfg, metrics, out))
     summary = {k: metrics.get(k) for k in (*SUMMARY, "peak_memory_mb")}
     if "dpo" in metrics:
@@ -161,16 +159,16 @@ def _worker(
     out = folder.stage_dir("train")
     sft_first, then = passes(cfg.method)
     if sft_first and not skip_sft:
-        eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+        eval_rows = read_rows(folder.curated("eval"))
         train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=resume)
     if then:
         distributed.barrier()  # process 0 moves the SFT adapter (and builds the pairs)
         start = out / "sft_adapter" if sft_first else None
         if then == "dpo":
-            pairs = rowtypes.read(out / "preferences.parquet", Preference)
+            pairs = tables.read(folder.preferences, Preference)
             train_dpo(cfg, pairs, out, start_adapter=start, resume=resume_then)
         else:
-            eval_rows = read_rows(folder.stage_dir("curate") / "eval.parquet")
+            eval_rows = read_rows(folder.curated("eval"))
             train_gkd(cfg, rows, out, start_adapter=start, resume=resume_then, eval_rows=eval_rows)
 
 
@@ -217,12 +215,12 @@ def _dpo(
         {
             "config": cfg.model_dump(mode="json"),
             "train": [r["messages"] for r in rows],
-            "start": adapter_sha(start),
+            "start": adapter_id(start),
         }
     )
     stamped = out / "preferences.sha256"
     if resume and pairs_path.exists() and stamped.exists() and stamped.read_text() == stamp:
-        pairs = rowtypes.read(pairs_path, Preference)
+        pairs = tables.read(pairs_path, Preference)
         stats = json.loads((out / "preferences.json").read_text())
     else:
         pairs, stats = _build_pairs(recipe, rows, out, start)
@@ -252,8 +250,8 @@ def _build_pairs(
     pairs, cands, stats = preferences.build(recipe, rows, model, tok, written_by, out)
     del model
     stats["pairs_peak_memory_mb"] = _peak_memory_mb(False, own)
-    rowtypes.write(out / "candidates.parquet", cands, Candidate)
-    rowtypes.write(out / "preferences.parquet", pairs, Preference)
+    tables.write(out / "candidates.parquet", cands, Candidate)
+    tables.write(out / "preferences.parquet", pairs, Preference)
     write_text(out / "preferences.trl.jsonl", "".join(trl_line(p) + "\n" for p in pairs))
     write_json(out / "preferences.json", stats)
     return pairs, stats
@@ -261,7 +259,7 @@ def _build_pairs(
 
 def trl_line(p: Preference) -> str:
     """A pair in TRL's conversational preference format (prompt / chosen / rejected)."""
-    return json.dumps(rowtypes.trl_preference(p), ensure_ascii=False)
+    return json.dumps(tables.trl_preference(p), ensure_ascii=False)
 
 
 LOSS_SERIES = (("loss", "train"), ("eval_loss", "eval split"))

@@ -275,16 +275,6 @@ def train_adapter(
     }
 
 
-def adapter_sha(adapter: Path | None) -> str | None:
-    """A start adapter by its weights (a path says nothing once SFT ran again)."""
-    from distill.io import sha256_file
-
-    if adapter is None:
-        return None
-    weights = adapter / "adapter_model.safetensors"
-    return sha256_file(weights) if weights.exists() else None
-
-
 def checkpoints_to_resume(settings: Any, checkpoints: Path, resume: bool) -> str | None:
     """The checkpoint to resume from (None: start over, the folder emptied and stamped
     with `settings`, the JSON of what the checkpoints belong to)."""
@@ -340,6 +330,8 @@ def common_args(
     return {
         "output_dir": str(checkpoints),
         "lr_scheduler_type": cfg.lr_scheduler,
+        # transformers 5 reads a float in [0, 1) here as a share of the steps (its
+        # `warmup_ratio` is deprecated), so the ratio goes in as it is.
         "warmup_steps": cfg.warmup_ratio,
         "max_length": cfg.max_seq_length,
         "seed": cfg.seed,

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from distill import rows
-from distill.rows import Answer, Chunk, CuratedSample, Failure
+from distill import tables
+from distill.tables import Answer, Chunk, CuratedSample, Failure
 
 
 def chunk(i: int) -> Chunk:
@@ -22,7 +22,7 @@ def chunk(i: int) -> Chunk:
 
 
 def test_the_schema_follows_the_definition() -> None:
-    s = rows.schema(CuratedSample)
+    s = tables.schema(CuratedSample)
     assert s.field("messages").type == pa.list_(
         pa.struct([("role", pa.string()), ("content", pa.string())])
     )
@@ -33,21 +33,21 @@ def test_the_schema_follows_the_definition() -> None:
 
 def test_round_trip_and_an_unknown_column_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "chunks.parquet"
-    rows.write(path, [chunk(0), chunk(1)], Chunk)
-    assert rows.read(path, Chunk) == [chunk(0), chunk(1)]
+    tables.write(path, [chunk(0), chunk(1)], Chunk)
+    assert tables.read(path, Chunk) == [chunk(0), chunk(1)]
     with pytest.raises(ValueError, match=r"columns not in Chunk: \['chunk_text'\]"):
-        rows.write(path, [{**chunk(0), "chunk_text": "renamed"}], Chunk)
+        tables.write(path, [{**chunk(0), "chunk_text": "renamed"}], Chunk)
 
 
 def test_an_empty_table_keeps_its_columns_and_none_keeps_its_type(tmp_path: Path) -> None:
     empty = tmp_path / "failures.parquet"
-    rows.write(empty, [], Failure)
+    tables.write(empty, [], Failure)
     assert pq.read_schema(empty).names == list(Failure.__annotations__)
     answers = tmp_path / "answers.parquet"
     row = dict.fromkeys(Answer.__annotations__)  # a run where no answer was graded
     row.update(item_id="q1", retrieved_chunk_ids=[], source_chunk_ids=[], cited=[])
     row["cited_chunk_ids"] = []
-    rows.write(answers, [row], Answer)
+    tables.write(answers, [row], Answer)
     types = pq.read_schema(answers)
     assert types.field("correctness").type == pa.int64()  # not the null type
     assert types.field("vs_teacher").type == pa.string()
@@ -55,6 +55,6 @@ def test_an_empty_table_keeps_its_columns_and_none_keeps_its_type(tmp_path: Path
 
 def test_optional_columns_no_row_has_are_left_out(tmp_path: Path) -> None:
     path = tmp_path / "train.parquet"
-    sample = {k: None for k in rows.schema(CuratedSample).names if k not in ("reject_reason",)}
-    rows.write(path, [sample], CuratedSample)
+    sample = {k: None for k in tables.schema(CuratedSample).names if k not in ("reject_reason",)}
+    tables.write(path, [sample], CuratedSample)
     assert "reject_reason" not in pq.read_schema(path).names
