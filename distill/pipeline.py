@@ -168,7 +168,7 @@ def run_pipeline(
 ) -> RunFolder:
     """Run the selected stages of `recipe`; return the run folder.
 
-    Before training, the review gate is checked (distill.gate);
+    Before training, the review gate is checked (distill.review_gate);
     `options.accept_unreviewed` overrides a closed gate, and the manifest records it;
     `options.resume` continues training from its last checkpoint."""
     options = options or RunOptions()
@@ -310,7 +310,7 @@ def _to_run(
 
 def check_gate(recipe: Recipe, folder: RunFolder, options: RunOptions) -> None:
     """The review gate before training; its verdict goes to the manifest's `review_gate`."""
-    from distill.gate import GateClosed, gate
+    from distill.review_gate import GateClosed, gate
 
     try:
         result = gate(recipe, folder, options.accept_unreviewed)

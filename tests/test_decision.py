@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from distill.eval_text import decision_markdown
 from distill.evaluate.decision import decide
 from distill.results import Decision
-from distill.verdict import decision_markdown
 
 
 def answer(system: str, item: int, correct: bool, **extra: Any) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def test_adapter_loads_with_peft_and_changes_the_model(quickstart: tuple[Path, s
 def test_eval_decides_on_the_answer_key_and_judges_a_sample(
     quickstart: tuple[Path, str],
 ) -> None:
-    from distill.verdict import cells
+    from distill.eval_text import cells
     from tests.test_eval_metrics import TableParser
 
     run, _ = quickstart

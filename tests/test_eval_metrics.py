@@ -10,8 +10,10 @@ from typing import Any
 import pydantic
 import pytest
 
+from distill import eval_text
 from distill.agreement import agreement
 from distill.errors import InputError
+from distill.eval_text import cells, signed
 from distill.evaluate import metrics as em
 from distill.evaluate.decision import decide
 from distill.evaluate.report import compare, render_html, render_markdown
@@ -32,7 +34,6 @@ from distill.results import (
     VsTeacher,
     read_metrics,
 )
-from distill.verdict import cells, signed
 from tests.test_decision import rows_for
 
 
@@ -240,7 +241,7 @@ def metrics_for(rows: list[dict[str, Any]], **extra: Any) -> EvalMetrics:
         "what_this_means": [],
     }
     m = EvalMetrics(**(fields | extra))
-    m.what_this_means_judged = em.what_this_means(m)
+    m.what_this_means_judged = eval_text.what_this_means(m)
     verdict = m.decision.verdict_lines if m.decision else []
     m.what_this_means = verdict + m.what_this_means_judged
     return m
@@ -301,8 +302,11 @@ def test_paired_differences_significant_and_not() -> None:
     assert d.diff == 0.05 and not d.significant and d.ci[0] < 0 < d.ci[1]
     # (1.96 + 0.84) * sqrt(p_d / n) with p_d = 6/40: 17 points
     assert d.mde == pytest.approx(2.8016 * (6 / 40 / 40) ** 0.5, abs=1e-3)
-    assert "not resolved (the smallest difference this size detects: 17 points)" in em.describe(d)
-    assert em.describe(c).endswith("the interval is above 0 (descriptive, uncorrected).")
+    assert (
+        "not resolved (the smallest difference this size detects: 17 points)"
+        in eval_text.describe(d)
+    )
+    assert eval_text.describe(c).endswith("the interval is above 0 (descriptive, uncorrected).")
     assert signed(-0.004) == "+0" and signed(-0.6) == "-1" and signed(0.04, 1) == "+0.0"
     # Identical answers on every question: no zero-width interval, it still spans 0.
     same = em.paired_difference(

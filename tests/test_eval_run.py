@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from distill.eval_text import cells
 from distill.evaluate import stage as evaluate
 from distill.io import read_json, read_rows, write_rows
 from distill.recipe import load_recipe
@@ -26,7 +27,6 @@ from distill.results import (
     read_metrics,
 )
 from distill.runfolder import RunFolder, RunOptions
-from distill.verdict import cells
 from tests.conftest import REPO, write_recipe
 from tests.openai_server import serve
 from tests.test_eval_metrics import TableParser

@@ -9,11 +9,18 @@ from typing import Any
 
 import pytest
 
-from distill.gate import GateClosed, gate, gate_reasons, render_status, summary, training_rows
 from distill.io import write_json, write_rows
 from distill.recipe import Recipe
 from distill.review.config import ReviewConfig
 from distill.review.stage import _stats, decide, spot_check
+from distill.review_gate import (
+    GateClosed,
+    gate,
+    gate_reasons,
+    render_status,
+    summary,
+    training_rows,
+)
 from distill.runfolder import RunFolder
 
 
@@ -244,8 +251,8 @@ def test_a_decision_on_an_answer_rewritten_since_review_no_longer_applies(
 ) -> None:
     """Decisions were matched by sample id only: a reject or a correction was applied to
     an answer the teacher wrote again after the review (and counted as reviewed)."""
-    from distill.gate import record_id, reviewed_sha
     from distill.review.stage import _entry, record
+    from distill.review_gate import record_id, reviewed_sha
 
     reviewed = [sample(1), sample(2)]
     decisions = [

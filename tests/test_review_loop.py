@@ -181,7 +181,7 @@ def test_run_stops_at_the_gate_before_review(loop: dict) -> None:
 def test_pull_applies_reject_edit_accept_and_the_gate_both_ways(
     argilla_server: dict, loop: dict
 ) -> None:
-    from distill.gate import training_rows
+    from distill.review_gate import training_rows
     from distill.runfolder import RunFolder
 
     client, ds = dataset(argilla_server)

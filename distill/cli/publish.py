@@ -86,9 +86,9 @@ def _publish_one(
     r: Recipe, kind: str, private: bool | None, dry_run: bool, accept_unreviewed: bool
 ) -> None:
     """Write one repository's folder and upload it (unless a dry run)."""
-    from distill.gate import GateClosed
     from distill.publish.hub import upload
     from distill.publish.stage import check_ready, repo_ids, unreviewed_reasons, write
+    from distill.review_gate import GateClosed
     from distill.runfolder import RunFolder, RunOptions
 
     target = repo_ids(r)[0 if kind == "dataset" else 1]

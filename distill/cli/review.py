@@ -57,8 +57,8 @@ def review_push(recipe: RecipeArg, set_: SetOpt = None) -> None:
 def review_status(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Show the spot-check's review progress, overall and per task and source document."""
     from distill.errors import InputError
-    from distill.gate import render_status
     from distill.review.stage import pull
+    from distill.review_gate import render_status
     from distill.runfolder import RunFolder
 
     r = load(recipe, set_)
@@ -75,9 +75,9 @@ def review_pull(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Apply the reviewers' submitted answers: rejects leave training, corrections replace
     answers. Writes review/ and the manifest's review statistics; with a calibration
     pushed (`review calibrate`), also reads its labels and reports the judge's agreement."""
-    from distill.gate import render_status, review_stats
     from distill.pipeline import run_pipeline
     from distill.review import calibration
+    from distill.review_gate import render_status, review_stats
 
     r = load(recipe, set_)
     _need_argilla(r)

@@ -11,11 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError
-from distill.io import save_figure, write_text
-from distill.recipe import Recipe
-from distill.results import EvalMetrics, PairedComparison, SystemMetrics, read_metrics
-from distill.tables import Answer
-from distill.verdict import (
+from distill.eval_text import (
     COLUMNS,
     DASH,
     cells,
@@ -25,6 +21,10 @@ from distill.verdict import (
     discordant_markdown,
     pct,
 )
+from distill.io import save_figure, write_text
+from distill.recipe import Recipe
+from distill.results import EvalMetrics, PairedComparison, SystemMetrics, read_metrics
+from distill.tables import Answer
 
 
 def _notes(recipe: Recipe | None, metrics: EvalMetrics) -> list[str]:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from distill.eval_text import what_this_means
 from distill.evaluate import keyscore
 from distill.evaluate import metrics as eval_metrics
 from distill.evaluate.answer_key import LoadedKey
@@ -162,7 +163,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     # The sentences are drawn from the metrics above. The verdict first (the report, the
     # card and the benchmarks open with it), then the judged, generated questions'
     # sentences (descriptive when a key decides).
-    sentences = eval_metrics.what_this_means(metrics)
+    sentences = what_this_means(metrics)
     metrics.what_this_means_judged = sentences
     metrics.what_this_means = (decision.verdict_lines if decision else []) + sentences
     write_json(folder.eval_metrics, metrics.model_dump(mode="json"))

@@ -14,12 +14,12 @@ import jinja2
 import yaml
 
 from distill import __version__
-from distill.gate import review_stats, summary, training_rows
+from distill.eval_text import decision_markdown, decision_table
 from distill.io import read_rows
 from distill.recipe import Recipe
 from distill.results import EvalMetrics
+from distill.review_gate import review_stats, summary, training_rows
 from distill.runfolder import RunFolder
-from distill.verdict import decision_markdown, decision_table
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("distill.publish", "templates"),

@@ -23,7 +23,6 @@ import yaml
 
 from distill import __version__, tables
 from distill.errors import UserError
-from distill.gate import gate_reasons, review_stats, training_rows
 from distill.io import atomic_dir, read_json, read_rows, write_rows
 from distill.models import resolve_causal_lm
 from distill.publish.cards import (
@@ -37,6 +36,7 @@ from distill.publish.secrets import refuse_secrets
 from distill.recipe import Recipe
 from distill.redact import redact, scrub
 from distill.results import read_metrics
+from distill.review_gate import gate_reasons, review_stats, training_rows
 from distill.runfolder import RunFolder, RunOptions
 from distill.tables import Preference, trl_preference
 

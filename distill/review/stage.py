@@ -31,10 +31,10 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from distill.errors import InputError, UserError
-from distill.gate import record_id, reviewed_sha, training_rows
 from distill.io import hash_json, read_rows, write_json, write_rows
 from distill.recipe import Recipe
 from distill.review.config import ReviewConfig
+from distill.review_gate import record_id, reviewed_sha, training_rows
 from distill.runfolder import RunFolder, RunOptions
 from distill.ui import console
 

@@ -40,10 +40,10 @@ from typing import Any
 
 from distill import distributed, tables
 from distill.errors import InputError
-from distill.gate import training_rows
 from distill.io import adapter_id, hash_json, read_rows, save_figure, write_json, write_text
 from distill.recipe import Recipe
 from distill.redact import redact
+from distill.review_gate import training_rows
 from distill.runfolder import RunFolder, RunOptions
 from distill.tables import Candidate, Preference
 from distill.train.config import TrainConfig

@@ -1,5 +1,6 @@
-"""The decision table as text: the eval report, the model card and the benchmarks all
-print it from the eval stage's metrics.json, so it is formatted in one place."""
+"""The eval's results as text: the decision table and the sentences drawn from it. The
+eval report, the model card and the benchmarks all print them from the eval stage's
+metrics.json, so they are written in one place."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ from distill.config import ALL_SYSTEMS
 from distill.results import (
     Comparison,
     Decision,
+    EvalMetrics,
     Interval,
     Mean,
     PairedComparison,
     Share,
     SystemMetrics,
 )
+
+# The judged tables' headline metric: the share of answers the judge grades >= 4
+# (failures count as 0). Descriptive where an answer key decides.
+PRIMARY = "correct"
 
 COLUMNS = [
     ("system", "system"),
@@ -319,3 +325,151 @@ def discordant_markdown(d: Decision) -> list[str]:
                 lines.append(f"  - `{system}`: {one_line(answer)}")
         lines.append("")
     return lines
+
+
+def _ratio_words(x: float) -> str:
+    """0.025 -> '1/40 of', 3.0 -> '3.0x'."""
+    if x <= 0:
+        return "none of"
+    if x <= 0.5:
+        return f"1/{round(1 / x):,} of"
+    if x < 1:
+        return f"{x:.0%} of"
+    return f"{x:.1f} times"
+
+
+_METRIC_WORDS = {
+    "correct": "correct answers (judge ≥ 4)",
+    "token_f1": "token F1 against the reference",
+    "answer_words": "answer length (words; F1 rewards short answers)",
+    "refusal": "refusals on unanswerable questions",
+}
+
+
+def _span(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f" (95% CI {ci[0]:.0%}–{ci[1]:.0%})"
+
+
+def describe(c: PairedComparison) -> str:
+    """One comparison in words. Descriptive: the judge-free decision (distill.evaluate.
+    decision) is the pre-declared primary; these are not corrected for multiplicity."""
+    what = _METRIC_WORDS.get(c.metric, c.metric)
+    lo, hi = c.ci
+    scale, unit = unit_of(c.metric)
+    unit = "points" if unit == "pt" else unit
+    head = (
+        f"`{c.system}` against `{c.against}` on {what}: {signed(c.diff * scale)} "
+        f"{unit} (paired 95% CI {signed(lo * scale)} to {signed(hi * scale)}, {c.n} questions)"
+    )
+    if c.significant:
+        side = "above" if c.diff > 0 else "below"
+        return head + f": the interval is {side} 0 (descriptive, uncorrected)."
+    return head + f": not resolved (the smallest difference this size detects: {_mde(c)})."
+
+
+def _mde(c: PairedComparison) -> str:
+    scale, unit = unit_of(c.metric)
+    return f"{c.mde * scale:.0f} {'points' if unit == 'pt' else unit}"
+
+
+def headline(metrics: EvalMetrics) -> str | None:
+    """The report's first sentence: the deciding comparison on the primary metric."""
+    for c in metrics.comparisons:
+        if c.metric != PRIMARY or c.against == "teacher":
+            continue
+        a, b = metrics.systems[c.system], metrics.systems[c.against]
+        lo, hi = c.ci
+        verdict = (
+            ("interval above 0" if c.diff > 0 else "interval below 0")
+            if c.significant
+            else f"not resolved; MDE {_mde(c)}"
+        )
+        return (
+            f"On {metrics.questions} questions about documents the student never trained "
+            f"on, `{c.system}` answered {a.correctness.ge4:.0%} correctly"
+            f"{_span(a.ci.correct)} and `{c.against}` "
+            f"{b.correctness.ge4:.0%}{_span(b.ci.correct)}: "
+            f"{signed(c.diff * 100)} points, paired 95% CI {signed(lo * 100)} to "
+            f"{signed(hi * 100)} ({verdict})."
+        )
+    return None
+
+
+def what_this_means(metrics: EvalMetrics) -> list[str]:
+    """Plain sentences drawn from the numbers: the measured result first, then caveats."""
+    systems = metrics.systems
+    out: list[str] = []
+    first = headline(metrics)
+    if first:
+        out.append(first)
+    if metrics.smoke_test:
+        out.append(
+            f"The judge here is {metrics.judge}, a tiny local model, so these scores are a "
+            "smoke test of the pipeline, not a measure of quality; set `eval.judge` to a strong "
+            "model for numbers to act on."
+        )
+    elif metrics.small_judge:
+        out.append(
+            f"The judge is {metrics.judge}, a small offline model: stronger than the "
+            "student, but its grades are noisy, so read the judge-free columns (token F1, "
+            "refusals) beside them, and set `eval.judge` to a strong model before acting."
+        )
+    failed = sum(m.correctness.failed for m in systems.values())
+    total = sum(m.n for m in systems.values())
+    if total and failed / total > 0.1:
+        out.append(
+            f"{failed} of {total} answers have no correctness score (the answer or its "
+            "judgement failed); they count as not correct."
+        )
+    teacher = systems.get("teacher")
+    t_share = teacher.correctness.ge4 if teacher else None
+    for name in ("ft+rag", "ft", "base+rag", "base"):
+        m = systems.get(name)
+        if m is None or m.correctness.ge4 is None:
+            continue
+        share = m.correctness.ge4
+        parts = [f"`{name}` answers {share:.0%} correctly{_span(m.ci.correct)}"]
+        if teacher and t_share:
+            parts.append(
+                f"against the teacher's {t_share:.0%} ({share / t_share:.0%} of its score)"
+            )
+            if m.latency_p50_s and teacher.latency_p50_s:
+                ratio = m.latency_p50_s / teacher.latency_p50_s
+                parts.append(f"at {_ratio_words(ratio)} its median latency")
+        v = m.vs_teacher
+        if v and v.failed < v.n:
+            parts.append(
+                f"head to head it wins {v.win:.0%}, ties {v.tie:.0%} and loses "
+                f"{v.loss:.0%} against the teacher"
+            )
+        out.append(", ".join(parts) + ".")
+        break  # the best-trained system present; the table has the rest
+    out += [describe(c) for c in metrics.comparisons]
+    refusals = {
+        s: (m.refusal.accuracy, m.refusal.n)
+        for s, m in systems.items()
+        if m.refusal and m.refusal.n and m.refusal.accuracy is not None
+    }
+    if refusals:
+        best = max(refusals, key=lambda s: refusals[s][0])
+        worst = min(refusals, key=lambda s: refusals[s][0])
+        (high, n), low = refusals[best], refusals[worst][0]
+        if high == low:
+            out.append(
+                f"On {n} questions the documents cannot answer, every system with retrieval "
+                f"says so {high:.0%} of the time."
+            )
+        else:
+            out.append(
+                f"On {n} questions the documents cannot answer, `{best}` says so "
+                f"{high:.0%} of the time{_span(systems[best].ci.refusal)} "
+                f"and `{worst}` {low:.0%}."
+            )
+    if metrics.seen:
+        for c in metrics.seen.comparisons:
+            if c.metric == PRIMARY and c.against != "teacher":
+                out.append(
+                    f"On {metrics.seen.questions} new questions about documents it trained on "
+                    "(knowledge absorbed): " + describe(c)
+                )
+    return out
