@@ -62,14 +62,18 @@ def synthetic(n: int, seed: int = 0) -> list[dict]:
 def one(n: int) -> dict:
     from distill.curate.config import CurateConfig
     from distill.curate.dedup import near_duplicates
-    from distill.curate.funnel import curate
+    from distill.curate.funnel import curate, source_docs
+    from distill.split import Split
 
     samples = synthetic(n)
     t0 = time.perf_counter()
     q = near_duplicates([s["question"] for s in samples], 0.8)
     t_q = time.perf_counter() - t0
     t0 = time.perf_counter()
-    out = curate(samples, CurateConfig(max_answer_tokens=500), lambda t: len(t.split()))
+    cfg = CurateConfig(max_answer_tokens=500)
+    docs = {d for s in samples for d in source_docs(s)}
+    split = Split.choose(docs, cfg.eval_fraction, cfg.seed, cfg.min_eval_documents)
+    out = curate(samples, cfg, lambda t: len(t.split()), split=split)
     t_all = time.perf_counter() - t0
     near = sum(n for name, n in out.funnel if name.startswith("near"))
     return {

@@ -8,7 +8,7 @@ import pytest
 
 from distill.curate.checks import repetition
 from distill.curate.config import CurateConfig
-from distill.curate.funnel import curate
+from distill.curate.funnel import curate, source_docs
 from distill.grounding import support_score
 from distill.review.exports import write_exports
 from distill.split import Split, split_documents
@@ -46,6 +46,12 @@ def sample(
         "expects_refusal": False,
         **extra,
     }
+
+
+def by_document(samples: list[dict[str, Any]], cfg: CurateConfig) -> Split:
+    """The split generate would have chosen over these samples' documents."""
+    docs = {d for s in samples for d in source_docs(s)}
+    return Split.choose(docs, cfg.eval_fraction, cfg.seed, cfg.min_eval_documents)
 
 
 def words(text: str) -> int:
@@ -100,7 +106,7 @@ def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
         {**sample(0, "doc0"), "sample_id": "dup"},  # same text as s0
     ]
     cfg = CurateConfig(min_question_chars=10, max_answer_tokens=20, eval_fraction=0.4, **NO_DEDUP)
-    out = curate(samples, cfg, words)
+    out = curate(samples, cfg, words, split=by_document(samples, cfg))
     reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
     assert reasons == {
         "s100": "unparseable: empty request or answer",
@@ -138,7 +144,8 @@ def test_refusal_targets_pass_and_citations_can_be_required() -> None:
     refusal["expects_refusal"] = True
     cited = sample(2, "d1", q="How much is Team?", a="Team costs $29 [1].", context="Team: $29.")
     bare = sample(3, "d2", q="How much is Starter?", a="Starter costs $12.", context="$12")
-    out = curate([refusal, cited, bare], CurateConfig(require_citations=True, **NO_DEDUP), words)
+    rows, cfg = [refusal, cited, bare], CurateConfig(require_citations=True, **NO_DEDUP)
+    out = curate(rows, cfg, words, split=by_document(rows, cfg))
     assert [r["sample_id"] for r in out.rejected] == ["s3"]
     assert out.rejected[0]["reject_reason"] == "cites no document"
 
@@ -159,7 +166,8 @@ def test_near_duplicates_caught_and_distinct_samples_kept() -> None:
     for n, (a, b) in enumerate(pairs):
         samples.append(sample(10 + 2 * n, f"e{n}", q=a, a=f"First {n}."))
         samples.append(sample(11 + 2 * n, f"f{n}", q=b, a=f"Second {n}."))
-    out = curate(samples, CurateConfig(decontam_ngram=0), words)
+    cfg = CurateConfig(decontam_ngram=0)
+    out = curate(samples, cfg, words, split=by_document(samples, cfg))
     gone = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
     assert set(gone) == {"s10", "s11", "s13", "s15"}  # s10 repeats distinct[0] (s0)
     assert gone["s11"].startswith("near-duplicate question of s0")
@@ -168,7 +176,8 @@ def test_near_duplicates_caught_and_distinct_samples_kept() -> None:
     text = "Open Billing in the left menu, then Invoices: each invoice of the last {} is there."
     again = [sample(1, "d1", q="Where are invoices?", a=text.format("two years"))]
     again.append(sample(2, "d2", q="Where are invoices?", a=text.format("2 years")))
-    out = curate(again, CurateConfig(near_dup_questions=None), words)
+    cfg = CurateConfig(near_dup_questions=None)
+    out = curate(again, cfg, words, split=by_document(again, cfg))
     assert [r["reject_reason"] for r in out.rejected] == ["near-duplicate sample of s1"]
 
 
@@ -177,7 +186,7 @@ def test_sources_straddling_the_split_are_dropped() -> None:
     hop = sample(9, "doc0", q="How do plans and trials combine?", source_doc_ids=["doc0", "doc1"])
     cfg = CurateConfig(eval_fraction=0.5, seed=3, **NO_DEDUP)
     held = split_documents([f"doc{i}" for i in range(6)], 0.5, 3)
-    out = curate([*samples, hop], cfg, words)
+    out = curate([*samples, hop], cfg, words, split=by_document([*samples, hop], cfg))
     straddles = ("doc0" in held) != ("doc1" in held)
     dropped = [r["sample_id"] for r in out.rejected]
     assert ("s9" in dropped) == straddles
@@ -195,7 +204,7 @@ def test_decontamination_removes_a_planted_overlap() -> None:
     samples.append(sample(21, train_doc, q="When do refunds arrive?", a=f"So {shared}!"))
     samples.append(sample(22, train_doc, q="Who pays refunds?", a="The finance team [1]."))
     cfg = CurateConfig(eval_fraction=0.25, **NO_DEDUP)
-    out = curate(samples, cfg, words)
+    out = curate(samples, cfg, words, split=by_document(samples, cfg))
     reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
     assert reasons == {"s21": "shares a 13-word sequence with an eval sample"}
     assert dict(out.funnel)["decontamination"] == 1
@@ -213,7 +222,8 @@ def test_a_failed_judge_call_is_not_a_pass() -> None:
             {"groundedness": 5, "quality": 1, "reason": "useless"},
         ]
 
-    out = curate(samples, CurateConfig(**NO_DEDUP), words, judge=judge)
+    cfg = CurateConfig(**NO_DEDUP)
+    out = curate(samples, cfg, words, judge=judge, split=by_document(samples, cfg))
     reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
     assert reasons == {
         "s1": "judge failed: HTTP 500",
@@ -232,7 +242,8 @@ def test_support_score_reads_the_cited_documents() -> None:
     assert support_score({**good, "cited_chunk_ids": ["d1#1"]}, chunks) == 1.0
     assert support_score({**wrong, "cited_chunk_ids": ["d1#1"]}, chunks) == 0.5
     assert support_score({**good, "expects_refusal": True}, chunks) is None
-    out = curate([good, wrong], CurateConfig(min_support=0.8, **NO_DEDUP), words, chunks)
+    rows, cfg = [good, wrong], CurateConfig(min_support=0.8, **NO_DEDUP)
+    out = curate(rows, cfg, words, chunks, split=by_document(rows, cfg))
     assert [r["sample_id"] for r in out.rejected] == ["s2"]
 
 
@@ -318,10 +329,12 @@ def test_the_planned_refusal_share_follows_the_recipe(tmp_path: Path) -> None:
 def test_samples_too_long_to_train_on_are_dropped() -> None:
     long_answer = "Starter costs twelve dollars a user each month, billed yearly or monthly."
     short, long = sample(1, "d1"), sample(2, "d2", q="How is Starter billed?", a=long_answer)
+    cfg = CurateConfig(**NO_DEDUP)
     out = curate(
         [short, long],
-        CurateConfig(**NO_DEDUP),
+        cfg,
         words,
+        split=by_document([short, long], cfg),
         sample_tokens=lambda s: sum(words(m["content"]) for m in s["messages"]),
         max_sample_tokens=20,
     )
@@ -405,7 +418,8 @@ def test_the_report_accounts_for_every_document() -> None:
         sample(3, "a", q="Where is item three?", a="[1]", source_chunk_ids=["a#1"]),
         sample(4, "b", q="What is item four?", source_chunk_ids=["b#0"]),
     ]
-    out = curate(samples, CurateConfig(**NO_DEDUP), words)
+    cfg = CurateConfig(**NO_DEDUP)
+    out = curate(samples, cfg, words, split=by_document(samples, cfg))
     rows = {line.split(" | ")[0].strip("| "): line for line in coverage(chunk_docs, samples, out)}
     # a: 3 chunks, 2 of them a source, 3 samples, 1 kept, 2 dropped and why; c: nothing.
     assert rows["a"] == "| a | 3 | 2 | 3 | 1 | 2 | answer is nothing but citation markers (2) |"
@@ -432,7 +446,8 @@ def test_quote_style_answers_must_quote_their_context_word_for_word() -> None:
     )
     no_answer = sample(3, "d1", q="How many links can I request?", a=quote, context=ctx)
     bare = sample(4, "d1", q="How many reset links an hour?", a=quote + "Answer: [1]", context=ctx)
-    out = curate([good, made_up, no_answer, bare], CurateConfig(**NO_DEDUP), words)
+    rows, cfg = [good, made_up, no_answer, bare], CurateConfig(**NO_DEDUP)
+    out = curate(rows, cfg, words, split=by_document(rows, cfg))
     assert {r["sample_id"]: r["reject_reason"] for r in out.rejected} == {
         "s2": "quote is not a verbatim span of its context",
         "s3": "quotes but gives no answer",

@@ -91,13 +91,15 @@ def curate(
     cfg: CurateConfig,
     count_tokens: Callable[[str], int],
     chunk_text: dict[str, str] | None = None,
+    *,
+    split: Split,
     judge: Judge | None = None,
     embed: Callable[[list[str]], Any] | None = None,
     sample_tokens: Callable[[dict[str, Any]], int] | None = None,
     max_sample_tokens: int | None = None,
-    split: Split | None = None,
 ) -> Curated:
-    """Filter, deduplicate, score, split by document and decontaminate.
+    """Filter, deduplicate, score, split by document (`split`: generate's, chosen before
+    any request) and decontaminate.
 
     `judge(samples)` returns, per sample, {"groundedness", "quality", "reason"} or a
     string saying why the judge failed; `embed(texts)` returns normalised vectors.
@@ -149,12 +151,6 @@ def curate(
         drop("support score", low)
     if judge is not None and funnel.kept:
         drop("judge", _judged(funnel.kept, judge(funnel.kept), cfg))
-    split = split or Split.choose(
-        (d for s in funnel.kept for d in source_docs(s)),
-        cfg.eval_fraction,
-        cfg.seed,
-        cfg.min_eval_documents,
-    )
     return _by_document(funnel, cfg, split, embed)
 
 
