@@ -81,7 +81,7 @@ def run_distill(packing: bool, lean: bool = False) -> dict[str, Any]:
     import tempfile
 
     from distill.train.config import TrainConfig
-    from distill.train.trainer import train_adapter
+    from distill.train.sft import train_adapter
 
     cfg = TrainConfig.model_validate(
         {
@@ -117,7 +117,7 @@ def run_plain_trl(lean: bool = False) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     from distill.models import inference_dtype, resolve_causal_lm
-    from distill.train.trainer import _checkpointing_arg
+    from distill.train.common import _checkpointing_arg
 
     path = resolve_causal_lm(STUDENT).path
     tok = AutoTokenizer.from_pretrained(path)

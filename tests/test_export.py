@@ -26,7 +26,7 @@ MESSAGES = [
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from distill.recipe import load_recipe
     from distill.runfolder import RunFolder
-    from distill.train.trainer import train_adapter
+    from distill.train.sft import train_adapter
 
     cwd = tmp_path_factory.mktemp("export")
     recipe = write_recipe(

@@ -64,7 +64,7 @@ def merged_teacher(out: Path) -> Path:
     from peft import PeftModel
 
     from distill.models import load_causal_lm
-    from distill.train.trainer import train_adapter
+    from distill.train.sft import train_adapter
 
     train_adapter(cfg(), rows(), out / "sft")
     base, tok = load_causal_lm("smollm2-135m-instruct")

@@ -265,7 +265,7 @@ def test_resumed_dpo_rebuilds_pairs_when_rows_or_start_weights_changed(
 
     monkeypatch.setattr(stage, "_build_pairs", build)
     monkeypatch.setattr(stage.tables, "read", lambda path, kind: [])
-    monkeypatch.setattr(stage, "_loss_plot", lambda *a, **k: None)
+    monkeypatch.setattr(stage, "loss_plot", lambda *a, **k: None)
     monkeypatch.setattr(
         distill.train.dpo, "train_dpo", lambda *a, **k: {"log_history": [], "pairs": 0}
     )

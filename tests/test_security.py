@@ -395,7 +395,7 @@ def test_publish_refuses_an_adapter_retrained_after_eval(tmp_path: Path) -> None
 
 def test_the_training_report_redacts_a_served_teachers_credentials(tmp_path: Path) -> None:
     from distill.train.config import TrainConfig
-    from distill.train.stage import _report
+    from distill.train.report import report as _report
 
     url = "https://trainer:s3cret-pass@teacher.internal/v1?api_key=abcdef123456"
     cfg = TrainConfig.model_validate(

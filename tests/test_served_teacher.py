@@ -80,7 +80,7 @@ def test_served_top_k_is_llama_cpps_distribution(
     from llama_cpp import Llama
 
     from distill.models import load_tokenizer
-    from distill.train.data import _final_answer, encode_rows, stop_ids
+    from distill.train.data import encode_rows, final_answer_span, stop_ids
     from distill.train.served import ServedOptions, ServedTeacher, piece_ids
 
     monkeypatch.setenv(KEY_ENV, "none")
@@ -94,7 +94,7 @@ def test_served_top_k_is_llama_cpps_distribution(
     readable = np.array(sorted(piece_ids(tok).values()))  # the ids a reported text names
     checked = shifted_hits = 0
     for e in encoded:
-        seq, start = list(e["input_ids"]), _final_answer(e)[0]
+        seq, start = list(e["input_ids"]), final_answer_span(e)[0]
         (got,) = teacher.top_k([seq], [start])
         llm.reset()
         llm.eval(seq)
@@ -127,7 +127,7 @@ def test_a_text_the_two_tokenizers_split_differently_is_read_by_bytes(
     from llama_cpp import Llama
 
     from distill.models import load_tokenizer
-    from distill.train.data import _final_answer, encode_rows, stop_ids
+    from distill.train.data import encode_rows, final_answer_span, stop_ids
     from distill.train.served import ServedOptions, ServedTeacher, piece_ids
 
     monkeypatch.setenv(KEY_ENV, "none")
@@ -142,7 +142,7 @@ def test_a_text_the_two_tokenizers_split_differently_is_read_by_bytes(
         },
     ]
     (e,) = encode_rows(tok, [{"messages": chat}], stop_ids(tok))
-    seq, start = list(e["input_ids"]), _final_answer(e)[0]
+    seq, start = list(e["input_ids"]), final_answer_span(e)[0]
     teacher.check_tokenizer(seq)  # the same vocabulary, although split differently
     text = tok.decode(seq, skip_special_tokens=False)
     theirs = Llama(str(taught["gguf"]), logits_all=True, n_ctx=2048, verbose=False)
@@ -303,7 +303,7 @@ def test_vllms_prompt_logprobs_and_the_echo_read_agree(
     """The same sequences scored through vLLM's format (ids) and llama-cpp-python's echo
     (texts, its layout corrected): the same tokens with the same log-probabilities."""
     from distill.models import load_tokenizer
-    from distill.train.data import _final_answer, encode_rows, stop_ids
+    from distill.train.data import encode_rows, final_answer_span, stop_ids
     from distill.train.served import ServedOptions, ServedTeacher, piece_ids
 
     monkeypatch.setenv(KEY_ENV, "none")
@@ -318,7 +318,7 @@ def test_vllms_prompt_logprobs_and_the_echo_read_agree(
     request.addfinalizer(vllm.close)
     encoded = encode_rows(tok, rows(2), stop_ids(tok))
     seqs = [list(e["input_ids"]) for e in encoded]
-    starts = [_final_answer(e)[0] for e in encoded]
+    starts = [final_answer_span(e)[0] for e in encoded]
     for t in (echo, vllm):
         t.check_tokenizer(seqs[0])
     readable = set(piece_ids(tok).values())

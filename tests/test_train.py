@@ -90,7 +90,7 @@ def test_training_moves_the_model_toward_the_data(tmp_path: Path) -> None:
     from peft import PeftModel
 
     from distill.models import load_causal_lm
-    from distill.train.trainer import train_adapter
+    from distill.train.sft import train_adapter
 
     metrics = train_adapter(cfg(), rows(), tmp_path, eval_rows=rows(4))
     assert metrics["backend"] == "trl" and metrics["steps"] == 6
@@ -110,7 +110,7 @@ def test_a_crashed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     import torch
     from safetensors.torch import load_file
 
-    from distill.train.trainer import train_adapter
+    from distill.train.sft import train_adapter
 
     whole = train_adapter(cfg(), rows(), tmp_path / "whole")
     with pytest.raises(Crash):
@@ -140,7 +140,7 @@ def test_a_crashed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 def test_four_bit_needs_a_gpu(tmp_path: Path) -> None:
     import torch
 
-    from distill.train.trainer import train_adapter
+    from distill.train.sft import train_adapter
 
     assert not torch.cuda.is_available()
     with pytest.raises(UserError, match="load_in_4bit needs a CUDA GPU"):

@@ -24,7 +24,7 @@ pytestmark = [
 
 @pytest.mark.parametrize("four_bit", [False, True])
 def test_unsloth_backend_trains_the_student(tmp_path: Path, four_bit: bool) -> None:
-    from distill.train.trainer import train_adapter
+    from distill.train.sft import train_adapter
 
     m = train_adapter(
         cfg(backend="auto", load_in_4bit=four_bit, precision="auto"),

@@ -318,7 +318,7 @@ def cmd_run(name: str, folder: Path, result: Path) -> int:
         rs = rows()
         train, evals = rs[: N_ROWS - N_EVAL], rs[N_ROWS - N_EVAL :]
         if kind == "sft":
-            from distill.train.trainer import train_adapter
+            from distill.train.sft import train_adapter
 
             m = train_adapter(cfg, train, out, eval_rows=evals)
         elif kind == "dpo":

@@ -15,7 +15,7 @@ TRAINING_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "data
 GPU_PACKAGES = ("unsloth", "bitsandbytes")
 
 
-def _cuda() -> bool:
+def cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
@@ -25,10 +25,10 @@ def choose_backend(cfg: TrainConfig) -> str:
     """'unsloth' or 'trl' for this machine; `auto` picks Unsloth when it can run."""
     if cfg.backend != "auto":
         return cfg.backend
-    return "unsloth" if _cuda() and importlib.util.find_spec("unsloth") else "trl"
+    return "unsloth" if cuda_available() and importlib.util.find_spec("unsloth") else "trl"
 
 
-def _lora_config(cfg: TrainConfig) -> Any:
+def lora_config(cfg: TrainConfig) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
@@ -41,7 +41,7 @@ def _lora_config(cfg: TrainConfig) -> Any:
     )
 
 
-def _load_unsloth(cfg: TrainConfig, path: str) -> tuple[Any, Any]:
+def load_unsloth(cfg: TrainConfig, path: str) -> tuple[Any, Any]:
     try:
         from unsloth import FastLanguageModel
     except ImportError as e:
@@ -69,12 +69,12 @@ def _load_unsloth(cfg: TrainConfig, path: str) -> tuple[Any, Any]:
     return model, tok
 
 
-def _load_trl(cfg: TrainConfig) -> tuple[Any, Any]:
+def load_trl(cfg: TrainConfig) -> tuple[Any, Any]:
     if not cfg.load_in_4bit:
         model, tok = load_causal_lm(cfg.student)
         model.train()
         return model, tok
-    if not _cuda():
+    if not cuda_available():
         raise UserError("train.load_in_4bit needs a CUDA GPU (bitsandbytes); set it to false")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise MissingExtraError("bitsandbytes (train.load_in_4bit)", "'distill[gpu]'")

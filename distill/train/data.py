@@ -101,7 +101,7 @@ def encode_rows(tok: Any, rows: list[dict[str, Any]], stops: set[int]) -> list[d
     return [encode(tok, r["messages"], stops, r.get("sample_id", "?")) for r in rows]
 
 
-def _final_answer(enc: dict[str, list[int]]) -> tuple[int, int]:
+def final_answer_span(enc: dict[str, list[int]]) -> tuple[int, int]:
     """[start, end) of the last assistant turn's trained tokens (its answer and EOS)."""
     mask = enc["assistant_masks"]
     end = max(k for k, m in enumerate(mask) if m) + 1
@@ -126,7 +126,7 @@ def encode_pair(
     prompts = []
     for name, answer in (("chosen", chosen), ("rejected", rejected)):
         enc = encode(tok, [*prompt, {"role": "assistant", "content": answer}], stops, pair_id)
-        start, end = _final_answer(enc)
+        start, end = final_answer_span(enc)
         prompts.append(enc["input_ids"][:start])
         out[f"{name}_ids"] = enc["input_ids"][start:end]
     if prompts[0] != prompts[1]:

@@ -18,10 +18,8 @@ from distill.errors import InputError
 from distill.io import adapter_id
 from distill.models import inference_dtype
 from distill.tables import Preference
-from distill.train.backends import _cuda
-from distill.train.config import TrainConfig
-from distill.train.data import encode_pair, stop_ids
-from distill.train.trainer import (
+from distill.train.backends import cuda_available
+from distill.train.common import (
     checkpoints_to_resume,
     common_args,
     load_student,
@@ -30,6 +28,8 @@ from distill.train.trainer import (
     progress_callback,
     run_pass,
 )
+from distill.train.config import TrainConfig
+from distill.train.data import encode_pair, stop_ids
 
 
 def _trainer_class() -> Any:
@@ -107,7 +107,7 @@ def train_dpo(
             f"train: every preference pair's prompt fills train.max_seq_length "
             f"({cfg.max_seq_length} tokens); raise it"
         )
-    cuda = _cuda()
+    cuda = cuda_available()
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16
     checkpoints = out / "dpo_checkpoints"
     settings = {

@@ -27,20 +27,20 @@ from typing import Any
 from distill.errors import InputError
 from distill.io import adapter_id
 from distill.models import inference_dtype, load_causal_lm, resolve_causal_lm
-from distill.train.backends import _cuda
-from distill.train.config import TrainConfig
-from distill.train.data import _final_answer, encode_rows, stop_ids
-from distill.train.served import ServedTeacher, is_served, make_trainer, teacher_stand_in
-from distill.train.trainer import (
-    _metrics,
+from distill.train.backends import cuda_available
+from distill.train.common import (
     checkpoints_to_resume,
     common_args,
     load_student,
     one_row_a_step_on_cpu,
+    pass_figures,
     pass_metrics,
     progress_callback,
     run_pass,
 )
+from distill.train.config import TrainConfig
+from distill.train.data import encode_rows, final_answer_span, stop_ids
+from distill.train.served import ServedTeacher, is_served, make_trainer, teacher_stand_in
 
 
 class Collator:
@@ -55,7 +55,7 @@ class Collator:
 
         ids, labels, prompts = [], [], []
         for e in examples:
-            start, _ = _final_answer(e)
+            start, _ = final_answer_span(e)
             seq = list(e["input_ids"])[: self.max_length]
             mask = list(e["assistant_masks"])[: self.max_length]
             ids.append(seq)
@@ -87,7 +87,7 @@ def load_teacher(cfg: TrainConfig, student_tok: Any) -> tuple[Any, bool]:
     return model, tok.get_vocab() == student_tok.get_vocab()
 
 
-def _experimental(name: str) -> Any:
+def trl_experimental(name: str) -> Any:
     """trl.experimental.<name> (gkd, gold), imported without its 'APIs here are
     unstable' warning: the pin in pyproject.toml is what keeps the API this module was
     written against."""
@@ -118,7 +118,7 @@ def _shared_args(
 
 
 def gkd_args(cfg: TrainConfig, checkpoints: Path, cuda: bool, bf16: bool) -> Any:
-    GKDConfig = _experimental("gkd").GKDConfig
+    GKDConfig = trl_experimental("gkd").GKDConfig
     return GKDConfig(
         max_new_tokens=cfg.gkd.max_new_tokens,
         remove_unused_columns=False,
@@ -131,7 +131,7 @@ def gold_args(
     cfg: TrainConfig, teacher_path: str, checkpoints: Path, cuda: bool, bf16: bool
 ) -> Any:
     """GOLD's arguments: the GKD settings, with the ULD loss across the two tokenizers."""
-    GOLDConfig = _experimental("gold").GOLDConfig
+    GOLDConfig = trl_experimental("gold").GOLDConfig
     return GOLDConfig(
         max_completion_length=cfg.gkd.max_new_tokens,
         use_uld_loss=True,
@@ -189,7 +189,7 @@ def _train_gkd(
     disable_progress_bars()
     stops = stop_ids(student.tok, student.model)
     encoded = encode_rows(student.tok, rows, stops)
-    kept = [i for i, e in enumerate(encoded) if _final_answer(e)[0] < cfg.max_seq_length]
+    kept = [i for i, e in enumerate(encoded) if final_answer_span(e)[0] < cfg.max_seq_length]
     if not kept:
         raise InputError(
             f"train: every training prompt fills train.max_seq_length ({cfg.max_seq_length} "
@@ -197,7 +197,7 @@ def _train_gkd(
         )
     if served is not None:
         served.check_tokenizer(list(encoded[kept[0]]["input_ids"]))
-    cuda = _cuda()
+    cuda = cuda_available()
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16
     checkpoints = out / "gkd_checkpoints"
     settings = {
@@ -215,8 +215,8 @@ def _train_gkd(
     }
     if same_vocabulary:
         evals = encode_rows(student.tok, eval_rows or [], stops)
-        fits = [e for e in evals if _final_answer(e)[0] < cfg.max_seq_length]
-        gkd_trainer = _experimental("gkd").GKDTrainer
+        fits = [e for e in evals if final_answer_span(e)[0] < cfg.max_seq_length]
+        gkd_trainer = trl_experimental("gkd").GKDTrainer
         trainer = (make_trainer(gkd_trainer) if served else gkd_trainer)(
             args=gkd_args(cfg, checkpoints, cuda, bf16),
             data_collator=Collator(student.tok.pad_token_id, cfg.max_seq_length),
@@ -228,7 +228,7 @@ def _train_gkd(
         # GOLD tokenizes the conversations itself, for both tokenizers.
         teacher_path = resolve_causal_lm(cfg.gkd.teacher or "").path
         fits = [{"messages": r["messages"]} for r in eval_rows or []]
-        trainer = _experimental("gold").GOLDTrainer(
+        trainer = trl_experimental("gold").GOLDTrainer(
             args=gold_args(cfg, teacher_path, checkpoints, cuda, bf16),
             train_dataset=Dataset.from_list([{"messages": rows[i]["messages"]} for i in kept]),
             eval_dataset=Dataset.from_list(fits) if fits else None,
@@ -252,7 +252,7 @@ def _train_gkd(
         else "GOLD",
         **(served.report() if served else {}),
         "examples": len(kept),
-        **_metrics(trainer, result, seconds, resumed),
+        **pass_figures(trainer, result, seconds, resumed),
         "first_loss": round(float(losses[0]), 4) if losses else None,
         "last_loss": round(float(losses[-1]), 4) if losses else None,
         "eval_examples": len(fits),

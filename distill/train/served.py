@@ -436,9 +436,9 @@ def sparse_divergence(
     None."""
     import torch
 
-    from distill.train.gkd import _experimental
+    from distill.train.gkd import trl_experimental
 
-    sd = _experimental("server_distillation.server_distillation_trainer")
+    sd = trl_experimental("server_distillation.server_distillation_trainer")
     b_size, t_size, _ = student_logits.shape
     width = max((len(r) for rows in teacher for r in rows if r), default=1)
     ids = torch.zeros((b_size, t_size, width), dtype=torch.long)

@@ -40,25 +40,34 @@ from typing import Any
 
 from distill import distributed, tables
 from distill.errors import InputError
-from distill.io import adapter_id, hash_json, read_rows, save_figure, write_json, write_text
+from distill.io import adapter_id, hash_json, read_rows, write_json, write_text
 from distill.recipe import Recipe
-from distill.redact import redact
 from distill.review_gate import training_rows
 from distill.runfolder import RunFolder, RunOptions
 from distill.tables import Candidate, Preference
+from distill.train.common import peak_memory_mb, reset_peak_memory
 from distill.train.config import TrainConfig
-from distill.train.trainer import (
-    _peak_memory_mb,
-    reset_peak_memory,
-    train_adapter,
-)
+from distill.train.report import loss_plot, report
+from distill.train.sft import train_adapter
 
 SUMMARY = ("backend", "examples", "steps", "train_loss", "eval_loss", "tokens_per_second")
 
 
+# Each method's passes, in order: a combined method runs SFT first and continues from
+# its adapter (TRL's pairing of SFTTrainer with DPOTrainer or GKDTrainer).
+METHODS: dict[str, tuple[str, ...]] = {
+    "sft": ("sft",),
+    "dpo": ("dpo",),
+    "gkd": ("gkd",),
+    "sft_then_dpo": ("sft", "dpo"),
+    "sft_then_gkd": ("sft", "gkd"),
+}
+
+
 def passes(method: str) -> tuple[bool, str | None]:
     """(SFT first?, the pass after it or instead of it: 'dpo', 'gkd' or None)."""
-    return method.startswith("sft"), {"dpo": "dpo", "gkd": "gkd"}.get(method.split("_")[-1])
+    steps = METHODS[method]
+    return steps[0] == "sft", next((s for s in steps if s != "sft"), None)
 
 
 def _sft_stamp(cfg: TrainConfig, rows: list[dict[str, Any]]) -> str:
@@ -103,7 +112,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         sft = train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=options.resume)
         history = sft.pop("log_history")
         write_json(out / "log.json", history)
-        _loss_plot(history, out / "loss.png")
+        loss_plot(history, out / "loss.png")
         metrics.update(sft)
         if then:
             shutil.rmtree(out / "sft_adapter", ignore_errors=True)
@@ -131,7 +140,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             second.get("pairs_peak_memory_mb", 0),
         )
     write_json(folder.train_metrics, metrics)
-    write_text(out / "report.md", _report(cfg, metrics, out))
+    write_text(out / "report.md", report(cfg, metrics, out))
     summary = {k: metrics.get(k) for k in (*SUMMARY, "peak_memory_mb")}
     if "dpo" in metrics:
         d = metrics["dpo"]
@@ -193,7 +202,7 @@ def _gkd(
         title = "GOLD loss (ULD to the teacher, across tokenizers)"
     elif gkd["trainer"] != "GKD":
         title = "GKD loss (generalized JSD to the served teacher's top-k)"
-    _loss_plot(history, out / "gkd.png", title)
+    loss_plot(history, out / "gkd.png", title)
     return gkd
 
 
@@ -230,7 +239,7 @@ def _dpo(
     history = dpo.pop("log_history")
     write_json(out / "dpo_log.json", history)
     dpo_series = (("loss", "DPO loss"), ("rewards/margins", "reward margin"))
-    _loss_plot(history, out / "dpo.png", "", dpo_series)
+    loss_plot(history, out / "dpo.png", "", dpo_series)
     return {**stats, **dpo, "pairs_built": stats["pairs"], "pairs": dpo["pairs"]}
 
 
@@ -249,7 +258,7 @@ def _build_pairs(
     written_by = "sft student" if start is not None else "base student"
     pairs, cands, stats = preferences.build(recipe, rows, model, tok, written_by, out)
     del model
-    stats["pairs_peak_memory_mb"] = _peak_memory_mb(False, own)
+    stats["pairs_peak_memory_mb"] = peak_memory_mb(False, own)
     tables.write(out / "candidates.parquet", cands, Candidate)
     tables.write(out / "preferences.parquet", pairs, Preference)
     write_text(out / "preferences.trl.jsonl", "".join(trl_line(p) + "\n" for p in pairs))
@@ -260,119 +269,3 @@ def _build_pairs(
 def trl_line(p: Preference) -> str:
     """A pair in TRL's conversational preference format (prompt / chosen / rejected)."""
     return json.dumps(tables.trl_preference(p), ensure_ascii=False)
-
-
-LOSS_SERIES = (("loss", "train"), ("eval_loss", "eval split"))
-
-
-def _loss_plot(
-    history: list[dict[str, Any]],
-    path: Path,
-    ylabel: str = "loss (answer tokens)",
-    series: tuple[tuple[str, str], ...] = LOSS_SERIES,
-) -> None:
-    """Each logged series (key, label) against the optimizer step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    for key, label in series:
-        points = [(h["step"], h[key]) for h in history if key in h]
-        if points:
-            ax.plot(*zip(*points, strict=True), label=label, marker=".")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel(ylabel)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-
-
-def _report(cfg: TrainConfig, m: dict[str, Any], out: Path) -> str:
-    parts = [f"# Training report\n\n- method: `{m['method']}`, student `{cfg.student}`\n"]
-    if m["method"].startswith("sft"):
-        sft = m.get("sft", m)
-        history = json.loads((out / "log.json").read_text())
-        parts.append("\n## SFT\n\n" + _sft_report(sft, history) + "\n![loss](loss.png)\n")
-    if "dpo" in m:
-        parts.append("\n## DPO\n\n" + _dpo_report(m["dpo"]) + "\n![DPO](dpo.png)\n")
-    if "gkd" in m:
-        gkd = _gkd_report(m["gkd"], cfg)
-        parts.append("\n## On-policy distillation\n\n" + gkd + "\n![GKD](gkd.png)\n")
-    rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.model_dump().items())
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-    parts.append(f"\n- versions: {versions}\n\n| setting | value |\n| --- | --- |\n{rows}\n")
-    # The settings hold a served teacher's base_url, which can carry credentials.
-    return redact("".join(parts))
-
-
-def _memory(m: dict[str, Any]) -> str:
-    where = "GPU allocated" if m["device"] != "cpu" else "process RSS"
-    return f"- peak memory: {m['peak_memory_mb']} MB ({where})\n"
-
-
-def _sft_report(m: dict[str, Any], history: list[dict[str, Any]]) -> str:
-    losses = [h["loss"] for h in history if "loss" in h]
-    first, last = (losses[0], losses[-1]) if losses else (float("nan"), float("nan"))
-    resumed = f" (resumed at step {m['resumed_from_step']})" if m.get("resumed_from_step") else ""
-    eval_line = (
-        f"- eval-split loss (last): {m['eval_loss']} on {m['eval_examples']} examples\n"
-        if m.get("eval_loss") is not None
-        else "- no eval split\n"
-    )
-    return (
-        f"- backend `{m['backend']}` on {m['device']} ({m['precision']})\n"
-        f"- {m['examples']} examples, {m['steps']} steps{resumed}, {m['epochs']} epochs in "
-        f"{m['seconds']} s wall time ({m['tokens_per_second']} tokens/s)\n"
-        f"- loss: first step {first:.3f}, last step {last:.3f}, mean {m['train_loss']}\n"
-        + eval_line
-        + _memory(m)
-        + f"- adapter: {m['adapter_bytes'] / 2**20:.1f} MB\n"
-    )
-
-
-def _dpo_report(d: dict[str, Any]) -> str:
-    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(d["outcomes"].items(), key=lambda x: -x[1]))
-    return (
-        f"- pairs: {d['pairs_built']} from {d['prompts']} training prompts; the student's "
-        f"{d['answers']} sampled answers, graded by `{d['judge']}` "
-        f"({d['judge_failures']} failed judgements, ${d['judge_cost_usd']}): {outcomes}\n"
-        f"- from the {d['start']}, backend `{d['backend']}` on {d['device']} "
-        f"({d['precision']}): {d['pairs']} pairs, {d['steps']} steps, {d['epochs']} epochs, "
-        f"beta {d['beta']}, in {d['seconds']} s ({d['tokens_per_second']} tokens/s)\n"
-        f"- loss mean {d['train_loss']}; reward margin first step {d['first_margin']}, last "
-        f"{d['last_margin']}; last step's preference accuracy {d['last_accuracy']}\n"
-        f"- peak memory: building pairs {d['pairs_peak_memory_mb']} MB, DPO "
-        f"{d['peak_memory_mb']} MB\n"
-    )
-
-
-def _gkd_report(g: dict[str, Any], cfg: TrainConfig) -> str:
-    k = cfg.gkd
-    trainer = g.get("trainer", "GKD")
-    loss = "ULD" if trainer == "GOLD" else "generalized JSD"
-    served = (
-        f"- the served teacher's top {g['teacher_top_k']} log-probabilities: "
-        f"{g['teacher_requests']} requests, {g['teacher_coverage']} of "
-        f"{g['teacher_positions']} answer positions scored\n"
-        if "teacher_top_k" in g
-        else ""
-    )
-    held = (
-        f"- on the {g['eval_examples']} eval-split answers (no sampling): {loss} "
-        f"{g['eval_loss_before']} before, {g['eval_loss_after']} after\n"
-        if g.get("eval_examples")
-        else ""
-    )
-    return (
-        f"- on-policy distillation with {trainer} from the {g['start']} against "
-        f"`{g['teacher']}`, backend `{g['backend']}` on {g['device']} ({g['precision']})\n"
-        f"- {g['examples']} training prompts, {g['steps']} steps, {g['epochs']} epochs in "
-        f"{g['seconds']} s; lmbda {k.lmbda} (share of steps on the student's own samples), "
-        f"beta {k.beta}, temperature {k.temperature}\n"
-        f"- loss ({loss} to the teacher): first step {g['first_loss']}, last "
-        f"{g['last_loss']}, mean {g['train_loss']}\n" + served + held + _memory(g)
-    )

@@ -1,6 +1,8 @@
-"""One LoRA training run with TRL's SFTTrainer: the encoded rows, checkpoints that belong
-to these settings and this data (so --resume cannot finish another run), the adapter
-saved atomically, and the run's measured figures."""
+"""What every training pass (SFT, DPO, on-policy distillation) shares: loading the
+student with its LoRA, running a TRL trainer with checkpoints that belong to these
+settings and this data (so --resume cannot finish another run), saving the adapter
+atomically, the arguments every pass takes from the recipe alike, and the figures every
+pass reports."""
 
 from __future__ import annotations
 
@@ -22,14 +24,13 @@ from distill.models import inference_dtype, resolve_causal_lm
 from distill.train.backends import (
     GPU_PACKAGES,
     TRAINING_PACKAGES,
-    _cuda,
-    _load_trl,
-    _load_unsloth,
-    _lora_config,
     choose_backend,
+    cuda_available,
+    load_trl,
+    load_unsloth,
+    lora_config,
 )
 from distill.train.config import TrainConfig
-from distill.train.data import encode_rows, stop_ids
 from distill.ui import console
 
 
@@ -94,7 +95,7 @@ def reset_peak_memory() -> bool:
     return True
 
 
-def _peak_memory_mb(cuda: bool, since_reset: bool = False) -> float:
+def peak_memory_mb(cuda: bool, since_reset: bool = False) -> float:
     if cuda:
         import torch
 
@@ -128,7 +129,7 @@ def load_student(cfg: TrainConfig, start_adapter: Path | None = None) -> Student
     own_peak = reset_peak_memory()
     # TRL reads the model's old checkpointing flag, which transformers 5 deprecates.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-    if not _cuda() and metadata.version("trl").startswith("1.15."):
+    if not cuda_available() and metadata.version("trl").startswith("1.15."):
         # Found with the gpu extra's set: TRL 1.15 always swaps in a fused LM head built
         # on Triton kernels, which cannot run without a GPU.
         raise UserError(
@@ -136,15 +137,15 @@ def load_student(cfg: TrainConfig, start_adapter: Path | None = None) -> Student
             "install trl 1.16 or later: pip install -U 'trl>=1.16'"
         )
     resolved = resolve_causal_lm(cfg.student)
-    if cfg.load_in_4bit and not _cuda():
+    if cfg.load_in_4bit and not cuda_available():
         raise UserError("train.load_in_4bit needs a CUDA GPU (bitsandbytes); set it to false")
     # Unsloth patches transformers and TRL, so it loads before they are imported here.
     if backend == "unsloth":
-        model, tok = _load_unsloth(cfg, resolved.path)
+        model, tok = load_unsloth(cfg, resolved.path)
         peft_config = None
     else:
-        model, tok = _load_trl(cfg)
-        peft_config = _lora_config(cfg)
+        model, tok = load_trl(cfg)
+        peft_config = lora_config(cfg)
     if start_adapter is not None:
         model = _with_adapter(model, peft_config, start_adapter)
         peft_config = None
@@ -183,7 +184,7 @@ def run_pass(
 
     # Our progress bar replaces the trainer's printed log dicts.
     trainer.remove_callback(PrinterCallback)
-    if _cuda():
+    if cuda_available():
         import torch
 
         torch.cuda.reset_peak_memory_stats()
@@ -209,69 +210,15 @@ def pass_metrics(student: Student, out: Path, cfg: TrainConfig) -> dict[str, Any
     """What every pass reports beside its own figures: memory, adapter, device, versions."""
     import torch
 
-    cuda = _cuda()
+    cuda = cuda_available()
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16
     return {
-        "peak_memory_mb": _peak_memory_mb(cuda, student.own_peak),
+        "peak_memory_mb": peak_memory_mb(cuda, student.own_peak),
         "adapter_bytes": (out / "adapter" / "adapter_model.safetensors").stat().st_size,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "precision": ("4-bit NF4 + " if cfg.load_in_4bit else "")
         + ("bfloat16 mixed" if bf16 else "float32"),
-        "versions": _versions(),
-    }
-
-
-def train_adapter(
-    cfg: TrainConfig,
-    rows: list[dict[str, Any]],
-    out: Path,
-    *,
-    eval_rows: list[dict[str, Any]] | None = None,
-    resume: bool = False,
-    callbacks: list[Any] | None = None,
-) -> dict[str, Any]:
-    """Train a LoRA adapter on `rows` and save it to out/adapter (atomically); return
-    metrics. Checkpoints go to out/checkpoints; `resume` continues from the last one."""
-    student = load_student(cfg)
-    model, tok = student.model, student.tok
-
-    import torch
-    from datasets import Dataset, disable_progress_bars
-    from trl import SFTTrainer
-
-    disable_progress_bars()
-    stops = stop_ids(tok, model)
-    train_ds = Dataset.from_list(encode_rows(tok, rows, stops))
-    eval_ds = Dataset.from_list(encode_rows(tok, eval_rows, stops)) if eval_rows else None
-    cuda = _cuda()
-    bf16 = inference_dtype(cfg.precision) == torch.bfloat16
-    checkpoints = out / "checkpoints"
-    # Checkpoints belong to these settings *and* this data: resuming over other training
-    # rows would finish a run that matches neither.
-    settings = {
-        "config": cfg.model_dump(mode="json"),
-        "train": [r.get("messages") for r in rows],
-        "eval": [r.get("messages") for r in eval_rows or []],
-    }
-    last = checkpoints_to_resume(settings, checkpoints, resume)
-    args = _sft_config(cfg, checkpoints, eval_ds is not None, cuda, bf16)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        processing_class=tok,
-        peft_config=student.peft_config,
-        callbacks=[progress_callback(), *(callbacks or [])],
-    )
-    result, seconds, resumed = run_pass(trainer, student, out, checkpoints, last, resume)
-    return {
-        "backend": student.backend,
-        "examples": len(rows),
-        "eval_examples": len(eval_rows or []),
-        **_metrics(trainer, result, seconds, resumed),
-        **pass_metrics(student, out, cfg),
-        "log_history": trainer.state.log_history,
+        "versions": training_versions(),
     }
 
 
@@ -351,36 +298,9 @@ def common_args(
     }
 
 
-def _sft_config(
-    cfg: TrainConfig, checkpoints: Path, evaluates: bool, cuda: bool, bf16: bool
-) -> Any:
-    """TRL's SFTConfig for the recipe's train section."""
-    from trl import SFTConfig
-
-    # TRL flattens a packed batch into one sequence. Without FlashAttention (the CPU)
-    # that means a dense batch x batch attention mask, so on the CPU each packed row
-    # goes alone and the batch is made up by accumulation: same rows per update.
-    batch, accumulate = cfg.batch_size, cfg.gradient_accumulation_steps
-    eval_batch = cfg.batch_size
-    if cfg.packing and not cuda:  # the eval pass too: 4 packed rows flattened cost ~1 GB
-        batch, accumulate = 1, cfg.batch_size * cfg.gradient_accumulation_steps
-        eval_batch = 1
-    return SFTConfig(
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps or -1,
-        learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=batch,
-        per_device_eval_batch_size=eval_batch,
-        gradient_accumulation_steps=accumulate,
-        packing=cfg.packing,
-        packing_strategy="bfd",
-        eval_strategy="steps" if evaluates else "no",
-        eval_steps=cfg.eval_steps,
-        **common_args(cfg, SFTConfig, checkpoints, cuda, bf16),
-    )
-
-
-def _metrics(trainer: Any, result: Any, seconds: float, resumed_from: int | None) -> dict[str, Any]:
+def pass_figures(
+    trainer: Any, result: Any, seconds: float, resumed_from: int | None
+) -> dict[str, Any]:
     """Steps, losses and throughput of a finished run (a resumed one counts its own steps)."""
     start_step = resumed_from or 0
     state = trainer.state
@@ -400,7 +320,7 @@ def _metrics(trainer: Any, result: Any, seconds: float, resumed_from: int | None
     }
 
 
-def _versions() -> dict[str, str]:
+def training_versions() -> dict[str, str]:
     """The exact versions this adapter was trained with (GPU packages when present)."""
     out = {}
     for name in TRAINING_PACKAGES + GPU_PACKAGES:
