@@ -95,6 +95,9 @@ def _plan(
 
 
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
+    """The method's passes, in every process alike (under accelerate launch or torchrun
+    each trains on its share of each batch); process 0 alone builds DPO's pairs and
+    writes every file, and the others wait for it at the barriers."""
     rows = training_rows(folder)
     if not rows:
         raise InputError("train: no samples left after curation and review")
@@ -103,42 +106,44 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     sft_first, then = passes(cfg.method)
     # Process 0's plan in every process (the others must run the same passes).
     skip_sft, resume_then = distributed.share(_plan(cfg, rows, out, options.resume))
-    if not distributed.is_main():
-        _worker(recipe, folder, rows, options.resume, skip_sft, resume_then)
-        return {}
+    main = distributed.is_main()
     metrics: dict[str, Any] = {"method": cfg.method}
     if sft_first and not skip_sft:
         eval_rows = read_rows(folder.curated("eval"))
         sft = train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=options.resume)
-        history = sft.pop("log_history")
-        write_json(out / "log.json", history)
-        loss_plot(history, out / "loss.png")
-        metrics.update(sft)
-        if then:
-            shutil.rmtree(out / "sft_adapter", ignore_errors=True)
-            (out / "adapter").rename(out / "sft_adapter")
-            # For --resume after a crash in what follows: SFT need not run again.
-            write_json(out / "sft_adapter" / "metrics.json", sft)
-            write_text(out / "sft_adapter" / "settings.sha256", _sft_stamp(cfg, rows))
-    elif sft_first:
+        if main:
+            history = sft.pop("log_history")
+            write_json(out / "log.json", history)
+            loss_plot(history, out / "loss.png")
+            metrics.update(sft)
+            if then:
+                shutil.rmtree(out / "sft_adapter", ignore_errors=True)
+                (out / "adapter").rename(out / "sft_adapter")
+                # For --resume after a crash in what follows: SFT need not run again.
+                write_json(out / "sft_adapter" / "metrics.json", sft)
+                write_text(out / "sft_adapter" / "settings.sha256", _sft_stamp(cfg, rows))
+    elif sft_first and main:
         metrics.update(json.loads((out / "sft_adapter" / "metrics.json").read_text()))
     if then:
         start = out / "sft_adapter" if sft_first else None
         if then == "dpo":
-            second = _dpo(recipe, rows, out, start, resume_then)
+            second = _dpo(recipe, rows, out, start, resume_then, main=main)
         else:
             eval_rows = read_rows(folder.curated("eval"))
-            second = _gkd(recipe, rows, eval_rows, out, start, resume_then)
-        if sft_first:
-            metrics["sft"] = {k: v for k, v in metrics.items() if k != "method"}
-        else:
-            metrics.update(second, examples=len(rows), eval_loss=None, eval_examples=0)
-        metrics[then] = second
-        metrics["peak_memory_mb"] = max(
-            metrics.get("peak_memory_mb", 0),
-            second["peak_memory_mb"],
-            second.get("pairs_peak_memory_mb", 0),
-        )
+            second = _gkd(recipe, rows, eval_rows, out, start, resume_then, main=main)
+        if main:
+            if sft_first:
+                metrics["sft"] = {k: v for k, v in metrics.items() if k != "method"}
+            else:
+                metrics.update(second, examples=len(rows), eval_loss=None, eval_examples=0)
+            metrics[then] = second
+            metrics["peak_memory_mb"] = max(
+                metrics.get("peak_memory_mb", 0),
+                second["peak_memory_mb"],
+                second.get("pairs_peak_memory_mb", 0),
+            )
+    if not main:
+        return {}
     write_json(folder.train_metrics, metrics)
     write_text(out / "report.md", report(cfg, metrics, out))
     summary = {k: metrics.get(k) for k in (*SUMMARY, "peak_memory_mb")}
@@ -151,36 +156,6 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     return summary
 
 
-def _worker(
-    recipe: Recipe,
-    folder: RunFolder,
-    rows: list[dict[str, Any]],
-    resume: bool,
-    skip_sft: bool,
-    resume_then: bool,
-) -> None:
-    """A process other than 0 under accelerate launch / torchrun: the same passes, its
-    share of each batch; process 0 builds the pairs and writes every file."""
-    from distill.train.dpo import train_dpo
-    from distill.train.gkd import train_gkd
-
-    cfg = recipe.train
-    out = folder.stage_dir("train")
-    sft_first, then = passes(cfg.method)
-    if sft_first and not skip_sft:
-        eval_rows = read_rows(folder.curated("eval"))
-        train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=resume)
-    if then:
-        distributed.barrier()  # process 0 moves the SFT adapter (and builds the pairs)
-        start = out / "sft_adapter" if sft_first else None
-        if then == "dpo":
-            pairs = tables.read(folder.preferences, Preference)
-            train_dpo(cfg, pairs, out, start_adapter=start, resume=resume_then)
-        else:
-            eval_rows = read_rows(folder.curated("eval"))
-            train_gkd(cfg, rows, out, start_adapter=start, resume=resume_then, eval_rows=eval_rows)
-
-
 def _gkd(
     recipe: Recipe,
     rows: list[dict[str, Any]],
@@ -188,13 +163,17 @@ def _gkd(
     out: Path,
     start: Path | None,
     resume: bool,
+    *,
+    main: bool = True,
 ) -> dict[str, Any]:
     from distill.train.gkd import train_gkd
 
-    distributed.barrier()  # the other processes wait for the SFT adapter's move
+    distributed.barrier()  # every process waits for the SFT adapter's move
     gkd = train_gkd(
         recipe.train, rows, out, start_adapter=start, resume=resume, eval_rows=eval_rows
     )
+    if not main:
+        return gkd
     history = gkd.pop("log_history")
     write_json(out / "gkd_log.json", history)
     title = "GKD loss (generalized JSD to the teacher)"
@@ -211,9 +190,15 @@ def _has_checkpoint(path: Path) -> bool:
 
 
 def _dpo(
-    recipe: Recipe, rows: list[dict[str, Any]], out: Path, start: Path | None, resume: bool
+    recipe: Recipe,
+    rows: list[dict[str, Any]],
+    out: Path,
+    start: Path | None,
+    resume: bool,
+    *,
+    main: bool = True,
 ) -> dict[str, Any]:
-    """Build the pairs (or, resuming, reuse them) and run the DPO pass."""
+    """Build the pairs (or, resuming, reuse them: process 0) and run the DPO pass."""
     from distill.train.dpo import train_dpo
 
     cfg = recipe.train
@@ -228,14 +213,18 @@ def _dpo(
         }
     )
     stamped = out / "preferences.sha256"
-    if resume and pairs_path.exists() and stamped.exists() and stamped.read_text() == stamp:
-        pairs = tables.read(pairs_path, Preference)
+    reuse = resume and pairs_path.exists() and stamped.exists() and stamped.read_text() == stamp
+    stats: dict[str, Any] = {}
+    if main and reuse:
         stats = json.loads((out / "preferences.json").read_text())
-    else:
-        pairs, stats = _build_pairs(recipe, rows, out, start)
+    elif main:
+        _, stats = _build_pairs(recipe, rows, out, start)
         write_text(stamped, stamp)
-    distributed.barrier()  # the other processes wait for the pairs
+    distributed.barrier()  # every process waits for the SFT adapter's move and the pairs
+    pairs = tables.read(pairs_path, Preference)
     dpo = train_dpo(cfg, pairs, out, start_adapter=start, resume=resume)
+    if not main:
+        return dpo
     history = dpo.pop("log_history")
     write_json(out / "dpo_log.json", history)
     dpo_series = (("loss", "DPO loss"), ("rewards/margins", "reward margin"))
