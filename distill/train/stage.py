@@ -203,23 +203,8 @@ def _dpo(
 
     cfg = recipe.train
     pairs_path = out / "preferences.parquet"
-    # The pairs are reused on --resume only if built from these rows, from this start
-    # adapter's weights (not its path) and with these settings.
-    stamp = hash_json(
-        {
-            "config": cfg.model_dump(mode="json"),
-            "train": [r["messages"] for r in rows],
-            "start": adapter_id(start),
-        }
-    )
-    stamped = out / "preferences.sha256"
-    reuse = resume and pairs_path.exists() and stamped.exists() and stamped.read_text() == stamp
-    stats: dict[str, Any] = {}
-    if main and reuse:
-        stats = json.loads((out / "preferences.json").read_text())
-    elif main:
-        _, stats = _build_pairs(recipe, rows, out, start)
-        write_text(stamped, stamp)
+    # Process 0 alone builds (or reuses) the pairs; the others read what it wrote.
+    stats = _pairs(recipe, rows, out, start, resume) if main else {}
     distributed.barrier()  # every process waits for the SFT adapter's move and the pairs
     pairs = tables.read(pairs_path, Preference)
     dpo = train_dpo(cfg, pairs, out, start_adapter=start, resume=resume)
@@ -230,6 +215,27 @@ def _dpo(
     dpo_series = (("loss", "DPO loss"), ("rewards/margins", "reward margin"))
     loss_plot(history, out / "dpo.png", "", dpo_series)
     return {**stats, **dpo, "pairs_built": stats["pairs"], "pairs": dpo["pairs"]}
+
+
+def _pairs(
+    recipe: Recipe, rows: list[dict[str, Any]], out: Path, start: Path | None, resume: bool
+) -> dict[str, Any]:
+    """Build the pairs into out/, or on --resume keep those built from these rows, from
+    this start adapter's weights (not its path) and with these settings; their stats."""
+    stamp = hash_json(
+        {
+            "config": recipe.train.model_dump(mode="json"),
+            "train": [r["messages"] for r in rows],
+            "start": adapter_id(start),
+        }
+    )
+    stamped = out / "preferences.sha256"
+    kept = (out / "preferences.parquet").exists() and stamped.exists()
+    if resume and kept and stamped.read_text() == stamp:
+        return dict(json.loads((out / "preferences.json").read_text()))
+    _, stats = _build_pairs(recipe, rows, out, start)
+    write_text(stamped, stamp)
+    return stats
 
 
 def _build_pairs(
