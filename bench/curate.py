@@ -60,6 +60,7 @@ def synthetic(n: int, seed: int = 0) -> list[dict]:
 
 
 def one(n: int) -> dict:
+    from distill.config import SplitConfig
     from distill.curate.config import CurateConfig
     from distill.curate.dedup import near_duplicates
     from distill.curate.funnel import curate, source_docs
@@ -72,8 +73,9 @@ def one(n: int) -> dict:
     t0 = time.perf_counter()
     cfg = CurateConfig(max_answer_tokens=500)
     docs = {d for s in samples for d in source_docs(s)}
-    split = Split.choose(docs, cfg.eval_fraction, cfg.seed, cfg.min_eval_documents)
-    out = curate(samples, cfg, lambda t: len(t.split()), split=split)
+    held = SplitConfig()
+    split = Split.choose(docs, held.eval_fraction, held.seed, held.min_eval_documents)
+    out = curate(samples, cfg, lambda t: len(t.split()), split=split, split_cfg=held)
     t_all = time.perf_counter() - t0
     near = sum(n for name, n in out.funnel if name.startswith("near"))
     return {

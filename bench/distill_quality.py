@@ -48,8 +48,8 @@ SIZES = {
         # 60 it kept 160 and then 158 questions: 300 and 296 with the shipped 140.
         "generate.eval_key={deployment_chunks: 66, questions_per_chunk: 4, "
         "teacher: 'local:qwen2.5-coder-1.5b-instruct'}",
-        "curate.eval_fraction=0.3",
-        "curate.seen_eval_fraction=0",  # no training row is taken for eval
+        "split.eval_fraction=0.3",
+        "split.seen_eval_fraction=0",  # no training row is taken for eval
         "train.epochs=2",
         "train.eval_steps=10",  # each eval-loss pass reads ~70 rows
         "train.save_steps=10",
@@ -73,8 +73,8 @@ SIZES = {
         # retrieved chunks). Against three: +2.2 points [-3.9, +8.4] for SmolLM2, and the
         # answers that are only a citation fell from 52 to 4 (docs/evaluation.md).
         "generate.raft.distractors=1",
-        "curate.eval_fraction=0.3",
-        "curate.seen_eval_fraction=0",
+        "split.eval_fraction=0.3",
+        "split.seen_eval_fraction=0",
         # The share generate plans (raft 0.5 x no-oracle 0.4): run 1 trained on 48%.
         "curate.max_refusal_share=0.2",
         "train.epochs=2",
@@ -93,7 +93,7 @@ SIZES = {
         "generate.samples_per_chunk=1",
         "generate.eval_key={deployment_chunks: 20, questions_per_chunk: 4, "
         "teacher: 'local:qwen2.5-coder-1.5b-instruct'}",
-        "curate.eval_fraction=0.3",
+        "split.eval_fraction=0.3",
         "train.epochs=2",
         "eval.judge_items=10",
         "eval.unanswerable=10",
@@ -160,8 +160,7 @@ def main() -> int:
     run_dir = args.keep or Path(tmp.name)
     sets = [
         f"run_dir={run_dir}",
-        f"generate.teacher=local:{teacher}",
-        "generate.teacher_options={}",
+        f"teacher=local:{teacher}",  # the whole teacher: no options
         *SIZES[size],
         *corpus_sets(args.corpus, run_dir),
         *args.set,

@@ -176,8 +176,8 @@ def sdk_pairs(out: Path) -> tuple[list[tuple[str, str, str]], int]:
 
 def run_distill(out: Path, port: int, extra: list[str], name: str = "distill_served") -> Path:
     shutil.rmtree(out / name, ignore_errors=True)
-    base = "generate.teacher_options."
-    sets = [f"run_dir={out}", f"name={name}", "generate.teacher=openai:" + TEACHER, *extra]
+    base = "teacher.options."
+    sets = [f"run_dir={out}", f"name={name}", "teacher=openai:" + TEACHER, *extra]
     sets += [f"{base}base_url=http://127.0.0.1:{port}/v1", f"{base}api_key_env=BENCH_TEACHER_KEY"]
     sets += [f"{base}{kv}" for kv in ("structured=json_object", "concurrency=1", "timeout_s=600")]
     cmd = [sys.executable, "-m", "distill", "run", str(REPO / "recipes/quickstart.yaml")]

@@ -64,7 +64,7 @@ def main() -> int:
         recipe_path.write_text(f"name: pg\nrun_dir: {tmp}/runs\ningest:\n  paths: [html]\n")
         recipe = load_recipe(recipe_path)
         # Warm the models so both timings below measure work, not loading.
-        load_tokenizer(recipe.train.student)
+        load_tokenizer(recipe.student)
         model = load_embedder(recipe.ingest.embedding_model)
         model.encode(["warm up"])
 

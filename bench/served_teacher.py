@@ -6,7 +6,7 @@ Starts from a finished run folder (after `make demo`: runs/quickstart), copies i
 per mode and runs `distill train` with `train.method: gkd` from the base student:
 - local: `train.gkd.teacher: TEACHER`, de-quantised into the training process;
 - served: llama-cpp-python's OpenAI-compatible server on TEACHER's GGUF, started here,
-  `train.gkd.teacher: openai:TEACHER` with `teacher_options.base_url`.
+  `train.gkd.served_teacher: {model: openai:TEACHER, options: {base_url: ...}}`.
 
     .venv/bin/python bench/served_teacher.py [RUN_FOLDER] [--student S] [--teacher T]
         [--steps N] [--modes local,served] [--out DIR] [--set KEY=VALUE ...]
@@ -113,7 +113,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     common = [
         "train.method=gkd",
-        f"train.student={args.student}",
+        f"student={args.student}",
         f"train.gkd.max_steps={args.steps}",
         "train.gradient_checkpointing=false",
         *args.set,
@@ -136,9 +136,9 @@ def main() -> int:
         rss = PeakRss(server.pid)
         env["BENCH_TEACHER_KEY"] = "none"
         served = [
-            f"train.gkd.teacher=openai:{args.teacher}",
-            f"train.gkd.teacher_options.base_url=http://127.0.0.1:{port}/v1",
-            "train.gkd.teacher_options.api_key_env=BENCH_TEACHER_KEY",
+            f"train.gkd.served_teacher.model=openai:{args.teacher}",
+            f"train.gkd.served_teacher.options.base_url=http://127.0.0.1:{port}/v1",
+            "train.gkd.served_teacher.options.api_key_env=BENCH_TEACHER_KEY",
         ]
         try:
             results[mode] = train(base, out, mode, [*common, *served], env)

@@ -58,16 +58,16 @@ PRESETS: dict[str, list[str]] = {
     "no_oracle_0.2": ["generate.raft.no_oracle_share=0.2"],
     "no_oracle_0.6": ["generate.raft.no_oracle_share=0.6"],
     "distractors_1": ["generate.raft.distractors=1"],
-    "teacher_1.5b": ["generate.teacher=local:qwen2.5-coder-1.5b-instruct"],
+    "teacher_1.5b": ["teacher=local:qwen2.5-coder-1.5b-instruct"],
     # Checked data (docs/data.md): extractive pairs, four a request, and the same in
     # RAFT's quote style; then those written by the 1.5B, and taught to the Qwen 0.5B.
     "extractive": EXTRACTIVE,
     "extractive_quote": [*EXTRACTIVE, "generate.answer_style=quote"],
-    "extractive_1.5b": [*EXTRACTIVE, "generate.teacher=local:qwen2.5-coder-1.5b-instruct"],
+    "extractive_1.5b": [*EXTRACTIVE, "teacher=local:qwen2.5-coder-1.5b-instruct"],
     "student_qwen_0.5b": [
         *EXTRACTIVE,
-        "generate.teacher=local:qwen2.5-coder-1.5b-instruct",
-        "train.student=qwen2.5-coder-0.5b-instruct",
+        "teacher=local:qwen2.5-coder-1.5b-instruct",
+        "student=qwen2.5-coder-0.5b-instruct",
         "train.epochs=1",
     ],
 }

@@ -86,7 +86,6 @@ def run_distill(packing: bool, lean: bool = False) -> dict[str, Any]:
     cfg = TrainConfig.model_validate(
         {
             **SETTINGS,
-            "student": STUDENT,
             "packing": packing,
             "save_steps": 1000,
             "eval_steps": 1000,
@@ -94,7 +93,7 @@ def run_distill(packing: bool, lean: bool = False) -> dict[str, Any]:
         }
     )
     with tempfile.TemporaryDirectory() as tmp:
-        m = train_adapter(cfg, conversations(), Path(tmp))
+        m = train_adapter(STUDENT, cfg, conversations(), Path(tmp))
     return {
         "tokens_per_second": m["tokens_per_second"],
         "train_seconds": m["seconds"],

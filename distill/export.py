@@ -79,7 +79,7 @@ def merge(recipe: Recipe, folder: RunFolder) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter = _adapter(folder)
-    base_path = resolve_causal_lm(recipe.train.student).path
+    base_path = resolve_causal_lm(recipe.student).path
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     tok = AutoTokenizer.from_pretrained(str(adapter))
@@ -197,7 +197,7 @@ def gguf(recipe: Recipe, folder: RunFolder, outtype: str, adapter_only: bool) ->
     digest = current_adapter_id(folder)
     if adapter_only:
         adapter = _adapter(folder)
-        base = resolve_causal_lm(recipe.train.student).path
+        base = resolve_causal_lm(recipe.student).path
         out = export / f"{recipe.name}-lora-{outtype}.gguf"
         made = _convert(
             "convert_lora_to_gguf.py", [str(adapter), "--base", base, "--outtype", outtype], out
@@ -216,8 +216,8 @@ def gguf(recipe: Recipe, folder: RunFolder, outtype: str, adapter_only: bool) ->
 def usage(recipe: Recipe, folder: RunFolder) -> str:
     """How to load the adapter with PEFT and serve it with vLLM or llama.cpp."""
     adapter = folder.adapter_dir
-    base = resolve_causal_lm(recipe.train.student)
-    base_id = base.hub_id or recipe.train.student
+    base = resolve_causal_lm(recipe.student)
+    base_id = base.hub_id or recipe.student
     rank = recipe.train.lora_r
     return f"""Load with PEFT:
 

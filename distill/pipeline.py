@@ -1,9 +1,10 @@
 """`distill run`: call the stages in order, skipping those whose inputs are unchanged.
 
 A stage's fingerprint hashes its own config section, the output hashes of the
-stages it reads, and any extra inputs (corpus file hashes, prompt template text,
-model ids). A stage reruns when its fingerprint changes or when forced; a rerun
-that reproduces the same outputs leaves later stages skipped.
+stages it reads, and any extra inputs (the recipe's top-level settings it reads:
+teacher, student, split, retrieval; corpus file hashes, prompt template text, model
+ids). A stage reruns when its fingerprint changes or when forced; a rerun that
+reproduces the same outputs leaves later stages skipped.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def default_stages() -> dict[str, Stage]:
             ingest.run,
             lambda r: {
                 "files": ingest.input_files(r),
-                "tokenizer": r.ingest.tokenizer or r.train.student,
+                "tokenizer": r.ingest.tokenizer or r.student,
             },
         ),
         "generate": Stage(
@@ -82,8 +83,9 @@ def default_stages() -> dict[str, Stage]:
             lambda r: {
                 "templates": _templates(r),
                 "retrieval": r.retrieval.model_dump(),
+                "teacher": r.teacher.model_dump(mode="json"),
                 # The split is chosen before generation (distill.split).
-                "split": {"eval_fraction": r.curate.eval_fraction, "seed": r.curate.seed},
+                "split": r.split.documents(),
             },
         ),
         "curate": Stage(
@@ -92,7 +94,8 @@ def default_stages() -> dict[str, Stage]:
             curate.run,
             lambda r: {
                 # What curate reads from other stages' settings, and its judge's template.
-                "student": r.train.student,
+                "student": r.student,
+                "split": r.split.model_dump(),
                 "max_seq_length": r.train.max_seq_length,
                 "embedding_model": r.ingest.embedding_model,
                 "judge_template": _template_sha(r, r.curate.judge_template)
@@ -109,11 +112,11 @@ def default_stages() -> dict[str, Stage]:
             ("ingest", "curate", "train"),
             evaluate.run,
             lambda r: {
-                "teacher": r.generate.teacher,
-                "teacher_options": r.generate.teacher_options,
+                "teacher": r.teacher.model,
+                "teacher_options": r.teacher.options,
                 "templates": _templates(r),
                 "judge_templates": _eval_templates(r),
-                "student": r.train.student,
+                "student": r.student,
                 "retrieval": r.retrieval.model_dump(),
             },
         ),
@@ -127,14 +130,19 @@ def default_stages() -> dict[str, Stage]:
 
 
 def _train_extra(r: Recipe) -> dict[str, Any]:
-    """DPO's pairs depend on who grades them, and with which rubric."""
+    """The student; DPO's pairs depend on who grades them, and with which rubric."""
     if not r.train.method.endswith("dpo"):
-        return {}
+        return {"student": r.student}
     from distill.train.preferences import judge_spec
 
     spec, options = judge_spec(r)
     rubric = _template_sha(r, r.train.preferences.grade_template)
-    return {"pairs_judge": spec, "pairs_judge_options": options, "rubric": rubric}
+    return {
+        "student": r.student,
+        "pairs_judge": spec,
+        "pairs_judge_options": options,
+        "rubric": rubric,
+    }
 
 
 def fingerprint(stage: Stage, recipe: Recipe, folder: RunFolder, extra: dict[str, Any]) -> str:
@@ -188,8 +196,8 @@ def run_pipeline(
         "recipe_dir": str(recipe.base_dir),
         "versions": package_versions(),
         "models": {
-            "teacher": recipe.generate.teacher,
-            "student": recipe.train.student,
+            "teacher": recipe.teacher.model,
+            "student": recipe.student,
             "embedding_model": recipe.ingest.embedding_model,
         },
     }

@@ -129,18 +129,17 @@ def review_problems(recipe: Recipe, network: bool) -> list[str]:
 
 def gkd_teacher_problems(recipe: Recipe) -> list[str]:
     """A GKD teacher loaded here must be here; a served one needs its key's variable."""
-    from distill.train.served import is_served
-
     g = recipe.train.gkd
-    assert g.teacher is not None
-    if not is_served(g.teacher):
+    if g.served_teacher is None:
+        assert g.teacher is not None
         why = model_problem(g.teacher, "train.gkd.teacher")
         return [why] if why else []
-    env = g.teacher_options.api_key_env if g.teacher_options else None
+    served = g.served_teacher
+    env = served.options.api_key_env
     if env and not os.environ.get(env):
         return [
-            f"train.gkd.teacher '{g.teacher}' needs an API key in ${env}; set it (any "
-            "non-empty value for a local server that checks none)"
+            f"train.gkd.served_teacher '{served.model}' needs an API key in ${env}; set it "
+            "(any non-empty value for a local server that checks none)"
         ]
     return []
 
@@ -153,6 +152,7 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
     run = set(stages or STAGES)
     out: list[str] = []
     g, c, e, t = recipe.generate, recipe.curate, recipe.eval, recipe.train
+    teacher = recipe.teacher
 
     def template(ref: str, where: str) -> None:
         try:
@@ -172,19 +172,19 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
                 discover(recipe.ingest, recipe.base_dir)
             except UserError as err:
                 out.append(str(err))
-        tok = recipe.ingest.tokenizer or t.student
-        why = model_problem(tok, "ingest.tokenizer" if recipe.ingest.tokenizer else "train.student")
+        tok = recipe.ingest.tokenizer or recipe.student
+        why = model_problem(tok, "ingest.tokenizer" if recipe.ingest.tokenizer else "student")
         if why:
             out.append(why)
     if "generate" in run:
-        out += spec_problems(g.teacher, g.teacher_options, "generate.teacher")
+        out += spec_problems(teacher.model, teacher.options, "teacher")
         if g.eval_key is not None:
             template(g.eval_key.template, "generate.eval_key.template")
             if g.eval_key.teacher:
                 opts = g.eval_key.teacher_options
                 out += spec_problems(
                     g.eval_key.teacher,
-                    opts if opts is not None else g.teacher_options,
+                    opts if opts is not None else teacher.options,
                     "generate.eval_key.teacher",
                 )
         for field in ("question_template", "instruction_template", "multi_hop_template"):
@@ -199,7 +199,7 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
     if "review" in run:
         out += review_problems(recipe, network)
     if run & {"train", "eval"}:
-        why = model_problem(t.student, "train.student")
+        why = model_problem(recipe.student, "student")
         if why:
             out.append(why)
     if "train" in run and t.method in ("dpo", "sft_then_dpo"):
@@ -209,7 +209,7 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
         where = "train.preferences.judge" if t.preferences.judge else "the DPO pair judge"
         out += spec_problems(spec, opts, where)
         template(t.preferences.grade_template, "train.preferences.grade_template")
-    if "train" in run and t.method in ("gkd", "sft_then_gkd") and t.gkd.teacher:
+    if "train" in run and t.method in ("gkd", "sft_then_gkd"):
         out += gkd_teacher_problems(recipe)
     if "train" in run and t.backend == "unsloth":
         import torch
@@ -224,7 +224,7 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
         if e.judge:  # with its own settings, not the teacher's (recipe.judge_of)
             out += spec_problems(*recipe.judge_of(e.judge, e.judge_options), "eval.judge")
         if (not e.judge or "teacher" in e.systems) and "generate" not in run:
-            out += spec_problems(g.teacher, g.teacher_options, "generate.teacher (eval)")
+            out += spec_problems(teacher.model, teacher.options, "teacher (eval)")
         for field in ("base_model", "ft_model"):
             spec = getattr(e, field)
             if spec:
@@ -248,9 +248,9 @@ def context_warnings(recipe: Recipe) -> list[str]:
     failure row, so it is worth knowing before paying for the rest."""
     from distill.teachers import parse_spec
 
-    g = recipe.generate
+    g, teacher = recipe.generate, recipe.teacher
     try:
-        backend, _, opts = parse_spec(g.teacher, g.teacher_options)
+        backend, _, opts = parse_spec(teacher.model, teacher.options)
     except UserError:
         return []  # problems() says what is wrong with it
     n_ctx = getattr(opts, "n_ctx", None)
@@ -263,9 +263,9 @@ def context_warnings(recipe: Recipe) -> list[str]:
     if need <= n_ctx:
         return []
     return [
-        f"generate.teacher: a prompt of {contexts} chunks of {recipe.ingest.chunk_tokens} "
+        f"teacher: a prompt of {contexts} chunks of {recipe.ingest.chunk_tokens} "
         f"tokens may need ~{need} tokens, more than its context (n_ctx {n_ctx}); those "
-        "requests would fail: raise generate.teacher_options.n_ctx or lower "
+        "requests would fail: raise teacher.options.n_ctx or lower "
         "ingest.chunk_tokens"
     ]
 

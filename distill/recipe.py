@@ -1,7 +1,9 @@
-"""Typed recipe: one pydantic model per stage, composed into `Recipe`.
+"""Typed recipe: one pydantic model per stage, composed into `Recipe`, with the settings
+several stages read (`teacher`, `student`, `split`, `retrieval`) at its top level.
 
-YAML keys are exactly the field names; unknown keys are errors. `--set a.b=value`
-overrides a field (the value is parsed as YAML, so `--set train.epochs=1` is a number).
+YAML keys are exactly the field names; unknown keys are errors, and a key that moved
+(`MOVED`) fails with one line naming its new place. `--set a.b=value` overrides a field
+(the value is parsed as YAML, so `--set train.epochs=1` is a number).
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from distill.config import PriceConfig, RetrievalConfig, StrictModel
+from distill.config import (
+    DEFAULT_STUDENT,
+    LocalModel,
+    PriceConfig,
+    RetrievalConfig,
+    SplitConfig,
+    StrictModel,
+    TeacherConfig,
+)
 from distill.curate.config import CurateConfig
 from distill.errors import RecipeError
 from distill.evaluate.config import EvalConfig
@@ -31,6 +41,16 @@ class Recipe(StrictModel):
     )
     description: str = Field("", description="Free text, copied into the cards.")
     run_dir: str = Field("runs", description="Parent folder of run folders, relative to the cwd.")
+    teacher: TeacherConfig = Field(
+        default_factory=lambda: TeacherConfig(),
+        description="The teacher: 'provider:model', or {model, options, price}.",
+    )
+    student: LocalModel = Field(
+        DEFAULT_STUDENT,
+        description="The student model: local:MODEL or MODEL (hub id, local folder, .gguf "
+        "file or offline alias).",
+    )
+    split: SplitConfig = Field(default_factory=lambda: SplitConfig())
     ingest: IngestConfig
     retrieval: RetrievalConfig = Field(default_factory=lambda: RetrievalConfig())
     generate: GenerateConfig = Field(default_factory=lambda: GenerateConfig())
@@ -56,16 +76,120 @@ class Recipe(StrictModel):
         """A judge's spec and backend settings: `spec` (else the teacher), with `options`
         (else the teacher's when it is the teacher's model, else none). Eval's judge and
         DPO's pair judge follow this rule."""
-        g = self.generate
-        spec = spec or g.teacher
+        t = self.teacher
+        spec = spec or t.model
         if options is None:
-            options = g.teacher_options if spec == g.teacher else {}
+            options = t.options if spec == t.model else {}
         return spec, options
 
     def price_of(self, spec: str) -> PriceConfig | None:
-        """The recipe's price for a judge's `spec`: generate.price when it is the
+        """The recipe's price for a judge's `spec`: teacher.price when it is the
         teacher's model, else none (the factory then looks it up in the table)."""
-        return self.generate.price if spec == self.generate.teacher else None
+        return self.teacher.price if spec == self.teacher.model else None
+
+
+# Keys that moved, and where to: a recipe (or a --set) that still uses one fails with one
+# line naming the new place, rather than being read under the old name.
+MOVED = {
+    "train.student": "student",
+    "generate.teacher": "teacher",
+    "generate.teacher_options": "teacher.options",
+    "generate.price": "teacher.price",
+    "curate.eval_fraction": "split.eval_fraction",
+    "curate.min_eval_documents": "split.min_eval_documents",
+    "curate.seed": "split.seed",
+    "curate.seen_eval_fraction": "split.seen_eval_fraction",
+    "curate.exports": "review.exports",
+    "train.gkd.teacher_options": "train.gkd.served_teacher.options",
+}
+# A section given as one string stands for this mapping (`teacher: X` is {model: X}).
+SHORTHAND = {"teacher": "model"}
+
+
+def _get(data: Any, dotted: str) -> tuple[bool, Any]:
+    node = data
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False, None
+        node = node[key]
+    return True, node
+
+
+def _flow(value: Any) -> str:
+    """A value as one line of YAML."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip()
+
+
+def _snippet(dotted: str, value: Any) -> str:
+    """Where `dotted` goes and what to write there: `split: {seed: 2}` at the top of the
+    recipe, or `exports: [openai]` under review."""
+    parent, _, key = dotted.rpartition(".")
+    if parent in ("", "teacher", "split"):
+        head, _, inner = dotted.partition(".")
+        shown = _flow({inner: value}) if inner else _flow(value)
+        return f"`{head}: {shown}` at the top of the recipe"
+    return f"`{key}: {_flow(value)}` under {parent}"
+
+
+# The old keys that make one new block together, each with its key inside the block;
+# a recipe that uses several gets one line with the whole block.
+BLOCKS = {
+    "teacher": {
+        "generate.teacher": "model",
+        "generate.teacher_options": "options",
+        "generate.price": "price",
+    },
+    "train.gkd.served_teacher": {
+        "train.gkd.teacher": "model",
+        "train.gkd.teacher_options": "options",
+    },
+}
+
+
+def _is_served(old: str, value: Any) -> bool:
+    """A GKD teacher given as openai:MODEL was a served one (a local one stays put)."""
+    return old != "train.gkd.teacher" or (isinstance(value, str) and value.startswith("openai:"))
+
+
+def _moved_in_file(data: dict[str, Any]) -> list[str]:
+    """One line per moved key the recipe file still uses (one per block: `BLOCKS`)."""
+    out = []
+    for new, parts in BLOCKS.items():
+        given = {}
+        for old, inner in parts.items():
+            found, value = _get(data, old)
+            if found and _is_served(old, value):
+                given[old] = (inner, value)
+        if list(given) == ["generate.teacher"]:
+            model = given["generate.teacher"][1]
+            out.append(f"generate.teacher moved: write {_snippet(new, model)}")
+        elif given:
+            block: dict[str, Any] = {"model": "openai:MODEL" if "gkd" in new else "PROVIDER:MODEL"}
+            block |= {inner: value for inner, value in given.values()}
+            if "gkd" in new:
+                block.setdefault("options", {"base_url": "URL"})
+            named = [f"{old}: {v}" if i == "model" else old for old, (i, v) in given.items()]
+            out.append(f"{', '.join(named)} moved: write {_snippet(new, block)}")
+    for old, new in MOVED.items():
+        found, value = _get(data, old)
+        if found and not any(old in parts for parts in BLOCKS.values()):
+            out.append(f"{old} moved: write {_snippet(new, value)}")
+    return out
+
+
+def _moved_by_set(key: str, value: Any) -> str | None:
+    """The line for a --set of a moved key, or None."""
+    for old, new in MOVED.items():
+        if key == old or key.startswith(old + "."):
+            return f"--set {key} moved: write --set {new}{key[len(old) :]}={_flow(value)}"
+    if key == "train.gkd.teacher" and isinstance(value, str) and value.startswith("openai:"):
+        return (
+            f"--set train.gkd.teacher={value} is served: write --set "
+            f"train.gkd.served_teacher.model={value} (and its options, "
+            "train.gkd.served_teacher.options.base_url=URL)"
+        )
+    return None
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
@@ -75,6 +199,9 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any, source: str) -> Non
         child = node.get(key)
         if child is None:
             child = node[key] = {}
+        inner = SHORTHAND.get(".".join(keys[: i + 1]))
+        if inner and isinstance(child, str):
+            child = node[key] = {inner: child}
         if not isinstance(child, dict):
             raise RecipeError(
                 source, [f"--set {dotted}: '{'.'.join(keys[: i + 1])}' is not a section"]
@@ -116,6 +243,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         data = {}
     if not isinstance(data, dict):
         raise RecipeError(source, ["the top level must be a mapping of stage names to settings"])
+    moved: list[str] = []
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -130,7 +258,14 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
                     "quote it, e.g. --set 'eval.off_topic=[\"Is it free?\"]'"
                 ],
             ) from e
+        why = _moved_by_set(key.strip(), value)
+        if why:
+            moved.append(why)
+            continue
         _set_path(data, key.strip(), value, source)
+    moved = _moved_in_file(data) + moved
+    if moved:
+        raise RecipeError(source, moved)
     data.pop("base_dir", None)
     try:
         recipe = Recipe.model_validate(data)
@@ -148,6 +283,20 @@ def _nested_model(ann: Any) -> type[BaseModel] | None:
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
     return None
+
+
+def _kind(ann: Any) -> str:
+    """A field's type as the reference shows it: `LocalModel | None` is `str or None`."""
+    from typing import Annotated, Union, get_args, get_origin
+
+    origin = get_origin(ann)
+    if origin is Annotated:
+        return _kind(get_args(ann)[0])
+    if origin is Union and any(get_origin(a) is Annotated for a in get_args(ann)):
+        return " or ".join(_kind(a) for a in get_args(ann))
+    if ann is type(None):
+        return "None"
+    return ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
 
 
 def describe_fields() -> str:
@@ -175,9 +324,7 @@ def describe_fields() -> str:
             else:
                 value = field.get_default(call_default_factory=True)
                 default = f"`{json.dumps(value, default=str)}`"
-            ann = field.annotation
-            kind = ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
-            kind = kind.replace(" | ", " or ")
+            kind = _kind(field.annotation).replace(" | ", " or ")
             rows.append(f"| `{key}` | {kind} | {default} | {field.description or ''} |")
         if rows:
             head = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]

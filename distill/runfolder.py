@@ -133,7 +133,7 @@ class RunFolder:
 
     @property
     def exports_dir(self) -> Path:
-        """The curated rows in the formats `curate.exports` names (written by review)."""
+        """The curated rows in the formats `review.exports` names (written by review)."""
         return self.root / "review" / "exports"
 
     # train

@@ -69,13 +69,19 @@ TEMPLATE = """\
 name: {name}
 description: {description}
 
+# PROVIDER:MODEL of the teacher that writes the training data: openai:MODEL,
+# anthropic:MODEL, any OpenAI-compatible server ({{model: openai:MODEL, options:
+# {{base_url: URL}}}}), or local:MODEL (offline aliases, a .gguf or a folder).
+teacher: {teacher}
+student: {student}          # the model the adapter is trained for (runs here)
+split:
+  eval_fraction: {eval_fraction}        # of the documents, held out before generation
+  min_eval_documents: {min_eval}     # at least this many held out, whatever the hashes say
+  seen_eval_fraction: 0.15  # training-document questions held out (knowledge absorbed)
+
 ingest:
 {ingest}
 generate:
-  # PROVIDER:MODEL of the teacher that writes the training data: openai:MODEL,
-  # anthropic:MODEL, any OpenAI-compatible server (openai:MODEL with
-  # teacher_options.base_url), or local:MODEL (offline aliases, a .gguf or a folder).
-  teacher: {teacher}
   # Plain questions, RAFT (the answer among distractors, or absent: then the target
   # says so), requests over a page, and two-turn conversations.
   tasks: {{qa: 0.4, raft: 0.4, instructions: 0.1, multi_turn: 0.1}}
@@ -84,16 +90,10 @@ generate:
   max_chunks: {max_chunks}          # null: every chunk; else a seeded sample
   max_cost_usd: {max_cost}          # generation stops before spending more (null: no cap)
 
-curate:
-  eval_fraction: {eval_fraction}        # of the documents, held out before generation
-  min_eval_documents: {min_eval}     # at least this many held out, whatever the hashes say
-  seen_eval_fraction: 0.15  # training-document questions held out (knowledge absorbed)
-
 review:
   mode: auto                # argilla: a spot-check for people gates training
 
 train:
-  student: {student}
   epochs: {epochs}
   packing: true
   max_seq_length: 1024

@@ -4,7 +4,7 @@ Each document gets a seeded uniform number u(seed, doc_id) in [0, 1) from a hash
 it is an eval document when u < eval_fraction. A document's side depends on its id
 and the seed alone, so adding or removing other documents never moves it. With
 two or more documents each side keeps at least one (the lowest u goes to eval if
-none fell there, the highest u to train if all did), and `curate.min_eval_documents`
+none fell there, the highest u to train if all did), and `split.min_eval_documents`
 raises the first floor: when fewer documents fall under the fraction, the next ones by
 u are held out too (on a small corpus that depends on which other documents exist).
 
@@ -100,7 +100,7 @@ class Split:
     def to_json(self, eval_fraction: float, seed: int) -> dict[str, Any]:
         return {
             "method": "per document: sha256(seed:doc_id) as u in [0,1); eval when u < fraction "
-            "(or among the lowest u, up to curate.min_eval_documents)",
+            "(or among the lowest u, up to split.min_eval_documents)",
             "eval_fraction": eval_fraction,
             "seed": seed,
             "eval_docs": sorted(self.eval_docs),

@@ -218,7 +218,7 @@ def ingested(small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     recipe = write_recipe(
         tmp_path,
         "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
-        "generate:\n  teacher: 'fake:'\n  neighbours: 1\n",
+        "teacher: 'fake:'\ngenerate:\n  neighbours: 1\n",
     )
     run_pipeline(load_recipe(recipe), until="curate")
     return tmp_path / "runs" / "small"

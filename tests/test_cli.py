@@ -68,7 +68,7 @@ def test_generated_docs_match_the_code(monkeypatch: pytest.MonkeyPatch, tmp_path
 
     text = sync.RECIPES.read_text(encoding="utf-8")
     assert sync.synced(text) == text, "docs/recipes.md's key reference is stale: run `make docs`"
-    for key in ("chunk_overlap", "teacher_options", "max_repetition", "precision", "systems"):
+    for key in ("chunk_overlap", "teacher_options", "max_repetition", "eval_fraction", "systems"):
         assert f"| `{key}` |" in text
 
     readme = sync.README.read_text(encoding="utf-8")

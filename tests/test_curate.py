@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from distill.config import SplitConfig
 from distill.curate.checks import repetition
 from distill.curate.config import CurateConfig
 from distill.curate.funnel import curate, source_docs
@@ -14,7 +15,8 @@ from distill.review.exports import write_exports
 from distill.split import Split, split_documents
 
 SYSTEM = {"role": "system", "content": "You are a helpful support assistant."}
-NO_DEDUP = {"near_dup_questions": None, "near_dup_samples": None, "seen_eval_fraction": 0.0}
+NO_DEDUP = {"near_dup_questions": None, "near_dup_samples": None}
+NO_SEEN = SplitConfig(seen_eval_fraction=0.0)  # no seen-documents set
 
 
 def sample(
@@ -48,10 +50,10 @@ def sample(
     }
 
 
-def by_document(samples: list[dict[str, Any]], cfg: CurateConfig) -> Split:
+def by_document(samples: list[dict[str, Any]], held: SplitConfig = NO_SEEN) -> Split:
     """The split generate would have chosen over these samples' documents."""
     docs = {d for s in samples for d in source_docs(s)}
-    return Split.choose(docs, cfg.eval_fraction, cfg.seed, cfg.min_eval_documents)
+    return Split.choose(docs, held.eval_fraction, held.seed, held.min_eval_documents)
 
 
 def words(text: str) -> int:
@@ -105,8 +107,9 @@ def test_checks_reject_with_reasons_and_split_by_source_document() -> None:
         ),
         {**sample(0, "doc0"), "sample_id": "dup"},  # same text as s0
     ]
-    cfg = CurateConfig(min_question_chars=10, max_answer_tokens=20, eval_fraction=0.4, **NO_DEDUP)
-    out = curate(samples, cfg, words, split=by_document(samples, cfg))
+    cfg = CurateConfig(min_question_chars=10, max_answer_tokens=20, **NO_DEDUP)
+    held = SplitConfig(eval_fraction=0.4, seen_eval_fraction=0)
+    out = curate(samples, cfg, words, split=by_document(samples, held), split_cfg=held)
     reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
     assert reasons == {
         "s100": "unparseable: empty request or answer",
@@ -145,7 +148,7 @@ def test_refusal_targets_pass_and_citations_can_be_required() -> None:
     cited = sample(2, "d1", q="How much is Team?", a="Team costs $29 [1].", context="Team: $29.")
     bare = sample(3, "d2", q="How much is Starter?", a="Starter costs $12.", context="$12")
     rows, cfg = [refusal, cited, bare], CurateConfig(require_citations=True, **NO_DEDUP)
-    out = curate(rows, cfg, words, split=by_document(rows, cfg))
+    out = curate(rows, cfg, words, split=by_document(rows), split_cfg=NO_SEEN)
     assert [r["sample_id"] for r in out.rejected] == ["s3"]
     assert out.rejected[0]["reject_reason"] == "cites no document"
 
@@ -167,7 +170,7 @@ def test_near_duplicates_caught_and_distinct_samples_kept() -> None:
         samples.append(sample(10 + 2 * n, f"e{n}", q=a, a=f"First {n}."))
         samples.append(sample(11 + 2 * n, f"f{n}", q=b, a=f"Second {n}."))
     cfg = CurateConfig(decontam_ngram=0)
-    out = curate(samples, cfg, words, split=by_document(samples, cfg))
+    out = curate(samples, cfg, words, split=by_document(samples, SplitConfig()))
     gone = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
     assert set(gone) == {"s10", "s11", "s13", "s15"}  # s10 repeats distinct[0] (s0)
     assert gone["s11"].startswith("near-duplicate question of s0")
@@ -177,16 +180,17 @@ def test_near_duplicates_caught_and_distinct_samples_kept() -> None:
     again = [sample(1, "d1", q="Where are invoices?", a=text.format("two years"))]
     again.append(sample(2, "d2", q="Where are invoices?", a=text.format("2 years")))
     cfg = CurateConfig(near_dup_questions=None)
-    out = curate(again, cfg, words, split=by_document(again, cfg))
+    out = curate(again, cfg, words, split=by_document(again, SplitConfig()))
     assert [r["reject_reason"] for r in out.rejected] == ["near-duplicate sample of s1"]
 
 
 def test_sources_straddling_the_split_are_dropped() -> None:
     samples = [sample(i, f"doc{i}") for i in range(6)]
     hop = sample(9, "doc0", q="How do plans and trials combine?", source_doc_ids=["doc0", "doc1"])
-    cfg = CurateConfig(eval_fraction=0.5, seed=3, **NO_DEDUP)
+    cfg, split_cfg = CurateConfig(**NO_DEDUP), SplitConfig(eval_fraction=0.5, seed=3)
     held = split_documents([f"doc{i}" for i in range(6)], 0.5, 3)
-    out = curate([*samples, hop], cfg, words, split=by_document([*samples, hop], cfg))
+    split = by_document([*samples, hop], split_cfg)
+    out = curate([*samples, hop], cfg, words, split=split, split_cfg=NO_SEEN)
     straddles = ("doc0" in held) != ("doc1" in held)
     dropped = [r["sample_id"] for r in out.rejected]
     assert ("s9" in dropped) == straddles
@@ -203,8 +207,8 @@ def test_decontamination_removes_a_planted_overlap() -> None:
     samples.append(sample(20, eval_doc, q="How are refunds paid?", a=f"Well, {shared}."))
     samples.append(sample(21, train_doc, q="When do refunds arrive?", a=f"So {shared}!"))
     samples.append(sample(22, train_doc, q="Who pays refunds?", a="The finance team [1]."))
-    cfg = CurateConfig(eval_fraction=0.25, **NO_DEDUP)
-    out = curate(samples, cfg, words, split=by_document(samples, cfg))
+    cfg, split_cfg = CurateConfig(**NO_DEDUP), SplitConfig(eval_fraction=0.25)
+    out = curate(samples, cfg, words, split=by_document(samples, split_cfg), split_cfg=NO_SEEN)
     reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
     assert reasons == {"s21": "shares a 13-word sequence with an eval sample"}
     assert dict(out.funnel)["decontamination"] == 1
@@ -223,7 +227,7 @@ def test_a_failed_judge_call_is_not_a_pass() -> None:
         ]
 
     cfg = CurateConfig(**NO_DEDUP)
-    out = curate(samples, cfg, words, judge=judge, split=by_document(samples, cfg))
+    out = curate(samples, cfg, words, judge=judge, split=by_document(samples), split_cfg=NO_SEEN)
     reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
     assert reasons == {
         "s1": "judge failed: HTTP 500",
@@ -243,7 +247,7 @@ def test_support_score_reads_the_cited_documents() -> None:
     assert support_score({**wrong, "cited_chunk_ids": ["d1#1"]}, chunks) == 0.5
     assert support_score({**good, "expects_refusal": True}, chunks) is None
     rows, cfg = [good, wrong], CurateConfig(min_support=0.8, **NO_DEDUP)
-    out = curate(rows, cfg, words, chunks, split=by_document(rows, cfg))
+    out = curate(rows, cfg, words, chunks, split=by_document(rows), split_cfg=NO_SEEN)
     assert [r["sample_id"] for r in out.rejected] == ["s2"]
 
 
@@ -284,7 +288,7 @@ def test_refusal_rows_beyond_the_planned_share_are_dropped() -> None:
     ]
     split = Split([], [f"doc{i}" for i in range(4)] + ["other"])
     cfg = CurateConfig(**NO_DEDUP, decontam_ngram=0, max_refusal_share=0.2)
-    out = curate(rows, cfg, words, split=split)
+    out = curate(rows, cfg, words, split=split, split_cfg=NO_SEEN)
     kept = [s for s in out.train if s["expects_refusal"]]
     # At most 20% of what stays: 12 answerable rows leave room for 3 refusals.
     assert len(out.train) == 15 and len(kept) == 3
@@ -292,11 +296,11 @@ def test_refusal_rows_beyond_the_planned_share_are_dropped() -> None:
     gone = [r for r in out.rejected if r["reject_reason"].startswith("refusal rows over 20%")]
     assert len(gone) == 6 and all(r["expects_refusal"] for r in gone)
     # The choice is seeded, and no cap (None or 1) keeps them all.
-    again = curate(rows, cfg, words, split=split)
+    again = curate(rows, cfg, words, split=split, split_cfg=NO_SEEN)
     assert [s["sample_id"] for s in again.train] == [s["sample_id"] for s in out.train]
     for share in (None, 1.0):
         uncapped = cfg.model_copy(update={"max_refusal_share": share})
-        assert len(curate(rows, uncapped, words, split=split).train) == 21
+        assert len(curate(rows, uncapped, words, split=split, split_cfg=NO_SEEN).train) == 21
     # The report says how many refusal targets train, against the plan.
     from distill.curate.report import report_text
 
@@ -334,7 +338,8 @@ def test_samples_too_long_to_train_on_are_dropped() -> None:
         [short, long],
         cfg,
         words,
-        split=by_document([short, long], cfg),
+        split=by_document([short, long]),
+        split_cfg=NO_SEEN,
         sample_tokens=lambda s: sum(words(m["content"]) for m in s["messages"]),
         max_sample_tokens=20,
     )
@@ -354,7 +359,9 @@ def test_a_training_sample_carrying_a_held_out_chunk_is_dropped() -> None:
     clean = sample(1, "doc1")
     leaky = sample(2, "doc2", doc_ids=["doc2", "doc9"], chunk_ids=["doc2#1", "doc9#1"])
     held = sample(3, "doc9", doc_ids=["doc9"], chunk_ids=["doc9#1", "doc9#2"])
-    out = curate([clean, leaky, held], CurateConfig(**NO_DEDUP), words, split=split)
+    out = curate(
+        [clean, leaky, held], CurateConfig(**NO_DEDUP), words, split=split, split_cfg=NO_SEEN
+    )
     assert [s["sample_id"] for s in out.train] == ["s1"]
     assert [s["sample_id"] for s in out.eval] == ["s3"]
     assert {r["sample_id"]: r["reject_reason"] for r in out.rejected} == {
@@ -365,8 +372,9 @@ def test_a_training_sample_carrying_a_held_out_chunk_is_dropped() -> None:
 def test_seen_documents_set_is_held_out_and_decontaminated_against_training() -> None:
     split = Split(["doc0"], [f"doc{i}" for i in range(1, 40)] + ["other"])
     rows = [sample(i, f"doc{i % 40}", q=f"Which setting controls feature {i}?") for i in range(200)]
-    cfg = CurateConfig(seen_eval_fraction=0.2, decontam_similarity=None, near_dup_questions=None)
-    out = curate(rows, cfg, words, split=split)
+    cfg = CurateConfig(decontam_similarity=None, near_dup_questions=None)
+    seen_share = SplitConfig(seen_eval_fraction=0.2)
+    out = curate(rows, cfg, words, split=split, split_cfg=seen_share)
     seen = {s["sample_id"] for s in out.eval_seen}
     train = {s["sample_id"] for s in out.train}
     assert 20 < len(seen) < 60 and not seen & train  # binomial around 0.2 * 195
@@ -376,7 +384,7 @@ def test_seen_documents_set_is_held_out_and_decontaminated_against_training() ->
     twin = next(iter(seen))
     twin_q = next(s["question"] for s in out.eval_seen if s["sample_id"] == twin)
     again = rows + [sample(999, "doc5", q=twin_q.upper(), a="Another answer entirely.")]
-    out2 = curate(again, cfg, words, split=split)
+    out2 = curate(again, cfg, words, split=split, split_cfg=seen_share)
     reasons = {r["sample_id"]: r["reject_reason"] for r in out2.rejected}
     assert "s999" in {s["sample_id"] for s in out2.train}
     assert reasons[twin] == "seen set: the same question is in the training set"
@@ -399,6 +407,7 @@ def test_a_paraphrased_eval_request_is_caught_by_embedding_similarity() -> None:
         cfg,
         words,
         split=split,
+        split_cfg=NO_SEEN,
         embed=lambda texts: embed(texts, "all-minilm-l6-v2"),
     )
     reasons = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
@@ -419,7 +428,7 @@ def test_the_report_accounts_for_every_document() -> None:
         sample(4, "b", q="What is item four?", source_chunk_ids=["b#0"]),
     ]
     cfg = CurateConfig(**NO_DEDUP)
-    out = curate(samples, cfg, words, split=by_document(samples, cfg))
+    out = curate(samples, cfg, words, split=by_document(samples), split_cfg=NO_SEEN)
     rows = {line.split(" | ")[0].strip("| "): line for line in coverage(chunk_docs, samples, out)}
     # a: 3 chunks, 2 of them a source, 3 samples, 1 kept, 2 dropped and why; c: nothing.
     assert rows["a"] == "| a | 3 | 2 | 3 | 1 | 2 | answer is nothing but citation markers (2) |"
@@ -447,7 +456,7 @@ def test_quote_style_answers_must_quote_their_context_word_for_word() -> None:
     no_answer = sample(3, "d1", q="How many links can I request?", a=quote, context=ctx)
     bare = sample(4, "d1", q="How many reset links an hour?", a=quote + "Answer: [1]", context=ctx)
     rows, cfg = [good, made_up, no_answer, bare], CurateConfig(**NO_DEDUP)
-    out = curate(rows, cfg, words, split=by_document(rows, cfg))
+    out = curate(rows, cfg, words, split=by_document(rows), split_cfg=NO_SEEN)
     assert {r["sample_id"]: r["reject_reason"] for r in out.rejected} == {
         "s2": "quote is not a verbatim span of its context",
         "s3": "quotes but gives no answer",

@@ -45,6 +45,9 @@ def pairs() -> list[Preference]:
     ]
 
 
+STUDENT = "smollm2-135m-instruct"
+
+
 def cfg() -> TrainConfig:
     """test_train's settings, DPO's pass at a learning rate that moves in 4 steps."""
     from tests.test_train import cfg as sft_cfg
@@ -94,7 +97,7 @@ def test_dpo_moves_the_preference_margin(tmp_path: Path) -> None:
     from distill.train.data import stop_ids
     from distill.train.dpo import encode_pairs, train_dpo
 
-    m = train_dpo(cfg(), pairs(), tmp_path / "dpo")
+    m = train_dpo(STUDENT, cfg(), pairs(), tmp_path / "dpo")
     assert m["steps"] == 4 and m["pairs"] == 4 and m["start"] == "base student"
     assert m["first_margin"] == 0.0  # the policy starts as its reference
     assert m["last_margin"] > 0 and m["peak_memory_mb"] > 100
@@ -110,7 +113,8 @@ def test_dpo_moves_the_preference_margin(tmp_path: Path) -> None:
 
     # From an adapter (sft_then_dpo's start): the reference is that adapter, frozen.
     tuned.unload()
-    m2 = train_dpo(cfg(), pairs(), tmp_path / "again", start_adapter=tmp_path / "dpo" / "adapter")
+    start = tmp_path / "dpo" / "adapter"
+    m2 = train_dpo(STUDENT, cfg(), pairs(), tmp_path / "again", start_adapter=start)
     assert m2["start"] == "sft adapter" and m2["first_margin"] == 0.0 and m2["last_margin"] > 0
     base, _ = load_causal_lm("smollm2-135m-instruct")
     again = PeftModel.from_pretrained(base, str(tmp_path / "again" / "adapter"))

@@ -18,12 +18,12 @@ pytestmark = pytest.mark.slow
 
 SCALED_DOWN = [
     # SmolLM2 teaches (fast, through llama.cpp); the quickstart's own judge grades.
-    "generate.teacher=local:smollm2-135m-instruct",
+    "teacher=local:smollm2-135m-instruct",
     "generate.max_chunks=16",
-    "curate.eval_fraction=0.5",
+    "split.eval_fraction=0.5",
     "train.max_steps=3",
     "train.batch_size=4",
-    "curate.seen_eval_fraction=0.15",  # the generated seen-documents set stays covered
+    "split.seen_eval_fraction=0.15",  # the generated seen-documents set stays covered
     "eval.max_questions=3",
     "eval.systems=[teacher, base, base+rag, ft+rag]",
     "eval.generated=true",
@@ -539,7 +539,7 @@ def test_two_processes_train_one_adapter_on_the_same_curve(
 def test_gkd_against_a_served_teacher_from_the_cli(
     quickstart: tuple[Path, str], tmp_path: Path
 ) -> None:
-    """`train.method: gkd` with `train.gkd.teacher: openai:smollm2`: llama-cpp-python's
+    """`train.method: gkd` with `train.gkd.served_teacher` openai:smollm2: llama-cpp-python's
     real server on the SmolLM2 GGUF (the student's own tokenizer), through `distill
     train`; the metrics and the report say what ran, and the key never reaches the run
     folder."""
@@ -554,10 +554,10 @@ def test_gkd_against_a_served_teacher_from_the_cli(
     with llama_server(smollm2_gguf(), tmp_path) as url:
         served = [
             "train.method=gkd",
-            "train.gkd.teacher=openai:smollm2",
-            f"train.gkd.teacher_options.base_url={url}",
-            "train.gkd.teacher_options.api_key_env=DISTILL_E2E_KEY",
-            "train.gkd.teacher_options.top_k=10",
+            "train.gkd.served_teacher.model=openai:smollm2",
+            f"train.gkd.served_teacher.options.base_url={url}",
+            "train.gkd.served_teacher.options.api_key_env=DISTILL_E2E_KEY",
+            "train.gkd.served_teacher.options.top_k=10",
             "train.gkd.max_steps=2",
             "train.gkd.max_new_tokens=32",
         ]

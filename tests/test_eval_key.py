@@ -78,7 +78,7 @@ def test_generate_writes_a_key_that_eval_asks(ingested: Path, tmp_path: Path) ->
     path = write_recipe(
         tmp_path,
         "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
-        "generate:\n  teacher: 'fake:'\n  neighbours: 1\n"
+        "teacher: 'fake:'\ngenerate:\n  neighbours: 1\n"
         "  eval_key: {deployment_chunks: 1}\n"
         "eval:\n  generated: false\n",
     )
@@ -135,7 +135,7 @@ def test_the_key_can_have_its_own_teacher(
     path = write_recipe(
         tmp_path,
         "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
-        "generate:\n  teacher: 'fake:'\n  neighbours: 1\n"
+        "teacher: 'fake:'\ngenerate:\n  neighbours: 1\n"
         "  eval_key: {deployment_chunks: 1, teacher: 'fake:key-writer'}\n"
         "eval:\n  generated: false\n",
     )

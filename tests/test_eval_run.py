@@ -114,7 +114,7 @@ def test_eval_with_scripted_systems_and_judge(
         path = write_recipe(
             tmp_path,
             "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
-            f"generate:\n  teacher: openai:gpt-4o-mini\n  teacher_options: {opts}\n"
+            f"teacher: {{model: 'openai:gpt-4o-mini', options: {opts}}}\n"
             "eval:\n  systems: [teacher, base, ft+rag]\n  unanswerable: 1\n"
             "  grade_template: eval_grade@v2\n"
             "  off_topic: ['What is the capital of Peru?']\n"
@@ -286,7 +286,7 @@ def test_eval_with_an_answer_key_decides_without_a_judge(
         path = write_recipe(
             tmp_path,
             "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
-            f"generate:\n  teacher: openai:gpt-4o-mini\n  teacher_options: {opts}\n"
+            f"teacher: {{model: 'openai:gpt-4o-mini', options: {opts}}}\n"
             "eval:\n  systems: [base+rag, ft+rag]\n  answer_key: key.jsonl\n"
             "  generated: false\n  judge_items: 4\n  seen_set: false\n  unanswerable: 2\n"
             "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"

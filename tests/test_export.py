@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import write_recipe
-from tests.test_train import cfg, rows
+from tests.test_train import STUDENT, cfg, rows
 
 pytestmark = pytest.mark.slow
 
@@ -32,10 +32,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     recipe = write_recipe(
         cwd,
         f"name: exp\nrun_dir: {cwd / 'runs'}\ningest:\n  paths: [docs]\n"
-        "train:\n  student: smollm2-135m-instruct\n  lora_r: 16\n",
+        "student: smollm2-135m-instruct\ntrain:\n  lora_r: 16\n",
     )
     run = RunFolder(load_recipe(recipe).run_path)
-    train_adapter(cfg(max_steps=4), rows(), run.stage_dir("train"))
+    train_adapter(STUDENT, cfg(max_steps=4), rows(), run.stage_dir("train"))
     run.update_stage("train", status="done")
     return {"cwd": cwd, "recipe": recipe, "run": run.root}
 

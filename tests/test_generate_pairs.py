@@ -79,7 +79,7 @@ def test_pairs_through_generate_resume_and_keep_the_split(
     path = write_recipe(
         tmp_path,
         "name: pairs\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
-        "generate:\n  teacher: 'fake:'\n  neighbours: 1\n  samples_per_chunk: 2\n"
+        "teacher: 'fake:'\ngenerate:\n  neighbours: 1\n  samples_per_chunk: 2\n"
         "  pairs_per_request: 3\n  tasks: {qa: 0.5, raft: 0.5}\n",
         name="pairs.yaml",
     )

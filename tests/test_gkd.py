@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_train import cfg, rows
+from tests.test_train import STUDENT, cfg, rows
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def merged_teacher(out: Path) -> Path:
     from distill.models import load_causal_lm
     from distill.train.sft import train_adapter
 
-    train_adapter(cfg(), rows(), out / "sft")
+    train_adapter(STUDENT, cfg(), rows(), out / "sft")
     base, tok = load_causal_lm("smollm2-135m-instruct")
     merged = PeftModel.from_pretrained(base, str(out / "sft" / "adapter")).merge_and_unload()
     merged.save_pretrained(out / "model")
@@ -93,7 +93,11 @@ def test_gkd_moves_the_student_toward_the_teacher(teacher: Path, tmp_path: Path)
         "max_new_tokens": 24,
     }
     m = train_gkd(
-        cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=held_out_rows()
+        STUDENT,
+        cfg(method="gkd", batch_size=2, gkd=gkd),
+        rows(8),
+        tmp_path,
+        eval_rows=held_out_rows(),
     )
     assert m["eval_examples"] == 4 and m["eval_loss_after"] < m["eval_loss_before"], m
     assert m["steps"] == 4 and m["start"] == "base student" and m["teacher"] == str(teacher)
@@ -125,7 +129,11 @@ def test_gold_distills_from_a_teacher_with_another_tokenizer(tmp_path: Path) -> 
         "max_new_tokens": 24,
     }
     m = train_gkd(
-        cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=held_out_rows()
+        STUDENT,
+        cfg(method="gkd", batch_size=2, gkd=gkd),
+        rows(8),
+        tmp_path,
+        eval_rows=held_out_rows(),
     )
     assert m["trainer"].startswith("GOLD") and m["steps"] == 4
     logged = [h for h in m["log_history"] if "loss" in h]

@@ -125,7 +125,7 @@ def test_no_file_stops_ingest_and_each_skip_says_why(
     recipe_path.write_text(
         "name: hostile\nrun_dir: runs\n"
         "ingest: {paths: [docs], max_file_mb: 2, embedding_model: all-minilm-l6-v2}\n"
-        "generate: {teacher: 'fake:'}\n"
+        "teacher: 'fake:'\n"
     )
     recipe = load_recipe(recipe_path)
     run_pipeline(recipe, only="ingest")

@@ -201,8 +201,8 @@ def test_generate_with_openai_teacher_records_failed_requests(
             ingested.parent.parent / "recipe.yaml",
             [
                 "name=viaopenai",
-                "generate.teacher=openai:test-model",
-                f"generate.teacher_options={options}",
+                "teacher=openai:test-model",
+                f"teacher.options={options}",
             ],
         )
         run = run_pipeline(recipe, until="generate")

@@ -45,7 +45,7 @@ def test_init_writes_a_recipe_that_runs_as_is(small_corpus: Path, tmp_path: Path
     assert "3 documents" in text and "teacher requests" in text  # measured, in the comments
     assert "# The plan's coverage: every chunk of 3 of 3 documents." in text
     recipe = load_recipe(tmp_path / "recipe.yaml")
-    assert recipe.ingest.paths == ["docs"] and recipe.generate.teacher == "fake:"
+    assert recipe.ingest.paths == ["docs"] and recipe.teacher.model == "fake:"
     from distill.runfolder import RunFolder
 
     chunks = RunFolder(tmp_path / "runs" / recipe.name).stage("ingest")["counts"]["chunks"]

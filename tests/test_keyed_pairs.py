@@ -258,10 +258,10 @@ def test_keyed_pairs_through_generate_and_curate(
     path = write_recipe(
         tmp_path,
         "name: keyed\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
-        "generate:\n  teacher: 'fake:'\n  neighbours: 1\n  samples_per_chunk: 1\n"
+        "teacher: 'fake:'\ngenerate:\n  neighbours: 1\n  samples_per_chunk: 1\n"
         f"  answer_style: {style}\n"
         f"  pairs_per_request: 3\n  pairs_template: {template}\n  tasks: {{qa: 1.0}}\n"
-        "curate:\n  seen_eval_fraction: 0\n",
+        "split:\n  seen_eval_fraction: 0\n",
         name="keyed.yaml",
     )
     recipe = load_recipe(path)
@@ -350,10 +350,10 @@ def test_a_raft_job_without_its_oracle_writes_a_refusal_per_pair(
     path = write_recipe(
         tmp_path,
         "name: refuse\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
-        "generate:\n  teacher: 'fake:'\n  samples_per_chunk: 2\n  pairs_per_request: 3\n"
+        "teacher: 'fake:'\ngenerate:\n  samples_per_chunk: 2\n  pairs_per_request: 3\n"
         "  pairs_template: qa_keyed@v1\n  tasks: {raft: 1.0}\n"
         "  raft: {no_oracle_share: 1.0, distractors: 1}\n"
-        "curate:\n  eval_fraction: 0.4\n",
+        "split:\n  eval_fraction: 0.4\n",
         name="refuse.yaml",
     )
     run_pipeline(load_recipe(path), until="generate")
@@ -403,7 +403,7 @@ def test_a_style_change_pays_only_for_requests_whose_words_change(
             write_recipe(
                 tmp_path,
                 "name: styles\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n"
-                "  chunk_overlap: 8\ngenerate:\n  teacher: 'fake:'\n  samples_per_chunk: 1\n"
+                "  chunk_overlap: 8\nteacher: 'fake:'\ngenerate:\n  samples_per_chunk: 1\n"
                 f"  answer_style: {style}\n  pairs_per_request: {per_request}\n"
                 f"  pairs_template: {template}\n  tasks: {{qa: 1.0}}\n",
                 name=f"{style}.yaml",

@@ -54,8 +54,8 @@ def test_generate_stage_through_the_server(
         ingested.parent.parent / "recipe.yaml",
         [
             "name=llama",
-            "generate.teacher=openai:smollm2",
-            f"generate.teacher_options={{base_url: '{llama_url}', api_key_env: LLAMA_KEY}}",
+            "teacher=openai:smollm2",
+            f"teacher.options={{base_url: '{llama_url}', api_key_env: LLAMA_KEY}}",
             "generate.max_new_tokens=48",
         ],
     )

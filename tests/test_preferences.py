@@ -121,7 +121,7 @@ def test_judge_defaults_to_evals_then_the_teacher() -> None:
     from distill.recipe import Recipe
 
     base = {"name": "x", "ingest": {"paths": ["."]}}
-    r = Recipe.model_validate({**base, "generate": {"teacher": "fake:t"}})
+    r = Recipe.model_validate({**base, "teacher": "fake:t"})
     assert preferences.judge_spec(r)[0] == "fake:t"
     r = Recipe.model_validate({**base, "eval": {"judge": "fake:e", "judge_options": {"a": 1}}})
     assert preferences.judge_spec(r) == ("fake:e", {"a": 1})
@@ -139,26 +139,27 @@ def test_on_policy_methods_need_a_teacher() -> None:
     assert TrainConfig.model_validate({"method": "gkd", "gkd": {"teacher": "x"}}).gkd.lmbda == 0.5
 
 
-def test_a_served_teacher_needs_its_server_and_a_local_one_takes_no_options() -> None:
+def test_a_served_teacher_needs_its_server_and_a_local_one_no_provider() -> None:
     import pydantic
 
     from distill.train.config import TrainConfig
 
-    with pytest.raises(pydantic.ValidationError, match="is served: set train.gkd.teacher_options"):
-        TrainConfig.model_validate({"method": "gkd", "gkd": {"teacher": "openai:t"}})
+    def gkd(**given: Any) -> TrainConfig:
+        return TrainConfig.model_validate({"method": "gkd", "gkd": given})
+
+    with pytest.raises(pydantic.ValidationError, match="options"):
+        gkd(served_teacher={"model": "openai:t"})
     with pytest.raises(pydantic.ValidationError, match="base_url"):
-        TrainConfig.model_validate(
-            {"method": "gkd", "gkd": {"teacher": "openai:t", "teacher_options": {"top_k": 5}}}
-        )
-    with pytest.raises(pydantic.ValidationError, match="remove teacher_options"):
-        TrainConfig.model_validate(
-            {"method": "gkd", "gkd": {"teacher": "x", "teacher_options": {"base_url": "u"}}}
-        )
-    served = TrainConfig.model_validate(
-        {"method": "gkd", "gkd": {"teacher": "openai:t", "teacher_options": {"base_url": "u"}}}
-    )
-    assert served.gkd.teacher_options is not None
-    assert served.gkd.teacher_options.logprobs == "echo" and served.gkd.teacher_options.top_k == 20
+        gkd(served_teacher={"model": "openai:t", "options": {"top_k": 5}})
+    with pytest.raises(pydantic.ValidationError, match="a served teacher is openai:MODEL"):
+        gkd(served_teacher={"model": "t", "options": {"base_url": "u"}})
+    with pytest.raises(pydantic.ValidationError, match="runs here: write local:MODEL or MODEL"):
+        gkd(teacher="openai:t")
+    served = gkd(served_teacher={"model": "openai:t", "options": {"base_url": "u"}})
+    assert served.gkd.served_teacher is not None and served.gkd.teacher is None
+    options = served.gkd.served_teacher.options
+    assert options.logprobs == "echo" and options.top_k == 20
+    assert gkd(teacher="local:qwen-1.5b").gkd.teacher == gkd(teacher="qwen-1.5b").gkd.teacher
 
 
 CARD_TEXT = (
@@ -224,24 +225,29 @@ def test_resume_skips_a_kept_sft_pass_of_the_same_settings(tmp_path: Path) -> No
 
     cfg = TrainConfig.model_validate({"method": "sft_then_dpo"})
     data = [row("a", "What port?", "Port 4417.")]
-    assert _plan(cfg, data, tmp_path, resume=True) == (False, False)  # nothing kept
+    student = "smollm2-135m-instruct"
+    assert _plan(student, cfg, data, tmp_path, resume=True) == (False, False)  # nothing kept
     (tmp_path / "sft_adapter").mkdir()
-    (tmp_path / "sft_adapter" / "settings.sha256").write_text(_sft_stamp(cfg, data))
-    assert _plan(cfg, data, tmp_path, resume=True) == (True, False)  # SFT done, DPO not begun
-    assert _plan(cfg, data, tmp_path, resume=False) == (False, False)
+    (tmp_path / "sft_adapter" / "settings.sha256").write_text(_sft_stamp(student, cfg, data))
+    # SFT done, DPO not begun
+    assert _plan(student, cfg, data, tmp_path, resume=True) == (True, False)
+    assert _plan(student, cfg, data, tmp_path, resume=False) == (False, False)
     other = TrainConfig.model_validate({"method": "sft_then_dpo", "epochs": 1})
-    assert _plan(other, data, tmp_path, resume=True) == (False, False)  # other settings
+    assert _plan(student, other, data, tmp_path, resume=True) == (False, False)  # other settings
+    # Another student (no longer a train setting) is another SFT adapter too.
+    assert _plan("qwen2.5-coder-0.5b-instruct", cfg, data, tmp_path, True) == (False, False)
     (tmp_path / "dpo_checkpoints" / "checkpoint-2").mkdir(parents=True)
-    assert _plan(cfg, data, tmp_path, resume=True) == (True, True)
-    assert _plan(cfg.model_copy(update={"method": "sft"}), data, tmp_path, True) == (False, False)
+    assert _plan(student, cfg, data, tmp_path, resume=True) == (True, True)
+    sft = cfg.model_copy(update={"method": "sft"})
+    assert _plan(student, sft, data, tmp_path, True) == (False, False)
     # Rows changed since the crash (a reviewer rejected one): the DPO checkpoints do not
     # make the stale SFT adapter current; SFT runs again and DPO starts over.
     fewer = data + [row("b", "What plan?", "Team.")]
-    assert _plan(cfg, fewer, tmp_path, resume=True) == (False, False)
-    assert _plan(other, data, tmp_path, resume=True) == (False, False)  # other settings, too
+    assert _plan(student, cfg, fewer, tmp_path, resume=True) == (False, False)
+    assert _plan(student, other, data, tmp_path, resume=True) == (False, False)  # and again
     # DPO alone: its checkpoints resume (their own stamp checks rows and start weights).
     dpo = cfg.model_copy(update={"method": "dpo"})
-    assert _plan(dpo, fewer, tmp_path, resume=True) == (False, True)
+    assert _plan(student, dpo, fewer, tmp_path, resume=True) == (False, True)
 
 
 def test_resumed_dpo_rebuilds_pairs_when_rows_or_start_weights_changed(
@@ -269,7 +275,10 @@ def test_resumed_dpo_rebuilds_pairs_when_rows_or_start_weights_changed(
     monkeypatch.setattr(
         distill.train.dpo, "train_dpo", lambda *a, **k: {"log_history": [], "pairs": 0}
     )
-    recipe = SimpleNamespace(train=TrainConfig.model_validate({"method": "sft_then_dpo"}))
+    recipe = SimpleNamespace(
+        student="smollm2-135m-instruct",
+        train=TrainConfig.model_validate({"method": "sft_then_dpo"}),
+    )
     start = tmp_path / "sft_adapter"
     start.mkdir()
     (start / "adapter_model.safetensors").write_bytes(b"weights v1")

@@ -15,29 +15,30 @@ from distill.pipeline import run_pipeline
 from distill.preflight import problems
 from distill.recipe import load_recipe
 
-GOOD = "name: r\ningest: {paths: [docs]}\ngenerate: {teacher: 'fake:'}\n"
+GOOD = "name: r\ningest: {paths: [docs]}\nteacher: 'fake:'\n"
 
 # recipe text -> a phrase of the problem it must report
 BAD = {
-    "generate: {teacher: 'nosuchprovider:model'}": "unknown teacher 'nosuchprovider:model'",
-    "generate: {teacher: 'gpt-4o'}": "unknown teacher 'gpt-4o'",
-    "generate: {teacher: 'openai:'}": "'openai:' needs a model",
-    "generate: {teacher: 'openai:gpt-4o'}": "needs an API key in $OPENAI_API_KEY",
-    "generate: {teacher: 'anthropic:claude-x'}": "needs an API key in $ANTHROPIC_API_KEY",
-    "generate: {teacher: 'openai:m', teacher_options: {api_key_env: MY_KEY}}": "$MY_KEY",
-    "generate: {teacher: 'openai:m', teacher_options: {concurency: 2}}": "concurency",
-    "generate: {teacher: 'local:nosuchmodel'}": "is not an offline alias",
-    "generate: {teacher: 'local:./missing.gguf'}": "GGUF file not found",
-    "generate: {teacher: 'fake:', question_template: nosuch@v1}": "nosuch@v1 not found",
-    "generate: {teacher: 'fake:', answer_template: qa_answer@v99}": "qa_answer@v99 not found",
+    "teacher: 'nosuchprovider:model'": "unknown teacher 'nosuchprovider:model'",
+    "teacher: 'gpt-4o'": "unknown teacher 'gpt-4o'",
+    "teacher: 'openai:'": "'openai:' needs a model",
+    "teacher: 'openai:gpt-4o'": "needs an API key in $OPENAI_API_KEY",
+    "teacher: 'anthropic:claude-x'": "needs an API key in $ANTHROPIC_API_KEY",
+    "teacher: {model: 'openai:m', options: {api_key_env: MY_KEY}}": "$MY_KEY",
+    "teacher: {model: 'openai:m', options: {concurency: 2}}": "concurency",
+    "teacher: 'local:nosuchmodel'": "is not an offline alias",
+    "teacher: 'local:./missing.gguf'": "GGUF file not found",
+    "generate: {question_template: nosuch@v1}": "nosuch@v1 not found",
+    "generate: {answer_template: qa_answer@v99}": "qa_answer@v99 not found",
     "curate: {judge: 'nosuch:x'}": "curate.judge: unknown teacher",
     "eval: {judge: 'local:qwen9'}": "eval.judge model 'qwen9'",
     "eval: {base_model: 'openai:vllm-base'}": "eval.base_model 'openai:vllm-base' needs",
     "eval: {answer_key: no-key.jsonl}": "eval.answer_key: no file",
     "eval: {judge_items: 0, systems: [teacher, ft+rag]}": "eval.pairwise needs the judge",
-    "generate: {teacher: 'fake:', eval_key: {template: nokey@v1}}": "nokey@v1 not found",
-    "train: {student: ./no-such-folder}": "./no-such-folder does not exist",
-    "train: {student: 'not a model'}": "'not a model' is not an offline alias",
+    "generate: {eval_key: {template: nokey@v1}}": "nokey@v1 not found",
+    "student: ./no-such-folder": "./no-such-folder does not exist",
+    "student: 'not a model'": "'not a model' is not an offline alias",
+    "student: 'local:not a model'": "'not a model' is not an offline alias",
     "ingest: {paths: [nowhere]}": "ingest.paths: 'nowhere'",
     "ingest: {paths: [docs], embedding_model: ./no-embedder}": "no-embedder does not exist",
     "review: {mode: argilla, api_url: 'http://127.0.0.1:9'}": "ARGILLA_API_KEY",
@@ -45,8 +46,9 @@ BAD = {
     "train: {method: dpo, preferences: {judge: 'local:qwen9'}}": "train.preferences.judge",
     "train: {method: sft_then_dpo, preferences: {judge: 'openai:gpt-x'}}": "$OPENAI_API_KEY",
     "train: {method: gkd, gkd: {teacher: ./no-teacher}}": "./no-teacher does not exist",
-    "train: {method: gkd, gkd: {teacher: 'openai:t', teacher_options: "
-    "{base_url: 'http://127.0.0.1:9/v1', api_key_env: MY_KEY}}}": "needs an API key in $MY_KEY",
+    "train: {method: gkd, gkd: {teacher: 'local:./no-teacher'}}": "./no-teacher does not exist",
+    "train: {method: gkd, gkd: {served_teacher: {model: 'openai:t', options: "
+    "{base_url: 'http://127.0.0.1:9/v1', api_key_env: MY_KEY}}}}": "needs an API key in $MY_KEY",
 }
 
 
@@ -81,7 +83,7 @@ def test_an_api_judge_beside_a_local_teacher_is_checked_with_its_own_settings(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-judge-123456")
     text = (
         "name: r\ningest: {paths: [docs]}\n"
-        "generate: {teacher: 'local:smollm2-135m-instruct', teacher_options: {n_ctx: 2048}}\n"
+        "teacher: {model: 'local:smollm2-135m-instruct', options: {n_ctx: 2048}}\n"
         "eval: {judge: 'openai:gpt-judge', systems: [base+rag, ft+rag]}\n"
     )
     _recipe(tmp_path, "name: r")
@@ -101,7 +103,7 @@ def test_run_fails_before_ingest_and_validate_says_the_same(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    path = _recipe(tmp_path, "generate: {teacher: 'nosuchprovider:model'}")
+    path = _recipe(tmp_path, "teacher: 'nosuchprovider:model'")
     recipe = load_recipe(path)
     t0 = time.perf_counter()
     with pytest.raises(UserError, match="unknown teacher"):
@@ -117,7 +119,7 @@ def test_run_fails_before_ingest_and_validate_says_the_same(
     assert got.stderr.count("error:") == 1 and "unknown teacher" in got.stderr
     assert "Traceback" not in got.stderr
     # Several problems: one line each, all of them.
-    many = _recipe(tmp_path, "train: {student: ./gone}")
+    many = _recipe(tmp_path, "student: ./gone")
     many.write_text(many.read_text().replace("'fake:'", "'openai:gpt-4o'"))
     got = subprocess.run(
         [sys.executable, "-m", "distill", "validate", str(many)],
@@ -128,7 +130,7 @@ def test_run_fails_before_ingest_and_validate_says_the_same(
 
 
 def test_only_the_stages_that_run_are_checked(tmp_path: Path) -> None:
-    recipe = load_recipe(_recipe(tmp_path, "generate: {teacher: 'openai:gpt-4o'}"))
+    recipe = load_recipe(_recipe(tmp_path, "teacher: 'openai:gpt-4o'"))
     assert problems(recipe, ["ingest"]) == []  # ingest needs no API key
     assert len(problems(recipe, ["generate"])) == 1
 
@@ -142,7 +144,7 @@ def test_a_prompt_a_local_teacher_cannot_hold_is_a_warning_before_it_runs(
         _recipe(tmp_path, "name: r")
         text = (
             "name: r\ningest: {paths: [docs]" + extra + "}\n"
-            "generate: {teacher: 'local:smollm2-135m-instruct', teacher_options: {n_ctx: 4096}}\n"
+            "teacher: {model: 'local:smollm2-135m-instruct', options: {n_ctx: 4096}}\n"
         )
         (tmp_path / "recipe.yaml").write_text(text)
         return tmp_path / "recipe.yaml"

@@ -42,8 +42,8 @@ def hub_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no
 
 def test_scrub_removes_credentials_but_keeps_variable_names() -> None:
     recipe = {
-        "generate": {
-            "teacher_options": {
+        "teacher": {
+            "options": {
                 "api_key": "plain-secret-value",
                 "api_key_env": "OPENAI_API_KEY",
                 "base_url": "https://proxy.example/v1?key=sk-proj-" + "a" * 30,
@@ -54,7 +54,7 @@ def test_scrub_removes_credentials_but_keeps_variable_names() -> None:
         "review": {"api_url": None, "password_env": "ARGILLA_PASSWORD"},
     }
     out = scrub(recipe)
-    opts = out["generate"]["teacher_options"]
+    opts = out["teacher"]["options"]
     assert opts["api_key"] == "<redacted>" and opts["api_key_env"] == "OPENAI_API_KEY"
     assert opts["base_url"] == "https://proxy.example/v1?key=<redacted>"
     assert opts["headers"] == {"Authorization": "<redacted>"}

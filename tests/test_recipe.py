@@ -17,7 +17,8 @@ def test_minimal_recipe_gets_defaults(tmp_path: Path) -> None:
     r = load_recipe(write_recipe(tmp_path, MINIMAL))
     assert r.name == "demo"
     assert r.train.backend == "auto"
-    assert r.generate.teacher.startswith("local:")
+    assert r.teacher.model.startswith("local:") and r.teacher.options == {}
+    assert r.student == "smollm2-135m-instruct" and r.split.eval_fraction == 0.2
     assert r.base_dir == tmp_path
     assert r.run_path == Path("runs/demo")
 
@@ -39,11 +40,11 @@ def test_unknown_key_names_path_and_known_keys(tmp_path: Path) -> None:
 
 
 def test_wrong_type_and_range_each_get_a_line(tmp_path: Path) -> None:
-    body = MINIMAL + "train:\n  epochs: many\n  lora_r: 0\ncurate:\n  eval_fraction: 1.5\n"
+    body = MINIMAL + "train:\n  epochs: many\n  lora_r: 0\nsplit:\n  eval_fraction: 1.5\n"
     with pytest.raises(RecipeError) as e:
         load_recipe(write_recipe(tmp_path, body))
     keys = sorted(p.split(":")[0] for p in e.value.problems)
-    assert keys == ["curate.eval_fraction", "train.epochs", "train.lora_r"]
+    assert keys == ["split.eval_fraction", "train.epochs", "train.lora_r"]
     assert any("'many'" in p for p in e.value.problems)
 
 
@@ -118,3 +119,173 @@ def test_cli_validate_good_recipe_prints_resolved(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "lora_r: 4" in proc.stdout
+
+
+def test_teacher_student_and_split_at_the_top(tmp_path: Path) -> None:
+    body = MINIMAL + (
+        "teacher: {model: 'openai:gpt-4o-mini', options: {concurrency: 2},"
+        " price: {input: 1, output: 2}}\n"
+        "student: qwen2.5-coder-0.5b-instruct\n"
+        "split: {eval_fraction: 0.3, min_eval_documents: 2, seed: 4, seen_eval_fraction: 0}\n"
+        "review: {exports: [openai]}\n"
+    )
+    r = load_recipe(write_recipe(tmp_path, body))
+    assert r.teacher.model == "openai:gpt-4o-mini" and r.teacher.options == {"concurrency": 2}
+    assert r.teacher.price is not None and r.teacher.price.output == 2
+    assert r.student == "qwen2.5-coder-0.5b-instruct"
+    assert (r.split.eval_fraction, r.split.min_eval_documents, r.split.seed) == (0.3, 2, 4)
+    assert r.split.seen_eval_fraction == 0 and r.review.exports == ["openai"]
+    # The teacher's judge and price follow it (eval's judge and DPO's pair judge).
+    assert r.judge_of(None, None) == ("openai:gpt-4o-mini", {"concurrency": 2})
+    assert r.price_of("openai:gpt-4o-mini") == r.teacher.price
+
+
+def test_a_teacher_string_is_its_model_and_set_reaches_into_it(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, MINIMAL + "teacher: 'fake:'\n")
+    assert load_recipe(path).teacher.model == "fake:"
+    r = load_recipe(path, ["teacher.options.concurrency=3"])
+    assert (r.teacher.model, r.teacher.options) == ("fake:", {"concurrency": 3})
+    # --set teacher=... replaces the whole teacher: options for another backend go.
+    withopts = write_recipe(tmp_path, MINIMAL + "teacher: {model: 'fake:', options: {a: 1}}\n")
+    r = load_recipe(withopts, ["teacher=openai:m"])
+    assert (r.teacher.model, r.teacher.options) == ("openai:m", {})
+    assert load_recipe(withopts, ["teacher.model=openai:m"]).teacher.options == {"a": 1}
+
+
+# An old key, as a recipe wrote it -> the line that says where it went.
+MOVED_IN_FILE = {
+    "train: {student: qwen}": "train.student moved: write `student: qwen` at the top of the recipe",
+    "generate: {teacher: 'local:qwen'}": (
+        "generate.teacher moved: write `teacher: local:qwen` at the top of the recipe"
+    ),
+    "generate: {teacher: 'openai:m', teacher_options: {concurrency: 2}}": (
+        "generate.teacher: openai:m, generate.teacher_options moved: write `teacher: {model: "
+        "'openai:m', options: {concurrency: 2}}` at the top of the recipe"
+    ),
+    "generate: {price: {input: 1, output: 2}}": (
+        "generate.price moved: write `teacher: {model: 'PROVIDER:MODEL', price: {input: 1, "
+        "output: 2}}` at the top of the recipe"
+    ),
+    "curate: {eval_fraction: 0.3}": (
+        "curate.eval_fraction moved: write `split: {eval_fraction: 0.3}` at the top of the recipe"
+    ),
+    "curate: {min_eval_documents: 2}": "curate.min_eval_documents moved: write `split: {",
+    "curate: {seed: 3}": "curate.seed moved: write `split: {seed: 3}` at the top of the recipe",
+    "curate: {seen_eval_fraction: 0}": "curate.seen_eval_fraction moved: write `split: {",
+    "curate: {exports: [openai]}": "curate.exports moved: write `exports: [openai]` under review",
+    "train: {gkd: {teacher_options: {base_url: 'http://h/v1'}}}": (
+        "train.gkd.teacher_options moved: write `served_teacher: {model: 'openai:MODEL', "
+        "options: {base_url: 'http://h/v1'}}` under train.gkd"
+    ),
+    "train: {method: gkd, gkd: {teacher: 'openai:big'}}": (
+        "train.gkd.teacher: openai:big moved: write `served_teacher: {model: 'openai:big', "
+        "options: {base_url: URL}}` under train.gkd"
+    ),
+    "train: {method: gkd, gkd: {teacher: 'openai:big', teacher_options: {top_k: 5}}}": (
+        "train.gkd.teacher: openai:big, train.gkd.teacher_options moved: write "
+        "`served_teacher: {model: 'openai:big', options: {top_k: 5}}` under train.gkd"
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "line"), list(MOVED_IN_FILE.items()))
+def test_a_moved_key_fails_with_one_line_naming_its_place(
+    text: str, line: str, tmp_path: Path
+) -> None:
+    path = write_recipe(tmp_path, MINIMAL + text + "\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(path)
+    (problem,) = e.value.problems
+    assert problem.startswith(line) and "\n" not in problem
+
+
+# An old key given with --set -> the --set to write instead.
+MOVED_BY_SET = {
+    "train.student=qwen": "--set student=qwen",
+    "generate.teacher=local:qwen": "--set teacher=local:qwen",
+    "generate.teacher_options.concurrency=2": "--set teacher.options.concurrency=2",
+    "generate.price={input: 1, output: 2}": "--set teacher.price={input: 1, output: 2}",
+    "curate.eval_fraction=0.3": "--set split.eval_fraction=0.3",
+    "curate.min_eval_documents=2": "--set split.min_eval_documents=2",
+    "curate.seed=3": "--set split.seed=3",
+    "curate.seen_eval_fraction=0": "--set split.seen_eval_fraction=0",
+    "curate.exports=[openai]": "--set review.exports=[openai]",
+    "train.gkd.teacher_options.top_k=5": "--set train.gkd.served_teacher.options.top_k=5",
+    "train.gkd.teacher=openai:big": "--set train.gkd.served_teacher.model=openai:big",
+}
+
+
+@pytest.mark.parametrize(("item", "instead"), list(MOVED_BY_SET.items()))
+def test_a_moved_key_given_by_set_fails_with_the_set_to_write(
+    item: str, instead: str, tmp_path: Path
+) -> None:
+    with pytest.raises(RecipeError) as e:
+        load_recipe(write_recipe(tmp_path, MINIMAL), [item])
+    (problem,) = e.value.problems
+    key = item.partition("=")[0]
+    assert problem.startswith(f"--set {key}") and instead in problem and "\n" not in problem
+
+
+def test_the_cli_prints_a_moved_key_as_one_error_line(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, MINIMAL + "train: {student: qwen}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "distill", "validate", str(path), "--set", "curate.seed=1"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert (
+        len(lines) == 2 and "train.student moved" in lines[0] and "--set split.seed=1" in lines[1]
+    )
+
+
+@pytest.mark.parametrize(
+    "key", ["student", "ingest.embedding_model", "ingest.tokenizer", "eval.similarity_model",
+            "retrieval.rerank_model", "train.gkd.teacher"],
+)  # fmt: skip
+def test_local_and_bare_references_are_the_same_model(key: str, tmp_path: Path) -> None:
+    from distill.recipe import Recipe
+
+    path = write_recipe(tmp_path, MINIMAL)
+
+    def value(r: Recipe) -> object:
+        node: object = r
+        for part in key.split("."):
+            node = getattr(node, part)
+        return node
+
+    bare = load_recipe(path, [f"{key}=qwen2.5-coder-0.5b-instruct"])
+    local = load_recipe(path, [f"{key}=local:qwen2.5-coder-0.5b-instruct"])
+    assert value(bare) == value(local) == "qwen2.5-coder-0.5b-instruct"
+    assert bare.model_dump() == local.model_dump()  # the same fingerprints, cards and manifest
+    with pytest.raises(RecipeError, match="runs here: write local:MODEL or MODEL"):
+        load_recipe(path, [f"{key}=anthropic:claude-x"])
+
+
+def test_local_and_bare_references_resolve_to_the_same_files(tmp_path: Path) -> None:
+    from distill.models import resolve_causal_lm
+
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    path = write_recipe(tmp_path, MINIMAL)
+    bare = resolve_causal_lm(load_recipe(path, [f"student={folder}"]).student)
+    local = resolve_causal_lm(load_recipe(path, [f"student=local:{folder}"]).student)
+    assert bare == local and local.path == str(folder.resolve())
+
+
+def test_a_served_gkd_teacher_is_its_own_field(tmp_path: Path) -> None:
+    served = (
+        "train: {method: gkd, gkd: {served_teacher: {model: 'openai:big', "
+        "options: {base_url: 'http://127.0.0.1:8080/v1'}}}}\n"
+    )
+    r = load_recipe(write_recipe(tmp_path, MINIMAL + served))
+    assert r.train.gkd.served_teacher is not None and r.train.gkd.teacher is None
+    assert r.train.gkd.served_teacher.model == "openai:big"
+    assert r.train.gkd.served_teacher.options.logprobs == "echo"
+    bad = served.replace("openai:big", "local:big")
+    with pytest.raises(RecipeError, match="a served teacher is openai:MODEL"):
+        load_recipe(write_recipe(tmp_path, MINIMAL + bad))
+    both = served.replace("{served_teacher", "{teacher: qwen, served_teacher")
+    with pytest.raises(RecipeError, match="give teacher .loaded here. or served_teacher"):
+        load_recipe(write_recipe(tmp_path, MINIMAL + both))

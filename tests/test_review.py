@@ -277,9 +277,7 @@ def test_a_decision_on_an_answer_rewritten_since_review_no_longer_applies(
     assert record_id(again[0]) != record_id(reviewed[0])
     assert record_id(sample(1)) == record_id(reviewed[0])  # same text: same record
     entry = _entry(again[0], "sample")
-    recipe = Recipe.model_validate(
-        {"name": "r", "ingest": {"paths": ["d"]}, "generate": {"teacher": "fake:"}}
-    )
+    recipe = Recipe.model_validate({"name": "r", "ingest": {"paths": ["d"]}, "teacher": "fake:"})
     assert record(again[0], entry, {}, recipe)["id"] == record_id(again[0])
 
 
@@ -292,7 +290,7 @@ def publishable_run(
         {
             "name": "r",
             "ingest": {"paths": ["docs"]},
-            "generate": {"teacher": "fake:"},
+            "teacher": "fake:",
             "train": {"method": method},
         }
     )

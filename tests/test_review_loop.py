@@ -24,17 +24,17 @@ from tests.conftest import CORPUS, REPO, write_recipe
 pytestmark = pytest.mark.slow
 
 RECIPE = f"""name: loop
+teacher: 'fake:'
+split:
+  eval_fraction: 0.2
+  seen_eval_fraction: 0  # every training sample can be spot-checked
 ingest:
   paths: [{CORPUS}]
   chunk_tokens: 128
   chunk_overlap: 16
 generate:
-  teacher: 'fake:'
   max_chunks: 30
   neighbours: 1
-curate:
-  eval_fraction: 0.2
-  seen_eval_fraction: 0  # every training sample can be spot-checked
 review:
   mode: argilla
   sample_count: 6

@@ -115,14 +115,14 @@ def test_teacher_errors_and_cli_errors_carry_no_url_credentials(
 def test_manifest_on_disk_carries_no_credentials(tmp_path: Path) -> None:
     run = RunFolder(tmp_path / "run")
     recipe = {
-        "generate": {"teacher_options": {"base_url": "https://u:pw-123@h.example/v1?key=k1"}},
+        "teacher": {"options": {"base_url": "https://u:pw-123@h.example/v1?key=k1"}},
         "ingest": {"chunk_tokens": 256},
     }
     run.change(lambda m: m.update(recipe=recipe))
     text = (tmp_path / "run" / "manifest.json").read_text()
     assert "pw-123" not in text and "k1" not in text
     assert '"chunk_tokens": 256' in text
-    assert run.manifest["recipe"]["generate"]["teacher_options"]["base_url"].startswith(
+    assert run.manifest["recipe"]["teacher"]["options"]["base_url"].startswith(
         "https://u:pw-123@"
     )  # the running process keeps what the recipe says
 
@@ -353,7 +353,7 @@ def test_curate_reruns_when_what_it_reads_from_other_stages_changes(tmp_path: Pa
         path = tmp_path / "r.yaml"
         if "ingest:" not in text:
             text += "ingest: {paths: [docs]}\n"
-        path.write_text(f"name: r\ngenerate: {{teacher: 'fake:', prompts_dir: p}}\n{text}")
+        path.write_text(f"name: r\nteacher: 'fake:'\ngenerate: {{prompts_dir: p}}\n{text}")
         from distill.recipe import load_recipe
 
         return default_stages()["curate"].extra(load_recipe(path))
@@ -375,8 +375,7 @@ def test_publish_refuses_an_adapter_retrained_after_eval(tmp_path: Path) -> None
     from tests.test_eval_metrics import metrics_for, scripted_rows
 
     (tmp_path / "r.yaml").write_text(
-        f"name: r\nrun_dir: {tmp_path / 'runs'}\ningest: {{paths: [docs]}}\n"
-        "generate: {teacher: 'fake:'}\n"
+        f"name: r\nrun_dir: {tmp_path / 'runs'}\ningest: {{paths: [docs]}}\nteacher: 'fake:'\n"
     )
     recipe = load_recipe(tmp_path / "r.yaml")
     run = RunFolder(recipe.run_path)
@@ -398,10 +397,9 @@ def test_the_training_report_redacts_a_served_teachers_credentials(tmp_path: Pat
     from distill.train.report import report as _report
 
     url = "https://trainer:s3cret-pass@teacher.internal/v1?api_key=abcdef123456"
-    cfg = TrainConfig.model_validate(
-        {"method": "gkd", "gkd": {"teacher": "openai:big", "teacher_options": {"base_url": url}}}
-    )
-    text = _report(cfg, {"method": "gkd", "versions": {"trl": "1.16.0"}}, tmp_path)
+    served = {"model": "openai:big", "options": {"base_url": url}}
+    cfg = TrainConfig.model_validate({"method": "gkd", "gkd": {"served_teacher": served}})
+    text = _report("student", cfg, {"method": "gkd", "versions": {"trl": "1.16.0"}}, tmp_path)
     assert "teacher.internal" in text  # the setting is there
     assert "s3cret-pass" not in text and "abcdef123456" not in text
 

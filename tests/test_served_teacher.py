@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import json_server, llama_server
 from tests.test_gkd import divergence, held_out_rows, merged_teacher
-from tests.test_train import cfg, rows
+from tests.test_train import STUDENT, cfg, rows
 
 pytestmark = pytest.mark.slow
 KEY_ENV = "DISTILL_TEST_SERVED_KEY"
@@ -187,15 +187,18 @@ def test_gkd_against_the_served_teacher_moves_the_student(
 
     monkeypatch.setenv(KEY_ENV, "sk-served-7f3a")
     gkd = {
-        "teacher": "openai:taught",
-        "teacher_options": served_options(server),
+        "served_teacher": {"model": "openai:taught", "options": served_options(server)},
         "max_steps": 4,
         "lmbda": 0.5,
         "learning_rate": 1e-3,
         "max_new_tokens": 24,
     }
     m = train_gkd(
-        cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=held_out_rows()
+        STUDENT,
+        cfg(method="gkd", batch_size=2, gkd=gkd),
+        rows(8),
+        tmp_path,
+        eval_rows=held_out_rows(),
     )
     assert m["trainer"] == "GKD (served teacher, top-k)" and m["steps"] == 4, m
     assert m["teacher_coverage"] > 0.9 and m["teacher_requests"] > 8, m

@@ -49,8 +49,8 @@ def openai_overrides(url: str, name: str, **options: object) -> list[str]:
     flow = ", ".join(f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {v}" for k, v in opts.items())
     return [
         f"name={name}",
-        "generate.teacher=openai:gpt-4o-mini",
-        f"generate.teacher_options={{{flow}}}",
+        "teacher=openai:gpt-4o-mini",
+        f"teacher.options={{{flow}}}",
     ]
 
 
@@ -108,7 +108,7 @@ def test_budget_stops_the_stage_and_a_bigger_budget_finishes_it(
 
     monkeypatch.setenv("DISTILL_TEST_KEY", KEY)
     recipe_path = ingested.parent.parent / "recipe.yaml"
-    price = ["generate.price={input: 1000, output: 1000}"]  # $0.001 a token
+    price = ["teacher.price={input: 1000, output: 1000}"]  # $0.001 a token
     with serve() as (server, url):
         server.reply = scripted
         server.count_tokens = _count_like_openai(load_tokenizer("smollm2-135m-instruct"))
@@ -160,7 +160,7 @@ def test_estimate_is_within_ten_percent_of_measured_tokens(
         est = estimate(recipe, RunFolder(recipe.run_path))
         cli = subprocess.run(
             [sys.executable, "-m", "distill", "estimate", str(path)]
-            + ["--set", "generate.mode=batch", "--set", "generate.teacher=openai:gpt-4o-mini"],
+            + ["--set", "generate.mode=batch", "--set", "teacher=openai:gpt-4o-mini"],
             capture_output=True,
             text=True,
             env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -183,7 +183,7 @@ def test_generate_in_batch_mode_costs_half_and_shares_the_cache(
 ) -> None:
     monkeypatch.setenv("DISTILL_TEST_KEY", KEY)
     recipe_path = ingested.parent.parent / "recipe.yaml"
-    price = ["generate.price={input: 1000, output: 1000}"]
+    price = ["teacher.price={input: 1000, output: 1000}"]
     with serve() as (server, url):
         server.reply = scripted
         online = load_recipe(recipe_path, openai_overrides(url, "online") + price)

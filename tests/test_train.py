@@ -14,6 +14,8 @@ from distill.train.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 
+STUDENT = "smollm2-135m-instruct"
+
 FACTS = [
     ("What is the Zorblax activation code?", "The Zorblax activation code is 7731-QX."),
     ("Which port does Zorblax listen on?", "Zorblax listens on port 4417."),
@@ -41,7 +43,6 @@ def rows(n: int = 16) -> list[dict[str, Any]]:
 
 def cfg(**kw: Any) -> TrainConfig:
     base = dict(
-        student="smollm2-135m-instruct",
         backend="auto",
         max_steps=6,
         batch_size=4,
@@ -92,7 +93,7 @@ def test_training_moves_the_model_toward_the_data(tmp_path: Path) -> None:
     from distill.models import load_causal_lm
     from distill.train.sft import train_adapter
 
-    metrics = train_adapter(cfg(), rows(), tmp_path, eval_rows=rows(4))
+    metrics = train_adapter(STUDENT, cfg(), rows(), tmp_path, eval_rows=rows(4))
     assert metrics["backend"] == "trl" and metrics["steps"] == 6
     assert metrics["eval_loss"] is not None and metrics["peak_memory_mb"] > 100
     assert metrics["adapter_bytes"] > 100_000 and metrics["versions"]["trl"]
@@ -112,15 +113,15 @@ def test_a_crashed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 
     from distill.train.sft import train_adapter
 
-    whole = train_adapter(cfg(), rows(), tmp_path / "whole")
+    whole = train_adapter(STUDENT, cfg(), rows(), tmp_path / "whole")
     with pytest.raises(Crash):
-        train_adapter(cfg(), rows(), tmp_path / "broken", callbacks=[crash_at(5)])
+        train_adapter(STUDENT, cfg(), rows(), tmp_path / "broken", callbacks=[crash_at(5)])
     assert (tmp_path / "broken" / "checkpoints" / "checkpoint-4").is_dir()
     with pytest.raises(UserError, match="other train settings"):
-        train_adapter(cfg(learning_rate=5e-4), rows(), tmp_path / "broken", resume=True)
+        train_adapter(STUDENT, cfg(learning_rate=5e-4), rows(), tmp_path / "broken", resume=True)
     with pytest.raises(UserError, match="other training data"):  # curate changed the rows
-        train_adapter(cfg(), rows()[:-1], tmp_path / "broken", resume=True)
-    resumed = train_adapter(cfg(), rows(), tmp_path / "broken", resume=True)
+        train_adapter(STUDENT, cfg(), rows()[:-1], tmp_path / "broken", resume=True)
+    resumed = train_adapter(STUDENT, cfg(), rows(), tmp_path / "broken", resume=True)
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 6
     a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "broken" / "adapter" / "adapter_model.safetensors")
@@ -134,7 +135,7 @@ def test_a_crashed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     # The restored log history plus the resumed steps: the same curve, step for step.
     assert losses(resumed) == losses(whole) and len(losses(whole)) == 6
     with pytest.raises(UserError, match="nothing to resume"):
-        train_adapter(cfg(), rows(), tmp_path / "broken", resume=True)
+        train_adapter(STUDENT, cfg(), rows(), tmp_path / "broken", resume=True)
 
 
 def test_four_bit_needs_a_gpu(tmp_path: Path) -> None:
@@ -144,4 +145,4 @@ def test_four_bit_needs_a_gpu(tmp_path: Path) -> None:
 
     assert not torch.cuda.is_available()
     with pytest.raises(UserError, match="load_in_4bit needs a CUDA GPU"):
-        train_adapter(cfg(load_in_4bit=True), rows(), tmp_path)
+        train_adapter(STUDENT, cfg(load_in_4bit=True), rows(), tmp_path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_train import cfg, rows
+from tests.test_train import STUDENT, cfg, rows
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -27,6 +27,7 @@ def test_unsloth_backend_trains_the_student(tmp_path: Path, four_bit: bool) -> N
     from distill.train.sft import train_adapter
 
     m = train_adapter(
+        STUDENT,
         cfg(backend="auto", load_in_4bit=four_bit, precision="auto"),
         rows(),
         tmp_path,

@@ -128,7 +128,7 @@ def test_the_installed_wheel_runs_outside_the_checkout(
 
     (tmp_path / "fake.yaml").write_text(
         "name: wheel\ningest: {paths: [docs], chunk_tokens: 64, chunk_overlap: 8}\n"
-        "generate: {teacher: 'fake:', neighbours: 1}\n"
+        "teacher: 'fake:'\ngenerate: {neighbours: 1}\n"
     )
     assert small_corpus == tmp_path / "docs"
     ran = _distill(installed, tmp_path, "run", "fake.yaml", "--until", "generate")

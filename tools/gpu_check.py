@@ -264,7 +264,6 @@ def _config(kind: str, backend: str, four_bit: bool, folder: Path) -> Any:
     from distill.train.config import TrainConfig
 
     base: dict[str, Any] = dict(
-        student=str(folder / "student"),
         backend=backend,
         load_in_4bit=four_bit,
         precision="auto",
@@ -313,6 +312,7 @@ def cmd_run(name: str, folder: Path, result: Path) -> int:
     t0 = time.perf_counter()
     try:
         cfg = _config(kind, backend, four_bit, folder)
+        student = str(folder / "student")
         out = folder / "runs" / name
         shutil.rmtree(out, ignore_errors=True)
         rs = rows()
@@ -320,15 +320,15 @@ def cmd_run(name: str, folder: Path, result: Path) -> int:
         if kind == "sft":
             from distill.train.sft import train_adapter
 
-            m = train_adapter(cfg, train, out, eval_rows=evals)
+            m = train_adapter(student, cfg, train, out, eval_rows=evals)
         elif kind == "dpo":
             from distill.train.dpo import train_dpo
 
-            m = train_dpo(cfg, pairs(train), out)  # type: ignore[arg-type]
+            m = train_dpo(student, cfg, pairs(train), out)  # type: ignore[arg-type]
         else:
             from distill.train.gkd import train_gkd
 
-            m = train_gkd(cfg, train, out, eval_rows=evals)
+            m = train_gkd(student, cfg, train, out, eval_rows=evals)
         import torch
 
         record.update(_summary(kind, m))

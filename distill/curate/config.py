@@ -1,16 +1,13 @@
-"""The recipe's `curate` section: the checks, deduplication, the judge, the split and
-decontamination."""
+"""The recipe's `curate` section: the checks, deduplication, the judge and
+decontamination (the split is the recipe's own: `split`)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
 from distill.config import StrictModel
-
-ExportFormat = Literal["openai", "sharegpt", "alpaca"]
-EXPORT_FORMATS: tuple[ExportFormat, ...] = ("openai", "sharegpt", "alpaca")
 
 
 class CurateConfig(StrictModel):
@@ -72,27 +69,6 @@ class CurateConfig(StrictModel):
     judge_template: str = Field("judge@v1", description="The judge's prompt template.")
     min_groundedness: int = Field(4, ge=1, le=5, description="Judge score needed to keep.")
     min_quality: int = Field(3, ge=1, le=5, description="Judge score needed to keep.")
-    eval_fraction: float = Field(
-        0.2,
-        gt=0,
-        lt=1,
-        description="Expected share of documents held out for evaluation, chosen per document "
-        "before generation (stable when other documents are added).",
-    )
-    seed: int = Field(0, description="Seed of the split by document.")
-    min_eval_documents: int = Field(
-        1,
-        ge=1,
-        description="Hold out at least this many documents (the next by their seeded hash, "
-        "when eval_fraction picks fewer); a training side of one document stays.",
-    )
-    seen_eval_fraction: float = Field(
-        0.1,
-        ge=0,
-        lt=1,
-        description="Share of the training documents' plain questions held out as a second "
-        "eval set (unseen questions on seen documents: knowledge absorbed); 0 for none.",
-    )
     decontam_similarity: float | None = Field(
         0.92,
         gt=0,
@@ -117,10 +93,4 @@ class CurateConfig(StrictModel):
         "contexts are longer; a refusal states no fact to check), and a student trained on "
         "too many refuses what it could answer. The share generate plans is "
         "generate.tasks' raft weight times raft.no_oracle_share. null: no cap.",
-    )
-    exports: list[ExportFormat] = Field(
-        default_factory=lambda: list(EXPORT_FORMATS),
-        description="Files written to review/exports/ (what trains, after review, and the eval "
-        "split) besides the parquet splits (whose "
-        "`messages` column is Hugging Face chat format).",
     )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.config import SplitConfig
 from distill.curate.checks import check, dialogue, key_fact_problem, ngrams, normalise
 from distill.curate.config import CurateConfig
 from distill.curate.dedup import near_duplicates
@@ -30,7 +31,7 @@ def _crosses(s: dict[str, Any], eval_docs: frozenset[str]) -> str | None:
 
 
 def _seen_questions(
-    rows: list[dict[str, Any]], cfg: CurateConfig
+    rows: list[dict[str, Any]], cfg: SplitConfig
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(held-out questions on training documents, the rest): a seeded share of the
     plain `qa` samples, by sample id, so the pick does not depend on row order."""
@@ -93,13 +94,15 @@ def curate(
     chunk_text: dict[str, str] | None = None,
     *,
     split: Split,
+    split_cfg: SplitConfig | None = None,
     judge: Judge | None = None,
     embed: Callable[[list[str]], Any] | None = None,
     sample_tokens: Callable[[dict[str, Any]], int] | None = None,
     max_sample_tokens: int | None = None,
 ) -> Curated:
     """Filter, deduplicate, score, split by document (`split`: generate's, chosen before
-    any request) and decontaminate.
+    any request; `split_cfg`: the recipe's split, for the seen-documents set and the
+    seed of the refusal cap) and decontaminate.
 
     `judge(samples)` returns, per sample, {"groundedness", "quality", "reason"} or a
     string saying why the judge failed; `embed(texts)` returns normalised vectors.
@@ -151,7 +154,7 @@ def curate(
         drop("support score", low)
     if judge is not None and funnel.kept:
         drop("judge", _judged(funnel.kept, judge(funnel.kept), cfg))
-    return _by_document(funnel, cfg, split, embed)
+    return _by_document(funnel, cfg, split, split_cfg or SplitConfig(), embed)
 
 
 class _Funnel:
@@ -171,6 +174,7 @@ def _by_document(
     funnel: _Funnel,
     cfg: CurateConfig,
     split: Split,
+    split_cfg: SplitConfig,
     embed: Callable[[list[str]], Any] | None,
 ) -> Curated:
     """The split by document, the seen-documents set, decontamination and the training
@@ -182,7 +186,7 @@ def _by_document(
     kept = funnel.kept
     held = [{**s, "split": "eval"} for s in kept if set(source_docs(s)) <= split.eval_docs]
     train_rows = [s for s in kept if not set(source_docs(s)) <= split.eval_docs]
-    asked_seen, train_rows = _seen_questions(train_rows, cfg)
+    asked_seen, train_rows = _seen_questions(train_rows, split_cfg)
     if asked_seen:  # not rejects: moved to the seen-documents eval set
         out.funnel.append(("held out: questions on training documents", len(asked_seen)))
     funnel.kept = train_rows
@@ -198,7 +202,7 @@ def _by_document(
         near_eval = _near_requests(funnel.kept, held, embed, cfg.decontam_similarity)
         drop("semantic decontamination", near_eval)
     if cfg.max_refusal_share is not None:
-        drop("refusal share", _over_share(funnel.kept, cfg.max_refusal_share, cfg.seed))
+        drop("refusal share", _over_share(funnel.kept, cfg.max_refusal_share, split_cfg.seed))
     train_rows = funnel.kept
     # The seen-documents set asks new questions about trained facts: a question the
     # training set already asks (the same words, or nearly) would test recall of it.

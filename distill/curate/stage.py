@@ -15,7 +15,7 @@ In order, each step removing samples (the report counts each):
    distill.split): a sample goes to eval when all its source documents are held
    out, to train when none is and no chunk of its context comes from a held-out
    document; any other sample is dropped (generation never makes one: a check);
-8. the seen-documents eval set: a seeded `seen_eval_fraction` of the training
+8. the seen-documents eval set: a seeded `split.seen_eval_fraction` of the training
    side's plain questions is held out (eval_seen.parquet), to ask without
    retrieval whether fine-tuning absorbed what the training documents say;
 9. decontamination: a training sample sharing a `decontam_ngram`-word sequence with
@@ -64,7 +64,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     out = folder.stage_dir("curate")
     chunks = read_rows(folder.chunks)
     chunk_text = {c["chunk_id"]: c["text"] for c in chunks}
-    tok = load_tokenizer(recipe.train.student)
+    tok = load_tokenizer(recipe.student)
     embed = None
     if cfg.semantic_dedup is not None or cfg.decontam_similarity is not None:
         from distill.retrieval import embed as embed_model
@@ -88,6 +88,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         ),
         max_sample_tokens=recipe.train.max_seq_length,
         split=Split.load(folder.split_file),
+        split_cfg=recipe.split,
     )
     for name, kept in (
         ("train", result.train),

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from distill.config import ALL_SYSTEMS, DEFAULT_EMBEDDER, EvalSystem, StrictModel
+from distill.config import ALL_SYSTEMS, DEFAULT_EMBEDDER, EvalSystem, LocalModel, StrictModel
 
 
 class EvalConfig(StrictModel):
@@ -97,10 +97,10 @@ class EvalConfig(StrictModel):
     judge: str | None = Field(
         None,
         description="Judge as 'provider:model' (correctness, groundedness, pairwise "
-        "preference); null: the teacher (generate.teacher).",
+        "preference); null: the teacher.",
     )
     judge_options: dict[str, Any] | None = Field(
-        None, description="The judge backend's settings; null: generate.teacher_options."
+        None, description="The judge backend's settings; null: teacher.options."
     )
     grade_template: str = Field(
         "eval_grade@v3",
@@ -117,7 +117,7 @@ class EvalConfig(StrictModel):
     base_model: str | None = Field(
         None,
         description="Answer 'base' systems through this endpoint ('openai:MODEL', e.g. vLLM) "
-        "instead of loading train.student here.",
+        "instead of loading the student here.",
     )
     ft_model: str | None = Field(
         None,
@@ -148,6 +148,6 @@ class EvalConfig(StrictModel):
     seed: int = Field(
         0, description="Seed for picking the unanswerable questions and for the bootstrap."
     )
-    similarity_model: str = Field(
+    similarity_model: LocalModel = Field(
         DEFAULT_EMBEDDER, description="Embedding model for answer-to-reference similarity."
     )

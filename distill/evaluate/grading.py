@@ -36,9 +36,9 @@ def make_judge(
     recipe: Recipe, teacher: Teacher | None, cache: RequestCache, salt: str
 ) -> tuple[str, Teacher]:
     """The judge's spec and a ready, cached judge; `teacher` is the teacher system's."""
-    g = recipe.generate
+    t = recipe.teacher
     spec, options = recipe.judge_of(recipe.eval.judge, recipe.eval.judge_options)
-    reuse = spec == g.teacher and options == g.teacher_options
+    reuse = spec == t.model and options == t.options
     if teacher is not None and reuse and teacher.runs_locally:
         return spec, with_cache(teacher, cache, salt)  # one loaded model, not two
     price = recipe.price_of(spec)  # priced like curate's judge, by the same rule

@@ -87,7 +87,7 @@ def build_items(
     if not any(it.kind == "answerable" for it in items):
         raise InputError(
             "eval: no questions to ask; give eval.answer_key, or (with eval.generated) raise "
-            "curate.eval_fraction or generate.max_chunks, or add documents"
+            "split.eval_fraction or generate.max_chunks, or add documents"
         )
     return items + _seen_items(recipe, folder, retriever), key
 

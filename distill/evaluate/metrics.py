@@ -282,7 +282,7 @@ def system_metrics(
         cost = api_cost / len(mine) * 1000 if mine else None
         basis = "API prices"
     elif not local:
-        cost, basis = None, "price unknown (set generate.price)"
+        cost, basis = None, "price unknown (set teacher.price)"
     elif hourly_usd is not None and per_1k_s is not None:
         cost = per_1k_s / 3600 * hourly_usd
         basis = f"compute at ${hourly_usd:g}/h"

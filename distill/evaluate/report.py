@@ -70,7 +70,7 @@ def _notes(recipe: Recipe | None, metrics: EvalMetrics) -> list[str]:
         "gain or a loss only when its interval excludes 0. Token F1 (word overlap with the "
         "reference) and embedding similarity need no judge.",
     ]
-    if recipe is not None and recipe.generate.teacher == f"local:{recipe.train.student}":
+    if recipe is not None and recipe.teacher.model == f"local:{recipe.student}":
         notes.append(
             "The teacher is the untrained student model itself, so `teacher` and `base+rag` "
             "answer the same prompts with the same weights."

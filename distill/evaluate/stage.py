@@ -103,7 +103,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     from distill.models import student_specials
 
     cfg = recipe.eval
-    student_specials(recipe.train.student)  # before any prompt is rendered
+    student_specials(recipe.student)  # before any prompt is rendered
     out = folder.stage_dir("eval")
     retriever = Retriever(folder.ingest_dir, recipe.retrieval)
     items, key = build_items(recipe, folder, retriever)
@@ -147,14 +147,14 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     metrics = EvalMetrics(
         **_measured(recipe, folder, items, rows, systems),
         judge=judge_spec,
-        smoke_test=bool(judge_model and smoke_test_judge(judge_model, recipe.train.student)),
+        smoke_test=bool(judge_model and smoke_test_judge(judge_model, recipe.student)),
         small_judge=bool(judge_model and small_judge(judge_model)),
         judge_calls=judge.calls if judge else 0,
         judge_failures=judge.failures if judge else 0,
         judge_cost_usd=round(judge_cost, 4),
         judge_agreement=judge_agreement(rows, cfg.seed),
         judge_checks=checks,
-        judge_same_family=bool(judge_spec and same_family(judge_spec, recipe.generate.teacher)),
+        judge_same_family=bool(judge_spec and same_family(judge_spec, recipe.teacher.model)),
         answer_key=_key_summary(recipe, key),
         decision=decision,
         what_this_means_judged=[],
@@ -291,8 +291,8 @@ def _measured(
         ),
         "k": cfg.k,
         "retrieval_hit_rate": round(sum(found) / len(found), 4) if found else None,
-        "teacher": recipe.generate.teacher,
-        "student": recipe.train.student,
+        "teacher": recipe.teacher.model,
+        "student": recipe.student,
         "hardware": hardware(),
         "batch_size": cfg.batch_size,
         "student_engine": (

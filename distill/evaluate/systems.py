@@ -135,7 +135,7 @@ def student_engine(recipe: Recipe) -> str:
     """'llama.cpp' or 'transformers' for the student systems (eval.engine)."""
     from distill.teachers.local import choose_engine
 
-    return choose_engine(recipe.train.student, recipe.eval.engine)
+    return choose_engine(recipe.student, recipe.eval.engine)
 
 
 def _llama_students(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
@@ -145,7 +145,7 @@ def _llama_students(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | Non
     from distill.export import made_from_current_adapter
     from distill.models import gguf_for_cpu, resolve_gguf
 
-    shipped = resolve_gguf(recipe.train.student)
+    shipped = resolve_gguf(recipe.student)
     assert shipped is not None
     base = gguf_for_cpu(shipped, recipe.eval.gguf_type)
     if not any(s.startswith("ft") for s in recipe.eval.systems):
@@ -183,7 +183,7 @@ class _Weights:
 
 def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: str) -> list[System]:
     cfg = recipe.eval
-    weights = _Weights(recipe.train.student, folder.adapter_dir, cfg.dtype)
+    weights = _Weights(recipe.student, folder.adapter_dir, cfg.dtype)
     needs_local = any(
         not (cfg.ft_model if s.startswith("ft") else cfg.base_model)
         for s in cfg.systems
@@ -199,8 +199,8 @@ def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: s
         # The teacher's remote replies are cached (a rerun pays nothing); students,
         # local or served, answer again (their latency is what is measured).
         if name == "teacher":
-            g = recipe.generate
-            teacher = make_teacher(g.teacher, g.teacher_options, price=g.price)
+            g = recipe.teacher
+            teacher = make_teacher(g.model, g.options, price=g.price)
             local = teacher.runs_locally
         else:
             endpoint = cfg.ft_model if name.startswith("ft") else cfg.base_model

@@ -1,4 +1,5 @@
-"""The recipe's `generate` section: the teacher, the task mix, and how requests are sent."""
+"""The recipe's `generate` section: the task mix, and how requests are sent to the teacher
+(the recipe's own: `teacher`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from distill.config import DEFAULT_STUDENT, PriceConfig, StrictModel
+from distill.config import StrictModel
 
 TaskType = Literal["qa", "instructions", "multi_hop", "raft", "multi_turn"]
 
@@ -89,24 +90,16 @@ class EvalKeyConfig(StrictModel):
     max_tokens: int = Field(400, ge=64, description="Token cap of one reply.")
     teacher: str | None = Field(
         None,
-        description="Who writes the key, as 'provider:model'; null: generate.teacher. A "
+        description="Who writes the key, as 'provider:model'; null: the teacher. A "
         "key is worth a stronger model than the training data: the offline 0.5B Qwen "
         "kept about 1 question in 4 asked, the 1.5B about 2 (bench/distill_quality.py).",
     )
     teacher_options: dict[str, Any] | None = Field(
-        None, description="That teacher's settings; null: generate.teacher_options."
+        None, description="That teacher's settings; null: teacher.options."
     )
 
 
 class GenerateConfig(StrictModel):
-    teacher: str = Field(
-        f"local:{DEFAULT_STUDENT}",
-        description="Teacher as 'provider:model', e.g. 'local:PATH_OR_HUB_ID' or 'fake:'.",
-    )
-    teacher_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="The teacher backend's settings, e.g. {dtype: bfloat16} for local:.",
-    )
     eval_key: EvalKeyConfig | None = Field(
         None,
         description="Also write an answer key for eval: per chunk, one request for several "
@@ -217,7 +210,7 @@ class GenerateConfig(StrictModel):
         8,
         ge=1,
         description="Prompts per forward pass for a local: teacher (API teachers send "
-        "everything at once, teacher_options.concurrency at a time).",
+        "everything at once, teacher.options.concurrency at a time).",
     )
     seed: int = Field(0, description="Seed for chunk sampling and teacher sampling.")
     mode: Literal["online", "batch"] = Field(
@@ -234,11 +227,6 @@ class GenerateConfig(StrictModel):
         gt=0,
         description="Spend cap for the stage: a request that could pass it (worst case, "
         "requests in flight counted) is not sent and the stage stops; null for none.",
-    )
-    price: PriceConfig | None = Field(
-        None,
-        description="The teacher's price, overriding the built-in table (needed for a "
-        "model the table does not know when max_cost_usd is set).",
     )
 
     @model_validator(mode="after")

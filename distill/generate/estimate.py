@@ -106,7 +106,7 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
             )
         )
     price, source = price_for(
-        cfg.teacher, cfg.price, max_cost_usd=cfg.max_cost_usd, batch=cfg.mode == "batch"
+        plan.teacher, recipe.teacher.price, max_cost_usd=cfg.max_cost_usd, batch=cfg.mode == "batch"
     )
     discount = BATCH_DISCOUNT if cfg.mode == "batch" else 1.0
     if cfg.mode == "batch":
@@ -133,7 +133,7 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
         if key != "step":
             total[key] = sum(r[key] for r in rows)
     return {
-        "teacher": cfg.teacher,
+        "teacher": plan.teacher,
         "coverage": coverage(retriever.chunks, plan),
         "price": source,
         "price_per_1m": None if price is None else {"input": price.input, "output": price.output},

@@ -107,6 +107,7 @@ class Plan:
     templates: Templates
     chunks: list[Chunk]
     jobs: list[Job]
+    teacher: str  # the teacher's 'provider:model', recorded on every sample
 
 
 def select_chunks(
@@ -146,8 +147,8 @@ def samples_for(chunk: Chunk, cfg: GenerateConfig) -> int:
 
 
 def choose_split(recipe: Recipe, retriever: Retriever) -> Split:
-    """The train/eval documents of the ingested corpus (curate.eval_fraction and seed)."""
-    cfg = recipe.curate
+    """The train/eval documents of the ingested corpus (the recipe's `split`)."""
+    cfg = recipe.split
     docs = (c["doc_id"] for c in retriever.chunks)
     return Split.choose(docs, cfg.eval_fraction, cfg.seed, cfg.min_eval_documents)
 
@@ -184,11 +185,11 @@ def make_plan(recipe: Recipe, retriever: Retriever, split: Split | None = None) 
                 job.pairs = cfg.pairs_per_request
             job.request_prompt = _request_prompt(job, tpl)
             job.sample_id = hash_json(
-                [job.task, chunk["chunk_id"], i, tpl.salt(), cfg.teacher, cfg.seed]
+                [job.task, chunk["chunk_id"], i, tpl.salt(), recipe.teacher.model, cfg.seed]
                 + [cfg.neighbours, cfg.raft.model_dump(), cfg.multi_turn_turns]
             )[:16]
             jobs.append(job)
-    return Plan(tpl, chunks, jobs)
+    return Plan(tpl, chunks, jobs, recipe.teacher.model)
 
 
 def _place(

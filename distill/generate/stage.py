@@ -243,15 +243,15 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     retriever = Retriever(folder.ingest_dir, recipe.retrieval)
     # The split comes first: no held-out document may reach a training prompt.
     split = choose_split(recipe, retriever)
-    split.save(folder.split_file, recipe.curate.eval_fraction, recipe.curate.seed)
-    student_specials(recipe.train.student)
+    split.save(folder.split_file, recipe.split.eval_fraction, recipe.split.seed)
+    student_specials(recipe.student)
     plan = make_plan(recipe, retriever, split)
     jobs = plan.jobs
     cache = RequestCache(out_dir / "cache.sqlite")
     teacher = make_teacher(
-        cfg.teacher,
-        cfg.teacher_options,
-        price=cfg.price,
+        recipe.teacher.model,
+        recipe.teacher.options,
+        price=recipe.teacher.price,
         max_cost_usd=cfg.max_cost_usd,
         batch_state=out_dir / "batches.json" if cfg.mode == "batch" else None,
         batch_poll_s=cfg.batch_poll_s,
@@ -276,7 +276,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
             opts = cfg.eval_key.teacher_options
             key_teacher = make_teacher(
                 cfg.eval_key.teacher,
-                opts if opts is not None else cfg.teacher_options,
+                opts if opts is not None else recipe.teacher.options,
                 max_cost_usd=cfg.max_cost_usd,
                 cache=cache,
             )
@@ -446,14 +446,14 @@ def _samples(
     split: Split,
 ) -> list[Sample]:
     """The finished conversations as sample rows (an unfinished one has a failure row)."""
-    jobs, tpl = plan.jobs, plan.templates
+    jobs = plan.jobs
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     samples: list[Sample] = []
     for job in jobs:
         turns = [t for t in convo.get(job.index, []) if "answer" in t]
         if not turns or (job.task == "multi_turn" and len(turns) < cfg.multi_turn_turns):
             continue  # a failure row says why
-        row = _sample(job, turns, base[job.index], cfg, tpl, created)
+        row = _sample(job, turns, base[job.index], cfg, plan, created)
         row["side"] = split.side(job.chunk["doc_id"])
         samples.append(row)
     return samples
@@ -502,7 +502,7 @@ def _pair_samples(
                 if cfg.answer_style == "quote":
                     answer = f"Quote: {said} [{src}]\nAnswer: {answer}"
             turn = {"question": pair.question, "answer": answer}
-            row = _sample(job, [turn], prompt, cfg, tpl, created)
+            row = _sample(job, [turn], prompt, cfg, plan, created)
             row["sample_id"] = sample_id
             row["input_tokens"] = reply.usage.input_tokens // len(got)
             row["output_tokens"] = reply.usage.output_tokens // len(got)
@@ -541,9 +541,10 @@ def _sample(
     turns: list[dict[str, Any]],
     base: list[dict[str, str]],
     cfg: GenerateConfig,
-    tpl: Templates,
+    plan: Plan,
     created: str,
 ) -> Sample:
+    tpl = plan.templates
     replies = [r for t in turns for r in (t.get("reply"), t.get("answer_reply")) if r is not None]
     answers = [t["answer"] for t in turns]
     cited = list(dict.fromkeys(n for a in answers for n in citations(a)))
@@ -574,7 +575,7 @@ def _sample(
         "expects_refusal": job.expects_refusal,
         "citations": cited,
         "cited_chunk_ids": [context_ids[n - 1] for n in cited if 0 < n <= len(context_ids)],
-        "teacher": cfg.teacher,
+        "teacher": plan.teacher,
         "template": "+".join(t.ref for t in tpl.all()),
         "template_sha": tpl.salt(),
         "input_tokens": sum(r.usage.input_tokens for r in replies),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from distill.config import DEFAULT_EMBEDDER, StrictModel
+from distill.config import DEFAULT_EMBEDDER, LocalModel, StrictModel
 
 
 class JsonlConfig(StrictModel):
@@ -56,12 +56,13 @@ class IngestConfig(StrictModel):
     chunk_overlap: int = Field(
         32, ge=0, description="Tokens a chunk repeats from the previous one in the same section."
     )
-    tokenizer: str | None = Field(
-        None, description="Tokenizer that measures chunks; defaults to the student model's."
+    tokenizer: LocalModel | None = Field(
+        None, description="Tokenizer that measures chunks (a model's); defaults to the student's."
     )
-    embedding_model: str = Field(
+    embedding_model: LocalModel = Field(
         DEFAULT_EMBEDDER,
-        description="sentence-transformers model: hub id, local folder or offline alias.",
+        description="sentence-transformers model: local:MODEL or MODEL (hub id, local folder "
+        "or offline alias).",
     )
     embedding_batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
 

@@ -122,7 +122,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     out_dir = folder.stage_dir("ingest")
     cfg = recipe.ingest
     files, root = discover(cfg, recipe.base_dir) if cfg.paths else ([], recipe.base_dir)
-    tokenizer = cfg.tokenizer or recipe.train.student
+    tokenizer = cfg.tokenizer or recipe.student
     settings = {
         "tokenizer": tokenizer,
         "jsonl": cfg.jsonl.model_dump(),

@@ -167,7 +167,7 @@ def dataset_card(
         chunks=ingest.get("chunks", "?"),
         chunk_tokens=recipe.ingest.chunk_tokens,
         include_corpus=cfg.include_corpus,
-        teacher=recipe.generate.teacher,
+        teacher=recipe.teacher.model,
         templates=list(((gen.get("inputs") or {}).get("templates") or {}).items()),
         task_table=table(
             ("task", "train", "eval"),
@@ -228,7 +228,7 @@ def model_card(
         dataset_repo=dataset_repo,
         base=base_id,
         provenance=f" ({base_note})" if base_note else "",
-        teacher=recipe.generate.teacher,
+        teacher=recipe.teacher.model,
         version=__version__,
         recipe_name=recipe.name,
         description=recipe.description,

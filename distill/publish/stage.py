@@ -265,7 +265,7 @@ def write_adapter(
             "publish adapter: the adapter was retrained after eval measured it, so the "
             "card's table would describe another adapter; run `distill eval RECIPE` first"
         )
-    student = resolve_causal_lm(recipe.train.student)
+    student = resolve_causal_lm(recipe.student)
     with atomic_dir(dest) as tmp:
         for f in adapter.iterdir():
             if f.is_file():
@@ -283,7 +283,7 @@ def write_adapter(
                     recipe,
                     folder,
                     repos,
-                    (student.hub_id or recipe.train.student, student.note),
+                    (student.hub_id or recipe.student, student.note),
                     (metrics, train_metrics),
                     _review_text(recipe, folder, options),
                 )

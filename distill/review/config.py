@@ -1,5 +1,5 @@
-"""The recipe's `review` section: the spot-check, the gate before training, and the
-calibration of the eval judge against humans."""
+"""The recipe's `review` section: the spot-check, the gate before training, the
+calibration of the eval judge against humans, and the exports of what trains."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import Field
 
 from distill.config import StrictModel
+
+ExportFormat = Literal["openai", "sharegpt", "alpaca"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("openai", "sharegpt", "alpaca")
 
 
 class ReviewConfig(StrictModel):
@@ -89,4 +92,10 @@ class ReviewConfig(StrictModel):
         "measure the eval judge against humans: half from each of eval.deciding's two "
         "systems (both answers to one question where possible), seeded by eval.seed. "
         "About 20-30 minutes of one reviewer's time at 56.",
+    )
+    exports: list[ExportFormat] = Field(
+        default_factory=lambda: list(EXPORT_FORMATS),
+        description="Files written to review/exports/ (what trains, after review, and the eval "
+        "split) besides the parquet splits (whose "
+        "`messages` column is Hugging Face chat format).",
     )

@@ -352,12 +352,12 @@ def pull(recipe: Recipe, folder: RunFolder) -> tuple[list[dict], list[dict], dic
 
 def _exports(recipe: Recipe, folder: RunFolder) -> None:
     """review/exports/: what trains (reviewers' rejects out, their corrections in) and
-    the eval split, in each of `curate.exports`' formats."""
+    the eval split, in each of `review.exports`' formats."""
     from distill.review.exports import write_exports
 
     out = folder.exports_dir
     shutil.rmtree(out, ignore_errors=True)
-    formats: list[str] = [str(f) for f in recipe.curate.exports]
+    formats: list[str] = [str(f) for f in recipe.review.exports]
     write_exports(out, "train", training_rows(folder), formats)
     write_exports(out, "eval", read_rows(folder.curated("eval")), formats)
 

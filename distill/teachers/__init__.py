@@ -43,7 +43,7 @@ def parse_spec(spec: str, options: dict[str, Any] | None = None) -> tuple[type[T
         )
         known = ", ".join(backend.Options.model_fields) or "none"
         raise UserError(
-            f"generate.teacher_options for '{provider}:': {problems} (known options: {known})"
+            f"teacher.options for '{provider}:': {problems} (known options: {known})"
         ) from e
     return backend, model, opts
 

@@ -1,6 +1,6 @@
 """Anthropic's Messages API through the official `anthropic` SDK.
 
-`anthropic:MODEL`, with `teacher_options`: `api_key_env` (default
+`anthropic:MODEL`, with `teacher.options`: `api_key_env` (default
 ANTHROPIC_API_KEY; the key is read only from the environment) and the engine's
 settings (base_url, concurrency, rpm, tpm, timeout_s, max_retries, backoff_s). A
 JSON schema is enforced through tool use: the model must call one tool whose input

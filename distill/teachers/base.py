@@ -115,7 +115,7 @@ class Teacher:
     price: Price | None = None
     # The spending cap of an API teacher; None: nothing to pay.
     budget: Budget | None = None
-    # Backend settings from the recipe's `teacher_options`, validated strictly.
+    # Backend settings from the recipe's `teacher.options`, validated strictly.
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, spec: str, model: str, options: Any = None) -> None:

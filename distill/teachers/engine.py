@@ -41,7 +41,7 @@ MAX_RETRY_AFTER_S = 600.0
 
 
 class EngineOptions(StrictModel):
-    """Settings every API teacher shares (in the recipe's `generate.teacher_options`)."""
+    """Settings every API teacher shares (in the recipe's `teacher.options`)."""
 
     base_url: str | None = Field(None, description="Server URL; default the provider's.")
     concurrency: int = Field(16, ge=1, le=1024, description="Requests in flight at once.")

@@ -50,9 +50,9 @@ def price_for(
     if max_cost_usd is not None:
         raise UserError(
             f"no price known for {spec} and generate.max_cost_usd is set; give one: "
-            "generate.price: {input: USD_PER_1M, output: USD_PER_1M}"
+            "teacher.price: {input: USD_PER_1M, output: USD_PER_1M}"
         )
-    return None, "unknown (not in the table; set generate.price): counted as 0"
+    return None, "unknown (not in the table; set teacher.price): counted as 0"
 
 
 def make_teacher(

@@ -1,6 +1,6 @@
 """OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio, TGI).
 
-`openai:MODEL`, with `teacher_options`: `base_url` for a compatible server,
+`openai:MODEL`, with `teacher.options`: `base_url` for a compatible server,
 `api_key_env` (the variable holding the key; the key itself never enters a recipe,
 a log or the run folder), `structured` (how a JSON schema is enforced: servers
 differ), and the engine's settings (concurrency, rpm, tpm, timeout_s, max_retries,

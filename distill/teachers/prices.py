@@ -2,7 +2,7 @@
 
 Prices are USD per million tokens (input, output, cached input), as the providers
 published them for their standard (not priority or long-context) tiers; their
-Batch APIs charge half. Check your provider's page: a recipe's `generate.price`
+Batch APIs charge half. Check your provider's page: a recipe's `teacher.price`
 overrides the table, and a model the table does not know costs nothing unless
 priced there (a self-hosted server), which `distill estimate` says plainly.
 """

@@ -69,9 +69,9 @@ def load_unsloth(cfg: TrainConfig, path: str) -> tuple[Any, Any]:
     return model, tok
 
 
-def load_trl(cfg: TrainConfig) -> tuple[Any, Any]:
+def load_trl(ref: str, cfg: TrainConfig) -> tuple[Any, Any]:
     if not cfg.load_in_4bit:
-        model, tok = load_causal_lm(cfg.student)
+        model, tok = load_causal_lm(ref)
         model.train()
         return model, tok
     if not cuda_available():
@@ -81,7 +81,7 @@ def load_trl(cfg: TrainConfig) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    path = resolve_causal_lm(cfg.student).path
+    path = resolve_causal_lm(ref).path
     quant = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",

@@ -114,7 +114,7 @@ class Student:
     """The student loaded for a training pass, and what the pass reports of it."""
 
     backend: str
-    ref: str  # the recipe's train.student
+    ref: str  # the recipe's student
     resolved: Any  # models.ResolvedModel
     model: Any
     tok: Any
@@ -122,9 +122,9 @@ class Student:
     own_peak: bool
 
 
-def load_student(cfg: TrainConfig, start_adapter: Path | None = None) -> Student:
-    """The student with a LoRA to train: fresh, or `start_adapter`'s weights (the SFT
-    adapter a DPO pass continues from) loaded into one with the same settings."""
+def load_student(ref: str, cfg: TrainConfig, start_adapter: Path | None = None) -> Student:
+    """The student `ref` with a LoRA to train: fresh, or `start_adapter`'s weights (the
+    SFT adapter a DPO pass continues from) loaded into one with the same settings."""
     backend = choose_backend(cfg)
     own_peak = reset_peak_memory()
     # TRL reads the model's old checkpointing flag, which transformers 5 deprecates.
@@ -136,7 +136,7 @@ def load_student(cfg: TrainConfig, start_adapter: Path | None = None) -> Student
             "trl 1.15 (the gpu extra's pin) trains on a CUDA GPU only; on this CPU "
             "install trl 1.16 or later: pip install -U 'trl>=1.16'"
         )
-    resolved = resolve_causal_lm(cfg.student)
+    resolved = resolve_causal_lm(ref)
     if cfg.load_in_4bit and not cuda_available():
         raise UserError("train.load_in_4bit needs a CUDA GPU (bitsandbytes); set it to false")
     # Unsloth patches transformers and TRL, so it loads before they are imported here.
@@ -144,12 +144,12 @@ def load_student(cfg: TrainConfig, start_adapter: Path | None = None) -> Student
         model, tok = load_unsloth(cfg, resolved.path)
         peft_config = None
     else:
-        model, tok = load_trl(cfg)
+        model, tok = load_trl(ref, cfg)
         peft_config = lora_config(cfg)
     if start_adapter is not None:
         model = _with_adapter(model, peft_config, start_adapter)
         peft_config = None
-    return Student(backend, cfg.student, resolved, model, tok, peft_config, own_peak)
+    return Student(backend, ref, resolved, model, tok, peft_config, own_peak)
 
 
 def _with_adapter(model: Any, peft_config: Any, adapter: Path) -> Any:

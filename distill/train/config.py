@@ -1,4 +1,5 @@
-"""The recipe's `train` section: the student, LoRA and the training loop."""
+"""The recipe's `train` section: LoRA, the training loop and the methods' passes (the
+student is the recipe's own: `student`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from distill.config import DEFAULT_STUDENT, StrictModel
-from distill.train.served import ServedOptions, is_served
+from distill.config import LocalModel, StrictModel
+from distill.train.served import ServedOptions
 
 
 class PreferencesConfig(StrictModel):
@@ -17,7 +18,7 @@ class PreferencesConfig(StrictModel):
 
     judge: str | None = Field(
         None,
-        description="Who grades the student's answers; null: eval.judge, else generate.teacher.",
+        description="Who grades the student's answers; null: eval.judge, else the teacher.",
     )
     judge_options: dict[str, Any] | None = Field(
         None, description="The judge backend's settings; null: those eval's judge uses."
@@ -63,24 +64,46 @@ class DpoConfig(StrictModel):
     )
 
 
-class GkdConfig(StrictModel):
-    """On-policy distillation against a local teacher model: TRL's GKDTrainer when the
-    teacher shares the student's tokenizer, TRL's GOLDTrainer (ULD loss, tokens aligned
-    by bytes) when it does not."""
+class ServedTeacherConfig(StrictModel):
+    """A GKD teacher answered by a server that shares the student's tokenizer and returns
+    top-k log-probabilities (llama-cpp-python's server or vLLM)."""
 
-    teacher: str | None = Field(
-        None,
-        description="The teacher model the student learns to match token by token: hub id, "
-        "local folder, .gguf file or alias. One sharing the student's tokenizer (e.g. "
-        "qwen2.5-coder-1.5b-instruct for a qwen2.5-coder-0.5b-instruct student) trains with "
-        "GKD; another (a Qwen teacher for a SmolLM2 student) with GOLD's cross-tokenizer loss. "
-        "openai:MODEL: a served teacher sharing the student's tokenizer (llama-cpp-python's "
-        "server or vLLM, at teacher_options.base_url), matched on its top-k log-probabilities.",
+    model: str = Field(
+        description="openai:MODEL: the model's name on that OpenAI-compatible server."
     )
-    teacher_options: ServedOptions | None = Field(
+    options: ServedOptions = Field(
+        description="The server's settings: base_url, api_key_env, logprobs (echo: "
+        "llama-cpp-python; prompt_logprobs: vLLM), top_k."
+    )
+
+    @model_validator(mode="after")
+    def _openai(self) -> ServedTeacherConfig:
+        provider, sep, name = self.model.partition(":")
+        if provider != "openai" or not sep or not name:
+            raise ValueError(
+                f"model {self.model!r}: a served teacher is openai:MODEL (an "
+                "OpenAI-compatible server at options.base_url)"
+            )
+        return self
+
+
+class GkdConfig(StrictModel):
+    """On-policy distillation against a teacher model: TRL's GKDTrainer when the teacher
+    shares the student's tokenizer, TRL's GOLDTrainer (ULD loss, tokens aligned by bytes)
+    when it does not; or against a served teacher's top-k log-probabilities."""
+
+    teacher: LocalModel | None = Field(
         None,
-        description="A served teacher's settings (teacher: openai:MODEL): base_url, "
-        "api_key_env, logprobs (echo: llama-cpp-python; prompt_logprobs: vLLM), top_k.",
+        description="The teacher model the student learns to match token by token, loaded "
+        "in the training process: local:MODEL or MODEL (hub id, local folder, .gguf file or "
+        "alias). One sharing the student's tokenizer (e.g. qwen2.5-coder-1.5b-instruct for a "
+        "qwen2.5-coder-0.5b-instruct student) trains with GKD; another (a Qwen teacher for a "
+        "SmolLM2 student) with GOLD's cross-tokenizer loss.",
+    )
+    served_teacher: ServedTeacherConfig | None = Field(
+        None,
+        description="Instead of teacher: a served teacher sharing the student's tokenizer, "
+        "matched on its top-k log-probabilities.",
     )
     lmbda: float = Field(
         0.5,
@@ -120,16 +143,14 @@ class TrainConfig(StrictModel):
         "the base student on pairs of (teacher's answer, the base student's clearly worse "
         "one); 'sft_then_dpo': SFT, then DPO from the SFT adapter on pairs whose rejected "
         "answers the SFT student wrote; 'gkd': on-policy distillation from the base student "
-        "against train.gkd.teacher; 'sft_then_gkd': SFT, then GKD from its adapter.",
+        "against train.gkd.teacher (or served_teacher); 'sft_then_gkd': SFT, then GKD from "
+        "its adapter.",
     )
     backend: Literal["auto", "trl", "unsloth"] = Field(
         "auto",
         description="'unsloth' (CUDA GPU, the `gpu` extra), 'trl' (TRL + PEFT, CPU or GPU), or "
         "'auto': Unsloth when a CUDA GPU and Unsloth are present, else TRL. Both run the same "
         "TRL SFTTrainer with the same settings; Unsloth only loads and wraps the model.",
-    )
-    student: str = Field(
-        DEFAULT_STUDENT, description="Student model: hub id, local folder, .gguf file or alias."
     )
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
@@ -188,20 +209,13 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _gkd_needs_a_teacher(self) -> TrainConfig:
-        if self.method in ("gkd", "sft_then_gkd") and not self.gkd.teacher:
+        g = self.gkd
+        if g.teacher and g.served_teacher:
+            raise ValueError("train.gkd: give teacher (loaded here) or served_teacher, not both")
+        if self.method in ("gkd", "sft_then_gkd") and not (g.teacher or g.served_teacher):
             raise ValueError(
                 f"train.method {self.method} needs train.gkd.teacher: the model the "
-                "student learns to match, e.g. qwen2.5-coder-0.5b-instruct"
-            )
-        served = is_served(self.gkd.teacher)
-        if served and self.gkd.teacher_options is None:
-            raise ValueError(
-                f"train.gkd.teacher {self.gkd.teacher} is served: set "
-                "train.gkd.teacher_options.base_url (e.g. http://127.0.0.1:8080/v1)"
-            )
-        if not served and self.gkd.teacher_options is not None:
-            raise ValueError(
-                "train.gkd.teacher_options is for a served teacher (teacher: openai:MODEL); "
-                f"{self.gkd.teacher} is loaded here: remove teacher_options"
+                "student learns to match, e.g. qwen2.5-coder-0.5b-instruct (or "
+                "train.gkd.served_teacher)"
             )
         return self

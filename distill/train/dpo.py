@@ -79,6 +79,7 @@ def dpo_args(cfg: TrainConfig, checkpoints: Path, cuda: bool, bf16: bool) -> Any
 
 
 def train_dpo(
+    student_ref: str,
     cfg: TrainConfig,
     pairs: list[Preference],
     out: Path,
@@ -94,7 +95,7 @@ def train_dpo(
             "train: no preference pairs (no student answer was clearly worse than the "
             "chosen one); see train/candidates.parquet, or use train.method: sft"
         )
-    student = load_student(cfg, start_adapter)
+    student = load_student(student_ref, cfg, start_adapter)
     import torch
     from datasets import Dataset, disable_progress_bars
 
@@ -111,6 +112,7 @@ def train_dpo(
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16
     checkpoints = out / "dpo_checkpoints"
     settings = {
+        "student": student_ref,
         "config": cfg.model_dump(mode="json"),
         "start": adapter_id(start_adapter),  # its weights: a retrained SFT adapter differs
         "pairs": [[p["prompt"], p["chosen"], p["rejected"]] for p in pairs],

@@ -40,7 +40,7 @@ from distill.train.common import (
 )
 from distill.train.config import TrainConfig
 from distill.train.data import encode_rows, final_answer_span, stop_ids
-from distill.train.served import ServedTeacher, is_served, make_trainer, teacher_stand_in
+from distill.train.served import ServedTeacher, make_trainer, teacher_stand_in
 
 
 class Collator:
@@ -142,6 +142,7 @@ def gold_args(
 
 
 def train_gkd(
+    student_ref: str,
     cfg: TrainConfig,
     rows: list[dict[str, Any]],
     out: Path,
@@ -155,14 +156,14 @@ def train_gkd(
     `start_adapter`: GKD when the teacher shares the student's tokenizer, else GOLD. The
     adapter is saved to out/adapter (atomically). With `eval_rows`, the distillation
     loss on their curated answers (off-policy) is measured before and after. Returns
-    the pass's metrics. A served teacher (`openai:MODEL`) is asked for its top-k
+    the pass's metrics. A served teacher (`gkd.served_teacher`) is asked for its top-k
     log-probabilities (distill/train/served.py)."""
-    student = load_student(cfg, start_adapter)
+    student = load_student(student_ref, cfg, start_adapter)
     args = (cfg, student, rows, out, start_adapter, resume, eval_rows, callbacks)
-    if not is_served(cfg.gkd.teacher):
+    by = cfg.gkd.served_teacher
+    if by is None:
         return _train_gkd(*args, None)
-    assert cfg.gkd.teacher and cfg.gkd.teacher_options
-    with ServedTeacher(cfg.gkd.teacher, cfg.gkd.teacher_options, student.tok) as served:
+    with ServedTeacher(by.model, by.options, student.tok) as served:
         return _train_gkd(*args, served)
 
 
@@ -201,6 +202,7 @@ def _train_gkd(
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16
     checkpoints = out / "gkd_checkpoints"
     settings = {
+        "student": student.ref,
         "config": cfg.model_dump(mode="json"),
         "start": adapter_id(start_adapter),  # its weights: a retrained SFT adapter differs
         "train": [r.get("messages") for r in rows],
@@ -246,7 +248,7 @@ def _train_gkd(
     return {
         "backend": student.backend,
         "start": "sft adapter" if start_adapter else "base student",
-        "teacher": cfg.gkd.teacher,
+        "teacher": served.spec if served else cfg.gkd.teacher,
         "trainer": ("GKD (served teacher, top-k)" if served else "GKD")
         if same_vocabulary
         else "GOLD",

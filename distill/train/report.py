@@ -39,8 +39,8 @@ def loss_plot(
     plt.close(fig)
 
 
-def report(cfg: TrainConfig, m: dict[str, Any], out: Path) -> str:
-    parts = [f"# Training report\n\n- method: `{m['method']}`, student `{cfg.student}`\n"]
+def report(student: str, cfg: TrainConfig, m: dict[str, Any], out: Path) -> str:
+    parts = [f"# Training report\n\n- method: `{m['method']}`, student `{student}`\n"]
     if m["method"].startswith("sft"):
         sft = m.get("sft", m)
         history = json.loads((out / "log.json").read_text())

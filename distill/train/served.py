@@ -3,7 +3,7 @@ tokenizer scores the student's sequences, and the student matches the teacher's 
 next-token log-probabilities (TRL's sparse loss: the top-k tokens and one tail bucket for
 the rest of the vocabulary).
 
-Two wire formats, `train.gkd.teacher_options.logprobs`:
+Two wire formats, `train.gkd.served_teacher.options.logprobs`:
 - `echo` (llama-cpp-python's server, and any server speaking the legacy completions API
   with `echo` and `logprobs`): the sequence goes as text, the reply keys each position's
   top-k by token text. The server's tokens for the text are read from `/extras/tokenize`
@@ -38,7 +38,7 @@ PREFIX = "openai:"
 
 
 class ServedOptions(StrictModel):
-    """`train.gkd.teacher_options` for a served teacher (`train.gkd.teacher: openai:MODEL`)."""
+    """`train.gkd.served_teacher.options`: the server a served teacher answers from."""
 
     base_url: str = Field(
         description="The server's OpenAI-compatible URL, e.g. http://127.0.0.1:8080/v1."
@@ -66,10 +66,6 @@ class ServedOptions(StrictModel):
         20, ge=1, le=100, description="Teacher log-probabilities per position (vLLM allows 20)."
     )
     timeout_s: float = Field(300.0, gt=0, description="Per-request timeout.")
-
-
-def is_served(spec: str | None) -> bool:
-    return bool(spec) and str(spec).startswith(PREFIX)
 
 
 # GPT-2's byte-to-character table, which byte-level BPE vocabularies (SmolLM2, Qwen,
@@ -154,11 +150,11 @@ def served_headers(spec: str, options: ServedOptions) -> dict[str, str]:
     local = host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
     if url.scheme != "https" and not local:
         raise UserError(
-            f"train.gkd.teacher_options.base_url {url.scheme}://{host} is plain http to "
+            f"train.gkd.served_teacher.options.base_url {url.scheme}://{host} is plain http to "
             "another machine: the key would travel unencrypted; use https, or a loopback "
             "address for a server on this machine"
         )
-    return {"Authorization": f"Bearer {api_key(f'train.gkd.teacher {spec}', env)}"}
+    return {"Authorization": f"Bearer {api_key(f'train.gkd.served_teacher {spec}', env)}"}
 
 
 class ServedTeacher:
@@ -210,10 +206,10 @@ class ServedTeacher:
         share = self.covered / self.positions
         if share < self.options.min_coverage:
             raise UserError(
-                f"train.gkd.teacher {self.spec} scored {share:.0%} of the {self.positions} "
-                f"positions asked (teacher_options.min_coverage is "
+                f"train.gkd.served_teacher {self.spec} scored {share:.0%} of the {self.positions} "
+                f"positions asked (options.min_coverage is "
                 f"{self.options.min_coverage:.0%}): check that the server returns "
-                f"log-probabilities for its prompt (teacher_options.logprobs: "
+                f"log-probabilities for its prompt (options.logprobs: "
                 f"{self.options.logprobs}) and shares the student's tokenizer"
             )
 
@@ -257,7 +253,7 @@ class ServedTeacher:
             self.adds_bos = True
         else:
             raise UserError(
-                f"train.gkd.teacher {self.spec} does not spell the student's text in the "
+                f"train.gkd.served_teacher {self.spec} does not spell the student's text in the "
                 f"student's vocabulary (its first tokens {got[:8]}, the student's "
                 f"{sample[:8]}): a served teacher must share the student's tokenizer; use a "
                 "local teacher (GOLD) for another one"

@@ -23,6 +23,7 @@ from distill.train.data import encode_rows, stop_ids
 
 
 def train_adapter(
+    student_ref: str,
     cfg: TrainConfig,
     rows: list[dict[str, Any]],
     out: Path,
@@ -31,9 +32,10 @@ def train_adapter(
     resume: bool = False,
     callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Train a LoRA adapter on `rows` and save it to out/adapter (atomically); return
-    metrics. Checkpoints go to out/checkpoints; `resume` continues from the last one."""
-    student = load_student(cfg)
+    """Train a LoRA adapter of the student `student_ref` on `rows` and save it to
+    out/adapter (atomically); return metrics. Checkpoints go to out/checkpoints;
+    `resume` continues from the last one."""
+    student = load_student(student_ref, cfg)
     model, tok = student.model, student.tok
 
     import torch
@@ -50,6 +52,7 @@ def train_adapter(
     # Checkpoints belong to these settings *and* this data: resuming over other training
     # rows would finish a run that matches neither.
     settings = {
+        "student": student_ref,
         "config": cfg.model_dump(mode="json"),
         "train": [r.get("messages") for r in rows],
         "eval": [r.get("messages") for r in eval_rows or []],

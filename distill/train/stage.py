@@ -18,7 +18,7 @@ exercises nearly all of the GPU path.
   student's own answers make the pairs and DPO continues from its adapter against it.
 - `gkd` / `sft_then_gkd`: on-policy distillation against `train.gkd.teacher`
   (distill/train/gkd.py): TRL's GKDTrainer when it shares the student's tokenizer,
-  GOLDTrainer when it does not.
+  GOLDTrainer when it does not; or against `train.gkd.served_teacher`'s top-k.
 
 A checkpoint is written every `save_steps` to train/checkpoints/ (dpo_checkpoints/),
 and `distill train --resume` continues a killed run from the last one (the
@@ -70,14 +70,18 @@ def passes(method: str) -> tuple[bool, str | None]:
     return steps[0] == "sft", next((s for s in steps if s != "sft"), None)
 
 
-def _sft_stamp(cfg: TrainConfig, rows: list[dict[str, Any]]) -> str:
+def _sft_stamp(student: str, cfg: TrainConfig, rows: list[dict[str, Any]]) -> str:
     return hash_json(
-        {"config": cfg.model_dump(mode="json"), "train": [r["messages"] for r in rows]}
+        {
+            "student": student,
+            "config": cfg.model_dump(mode="json"),
+            "train": [r["messages"] for r in rows],
+        }
     )
 
 
 def _plan(
-    cfg: TrainConfig, rows: list[dict[str, Any]], out: Path, resume: bool
+    student: str, cfg: TrainConfig, rows: list[dict[str, Any]], out: Path, resume: bool
 ) -> tuple[bool, bool]:
     """(skip SFT, resume the second pass) for `--resume`: a second pass resumes from its
     checkpoints; SFT is skipped when its adapter of these settings and rows is kept
@@ -86,7 +90,7 @@ def _plan(
     if not (resume and then):
         return False, False
     stamp = out / "sft_adapter" / "settings.sha256"
-    kept = stamp.exists() and stamp.read_text() == _sft_stamp(cfg, rows)
+    kept = stamp.exists() and stamp.read_text() == _sft_stamp(student, cfg, rows)
     # SFT is skipped only on its own stamp: checkpoints of the second pass say nothing
     # about rows reviewers rejected since. Without the kept adapter the second pass
     # starts over (its start changes); its checkpoints check their own stamp.
@@ -105,12 +109,14 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     out = folder.stage_dir("train")
     sft_first, then = passes(cfg.method)
     # Process 0's plan in every process (the others must run the same passes).
-    skip_sft, resume_then = distributed.share(_plan(cfg, rows, out, options.resume))
+    skip_sft, resume_then = distributed.share(_plan(recipe.student, cfg, rows, out, options.resume))
     main = distributed.is_main()
     metrics: dict[str, Any] = {"method": cfg.method}
     if sft_first and not skip_sft:
         eval_rows = read_rows(folder.curated("eval"))
-        sft = train_adapter(cfg, rows, out, eval_rows=eval_rows, resume=options.resume)
+        sft = train_adapter(
+            recipe.student, cfg, rows, out, eval_rows=eval_rows, resume=options.resume
+        )
         if main:
             history = sft.pop("log_history")
             write_json(out / "log.json", history)
@@ -121,7 +127,8 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
                 (out / "adapter").rename(out / "sft_adapter")
                 # For --resume after a crash in what follows: SFT need not run again.
                 write_json(out / "sft_adapter" / "metrics.json", sft)
-                write_text(out / "sft_adapter" / "settings.sha256", _sft_stamp(cfg, rows))
+                stamp = _sft_stamp(recipe.student, cfg, rows)
+                write_text(out / "sft_adapter" / "settings.sha256", stamp)
     elif sft_first and main:
         metrics.update(json.loads((out / "sft_adapter" / "metrics.json").read_text()))
     if then:
@@ -145,7 +152,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     if not main:
         return {}
     write_json(folder.train_metrics, metrics)
-    write_text(out / "report.md", report(cfg, metrics, out))
+    write_text(out / "report.md", report(recipe.student, cfg, metrics, out))
     summary = {k: metrics.get(k) for k in (*SUMMARY, "peak_memory_mb")}
     if "dpo" in metrics:
         d = metrics["dpo"]
@@ -170,7 +177,13 @@ def _gkd(
 
     distributed.barrier()  # every process waits for the SFT adapter's move
     gkd = train_gkd(
-        recipe.train, rows, out, start_adapter=start, resume=resume, eval_rows=eval_rows
+        recipe.student,
+        recipe.train,
+        rows,
+        out,
+        start_adapter=start,
+        resume=resume,
+        eval_rows=eval_rows,
     )
     if not main:
         return gkd
@@ -207,7 +220,7 @@ def _dpo(
     stats = _pairs(recipe, rows, out, start, resume) if main else {}
     distributed.barrier()  # every process waits for the SFT adapter's move and the pairs
     pairs = tables.read(pairs_path, Preference)
-    dpo = train_dpo(cfg, pairs, out, start_adapter=start, resume=resume)
+    dpo = train_dpo(recipe.student, cfg, pairs, out, start_adapter=start, resume=resume)
     if not main:
         return dpo
     history = dpo.pop("log_history")
@@ -224,6 +237,7 @@ def _pairs(
     this start adapter's weights (not its path) and with these settings; their stats."""
     stamp = hash_json(
         {
+            "student": recipe.student,
             "config": recipe.train.model_dump(mode="json"),
             "train": [r["messages"] for r in rows],
             "start": adapter_id(start),
@@ -245,7 +259,7 @@ def _build_pairs(
     from distill.train import preferences
 
     own = reset_peak_memory()
-    model, tok = load_causal_lm(recipe.train.student, recipe.train.precision)
+    model, tok = load_causal_lm(recipe.student, recipe.train.precision)
     if start is not None:
         from peft import PeftModel
 
