@@ -73,7 +73,7 @@ description: {description}
 # anthropic:MODEL, any OpenAI-compatible server ({{model: openai:MODEL, options:
 # {{base_url: URL}}}}), or local:MODEL (offline aliases, a .gguf or a folder).
 teacher: {teacher}
-student: {student}          # the model the adapter is trained for (runs here)
+student: {student}  # the model the adapter is trained for (runs here)
 split:
   eval_fraction: {eval_fraction}        # of the documents, held out before generation
   min_eval_documents: {min_eval}     # at least this many held out, whatever the hashes say
