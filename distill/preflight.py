@@ -129,7 +129,7 @@ def review_problems(recipe: Recipe, network: bool) -> list[str]:
 
 def gkd_teacher_problems(recipe: Recipe) -> list[str]:
     """A GKD teacher loaded here must be here; a served one needs its key's variable."""
-    from distill.train.served import is_served
+    from distill.train.scoring import is_served
 
     g = recipe.train.gkd
     assert g.teacher is not None

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from distill.config import DEFAULT_STUDENT, StrictModel
-from distill.train.served import ServedOptions, is_served
+from distill.train.scoring import ServedOptions, is_served
 
 
 class PreferencesConfig(StrictModel):

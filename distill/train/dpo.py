@@ -30,18 +30,7 @@ from distill.train.common import (
 )
 from distill.train.config import TrainConfig
 from distill.train.data import encode_pair, stop_ids
-
-
-def _trainer_class() -> Any:
-    from trl import DPOTrainer
-
-    class PretokenizedDPOTrainer(DPOTrainer):
-        """DPOTrainer over rows already holding prompt_ids / chosen_ids / rejected_ids."""
-
-        def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
-            return dataset
-
-    return PretokenizedDPOTrainer
+from distill.train.trl_private import pretokenized_dpo_trainer
 
 
 def encode_pairs(
@@ -116,7 +105,7 @@ def train_dpo(
         "pairs": [[p["prompt"], p["chosen"], p["rejected"]] for p in pairs],
     }
     last = checkpoints_to_resume(settings, checkpoints, resume)
-    trainer = _trainer_class()(
+    trainer = pretokenized_dpo_trainer()(
         model=student.model,
         ref_model=None,
         args=dpo_args(cfg, checkpoints, cuda, bf16),

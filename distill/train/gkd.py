@@ -20,7 +20,6 @@ and Qwen) reads it best.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,9 @@ from distill.train.common import (
 )
 from distill.train.config import TrainConfig
 from distill.train.data import encode_rows, final_answer_span, stop_ids
-from distill.train.served import ServedTeacher, is_served, make_trainer, teacher_stand_in
+from distill.train.scoring import TokenScorer, is_served
+from distill.train.served import make_trainer, teacher_stand_in
+from distill.train.trl_private import trl_experimental
 
 
 class Collator:
@@ -85,17 +86,6 @@ def load_teacher(cfg: TrainConfig, student_tok: Any) -> tuple[Any, bool]:
     model, tok = load_causal_lm(cfg.gkd.teacher, cfg.precision)
     model.eval()
     return model, tok.get_vocab() == student_tok.get_vocab()
-
-
-def trl_experimental(name: str) -> Any:
-    """trl.experimental.<name> (gkd, gold), imported without its 'APIs here are
-    unstable' warning: the pin in pyproject.toml is what keeps the API this module was
-    written against."""
-    import importlib
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return importlib.import_module(f"trl.experimental.{name}")
 
 
 def _shared_args(
@@ -156,13 +146,13 @@ def train_gkd(
     adapter is saved to out/adapter (atomically). With `eval_rows`, the distillation
     loss on their curated answers (off-policy) is measured before and after. Returns
     the pass's metrics. A served teacher (`openai:MODEL`) is asked for its top-k
-    log-probabilities (distill/train/served.py)."""
+    log-probabilities (distill/train/scoring.py, distill/train/served.py)."""
     student = load_student(cfg, start_adapter)
     args = (cfg, student, rows, out, start_adapter, resume, eval_rows, callbacks)
     if not is_served(cfg.gkd.teacher):
         return _train_gkd(*args, None)
     assert cfg.gkd.teacher and cfg.gkd.teacher_options
-    with ServedTeacher(cfg.gkd.teacher, cfg.gkd.teacher_options, student.tok) as served:
+    with TokenScorer(cfg.gkd.teacher, cfg.gkd.teacher_options, student.tok) as served:
         return _train_gkd(*args, served)
 
 
@@ -175,7 +165,7 @@ def _train_gkd(
     resume: bool,
     eval_rows: list[dict[str, Any]] | None,
     callbacks: list[Any] | None,
-    served: ServedTeacher | None,
+    served: TokenScorer | None,
 ) -> dict[str, Any]:
     if not cfg.gkd.measure_eval:
         eval_rows = None
