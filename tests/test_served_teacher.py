@@ -199,10 +199,11 @@ def test_gkd_against_the_served_teacher_moves_the_student(
     m = train_gkd(
         cfg(method="gkd", batch_size=2, gkd=gkd), rows(8), tmp_path, eval_rows=held_out_rows()
     )
-    assert m["trainer"] == "GKD (served teacher, top-k)" and m["steps"] == 4, m
-    assert m["teacher_coverage"] > 0.9 and m["teacher_requests"] > 8, m
-    assert m["eval_loss_after"] < m["eval_loss_before"], m
-    text = json.dumps(m, default=str)
+    assert m.trainer == "GKD (served teacher, top-k)" and m.steps == 4, m
+    assert m.served is not None and (m.served.teacher_coverage or 0) > 0.9, m
+    assert m.served.teacher_requests > 8, m
+    assert m.eval_loss_after < m.eval_loss_before, m
+    text = json.dumps(m.model_dump(), default=str)
     assert server not in text and "sk-served-7f3a" not in text  # neither URL nor key
     for f in tmp_path.rglob("*"):
         assert not f.is_file() or b"sk-served-7f3a" not in f.read_bytes(), f

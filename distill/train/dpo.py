@@ -24,6 +24,7 @@ from distill.train.common import (
     common_args,
     load_student,
     one_row_a_step_on_cpu,
+    pass_figures,
     pass_metrics,
     progress_callback,
     run_pass,
@@ -31,6 +32,7 @@ from distill.train.common import (
 from distill.train.config import TrainConfig
 from distill.train.data import encode_pair, stop_ids
 from distill.train.trl_private import pretokenized_dpo_trainer
+from distill.train_results import DpoPass
 
 
 def encode_pairs(
@@ -75,9 +77,9 @@ def train_dpo(
     start_adapter: Path | None = None,
     resume: bool = False,
     callbacks: list[Any] | None = None,
-) -> dict[str, Any]:
+) -> DpoPass:
     """DPO on `pairs` from the base student or `start_adapter`; the adapter is saved to
-    out/adapter (atomically). Returns the pass's metrics."""
+    out/adapter (atomically). Returns the pass's result."""
     if not pairs:
         raise InputError(
             "train: no preference pairs (no student answer was clearly worse than the "
@@ -120,23 +122,16 @@ def train_dpo(
     tokens = sum(
         2 * len(e["prompt_ids"]) + len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in encoded
     )
-    epochs = float(trainer.state.epoch or 0)
-    share = (trainer.state.global_step - (resumed or 0)) / max(trainer.state.global_step, 1)
-    return {
-        "backend": student.backend,
-        "start": "sft adapter" if start_adapter else "base student",
-        "pairs": len(encoded),
-        "pairs_left_out": len(pairs) - len(encoded),
-        "steps": trainer.state.global_step,
-        "resumed_from_step": resumed,
-        "epochs": round(epochs, 2),
-        "beta": cfg.dpo.beta,
-        "train_loss": round(float(result.training_loss), 4),
-        "first_margin": round(float(steps[0]["rewards/margins"]), 4) if steps else None,
-        "last_margin": round(float(steps[-1]["rewards/margins"]), 4) if steps else None,
-        "last_accuracy": round(float(steps[-1]["rewards/accuracies"]), 4) if steps else None,
-        "seconds": round(seconds, 1),
-        "tokens_per_second": round(tokens * epochs * share / seconds, 1),
-        **pass_metrics(student, out, cfg),
-        "log_history": history,
-    }
+    return DpoPass(
+        backend=student.backend,
+        start="sft adapter" if start_adapter else "base student",
+        pairs=len(encoded),
+        pairs_left_out=len(pairs) - len(encoded),
+        beta=cfg.dpo.beta,
+        first_margin=round(float(steps[0]["rewards/margins"]), 4) if steps else None,
+        last_margin=round(float(steps[-1]["rewards/margins"]), 4) if steps else None,
+        last_accuracy=round(float(steps[-1]["rewards/accuracies"]), 4) if steps else None,
+        **pass_figures(trainer, result, seconds, resumed, tokens).model_dump(),
+        **pass_metrics(student, out, cfg).model_dump(),
+        log_history=history,
+    )

@@ -30,6 +30,7 @@ from distill.train.backends import cuda_available
 from distill.train.common import (
     checkpoints_to_resume,
     common_args,
+    last_eval_loss,
     load_student,
     one_row_a_step_on_cpu,
     pass_figures,
@@ -42,6 +43,7 @@ from distill.train.data import encode_rows, final_answer_span, stop_ids
 from distill.train.scoring import TokenScorer, is_served
 from distill.train.served import make_trainer, teacher_stand_in
 from distill.train.trl_private import trl_experimental
+from distill.train_results import GkdPass
 
 
 class Collator:
@@ -140,12 +142,12 @@ def train_gkd(
     resume: bool = False,
     eval_rows: list[dict[str, Any]] | None = None,
     callbacks: list[Any] | None = None,
-) -> dict[str, Any]:
+) -> GkdPass:
     """On-policy distillation on the training prompts from the base student or
     `start_adapter`: GKD when the teacher shares the student's tokenizer, else GOLD. The
     adapter is saved to out/adapter (atomically). With `eval_rows`, the distillation
     loss on their curated answers (off-policy) is measured before and after. Returns
-    the pass's metrics. A served teacher (`openai:MODEL`) is asked for its top-k
+    the pass's result. A served teacher (`openai:MODEL`) is asked for its top-k
     log-probabilities (distill/train/scoring.py, distill/train/served.py)."""
     student = load_student(cfg, start_adapter)
     args = (cfg, student, rows, out, start_adapter, resume, eval_rows, callbacks)
@@ -166,7 +168,7 @@ def _train_gkd(
     eval_rows: list[dict[str, Any]] | None,
     callbacks: list[Any] | None,
     served: TokenScorer | None,
-) -> dict[str, Any]:
+) -> GkdPass:
     if not cfg.gkd.measure_eval:
         eval_rows = None
     if served is not None:
@@ -233,24 +235,23 @@ def _train_gkd(
     after = _eval_loss(trainer) if fits else None
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
-    return {
-        "backend": student.backend,
-        "start": "sft adapter" if start_adapter else "base student",
-        "teacher": cfg.gkd.teacher,
-        "trainer": ("GKD (served teacher, top-k)" if served else "GKD")
-        if same_vocabulary
-        else "GOLD",
-        **(served.report() if served else {}),
-        "examples": len(kept),
-        **pass_figures(trainer, result, seconds, resumed),
-        "first_loss": round(float(losses[0]), 4) if losses else None,
-        "last_loss": round(float(losses[-1]), 4) if losses else None,
-        "eval_examples": len(fits),
-        "eval_loss_before": before,
-        "eval_loss_after": after,
-        **pass_metrics(student, out, cfg),
-        "log_history": history,
-    }
+    return GkdPass(
+        backend=student.backend,
+        start="sft adapter" if start_adapter else "base student",
+        teacher=cfg.gkd.teacher,
+        trainer=("GKD (served teacher, top-k)" if served else "GKD") if same_vocabulary else "GOLD",
+        served=served.report() if served else None,
+        examples=len(kept),
+        **pass_figures(trainer, result, seconds, resumed).model_dump(),
+        eval_loss=last_eval_loss(history),
+        first_loss=round(float(losses[0]), 4) if losses else None,
+        last_loss=round(float(losses[-1]), 4) if losses else None,
+        eval_examples=len(fits),
+        eval_loss_before=before,
+        eval_loss_after=after,
+        **pass_metrics(student, out, cfg).model_dump(),
+        log_history=history,
+    )
 
 
 def _eval_loss(trainer: Any) -> float:

@@ -34,6 +34,7 @@ from distill.config import StrictModel
 from distill.errors import TeacherError, UserError
 from distill.teachers.base import api_key
 from distill.train.vocabulary import byte_starts, piece_map, spell
+from distill.train_results import ServedFigures
 
 PREFIX = "openai:"
 
@@ -127,14 +128,14 @@ class TokenScorer:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ServedFigures:
         """What the pass's metrics record of the teacher (never its URL or key)."""
-        return {
-            "teacher_top_k": self.options.top_k,
-            "teacher_requests": self.requests,
-            "teacher_positions": self.positions,
-            "teacher_coverage": round(self.covered / self.positions, 4) if self.positions else None,
-        }
+        return ServedFigures(
+            teacher_top_k=self.options.top_k,
+            teacher_requests=self.requests,
+            teacher_positions=self.positions,
+            teacher_coverage=round(self.covered / self.positions, 4) if self.positions else None,
+        )
 
     def check_coverage(self, final: bool = False) -> None:
         """A one-line error when the teacher scores too little of what it is asked (after
