@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from distill.errors import InputError
 from distill.tables import Answer
+from distill.train_results import read_train_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -76,9 +78,9 @@ def run_method(base: Path, out: Path, method: str, sets: list[str]) -> dict[str,
 def finished(folder: Path, method: str) -> bool:
     """Trained with `method` and evaluated after that (a copy of the base run is not)."""
     try:
-        trained = json.loads((folder / "train" / "metrics.json").read_text())["method"]
+        trained = read_train_metrics(folder / "train" / "metrics.json").method
         stages = json.loads((folder / "manifest.json").read_text())["stages"]
-    except (OSError, KeyError, ValueError):
+    except (InputError, OSError, KeyError, ValueError):
         return False
     train, evaluated = stages.get("train", {}), stages.get("eval", {})
     return (
@@ -191,7 +193,7 @@ def main() -> int:
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for method, res in results.items():
             scores = m.item_scores(rows(res["folder"]), system)
-            train = json.loads((res["folder"] / "train" / "metrics.json").read_text())
+            train = read_train_metrics(res["folder"] / "train" / "metrics.json")
             manifest = json.loads((res["folder"] / "manifest.json").read_text())
             seconds = manifest["stages"]["train"]["duration_s"]  # every pass, pairs included
             cells = [method]
@@ -206,25 +208,23 @@ def main() -> int:
                     d = m.paired_difference(vals, ref[metric], binary=metric in m.BINARY)
                     cells.append(f"{d.diff:+.0%} [{d.ci[0]:+.0%}, {d.ci[1]:+.0%}]" if d else "—")
             cells.append(f"{seconds:.0f}")
-            cells.append(f"{train['peak_memory_mb'] / 1024:.2f}")
+            cells.append(f"{train.peak_memory_mb / 1024:.2f}")
             print("| " + " | ".join(cells) + " |")
         print()
     for method, res in results.items():
-        train = json.loads((res["folder"] / "train" / "metrics.json").read_text())
-        if "dpo" in train:
-            d = train["dpo"]
+        train = read_train_metrics(res["folder"] / "train" / "metrics.json")
+        if d := train.dpo:
             print(
-                f"{method}: {d['pairs_built']} pairs from {d['prompts']} prompts "
-                f"({d['outcomes']}); DPO {d['steps']} steps, reward margin "
-                f"{d['first_margin']} -> {d['last_margin']}"
+                f"{method}: {d.pairs_built} pairs from {d.prompts} prompts "
+                f"({d.outcomes}); DPO {d.steps} steps, reward margin "
+                f"{d.first_margin} -> {d.last_margin}"
             )
-        if "gkd" in train:
-            g = train["gkd"]
+        if g := train.gkd:
             print(
-                f"{method}: {g.get('trainer', 'GKD')} {g['steps']} steps against {g['teacher']}, "
-                f"loss {g['first_loss']} -> {g['last_loss']}; eval-split loss "
-                f"{g.get('eval_loss_before')} -> {g.get('eval_loss_after')}, "
-                f"{g['seconds']} s, peak {g['peak_memory_mb']} MB"
+                f"{method}: {g.trainer} {g.steps} steps against {g.teacher}, "
+                f"loss {g.first_loss} -> {g.last_loss}; eval-split loss "
+                f"{g.eval_loss_before} -> {g.eval_loss_after}, "
+                f"{g.seconds} s, peak {g.peak_memory_mb} MB"
             )
     return 0
 

@@ -80,6 +80,7 @@ class PeakRss:
 
 def train(base: Path, out: Path, mode: str, sets: list[str], env: dict[str, str]) -> dict[str, Any]:
     from bench.methods import recipe_of
+    from distill.train_results import read_train_metrics
 
     recipe = recipe_of(base)
     folder = out / mode
@@ -92,8 +93,10 @@ def train(base: Path, out: Path, mode: str, sets: list[str], env: dict[str, str]
     if subprocess.run(cmd, env=env, check=False).returncode:
         raise SystemExit(f"{mode}: distill train failed")
     wall = time.perf_counter() - t0
-    metrics = json.loads((folder / "train" / "metrics.json").read_text())
-    return {"wall": round(wall, 1), **metrics["gkd"]}
+    gkd = read_train_metrics(folder / "train" / "metrics.json").gkd
+    if gkd is None:
+        raise SystemExit(f"{mode}: train wrote no GKD pass")
+    return {"wall": round(wall, 1), **gkd.model_dump()}
 
 
 def main() -> int:

@@ -95,9 +95,9 @@ def run_distill(packing: bool, lean: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         m = train_adapter(STUDENT, cfg, conversations(), Path(tmp))
     return {
-        "tokens_per_second": m["tokens_per_second"],
-        "train_seconds": m["seconds"],
-        "steps": m["steps"],
+        "tokens_per_second": m.tokens_per_second,
+        "train_seconds": m.seconds,
+        "steps": m.steps,
         "peak_mb": peak_mb(),
     }
 

@@ -98,9 +98,9 @@ def test_dpo_moves_the_preference_margin(tmp_path: Path) -> None:
     from distill.train.dpo import encode_pairs, train_dpo
 
     m = train_dpo(STUDENT, cfg(), pairs(), tmp_path / "dpo")
-    assert m["steps"] == 4 and m["pairs"] == 4 and m["start"] == "base student"
-    assert m["first_margin"] == 0.0  # the policy starts as its reference
-    assert m["last_margin"] > 0 and m["peak_memory_mb"] > 100
+    assert m.steps == 4 and m.pairs == 4 and m.start == "base student"
+    assert m.first_margin == 0.0  # the policy starts as its reference
+    assert m.last_margin > 0 and m.peak_memory_mb > 100
     assert not (tmp_path / "dpo" / "dpo_checkpoints").exists()
     saved = load_file(tmp_path / "dpo" / "adapter" / "adapter_model.safetensors")
     assert saved and not any(".ref." in k for k in saved)  # only the trained adapter
@@ -115,7 +115,7 @@ def test_dpo_moves_the_preference_margin(tmp_path: Path) -> None:
     tuned.unload()
     start = tmp_path / "dpo" / "adapter"
     m2 = train_dpo(STUDENT, cfg(), pairs(), tmp_path / "again", start_adapter=start)
-    assert m2["start"] == "sft adapter" and m2["first_margin"] == 0.0 and m2["last_margin"] > 0
+    assert m2.start == "sft adapter" and m2.first_margin == 0.0 and m2.last_margin > 0
     base, _ = load_causal_lm("smollm2-135m-instruct")
     again = PeftModel.from_pretrained(base, str(tmp_path / "again" / "adapter"))
     assert margin(again, encoded) > after, (after, margin(again, encoded))

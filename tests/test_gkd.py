@@ -99,9 +99,9 @@ def test_gkd_moves_the_student_toward_the_teacher(teacher: Path, tmp_path: Path)
         tmp_path,
         eval_rows=held_out_rows(),
     )
-    assert m["eval_examples"] == 4 and m["eval_loss_after"] < m["eval_loss_before"], m
-    assert m["steps"] == 4 and m["start"] == "base student" and m["teacher"] == str(teacher)
-    losses = [h["loss"] for h in m["log_history"] if "loss" in h]
+    assert m.eval_examples == 4 and m.eval_loss_after < m.eval_loss_before, m
+    assert m.steps == 4 and m.start == "base student" and m.teacher == str(teacher)
+    losses = [h["loss"] for h in m.log_history if "loss" in h]
     assert len(losses) == 4 and losses[-1] < losses[0], losses
     assert not (tmp_path / "gkd_checkpoints").exists()
     base, tok = load_causal_lm("smollm2-135m-instruct")
@@ -135,10 +135,10 @@ def test_gold_distills_from_a_teacher_with_another_tokenizer(tmp_path: Path) -> 
         tmp_path,
         eval_rows=held_out_rows(),
     )
-    assert m["trainer"].startswith("GOLD") and m["steps"] == 4
-    logged = [h for h in m["log_history"] if "loss" in h]
+    assert m.trainer.startswith("GOLD") and m.steps == 4
+    logged = [h for h in m.log_history if "loss" in h]
     assert len(logged) == 4 and all("on_policy_loss" in h for h in logged), logged
-    assert m["eval_examples"] == 4
-    assert m["eval_loss_after"] < m["eval_loss_before"], m
+    assert m.eval_examples == 4
+    assert m.eval_loss_after < m.eval_loss_before, m
     base, _ = load_causal_lm("smollm2-135m-instruct")
     PeftModel.from_pretrained(base, str(tmp_path / "adapter"))

@@ -170,18 +170,21 @@ CARD_TEXT = (
 
 
 def model_card(method: str, gkd: dict[str, Any] | None) -> str:
-    from distill.publish.cards import _method_tags, render
+    from distill.publish.cards import method_tags, render
     from distill.train.config import TrainConfig
+    from tests.test_train_results import dpo_metrics, gkd_pass
 
     t = TrainConfig.model_validate({"method": method, "gkd": {"teacher": "qwen-1.5b"}})
-    passes = {"backend": "trl", "device": "cpu", "steps": 7, "first_margin": 0.0}
-    dpo = {**passes, "pairs": 11, "judge": "local:judge", "last_margin": 0.8}
+    passes = {"backend": "trl", "device": "cpu", "steps": 7}
+    dpo = dpo_metrics(**passes, pairs=11, judge="local:judge", first_margin=0.0, last_margin=0.8)
+    gkd = dict(gkd or {})
+    served = gkd.pop("served", False)
     card = render(
         "model.md.j2",
-        {"tags": _method_tags({"method": method})},
+        {"tags": method_tags(method)},
         method=method,
         dpo=dpo if method.endswith("dpo") else None,
-        gkd={**passes, **gkd} if gkd and method.endswith("gkd") else None,
+        gkd=gkd_pass(served, **passes, **gkd) if gkd and method.endswith("gkd") else None,
         t=t,
         steps=15,
         epochs=3,
@@ -196,7 +199,7 @@ def model_card(method: str, gkd: dict[str, Any] | None) -> str:
 
 @pytest.mark.parametrize("method", ["sft", "sft_then_dpo", "dpo", "gkd", "sft_then_gkd"])
 def test_model_card_says_how_the_adapter_was_trained(method: str) -> None:
-    from distill.publish.cards import _method_tags
+    from distill.publish.cards import method_tags
 
     gkd = {"teacher": "qwen-1.5b", "first_loss": 0.3, "last_loss": 0.1}
     text = model_card(method, gkd)
@@ -206,14 +209,12 @@ def test_model_card_says_how_the_adapter_was_trained(method: str) -> None:
     assert ("against `qwen-1.5b`" in text) == method.endswith("gkd")
     assert ("Loss 0.3 at the first step, 0.1 at the last" in text) == method.endswith("gkd")
     assert ("TRL `GKDTrainer`" in text) == method.endswith("gkd")
-    assert set(_method_tags({"method": method})) == set(method.split("_then_"))
+    assert set(method_tags(method)) == set(method.split("_then_"))
     if method.endswith("gkd"):  # a teacher with another tokenizer: GOLD
         gold = model_card(method, {**gkd, "trainer": "GOLD"})
         assert "TRL `GOLDTrainer`" in gold and "ULD loss across the two tokenizers" in gold
         assert "GKDTrainer" not in gold and "generalized JSD" not in gold
-        served = model_card(
-            method, {**gkd, "trainer": "GKD (served teacher, top-k)", "teacher_top_k": 20}
-        )
+        served = model_card(method, {**gkd, "served": True})  # top 20, as gkd_pass scores
         assert "TRL `GKDTrainer`" in served and "GOLD" not in served
         assert "on the served teacher's top 20 tokens and one bucket for the rest" in served
         assert "served teacher" not in text
@@ -258,23 +259,26 @@ def test_resumed_dpo_rebuilds_pairs_when_rows_or_start_weights_changed(
     from types import SimpleNamespace
 
     import distill.train.dpo
+    from distill.io import write_json
     from distill.train import stage
     from distill.train.config import TrainConfig
+    from distill.train_results import DpoPass
+    from tests.test_train_results import dpo_metrics, pair_stats
 
     built: list[int] = []
 
     def build(recipe, rows, out, start):  # type: ignore[no-untyped-def]
         built.append(len(rows))
+        stats = pair_stats(pairs=0)
         (out / "preferences.parquet").write_bytes(b"")
-        (out / "preferences.json").write_text('{"pairs": 0}')
-        return [], {"pairs": 0}
+        write_json(out / "preferences.json", stats.model_dump())
+        return [], stats
 
     monkeypatch.setattr(stage, "_build_pairs", build)
     monkeypatch.setattr(stage.tables, "read", lambda path, kind: [])
     monkeypatch.setattr(stage, "loss_plot", lambda *a, **k: None)
-    monkeypatch.setattr(
-        distill.train.dpo, "train_dpo", lambda *a, **k: {"log_history": [], "pairs": 0}
-    )
+    trained = DpoPass(**dpo_metrics(pairs=0).model_dump(include=set(DpoPass.model_fields)))
+    monkeypatch.setattr(distill.train.dpo, "train_dpo", lambda *a, **k: trained)
     recipe = SimpleNamespace(
         student="smollm2-135m-instruct",
         train=TrainConfig.model_validate({"method": "sft_then_dpo"}),

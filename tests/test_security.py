@@ -395,11 +395,14 @@ def test_publish_refuses_an_adapter_retrained_after_eval(tmp_path: Path) -> None
 def test_the_training_report_redacts_a_served_teachers_credentials(tmp_path: Path) -> None:
     from distill.train.config import TrainConfig
     from distill.train.report import report as _report
+    from distill.train_results import TrainMetrics
+    from tests.test_train_results import gkd_pass
 
     url = "https://trainer:s3cret-pass@teacher.internal/v1?api_key=abcdef123456"
     served = {"model": "openai:big", "options": {"base_url": url}}
     cfg = TrainConfig.model_validate({"method": "gkd", "gkd": {"served_teacher": served}})
-    text = _report("student", cfg, {"method": "gkd", "versions": {"trl": "1.16.0"}}, tmp_path)
+    metrics = TrainMetrics(method="gkd", examples=8, gkd=gkd_pass(served=True))
+    text = _report("student", cfg, metrics, tmp_path)
     assert "teacher.internal" in text  # the setting is there
     assert "s3cret-pass" not in text and "abcdef123456" not in text
 

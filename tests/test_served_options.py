@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from distill.errors import UserError
-from distill.train.served import ServedOptions, ServedTeacher, served_headers
+from distill.train.scoring import ServedOptions, TokenScorer, served_headers
 from tests.conftest import json_server
 
 
@@ -56,7 +56,7 @@ def test_a_teacher_that_scores_nothing_fails_the_pass(blank_server: str) -> None
     options = ServedOptions(base_url=blank_server, logprobs="prompt_logprobs")
     tok = load_tokenizer("smollm2-135m-instruct")
     seq = [1, 2, 3, 4, 5, 6]
-    with ServedTeacher("openai:blank", options, tok) as teacher:
+    with TokenScorer("openai:blank", options, tok) as teacher:
         for _ in range(3):  # three requests: too early to judge
             assert teacher.top_k([seq], [2]) == [[None] * 4]
         with pytest.raises(UserError, match=r"scored 0% of the 16 positions asked"):
@@ -64,7 +64,7 @@ def test_a_teacher_that_scores_nothing_fails_the_pass(blank_server: str) -> None
         with pytest.raises(UserError, match="min_coverage is 50%"):
             teacher.check_coverage(final=True)
     lenient = ServedOptions(base_url=blank_server, logprobs="prompt_logprobs", min_coverage=0)
-    with ServedTeacher("openai:blank", lenient, tok) as teacher:
+    with TokenScorer("openai:blank", lenient, tok) as teacher:
         for _ in range(5):
             teacher.top_k([seq], [2])
         teacher.check_coverage(final=True)

@@ -51,7 +51,7 @@ def test_piece_texts_are_llama_cpps(taught: dict[str, Path]) -> None:
     from llama_cpp import Llama
 
     from distill.models import load_tokenizer
-    from distill.train.served import PIECE_BUFFER, piece_ids, token_bytes
+    from distill.train.vocabulary import PIECE_BUFFER, piece_ids, token_bytes
 
     tok = load_tokenizer("smollm2-135m-instruct")
     llm = Llama(str(taught["gguf"]), vocab_only=True, verbose=False)
@@ -81,11 +81,12 @@ def test_served_top_k_is_llama_cpps_distribution(
 
     from distill.models import load_tokenizer
     from distill.train.data import encode_rows, final_answer_span, stop_ids
-    from distill.train.served import ServedOptions, ServedTeacher, piece_ids
+    from distill.train.scoring import ServedOptions, TokenScorer
+    from distill.train.vocabulary import piece_ids
 
     monkeypatch.setenv(KEY_ENV, "none")
     tok = load_tokenizer("smollm2-135m-instruct")
-    teacher = ServedTeacher("openai:taught", ServedOptions(**served_options(server)), tok)
+    teacher = TokenScorer("openai:taught", ServedOptions(**served_options(server)), tok)
     request.addfinalizer(teacher.close)
     encoded = encode_rows(tok, rows(3), stop_ids(tok))
     teacher.check_tokenizer(list(encoded[0]["input_ids"]))
@@ -128,11 +129,12 @@ def test_a_text_the_two_tokenizers_split_differently_is_read_by_bytes(
 
     from distill.models import load_tokenizer
     from distill.train.data import encode_rows, final_answer_span, stop_ids
-    from distill.train.served import ServedOptions, ServedTeacher, piece_ids
+    from distill.train.scoring import ServedOptions, TokenScorer
+    from distill.train.vocabulary import piece_ids
 
     monkeypatch.setenv(KEY_ENV, "none")
     tok = load_tokenizer("smollm2-135m-instruct")
-    teacher = ServedTeacher("openai:taught", ServedOptions(**served_options(server)), tok)
+    teacher = TokenScorer("openai:taught", ServedOptions(**served_options(server)), tok)
     request.addfinalizer(teacher.close)
     chat = [
         {"role": "user", "content": "How do I turn on 2FA?"},
@@ -200,10 +202,11 @@ def test_gkd_against_the_served_teacher_moves_the_student(
         tmp_path,
         eval_rows=held_out_rows(),
     )
-    assert m["trainer"] == "GKD (served teacher, top-k)" and m["steps"] == 4, m
-    assert m["teacher_coverage"] > 0.9 and m["teacher_requests"] > 8, m
-    assert m["eval_loss_after"] < m["eval_loss_before"], m
-    text = json.dumps(m, default=str)
+    assert m.trainer == "GKD (served teacher, top-k)" and m.steps == 4, m
+    assert m.served is not None and (m.served.teacher_coverage or 0) > 0.9, m
+    assert m.served.teacher_requests > 8, m
+    assert m.eval_loss_after < m.eval_loss_before, m
+    text = json.dumps(m.model_dump(), default=str)
     assert server not in text and "sk-served-7f3a" not in text  # neither URL nor key
     for f in tmp_path.rglob("*"):
         assert not f.is_file() or b"sk-served-7f3a" not in f.read_bytes(), f
@@ -220,12 +223,12 @@ def test_a_teacher_with_another_tokenizer_is_refused(
 ) -> None:
     from distill.errors import UserError
     from distill.models import load_tokenizer
-    from distill.train.served import ServedOptions, ServedTeacher
+    from distill.train.scoring import ServedOptions, TokenScorer
 
     monkeypatch.setenv(KEY_ENV, "none")
     qwen = load_tokenizer("qwen2.5-coder-0.5b-instruct")
     ids = qwen.apply_chat_template(rows(1)[0]["messages"], tokenize=True)["input_ids"]
-    with ServedTeacher("openai:taught", ServedOptions(**served_options(server)), qwen) as teacher:
+    with TokenScorer("openai:taught", ServedOptions(**served_options(server)), qwen) as teacher:
         with pytest.raises(UserError, match="must share the student's tokenizer"):
             teacher.check_tokenizer(list(ids))
 
@@ -233,12 +236,12 @@ def test_a_teacher_with_another_tokenizer_is_refused(
 def test_a_served_teacher_needs_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
     from distill.errors import UserError
     from distill.models import load_tokenizer
-    from distill.train.served import ServedOptions, ServedTeacher
+    from distill.train.scoring import ServedOptions, TokenScorer
 
     monkeypatch.delenv(KEY_ENV, raising=False)
     assert KEY_ENV not in os.environ
     with pytest.raises(UserError, match=f"needs an API key in \\${KEY_ENV}"):
-        ServedTeacher(
+        TokenScorer(
             "openai:taught",
             ServedOptions(**served_options("http://127.0.0.1:9/v1")),
             load_tokenizer("smollm2-135m-instruct"),
@@ -307,12 +310,13 @@ def test_vllms_prompt_logprobs_and_the_echo_read_agree(
     (texts, its layout corrected): the same tokens with the same log-probabilities."""
     from distill.models import load_tokenizer
     from distill.train.data import encode_rows, final_answer_span, stop_ids
-    from distill.train.served import ServedOptions, ServedTeacher, piece_ids
+    from distill.train.scoring import ServedOptions, TokenScorer
+    from distill.train.vocabulary import piece_ids
 
     monkeypatch.setenv(KEY_ENV, "none")
     tok = load_tokenizer("smollm2-135m-instruct")
-    echo = ServedTeacher("openai:taught", ServedOptions(**served_options(server)), tok)
-    vllm = ServedTeacher(
+    echo = TokenScorer("openai:taught", ServedOptions(**served_options(server)), tok)
+    vllm = TokenScorer(
         "openai:taught",
         ServedOptions(**served_options(vllm_wire, logprobs="prompt_logprobs")),
         tok,

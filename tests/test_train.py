@@ -11,6 +11,7 @@ import pytest
 
 from distill.errors import UserError
 from distill.train.config import TrainConfig
+from distill.train_results import SftPass
 
 pytestmark = pytest.mark.slow
 
@@ -94,10 +95,10 @@ def test_training_moves_the_model_toward_the_data(tmp_path: Path) -> None:
     from distill.train.sft import train_adapter
 
     metrics = train_adapter(STUDENT, cfg(), rows(), tmp_path, eval_rows=rows(4))
-    assert metrics["backend"] == "trl" and metrics["steps"] == 6
-    assert metrics["eval_loss"] is not None and metrics["peak_memory_mb"] > 100
-    assert metrics["adapter_bytes"] > 100_000 and metrics["versions"]["trl"]
-    evals = [h for h in metrics["log_history"] if "eval_loss" in h]
+    assert metrics.backend == "trl" and metrics.steps == 6
+    assert metrics.eval_loss is not None and metrics.peak_memory_mb > 100
+    assert metrics.adapter_bytes > 100_000 and metrics.versions["trl"]
+    evals = [h for h in metrics.log_history if "eval_loss" in h]
     assert [h["step"] for h in evals] == [3, 6]
     assert not (tmp_path / "checkpoints").exists()  # removed once the adapter is saved
     base, tok = load_causal_lm("smollm2-135m-instruct")
@@ -122,15 +123,15 @@ def test_a_crashed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="other training data"):  # curate changed the rows
         train_adapter(STUDENT, cfg(), rows()[:-1], tmp_path / "broken", resume=True)
     resumed = train_adapter(STUDENT, cfg(), rows(), tmp_path / "broken", resume=True)
-    assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 6
+    assert resumed.resumed_from_step == 4 and resumed.steps == 6
     a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "broken" / "adapter" / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
 
-    def losses(m: dict[str, Any]) -> list[float]:
-        return [round(h["loss"], 3) for h in m["log_history"] if "loss" in h]
+    def losses(m: SftPass) -> list[float]:
+        return [round(h["loss"], 3) for h in m.log_history if "loss" in h]
 
     # The restored log history plus the resumed steps: the same curve, step for step.
     assert losses(resumed) == losses(whole) and len(losses(whole)) == 6

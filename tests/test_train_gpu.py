@@ -33,7 +33,7 @@ def test_unsloth_backend_trains_the_student(tmp_path: Path, four_bit: bool) -> N
         tmp_path,
         eval_rows=rows(4),
     )
-    assert m["backend"] == "unsloth" and m["steps"] == 6 and m["device"] != "cpu"
-    assert m["versions"]["unsloth"] and m["eval_loss"] is not None
+    assert m.backend == "unsloth" and m.steps == 6 and m.device != "cpu"
+    assert m.versions["unsloth"] and m.eval_loss is not None
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
-    assert m["precision"].startswith("4-bit") == four_bit
+    assert m.precision.startswith("4-bit") == four_bit

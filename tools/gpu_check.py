@@ -290,7 +290,9 @@ def _config(kind: str, backend: str, four_bit: bool, folder: Path) -> Any:
     return TrainConfig.model_validate({**base, "method": "gkd", "gkd": gkd})
 
 
-def _summary(kind: str, m: dict[str, Any]) -> dict[str, Any]:
+def _summary(kind: str, m: Any) -> dict[str, Any]:
+    """What the record keeps of a pass's result (SftPass, DpoPass or GkdPass)."""
+    data = m.model_dump()
     keep = [
         "backend", "precision", "device", "steps", "epochs", "seconds", "tokens_per_second",
         "peak_memory_mb", "train_loss", "eval_loss", "adapter_bytes", "versions",
@@ -299,9 +301,9 @@ def _summary(kind: str, m: dict[str, Any]) -> dict[str, Any]:
         # GKD
         "trainer", "first_loss", "last_loss", "eval_loss_before", "eval_loss_after",
     ]  # fmt: skip
-    out = {k: m[k] for k in keep if k in m}
+    out = {k: data[k] for k in keep if k in data}
     out["train_seconds"] = out.pop("seconds", None)
-    out["losses"] = [round(h["loss"], 4) for h in m.get("log_history", []) if "loss" in h]
+    out["losses"] = [round(h["loss"], 4) for h in m.log_history if "loss" in h]
     return out
 
 

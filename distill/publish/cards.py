@@ -20,6 +20,7 @@ from distill.recipe import Recipe
 from distill.results import EvalMetrics
 from distill.review_gate import review_stats, summary, training_rows
 from distill.runfolder import RunFolder
+from distill.train_results import TrainMetrics
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("distill.publish", "templates"),
@@ -192,8 +193,8 @@ def dataset_card(
     )
 
 
-def _method_tags(trained: dict[str, Any]) -> list[str]:
-    method = trained.get("method", "sft")
+def method_tags(method: str) -> list[str]:
+    """The card's tags for `train.method` (sft_then_dpo: sft, dpo)."""
     return [m for m in ("sft", "dpo", "gkd") if m in method.split("_")]
 
 
@@ -202,7 +203,7 @@ def model_card(
     folder: RunFolder,
     repo_ids: tuple[str, str],
     base: tuple[str, str],
-    metrics: tuple[EvalMetrics, dict[str, Any]],
+    metrics: tuple[EvalMetrics, TrainMetrics],
     review: str,
 ) -> str:
     """`repo_ids`: (adapter, dataset); `base`: (the student's id, where it came from);
@@ -217,9 +218,9 @@ def model_card(
         **license_meta(recipe.publish),
         "language": recipe.publish.language,
         "datasets": [dataset_repo],
-        "tags": ["lora", "peft", "trl", *_method_tags(trained), "distillation", "distill"],
+        "tags": ["lora", "peft", "trl", *method_tags(trained.method), "distillation", "distill"],
     }
-    versions = trained.get("versions", {})
+    first = trained.first  # the pass whose figures the card's first paragraph gives
     return render(
         "model.md.j2",
         meta,
@@ -234,17 +235,17 @@ def model_card(
         description=recipe.description,
         n_train=len(training_rows(folder)),
         review_text=review,
-        backend=trained.get("backend", recipe.train.backend),
-        device=trained.get("device", "?"),
+        backend=first.backend,
+        device=first.device,
         t=recipe.train,
-        method=trained.get("method", "sft"),
-        dpo=trained.get("dpo"),
-        gkd=trained.get("gkd"),
-        steps=trained.get("steps", "?"),
-        epochs=trained.get("epochs", "?"),
-        train_loss=trained.get("train_loss", "?"),
-        eval_loss=trained.get("eval_loss", "?"),
-        versions=", ".join(f"{k} {v}" for k, v in versions.items()) or "not recorded",
+        method=trained.method,
+        dpo=trained.dpo,
+        gkd=trained.gkd,
+        steps=first.steps,
+        epochs=first.epochs,
+        train_loss=first.train_loss,
+        eval_loss=trained.eval_loss,
+        versions=", ".join(f"{k} {v}" for k, v in first.versions.items()) or "not recorded",
         questions=evaluated.questions,
         k=evaluated.k,
         judge=evaluated.judge,

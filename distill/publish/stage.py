@@ -23,7 +23,7 @@ import yaml
 
 from distill import __version__, tables
 from distill.errors import UserError
-from distill.io import atomic_dir, read_json, read_rows, write_rows
+from distill.io import atomic_dir, read_rows, write_rows
 from distill.models import resolve_causal_lm
 from distill.publish.cards import (
     OTHER_LICENSE,
@@ -39,6 +39,7 @@ from distill.results import read_metrics
 from distill.review_gate import gate_reasons, review_stats, training_rows
 from distill.runfolder import RunFolder, RunOptions
 from distill.tables import Preference, trl_preference
+from distill.train_results import read_train_metrics
 
 PREFERENCE_COLUMNS = (
     "pair_id",
@@ -257,7 +258,6 @@ def write_adapter(
     """`repos`: (the adapter's repository, the dataset's)."""
     adapter = folder.adapter_dir
     metrics = read_metrics(folder.eval_metrics)
-    train_metrics = read_json(folder.train_metrics)
     measured = metrics.adapter_sha256
     actual = folder.adapter_id
     if measured is not None and measured != actual:
@@ -265,6 +265,7 @@ def write_adapter(
             "publish adapter: the adapter was retrained after eval measured it, so the "
             "card's table would describe another adapter; run `distill eval RECIPE` first"
         )
+    train_metrics = read_train_metrics(folder.train_metrics)
     student = resolve_causal_lm(recipe.student)
     with atomic_dir(dest) as tmp:
         for f in adapter.iterdir():

@@ -31,6 +31,7 @@ from distill.train.backends import (
     lora_config,
 )
 from distill.train.config import TrainConfig
+from distill.train_results import Figures, Machine
 from distill.ui import console
 
 
@@ -206,20 +207,20 @@ def run_pass(
     return result, seconds, (start_step if resume else None)
 
 
-def pass_metrics(student: Student, out: Path, cfg: TrainConfig) -> dict[str, Any]:
+def pass_metrics(student: Student, out: Path, cfg: TrainConfig) -> Machine:
     """What every pass reports beside its own figures: memory, adapter, device, versions."""
     import torch
 
     cuda = cuda_available()
     bf16 = inference_dtype(cfg.precision) == torch.bfloat16
-    return {
-        "peak_memory_mb": peak_memory_mb(cuda, student.own_peak),
-        "adapter_bytes": (out / "adapter" / "adapter_model.safetensors").stat().st_size,
-        "device": torch.cuda.get_device_name() if cuda else "cpu",
-        "precision": ("4-bit NF4 + " if cfg.load_in_4bit else "")
+    return Machine(
+        peak_memory_mb=peak_memory_mb(cuda, student.own_peak),
+        adapter_bytes=(out / "adapter" / "adapter_model.safetensors").stat().st_size,
+        device=torch.cuda.get_device_name() if cuda else "cpu",
+        precision=("4-bit NF4 + " if cfg.load_in_4bit else "")
         + ("bfloat16 mixed" if bf16 else "float32"),
-        "versions": training_versions(),
-    }
+        versions=training_versions(),
+    )
 
 
 def checkpoints_to_resume(settings: Any, checkpoints: Path, resume: bool) -> str | None:
@@ -299,25 +300,30 @@ def common_args(
 
 
 def pass_figures(
-    trainer: Any, result: Any, seconds: float, resumed_from: int | None
-) -> dict[str, Any]:
-    """Steps, losses and throughput of a finished run (a resumed one counts its own steps)."""
+    trainer: Any, result: Any, seconds: float, resumed_from: int | None, tokens: int | None = None
+) -> Figures:
+    """Steps, losses and throughput of a finished run (a resumed one counts its own steps);
+    `tokens`: those of one epoch, when the dataset's own lengths do not say (DPO's pairs)."""
     start_step = resumed_from or 0
     state = trainer.state
-    tokens = sum(sum(x) for x in _lengths(trainer.train_dataset))
+    if tokens is None:
+        tokens = sum(sum(x) for x in _lengths(trainer.train_dataset))
     steps_now = state.global_step - start_step
     share = steps_now / max(state.global_step, 1)
-    history = state.log_history
+    return Figures(
+        steps=state.global_step,
+        resumed_from_step=resumed_from,
+        epochs=round(float(state.epoch or 0), 2),
+        train_loss=round(float(result.training_loss), 4),
+        seconds=round(seconds, 1),
+        tokens_per_second=round(tokens * float(state.epoch or 0) * share / seconds, 1),
+    )
+
+
+def last_eval_loss(history: list[dict[str, Any]]) -> float | None:
+    """The last eval-split loss the trainer logged, or None."""
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
-    return {
-        "steps": state.global_step,
-        "resumed_from_step": resumed_from,
-        "epochs": round(float(state.epoch or 0), 2),
-        "train_loss": round(float(result.training_loss), 4),
-        "eval_loss": round(float(evals[-1]), 4) if evals else None,
-        "seconds": round(seconds, 1),
-        "tokens_per_second": round(tokens * float(state.epoch or 0) * share / seconds, 1),
-    }
+    return round(float(evals[-1]), 4) if evals else None
 
 
 def training_versions() -> dict[str, str]:

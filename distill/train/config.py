@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from distill.config import LocalModel, StrictModel
-from distill.train.served import ServedOptions
+from distill.train.scoring import ServedOptions
 
 
 class PreferencesConfig(StrictModel):

@@ -24,24 +24,15 @@ from distill.train.common import (
     common_args,
     load_student,
     one_row_a_step_on_cpu,
+    pass_figures,
     pass_metrics,
     progress_callback,
     run_pass,
 )
 from distill.train.config import TrainConfig
 from distill.train.data import encode_pair, stop_ids
-
-
-def _trainer_class() -> Any:
-    from trl import DPOTrainer
-
-    class PretokenizedDPOTrainer(DPOTrainer):
-        """DPOTrainer over rows already holding prompt_ids / chosen_ids / rejected_ids."""
-
-        def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
-            return dataset
-
-    return PretokenizedDPOTrainer
+from distill.train.trl_private import pretokenized_dpo_trainer
+from distill.train_results import DpoPass
 
 
 def encode_pairs(
@@ -87,9 +78,9 @@ def train_dpo(
     start_adapter: Path | None = None,
     resume: bool = False,
     callbacks: list[Any] | None = None,
-) -> dict[str, Any]:
+) -> DpoPass:
     """DPO on `pairs` from the base student or `start_adapter`; the adapter is saved to
-    out/adapter (atomically). Returns the pass's metrics."""
+    out/adapter (atomically). Returns the pass's result."""
     if not pairs:
         raise InputError(
             "train: no preference pairs (no student answer was clearly worse than the "
@@ -118,7 +109,7 @@ def train_dpo(
         "pairs": [[p["prompt"], p["chosen"], p["rejected"]] for p in pairs],
     }
     last = checkpoints_to_resume(settings, checkpoints, resume)
-    trainer = _trainer_class()(
+    trainer = pretokenized_dpo_trainer()(
         model=student.model,
         ref_model=None,
         args=dpo_args(cfg, checkpoints, cuda, bf16),
@@ -133,23 +124,16 @@ def train_dpo(
     tokens = sum(
         2 * len(e["prompt_ids"]) + len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in encoded
     )
-    epochs = float(trainer.state.epoch or 0)
-    share = (trainer.state.global_step - (resumed or 0)) / max(trainer.state.global_step, 1)
-    return {
-        "backend": student.backend,
-        "start": "sft adapter" if start_adapter else "base student",
-        "pairs": len(encoded),
-        "pairs_left_out": len(pairs) - len(encoded),
-        "steps": trainer.state.global_step,
-        "resumed_from_step": resumed,
-        "epochs": round(epochs, 2),
-        "beta": cfg.dpo.beta,
-        "train_loss": round(float(result.training_loss), 4),
-        "first_margin": round(float(steps[0]["rewards/margins"]), 4) if steps else None,
-        "last_margin": round(float(steps[-1]["rewards/margins"]), 4) if steps else None,
-        "last_accuracy": round(float(steps[-1]["rewards/accuracies"]), 4) if steps else None,
-        "seconds": round(seconds, 1),
-        "tokens_per_second": round(tokens * epochs * share / seconds, 1),
-        **pass_metrics(student, out, cfg),
-        "log_history": history,
-    }
+    return DpoPass(
+        backend=student.backend,
+        start="sft adapter" if start_adapter else "base student",
+        pairs=len(encoded),
+        pairs_left_out=len(pairs) - len(encoded),
+        beta=cfg.dpo.beta,
+        first_margin=round(float(steps[0]["rewards/margins"]), 4) if steps else None,
+        last_margin=round(float(steps[-1]["rewards/margins"]), 4) if steps else None,
+        last_accuracy=round(float(steps[-1]["rewards/accuracies"]), 4) if steps else None,
+        **pass_figures(trainer, result, seconds, resumed, tokens).model_dump(),
+        **pass_metrics(student, out, cfg).model_dump(),
+        log_history=history,
+    )

@@ -20,7 +20,6 @@ and Qwen) reads it best.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from distill.train.backends import cuda_available
 from distill.train.common import (
     checkpoints_to_resume,
     common_args,
+    last_eval_loss,
     load_student,
     one_row_a_step_on_cpu,
     pass_figures,
@@ -40,7 +40,10 @@ from distill.train.common import (
 )
 from distill.train.config import TrainConfig
 from distill.train.data import encode_rows, final_answer_span, stop_ids
-from distill.train.served import ServedTeacher, make_trainer, teacher_stand_in
+from distill.train.scoring import TokenScorer
+from distill.train.served import make_trainer, teacher_stand_in
+from distill.train.trl_private import trl_experimental
+from distill.train_results import GkdPass
 
 
 class Collator:
@@ -85,17 +88,6 @@ def load_teacher(cfg: TrainConfig, student_tok: Any) -> tuple[Any, bool]:
     model, tok = load_causal_lm(cfg.gkd.teacher, cfg.precision)
     model.eval()
     return model, tok.get_vocab() == student_tok.get_vocab()
-
-
-def trl_experimental(name: str) -> Any:
-    """trl.experimental.<name> (gkd, gold), imported without its 'APIs here are
-    unstable' warning: the pin in pyproject.toml is what keeps the API this module was
-    written against."""
-    import importlib
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return importlib.import_module(f"trl.experimental.{name}")
 
 
 def _shared_args(
@@ -151,19 +143,19 @@ def train_gkd(
     resume: bool = False,
     eval_rows: list[dict[str, Any]] | None = None,
     callbacks: list[Any] | None = None,
-) -> dict[str, Any]:
+) -> GkdPass:
     """On-policy distillation on the training prompts from the base student or
     `start_adapter`: GKD when the teacher shares the student's tokenizer, else GOLD. The
     adapter is saved to out/adapter (atomically). With `eval_rows`, the distillation
     loss on their curated answers (off-policy) is measured before and after. Returns
-    the pass's metrics. A served teacher (`gkd.served_teacher`) is asked for its top-k
-    log-probabilities (distill/train/served.py)."""
+    the pass's result. A served teacher (`gkd.served_teacher`) is asked for its top-k
+    log-probabilities (distill/train/scoring.py, distill/train/served.py)."""
     student = load_student(student_ref, cfg, start_adapter)
     args = (cfg, student, rows, out, start_adapter, resume, eval_rows, callbacks)
     by = cfg.gkd.served_teacher
     if by is None:
         return _train_gkd(*args, None)
-    with ServedTeacher(by.model, by.options, student.tok) as served:
+    with TokenScorer(by.model, by.options, student.tok) as served:
         return _train_gkd(*args, served)
 
 
@@ -176,8 +168,8 @@ def _train_gkd(
     resume: bool,
     eval_rows: list[dict[str, Any]] | None,
     callbacks: list[Any] | None,
-    served: ServedTeacher | None,
-) -> dict[str, Any]:
+    served: TokenScorer | None,
+) -> GkdPass:
     if not cfg.gkd.measure_eval:
         eval_rows = None
     if served is not None:
@@ -245,24 +237,23 @@ def _train_gkd(
     after = _eval_loss(trainer) if fits else None
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
-    return {
-        "backend": student.backend,
-        "start": "sft adapter" if start_adapter else "base student",
-        "teacher": served.spec if served else cfg.gkd.teacher,
-        "trainer": ("GKD (served teacher, top-k)" if served else "GKD")
-        if same_vocabulary
-        else "GOLD",
-        **(served.report() if served else {}),
-        "examples": len(kept),
-        **pass_figures(trainer, result, seconds, resumed),
-        "first_loss": round(float(losses[0]), 4) if losses else None,
-        "last_loss": round(float(losses[-1]), 4) if losses else None,
-        "eval_examples": len(fits),
-        "eval_loss_before": before,
-        "eval_loss_after": after,
-        **pass_metrics(student, out, cfg),
-        "log_history": history,
-    }
+    return GkdPass(
+        backend=student.backend,
+        start="sft adapter" if start_adapter else "base student",
+        teacher=served.spec if served else cfg.gkd.teacher,
+        trainer=("GKD (served teacher, top-k)" if served else "GKD") if same_vocabulary else "GOLD",
+        served=served.report() if served else None,
+        examples=len(kept),
+        **pass_figures(trainer, result, seconds, resumed).model_dump(),
+        eval_loss=last_eval_loss(history),
+        first_loss=round(float(losses[0]), 4) if losses else None,
+        last_loss=round(float(losses[-1]), 4) if losses else None,
+        eval_examples=len(fits),
+        eval_loss_before=before,
+        eval_loss_after=after,
+        **pass_metrics(student, out, cfg).model_dump(),
+        log_history=history,
+    )
 
 
 def _eval_loss(trainer: Any) -> float:

@@ -27,6 +27,7 @@ from distill.tables import Candidate, JudgementKey, Preference
 from distill.teachers import Message
 from distill.teachers.judge import CORRECTNESS_SCHEMA, JsonJudge
 from distill.train.config import PreferencesConfig
+from distill.train_results import PairCounts
 from distill.ui import progress
 
 SAMPLE_BATCH = 8  # prompts the student answers at once
@@ -188,8 +189,8 @@ def build(
     tok: Any,
     written_by: str,
     out: Path,
-) -> tuple[list[Preference], list[Candidate], dict[str, Any]]:
-    """Pairs for `rows` from the loaded student's own answers; (pairs, candidates, stats)."""
+) -> tuple[list[Preference], list[Candidate], PairCounts]:
+    """Pairs for `rows` from the loaded student's own answers; (pairs, candidates, counts)."""
     from distill.teachers.cache import RequestCache
     from distill.teachers.factory import make_teacher
 
@@ -211,13 +212,13 @@ def build(
     outcomes: dict[str, int] = {}
     for c in cands:
         outcomes[c["outcome"]] = outcomes.get(c["outcome"], 0) + 1
-    stats = {
-        "prompts": len(rows),
-        "answers": len(cands),
-        "pairs": len(pairs),
-        "judge": spec,
-        "judge_cost_usd": round(spent, 6),
-        "judge_failures": judge.failures,
-        "outcomes": outcomes,
-    }
-    return pairs, cands, stats
+    counts = PairCounts(
+        prompts=len(rows),
+        answers=len(cands),
+        pairs=len(pairs),
+        judge=spec,
+        judge_cost_usd=round(spent, 6),
+        judge_failures=judge.failures,
+        outcomes=outcomes,
+    )
+    return pairs, cands, counts

@@ -9,6 +9,7 @@ from typing import Any
 from distill.io import save_figure
 from distill.redact import redact
 from distill.train.config import TrainConfig
+from distill.train_results import DpoMetrics, GkdPass, PassResult, SftPass, TrainMetrics
 
 LOSS_SERIES = (("loss", "train"), ("eval_loss", "eval split"))
 
@@ -39,88 +40,89 @@ def loss_plot(
     plt.close(fig)
 
 
-def report(student: str, cfg: TrainConfig, m: dict[str, Any], out: Path) -> str:
-    parts = [f"# Training report\n\n- method: `{m['method']}`, student `{student}`\n"]
-    if m["method"].startswith("sft"):
-        sft = m.get("sft", m)
+def report(student: str, cfg: TrainConfig, m: TrainMetrics, out: Path) -> str:
+    parts = [f"# Training report\n\n- method: `{m.method}`, student `{student}`\n"]
+    if m.sft:
         history = json.loads((out / "log.json").read_text())
-        parts.append("\n## SFT\n\n" + _sft_report(sft, history) + "\n![loss](loss.png)\n")
-    if "dpo" in m:
-        parts.append("\n## DPO\n\n" + _dpo_report(m["dpo"]) + "\n![DPO](dpo.png)\n")
-    if "gkd" in m:
-        gkd = _gkd_report(m["gkd"], cfg)
+        parts.append("\n## SFT\n\n" + _sft_report(m.sft, history) + "\n![loss](loss.png)\n")
+    if m.dpo:
+        parts.append("\n## DPO\n\n" + _dpo_report(m.dpo) + "\n![DPO](dpo.png)\n")
+    if m.gkd:
+        gkd = _gkd_report(m.gkd, cfg)
         parts.append("\n## On-policy distillation\n\n" + gkd + "\n![GKD](gkd.png)\n")
-    rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.model_dump().items())
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    settings = list(cfg.model_dump().items())
+    settings.insert(2, ("student", student))  # its row where it stood before it left train
+    rows = "\n".join(f"| {k} | {v} |" for k, v in settings)
+    versions = ", ".join(f"{k} {v}" for k, v in m.first.versions.items())
     parts.append(f"\n- versions: {versions}\n\n| setting | value |\n| --- | --- |\n{rows}\n")
     # The settings hold a served teacher's base_url, which can carry credentials.
     return redact("".join(parts))
 
 
-def _memory(m: dict[str, Any]) -> str:
-    where = "GPU allocated" if m["device"] != "cpu" else "process RSS"
-    return f"- peak memory: {m['peak_memory_mb']} MB ({where})\n"
+def _memory(m: PassResult) -> str:
+    where = "GPU allocated" if m.device != "cpu" else "process RSS"
+    return f"- peak memory: {m.peak_memory_mb} MB ({where})\n"
 
 
-def _sft_report(m: dict[str, Any], history: list[dict[str, Any]]) -> str:
+def _sft_report(m: SftPass, history: list[dict[str, Any]]) -> str:
     losses = [h["loss"] for h in history if "loss" in h]
     first, last = (losses[0], losses[-1]) if losses else (float("nan"), float("nan"))
-    resumed = f" (resumed at step {m['resumed_from_step']})" if m.get("resumed_from_step") else ""
+    resumed = f" (resumed at step {m.resumed_from_step})" if m.resumed_from_step else ""
     eval_line = (
-        f"- eval-split loss (last): {m['eval_loss']} on {m['eval_examples']} examples\n"
-        if m.get("eval_loss") is not None
+        f"- eval-split loss (last): {m.eval_loss} on {m.eval_examples} examples\n"
+        if m.eval_loss is not None
         else "- no eval split\n"
     )
     return (
-        f"- backend `{m['backend']}` on {m['device']} ({m['precision']})\n"
-        f"- {m['examples']} examples, {m['steps']} steps{resumed}, {m['epochs']} epochs in "
-        f"{m['seconds']} s wall time ({m['tokens_per_second']} tokens/s)\n"
-        f"- loss: first step {first:.3f}, last step {last:.3f}, mean {m['train_loss']}\n"
+        f"- backend `{m.backend}` on {m.device} ({m.precision})\n"
+        f"- {m.examples} examples, {m.steps} steps{resumed}, {m.epochs} epochs in "
+        f"{m.seconds} s wall time ({m.tokens_per_second} tokens/s)\n"
+        f"- loss: first step {first:.3f}, last step {last:.3f}, mean {m.train_loss}\n"
         + eval_line
         + _memory(m)
-        + f"- adapter: {m['adapter_bytes'] / 2**20:.1f} MB\n"
+        + f"- adapter: {m.adapter_bytes / 2**20:.1f} MB\n"
     )
 
 
-def _dpo_report(d: dict[str, Any]) -> str:
-    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(d["outcomes"].items(), key=lambda x: -x[1]))
+def _dpo_report(d: DpoMetrics) -> str:
+    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(d.outcomes.items(), key=lambda x: -x[1]))
     return (
-        f"- pairs: {d['pairs_built']} from {d['prompts']} training prompts; the student's "
-        f"{d['answers']} sampled answers, graded by `{d['judge']}` "
-        f"({d['judge_failures']} failed judgements, ${d['judge_cost_usd']}): {outcomes}\n"
-        f"- from the {d['start']}, backend `{d['backend']}` on {d['device']} "
-        f"({d['precision']}): {d['pairs']} pairs, {d['steps']} steps, {d['epochs']} epochs, "
-        f"beta {d['beta']}, in {d['seconds']} s ({d['tokens_per_second']} tokens/s)\n"
-        f"- loss mean {d['train_loss']}; reward margin first step {d['first_margin']}, last "
-        f"{d['last_margin']}; last step's preference accuracy {d['last_accuracy']}\n"
-        f"- peak memory: building pairs {d['pairs_peak_memory_mb']} MB, DPO "
-        f"{d['peak_memory_mb']} MB\n"
+        f"- pairs: {d.pairs_built} from {d.prompts} training prompts; the student's "
+        f"{d.answers} sampled answers, graded by `{d.judge}` "
+        f"({d.judge_failures} failed judgements, ${d.judge_cost_usd}): {outcomes}\n"
+        f"- from the {d.start}, backend `{d.backend}` on {d.device} "
+        f"({d.precision}): {d.pairs} pairs, {d.steps} steps, {d.epochs} epochs, "
+        f"beta {d.beta}, in {d.seconds} s ({d.tokens_per_second} tokens/s)\n"
+        f"- loss mean {d.train_loss}; reward margin first step {d.first_margin}, last "
+        f"{d.last_margin}; last step's preference accuracy {d.last_accuracy}\n"
+        f"- peak memory: building pairs {d.pairs_peak_memory_mb} MB, DPO "
+        f"{d.peak_memory_mb} MB\n"
     )
 
 
-def _gkd_report(g: dict[str, Any], cfg: TrainConfig) -> str:
+def _gkd_report(g: GkdPass, cfg: TrainConfig) -> str:
     k = cfg.gkd
-    trainer = g.get("trainer", "GKD")
-    loss = "ULD" if trainer == "GOLD" else "generalized JSD"
+    loss = "ULD" if g.trainer == "GOLD" else "generalized JSD"
+    s = g.served
     served = (
-        f"- the served teacher's top {g['teacher_top_k']} log-probabilities: "
-        f"{g['teacher_requests']} requests, {g['teacher_coverage']} of "
-        f"{g['teacher_positions']} answer positions scored\n"
-        if "teacher_top_k" in g
+        f"- the served teacher's top {s.teacher_top_k} log-probabilities: "
+        f"{s.teacher_requests} requests, {s.teacher_coverage} of "
+        f"{s.teacher_positions} answer positions scored\n"
+        if s
         else ""
     )
     held = (
-        f"- on the {g['eval_examples']} eval-split answers (no sampling): {loss} "
-        f"{g['eval_loss_before']} before, {g['eval_loss_after']} after\n"
-        if g.get("eval_examples")
+        f"- on the {g.eval_examples} eval-split answers (no sampling): {loss} "
+        f"{g.eval_loss_before} before, {g.eval_loss_after} after\n"
+        if g.eval_examples
         else ""
     )
     return (
-        f"- on-policy distillation with {trainer} from the {g['start']} against "
-        f"`{g['teacher']}`, backend `{g['backend']}` on {g['device']} ({g['precision']})\n"
-        f"- {g['examples']} training prompts, {g['steps']} steps, {g['epochs']} epochs in "
-        f"{g['seconds']} s; lmbda {k.lmbda} (share of steps on the student's own samples), "
+        f"- on-policy distillation with {g.trainer} from the {g.start} against "
+        f"`{g.teacher}`, backend `{g.backend}` on {g.device} ({g.precision})\n"
+        f"- {g.examples} training prompts, {g.steps} steps, {g.epochs} epochs in "
+        f"{g.seconds} s; lmbda {k.lmbda} (share of steps on the student's own samples), "
         f"beta {k.beta}, temperature {k.temperature}\n"
-        f"- loss ({loss} to the teacher): first step {g['first_loss']}, last "
-        f"{g['last_loss']}, mean {g['train_loss']}\n" + served + held + _memory(g)
+        f"- loss ({loss} to the teacher): first step {g.first_loss}, last "
+        f"{g.last_loss}, mean {g.train_loss}\n" + served + held + _memory(g)
     )

@@ -12,6 +12,7 @@ from distill.train.backends import cuda_available
 from distill.train.common import (
     checkpoints_to_resume,
     common_args,
+    last_eval_loss,
     load_student,
     pass_figures,
     pass_metrics,
@@ -20,6 +21,7 @@ from distill.train.common import (
 )
 from distill.train.config import TrainConfig
 from distill.train.data import encode_rows, stop_ids
+from distill.train_results import SftPass
 
 
 def train_adapter(
@@ -31,9 +33,9 @@ def train_adapter(
     eval_rows: list[dict[str, Any]] | None = None,
     resume: bool = False,
     callbacks: list[Any] | None = None,
-) -> dict[str, Any]:
+) -> SftPass:
     """Train a LoRA adapter of the student `student_ref` on `rows` and save it to
-    out/adapter (atomically); return metrics. Checkpoints go to out/checkpoints;
+    out/adapter (atomically); return its result. Checkpoints go to out/checkpoints;
     `resume` continues from the last one."""
     student = load_student(student_ref, cfg)
     model, tok = student.model, student.tok
@@ -69,14 +71,16 @@ def train_adapter(
         callbacks=[progress_callback(), *(callbacks or [])],
     )
     result, seconds, resumed = run_pass(trainer, student, out, checkpoints, last, resume)
-    return {
-        "backend": student.backend,
-        "examples": len(rows),
-        "eval_examples": len(eval_rows or []),
-        **pass_figures(trainer, result, seconds, resumed),
-        **pass_metrics(student, out, cfg),
-        "log_history": trainer.state.log_history,
-    }
+    history = trainer.state.log_history
+    return SftPass(
+        backend=student.backend,
+        examples=len(rows),
+        eval_examples=len(eval_rows or []),
+        eval_loss=last_eval_loss(history),
+        **pass_figures(trainer, result, seconds, resumed).model_dump(),
+        **pass_metrics(student, out, cfg).model_dump(),
+        log_history=history,
+    )
 
 
 def sft_config(cfg: TrainConfig, checkpoints: Path, evaluates: bool, cuda: bool, bf16: bool) -> Any:

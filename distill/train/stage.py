@@ -40,7 +40,7 @@ from typing import Any
 
 from distill import distributed, tables
 from distill.errors import InputError
-from distill.io import adapter_id, hash_json, read_rows, write_json, write_text
+from distill.io import adapter_id, hash_json, read_json, read_rows, write_json, write_text
 from distill.recipe import Recipe
 from distill.review_gate import training_rows
 from distill.runfolder import RunFolder, RunOptions
@@ -49,9 +49,7 @@ from distill.train.common import peak_memory_mb, reset_peak_memory
 from distill.train.config import TrainConfig
 from distill.train.report import loss_plot, report
 from distill.train.sft import train_adapter
-
-SUMMARY = ("backend", "examples", "steps", "train_loss", "eval_loss", "tokens_per_second")
-
+from distill.train_results import DpoMetrics, GkdPass, PairStats, SftPass, TrainMetrics
 
 # Each method's passes, in order: a combined method runs SFT first and continues from
 # its adapter (TRL's pairing of SFTTrainer with DPOTrainer or GKDTrainer).
@@ -111,55 +109,57 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     # Process 0's plan in every process (the others must run the same passes).
     skip_sft, resume_then = distributed.share(_plan(recipe.student, cfg, rows, out, options.resume))
     main = distributed.is_main()
-    metrics: dict[str, Any] = {"method": cfg.method}
+    sft: SftPass | None = None
     if sft_first and not skip_sft:
         eval_rows = read_rows(folder.curated("eval"))
         sft = train_adapter(
             recipe.student, cfg, rows, out, eval_rows=eval_rows, resume=options.resume
         )
         if main:
-            history = sft.pop("log_history")
-            write_json(out / "log.json", history)
-            loss_plot(history, out / "loss.png")
-            metrics.update(sft)
+            write_json(out / "log.json", sft.log_history)
+            loss_plot(sft.log_history, out / "loss.png")
             if then:
                 shutil.rmtree(out / "sft_adapter", ignore_errors=True)
                 (out / "adapter").rename(out / "sft_adapter")
                 # For --resume after a crash in what follows: SFT need not run again.
-                write_json(out / "sft_adapter" / "metrics.json", sft)
+                write_json(out / "sft_adapter" / "metrics.json", sft.model_dump())
                 stamp = _sft_stamp(recipe.student, cfg, rows)
                 write_text(out / "sft_adapter" / "settings.sha256", stamp)
     elif sft_first and main:
-        metrics.update(json.loads((out / "sft_adapter" / "metrics.json").read_text()))
+        sft = SftPass.model_validate(read_json(out / "sft_adapter" / "metrics.json"))
+    dpo: DpoMetrics | None = None
+    gkd: GkdPass | None = None
     if then:
         start = out / "sft_adapter" if sft_first else None
         if then == "dpo":
-            second = _dpo(recipe, rows, out, start, resume_then, main=main)
+            dpo = _dpo(recipe, rows, out, start, resume_then, main=main)
         else:
             eval_rows = read_rows(folder.curated("eval"))
-            second = _gkd(recipe, rows, eval_rows, out, start, resume_then, main=main)
-        if main:
-            if sft_first:
-                metrics["sft"] = {k: v for k, v in metrics.items() if k != "method"}
-            else:
-                metrics.update(second, examples=len(rows), eval_loss=None, eval_examples=0)
-            metrics[then] = second
-            metrics["peak_memory_mb"] = max(
-                metrics.get("peak_memory_mb", 0),
-                second["peak_memory_mb"],
-                second.get("pairs_peak_memory_mb", 0),
-            )
+            gkd = _gkd(recipe, rows, eval_rows, out, start, resume_then, main=main)
     if not main:
         return {}
-    write_json(folder.train_metrics, metrics)
+    metrics = TrainMetrics(method=cfg.method, examples=len(rows), sft=sft, dpo=dpo, gkd=gkd)
+    write_json(folder.train_metrics, metrics.model_dump())
     write_text(out / "report.md", report(recipe.student, cfg, metrics, out))
-    summary = {k: metrics.get(k) for k in (*SUMMARY, "peak_memory_mb")}
-    if "dpo" in metrics:
-        d = metrics["dpo"]
-        summary.update(pairs=d["pairs"], dpo_steps=d["steps"], dpo_margin=d["last_margin"])
-    if "gkd" in metrics:
-        g = metrics["gkd"]
-        summary.update(gkd_steps=g["steps"], gkd_loss=g["last_loss"])
+    return _summary(metrics)
+
+
+def _summary(m: TrainMetrics) -> dict[str, Any]:
+    """The stage's counts in the manifest (and the line `distill run` prints)."""
+    first = m.first
+    summary = {
+        "backend": first.backend,
+        "examples": m.examples,
+        "steps": first.steps,
+        "train_loss": first.train_loss,
+        "eval_loss": m.eval_loss,
+        "tokens_per_second": first.tokens_per_second,
+        "peak_memory_mb": m.peak_memory_mb,
+    }
+    if m.dpo:
+        summary.update(pairs=m.dpo.pairs, dpo_steps=m.dpo.steps, dpo_margin=m.dpo.last_margin)
+    if m.gkd:
+        summary.update(gkd_steps=m.gkd.steps, gkd_loss=m.gkd.last_loss)
     return summary
 
 
@@ -172,7 +172,8 @@ def _gkd(
     resume: bool,
     *,
     main: bool = True,
-) -> dict[str, Any]:
+) -> GkdPass | None:
+    """The GKD pass; its result in process 0, None in the others."""
     from distill.train.gkd import train_gkd
 
     distributed.barrier()  # every process waits for the SFT adapter's move
@@ -186,15 +187,14 @@ def _gkd(
         eval_rows=eval_rows,
     )
     if not main:
-        return gkd
-    history = gkd.pop("log_history")
-    write_json(out / "gkd_log.json", history)
+        return None
+    write_json(out / "gkd_log.json", gkd.log_history)
     title = "GKD loss (generalized JSD to the teacher)"
-    if gkd["trainer"] == "GOLD":
+    if gkd.trainer == "GOLD":
         title = "GOLD loss (ULD to the teacher, across tokenizers)"
-    elif gkd["trainer"] != "GKD":
+    elif gkd.trainer != "GKD":
         title = "GKD loss (generalized JSD to the served teacher's top-k)"
-    loss_plot(history, out / "gkd.png", title)
+    loss_plot(gkd.log_history, out / "gkd.png", title)
     return gkd
 
 
@@ -210,29 +210,31 @@ def _dpo(
     resume: bool,
     *,
     main: bool = True,
-) -> dict[str, Any]:
-    """Build the pairs (or, resuming, reuse them: process 0) and run the DPO pass."""
+) -> DpoMetrics | None:
+    """Build the pairs (or, resuming, reuse them: process 0) and run the DPO pass; its
+    result beside the pairs' stats in process 0, None in the others."""
     from distill.train.dpo import train_dpo
 
     cfg = recipe.train
     pairs_path = out / "preferences.parquet"
     # Process 0 alone builds (or reuses) the pairs; the others read what it wrote.
-    stats = _pairs(recipe, rows, out, start, resume) if main else {}
+    stats = _pairs(recipe, rows, out, start, resume) if main else None
     distributed.barrier()  # every process waits for the SFT adapter's move and the pairs
     pairs = tables.read(pairs_path, Preference)
     dpo = train_dpo(recipe.student, cfg, pairs, out, start_adapter=start, resume=resume)
-    if not main:
-        return dpo
-    history = dpo.pop("log_history")
-    write_json(out / "dpo_log.json", history)
+    if stats is None:
+        return None
+    write_json(out / "dpo_log.json", dpo.log_history)
     dpo_series = (("loss", "DPO loss"), ("rewards/margins", "reward margin"))
-    loss_plot(history, out / "dpo.png", "", dpo_series)
-    return {**stats, **dpo, "pairs_built": stats["pairs"], "pairs": dpo["pairs"]}
+    loss_plot(dpo.log_history, out / "dpo.png", "", dpo_series)
+    # DPO's `pairs` (those that fit) over the built ones, which become `pairs_built`.
+    merged = {**stats.model_dump(), **dpo.model_dump()}
+    return DpoMetrics(**merged, pairs_built=stats.pairs)
 
 
 def _pairs(
     recipe: Recipe, rows: list[dict[str, Any]], out: Path, start: Path | None, resume: bool
-) -> dict[str, Any]:
+) -> PairStats:
     """Build the pairs into out/, or on --resume keep those built from these rows, from
     this start adapter's weights (not its path) and with these settings; their stats."""
     stamp = hash_json(
@@ -246,7 +248,7 @@ def _pairs(
     stamped = out / "preferences.sha256"
     kept = (out / "preferences.parquet").exists() and stamped.exists()
     if resume and kept and stamped.read_text() == stamp:
-        return dict(json.loads((out / "preferences.json").read_text()))
+        return PairStats.model_validate(read_json(out / "preferences.json"))
     _, stats = _build_pairs(recipe, rows, out, start)
     write_text(stamped, stamp)
     return stats
@@ -254,7 +256,7 @@ def _pairs(
 
 def _build_pairs(
     recipe: Recipe, rows: list[dict[str, Any]], out: Path, start: Path | None
-) -> tuple[list[Preference], dict[str, Any]]:
+) -> tuple[list[Preference], PairStats]:
     from distill.models import load_causal_lm
     from distill.train import preferences
 
@@ -265,13 +267,13 @@ def _build_pairs(
 
         model = PeftModel.from_pretrained(model, str(start))
     written_by = "sft student" if start is not None else "base student"
-    pairs, cands, stats = preferences.build(recipe, rows, model, tok, written_by, out)
+    pairs, cands, counts = preferences.build(recipe, rows, model, tok, written_by, out)
     del model
-    stats["pairs_peak_memory_mb"] = peak_memory_mb(False, own)
+    stats = PairStats(**counts.model_dump(), pairs_peak_memory_mb=peak_memory_mb(False, own))
     tables.write(out / "candidates.parquet", cands, Candidate)
     tables.write(out / "preferences.parquet", pairs, Preference)
     write_text(out / "preferences.trl.jsonl", "".join(trl_line(p) + "\n" for p in pairs))
-    write_json(out / "preferences.json", stats)
+    write_json(out / "preferences.json", stats.model_dump())
     return pairs, stats
 
 
