@@ -3,12 +3,17 @@ way, and the wrappers in front report the inner teacher's capabilities and spend
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from distill.config import PriceConfig
-from distill.errors import UserError
+from distill.errors import InputError, UserError
+from distill.teachers import llamacpp
 from distill.teachers.cache import CachedTeacher, RequestCache
-from distill.teachers.factory import make_teacher, price_for
+from distill.teachers.factory import make_student, make_teacher, price_for
+from distill.teachers.llamacpp import LlamaCppTeacher
+from distill.teachers.local import LocalOptions, TransformersTeacher
 from distill.teachers.prices import lookup
 from tests.openai_server import serve
 
@@ -67,3 +72,49 @@ def test_local_teachers_say_they_run_here_and_are_not_priced() -> None:
     assert not fake.runs_locally and fake.supports_schema and not fake.needs_json_prefill
     with pytest.raises(UserError, match="unknown teacher 'gpt-4o'"):
         make_teacher("gpt-4o")
+
+
+def test_a_local_model_gets_the_runtime_its_engine_option_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One class per runtime, chosen from `engine` (auto: llama.cpp for a GGUF when
+    llama-cpp-python is installed); the capabilities are the class's own."""
+    ref = "local:smollm2-135m-instruct"  # a GGUF alias
+    slow = make_teacher(ref, {"engine": "transformers"})
+    assert type(slow) is TransformersTeacher and slow.engine == "transformers"
+    assert not slow.supports_schema and not slow.sends_all_at_once
+    monkeypatch.setattr(llamacpp, "available", lambda: True)
+    fast = make_teacher(ref)
+    assert type(fast) is LlamaCppTeacher and fast.engine == "llama.cpp"
+    assert fast.supports_schema and fast.sends_all_at_once and fast.runs_locally
+    assert fast.timed is None and fast.stop_loops is None  # a teacher is not measured
+    monkeypatch.setattr(llamacpp, "available", lambda: False)
+    assert type(make_teacher(ref)) is TransformersTeacher
+
+
+def test_a_student_is_built_with_its_adapter_for_each_system(tmp_path: Path) -> None:
+    """Eval's students come from the factory: through transformers the systems share
+    one loaded model (the adapter switched off for base); through llama.cpp each system
+    loads its own, with the LoRA GGUF for ft, and is measured."""
+    adapter = tmp_path / "adapter"
+    student = make_student(
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        LocalOptions(engine="transformers", dtype="float32"),
+        adapter,
+        timed=40,
+        stop_loops=16,
+    )
+    assert isinstance(student, TransformersTeacher) and student.runs_locally
+    ft, base = student.another(adapter=True), student.another(adapter=False)
+    assert ft.weights is base.weights is student.weights
+    assert (ft.adapter_off, base.adapter_off) == (False, True)
+    with pytest.raises(InputError, match="no trained adapter in .*distill train"):
+        base.complete([{"role": "user", "content": "hi"}])
+
+    gguf, lora = tmp_path / "m.gguf", tmp_path / "m-lora.gguf"
+    gguf.write_bytes(b"GGUF")
+    llama = make_student(str(gguf), LocalOptions(engine="llama.cpp"), lora, timed=40, stop_loops=16)
+    assert isinstance(llama, LlamaCppTeacher) and llama.gguf == gguf
+    ft, base = llama.another(adapter=True), llama.another(adapter=False)
+    assert ft is not llama and (ft.adapter, base.adapter) == (lora, None)
+    assert (base.timed, base.stop_loops) == (40, 16)

@@ -6,13 +6,13 @@ from distill.errors import UserError
 from distill.teachers.base import cut_at_stop, parse_json
 from distill.teachers.factory import make_teacher
 from distill.teachers.fake import FakeTeacher
-from distill.teachers.local import LocalTeacher
+from distill.teachers.local import TransformersTeacher
 
 
 def test_backends_are_chosen_by_prefix() -> None:
     assert isinstance(make_teacher("fake:"), FakeTeacher)
     t = make_teacher("local:some/model")
-    assert isinstance(t, LocalTeacher) and t.model == "some/model"
+    assert isinstance(t, TransformersTeacher) and t.model == "some/model"  # not a GGUF
     with pytest.raises(UserError, match="unknown teacher .gpt-4o.*local, openai, anthropic, fake"):
         make_teacher("gpt-4o")
     with pytest.raises(UserError, match="needs a model"):

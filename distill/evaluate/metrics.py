@@ -273,7 +273,7 @@ def system_metrics(
         and len(r["cited_chunk_ids"]) == len(r["cited"])  # no [n] beyond the documents
     ]
     refused = [r for r in unanswerable if r["refused"]]
-    # Answers that reused another prompt's start are not timed (LlamaStudent).
+    # Answers that reused another prompt's start are not timed (LlamaCppTeacher).
     timed = [r for r in mine if not r["answer_error"] and r.get("timed", True)]
     compute = sum(r["compute_s"] for r in timed)
     per_1k_s = compute / len(timed) * 1000 if timed else None

@@ -59,14 +59,7 @@ from distill.evaluate.grading import (
     smoke_test_judge,
 )
 from distill.evaluate.items import SEEN, UNSEEN, Item, build_items
-from distill.evaluate.systems import (
-    LlamaStudent,
-    StudentModel,
-    System,
-    answer,
-    hardware,
-    make_systems,
-)
+from distill.evaluate.systems import System, answer, hardware, make_systems
 from distill.grounding import (
     ANSWER_STOP,
     citations,
@@ -96,6 +89,8 @@ from distill.tables import write as write_rows
 from distill.teachers.base import Completion
 from distill.teachers.cache import RequestCache
 from distill.teachers.judge import JsonJudge
+from distill.teachers.llamacpp import LlamaCppTeacher
+from distill.teachers.local import LocalTeacher
 
 
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
@@ -125,7 +120,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     if _judge_sample(rows, cfg.judge_items, cfg.seed):
         judge_spec, judge_model = make_judge(
             recipe,
-            teacher_sys.teacher if teacher_sys else None,
+            teacher_sys.model if teacher_sys else None,
             cache,
             grade_tpl.sha + pair_tpl.sha,
         )
@@ -173,7 +168,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "unanswerable": metrics.unanswerable.no_oracle + metrics.unanswerable.off_topic,
         "judge_failures": metrics.judge_failures,
         # What this run paid (cached replies are free), priced like every teacher.
-        "systems_cost_usd": round(sum(s.teacher.spent_usd for s in systems), 6),
+        "systems_cost_usd": round(sum(s.model.spent_usd for s in systems), 6),
         "judge_cost_usd": round(judge_model.spent_usd, 6) if judge_model else 0.0,
     }
     if decision is not None:
@@ -209,12 +204,14 @@ def _answer_all(
             mine, answer(system, prompts, cfg.batch_size, params), strict=True
         ):
             rows.append(_row(system, it, rag, c, latency, compute))
-    for system in systems:  # free the student before the judge loads
-        if isinstance(system.teacher, StudentModel):
-            system.teacher.weights.release()
-        elif isinstance(system.teacher, LlamaStudent):
-            system.teacher.release()
+    for student in _students(systems):  # free the student before the judge loads
+        student.release()
     return rows
+
+
+def _students(systems: list[System]) -> list[LocalTeacher]:
+    """The student systems' models loaded here (not the teacher's, not a served one)."""
+    return [s.model for s in systems if s.name != "teacher" and isinstance(s.model, LocalTeacher)]
 
 
 def _judge_sample(rows: list[Answer], n: int | None, seed: int) -> bool:
@@ -282,7 +279,7 @@ def _measured(
     seen = [r for r in rows if r["eval_set"] == SEEN]
     names: list[str] = list(cfg.systems)
     seen_names: list[str] = [s for s in names if s in cfg.seen_systems]
-    engines = [s.teacher for s in systems if isinstance(s.teacher, LlamaStudent | StudentModel)]
+    students = _students(systems)
     metrics: dict[str, Any] = {
         "questions": len(answerable),
         "unanswerable": Unanswerable(
@@ -295,13 +292,9 @@ def _measured(
         "student": recipe.student,
         "hardware": hardware(),
         "batch_size": cfg.batch_size,
-        "student_engine": (
-            ("llama.cpp" if isinstance(engines[0], LlamaStudent) else "transformers")
-            if engines
-            else None
-        ),
+        "student_engine": students[0].engine if students else None,
         "student_weights": (
-            engines[0].gguf.name if engines and isinstance(engines[0], LlamaStudent) else None
+            students[0].gguf.name if students and isinstance(students[0], LlamaCppTeacher) else None
         ),
         "systems": eval_metrics.summarise(unseen, names, cfg.hardware_cost_per_hour, cfg.seed),
         "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed),
@@ -335,7 +328,7 @@ def _row(
         "kind": it.kind,
         "system": system.name,
         "local": system.local,
-        "priced": system.local or system.teacher.price is not None,
+        "priced": system.local or system.model.price is not None,
         "question": it.question,
         "reference": it.reference,
         "answer": text,

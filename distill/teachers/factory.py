@@ -1,6 +1,8 @@
 """The one place a teacher is built: spec + options + price + budget + cache -> a ready
 teacher. Generate's teacher, curate's judge, eval's systems and eval's judge all come
-from `make_teacher`, so every one is priced the same way and its spend can be counted.
+from `make_teacher`, so every one is priced the same way and its spend can be counted;
+eval's students loaded here come from `make_student`, through the same runtimes as a
+`local:` teacher (`RUNTIMES`, chosen by the `engine` option).
 
 Callers read what a teacher can do from its capability flags (`supports_schema`,
 `sends_all_at_once`, `needs_json_prefill`, `runs_locally`; the wrappers, a cache or a
@@ -19,7 +21,14 @@ from distill.teachers.base import Teacher
 from distill.teachers.batch import BatchTeacher
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.engine import ApiTeacher
+from distill.teachers.llamacpp import LlamaCppTeacher
+from distill.teachers.local import LocalOptions, LocalTeacher, TransformersTeacher, choose_engine
 from distill.teachers.prices import BATCH_DISCOUNT, PRICES_AS_OF, Budget, Price, lookup
+
+# A local model's runtimes, by the engine choose_engine names.
+RUNTIMES: dict[str, type[LocalTeacher]] = {
+    runtime.engine: runtime for runtime in (LlamaCppTeacher, TransformersTeacher)
+}
 
 
 def price_for(
@@ -73,6 +82,8 @@ def make_teacher(
     the prompt templates' hashes). `teacher.price_source` says where the price came from."""
     backend, model, opts = parse_spec(spec, options)
     cost, source = price_for(spec, price, max_cost_usd=max_cost_usd, batch=batch_state is not None)
+    if backend is LocalTeacher:
+        backend = RUNTIMES[choose_engine(model, opts.engine)]
     teacher: Teacher = backend(spec, model, opts)
     if isinstance(teacher, ApiTeacher):
         teacher.price = cost
@@ -83,6 +94,22 @@ def make_teacher(
             source += ", batch API: half price"
     teacher.price_source = source
     return with_cache(teacher, cache, salt) if cache is not None else teacher
+
+
+def make_student(
+    ref: str, options: LocalOptions, adapter: Path | None, *, timed: int, stop_loops: int
+) -> LocalTeacher:
+    """Eval's student loaded here: model `ref` with `adapter` (a PEFT adapter folder for
+    transformers, a LoRA GGUF for llama.cpp; None: none), through the runtime
+    `options.engine` names, as a `local:` teacher's is chosen. Through llama.cpp it is
+    measured: `timed` answers of a batch are timed alone and replies that repeat a run of
+    `stop_loops` tokens are cut (LlamaCppTeacher). `another(adapter)` gives the student
+    of each system."""
+    runtime = RUNTIMES[choose_engine(ref, options.engine)]
+    spec = f"student:{ref}"
+    if runtime is LlamaCppTeacher:
+        return LlamaCppTeacher(spec, ref, options, adapter, timed=timed, stop_loops=stop_loops)
+    return runtime(spec, ref, options, adapter)
 
 
 def with_cache(teacher: Teacher, cache: RequestCache, salt: str = "") -> Teacher:

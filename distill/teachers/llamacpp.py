@@ -1,4 +1,5 @@
-"""llama.cpp in process (llama-cpp-python), straight from a GGUF file.
+"""llama.cpp in process (llama-cpp-python), straight from a GGUF file: the llama.cpp
+runtime of a local model (LlamaCppTeacher; distill.teachers.local has the other).
 
 One loaded model answers chats one at a time (llama.cpp on a CPU gains little from
 batching small requests). Structured output goes through llama.cpp's JSON-schema
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from distill.errors import MissingExtraError, TeacherError, UserError
 from distill.prompts import register_special_tokens
 from distill.teachers.base import Completion, Message, Usage, cut_at_stop, parse_json
+from distill.teachers.local import MAX_TOKENS, TEMPERATURE, TOP_P, LocalOptions, LocalTeacher
 
 INSTALL = "'llama-cpp-python==0.3.36' (or: pip install 'distill[llamacpp]'; ~12 min to compile)"
 
@@ -145,9 +148,9 @@ class LlamaCppModel:
         messages: list[Message],
         *,
         schema: dict[str, Any] | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 0.9,
+        max_tokens: int = MAX_TOKENS,
+        temperature: float = TEMPERATURE,
+        top_p: float = TOP_P,
         seed: int | None = None,
         stop: list[str] | None = None,
         stop_loops: int | None = None,
@@ -215,3 +218,102 @@ class LlamaCppModel:
             latency_s=latency,
             finish_reason=finish,
         )
+
+
+class LlamaCppTeacher(LocalTeacher):
+    """The model through llama.cpp, from its GGUF, with an adapter on top when given (a
+    LoRA GGUF: `distill export --gguf --adapter-only`'s file). Chats are answered one at
+    a time, each timed alone, in the batch's order.
+
+    As eval's student (`timed=k`), a batch runs in the order of its prompts' text, so
+    prompts that share a start (the same retrieved chunk first) follow each other and
+    llama.cpp evaluates the shared start once: most of a +rag prompt is its chunks.
+    Reuse would flatter latency, so k of them, spread over the batch, run with the cache
+    reset and only those are timed (Completion.timed). With `stop_loops=n`, replies that
+    start to repeat a run of n tokens are cut there (LoopStop)."""
+
+    engine = "llama.cpp"
+    supports_schema = True
+    sends_all_at_once = True
+
+    def __init__(
+        self,
+        spec: str,
+        model: str,
+        options: LocalOptions | None = None,
+        adapter: Path | None = None,
+        *,
+        timed: int | None = None,
+        stop_loops: int | None = None,
+    ) -> None:
+        super().__init__(spec, model, options, adapter)
+        self.timed, self.stop_loops = timed, stop_loops
+        self._llama: LlamaCppModel | None = None
+
+    @property
+    def gguf(self) -> Path:
+        """The GGUF file it runs."""
+        from distill.models import resolve_gguf
+
+        gguf = resolve_gguf(self.model)
+        assert gguf is not None, f"{self.model} is not a GGUF model (choose_engine says so)"
+        return gguf
+
+    def loaded(self) -> LlamaCppModel:
+        if self._llama is None:
+            o = self.options
+            self._llama = LlamaCppModel(
+                self.gguf, n_ctx=o.n_ctx, n_threads=o.n_threads, lora=self.adapter
+            )
+        return self._llama
+
+    def another(self, adapter: bool) -> LlamaCppTeacher:
+        """Loaded anew for each system: each keeps its own KV cache, so one system's
+        prompts never start from another's."""
+        assert self.adapter is not None or not adapter, "no adapter to answer with"
+        lora = self.adapter if adapter else None
+        return LlamaCppTeacher(
+            self.spec, self.model, self.options, lora, timed=self.timed, stop_loops=self.stop_loops
+        )
+
+    def release(self) -> None:
+        self._llama = None
+
+    def complete_many(
+        self,
+        batch: list[list[Message]],
+        *,
+        schema: dict[str, Any] | None = None,
+        on_done: Callable[[int, Completion], None] | None = None,
+        **params: Any,
+    ) -> list[Completion]:
+        llama = self.loaded()
+        order = list(range(len(batch)))
+        alone: set[int] = set()
+        if self.timed is not None:
+            order.sort(key=lambda i: _prompt_text(batch[i]))
+            alone = set(spread_indices(len(batch), self.timed))
+        if self.stop_loops is not None:
+            params = {**params, "stop_loops": self.stop_loops}
+        out: dict[int, Completion] = {}
+        for i in order:
+            if i in alone:
+                llama.llm.reset()  # evaluate the whole prompt, as a lone request would
+            c = llama.chat(batch[i], schema=schema, **params)
+            if self.timed is not None:
+                c.timed = i in alone
+            out[i] = c
+            if on_done is not None:
+                on_done(i, c)
+        return [out[i] for i in range(len(batch))]
+
+
+def spread_indices(n: int, k: int) -> list[int]:
+    """k indices spread evenly over range(n) (all of them when n <= k)."""
+    if n <= k:
+        return list(range(n))
+    return sorted({i * n // k for i in range(k)})
+
+
+def _prompt_text(messages: list[Message]) -> str:
+    return "\x00".join(f"{m['role']}\x01{m['content']}" for m in messages)

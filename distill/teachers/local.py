@@ -1,26 +1,33 @@
-"""A local model as teacher, run on this machine by llama.cpp or transformers.
+"""A local model, run on this machine: the `local:` teacher and eval's students.
 
 `local:REF` where REF is a hub id, a model folder, a `.gguf` file or an offline
-alias (see distill.models). The `engine` option picks the runtime:
-- `llama.cpp`: llama-cpp-python in process, straight from the GGUF (no de-quantised
-  copy), JSON-schema grammar for structured output (distill.teachers.llamacpp);
-- `transformers`: requests in a batch are generated together with left padding,
-  several times faster than one at a time on a CPU; a GGUF is de-quantised once;
+alias (see distill.models). One class per runtime, chosen by the factory
+(distill.teachers.factory) from the `engine` option:
+- `llama.cpp` (LlamaCppTeacher, in distill.teachers.llamacpp): llama-cpp-python in
+  process, straight from the GGUF (no de-quantised copy), JSON-schema grammar for
+  structured output;
+- `transformers` (TransformersTeacher, here): requests in a batch are generated
+  together with left padding, several times faster than one at a time on a CPU; a
+  GGUF is de-quantised once;
 - `auto` (default): llama.cpp for a GGUF model when llama-cpp-python is installed,
   else transformers (saying so in one line when llama.cpp would have been used).
+Both take an adapter (a PEFT adapter folder for transformers, a LoRA GGUF for
+llama.cpp): eval's `ft` students are the student model with its adapter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
-from functools import cache
-from typing import Any, Literal
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from distill.config import StrictModel
-from distill.errors import UserError
+from distill.errors import InputError, UserError
 from distill.models import Dtype, load_causal_lm
 from distill.teachers.base import (
     BatchFirstTeacher,
@@ -32,6 +39,12 @@ from distill.teachers.base import (
 )
 
 Engine = Literal["auto", "llama.cpp", "transformers"]
+
+# What both runtimes sample with when the caller does not say: greedy, up to 256
+# tokens (top_p applies only when sampling). The API teachers send only what is given.
+MAX_TOKENS = 256
+TEMPERATURE = 0.0
+TOP_P = 0.9
 
 
 class LocalOptions(StrictModel):
@@ -84,49 +97,84 @@ def _say_fallback(ref: str) -> None:
 
 
 class LocalTeacher(BatchFirstTeacher):
+    """What the two runtimes share: the `local:` options, no API bill, an optional
+    adapter. The factory builds a subclass (`BACKENDS["local"]` names this one for
+    its options)."""
+
     runs_locally = True
     Options = LocalOptions
+    engine: ClassVar[str]  # the runtime, as eval's metrics name it
 
-    def __init__(self, spec: str, model: str, options: LocalOptions | None = None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        model: str,
+        options: LocalOptions | None = None,
+        adapter: Path | None = None,
+    ) -> None:
         super().__init__(spec, model, options or LocalOptions())
         self.options: LocalOptions
+        self.adapter = adapter  # on top of the model; None: the model alone
+
+    def another(self, adapter: bool) -> LocalTeacher:
+        """This model for one more of eval's systems, answering with its adapter or
+        without it (see each runtime for what it shares)."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Free the loaded weights (they load again if asked)."""
+        raise NotImplementedError
+
+
+class _Weights:
+    """A transformers model loaded once, with its adapter, for the teachers sharing it."""
+
+    def __init__(self, ref: str, adapter: Path | None, dtype: Dtype) -> None:
+        self.ref, self.adapter, self.dtype = ref, adapter, dtype
         self._loaded: tuple[Any, Any] | None = None
-        self._llama: Any = None
-        self._engine: str | None = None
 
-    @property
-    def engine(self) -> str:
-        """The runtime that answers: 'llama.cpp' or 'transformers' (resolved once)."""
-        if self._engine is None:
-            self._engine = choose_engine(self.model, self.options.engine)
-        return self._engine
-
-    @property
-    def supports_schema(self) -> bool:  # type: ignore[override]
-        """llama.cpp enforces a JSON schema with a grammar; transformers does not."""
-        return self.engine == "llama.cpp"
-
-    @property
-    def sends_all_at_once(self) -> bool:  # type: ignore[override]
-        """llama.cpp answers one chat at a time, each timed alone: callers need not
-        cut batches (and a batch's wall time is not each answer's latency)."""
-        return self.engine == "llama.cpp"
-
-    def _load(self) -> tuple[Any, Any]:
+    def load(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            self._loaded = load_causal_lm(self.model, self.options.dtype)
+            if self.adapter is not None and not (self.adapter / "adapter_config.json").exists():
+                raise InputError(
+                    f"no trained adapter in {self.adapter}; run `distill train RECIPE` first"
+                )
+            model, tok = load_causal_lm(self.ref, self.dtype)
+            if self.adapter is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, str(self.adapter))
+                model.eval()
+            self._loaded = (model, tok)
         return self._loaded
 
-    def _load_llama(self) -> Any:
-        if self._llama is None:
-            from distill.models import resolve_gguf
-            from distill.teachers.llamacpp import LlamaCppModel
+    def release(self) -> None:
+        self._loaded = None
 
-            gguf = resolve_gguf(self.model)
-            assert gguf is not None
-            o = self.options
-            self._llama = LlamaCppModel(gguf, n_ctx=o.n_ctx, n_threads=o.n_threads)
-        return self._llama
+
+class TransformersTeacher(LocalTeacher):
+    """The model through transformers: a batch is generated together (left padding).
+    With an adapter (a PEFT adapter folder) it answers through it; `another` shares the
+    loaded weights, so eval's base and ft systems hold one model in memory (base with
+    the adapter switched off)."""
+
+    engine = "transformers"
+    adapter_off = False  # answers with its adapter switched off (eval's base systems)
+
+    @cached_property
+    def weights(self) -> _Weights:
+        """The model, loaded on first use; shared with this teacher's `another`s."""
+        return _Weights(self.model, self.adapter, self.options.dtype)
+
+    def another(self, adapter: bool) -> TransformersTeacher:
+        assert self.adapter is not None or not adapter, "no adapter to answer with"
+        twin = TransformersTeacher(self.spec, self.model, self.options, self.adapter)
+        twin.weights = self.weights
+        twin.adapter_off = self.adapter is not None and not adapter
+        return twin
+
+    def release(self) -> None:
+        self.weights.release()
 
     def complete_many(
         self,
@@ -136,17 +184,9 @@ class LocalTeacher(BatchFirstTeacher):
         on_done: Callable[[int, Completion], None] | None = None,
         **params: Any,
     ) -> list[Completion]:
-        if self.engine == "llama.cpp":
-            llama = self._load_llama()
-            done = []
-            for i, messages in enumerate(batch):
-                c = llama.chat(messages, schema=schema, **params)
-                done.append(c)
-                if on_done is not None:
-                    on_done(i, c)
-            return done
-        model, tok = self._load()
-        out = generate_batch(model, tok, batch, schema=schema, **params)
+        model, tok = self.weights.load()
+        with model.disable_adapter() if self.adapter_off else contextlib.nullcontext():
+            out = generate_batch(model, tok, batch, schema=schema, **params)
         for i, c in enumerate(out):
             if on_done is not None:
                 on_done(i, c)
@@ -159,9 +199,9 @@ def generate_batch(
     batch: list[list[Message]],
     *,
     schema: dict[str, Any] | None = None,
-    max_tokens: int = 256,
-    temperature: float = 0.0,
-    top_p: float = 0.9,
+    max_tokens: int = MAX_TOKENS,
+    temperature: float = TEMPERATURE,
+    top_p: float = TOP_P,
     seed: int | None = None,
     stop: list[str] | None = None,
 ) -> list[Completion]:
