@@ -42,7 +42,7 @@ def test_no_prompt_or_training_row_tokenizes_a_document_into_a_control_id() -> N
     """With the student's real tokenizer (SmolLM2: ChatML and its added tokens): the
     special ids of a rendered prompt, and of a training row whose answer also spells
     them, are exactly those of the same prompt over a harmless document."""
-    from distill.generate.stage import _conversation
+    from distill.generate.samples import conversation as _conversation
 
     tok = models.load_tokenizer("smollm2-135m-instruct")  # registers its specials
     added = next(t.content for t in tok.added_tokens_decoder.values() if t.content == "<filename>")

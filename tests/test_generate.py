@@ -88,7 +88,8 @@ def test_a_local_llama_teacher_gets_a_steps_prompts_in_the_order_of_their_text(
     """llama.cpp keeps the previous prompt's KV cache: prompts that start alike (one
     chunk's samples) must follow each other to evaluate their shared start once. Other
     teachers keep the length order (less padding in a transformers batch)."""
-    from distill.generate.stage import Spend, _run_step
+    from distill.generate.steps import Spend
+    from distill.generate.steps import run_step as _run_step
     from distill.teachers.fake import FakeTeacher
     from distill.ui import progress
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.generate.stage import parse_pairs
+from distill.generate.pairs import parse_pairs
 from distill.teachers.base import Completion
 
 

@@ -204,7 +204,7 @@ def test_the_quote_style_chooses_its_template_both_ways() -> None:
 
 
 def test_an_extractive_reply_needs_key_facts_instead_of_an_answer() -> None:
-    from distill.generate.stage import parse_pairs
+    from distill.generate.pairs import parse_pairs
     from distill.teachers.base import Completion
 
     text = json.dumps(
@@ -220,7 +220,8 @@ def test_an_extractive_reply_needs_key_facts_instead_of_an_answer() -> None:
 
 
 def test_a_keyed_schema_asks_for_exactly_n_pairs_of_short_facts() -> None:
-    from distill.generate.stage import EXTRACTIVE_PAIRS_SCHEMA, KEYED_PAIRS_SCHEMA, _exactly
+    from distill.generate.pairs import EXTRACTIVE_PAIRS_SCHEMA, KEYED_PAIRS_SCHEMA
+    from distill.generate.pairs import exactly as _exactly
 
     for schema in (KEYED_PAIRS_SCHEMA, EXTRACTIVE_PAIRS_SCHEMA):
         got = _exactly(schema, 3)
