@@ -181,7 +181,7 @@ def main() -> int:
 def print_results(run: Path, total: float, size: str, teacher: str) -> None:
     from pydantic_core import to_jsonable_python
 
-    from distill.eval_text import decision_markdown
+    from distill.decision_text import decision_markdown
     from distill.evaluate.systems import hardware
     from distill.results import read_metrics
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.eval_text import decision_markdown
+from distill.decision_text import decision_markdown
 from distill.evaluate.decision import decide
 from distill.results import Decision
 

@@ -15,8 +15,9 @@ from distill.agreement import agreement
 from distill.errors import InputError
 from distill.eval_text import cells, signed
 from distill.evaluate import metrics as em
+from distill.evaluate.compare import compare
 from distill.evaluate.decision import decide
-from distill.evaluate.report import compare, render_html, render_markdown
+from distill.evaluate.report import render_html, render_markdown
 from distill.grounding import is_refusal
 from distill.io import read_json, write_json
 from distill.prompts import defuse

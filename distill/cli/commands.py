@@ -235,7 +235,7 @@ def eval_cmd(
     from distill.errors import UserError
 
     if compare is not None:
-        from distill.evaluate.report import compare as compare_runs
+        from distill.evaluate.compare import compare as compare_runs
 
         typer.echo(compare_runs(*compare))
         return

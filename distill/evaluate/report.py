@@ -1,29 +1,21 @@
-"""The eval report: the decision table as Markdown and self-contained HTML, two plots,
-side-by-side examples, and the comparison of two runs (`distill eval --compare`)."""
+"""The eval report: the decision table as Markdown and self-contained HTML, with the
+plots (distill.evaluate.plots) inlined and side-by-side examples."""
 
 from __future__ import annotations
 
 import base64
 import html
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from distill.errors import InputError
-from distill.eval_text import (
-    COLUMNS,
-    DASH,
-    cells,
-    comparison_table,
-    decision_markdown,
-    decision_table,
-    discordant_markdown,
-    pct,
-)
-from distill.io import save_figure, write_text
+from distill.decision_text import decision_markdown, discordant_markdown
+from distill.eval_text import COLUMNS, DASH, cells, comparison_table, decision_table, pct
+from distill.evaluate.plots import plots
+from distill.io import write_text
 from distill.recipe import Recipe
-from distill.results import EvalMetrics, PairedComparison, SystemMetrics, read_metrics
+from distill.results import EvalMetrics, PairedComparison
 from distill.tables import Answer
 
 
@@ -401,162 +393,8 @@ def _html_table(comparisons: list[PairedComparison]) -> str:
     )
 
 
-def _errorbars(systems: dict[str, SystemMetrics]) -> tuple[list[float], list[list[float]]]:
-    """(values, yerr) for a bar chart of the share correct with its 95% intervals."""
-    vals = [float(m.correctness.ge4 or 0.0) for m in systems.values()]
-    lows, highs = [], []
-    for v, m in zip(vals, systems.values(), strict=True):
-        ci = m.ci.correct
-        lows.append(max(0.0, v - ci[0]) if ci else 0.0)
-        highs.append(max(0.0, ci[1] - v) if ci else 0.0)
-    return vals, [lows, highs]
-
-
-def plots(out: Path, metrics: EvalMetrics) -> dict[str, bytes]:
-    """quality.png (correctness by system) and tradeoff.png (against latency and cost)."""
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    systems = metrics.systems
-    names = list(systems)
-    sets = [("unseen documents", systems)]
-    if metrics.seen:
-        sets.append(("seen documents", metrics.seen.systems))
-    fig, ax = plt.subplots(figsize=(8, 3.8))
-    width = 0.8 / len(sets)
-    for k, (label, group) in enumerate(sets):
-        vals, err = _errorbars(group)
-        xs = [names.index(s) + (k - (len(sets) - 1) / 2) * width for s in group]
-        ax.bar(xs, vals, width, yerr=err, capsize=4, label=label)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("correct (judge ≥ 4), 95% CI")
-    ax.set_title(f"Correct answers on {metrics.questions} held-out questions (unseen docs)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, out / "quality.png", dpi=100)
-    plt.close(fig)
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    by_latency = sorted(names, key=lambda s: systems[s].latency_p50_s or 0)
-    for s in names:
-        i = by_latency.index(s)
-        m = systems[s]
-        if m.correctness.ge4 is None or m.latency_p50_s is None:
-            continue
-        y = m.correctness.ge4
-        ci = m.ci.correct
-        yerr = [[max(0.0, y - ci[0])], [max(0.0, ci[1] - y)]] if ci else None
-        shift = (4, 4 + 12 * (i % 3))  # staggered labels: close points stay readable
-        left.errorbar(m.latency_p50_s, y, yerr=yerr, fmt="o", color="#4c72b0", capsize=3)
-        left.annotate(s, (m.latency_p50_s, y), textcoords="offset points", xytext=shift)
-        cost = m.cost_per_1k_usd
-        x = cost if cost is not None else (m.compute_s_per_1k or 0) / 3600
-        right.errorbar(
-            x, y, yerr=yerr, fmt="o", color="#dd8452" if cost is None else "#4c72b0", capsize=3
-        )
-        right.annotate(s, (x, y), textcoords="offset points", xytext=shift)
-    left.set_xscale("log")
-    left.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    left.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    left.set_xlabel("p50 latency per answer (s, log)")
-    priced = any(systems[s].cost_per_1k_usd is not None for s in names)
-    right.set_xlabel(
-        "cost per 1k queries (USD; orange: compute hours, unpriced)"
-        if priced
-        else "compute hours per 1k queries"
-    )
-    for ax in (left, right):
-        ax.set_ylabel("correct (judge ≥ 4), 95% CI")
-        ax.set_ylim(0, 1.05)
-    fig.tight_layout()
-    save_figure(fig, out / "tradeoff.png", dpi=100)
-    plt.close(fig)
-    return {name: (out / name).read_bytes() for name in ("quality.png", "tradeoff.png")}
-
-
 def write_report(out: Path, recipe: Recipe, metrics: EvalMetrics, rows: Sequence[Answer]) -> None:
     images = plots(out, metrics)
     n = recipe.eval.examples
     write_text(out / "report.md", render_markdown(metrics, rows, recipe, n))
     write_text(out / "report.html", render_html(metrics, rows, recipe, n, images))
-
-
-# -- distill eval --compare
-
-
-def load_metrics(where: Path) -> tuple[str, EvalMetrics]:
-    """metrics.json of a run folder, its eval folder, or a recipe's run."""
-    if where.suffix in (".yaml", ".yml") and where.is_file():
-        from distill.recipe import load_recipe
-
-        where = load_recipe(where).run_path
-    for candidate in (where / "eval" / "metrics.json", where / "metrics.json"):
-        if candidate.is_file():
-            return str(where), read_metrics(candidate)
-    raise InputError(
-        f"no eval results in {where}; give a run folder (runs/NAME) or a recipe whose eval ran"
-    )
-
-
-_COMPARED: list[tuple[str, Callable[[SystemMetrics], float | None], str]] = [
-    ("correctness", lambda m: m.correctness.mean, ".2f"),
-    ("% ≥ 4", lambda m: m.correctness.ge4, "%"),
-    ("token F1", lambda m: m.token_f1, ".2f"),
-    ("win vs teacher", lambda m: m.vs_teacher.win if m.vs_teacher else None, "%"),
-    ("groundedness", lambda m: m.groundedness.mean if m.groundedness else None, ".2f"),
-    ("refusal accuracy", lambda m: m.refusal.accuracy if m.refusal else None, "%"),
-    ("latency p50 (s)", lambda m: m.latency_p50_s, ".2f"),
-    ("tokens/s", lambda m: m.tokens_per_s, ".1f"),
-    ("cost per 1k (USD)", lambda m: m.cost_per_1k_usd, ".4f"),
-]
-
-
-def compare(a: Path, b: Path) -> str:
-    """The difference between two runs' eval results, system by system."""
-    name_a, ma = load_metrics(a)
-    name_b, mb = load_metrics(b)
-    lines = [
-        f"A: {name_a} ({ma.questions} questions, judge {ma.judge})",
-        f"B: {name_b} ({mb.questions} questions, judge {mb.judge})",
-    ]
-    if ma.judge != mb.judge:
-        lines.append("note: different judges; their scores are not on the same scale")
-    lines.append("")
-    lines.append(f"{'system':<10} {'metric':<18} {'A':>9} {'B':>9} {'B - A':>9}")
-    da, db = ma.decision, mb.decision
-    if da is not None or db is not None:
-        acc_a = da.sets[-1].accuracy if da else {}
-        acc_b = db.sets[-1].accuracy if db else {}
-        for system in dict.fromkeys([*acc_a, *acc_b]):
-            va, vb = (
-                (share.value if (share := acc.get(system)) else None) for acc in (acc_a, acc_b)
-            )
-            delta = DASH if va is None or vb is None else _fmt(vb - va, "%", signed=True)
-            lines.append(
-                f"{system:<10} {'key-fact accuracy':<18} {_fmt(va, '%'):>9} {_fmt(vb, '%'):>9} "
-                f"{delta:>9}"
-            )
-    for system in dict.fromkeys([*ma.systems, *mb.systems]):
-        sa, sb = ma.systems.get(system), mb.systems.get(system)
-        for label, get, fmt in _COMPARED:
-            va = get(sa) if sa else None
-            vb = get(sb) if sb else None
-            if va is None and vb is None:
-                continue
-            delta = DASH if va is None or vb is None else _fmt(vb - va, fmt, signed=True)
-            lines.append(
-                f"{system:<10} {label:<18} {_fmt(va, fmt):>9} {_fmt(vb, fmt):>9} {delta:>9}"
-            )
-    return "\n".join(lines)
-
-
-def _fmt(x: float | None, fmt: str, signed: bool = False) -> str:
-    if x is None:
-        return DASH
-    if fmt == "%":
-        return f"{x * 100:+.0f}pt" if signed else f"{x:.0%}"
-    return format(x, ("+" if signed else "") + fmt)

@@ -14,7 +14,8 @@ import jinja2
 import yaml
 
 from distill import __version__
-from distill.eval_text import decision_markdown, decision_table
+from distill.decision_text import decision_markdown
+from distill.eval_text import decision_table
 from distill.io import read_rows
 from distill.recipe import Recipe
 from distill.results import EvalMetrics
