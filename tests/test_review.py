@@ -229,7 +229,7 @@ def test_the_context_shows_tables_as_aligned_text_after_the_answer() -> None:
     import inspect
 
     from distill.review import argilla as argilla_io
-    from distill.review.stage import aligned_tables
+    from distill.review.records import aligned_tables
 
     text = (
         "Plans:\n\n| Plan | Price |\n| --- | ---: |\n| Starter | $12 |\n| Enterprise | custom |\n"
@@ -251,7 +251,8 @@ def test_a_decision_on_an_answer_rewritten_since_review_no_longer_applies(
 ) -> None:
     """Decisions were matched by sample id only: a reject or a correction was applied to
     an answer the teacher wrote again after the review (and counted as reviewed)."""
-    from distill.review.stage import _entry, record
+    from distill.review.records import record
+    from distill.review.stage import _entry
     from distill.review_gate import record_id, reviewed_sha
 
     reviewed = [sample(1), sample(2)]

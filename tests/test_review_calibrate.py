@@ -22,14 +22,8 @@ import pytest
 from distill import tables
 from distill.agreement import agreement, cohen_kappa
 from distill.io import read_json, read_rows, write_json, write_rows
-from distill.review.calibration import (
-    blinded,
-    human_label,
-    record_id,
-    select,
-    strata,
-    summarize,
-)
+from distill.review.calibration import blinded, record_id
+from distill.review.calibration_stats import human_label, select, strata, summarize
 from tests.conftest import write_recipe
 
 A, B = "ft+rag", "base+rag"

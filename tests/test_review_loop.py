@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from distill.io import read_json, read_rows, write_rows
-from distill.review.stage import inert
+from distill.review.records import inert
 from tests.conftest import CORPUS, REPO, write_recipe
 
 pytestmark = pytest.mark.slow

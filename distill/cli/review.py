@@ -90,8 +90,9 @@ def review_pull(recipe: RecipeArg, set_: SetOpt = None) -> None:
 
 def _calibration_pull(r: Recipe, run: RunFolder) -> None:
     from distill.review import calibration
+    from distill.review.calibration_stats import render
 
-    typer.echo(calibration.render(calibration.pull(r, run)))
+    typer.echo(render(calibration.pull(r, run)))
     typer.echo(f"written: {calibration.report_path(run)}")
 
 

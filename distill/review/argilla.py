@@ -112,8 +112,8 @@ def guidelines(recipe: Recipe) -> str:
 
 # What is judged first, what it is judged against after: the reviewer reads the request
 # and the answer without scrolling past the documents. Documents are untrusted: every
-# field is plain text (tables aligned by distill.review.stage.aligned_tables), never rendered
-# as Markdown or HTML.
+# field is plain text (tables aligned by distill.review.records.aligned_tables), never
+# rendered as Markdown or HTML.
 FIELDS = (
     ("instruction", "Instruction (or the conversation so far)"),
     ("response", "Response"),

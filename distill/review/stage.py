@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import shutil
 from collections import Counter, defaultdict
 from typing import Any
@@ -34,6 +33,7 @@ from distill.errors import InputError, UserError
 from distill.io import hash_json, read_rows, write_json, write_rows
 from distill.recipe import Recipe
 from distill.review.config import ReviewConfig
+from distill.review.records import record
 from distill.review_gate import record_id, reviewed_sha, training_rows
 from distill.runfolder import RunFolder, RunOptions
 from distill.ui import console
@@ -103,112 +103,6 @@ def _entry(s: dict[str, Any], reason: str) -> dict[str, Any]:
         # The record holds the sample as it reads now: rewritten, it is a new record.
         "content_sha": reviewed_sha(s),
         "record_id": record_id(s),
-    }
-
-
-# --- records -------------------------------------------------------------------
-
-
-_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
-
-
-def aligned_tables(text: str) -> str:
-    """Markdown tables as aligned plain-text columns (Argilla shows the context as plain
-    text: documents are untrusted, never rendered as Markdown or HTML)."""
-    lines = text.splitlines()
-    out: list[str] = []
-    block: list[str] = []
-
-    def flush() -> None:
-        rows = [
-            [c.strip() for c in ln.strip().strip("|").split("|")]
-            for ln in block
-            if not _TABLE_RULE.match(ln)
-        ]
-        if rows:
-            width = [
-                max(len(r[i]) if i < len(r) else 0 for r in rows)
-                for i in range(max(map(len, rows)))
-            ]
-            for k, r in enumerate(rows):
-                out.append("  ".join(c.ljust(w) for c, w in zip(r, width, strict=False)).rstrip())
-                if k == 0 and len(rows) > 1:
-                    out.append("  ".join("-" * w for w in width))
-        block.clear()
-
-    for ln in lines:
-        if _TABLE_ROW.match(ln):
-            block.append(ln)
-            continue
-        flush()
-        out.append(ln)
-    flush()
-    return "\n".join(out)
-
-
-def inert(text: str) -> str:
-    """Text Argilla's UI cannot render as HTML: every '<' becomes a full-width '＜'.
-
-    Argilla 2.8's web UI renders a text field that looks like HTML inside an
-    un-sandboxed, same-origin <iframe srcdoc>, so a document's `<script>` or `<img
-    onerror>` would run in the reviewer's browser with access to the Argilla page
-    (tests/test_review_loop.py planted both and saw them in the frame). Display only:
-    what trains is the sample itself, or the reviewer's correction."""
-    return text.replace("<", "\uff1c")
-
-
-def _context(s: dict[str, Any], chunks: dict[str, dict[str, Any]]) -> str:
-    parts = []
-    for n, cid in enumerate(s.get("chunk_ids") or [], start=1):
-        c = chunks.get(cid)
-        head = f"[{n}] {cid}" + (f"  ({c['heading_path']})" if c and c["heading_path"] else "")
-        body = aligned_tables(c["text"].strip()) if c else "(chunk no longer in the index)"
-        parts.append(head + "\n" + body)
-    return "\n\n".join(parts) or "(no context: this sample was written without documents)"
-
-
-def _instruction(s: dict[str, Any]) -> str:
-    """The question, or for a conversation every turn before the answer under review."""
-    msgs = [m for m in s["messages"] if m["role"] != "system"][:-1]
-    if len(msgs) <= 1:
-        return str(s["question"])
-    lines = [f"user: {s['question']}"]  # the first user message also holds the documents
-    lines += [f"{m['role']}: {m['content']}" for m in msgs[1:]]
-    return "\n\n".join(lines)
-
-
-def record(
-    s: dict[str, Any], entry: dict[str, Any], chunks: dict[str, Any], recipe: Recipe
-) -> dict[str, Any]:
-    """One Argilla record: fields, metadata, and the judge's scores as suggestions."""
-    g, q = s.get("groundedness"), s.get("quality")
-    judge = f"judge:{recipe.curate.judge}" if recipe.curate.judge else "judge"
-    suggestions: list[tuple[str, Any, float | None, str]] = []
-    if g is not None and q is not None:
-        ok = g >= recipe.curate.min_groundedness and q >= recipe.curate.min_quality
-        verdict = "accept" if ok else "reject"
-        suggestions.append(("verdict", verdict, round(min(g, q) / 5, 2), judge))
-        suggestions.append(("quality", int(q), None, judge))
-        if g <= 3:
-            suggestions.append(("issues", ["not_grounded"], None, judge))
-    return {
-        "id": entry["record_id"],
-        "fields": {
-            "context": inert(_context(s, chunks)),
-            "instruction": inert(_instruction(s)),
-            "response": inert(s["messages"][-1]["content"]),
-        },
-        "metadata": {
-            "task": s["task"],
-            "source_doc": entry["source_doc"],
-            "reason": entry["reason"],
-            "template": s.get("template"),
-            "groundedness": g,
-            "judge_quality": q,
-            "support": s.get("support"),
-        },
-        "suggestions": suggestions,
     }
 
 
