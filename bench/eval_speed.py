@@ -22,9 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from distill.evaluate.systems import LOOP_TOKENS, hardware
+    from distill.gguf_cpu import gguf_for_cpu
     from distill.grounding import ANSWER_STOP, numbered
     from distill.io import read_rows
-    from distill.models import gguf_for_cpu, resolve_gguf
+    from distill.models import resolve_gguf
     from distill.prompts import load_template
     from distill.teachers.llamacpp import LlamaCppModel
 

@@ -45,7 +45,7 @@ def _version(name: str) -> str | None:
 
 def checks() -> list[Check]:
     # Long on purpose: one check after another, each a few lines, read top to bottom.
-    from distill.models import OFFLINE_MODELS, _cpu_has_bf16, cache_dir
+    from distill.models import OFFLINE_MODELS, cache_dir, cpu_has_bf16
     from distill.preflight import model_problem
 
     out = [
@@ -67,7 +67,7 @@ def checks() -> list[Check]:
         cuda = torch.cuda.is_available()
         build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build"
         out.append(Check("torch", True, f"{torch_version} ({build})"))
-    bf16 = _cpu_has_bf16()
+    bf16 = cpu_has_bf16()
     out.append(
         Check(
             "cpu",

@@ -11,6 +11,7 @@ import pytest
 
 from distill import models
 from distill.errors import MissingExtraError, UserError
+from distill.gguf_cpu import gguf_for_cpu
 from distill.teachers import llamacpp
 from distill.teachers.base import Completion
 from distill.teachers.engine import schema_problem
@@ -296,10 +297,10 @@ def test_a_gguf_reencoded_for_the_cpu_keeps_its_metadata_and_answers_alike(
     monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
     shipped = models.resolve_gguf("smollm2-135m-instruct")
     assert shipped is not None
-    assert models.gguf_for_cpu(shipped, "as_is") == shipped
-    out = models.gguf_for_cpu(shipped, "bf16")
+    assert gguf_for_cpu(shipped, "as_is") == shipped
+    out = gguf_for_cpu(shipped, "bf16")
     assert out != shipped and out.parent == tmp_path / "cache" / "models"
-    assert models.gguf_for_cpu(shipped, "bf16") == out  # made once
+    assert gguf_for_cpu(shipped, "bf16") == out  # made once
     src, new = gg.GGUFReader(shipped), gg.GGUFReader(out)
     # Every matrix is bf16 now (the shipped file's are 4-bit), vectors float32, and
     # every tensor keeps its name and shape.

@@ -42,7 +42,8 @@ def _llama_files(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
     once into the run's export/ folder; exported again when the adapter changed)."""
     from distill.export import gguf as export_gguf
     from distill.export import made_from_current_adapter
-    from distill.models import gguf_for_cpu, resolve_gguf
+    from distill.gguf_cpu import gguf_for_cpu
+    from distill.models import resolve_gguf
 
     shipped = resolve_gguf(recipe.student)
     assert shipped is not None
