@@ -35,7 +35,7 @@ def batched(kind: str, url: str, state: Path) -> BatchTeacher:
         inner = make_teacher("openai:gpt-4o-mini", {"base_url": url, **options})
     else:
         inner = make_teacher("anthropic:claude-haiku-4-5", {"base_url": url[:-3], **options})
-    inner.price, inner.discount = Price(1000.0, 1000.0), 0.5  # type: ignore[attr-defined]
+    inner.price = Price(1000.0, 1000.0, discount=0.5)  # as price_for gives it for a batch
     return BatchTeacher(inner, state, poll_s=0.01)  # type: ignore[arg-type]
 
 

@@ -26,7 +26,7 @@ from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
 from distill.tables import Chunk
 from distill.teachers.factory import price_for
-from distill.teachers.prices import BATCH_DISCOUNT, estimate_tokens
+from distill.teachers.prices import estimate_tokens
 
 EXPECTED_QUESTION_TOKENS = 24
 ANSWER_FILL = 0.6
@@ -108,9 +108,6 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     price, source = price_for(
         plan.teacher, recipe.teacher.price, max_cost_usd=cfg.max_cost_usd, batch=cfg.mode == "batch"
     )
-    discount = BATCH_DISCOUNT if cfg.mode == "batch" else 1.0
-    if cfg.mode == "batch":
-        source += ", batch API: half price"
     rows = []
     for s in steps:
         rows.append(
@@ -120,12 +117,10 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
                 "input_tokens": s.input_tokens,
                 "output_tokens_expected": s.output_expected,
                 "output_tokens_max": s.output_max,
-                "cost_usd_expected": price.bound(s.input_tokens, s.output_expected, discount)
+                "cost_usd_expected": price.bound(s.input_tokens, s.output_expected)
                 if price
                 else 0.0,
-                "cost_usd_max": price.bound(s.input_tokens, s.output_max, discount)
-                if price
-                else 0.0,
+                "cost_usd_max": price.bound(s.input_tokens, s.output_max) if price else 0.0,
             }
         )
     total: dict[str, Any] = {"step": "total"}

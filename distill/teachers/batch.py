@@ -119,9 +119,7 @@ class BatchTeacher(WrappedTeacher):
             where.setdefault(custom_id(body), []).append(i)
         max_out = int(params.get("max_tokens") or 1024)
         worst = {
-            cid: t.price.bound(estimate_tokens(batch[idx[0]]), max_out, t.discount)
-            if t.price
-            else 0.0
+            cid: t.price.bound(estimate_tokens(batch[idx[0]]), max_out) if t.price else 0.0
             for cid, idx in where.items()
         }
         tries = dict.fromkeys(where, 0)
@@ -202,7 +200,7 @@ class BatchTeacher(WrappedTeacher):
                 c = Completion(text="", error=error)
             t = self.inner
             if c.error is None:
-                c.cost_usd = t.price.cost(c.usage, t.discount) if t.price else 0.0
+                c.cost_usd = t.price.cost(c.usage) if t.price else 0.0
             t.budget.settle(worst[cid], c.cost_usd)
             if c.error is not None and c.error.retryable and tries[cid] <= self.max_resubmits:
                 continue  # resubmitted on the next pass

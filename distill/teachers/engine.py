@@ -226,7 +226,6 @@ class ApiTeacher(BatchFirstTeacher):
         self.options: EngineOptions
         self.price: Price | None = None  # set from the table or the recipe
         self.budget: Budget = Budget(None)
-        self.discount = 1.0
         self.requests_sent = 0  # HTTP requests, retries and repairs included
         try:
             self.sdk = importlib.import_module(self.sdk_name)
@@ -387,7 +386,7 @@ class Engine:
         """Send one request within the budget; never raises TeacherError."""
         t = self.t
         prompt, max_out = estimate_tokens(messages), int(params.get("max_tokens") or 1024)
-        worst = t.price.bound(prompt, max_out, t.discount) if t.price else 0.0
+        worst = t.price.bound(prompt, max_out) if t.price else 0.0
         if not t.budget.reserve(worst):
             error = TeacherError(
                 f"{t.spec}: budget: not sent, it could pass max_cost_usd {t.budget.max_usd} "
@@ -432,7 +431,7 @@ class Engine:
                 self.tpm.give(tokens - (c.usage.input_tokens + c.usage.output_tokens))
             c.attempts = attempts
             c.latency_s = time.perf_counter() - t0
-            c.cost_usd = t.price.cost(c.usage, t.discount) if t.price else 0.0
+            c.cost_usd = t.price.cost(c.usage) if t.price else 0.0
             return c
 
     async def admit(self, tokens: int) -> None:

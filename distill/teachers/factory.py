@@ -11,6 +11,7 @@ provider batch in front, report their inner teacher's) and never from its spec.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,20 @@ def price_for(
 ) -> tuple[Price | None, str]:
     """The price of `spec`'s tokens and where it came from: the recipe's `given` price,
     else the price table for an API teacher; a model that runs here costs nothing.
+    Through a provider's batch API (`batch`) the price carries its discount: the one
+    place it is applied, for the teacher (make_teacher) and for `distill estimate`.
     No client or key is needed (the estimate and the preflight use it)."""
+    price, source = _list_price(spec, given, max_cost_usd=max_cost_usd, batch=batch)
+    if not batch:
+        return price, source
+    price = replace(price, discount=BATCH_DISCOUNT) if price is not None else None
+    return price, source + ", batch API: half price"
+
+
+def _list_price(
+    spec: str, given: PriceConfig | None, *, max_cost_usd: float | None, batch: bool
+) -> tuple[Price | None, str]:
+    """price_for's price before any batch discount."""
     provider, _, model = spec.partition(":")
     backend = BACKENDS.get(provider)
     is_api = backend is not None and issubclass(backend, ApiTeacher)
@@ -89,9 +103,7 @@ def make_teacher(
         teacher.price = cost
         teacher.budget = Budget(max_cost_usd)
         if batch_state is not None:
-            teacher.discount = BATCH_DISCOUNT
             teacher = BatchTeacher(teacher, batch_state, batch_poll_s, batch_resubmits)
-            source += ", batch API: half price"
     teacher.price_source = source
     return with_cache(teacher, cache, salt) if cache is not None else teacher
 

@@ -24,8 +24,11 @@ class Price:
     input: float  # USD per 1M input tokens
     output: float  # USD per 1M output tokens
     cached_input: float | None = None  # USD per 1M cached input tokens (None: as input)
+    # The share of the list price paid: BATCH_DISCOUNT through a provider's batch API
+    # (set by teachers.factory.price_for, the one place that applies it).
+    discount: float = 1.0
 
-    def cost(self, usage: Usage, discount: float = 1.0) -> float:
+    def cost(self, usage: Usage) -> float:
         cached = min(usage.cached_input_tokens, usage.input_tokens)
         cached_rate = self.input if self.cached_input is None else self.cached_input
         usd = (
@@ -33,11 +36,11 @@ class Price:
             + cached * cached_rate
             + usage.output_tokens * self.output
         ) / 1e6
-        return usd * discount
+        return usd * self.discount
 
-    def bound(self, input_tokens: int, output_tokens: int, discount: float = 1.0) -> float:
+    def bound(self, input_tokens: int, output_tokens: int) -> float:
         """The most a request of these sizes can cost (no cache discount assumed)."""
-        return (input_tokens * self.input + output_tokens * self.output) / 1e6 * discount
+        return (input_tokens * self.input + output_tokens * self.output) / 1e6 * self.discount
 
 
 # Longest matching prefix wins: "gpt-4o-mini-2024-07-18" is priced as "gpt-4o-mini".
