@@ -20,6 +20,7 @@ and Qwen) reads it best.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -151,12 +152,22 @@ def train_gkd(
     the pass's result. A served teacher (`gkd.served_teacher`) is asked for its top-k
     log-probabilities (distill/train/scoring.py, distill/train/served.py)."""
     student = load_student(student_ref, cfg, start_adapter)
-    args = (cfg, student, rows, out, start_adapter, resume, eval_rows, callbacks)
     by = cfg.gkd.served_teacher
-    if by is None:
-        return _train_gkd(*args, None)
-    with TokenScorer(by.model, by.options, student.tok) as served:
-        return _train_gkd(*args, served)
+    scorer: AbstractContextManager[TokenScorer | None] = (
+        nullcontext() if by is None else TokenScorer(by.model, by.options, student.tok)
+    )
+    with scorer as served:
+        return _train_gkd(
+            cfg,
+            student,
+            rows,
+            out,
+            start_adapter=start_adapter,
+            resume=resume,
+            eval_rows=eval_rows,
+            callbacks=callbacks,
+            served=served,
+        )
 
 
 def _train_gkd(
@@ -164,12 +175,15 @@ def _train_gkd(
     student: Any,
     rows: list[dict[str, Any]],
     out: Path,
+    *,
     start_adapter: Path | None,
     resume: bool,
     eval_rows: list[dict[str, Any]] | None,
     callbacks: list[Any] | None,
     served: TokenScorer | None,
 ) -> GkdPass:
+    """train_gkd's pass on a loaded student; `served`: the served teacher's client, open
+    for the whole pass (None: a local teacher, loaded here)."""
     if not cfg.gkd.measure_eval:
         eval_rows = None
     if served is not None:
