@@ -1,5 +1,8 @@
 """The request engine behind the API teachers (`openai:`, `anthropic:`).
 
+Over 400 lines and kept whole: the API teacher base and the engine that sends its
+requests are one subject, each read with the other.
+
 One asyncio loop per `complete_many` sends the whole batch:
 - at most `concurrency` requests in flight, and `rpm` / `tpm` token buckets (a
   request counts its estimated prompt tokens plus `max_tokens`, corrected to the
