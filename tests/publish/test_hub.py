@@ -17,7 +17,7 @@ from distill.publish.cards import size_category
 from distill.publish.hub import upload
 from distill.publish.secrets import find_secrets
 from distill.redact import scrub
-from tests.hub_server import serve_hub
+from tests.fakes.hub_server import serve_hub
 
 HF_TOKEN = "hf_" + "T3st" * 9  # shaped like a real token; never valid anywhere
 

@@ -13,7 +13,7 @@ from distill.evaluate.answer_key import load_answer_key
 from distill.split import spread
 from distill.tables import Chunk
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def chunk(doc: str, n: int, text: str) -> Chunk:

@@ -15,7 +15,7 @@ from distill.teachers.factory import make_student, make_teacher, price_for
 from distill.teachers.llamacpp import LlamaCppTeacher
 from distill.teachers.local import LocalOptions, TransformersTeacher
 from distill.teachers.prices import lookup
-from tests.openai_server import serve
+from tests.fakes.openai_server import serve
 
 KEY = "test-key-" + "x" * 24
 CHAT = [{"role": "user", "content": "How long do trials last?"}]

@@ -28,8 +28,8 @@ from distill.results import (
 )
 from distill.runfolder import RunFolder, RunOptions
 from tests.conftest import REPO, write_recipe
-from tests.openai_server import serve
-from tests.test_eval_metrics import TableParser
+from tests.evaluate.test_metrics import TableParser
+from tests.fakes.openai_server import serve
 
 pytestmark = pytest.mark.slow
 

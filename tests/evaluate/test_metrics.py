@@ -34,7 +34,7 @@ from distill.results import (
     VsTeacher,
     read_metrics,
 )
-from tests.test_decision import rows_for
+from tests.evaluate.test_decision import rows_for
 
 
 def row(system: str, item: str, kind: str = "answerable", **kw: Any) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def test_eval_decides_on_the_answer_key_and_judges_a_sample(
     quickstart: tuple[Path, str],
 ) -> None:
     from distill.eval_text import cells
-    from tests.test_eval_metrics import TableParser
+    from tests.evaluate.test_metrics import TableParser
 
     run, _ = quickstart
     answers = read_rows(run / "eval" / "answers.parquet")
@@ -269,7 +269,7 @@ def test_publish_uploads_both_repositories_over_http(
     from huggingface_hub import DatasetCard, ModelCard
 
     from distill.publish.secrets import find_secrets
-    from tests.hub_server import serve_hub
+    from tests.fakes.hub_server import serve_hub
 
     run, _ = quickstart
     cwd = run.parent.parent

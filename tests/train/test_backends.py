@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_train import STUDENT, cfg, rows
+from tests.train.test_sft import STUDENT, cfg, rows
 
 torch = pytest.importorskip("torch")
 pytestmark = [

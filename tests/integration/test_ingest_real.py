@@ -184,7 +184,7 @@ def test_generation_killed_midway_resumes_without_asking_twice(
 def test_generate_with_openai_teacher_records_failed_requests(
     ingested: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.openai_server import serve
+    from tests.fakes.openai_server import serve
 
     monkeypatch.setenv("DISTILL_TEST_KEY", "test-key")
     with serve() as (server, url):

@@ -11,7 +11,7 @@ from distill.io import read_json
 from distill.teachers.batch import BatchTeacher
 from distill.teachers.factory import make_teacher
 from distill.teachers.prices import Price
-from tests.openai_server import serve
+from tests.fakes.openai_server import serve
 
 KEY = "test-key-" + "b" * 24
 

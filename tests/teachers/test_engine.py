@@ -10,7 +10,7 @@ import pytest
 from distill.teachers.engine import TokenBucket, retry_after
 from distill.teachers.factory import make_teacher
 from distill.teachers.prices import Budget, Price, estimate_tokens, lookup
-from tests.openai_server import serve
+from tests.fakes.openai_server import serve
 
 KEY = "test-key-" + "y" * 24
 

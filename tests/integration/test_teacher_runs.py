@@ -21,7 +21,7 @@ from distill.recipe import load_recipe
 from distill.runfolder import RunFolder
 from distill.teachers.prices import BudgetExceeded
 from tests.conftest import REPO
-from tests.openai_server import serve
+from tests.fakes.openai_server import serve
 
 pytestmark = pytest.mark.slow
 KEY = "test-key-" + "z" * 24

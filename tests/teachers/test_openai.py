@@ -8,7 +8,7 @@ import pytest
 
 from distill.errors import TeacherError, UserError
 from distill.teachers.factory import make_teacher
-from tests.openai_server import serve
+from tests.fakes.openai_server import serve
 
 KEY = "test-key-" + "x" * 24
 CHAT = [{"role": "user", "content": "How long do trials last?"}]

@@ -304,7 +304,7 @@ def test_published_pairs_are_only_those_of_published_samples(tmp_path: Path) -> 
     from distill.io import read_rows, write_rows
     from distill.pipeline import RunOptions
     from distill.publish.stage import write_dataset
-    from tests.test_review import publishable_run, sample
+    from tests.review.test_stage import publishable_run, sample
 
     decisions = [
         {"sample_id": "s001", "status": "rejected", "corrected_answer": None},

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import json_server, llama_server
-from tests.test_gkd import divergence, held_out_rows, merged_teacher
-from tests.test_train import STUDENT, cfg, rows
+from tests.train.test_gkd import divergence, held_out_rows, merged_teacher
+from tests.train.test_sft import STUDENT, cfg, rows
 
 pytestmark = pytest.mark.slow
 KEY_ENV = "DISTILL_TEST_SERVED_KEY"
