@@ -1,15 +1,13 @@
+"""Chunking: paragraphs packed up to the token limit, overlap, sections with their heading
+paths, and stable chunk ids."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from distill.errors import InputError
 from distill.ingest.chunking import WhitespaceCounter, chunk_document, chunk_text, split_sections
 from distill.ingest.config import IngestConfig
-from distill.ingest.discover import discover
-from distill.ingest.readers import html_to_text, read_document
-from tests.conftest import CORPUS
+from distill.ingest.readers import read_document
 
 W = WhitespaceCounter()
 
@@ -57,50 +55,3 @@ def test_chunks_never_straddle_sections_and_ids_are_stable(tmp_path: Path) -> No
     assert [c["text"] for c in chunks] == ["alpha beta", "gamma delta"]
     assert chunks[0]["chunk_id"].startswith("a#")
     assert [c["chunk_id"] for c in chunk_document(doc, W, cfg)] == [c["chunk_id"] for c in chunks]
-
-
-def test_html_keeps_main_content_only() -> None:
-    html = (CORPUS / "integrations" / "webhooks.html").read_text()
-    text = html_to_text(html)
-    assert text.startswith("# ")
-    assert "## " in text
-    low = text.lower()
-    assert "cookie" not in low and "copyright" not in low and "function" not in low
-    assert "retry" in low or "retries" in low
-
-
-def test_pdf_text_is_extracted(tmp_path: Path) -> None:
-    pdf = next(CORPUS.rglob("*.pdf"))
-    doc = read_document(pdf, CORPUS, CORPUS)
-    assert doc["format"] == "pdf"
-    assert len(doc["text"].split()) > 100
-    assert doc["title"].lower().startswith("refund")
-
-
-@pytest.mark.parametrize(
-    ("name", "data", "reason"),
-    [
-        ("empty.md", b"  \n", "empty file"),
-        ("binary.txt", b"\x00\x01\x02abc", "binary file"),
-        ("latin.md", "caf\xe9 cr\xe8me".encode("latin-1"), "not UTF-8"),
-        ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "unreadable PDF"),
-        ("image.png", b"\x89PNG", "unsupported file type"),
-    ],
-)
-def test_bad_files_raise_a_reason(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
-    (tmp_path / name).write_bytes(data)
-    with pytest.raises(ValueError, match=reason):
-        read_document(tmp_path / name, tmp_path, tmp_path)
-
-
-def test_discover_globs_excludes_and_missing_paths(small_corpus: Path) -> None:
-    base = small_corpus.parent
-    files, root = discover(IngestConfig(paths=["docs"], exclude=["*/two-factor.md"]), base)
-    assert sorted(f.name for f in files) == ["password.md", "plans.md"]
-    assert root == small_corpus
-    files, _ = discover(IngestConfig(paths=["docs/**/*.md"]), base)
-    assert len(files) == 3
-    with pytest.raises(InputError, match="'nope' does not exist"):
-        discover(IngestConfig(paths=["nope"]), base)
-    with pytest.raises(InputError, match="every file is excluded"):
-        discover(IngestConfig(paths=["docs"], exclude=["*.md"]), base)

@@ -1,4 +1,4 @@
-"""Every input format, from fixtures the tests write themselves."""
+"""Every input format, from fixtures the tests write themselves and from the example corpus."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from distill.errors import InputError
 from distill.ingest.chunking import WhitespaceCounter, chunk_document
 from distill.ingest.config import DatasetSource, IngestConfig
-from distill.ingest.readers import dataset_documents, read_documents
+from distill.ingest.readers import dataset_documents, html_to_text, read_document, read_documents
+from tests.conftest import CORPUS
 
 CFG = IngestConfig(paths=["."], jsonl={"text_field": "body", "id_field": "id", "title_field": "t"})
 
@@ -119,3 +120,37 @@ def test_local_datasets_saved_and_parquet(tmp_path: Path) -> None:
         dataset_documents(DatasetSource(path="pq", text_field="body"), tmp_path)
     with pytest.raises(InputError, match="cannot load 'nowhere-to-be-found'"):
         dataset_documents(DatasetSource(path="nowhere-to-be-found"), tmp_path)
+
+
+def test_html_keeps_main_content_only() -> None:
+    html = (CORPUS / "integrations" / "webhooks.html").read_text()
+    text = html_to_text(html)
+    assert text.startswith("# ")
+    assert "## " in text
+    low = text.lower()
+    assert "cookie" not in low and "copyright" not in low and "function" not in low
+    assert "retry" in low or "retries" in low
+
+
+def test_pdf_text_is_extracted(tmp_path: Path) -> None:
+    pdf = next(CORPUS.rglob("*.pdf"))
+    doc = read_document(pdf, CORPUS, CORPUS)
+    assert doc["format"] == "pdf"
+    assert len(doc["text"].split()) > 100
+    assert doc["title"].lower().startswith("refund")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("empty.md", b"  \n", "empty file"),
+        ("binary.txt", b"\x00\x01\x02abc", "binary file"),
+        ("latin.md", "caf\xe9 cr\xe8me".encode("latin-1"), "not UTF-8"),
+        ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "unreadable PDF"),
+        ("image.png", b"\x89PNG", "unsupported file type"),
+    ],
+)
+def test_bad_files_raise_a_reason(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(ValueError, match=reason):
+        read_document(tmp_path / name, tmp_path, tmp_path)

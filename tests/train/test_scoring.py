@@ -11,7 +11,7 @@ import pytest
 
 from distill.errors import UserError
 from distill.train.scoring import ServedOptions, TokenScorer, served_headers
-from tests.conftest import json_server
+from tests.fakes.loopback import json_server
 
 
 def test_no_key_is_sent_unless_named_and_never_over_plain_http_elsewhere(

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import json_server, llama_server
+from tests.conftest import llama_server
+from tests.fakes.loopback import json_server
 from tests.train.test_gkd import divergence, held_out_rows, merged_teacher
 from tests.train.test_sft import STUDENT, cfg, rows
 
