@@ -1,4 +1,4 @@
-"""The layering docs/ARCHITECTURE.md draws, checked on the source (issue 17): a stage
+"""The layering docs/ARCHITECTURE.md draws, checked on the source: a stage
 package never imports another stage package, the shared layer (core modules and
 teachers/) imports no stage package except for the stages' config models, and the
 product code patches nothing with unittest.mock."""

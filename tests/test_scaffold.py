@@ -1,4 +1,4 @@
-"""`distill init DOCS` (issue 16): a commented recipe sized from the corpus, which
+"""`distill init DOCS`: a commented recipe sized from the corpus, which
 `distill run` accepts as it is (slow: ingest loads the tokenizer and MiniLM)."""
 
 from __future__ import annotations

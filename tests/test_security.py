@@ -1,4 +1,5 @@
-"""Secrets stay where they belong (issue 16): tokens go only to the hosts meant for them."""
+"""Secrets stay where they belong: tokens go only to the hosts meant for them. Kept flat:
+one property across redact, export, the pipeline, review, publish and the train report."""
 
 from __future__ import annotations
 

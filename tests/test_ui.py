@@ -1,4 +1,4 @@
-"""Progress where no terminal shows it (issue 16): under nohup, in CI or piped to a
+"""Progress where no terminal shows it: under nohup, in CI or piped to a
 file, long loops print a plain line every ~30 s and one at the end."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile and odd input (issue 16): every file ends read or skipped with its reason,
+"""Hostile and odd input: every file ends read or skipped with its reason,
 none stops ingest. Random and truncated bytes under every supported extension, files
 that lie about their type, links to nothing, pages with no content, floods of one
 character, files over the size limit, parser bombs."""

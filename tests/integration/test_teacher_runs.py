@@ -212,7 +212,7 @@ def test_generate_in_batch_mode_costs_half_and_shares_the_cache(
 def test_curates_api_judge_is_priced_and_its_spend_is_in_the_manifest(
     ingested: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 17: curate's judge comes from the teacher factory like every teacher, so an
+    """Curate's judge comes from the teacher factory like every teacher, so an
     API judge is priced by the same rule and what it paid reaches the manifest; a
     rerun answers from the cache and pays nothing."""
     import json

@@ -1,4 +1,4 @@
-"""The built wheel works outside the checkout (issue 17): its prompt templates, review
+"""The built wheel works outside the checkout: its prompt templates, review
 kit and card templates are package data, found with importlib.resources.
 
 The wheel is built from this tree and installed with --no-deps into a fresh venv whose

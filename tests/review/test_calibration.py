@@ -428,7 +428,8 @@ def fake_curate(run: Path) -> None:
 
 
 def select_label(page: Any, option: str) -> None:
-    """Tick a label (a second click would untick it; copied from test_review_loop)."""
+    """Tick a label (a second click would untick it; copied from
+    integration/test_review_loop.py)."""
     if not page.locator(f"#{option}").is_checked():
         page.locator(f'label[for="{option}"]').click()
 

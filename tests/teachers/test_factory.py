@@ -1,4 +1,4 @@
-"""The teacher factory (issue 17): one place builds every teacher, prices it the same
+"""The teacher factory: one place builds every teacher, prices it the same
 way, and the wrappers in front report the inner teacher's capabilities and spend."""
 
 from __future__ import annotations

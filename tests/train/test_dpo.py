@@ -49,7 +49,7 @@ STUDENT = "smollm2-135m-instruct"
 
 
 def cfg() -> TrainConfig:
-    """test_train's settings, DPO's pass at a learning rate that moves in 4 steps."""
+    """test_sft's settings, DPO's pass at a learning rate that moves in 4 steps."""
     from tests.train.test_sft import cfg as sft_cfg
 
     return sft_cfg(method="dpo", batch_size=2, dpo={"learning_rate": 1e-3, "max_steps": 4})

@@ -1,4 +1,4 @@
-"""Lean CPU training (issue 18, part 1): packed rows go one at a time through eval as
+"""Lean CPU training: packed rows go one at a time through eval as
 through training, and the train stage reports its own peak memory."""
 
 from __future__ import annotations
