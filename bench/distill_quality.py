@@ -4,7 +4,7 @@ Runs the whole pipeline (`distill run`) on the Brightdesk corpus into a fresh ru
 folder: Qwen2.5-Coder-0.5B-Instruct through llama.cpp writes the training data (the
 faster Qwen: generation is most of the work), Qwen2.5-Coder-1.5B-Instruct writes the
 extractive answer key (generate.eval_key) and judges
-(the 0.5B grades plainly wrong answers 5/5; see tests/test_llamacpp.py), and
+(the 0.5B grades plainly wrong answers 5/5; see tests/teachers/test_llamacpp.py), and
 SmolLM2-135M-Instruct is the student (LoRA, TRL + PEFT on the CPU). Then it
 prints the decision table of both eval sets with their 95% intervals, the
 deciding comparisons with paired intervals, and each stage's wall time; the HTML

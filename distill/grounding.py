@@ -25,7 +25,7 @@ _CITATION = re.compile(r"\[(\d{1,2})\]")
 # material (documents, context, information, "that", "this") or the speaker
 # ("I cannot find/answer", "I don't know"), so "The Starter plan does not include SSO"
 # or "If you cannot find the invite email" are answers, not refusals. Validated on
-# labelled answers of several systems and wordings: tests/test_refusal.py.
+# labelled answers of several systems and wordings: tests/test_grounding.py.
 _MATERIAL = (
     r"(documents?|documentation|docs|passages?|context|sources?|texts?|information|materials?|"
     r"excerpts?|help cent(er|re)|articles?|pages?)"

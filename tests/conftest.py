@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.loopback import free_port
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -81,48 +83,6 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_connect(self, address)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
-
-
-@contextlib.contextmanager
-def json_server(reply: Any) -> Iterator[str]:
-    """A loopback HTTP server answering every POST with `reply(path, body, headers)` as
-    JSON (None: 404); yields its base URL ending in /v1."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            got = reply(self.path, body, self.headers)
-            if got is None:
-                self.send_error(404)
-                return
-            data = json.dumps(got).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def smollm2_gguf() -> Path:
@@ -235,7 +195,7 @@ def argilla_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     mp.delenv("ARGILLA_API_URL", raising=False)
     mp.delenv("ARGILLA_API_KEY", raising=False)
     # A canary: Argilla's processes must not inherit this process's secrets
-    # (test_review_server checks their environment).
+    # (review/test_server.py checks their environment).
     mp.setenv("DISTILL_CANARY_API_KEY", "canary-secret-value")
     try:
         yield serve(free_port())

@@ -1,4 +1,5 @@
-"""Nothing half-written (issue 16): plots and credentials are replaced whole or not at all."""
+"""Nothing half-written: plots, credentials and the run manifest are replaced whole or not
+at all. Kept flat: one property of io, review's server and the run folder together."""
 
 from __future__ import annotations
 

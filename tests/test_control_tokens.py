@@ -1,6 +1,7 @@
 """Chat control tokens spelled in documents (or in a teacher's reply) never reach a
 model as control tokens: not in the teacher's or judge's prompts, not in the student's
-training rows (issue 27, item 1)."""
+training rows. Kept flat: it follows a document through prompts, generate, the llama.cpp
+teacher and the student's tokenizer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`distill doctor` (issue 16): one line per part, fixes for what is missing, key
+"""`distill doctor`: one line per part, fixes for what is missing, key
 variables by name and never by value."""
 
 from __future__ import annotations

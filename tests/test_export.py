@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import write_recipe
-from tests.test_train import STUDENT, cfg, rows
+from tests.train.test_sft import STUDENT, cfg, rows
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,7 @@
 """Keyed pairs (qa_pairs@v2): each pair names the key facts its answer must state;
 curate checks them against the source chunk, and the quote style builds RAFT's
-target from the chunk's sentence that holds them."""
+target from the chunk's sentence that holds them. Kept flat: the feature spans grounding,
+generate and curate."""
 
 from __future__ import annotations
 

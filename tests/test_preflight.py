@@ -1,4 +1,4 @@
-"""Preflight (issue 16): a bad recipe fails in seconds, before ingest, with every
+"""Preflight: a bad recipe fails in seconds, before ingest, with every
 problem on its own line, and `distill validate` runs the same checks."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Secrets stay where they belong (issue 16): tokens go only to the hosts meant for them."""
+"""Secrets stay where they belong: tokens go only to the hosts meant for them. Kept flat:
+one property across redact, export, the pipeline, review, publish and the train report."""
 
 from __future__ import annotations
 
@@ -153,7 +154,7 @@ def test_a_stopped_publish_leaves_the_earlier_folder_untouched(
     the staged folder replaces the one published before, and no staging is left."""
     from distill.pipeline import RunOptions
     from distill.publish.stage import write_dataset
-    from tests.test_review import publishable_run, sample
+    from tests.review.test_stage import publishable_run, sample
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     leaky = sample(2)
@@ -372,7 +373,7 @@ def test_publish_refuses_an_adapter_retrained_after_eval(tmp_path: Path) -> None
     from distill.io import write_json
     from distill.publish.stage import write
     from distill.recipe import load_recipe
-    from tests.test_eval_metrics import metrics_for, scripted_rows
+    from tests.evaluate.test_metrics import metrics_for, scripted_rows
 
     (tmp_path / "r.yaml").write_text(
         f"name: r\nrun_dir: {tmp_path / 'runs'}\ningest: {{paths: [docs]}}\nteacher: 'fake:'\n"

@@ -1,4 +1,4 @@
-"""Typed rows (issue 17): one definition per row kind, its Arrow schema derived from it,
+"""Typed rows: one definition per row kind, its Arrow schema derived from it,
 so writers cannot add a column the readers do not know and a column's type does not
 depend on the values a run produced."""
 

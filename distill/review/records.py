@@ -54,7 +54,7 @@ def inert(text: str) -> str:
     Argilla 2.8's web UI renders a text field that looks like HTML inside an
     un-sandboxed, same-origin <iframe srcdoc>, so a document's `<script>` or `<img
     onerror>` would run in the reviewer's browser with access to the Argilla page
-    (tests/test_review_loop.py planted both and saw them in the frame). Display only:
+    (tests/integration/test_review_loop.py planted both and saw them in the frame). Display only:
     what trains is the sample itself, or the reviewer's correction."""
     return text.replace("<", "\uff1c")
 

@@ -6,7 +6,7 @@ The private names were read from the TRL versions in `READ_FROM` (the `gpu` extr
 1.15.0; the CPU install picks 1.16.0). Each is looked up when first used and checked to
 take the parameters it took there; a TRL without it fails with one line naming the
 installed version and the ones that have it, instead of an AttributeError mid-training.
-`tests/test_trl_private.py` fails when the installed TRL is not one of `READ_FROM`, so
+`tests/train/test_trl_private.py` fails when the installed TRL is not one of `READ_FROM`, so
 an upgrade is read before it is trusted.
 """
 
