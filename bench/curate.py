@@ -6,7 +6,7 @@ samples are realistic in length (a ~12-word question, a ~60-word answer, a two-
 document context) and 5% of them are planted near-duplicates of another (a word
 added to the question, the answer's punctuation changed).
 
-Goal (issue 5): 100k samples in <= 60 s on this machine, growing about linearly.
+Goal: 100k samples in <= 60 s on this machine, growing about linearly.
 
     .venv/bin/python bench/curate.py [--sizes 10000 50000 100000]
 """

@@ -11,7 +11,7 @@ Reported: answers/s and output tokens/s for each, the ratio, the per-answer late
 (p50/p95; batched answers wait for their batch), and how many answers are identical
 token for token (left padding can change a float32 argmax now and then).
 
-Goal (issue 8): batched generation faster than one at a time; report the ratio.
+Goal: batched generation faster than one at a time; report the ratio.
 
     .venv/bin/python bench/eval.py [--questions 32] [--batch 8]
 """

@@ -8,7 +8,7 @@ over the remaining time (llama.cpp streamed; transformers timed with one new tok
 then with all of them). transformers runs the GGUF de-quantised (float32 here, or
 bfloat16 with --dtype), llama.cpp the GGUF itself.
 
-Goal (issue 15): llama.cpp >= 4x transformers for generation.
+Goal: llama.cpp >= 4x transformers for generation.
 
     .venv/bin/python bench/local_engines.py [--models ALIAS,ALIAS] [--new 48]
 """

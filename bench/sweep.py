@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from methods import key_rows, recipe_of  # noqa: E402
 
-# The issue's list (issue 26, section 3), one setting at a time; the quickstart's
+# The settings the sweep varies, one at a time; the quickstart's
 # values are epochs 2, learning rate 2e-4, LoRA r 16 (alpha 32) on q/k/v/o, short
 # answers, no-oracle share 0.4, 3 RAFT distractors, the Qwen 0.5B teacher.
 EXTRACTIVE = [

@@ -5,7 +5,7 @@ after a fixed delay. distill's `openai:` teacher (the real openai SDK under dist
 async engine, behind the SQLite request cache) sends N distinct requests at the given
 concurrency; then the same N again, which the cache must answer with nothing sent.
 
-Goals (issue 4): achieved / ideal (concurrency / delay) >= 0.95; distill's CPU time
+Goals: achieved / ideal (concurrency / delay) >= 0.95; distill's CPU time
 per request <= 1 ms (this process's CPU time: engine, SDK, HTTP client and cache);
 the all-cached rerun <= 5 s with zero requests sent.
 

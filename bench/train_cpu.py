@@ -13,7 +13,7 @@ padding) over the wall time of `trainer.train()`; the plain script's rows are th
 ones TRL's own chat-template tokenization makes from the same conversations.
 
 Goal (issue 7): distill / plain TRL >= 1.0 tokens/s; report the packing gain. The
-"lean" pair (issue 18) runs both with the quickstart's settings (packing, gradient
+"lean" pair runs both with the quickstart's settings (packing, gradient
 checkpointing, no LoRA dropout): peak memory beside tokens/s.
 
     .venv/bin/python bench/train_cpu.py [--repeat 1]
@@ -72,7 +72,7 @@ def peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-# The quickstart's lean settings (issue 18): packed rows, activations recomputed, no
+# The quickstart's lean settings: packed rows, activations recomputed, no
 # LoRA dropout.
 LEAN = {"packing": True, "gradient_checkpointing": True, "lora_dropout": 0.0}
 
