@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill import tables
 from distill.errors import InputError
 from distill.evaluate.answer_key import KeyItem, LoadedKey, load_answer_key
 from distill.grounding import content_words
@@ -24,7 +26,7 @@ from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
 from distill.split import EVAL, Split, spread
-from distill.tables import Chunk
+from distill.tables import Chunk, CuratedSample
 
 # The eval sets (see distill.evaluate.stage): questions on held-out documents, answer-key
 # questions on training documents asked with retrieval (deployment), and generated
@@ -57,7 +59,7 @@ def _retrieve(retriever: Retriever, questions: list[str], k: int) -> tuple[list[
     return hits, (time.perf_counter() - t0) / len(questions)
 
 
-def _doc_of(q: dict[str, Any]) -> str:
+def _doc_of(q: Mapping[str, Any]) -> str:
     return str((q.get("source_doc_ids") or q.get("doc_ids") or [""])[0])
 
 
@@ -186,7 +188,7 @@ def _key_set(split: Split, doc_id: str | None) -> str:
 def _generated_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list[Item]:
     """The held-out split's generated questions, and some asked with their documents gone."""
     cfg = recipe.eval
-    held = read_rows(folder.curated("eval"))
+    held = tables.read(folder.curated("eval"), CuratedSample)
     # A RAFT sample whose context lacked the answer has a refusal as its reference;
     # its question is answerable once eval retrieves for itself, so it is left out.
     asked = [q for q in held if not q.get("expects_refusal")]
@@ -224,7 +226,7 @@ def _seen_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list
 
 
 def _answerable(
-    rows: list[dict[str, Any]], retriever: Retriever, k: int, eval_set: str
+    rows: Sequence[Mapping[str, Any]], retriever: Retriever, k: int, eval_set: str
 ) -> list[Item]:
     """Curated samples as questions with their reference answers and retrieved chunks."""
     hits, per = _retrieve(retriever, [q["question"] for q in rows], k)

@@ -13,14 +13,14 @@ from typing import Any
 import jinja2
 import yaml
 
-from distill import __version__
+from distill import __version__, tables
 from distill.decision_text import decision_markdown
 from distill.eval_text import decision_table
-from distill.io import read_rows
 from distill.recipe import Recipe
 from distill.results import EvalMetrics
 from distill.review_gate import review_stats, summary, training_rows
 from distill.runfolder import RunFolder
+from distill.tables import Document
 from distill.train_results import TrainMetrics
 
 _ENV = jinja2.Environment(
@@ -148,7 +148,7 @@ def dataset_card(
     gen = stages.get("generate", {})
     gen_counts, tokens = gen.get("counts", {}), gen.get("tokens", {})
     curate_counts = stages.get("curate", {}).get("counts", {})
-    docs = read_rows(folder.documents)
+    docs = tables.read(folder.documents, Document)
     formats = Counter(d.get("format") or Path(d["source"]).suffix.lstrip(".") for d in docs)
     mix, mix_eval = Counter(r["task"] for r in train), Counter(r["task"] for r in held)
     filters = [

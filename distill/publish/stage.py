@@ -16,6 +16,7 @@ as final, both folders are scanned for tokens and API keys; one found stops the 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from distill.redact import redact, scrub
 from distill.results import read_metrics
 from distill.review_gate import gate_reasons, review_stats, training_rows
 from distill.runfolder import RunFolder, RunOptions
-from distill.tables import Preference, trl_preference
+from distill.tables import CuratedSample, Preference, trl_preference
 from distill.train_results import read_train_metrics
 
 PREFERENCE_COLUMNS = (
@@ -123,7 +124,9 @@ def write(recipe: Recipe, folder: RunFolder, kind: str, options: RunOptions) -> 
     return {}
 
 
-def _dataset_rows(rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def _dataset_rows(
+    rows: Sequence[Mapping[str, Any]], extra: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     return [
         {
             **{k: r.get(k) for k in DATASET_COLUMNS + extra},
@@ -165,12 +168,15 @@ def write_dataset(
 ) -> dict[str, int]:
     cfg = recipe.publish
     train = training_rows(folder)
-    held = read_rows(folder.curated("eval"))
+    held = tables.read(folder.curated("eval"), CuratedSample)
     seen_path = folder.curated("eval_seen")
-    seen = read_rows(seen_path) if seen_path.exists() else []
+    seen = tables.read(seen_path, CuratedSample) if seen_path.exists() else []
     rejected: list[dict[str, Any]] = []
     if cfg.include_rejected:
-        rejected = [{**r, "rejected_by": "curation"} for r in read_rows(folder.curated("rejected"))]
+        rejected = [
+            {**r, "rejected_by": "curation"}
+            for r in tables.read(folder.curated("rejected"), CuratedSample)
+        ]
         human = folder.human_rejected
         if human.exists():
             rejected += [

@@ -29,6 +29,7 @@ import shutil
 from collections import Counter, defaultdict
 from typing import Any
 
+from distill import tables
 from distill.errors import InputError, UserError
 from distill.io import hash_json, read_rows, write_json, write_rows
 from distill.recipe import Recipe
@@ -36,6 +37,7 @@ from distill.review.config import ReviewConfig
 from distill.review.records import record
 from distill.review_gate import record_id, reviewed_sha, training_rows
 from distill.runfolder import RunFolder, RunOptions
+from distill.tables import Chunk
 from distill.ui import console
 
 OUTCOMES = ("accepted", "rejected", "edited")
@@ -113,7 +115,7 @@ def push(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     train = _train(folder)
     entries = spot_check(train, recipe.review)
     by_id = {s["sample_id"]: s for s in train}
-    chunks = {c["chunk_id"]: c for c in read_rows(folder.chunks)}
+    chunks = {c["chunk_id"]: c for c in tables.read(folder.chunks, Chunk)}
     items = [record(by_id[e["sample_id"]], e, chunks, recipe) for e in entries]
     conn = argilla_io.connect(recipe)
     try:
