@@ -94,7 +94,7 @@ def curate(
     chunk_text: dict[str, str] | None = None,
     *,
     split: Split,
-    split_cfg: SplitConfig | None = None,
+    split_cfg: SplitConfig,
     judge: Judge | None = None,
     embed: Callable[[list[str]], Any] | None = None,
     sample_tokens: Callable[[dict[str, Any]], int] | None = None,
@@ -154,7 +154,7 @@ def curate(
         drop("support score", low)
     if judge is not None and funnel.kept:
         drop("judge", _judged(funnel.kept, judge(funnel.kept), cfg))
-    return _by_document(funnel, cfg, split, split_cfg or SplitConfig(), embed)
+    return _by_document(funnel, cfg, split, split_cfg, embed)
 
 
 class _Funnel:

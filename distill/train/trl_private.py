@@ -31,7 +31,10 @@ def trl_experimental(name: str) -> Any:
     written against."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return importlib.import_module(f"trl.experimental.{name}")
+        try:
+            return importlib.import_module(f"trl.experimental.{name}")
+        except ImportError:
+            raise _missing(f"trl.experimental.{name}") from None
 
 
 def _missing(what: str) -> UserError:

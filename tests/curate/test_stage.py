@@ -170,7 +170,8 @@ def test_near_duplicates_caught_and_distinct_samples_kept() -> None:
         samples.append(sample(10 + 2 * n, f"e{n}", q=a, a=f"First {n}."))
         samples.append(sample(11 + 2 * n, f"f{n}", q=b, a=f"Second {n}."))
     cfg = CurateConfig(decontam_ngram=0)
-    out = curate(samples, cfg, words, split=by_document(samples, SplitConfig()))
+    held = SplitConfig()
+    out = curate(samples, cfg, words, split=by_document(samples, held), split_cfg=held)
     gone = {r["sample_id"]: r["reject_reason"] for r in out.rejected}
     assert set(gone) == {"s10", "s11", "s13", "s15"}  # s10 repeats distinct[0] (s0)
     assert gone["s11"].startswith("near-duplicate question of s0")
@@ -180,7 +181,7 @@ def test_near_duplicates_caught_and_distinct_samples_kept() -> None:
     again = [sample(1, "d1", q="Where are invoices?", a=text.format("two years"))]
     again.append(sample(2, "d2", q="Where are invoices?", a=text.format("2 years")))
     cfg = CurateConfig(near_dup_questions=None)
-    out = curate(again, cfg, words, split=by_document(again, SplitConfig()))
+    out = curate(again, cfg, words, split=by_document(again, held), split_cfg=held)
     assert [r["reject_reason"] for r in out.rejected] == ["near-duplicate sample of s1"]
 
 
