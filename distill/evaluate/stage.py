@@ -211,7 +211,7 @@ def _answer_all(
 
 def _students(systems: list[System]) -> list[LocalTeacher]:
     """The student systems' models loaded here (not the teacher's, not a served one)."""
-    return [s.model for s in systems if s.name != "teacher" and isinstance(s.model, LocalTeacher)]
+    return [s.model for s in systems if s.student_here and isinstance(s.model, LocalTeacher)]
 
 
 def _judge_sample(rows: list[Answer], n: int | None, seed: int) -> bool:

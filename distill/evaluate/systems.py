@@ -27,6 +27,7 @@ class System:
     name: str
     model: Teacher  # what answers: the teacher, or the student (loaded here or served)
     local: bool  # compute on this machine (or a self-hosted endpoint), not an API bill
+    student_here: bool = False  # the student built by make_student (not the teacher, not served)
 
 
 # A reply that repeats a run of this many tokens is cut there (LoopStop): about 12
@@ -98,7 +99,8 @@ def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: s
             out.append(System(name, make_teacher(endpoint, cfg.student_options), True))
         else:
             assert student is not None
-            out.append(System(name, student.another(adapter=name.startswith("ft")), True))
+            ft = name.startswith("ft")
+            out.append(System(name, student.another(adapter=ft), True, student_here=True))
     return out
 
 
