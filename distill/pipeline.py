@@ -104,7 +104,11 @@ def default_stages() -> dict[str, Stage]:
             },
         ),
         "review": Stage(
-            "review", ("curate",), review.run, volatile=lambda r: r.review.mode == "argilla"
+            # argilla and file: the reviewers' answers live outside the stage's inputs
+            "review",
+            ("curate",),
+            review.run,
+            volatile=lambda r: r.review.mode != "auto",
         ),
         "train": Stage("train", ("curate", "review"), train.run, _train_extra, before=check_gate),
         "eval": Stage(

@@ -16,6 +16,9 @@ from distill.recipe import Recipe
 from distill.review.config import ReviewConfig
 from distill.runfolder import RunFolder, now
 
+# The review modes in which people review a spot-check and it gates training.
+HUMAN_MODES = ("argilla", "file")
+
 
 class GateClosed(UserError):
     """The spot-check does not allow training yet (exit 4)."""
@@ -71,7 +74,7 @@ def training_rows(folder: RunFolder) -> list[dict[str, Any]]:
 
 def gate_reasons(stats: dict[str, Any], cfg: ReviewConfig) -> list[str]:
     """Why the spot-check keeps training from starting (empty: it does not)."""
-    if stats.get("mode") != "argilla":
+    if stats.get("mode") not in HUMAN_MODES:
         return []
     reasons = []
     # Over the random sample: reviewing only the low-score extras must not open the gate.
@@ -101,7 +104,7 @@ def gate_reasons(stats: dict[str, Any], cfg: ReviewConfig) -> list[str]:
 
 def render_status(stats: dict[str, Any], cfg: ReviewConfig, top: int = 15) -> str:
     """Progress, the gate's verdict, and counts per task and per source document."""
-    if stats.get("mode") != "argilla":
+    if stats.get("mode") not in HUMAN_MODES:
         return f"review.mode is auto: {stats.get('train_samples', 0)} samples, none human-reviewed"
     n = stats["spot_check"]
     lines = [
@@ -146,10 +149,16 @@ def gate(recipe: Recipe, folder: RunFolder, accept_unreviewed: bool = False) -> 
     result["passed"] = not result["reasons"]
     if not result["passed"]:
         if not accept_unreviewed:
+            how = (
+                "Fill in the file `distill review export RECIPE` writes, then "
+                "`distill review import RECIPE FILE`"
+                if stats.get("mode") == "file"
+                else "Review in Argilla, then `distill review pull RECIPE`"
+            )
             raise GateClosed(
                 "train: the spot-check does not allow training: "
                 + "; ".join(result["reasons"])
-                + ". Review in Argilla, then `distill review pull RECIPE`; "
+                + f". {how}; "
                 "or pass --accept-unreviewed to train anyway (recorded in the manifest "
                 "and the dataset card)"
             )
@@ -159,15 +168,18 @@ def gate(recipe: Recipe, folder: RunFolder, accept_unreviewed: bool = False) -> 
 
 def summary(stats: dict[str, Any], gate_record: dict[str, Any] | None) -> str:
     """One honest paragraph on human review, for cards and reports."""
-    if stats.get("mode") != "argilla":
+    if stats.get("mode") not in HUMAN_MODES:
         text = (
             "Not human-reviewed: the recipe's review.mode was `auto`, so no person checked "
             f"any of the {stats.get('train_samples', 0)} training samples."
         )
     else:
         rate = stats.get("reject_rate")
+        where = "in Argilla" if stats["mode"] == "argilla" else "in review files"
+        if stats["mode"] == "argilla" and stats.get("imported_answers"):
+            where += f" (and {stats['imported_answers']} answers imported from review files)"
         text = (
-            f"Human spot-check in Argilla: {stats['reviewed']} of {stats['spot_check']} "
+            f"Human spot-check {where}: {stats['reviewed']} of {stats['spot_check']} "
             f"spot-check records reviewed ({stats['sample_records']} sampled at random, "
             f"stratified by task and source document; {stats['low_score_records']} picked for "
             f"low scores): {stats['accepted']} accepted, {stats['rejected']} rejected and "

@@ -136,6 +136,17 @@ class RunFolder:
         """The curated rows in the formats `review.exports` names (written by review)."""
         return self.root / "review" / "exports"
 
+    @property
+    def review_file_dir(self) -> Path:
+        """`distill review export`'s files unless --out says otherwise, and the answers
+        `distill review import` brought in: outside review/, as they are the review stage's
+        input (like Argilla's records), not its output."""
+        return self.root / "review_file"
+
+    @property
+    def imported_answers(self) -> Path:
+        return self.root / "review_file" / "answers.json"
+
     # train
     @property
     def adapter_dir(self) -> Path:

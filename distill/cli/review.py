@@ -1,8 +1,10 @@
-"""`distill review`: the review stage, push/status/pull, and a local Argilla server."""
+"""`distill review`: the review stage, push/status/pull, export/import of the spot-check
+as a file, and a local Argilla server."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -23,7 +25,8 @@ app.add_typer(review_app, name="review")
 
 stage_command(
     "review",
-    "Run the review stage (auto: record no human review; argilla: push, then pull)",
+    "Run the review stage (auto: record no human review; argilla: push, then pull; "
+    "file: read the imported answers)",
     review_app,
     "run",
 )
@@ -32,8 +35,23 @@ stage_command(
 def _need_argilla(r: Recipe) -> None:
     from distill.errors import UserError
 
+    if r.review.mode == "file":
+        raise UserError(
+            "review.mode is 'file' (no Argilla): use `distill review export` and "
+            "`distill review import`, or set review.mode: argilla"
+        )
     if r.review.mode != "argilla":
         raise UserError("review.mode is 'auto' (no humans); set review.mode: argilla to review")
+
+
+def _need_reviewers(r: Recipe) -> None:
+    from distill.errors import UserError
+
+    if r.review.mode == "auto":
+        raise UserError(
+            "review.mode is 'auto' (no humans); set review.mode: file to review in a file "
+            "(or argilla)"
+        )
 
 
 @review_app.command("push")
@@ -62,28 +80,30 @@ def review_status(recipe: RecipeArg, set_: SetOpt = None) -> None:
     from distill.runfolder import RunFolder
 
     r = load(recipe, set_)
-    _need_argilla(r)
+    _need_reviewers(r)
     run = RunFolder(r.run_path)
     if not run.spot_check.exists():
-        raise InputError(f"nothing pushed yet; run `distill review push {recipe}` first")
+        how = "export" if r.review.mode == "file" else "push"
+        raise InputError(f"nothing {how}ed yet; run `distill review {how} {recipe}` first")
     _, _, stats = pull(r, run)
     typer.echo(render_status(stats, r.review))
 
 
 @review_app.command("pull")
 def review_pull(recipe: RecipeArg, set_: SetOpt = None) -> None:
-    """Apply the reviewers' submitted answers: rejects leave training, corrections replace
-    answers. Writes review/ and the manifest's review statistics; with a calibration
-    pushed (`review calibrate`), also reads its labels and reports the judge's agreement."""
+    """Apply the reviewers' submitted answers (Argilla's, and those imported from files):
+    rejects leave training, corrections replace answers. Writes review/ and the manifest's
+    review statistics; with a calibration pushed (`review calibrate`), also reads its
+    labels and reports the judge's agreement."""
     from distill.pipeline import run_pipeline
     from distill.review import calibration
     from distill.review_gate import render_status, review_stats
 
     r = load(recipe, set_)
-    _need_argilla(r)
+    _need_reviewers(r)
     run = run_pipeline(r, only="review", force={"review"})
     typer.echo(render_status(review_stats(run), r.review))
-    if calibration.pushed(run):
+    if r.review.mode == "argilla" and calibration.pushed(run):
         typer.echo("")
         _calibration_pull(r, run)
 
@@ -94,6 +114,67 @@ def _calibration_pull(r: Recipe, run: RunFolder) -> None:
 
     typer.echo(render(calibration.pull(r, run)))
     typer.echo(f"written: {calibration.report_path(run)}")
+
+
+@review_app.command("export")
+def review_export(
+    recipe: RecipeArg,
+    fmt: Annotated[
+        Literal["csv", "jsonl"],
+        typer.Option("--format", help="csv (a spreadsheet) or jsonl (a labelling tool)."),
+    ] = "csv",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write it (default: runs/NAME/review_file/spot_check.FMT)."),
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write the spot-check Argilla would get to a file any labelling tool or a
+    spreadsheet can carry, with empty decision columns and a note on filling them in."""
+    from distill.review.files import export
+    from distill.runfolder import RunFolder
+
+    r = load(recipe, set_)
+    _need_reviewers(r)
+    got = export(r, RunFolder(r.run_path), fmt, out, str(recipe))
+    typer.echo(
+        f"wrote {got['records']} spot-check records to {got['path']} "
+        f"({got['sample']} sampled, {got['low_score']} low-score)"
+    )
+    typer.echo(f"how to fill it in: {got['note']}")
+    typer.echo(f"then run: distill review import {recipe} {got['path']}")
+
+
+@review_app.command("import")
+def review_import(
+    recipe: RecipeArg,
+    file: Annotated[Path, typer.Argument(help="The filled copy of an exported spot-check.")],
+    reviewer: Annotated[
+        str | None,
+        typer.Option(
+            help="Whose answers these are, for rows with no reviewer (default: the file's name)."
+        ),
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Forget every answer imported before this file."),
+    ] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Read a filled spot-check file back: its decisions gate training as Argilla's do.
+    Rows that cannot count are listed with their reason; then the review stage runs."""
+    from distill.pipeline import run_pipeline
+    from distill.review.answers import import_file
+    from distill.review_gate import render_status, review_stats
+    from distill.runfolder import RunFolder
+
+    r = load(recipe, set_)
+    _need_reviewers(r)
+    report = import_file(r, RunFolder(r.run_path), file, reviewer=reviewer, replace=replace)
+    for line in report.lines():
+        typer.echo(line)
+    run = run_pipeline(r, only="review", force={"review"})
+    typer.echo(render_status(review_stats(run), r.review))
 
 
 @review_app.command("calibrate")

@@ -187,7 +187,7 @@ def dataset_card(
         tokens_out=tokens.get("output", 0),
         cost=gen_counts.get("cost_usd", 0.0),
         price=gen_counts.get("price", ""),
-        human_reviewed=review_stats(folder).get("mode") == "argilla",
+        human_reviewed=bool(review_stats(folder).get("human_reviewed")),
         n_pairs=len(prefs),
         pairs_written_by=sorted({p["rejected_by"] for p in prefs}),
         pairs_judge=sorted({p["judge"] for p in prefs}),

@@ -154,7 +154,7 @@ def _reviewer_reason(row: dict[str, Any]) -> str:
 def unreviewed_reasons(recipe: Recipe, folder: RunFolder) -> list[str]:
     """Why the dataset has not passed a human spot-check (empty: it has)."""
     stats = review_stats(folder)
-    if stats.get("mode") != "argilla":
+    if not stats.get("human_reviewed"):  # review.mode auto
         return ["the spot-check was skipped (review.mode is auto: no person checked it)"]
     return gate_reasons(stats, recipe.review)
 

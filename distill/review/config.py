@@ -14,11 +14,13 @@ EXPORT_FORMATS: tuple[ExportFormat, ...] = ("openai", "sharegpt", "alpaca")
 
 
 class ReviewConfig(StrictModel):
-    mode: Literal["auto", "argilla"] = Field(
+    mode: Literal["auto", "argilla", "file"] = Field(
         "auto",
         description="'auto': no humans; samples are recorded as not human-reviewed and "
         "training is not gated. 'argilla': a spot-check sample goes to Argilla and the "
-        "reviewers' decisions gate training.",
+        "reviewers' decisions gate training. 'file': the same spot-check and gate without "
+        "Argilla: `distill review export` writes it as CSV or JSONL for a spreadsheet or "
+        "any labelling tool, `distill review import` reads the filled copy back.",
     )
     api_url: str | None = Field(
         None,

@@ -1,7 +1,8 @@
 """What a reviewer reads in Argilla: every field plain text made inert (Argilla's UI
 would render HTML), Markdown tables as aligned columns, and the spot-check's record
 of one training sample (its context, the instruction, the answer under review, and the
-judge's scores as suggestions). Calibration's blinded records use the same text rules."""
+judge's scores as suggestions). Calibration's blinded records use the same text rules;
+review files (distill.review.files) carry the same `fields`, before they are made inert."""
 
 from __future__ import annotations
 
@@ -79,6 +80,31 @@ def _instruction(s: dict[str, Any]) -> str:
     return "\n\n".join(lines)
 
 
+def citations(s: dict[str, Any], chunks: dict[str, dict[str, Any]]) -> list[str]:
+    """The answer's citations, one line each: `[n] chunk id  (heading path)`; a citation
+    past the context says so (the teacher cited a passage it was not given)."""
+    ids = s.get("chunk_ids") or []
+    out = []
+    for n in s.get("citations") or []:
+        if not 0 < n <= len(ids):
+            out.append(f"[{n}] (no passage {n} in the context)")
+            continue
+        c = chunks.get(ids[n - 1])
+        out.append(
+            f"[{n}] {ids[n - 1]}" + (f"  ({c['heading_path']})" if c and c["heading_path"] else "")
+        )
+    return out
+
+
+def fields(s: dict[str, Any], chunks: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """What a reviewer reads of a sample, as it trains (not yet made inert)."""
+    return {
+        "context": _context(s, chunks),
+        "instruction": _instruction(s),
+        "response": s["messages"][-1]["content"],
+    }
+
+
 def record(
     s: dict[str, Any], entry: dict[str, Any], chunks: dict[str, Any], recipe: Recipe
 ) -> dict[str, Any]:
@@ -95,11 +121,7 @@ def record(
             suggestions.append(("issues", ["not_grounded"], None, judge))
     return {
         "id": entry["record_id"],
-        "fields": {
-            "context": inert(_context(s, chunks)),
-            "instruction": inert(_instruction(s)),
-            "response": inert(s["messages"][-1]["content"]),
-        },
+        "fields": {k: inert(v) for k, v in fields(s, chunks).items()},
         "metadata": {
             "task": s["task"],
             "source_doc": entry["source_doc"],

@@ -17,6 +17,11 @@ human-reviewed, and training is not gated; cards say so.
   `max_reject_rate`. Low-score extras are reviewed and applied but left out of the
   rate: they were picked for looking bad.
 
+`review.mode: file` is the same without Argilla: the spot-check goes out as a JSONL or
+CSV file (distill.review.files) and its filled copy comes back through
+distill.review.answers as responses of the same shape, decided, counted and gated as
+above. With `argilla`, imported answers join Argilla's as more reviewers'.
+
 Outputs in `review/`: spot_check.parquet, decisions.parquet, rejected.parquet,
 stats.json.
 """
@@ -108,14 +113,22 @@ def _entry(s: dict[str, Any], reason: str) -> dict[str, Any]:
     }
 
 
+def picked(recipe: Recipe, folder: RunFolder) -> tuple[list[dict], dict[str, dict[str, Any]]]:
+    """The spot-check of the training split as it reads now, and the split by sample id."""
+    train = _train(folder)
+    return spot_check(train, recipe.review), {s["sample_id"]: s for s in train}
+
+
+def chunks_by_id(folder: RunFolder) -> dict[str, dict[str, Any]]:
+    return {c["chunk_id"]: dict(c) for c in tables.read(folder.chunks, Chunk)}
+
+
 def push(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     """Pick the spot-check and create or update its Argilla records."""
     from distill.review import argilla as argilla_io
 
-    train = _train(folder)
-    entries = spot_check(train, recipe.review)
-    by_id = {s["sample_id"]: s for s in train}
-    chunks = {c["chunk_id"]: c for c in tables.read(folder.chunks, Chunk)}
+    entries, by_id = picked(recipe, folder)
+    chunks = chunks_by_id(folder)
     items = [record(by_id[e["sample_id"]], e, chunks, recipe) for e in entries]
     conn = argilla_io.connect(recipe)
     try:
@@ -202,11 +215,12 @@ def _stats(
     }
 
 
-def pull(recipe: Recipe, folder: RunFolder) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    """Read the reviewers' answers; return (entries, decisions, stats)."""
+def _from_argilla(
+    recipe: Recipe, entries: list[dict[str, Any]]
+) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    """The Argilla records' responses by record id, and where they are."""
     from distill.review import argilla as argilla_io
 
-    entries = read_rows(folder.spot_check)
     conn = argilla_io.connect(recipe)
     try:
         ds = argilla_io.open_dataset(conn, recipe, create=False)
@@ -214,18 +228,36 @@ def pull(recipe: Recipe, folder: RunFolder) -> tuple[list[dict], list[dict], dic
         url = argilla_io.ui_url(conn, ds)
     finally:
         conn.close()
-    for e in entries:  # a spot-check pushed by an older distill: records by sample id
-        e.setdefault("record_id", e["sample_id"])
-        e.setdefault("content_sha", None)
     missing = [e["record_id"] for e in entries if e["record_id"] not in got]
     if missing:
         raise UserError(
             f"{len(missing)} spot-check records are not in Argilla (e.g. {missing[0]}); "
             "run `distill review push RECIPE`"
         )
+    return got, {"dataset": argilla_io.dataset_name(recipe), "url": url}
+
+
+def pull(recipe: Recipe, folder: RunFolder) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """Read the reviewers' answers (Argilla's with `review.mode: argilla`, and those
+    imported from review files in either mode); return (entries, decisions, stats)."""
+    from distill.review import answers
+
+    entries = read_rows(folder.spot_check)
+    for e in entries:  # a spot-check pushed by an older distill: records by sample id
+        e.setdefault("record_id", e["sample_id"])
+        e.setdefault("content_sha", None)
+    got: dict[str, list[dict]] = defaultdict(list)
+    where: dict[str, Any] = {}
+    if recipe.review.mode == "argilla":
+        server, where = _from_argilla(recipe, entries)
+        for rid, responses in server.items():
+            got[rid] += responses
+    imported = answers.responses(folder)
+    for rid, responses in imported.items():
+        got[rid] += responses
     decisions = []
     for e in entries:
-        d = decide(got[e["record_id"]])
+        d = decide(got.get(e["record_id"], []))
         decisions.append(
             {
                 "sample_id": e["sample_id"],
@@ -241,8 +273,10 @@ def pull(recipe: Recipe, folder: RunFolder) -> tuple[list[dict], list[dict], dic
             }
         )
     stats = _stats(entries, decisions, len(_train(folder)))
-    stats.update(mode="argilla", human_reviewed=True, dataset=argilla_io.dataset_name(recipe))
-    stats["url"] = url
+    stats.update(mode=recipe.review.mode, human_reviewed=True, **where)
+    used = sum(len(imported.get(e["record_id"], [])) for e in entries)
+    if used or recipe.review.mode == "file":  # else stats.json reads as it did before files
+        stats["imported_answers"] = used
     return entries, decisions, stats
 
 
@@ -260,7 +294,8 @@ def _exports(recipe: Recipe, folder: RunFolder) -> None:
 
 def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
     """The review stage: `auto` records no human review; `argilla` pushes the spot-check
-    (idempotent) and pulls the decisions submitted so far."""
+    (idempotent) and pulls the decisions submitted so far; `file` picks the same
+    spot-check and reads the answers `distill review import` brought in."""
     train = _train(folder)
     folder.stage_dir("review")
     for stale in (folder.spot_check, folder.decisions, folder.human_rejected):
@@ -277,7 +312,10 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         write_json(folder.review_stats, stats)
         _exports(recipe, folder)
         return {"mode": "auto", "samples": len(train), "human_reviewed": 0}
-    pushed = push(recipe, folder)
+    if recipe.review.mode == "argilla":
+        url = push(recipe, folder)["url"]
+    else:  # file: the same pick; the answers come from `distill review import`
+        write_rows(folder.spot_check, picked(recipe, folder)[0])
     _, decisions, stats = pull(recipe, folder)
     write_rows(folder.decisions, decisions)
     by_id = {s["sample_id"]: s for s in train}
@@ -290,9 +328,16 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         write_rows(folder.human_rejected, rejected)
     write_json(folder.review_stats, {k: v for k, v in stats.items() if k != "url"})
     _exports(recipe, folder)
-    console.print(f"  review in Argilla: {pushed['url']}", soft_wrap=True)
+    if recipe.review.mode == "argilla":
+        console.print(f"  review in Argilla: {url}", soft_wrap=True)
+    else:
+        console.print(
+            f"  {stats['reviewed']} of {stats['spot_check']} spot-check records reviewed in "
+            "imported files (`distill review export`, then `distill review import`)",
+            soft_wrap=True,
+        )
     return {
-        "mode": "argilla",
+        "mode": recipe.review.mode,
         "spot_check": stats["spot_check"],
         "reviewed": stats["reviewed"],
         **{k: stats[k] for k in (*OUTCOMES, "pending")},
