@@ -37,8 +37,8 @@ def _need_argilla(r: Recipe) -> None:
 
     if r.review.mode == "file":
         raise UserError(
-            "review.mode is 'file' (no Argilla): use `distill review export` and "
-            "`distill review import`, or set review.mode: argilla"
+            "review.mode is 'file': this command needs Argilla (review.mode: argilla); the "
+            "spot-check travels as a file with `distill review export` and `distill review import`"
         )
     if r.review.mode != "argilla":
         raise UserError("review.mode is 'auto' (no humans); set review.mode: argilla to review")

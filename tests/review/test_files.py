@@ -254,7 +254,7 @@ def test_cli_export_import_and_one_line_errors(file_run: FileRun) -> None:
     for args, message in (
         (("import", "recipe.yaml", "nowhere.csv"), "error: no file at nowhere.csv"),
         (("export", "recipe.yaml", "--format", "xlsx"), "Invalid value for '--format'"),
-        (("push", "recipe.yaml"), "error: review.mode is 'file' (no Argilla)"),
+        (("push", "recipe.yaml"), "error: review.mode is 'file': this command needs Argilla"),
     ):
         got = cli(cwd, *args)
         assert got.returncode == 2 and "Traceback" not in got.stderr
