@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 review_app = typer.Typer(
-    help="Human review in Argilla or a file: the review stage, export/import, a local Argilla.",
+    help="Human review: the review stage, in Argilla or through a file (export, import).",
     no_args_is_help=True,
 )
 app.add_typer(review_app, name="review")
