@@ -550,3 +550,48 @@ def test_no_generated_questions_needs_your_own() -> None:
     with pytest.raises(ValidationError, match="max_chunks: 0 generates nothing"):
         GenerateConfig(max_chunks=0)
     assert GenerateConfig(max_chunks=0, prompts=PromptsConfig(path="q.jsonl")).max_chunks == 0
+
+
+@pytest.mark.slow
+def test_hybrid_retrieval_keeps_the_split_too(ingested: Path, tmp_path: Path) -> None:
+    """With the real embedder and hybrid search (dense ranks every chunk), an imported
+    question about a held-out page still gets training chunks alone."""
+    from distill.pipeline import run_pipeline
+
+    jsonl(tmp_path / "traffic.jsonl", [
+        {"question": q} for q in (
+            "How long do free trials last?", "What does the Team plan cost per user?",
+            "How long is the password reset link valid?", "Where do I click Forgot password?",
+            "Are SMS codes supported for two-factor?", "Which authenticator apps work?",
+        )
+    ])  # fmt: skip
+    path = write_recipe(
+        tmp_path,
+        "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+        "teacher: 'fake:'\ngenerate:\n  neighbours: 1\n"
+        "  prompts: {path: traffic.jsonl, eval_fraction: 0.2, k: 2}\n",
+    )
+    run = run_pipeline(load_recipe(path), until="generate")
+    split = Split.load(run.split_file)
+    chunks = read_rows(run.chunks)
+    held = [c["text"] for c in chunks if c["doc_id"] in split.eval_docs]
+    mine = [s for s in read_rows(run.samples) if s["task"] == "imported"]
+    assert held and len(mine) == 6 - len(run.traffic.read_text().splitlines())
+    for s in mine:
+        assert set(s["doc_ids"]) <= split.train_docs and len(s["chunk_ids"]) == 2
+        prompt = "\n".join(m["content"] for m in s["messages"])
+        assert not any(text in prompt for text in held)
+
+
+def test_the_estimate_prices_your_questions_as_generate_sends_them(corpus: Path) -> None:
+    from distill.generate.estimate import estimate
+
+    traffic_file(corpus, answers=True)
+    text = recipe_text("{path: traffic.jsonl, answers: keep, eval_fraction: 0.2}")
+    recipe = load_recipe(write_recipe(corpus, text))
+    run = RunFolder(corpus / "runs" / "mine")
+    (mine,) = [s for s in estimate(recipe, run)["steps"] if s["step"] == "your questions"]
+    counts, _ = run_generate(corpus, text)
+    # The kept answers cost nothing: only the questions without one are asked.
+    assert mine["requests"] == counts["requests_sent"] < counts["imported_questions"]
+    assert mine["output_tokens_max"] == mine["requests"] * recipe.generate.max_new_tokens
