@@ -6,7 +6,13 @@ judge-free decision's text is distill.decision_text)."""
 from __future__ import annotations
 
 from distill.config import ALL_SYSTEMS
-from distill.results import EvalMetrics, Interval, PairedComparison, SystemMetrics
+from distill.results import (
+    EvalMetrics,
+    Interval,
+    PairedComparison,
+    SystemMetrics,
+    TrafficMetrics,
+)
 
 # The judged tables' headline metric: the share of answers the judge grades >= 4
 # (failures count as 0). Descriptive where an answer key decides.
@@ -146,6 +152,36 @@ def comparison_table(comparisons: list[PairedComparison]) -> str:
             f"{signed(c.diff * scale, 1)} {unit} | {lo} to {hi} {unit} | {c.n} | {verdict} |"
         )
     return "\n".join(lines)
+
+
+def traffic_markdown(traffic: TrafficMetrics | None) -> list[str]:
+    """Your traffic's section (generate.prompts' held-out questions), in Markdown."""
+    if traffic is None:
+        return []
+    refs = (
+        f"your answers for {traffic.user_references} of them, the teacher's grounded "
+        "answers for the rest"
+        if traffic.user_references
+        else "the teacher's grounded answers"
+    )
+    lines = [
+        "",
+        f"## Your traffic: {traffic.questions} of your own questions, held out",
+        "",
+        "Questions from your file that no training row asks, answered with retrieval over "
+        f"the whole index; references: {refs}. Descriptive: not in the decision's primary."
+        + (
+            f" {traffic.cannot_answer} more the documents cannot answer (the teacher's "
+            "grounded reference refused) are scored on refusal."
+            if traffic.cannot_answer
+            else ""
+        ),
+        "",
+        decision_table(traffic.systems),
+    ]
+    if traffic.comparisons:
+        lines += ["", comparison_table(traffic.comparisons)]
+    return [*lines, ""]
 
 
 def unit_of(metric: str) -> tuple[float, str]:
@@ -306,5 +342,12 @@ def what_this_means(metrics: EvalMetrics) -> list[str]:
                 out.append(
                     f"On {metrics.seen.questions} new questions about documents it trained on "
                     "(knowledge absorbed): " + describe(c)
+                )
+    if metrics.traffic:
+        for c in metrics.traffic.comparisons:
+            if c.metric == PRIMARY:
+                out.append(
+                    f"On {metrics.traffic.questions} of your own questions, held out: "
+                    + describe(c)
                 )
     return out

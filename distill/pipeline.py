@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from distill import distributed
 from distill.errors import DistillError, InputError, UserError
-from distill.io import hash_json, hash_tree
+from distill.io import hash_json, hash_tree, sha256_file
 from distill.recipe import Recipe
 from distill.runfolder import STAGES, RunFolder, RunOptions, now, package_versions
 from distill.ui import console
@@ -48,6 +48,16 @@ def _template_sha(recipe: Recipe, ref: str) -> str:
     from distill.prompts import recipe_template
 
     return recipe_template(recipe, ref).sha
+
+
+def _prompts_file(recipe: Recipe) -> dict[str, str]:
+    """Your questions file's hash (generate.prompts): an edited file reruns generate. No
+    key without one, so other recipes keep their fingerprints."""
+    cfg = recipe.generate.prompts
+    if cfg is None:
+        return {}
+    path = recipe.base_dir / cfg.path
+    return {"prompts_file": sha256_file(path) if path.is_file() else "missing"}
 
 
 def _eval_templates(recipe: Recipe) -> dict[str, str]:
@@ -86,6 +96,7 @@ def default_stages() -> dict[str, Stage]:
                 "teacher": r.teacher.model_dump(mode="json"),
                 # The split is chosen before generation (distill.split).
                 "split": r.split.documents(),
+                **_prompts_file(r),
             },
         ),
         "curate": Stage(

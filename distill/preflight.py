@@ -193,6 +193,11 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
         if g.pairs_per_request > 1:
             template(g.pairs_template, "generate.pairs_template")
         template(g.answer_template, "generate.answer_template")
+        if g.prompts is not None and not (recipe.base_dir / g.prompts.path).is_file():
+            out.append(
+                f"generate.prompts.path: {recipe.base_dir / g.prompts.path} is not a file; "
+                "give your questions file relative to the recipe"
+            )
     if "curate" in run and c.judge:
         out += spec_problems(c.judge, c.judge_options, "curate.judge")
         template(c.judge_template, "curate.judge_template")

@@ -172,7 +172,7 @@ class Groundedness(Strict):
 class Citations(Strict):
     citing: float | None  # of the answerable questions
     accuracy: float | None  # of the citing answers: the source cited, nothing invented
-    n_citing: int
+    n_citing: int  # citing answers whose question has source chunks (all but your own)
 
 
 class Refusal(Strict):
@@ -239,6 +239,18 @@ class SeenMetrics(Strict):
     comparisons: list[PairedComparison]
 
 
+class TrafficMetrics(Strict):
+    """Your own held-out questions (generate.prompts), asked with retrieval over the whole
+    index; references: your answers where the file had them, else the teacher's grounded
+    ones. Descriptive: never in the decision's pooled primary."""
+
+    questions: int
+    user_references: int  # of those, referenced by your imported answers
+    cannot_answer: int  # the teacher's grounded reference refused: scored on refusal
+    systems: dict[str, SystemMetrics]
+    comparisons: list[PairedComparison]
+
+
 class Unanswerable(Strict):
     no_oracle: int  # held-out questions asked with their source documents removed
     off_topic: int
@@ -298,6 +310,7 @@ class EvalMetrics(Strict):
     bootstrap: Bootstrap
     adapter_sha256: str | None  # which adapter these numbers are of
     seen: SeenMetrics | None = None  # no seen-documents questions asked
+    traffic: TrafficMetrics | None = None  # no questions of your own held out
     judge: str | None  # None: the judge was off
     smoke_test: bool
     small_judge: bool

@@ -180,11 +180,15 @@ class Retriever:
         k: int = 5,
         exclude_doc: str | None = None,
         mode: str | None = None,
+        within: frozenset[str] | None = None,
     ) -> list[list[Hit]]:
-        """`retrieve` for many queries (their embeddings are computed in one batch)."""
+        """`retrieve` for many queries (their embeddings are computed in one batch); with
+        `within`, only chunks of those documents (one side of the split) are ranked."""
         cfg = self.config
         mode = mode or cfg.mode
         mask = self.doc_ids != exclude_doc if exclude_doc else None
+        if within is not None:
+            mask = self.in_docs(within) if mask is None else mask & self.in_docs(within)
         qvecs = embed(queries, self.meta["model"]) if mode != "bm25" else None
         tokens = bm25_tokens(queries) if mode != "dense" else None
         results = []

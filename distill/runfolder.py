@@ -106,6 +106,12 @@ class RunFolder:
         """The answer key generate writes (eval_key) and eval reads."""
         return self.root / "generate" / "eval_key.jsonl"
 
+    @property
+    def traffic(self) -> Path:
+        """Your held-out questions with their references (generate.prompts), eval's
+        `traffic` set."""
+        return self.root / "generate" / "traffic.jsonl"
+
     # curate
     def curated(self, part: str) -> Path:
         """Curate's rows: `train`, `eval` (held-out documents), `eval_seen`, `rejected`."""

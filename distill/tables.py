@@ -89,6 +89,11 @@ class Sample(TypedDict):
     side: NotRequired[str]  # train | eval: the side of the split its document is on
     # Spans of the source chunk its answer must state (a keyed pairs template's reply).
     key_facts: NotRequired[list[str] | None]
+    # Your own questions (task `imported`): where the question came from (FILE:LINE), and
+    # who wrote the answer: `teacher` (grounded in retrieved training chunks) or `user`
+    # (the imported answer, kept: generate.prompts.answers).
+    origin: NotRequired[str | None]
+    answer_by: NotRequired[str | None]
 
 
 class CuratedSample(Sample):

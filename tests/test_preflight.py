@@ -36,6 +36,7 @@ BAD = {
     "eval: {answer_key: no-key.jsonl}": "eval.answer_key: no file",
     "eval: {judge_items: 0, systems: [teacher, ft+rag]}": "eval.pairwise needs the judge",
     "generate: {eval_key: {template: nokey@v1}}": "nokey@v1 not found",
+    "generate: {prompts: {path: no-traffic.jsonl}}": "generate.prompts.path: ",
     "student: ./no-such-folder": "./no-such-folder does not exist",
     "student: 'not a model'": "'not a model' is not an offline alias",
     "student: 'local:not a model'": "'not a model' is not an offline alias",

@@ -2,17 +2,19 @@
 against the corpus, in the unseen-documents or the deployment set by the split, and
 verified unanswerables), the held-out split's generated questions with the teacher's
 references, those questions with their documents removed (right answer: a refusal;
-not verified, so descriptive only), off-topic questions, and held-out questions on
-training documents (the seen set).
+not verified, so descriptive only), off-topic questions, held-out questions on
+training documents (the seen set), and your held-out questions (`generate.prompts`: the
+traffic set, with your answers or the teacher's grounded ones as references).
 
 A cap (`eval.max_questions`) takes a seeded sample spread evenly over documents, never
 the first questions in corpus order (which would drop whole documents)."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,8 @@ from distill.tables import Chunk, CuratedSample
 # The eval sets (see distill.evaluate.stage): questions on held-out documents, answer-key
 # questions on training documents asked with retrieval (deployment), and generated
 # questions on training documents asked without it (seen: knowledge absorbed).
-UNSEEN, DEPLOYMENT, SEEN = "unseen", "deployment", "seen"
+# Your own questions held out (generate.prompts), asked with retrieval like deployment.
+UNSEEN, DEPLOYMENT, SEEN, TRAFFIC = "unseen", "deployment", "seen", "traffic"
 KEY_SETS = (UNSEEN, DEPLOYMENT)
 DECONTAMINATION = 0.8  # content-word Jaccard at which a key question counts as trained
 
@@ -48,6 +51,7 @@ class Item:
     key_facts: list[Fact] = field(default_factory=list)  # the answer key's; [] if none
     doc_id: str = ""
     retrieval_s: float = 0.0  # this question's share of its batch's search time
+    reference_by: str = "teacher"  # the traffic set's may be "user" (your imported answer)
 
 
 def _retrieve(retriever: Retriever, questions: list[str], k: int) -> tuple[list[Any], float]:
@@ -81,6 +85,7 @@ def build_items(
         items += _verified_twins(key, retriever, cfg.k, cfg.unanswerable, cfg.seed)
     if cfg.generated:
         items += _generated_items(recipe, folder, retriever)
+    items += _traffic_items(recipe, folder, retriever)
     if cfg.off_topic:
         off, per = _retrieve(retriever, cfg.off_topic, cfg.k)
         for i, (text, h) in enumerate(zip(cfg.off_topic, off, strict=True)):
@@ -162,23 +167,63 @@ def _verified_twins(key: LoadedKey, retriever: Retriever, k: int, n: int, seed: 
     ]
 
 
-def _decontaminated(key: LoadedKey, folder: RunFolder) -> list[KeyItem]:
-    """The key's items less those whose question a training row asks too (the same
-    content words, or nearly: Jaccard >= DECONTAMINATION); counted as skipped."""
+def _trained(folder: RunFolder) -> Callable[[str], bool]:
+    """Whether a training row asks this question too (the same content words, or
+    nearly: Jaccard >= DECONTAMINATION)."""
     path = folder.curated("train")
     trained = [
         set(content_words(q["question"]))
         for q in (read_rows(path) if path.exists() else [])
         if q.get("question")
     ]
+
+    def asked(question: str) -> bool:
+        words = set(content_words(question))
+        return bool(words) and any(
+            len(words & t) / len(words | t) >= DECONTAMINATION for t in trained
+        )
+
+    return asked
+
+
+def _decontaminated(key: LoadedKey, folder: RunFolder) -> list[KeyItem]:
+    """The key's items less those a training row asks too; counted as skipped."""
+    asked = _trained(folder)
     kept = []
     for it in key.items:
-        words = set(content_words(it.question))
-        if words and any(len(words & t) / len(words | t) >= DECONTAMINATION for t in trained):
+        if asked(it.question):
             key.skipped["asked in training (decontaminated)"] += 1
         else:
             kept.append(it)
     return kept
+
+
+def _traffic_items(recipe: Recipe, folder: RunFolder, retriever: Retriever) -> list[Item]:
+    """Your held-out questions (generate/traffic.jsonl), less any a training row asks
+    too, capped like the other sets. A question whose grounded reference refused is one
+    the documents cannot answer (right answer: a refusal; systems with retrieval only)."""
+    cfg = recipe.eval
+    if not folder.traffic.is_file():
+        return []
+    asked = _trained(folder)
+    rows = [json.loads(ln) for ln in folder.traffic.read_text(encoding="utf-8").splitlines()]
+    rows = spread([r for r in rows if not asked(r["question"])], cfg.max_questions, cfg.seed,
+                  lambda r: r["id"])  # fmt: skip
+    hits, per = _retrieve(retriever, [r["question"] for r in rows], cfg.k)
+    return [
+        Item(
+            r["id"],
+            "off_topic" if r["refusal"] else "answerable",
+            r["question"],
+            "" if r["refusal"] else r["reference"],
+            r["cited_chunk_ids"] or r["chunk_ids"],
+            [c for c, _ in h],
+            TRAFFIC,
+            retrieval_s=per,
+            reference_by=r["reference_by"],
+        )
+        for r, h in zip(rows, hits, strict=True)
+    ]
 
 
 def _key_set(split: Split, doc_id: str | None) -> str:

@@ -175,7 +175,7 @@ def item_scores(rows: Sequence[Row], system: str) -> dict[str, dict[str, float]]
                 and len(r["cited_chunk_ids"]) == len(r["cited"])
             )
             for r in ok
-            if r["cited"]
+            if r["cited"] and r["source_chunk_ids"]
         }
     return out
 
@@ -266,9 +266,12 @@ def system_metrics(
     rag = uses_retrieval(system)
     grounded = [r["groundedness"] for r in answerable if r["groundedness"] is not None]
     citing = [r for r in ok if r["cited"]]
+    # Accuracy needs the question's source chunks: your own questions referenced by
+    # your answers have none.
+    sourced = [r for r in citing if r["source_chunk_ids"]]
     accurate = [
         r
-        for r in citing
+        for r in sourced
         if set(r["cited_chunk_ids"]) & set(r["source_chunk_ids"])
         and len(r["cited_chunk_ids"]) == len(r["cited"])  # no [n] beyond the documents
     ]
@@ -317,8 +320,8 @@ def system_metrics(
         support=_mean([r["support"] for r in ok if r["support"] is not None]) if rag else None,
         citations=Citations(
             citing=_share(len(citing), n),
-            accuracy=_share(len(accurate), len(citing)),
-            n_citing=len(citing),
+            accuracy=_share(len(accurate), len(sourced)),
+            n_citing=len(sourced),  # the accuracy's denominator
         )
         if rag
         else None,

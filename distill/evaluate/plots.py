@@ -34,6 +34,8 @@ def plots(out: Path, metrics: EvalMetrics) -> dict[str, bytes]:
     sets = [("unseen documents", systems)]
     if metrics.seen:
         sets.append(("seen documents", metrics.seen.systems))
+    if metrics.traffic:
+        sets.append(("your traffic", metrics.traffic.systems))
     fig, ax = plt.subplots(figsize=(8, 3.8))
     width = 0.8 / len(sets)
     for k, (label, group) in enumerate(sets):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from distill import eval_text
 from distill.decision_text import decision_markdown, discordant_markdown
 from distill.eval_text import COLUMNS, DASH, cells, comparison_table, decision_table, pct
 from distill.evaluate.plots import plots
@@ -132,6 +133,7 @@ def render_markdown(
     metrics: EvalMetrics, rows: Sequence[Answer], recipe: Recipe | None, examples: int
 ) -> str:
     lines = ["# Evaluation report", "", *_decision_lines(metrics)]
+    lines += eval_text.traffic_markdown(metrics.traffic)
     if not metrics.questions and not metrics.unanswerable.no_oracle:
         return "\n".join(lines)  # no generated questions: the answer key is the report
     lines += [
@@ -276,7 +278,7 @@ def render_html(
         "<title>distill evaluation report</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>Evaluation report</h1>",
-        _markdown_html(_decision_lines(metrics)),
+        _markdown_html(_decision_lines(metrics) + eval_text.traffic_markdown(metrics.traffic)),
     ]
     if not metrics.questions and not metrics.unanswerable.no_oracle:
         return "\n".join([*parts, "</body></html>"])

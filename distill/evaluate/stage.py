@@ -10,7 +10,7 @@ exported as a LoRA GGUF into export/) or transformers, or through an
 OpenAI-compatible endpoint (`eval.base_model` / `eval.ft_model`, e.g. vLLM serving
 the adapter).
 
-Items, in two sets:
+Items, in three sets:
 - unseen documents (the decision table): the held-out split's questions (documents
   no training row contains, not even as context) with their reference answers;
   `eval.unanswerable` of them asked again with their source documents removed from
@@ -18,7 +18,9 @@ Items, in two sets:
   says the documents do not contain it (systems with retrieval only);
 - seen documents (`eval.seen_set`): held-out questions on training documents
   (curate's eval_seen.parquet): can the fine-tuned model answer without retrieval
-  about what it trained on? Reported beside the first, never mixed into it.
+  about what it trained on? Reported beside the first, never mixed into it;
+- your traffic (`generate.prompts`): your own held-out questions with your answers, or
+  the teacher's grounded ones, as references; reported as its own set, descriptive.
 The `+rag` systems search the whole index, as a deployment would.
 Every per-question mean carries a 95% bootstrap interval, and the deciding
 comparisons a paired one (distill.evaluate.metrics).
@@ -58,7 +60,7 @@ from distill.evaluate.grading import (
     small_judge,
     smoke_test_judge,
 )
-from distill.evaluate.items import SEEN, UNSEEN, Item, build_items
+from distill.evaluate.items import SEEN, TRAFFIC, UNSEEN, Item, build_items
 from distill.evaluate.systems import System, answer, hardware, make_systems
 from distill.grounding import (
     ANSWER_STOP,
@@ -80,6 +82,7 @@ from distill.results import (
     EvalMetrics,
     JudgeCheck,
     SeenMetrics,
+    TrafficMetrics,
     Unanswerable,
 )
 from distill.retrieval import Retriever
@@ -138,7 +141,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     write_rows(folder.answers, rows, Answer)
     write_rows(out / "judgements.parquet", judge.log if judge else [], Judgement)
 
-    decision = decide(rows, cfg.deciding, cfg.teacher_margin, cfg.examples, cfg.seed)
+    decision = decide(decisive(rows), cfg.deciding, cfg.teacher_margin, cfg.examples, cfg.seed)
     metrics = EvalMetrics(
         **_measured(recipe, folder, items, rows, systems),
         judge=judge_spec,
@@ -178,6 +181,11 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         mean = m.correctness.mean
         counts[f"correctness[{s}]"] = mean if mean is not None else "n/a"
     return counts
+
+
+def decisive(rows: list[Answer]) -> list[Answer]:
+    """The rows the decision reads: all but your traffic's (its own, descriptive set)."""
+    return [r for r in rows if r["eval_set"] != TRAFFIC]
 
 
 def _answer_all(
@@ -284,7 +292,7 @@ def _measured(
         "questions": len(answerable),
         "unanswerable": Unanswerable(
             no_oracle=sum(it.kind == "no_oracle" for it in items),
-            off_topic=sum(it.kind == "off_topic" for it in items),
+            off_topic=sum(it.kind == "off_topic" and it.eval_set == UNSEEN for it in items),
         ),
         "k": cfg.k,
         "retrieval_hit_rate": round(sum(found) / len(found), 4) if found else None,
@@ -302,6 +310,16 @@ def _measured(
         # Which adapter these numbers are of: publish refuses to put them on another one.
         "adapter_sha256": folder.adapter_id,
     }
+    traffic = [r for r in rows if r["eval_set"] == TRAFFIC]
+    if traffic:
+        asked = {it.item_id: it for it in items if it.eval_set == TRAFFIC}
+        metrics["traffic"] = TrafficMetrics(
+            questions=sum(it.kind == "answerable" for it in asked.values()),
+            user_references=sum(it.reference_by == "user" for it in asked.values()),
+            cannot_answer=sum(it.kind != "answerable" for it in asked.values()),
+            systems=eval_metrics.summarise(traffic, names, cfg.hardware_cost_per_hour, cfg.seed),
+            comparisons=eval_metrics.comparisons(traffic, names, cfg.seed),
+        )
     if seen:
         metrics["seen"] = SeenMetrics(
             questions=len({r["item_id"] for r in seen}),

@@ -99,7 +99,61 @@ class EvalKeyConfig(StrictModel):
     )
 
 
+class PromptsConfig(StrictModel):
+    """Your own questions (distill.generate.imported): each becomes a training sample
+    answered from retrieved training chunks, and a seeded share is held out for eval."""
+
+    path: str = Field(
+        description="The file, relative to the recipe: JSON Lines of {question, answer?}, "
+        "OpenAI chat fine-tuning JSONL ({messages}), a stored-completions export (a stored "
+        "chat completion with its request's messages under `input` or `messages`), a .json "
+        "list of those, or CSV with a header row. In a conversation the question is the last "
+        "user turn, and an assistant turn after it the imported answer."
+    )
+    answers: Literal["regrounded", "keep"] = Field(
+        "regrounded",
+        description="regrounded: the teacher answers every question from retrieved training "
+        "chunks, with citations. keep: an imported answer is the training target as it is "
+        "(the sample's answer_by says `user`); questions without one are answered by the "
+        "teacher.",
+    )
+    eval_fraction: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="Share of the questions held out as the `traffic` eval set (seeded per "
+        "question, at least one when above 0), never trained on; their references are the "
+        "imported answers, else the teacher's grounded answers; 0 for none.",
+    )
+    max_questions: int | None = Field(
+        None, ge=1, description="Use at most this many questions (a seeded sample); null: all."
+    )
+    k: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Chunks retrieved for each question's context (training questions: from "
+        "training documents only; held-out ones: from the whole corpus, as eval does).",
+    )
+    question_field: str = Field(
+        "question", description="The question's key in a JSON record, or its CSV column."
+    )
+    answer_field: str = Field(
+        "answer", description="The answer's key in a JSON record, or its CSV column (optional)."
+    )
+    max_message_bytes: int = Field(
+        32768,
+        ge=256,
+        description="A question or answer longer than this (UTF-8 bytes) is skipped, counted.",
+    )
+
+
 class GenerateConfig(StrictModel):
+    prompts: PromptsConfig | None = Field(
+        None,
+        description="Your own questions (e.g. traffic exported from a hosted fine-tune), "
+        "answered grounded in the training documents; null: none.",
+    )
     eval_key: EvalKeyConfig | None = Field(
         None,
         description="Also write an answer key for eval: per chunk, one request for several "
@@ -190,7 +244,10 @@ class GenerateConfig(StrictModel):
         "max(1, round(tokens / 1000 * this)); overrides samples_per_chunk.",
     )
     max_chunks: int | None = Field(
-        None, ge=1, description="Use at most this many chunks (a seeded sample); null for all."
+        None,
+        ge=0,
+        description="Use at most this many chunks (a seeded sample); null for all; 0 (with "
+        "generate.prompts): no generated questions, only your own.",
     )
     held_out_chunks: int | None = Field(
         None,
@@ -245,4 +302,6 @@ class GenerateConfig(StrictModel):
         for name in ("personas", "difficulties", "instruction_kinds"):
             if not getattr(self, name):
                 raise ValueError(f"{name}: give at least one")
+        if self.max_chunks == 0 and self.prompts is None:
+            raise ValueError("max_chunks: 0 generates nothing; give generate.prompts, or raise it")
         return self

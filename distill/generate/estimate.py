@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from distill.generate.imported import choose, read_prompts
+from distill.generate.imported_samples import ask, to_ask
 from distill.generate.plan import Plan, choose_split, make_plan
 from distill.generate.stage import QUESTION_MAX_TOKENS
 from distill.grounding import numbered
@@ -24,6 +26,7 @@ from distill.prompts import fence
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder
+from distill.split import Split
 from distill.tables import Chunk
 from distill.teachers.factory import price_for
 from distill.teachers.prices import estimate_tokens
@@ -47,7 +50,8 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
     # Long on purpose: the stage's steps priced in the order generate sends them.
     cfg = recipe.generate
     retriever = Retriever(folder.ingest_dir, recipe.retrieval)
-    plan = make_plan(recipe, retriever, choose_split(recipe, retriever))
+    split = choose_split(recipe, retriever)
+    plan = make_plan(recipe, retriever, split)
     tpl, jobs = plan.templates, plan.jobs
     answer_out = round(cfg.max_new_tokens * ANSWER_FILL)
     stand_in = {"question": STAND_IN_QUESTION, "answer": "x" * (answer_out * 4)}
@@ -105,6 +109,8 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
                 len(talks) * cfg.max_new_tokens,
             )
         )
+    if cfg.prompts is not None:
+        steps.append(_own_questions(recipe, retriever, split, plan, answer_out))
     price, source = price_for(
         plan.teacher, recipe.teacher.price, max_cost_usd=cfg.max_cost_usd, batch=cfg.mode == "batch"
     )
@@ -137,6 +143,22 @@ def estimate(recipe: Recipe, folder: RunFolder) -> dict[str, Any]:
         "steps": rows,
         "total": total,
     }
+
+
+def _own_questions(
+    recipe: Recipe, retriever: Retriever, split: Split, plan: Plan, answer_out: int
+) -> StepEstimate:
+    """Your own questions (generate.prompts): the prompts generate will send, exactly."""
+    cfg = recipe.generate.prompts
+    assert cfg is not None
+    train, held = choose(read_prompts(recipe.base_dir / cfg.path, cfg).questions, cfg,
+                         recipe.split.seed)  # fmt: skip
+    asked = ask(train, held, retriever, split, plan.templates.answer, cfg, plan.teacher)
+    prompts = to_ask(asked, cfg)
+    n, cap = len(prompts), recipe.generate.max_new_tokens
+    return StepEstimate(
+        "your questions", n, sum(map(estimate_tokens, prompts.values())), n * answer_out, n * cap
+    )
 
 
 def coverage(chunks: list[Chunk], plan: Plan) -> list[dict[str, Any]]:

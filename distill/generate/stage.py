@@ -17,8 +17,14 @@ Before any of that, the corpus's documents are split into train and eval
 (distill.split, recorded in `generate/split.json`); every chunk a job carries
 comes from its source document's side, and each sample row names its `side`.
 
+With `generate.prompts`, your own questions join them (distill.generate.imported reads
+the file, distill.generate.imported_samples answers them): the training ones answered
+from retrieved training chunks (task `imported`), a seeded share held out with their
+references for eval's `traffic` set (generate/traffic.jsonl).
+
 Outputs in `generate/`: split.json, samples.parquet (one row per sample:
-`messages` plus provenance) and failures.parquet.
+`messages` plus provenance), failures.parquet and, with your own questions,
+traffic.jsonl.
 """
 
 from __future__ import annotations
@@ -29,8 +35,18 @@ from pathlib import Path
 from typing import Any
 
 from distill import tables
+from distill.errors import InputError
 from distill.generate.config import GenerateConfig
 from distill.generate.eval_key import KEY_SCHEMA, key_chunks, key_items, key_prompts, write_key
+from distill.generate.imported import choose, read_prompts
+from distill.generate.imported_samples import (
+    ask,
+    imported_samples,
+    no_context,
+    to_ask,
+    traffic_items,
+    write_traffic,
+)
 from distill.generate.pairs import (
     EXTRACTIVE_PAIRS_SCHEMA,
     KEYED_PAIRS_SCHEMA,
@@ -44,7 +60,7 @@ from distill.generate.samples import conversation, conversation_samples, pair_sa
 from distill.generate.steps import Spend, failure, run_step, spend_now
 from distill.grounding import ANSWER_STOP, clean_answer, numbered
 from distill.models import student_specials
-from distill.prompts import Templates, fence
+from distill.prompts import Templates, fence, load_templates
 from distill.recipe import Recipe
 from distill.retrieval import Retriever
 from distill.runfolder import RunFolder, RunOptions
@@ -54,7 +70,7 @@ from distill.teachers.base import Teacher
 from distill.teachers.cache import CachedTeacher, RequestCache
 from distill.teachers.factory import make_teacher
 from distill.teachers.prices import BudgetExceeded
-from distill.ui import progress
+from distill.ui import console, progress
 
 QUESTION_MAX_TOKENS = 64
 
@@ -91,6 +107,13 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     convo, base, pairs = _converse(step, plan, cfg, failures)
     samples = conversation_samples(plan, convo, base, cfg, split)
     samples += pair_samples(plan, pairs, cfg, split, failures)
+    own_counts: dict[str, Any] = {}
+    if cfg.prompts is not None:
+        own_step = partial(run_step, teacher=teacher, failures=failures, spend=spend)
+        own, own_counts = _own_questions(recipe, folder, retriever, split, own_step, failures)
+        samples += own
+    elif folder.traffic.exists():  # an earlier run's: without the questions, no such set
+        folder.traffic.unlink()
     key_counts = {}
     if cfg.eval_key:
         key_teacher: Teacher = teacher
@@ -126,6 +149,7 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
         "tasks": dict(Counter(s["task"] for s in samples)),
     }
     counts.update(key_counts)
+    counts.update(own_counts)
     counts.update(teacher.stats())  # provider batches submitted and resumed
     budget = teacher.budget
     if budget is not None and budget.refused:
@@ -169,6 +193,53 @@ def _eval_key(
         "key_questions": len(items),
         "key_questions_unseen": sum(split.side(it["doc"]) == EVAL for it in items),
         "key_dropped": dict(dropped),
+    }
+
+
+def _own_questions(
+    recipe: Recipe,
+    folder: RunFolder,
+    retriever: Retriever,
+    split: Split,
+    step: Any,
+    failures: list[Failure],
+) -> tuple[list[Sample], dict[str, Any]]:
+    """Your own questions (distill.generate.imported): the training ones as samples, the
+    held-out ones with their references in generate/traffic.jsonl. `step` sends a
+    step's requests (run_step with the teacher, `failures` and the spend bound)."""
+    cfg = recipe.generate.prompts
+    assert cfg is not None
+    got = read_prompts(recipe.base_dir / cfg.path, cfg)
+    if not got.questions:
+        raise InputError(
+            f"generate.prompts: no usable question in {cfg.path}"
+            + (f" (skipped: {got.summary()})" if got.skipped else "")
+        )
+    train, held = choose(got.questions, cfg, recipe.split.seed)
+    template = load_templates(recipe).answer
+    model = recipe.teacher.model
+    asked = ask(train, held, retriever, split, template, cfg, model)
+    failures.extend(no_context(asked))
+    with progress() as bar:
+        replies = step(
+            bar, "your questions", to_ask(asked, cfg), recipe.generate.batch_size,
+            ids=[a.request_id for a in asked], max_tokens=recipe.generate.max_new_tokens,
+            temperature=0.0, stop=ANSWER_STOP,
+        )  # fmt: skip
+    samples = imported_samples(asked, replies, cfg, split, model, template)
+    items = traffic_items(asked, replies)
+    write_traffic(folder.traffic, items)
+    if got.skipped:
+        console.print(f"  [yellow]{cfg.path}: skipped {got.summary()}[/]")
+    return samples, {
+        "imported_questions": len(got.questions),
+        "imported_train": len(train),
+        "imported_samples": len(samples),
+        "imported_answers_kept": sum(s["answer_by"] == "user" for s in samples),
+        "imported_held_out": len(held),
+        "traffic_items": len(items),
+        "imported_skipped": dict(got.skipped),
+        "imported_secret_shaped": got.secret_shaped,
     }
 
 

@@ -273,6 +273,21 @@ def key_scripted(body: dict[str, Any]) -> str:
     return f"It is {fact} [{where}]."
 
 
+def key_recipe(tmp_path: Path, url: str, extra: str = "") -> Path:
+    """The answer-key recipe: two served students, key.jsonl, the teacher as judge."""
+    opts = f"{{base_url: '{url}', api_key_env: DISTILL_TEST_KEY, ramp_s: 0}}"
+    return write_recipe(
+        tmp_path,
+        "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+        f"teacher: {{model: 'openai:gpt-4o-mini', options: {opts}}}\n"
+        "eval:\n  systems: [base+rag, ft+rag]\n  answer_key: key.jsonl\n"
+        "  generated: false\n  seen_set: false\n  unanswerable: 2\n"
+        "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"
+        f"  student_options: {opts}\n{extra}",
+        name="eval.yaml",
+    )
+
+
 def test_eval_with_an_answer_key_decides_without_a_judge(
     ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,17 +297,7 @@ def test_eval_with_an_answer_key_decides_without_a_judge(
     )
     with serve() as (server, url):
         server.reply = key_scripted
-        opts = f"{{base_url: '{url}', api_key_env: DISTILL_TEST_KEY, ramp_s: 0}}"
-        path = write_recipe(
-            tmp_path,
-            "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
-            f"teacher: {{model: 'openai:gpt-4o-mini', options: {opts}}}\n"
-            "eval:\n  systems: [base+rag, ft+rag]\n  answer_key: key.jsonl\n"
-            "  generated: false\n  judge_items: 4\n  seen_set: false\n  unanswerable: 2\n"
-            "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"
-            f"  student_options: {opts}\n",
-            name="eval.yaml",
-        )
+        path = key_recipe(tmp_path, url, "  judge_items: 4\n")
         counts = evaluate.run(load_recipe(path), RunFolder(ingested), RunOptions())
         # 2 systems x (4 answerable + 1 verified unanswerable + 2 verified twins) answers;
         # the judge grades 4 questions x 2 systems and checks itself twice on each.
@@ -376,3 +381,65 @@ def test_eval_with_an_answer_key_decides_without_a_judge(
     assert "Foil check: 1 of 4" in report and "of the teacher's family" in report
     page = (out / "report.html").read_text()
     assert "<div id='verdict' class='verdict'><p><strong>Deploy <code>ft+rag</code>" in page
+
+
+TRAFFIC = [  # generate/traffic.jsonl as generate writes it (generate.prompts)
+    {"id": "traffic-1", "question": "How many days does a free trial run?",
+     "reference": "14 days", "reference_by": "user", "refusal": False, "chunk_ids": [],
+     "cited_chunk_ids": [], "origin": "traffic.jsonl:1"},
+    {"id": "traffic-2", "question": "For how many minutes does a reset link work?",
+     "reference": "30 minutes", "reference_by": "teacher", "refusal": False,
+     "chunk_ids": ["x#0"], "cited_chunk_ids": [], "origin": "traffic.jsonl:2"},
+    {"id": "traffic-3", "question": "Do you integrate with Salesforce?",
+     "reference": "The documents do not say.", "reference_by": "teacher", "refusal": True,
+     "chunk_ids": ["x#0"], "cited_chunk_ids": [], "origin": "traffic.jsonl:3"},
+]  # fmt: skip
+TRAFFIC_FACTS = {t["question"]: t["reference"] for t in TRAFFIC if not t["refusal"]}
+
+
+def test_your_traffic_is_asked_and_reported_apart_from_the_decision(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Your held-out questions (generate/traffic.jsonl) are asked of every system, judged
+    against their references and reported as their own set; the decision is the one the
+    answer key gives alone (the test above), its unanswerables without your refusal item."""
+    monkeypatch.setenv("DISTILL_TEST_KEY", "test-key-" + "z" * 24)
+    (tmp_path / "key.jsonl").write_text("\n".join(json.dumps(r) for r, _ in KEY) + "\n")
+    RunFolder(ingested).traffic.write_text("".join(json.dumps(t) + "\n" for t in TRAFFIC))
+
+    def scripted_traffic(body: dict[str, Any]) -> str:
+        question = body["messages"][-1]["content"].strip().splitlines()[-1]
+        if question not in TRAFFIC_FACTS or "You check answers" in body["messages"][0]["content"]:
+            return key_scripted(body)  # the key's questions, and the judge
+        return (
+            "I am not sure."
+            if body["model"] == "base-student"
+            else (f"It is {TRAFFIC_FACTS[question]} [1].")
+        )
+
+    with serve() as (server, url):
+        server.reply = scripted_traffic
+        path = key_recipe(tmp_path, url)  # the judge grades every answerable question
+        counts = evaluate.run(load_recipe(path), RunFolder(ingested), RunOptions())
+
+    m = read_metrics(ingested / "eval" / "metrics.json")
+    d, t = m.decision, m.traffic
+    assert d is not None and t is not None
+    assert counts["verdict"] == d.verdict == "not resolvable" and d.unanswerable == 3
+    assert [(s.eval_set, s.questions) for s in d.sets] == [
+        ("unseen", 2), ("deployment", 2), ("pooled", 4)
+    ]  # fmt: skip
+    assert (t.questions, t.user_references, t.cannot_answer) == (2, 1, 1)
+    ft, base = t.systems["ft+rag"], t.systems["base+rag"]
+    assert (ft.correctness.ge4, base.correctness.ge4) == (1.0, 0.0)
+    assert ft.refusal is not None and (ft.refusal.n, ft.refusal.accuracy) == (1, 1.0)
+    (primary,) = [c for c in t.comparisons if c.metric == "correct"]
+    assert (primary.system, primary.against, primary.n, primary.diff) == (
+        "ft+rag", "base+rag", 2, 1.0
+    )  # fmt: skip
+    answers = read_rows(ingested / "eval" / "answers.parquet")
+    mine = [r for r in answers if r["eval_set"] == "traffic"]
+    assert len(mine) == 2 * 3 and {r["item_id"] for r in mine} == {t["id"] for t in TRAFFIC}
+    report = (ingested / "eval" / "report.md").read_text()
+    assert "## Your traffic: 2 of your own questions, held out" in report
+    assert any(s.startswith("On 2 of your own questions, held out: ") for s in m.what_this_means)
