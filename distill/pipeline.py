@@ -160,11 +160,20 @@ def _train_extra(r: Recipe) -> dict[str, Any]:
     }
 
 
+# Options added after run folders existed: left out of the hash while unset, so a run
+# made before them keeps its fingerprint (a new, unused option reruns nothing).
+UNSET_NOT_HASHED: dict[str, tuple[str, ...]] = {"generate": ("prompts",)}
+
+
 def fingerprint(stage: Stage, recipe: Recipe, folder: RunFolder, extra: dict[str, Any]) -> str:
+    config = recipe.stage_config(stage.name).model_dump(mode="json")
+    for key in UNSET_NOT_HASHED.get(stage.name, ()):
+        if config.get(key) is None:
+            del config[key]
     return hash_json(
         {
             "stage": stage.name,
-            "config": recipe.stage_config(stage.name).model_dump(mode="json"),
+            "config": config,
             "upstream": {u: folder.stage(u).get("output_hash") for u in stage.upstream},
             "extra": extra,
         }

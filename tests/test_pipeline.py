@@ -116,3 +116,27 @@ def test_deleted_stage_folder_is_rebuilt(setup: tuple[Path, Toy]) -> None:
     toy.calls.clear()
     run_pipeline(load_recipe(path), stages=toy.stages)
     assert toy.calls == ["eval"]
+
+
+def test_an_unset_new_option_leaves_the_fingerprint_of_older_runs(
+    setup: tuple[Path, Toy],
+) -> None:
+    """generate.prompts came after run folders existed: unset, it is not hashed (an older
+    run does not rerun generate and everything after it); set, it is."""
+    from distill.io import hash_json
+    from distill.pipeline import fingerprint
+
+    path, toy = setup
+    recipe = load_recipe(path)
+    folder = RunFolder(recipe.run_path)
+    stage = toy.stages["generate"]
+    config = recipe.generate.model_dump(mode="json")
+    assert config.pop("prompts") is None
+    older = hash_json(
+        {"stage": "generate", "config": config, "upstream": {"ingest": None}, "extra": {}}
+    )
+    assert fingerprint(stage, recipe, folder, {}) == older
+    (path.parent / "q.jsonl").write_text('{"question": "Why?"}\n')
+    text = "name: toy\ningest:\n  paths: [docs]\ngenerate:\n  prompts: {path: q.jsonl}\n"
+    with_prompts = load_recipe(write_recipe(path.parent, text))
+    assert fingerprint(stage, with_prompts, folder, {}) != older
