@@ -2,10 +2,11 @@
 the fine-tune it replaces): does the new system match the one it replaces?
 
 On the answer key, pooled, as the teacher comparison is (distill.evaluate.decision):
-key-fact accuracy, paired, with each named system's non-inferiority margin (`matches`
-when the paired lower bound is above -margin); and what 1,000 answers cost each, priced
-as the judged tables price them (distill.evaluate.metrics.cost_per_1k): an API system at
-its price, a local one as compute on this machine. Added to the decision
+key-fact accuracy, paired, with each named system's non-inferiority margin (matched
+when the paired lower bound is above -margin); and what 1,000 answers cost each, over
+every answer it gave, priced as the judged tables price them
+(distill.evaluate.metrics.cost_per_1k): an API system at its price, a local one as
+compute on this machine (the speed table's compute per 1,000 answers). Added to the decision
 (`Decision.named`) with one verdict line each.
 """
 
@@ -22,6 +23,10 @@ from distill.results import POOLED, Decision, Versus
 from distill.tables import Answer
 
 
+def _any(r: Answer) -> bool:
+    return True
+
+
 def versus(
     rows: Sequence[Answer], a: str, name: str, spec: NamedSystem, hourly_usd: float | None
 ) -> Versus | None:
@@ -30,8 +35,9 @@ def versus(
     c = compare(rows, a, name, "key-fact accuracy", _correct, _keyed, POOLED)
     if c is None:
         return None
-    cost, basis, _ = cost_per_1k(_by_system(rows, name, _keyed), hourly_usd, f"give {name} a price")
-    own, own_basis, compute = cost_per_1k(_by_system(rows, a, _keyed), hourly_usd)
+    # Over every answer each gave, as the speed table times them.
+    cost, basis, _ = cost_per_1k(_by_system(rows, name, _any), hourly_usd, f"give {name} a price")
+    own, own_basis, compute = cost_per_1k(_by_system(rows, a, _any), hourly_usd)
     return Versus(
         model=spec.model,
         rag=spec.rag,

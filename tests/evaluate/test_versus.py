@@ -109,3 +109,19 @@ def test_without_its_answers_the_decision_is_as_before() -> None:
     after = named(rows)
     assert after == before and after.named == {}
     assert "Against the named systems" not in "\n".join(decision_markdown(after))
+
+
+def test_the_costs_count_every_answer_as_the_speed_table_does() -> None:
+    rows = rows_with(set(range(118)), set(range(120)))
+    for i in range(40):  # ft+rag's refusals take 3 s each; the incumbent's cost more
+        for s, cost, compute in (("ft+rag", 0.0, 3.0), ("incumbent", 0.0014, 0.3)):
+            rows.append(
+                answer(s, 1000 + i, False, kind="unanswerable", key_facts="[]", local=s == "ft+rag",
+                       priced=True, timed=True, cost_usd=cost, compute_s=compute, refused=True)
+            )  # fmt: skip
+    d = named(rows)
+    v = d.named["incumbent"]
+    speed = d.systems["ft+rag"].speed
+    assert speed is not None and v.deciding_compute_s_per_1k == speed.compute_s_per_1k
+    assert v.deciding_compute_s_per_1k == round((200 * 1.0 + 40 * 3.0) / 240 * 1000, 1)
+    assert v.cost_per_1k_usd == round((200 * 0.0004 + 40 * 0.0014) / 240 * 1000, 4)
