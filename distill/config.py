@@ -16,6 +16,8 @@ DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 EvalSystem = Literal["teacher", "base", "base+rag", "ft", "ft+rag"]
 
 ALL_SYSTEMS: tuple[EvalSystem, ...] = ("teacher", "base", "base+rag", "ft", "ft+rag")
+# The built-in systems given retrieved chunks (a named system: its `rag`).
+RETRIEVAL_SYSTEMS: tuple[EvalSystem, ...] = ("teacher", "base+rag", "ft+rag")
 
 
 class StrictModel(BaseModel):

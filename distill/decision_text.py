@@ -1,12 +1,13 @@
 """The judge-free decision (distill.results.Decision) as Markdown: the verdict box, the
 primary (key-fact accuracy, paired), the Holm-adjusted secondaries, every system on the
-answer key, speed, and the questions the two deciding systems disagree on. The eval
-report, the model card and the benchmarks print it from metrics.json."""
+answer key, the named systems the deciding one is measured against (and their costs),
+speed, and the questions the two deciding systems disagree on. The eval report, the
+model card and the benchmarks print it from metrics.json."""
 
 from __future__ import annotations
 
 from distill.eval_text import DASH, signed
-from distill.results import Comparison, Decision, Mean, Share
+from distill.results import Comparison, Decision, Mean, Share, Versus
 
 
 def _share(s: Share | None) -> str:
@@ -33,6 +34,78 @@ def _call(c: Comparison) -> str:
         return f"not resolved (MDE {c.mde * scale:.{3 if unit == '' else 0}f}{unit})"
     good = c.diff > 0 if c.better == "higher" else c.diff < 0
     return "better" if good else "worse"
+
+
+def _usd(x: float) -> str:
+    """Dollars to the cent, or to two figures under a cent ($0.0042)."""
+    return f"${x:,.2f}" if x >= 0.01 or x == 0 else f"${x:.2g}"
+
+
+def cost_words(dollars: float | None, basis: str, compute_s: float | None = None) -> str:
+    """What 1,000 answers cost, in words: dollars, else compute minutes, else why not."""
+    if dollars is not None:
+        return f"{_usd(dollars)} ({basis})"
+    if basis == "compute only" and compute_s is not None:
+        return f"{compute_s / 60:.1f} min of compute on this machine"
+    return basis
+
+
+def _costs(v: Versus) -> tuple[str, str]:
+    """What 1,000 answers cost: the named system's, the deciding system's."""
+    own = (v.deciding_cost_per_1k_usd, v.deciding_cost_basis, v.deciding_compute_s_per_1k)
+    return cost_words(v.cost_per_1k_usd, v.cost_basis), cost_words(*own)
+
+
+def matches(v: Versus) -> str:
+    """Does the deciding system match it? From the paired interval and the margin."""
+    c, m = v.comparison, f"{v.margin * 100:.0f}"
+    gain, loss = c.significant and c.diff > 0, c.significant and c.diff < 0
+    if v.within_margin:
+        said = "yes, a measured gain" if gain else f"yes, within {m} points"
+        return said + (", though a measured loss" if loss else "")
+    return "no, a measured loss" if loss else f"not shown at this size (margin {m} points)"
+
+
+def verdict_line(a: str, name: str, v: Versus) -> str:
+    """The verdict box's line for a named system: does `a` match it, and at what cost."""
+    c = v.comparison
+    lo, hi = (signed(x * 100, 1) for x in c.ci)
+    theirs, own = _costs(v)
+    said = matches(v)
+    return (
+        f"Does `{a}` match `{name}` ({v.model}{', with retrieval' if v.rag else ''})? "
+        f"{said[0].upper()}{said[1:]}: `{a}` − `{name}` {signed(c.diff * 100, 1)} points "
+        f"[{lo}, {hi}] in key-fact accuracy on {c.n} questions. Per 1,000 answers: "
+        f"`{name}` {theirs}, `{a}` {own}."
+    )
+
+
+def _named_markdown(d: Decision) -> list[str]:
+    """The deciding system against each named system, with both costs."""
+    a = d.deciding[0]
+    pooled = d.sets[-1]
+    lines = [
+        "",
+        f"## Against the named systems: does `{a}` match them?",
+        "",
+        "Key-fact accuracy on the answer key, pooled and paired as the primary is; a "
+        "named system is matched when the paired lower bound is above minus its margin. "
+        "Cost per 1,000 answers: an API system at its price, a local one as compute on "
+        "this machine (priced with `eval.hardware_cost_per_hour`).",
+        "",
+        f"| system | model | retrieval | key-fact accuracy | `{a}` − system [95% CI] | "
+        f"won / lost | matched | cost per 1k answers | `{a}` per 1k answers |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, v in d.named.items():
+        c = v.comparison
+        theirs, own = _costs(v)
+        lines.append(
+            f"| {name} | `{v.model}` | {'yes' if v.rag else 'no'} | "
+            f"{_share(pooled.accuracy.get(name))} | {_diff(c)} | {c.wins} / {c.losses} | "
+            f"{matches(v)} | {theirs} | {own} |"
+        )
+    return lines
 
 
 def decision_markdown(d: Decision) -> list[str]:
@@ -111,6 +184,8 @@ def decision_markdown(d: Decision) -> list[str]:
             f"Against the teacher: `{a}` − `teacher` {_diff(t)} on {t.n} questions; within "
             f"{d.teacher_margin * 100:.0f} points of the teacher (non-inferiority): {shown}.",
         ]
+    if d.named:
+        lines += _named_markdown(d)
     speeds = {name: m for name, m in d.systems.items() if m.speed is not None}
     if speeds:
         lines += [

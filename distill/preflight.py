@@ -234,6 +234,8 @@ def problems(recipe: Recipe, stages: list[str] | None = None, network: bool = Fa
             spec = getattr(e, field)
             if spec:
                 out += spec_problems(spec, e.student_options, f"eval.{field}")
+        for name, named in e.named_systems.items():
+            out += spec_problems(named.model, named.options, f"eval.systems {name}")
         template(e.grade_template, "eval.grade_template")
         if e.answer_key is not None and not (recipe.base_dir / e.answer_key).is_file():
             out.append(

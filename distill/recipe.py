@@ -285,6 +285,25 @@ def _nested_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
+def _model_within(ann: Any, path: str = "") -> tuple[type[BaseModel], str] | None:
+    """A model held deeper in a field's type (through a type alias, a union, a list or a
+    dict's values: eval.systems' `NAME: SPEC` entries), with the key path to it."""
+    from typing import get_args, get_origin
+
+    value = getattr(ann, "__value__", None)  # a TypeAliasType
+    if value is not None:
+        return _model_within(value, path)
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann, path
+    origin = get_origin(ann)
+    step = "[]" if origin is list else ".NAME" if origin is dict else ""
+    for arg in get_args(ann)[1:] if origin is dict else get_args(ann):
+        found = _model_within(arg, path + step)
+        if found is not None:
+            return found
+    return None
+
+
 def _kind(ann: Any) -> str:
     """A field's type as the reference shows it: `LocalModel | None` is `str or None`."""
     from typing import Annotated, Union, get_args, get_origin
@@ -305,12 +324,14 @@ def describe_fields() -> str:
 
     def collect(name: str, model: type[BaseModel]) -> None:
         sections.append((name, model))
+        prefix = "" if name == "(top level)" else f"{name}."
         for key, field in model.model_fields.items():
             nested = _nested_model(field.annotation)
             if nested is not None:
                 is_list = getattr(field.annotation, "__origin__", None) is list
-                prefix = "" if name == "(top level)" else f"{name}."
                 collect(f"{prefix}{key}{'[]' if is_list else ''}", nested)
+            elif (within := _model_within(field.annotation)) is not None:
+                collect(f"{prefix}{key}{within[1]}", within[0])
 
     collect("(top level)", Recipe)
     lines = []

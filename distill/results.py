@@ -120,6 +120,23 @@ class Example(Strict):
     answers: dict[str, str]
 
 
+class Versus(Strict):
+    """eval.deciding's first system against a named system of eval.systems (NAME: SPEC,
+    e.g. the model it replaces) on key-fact accuracy, pooled, with what 1,000 answers
+    cost each: does the new system match the one it replaces?"""
+
+    model: str  # the named system's 'provider:model'
+    rag: bool  # it was given the retrieved chunks
+    comparison: Comparison  # the deciding system - this one
+    margin: float
+    within_margin: bool  # non-inferiority: the paired lower bound above -margin
+    cost_per_1k_usd: float | None  # its answers, at its price (or compute, if local)
+    cost_basis: str
+    deciding_cost_per_1k_usd: float | None  # the deciding system's, on the same questions
+    deciding_cost_basis: str
+    deciding_compute_s_per_1k: float | None  # seconds of this machine per 1,000 answers
+
+
 class Decision(Strict):
     deciding: tuple[str, str]
     sets: list[SetResult]
@@ -132,6 +149,7 @@ class Decision(Strict):
     verdict_lines: list[str]
     discordant: dict[str, list[Example]]  # "system right": [...], "against right": [...]
     unanswerable: int
+    named: dict[str, Versus] = {}  # by name; {}: no named system (or none with pairs)
 
 
 # -- the judged, generated questions (distill.evaluate.metrics): descriptive tables

@@ -124,7 +124,6 @@ EXEMPT = {
     "distill.evaluate.keyscore": "generate/test_eval_key.py, evaluate/test_stage.py",
     "distill.evaluate.plots": "the report's plots: evaluate/test_stage.py, test_atomic.py",
     "distill.evaluate.report": "evaluate/test_metrics.py",
-    "distill.evaluate.systems": "evaluate/test_stage.py, teachers/test_factory.py",
     "distill.generate.config": "recipe model: test_recipe.py, generate/test_stage.py",
     "distill.generate.estimate": "generate/test_stage.py, integration/test_teacher_runs.py",
     "distill.generate.imported_samples": "your questions answered: generate/test_imported.py",

@@ -34,6 +34,12 @@ BAD = {
     "eval: {judge: 'local:qwen9'}": "eval.judge model 'qwen9'",
     "eval: {base_model: 'openai:vllm-base'}": "eval.base_model 'openai:vllm-base' needs",
     "eval: {answer_key: no-key.jsonl}": "eval.answer_key: no file",
+    "eval: {systems: [ft+rag, {incumbent: 'openai:ft:gpt-4o-mini:acme::xyz'}]}": (
+        "eval.systems incumbent 'openai:ft:gpt-4o-mini:acme::xyz' needs an API key"
+    ),
+    "eval: {systems: [ft+rag, {old: {model: 'nosuch:x', rag: true}}]}": (
+        "eval.systems old: unknown teacher 'nosuch:x'"
+    ),
     "eval: {judge_items: 0, systems: [teacher, ft+rag]}": "eval.pairwise needs the judge",
     "generate: {eval_key: {template: nokey@v1}}": "nokey@v1 not found",
     "generate: {prompts: {path: no-traffic.jsonl}}": "generate.prompts.path: ",

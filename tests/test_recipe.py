@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -289,3 +290,53 @@ def test_a_served_gkd_teacher_is_its_own_field(tmp_path: Path) -> None:
     both = served.replace("{served_teacher", "{teacher: qwen, served_teacher")
     with pytest.raises(RecipeError, match="give teacher .loaded here. or served_teacher"):
         load_recipe(write_recipe(tmp_path, MINIMAL + both))
+
+
+def test_a_named_system_is_given_as_the_teacher_is_with_rag_and_a_margin(tmp_path: Path) -> None:
+    body = MINIMAL + (
+        "eval:\n  systems:\n    - ft+rag\n    - incumbent: openai:ft:gpt-4o-mini:acme::xyz\n"
+        "    - grounded:\n        model: openai:old\n        rag: true\n        margin: 0.05\n"
+        "        options: {base_url: 'http://localhost:8000/v1'}\n"
+        "        price: {input: 0.3, output: 1.2}\n"
+    )
+    e = load_recipe(write_recipe(tmp_path, body)).eval
+    assert e.system_names == ["ft+rag", "incumbent", "grounded"]
+    incumbent, grounded = e.named_systems["incumbent"], e.named_systems["grounded"]
+    assert incumbent.model == "openai:ft:gpt-4o-mini:acme::xyz" and not incumbent.rag
+    assert incumbent.margin == 0.10 and incumbent.price is None and incumbent.options == {}
+    assert grounded.rag and grounded.margin == 0.05 and grounded.price is not None
+    assert grounded.options == {"base_url": "http://localhost:8000/v1"}
+    # Retrieval follows `rag`, not the name; the built-in ones keep theirs.
+    assert e.retrieval_systems == {"teacher", "base+rag", "ft+rag", "grounded"}
+    # The dump is the recipe's shape again (the manifest, the stage fingerprints).
+    again = load_recipe(
+        write_recipe(tmp_path, MINIMAL), [f"eval.systems={json.dumps(e.model_dump()['systems'])}"]
+    )
+    assert again.eval == e
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        ("ft+ragg", "'ft+ragg' is not a system: write one of teacher, base, base+rag, ft, ft+rag, "
+         "or NAME: SPEC"),
+        ("{old+rag: 'openai:x'}", "'old+rag' cannot name a system: use a word"),
+        ("{Teacher: 'openai:x'}", "'Teacher' cannot name a system"),
+        ("{a: 'openai:x', b: 'openai:y'}", "a, b: write one NAME: SPEC per entry"),
+        ("{a: {rag: true}}", "eval.systems.1.spec.a.model: Field required"),
+        ("{a: {model: 'openai:x', ragg: true}}", "eval.systems.1.spec.a.ragg: unknown key"),
+        ("{a: {model: 'openai:x', margin: 2}}", "eval.systems.1.spec.a.margin: Input should be"),
+    ],
+)  # fmt: skip
+def test_a_bad_named_system_is_one_line(entry: str, said: str, tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, MINIMAL + f"eval:\n  systems: [ft+rag, {entry}]\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(path)
+    (problem,) = e.value.problems
+    assert said in problem and "\n" not in problem
+
+
+def test_two_systems_cannot_share_a_name(tmp_path: Path) -> None:
+    body = MINIMAL + "eval:\n  systems: [{a: 'openai:x'}, {a: 'openai:y'}]\n"
+    with pytest.raises(RecipeError, match="'a' names two systems: give each its own name"):
+        load_recipe(write_recipe(tmp_path, body))

@@ -1,19 +1,77 @@
-"""The recipe's `eval` section: the systems, the items, the judge."""
+"""The recipe's `eval` section: the systems (the built-in ones by name, others as
+`NAME: SPEC`), the items, the judge."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag, field_validator
+from typing_extensions import TypeAliasType
 
-from distill.config import ALL_SYSTEMS, DEFAULT_EMBEDDER, EvalSystem, LocalModel, StrictModel
+from distill.config import (
+    ALL_SYSTEMS,
+    DEFAULT_EMBEDDER,
+    RETRIEVAL_SYSTEMS,
+    EvalSystem,
+    LocalModel,
+    PriceConfig,
+    StrictModel,
+    TeacherConfig,
+)
+
+
+class NamedSystem(TeacherConfig):
+    """A system of eval.systems given by spec, `NAME: SPEC` (e.g. the fine-tune a new
+    student replaces): a model answering the same questions, scored on the same key and
+    compared with eval.deciding's first system. SPEC is written as `teacher:` is, one
+    'provider:model' string or {model, options, price}, plus `rag` and `margin`."""
+
+    model: str = Field(
+        description="The system as 'provider:model': openai:MODEL (OpenAI or any "
+        "OpenAI-compatible endpoint: options.base_url), anthropic:MODEL, local:MODEL or "
+        "fake:, with `options` as teacher.options. `NAME: X` alone is short for "
+        "`NAME: {model: X}`."
+    )
+    price: PriceConfig | None = Field(
+        None,
+        description="Its price per million tokens, for its cost per 1,000 answers (a "
+        "fine-tuned or self-hosted model is not in the built-in table).",
+    )
+    rag: bool = Field(
+        False,
+        description="Give it the retrieved chunks, as the '+rag' systems (and the "
+        "unanswerable questions); false: the question alone.",
+    )
+    margin: float = Field(
+        0.10,
+        gt=0,
+        lt=1,
+        description="Non-inferiority margin: eval.deciding's first system matches this one "
+        "when the paired lower bound of their key-fact accuracy difference is above -margin.",
+    )
+
+
+# A name of eval.systems: a built-in one, or NAME: SPEC (one key: its name).
+SystemEntry = TypeAliasType(
+    "SystemEntry",
+    Annotated[
+        Annotated[EvalSystem, Tag("name")] | Annotated[dict[str, NamedSystem], Tag("spec")],
+        Discriminator(lambda v: "name" if isinstance(v, str) else "spec"),
+    ],
+)
+_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 
 
 class EvalConfig(StrictModel):
-    systems: list[EvalSystem] = Field(
-        default_factory=lambda: list(ALL_SYSTEMS),
+    systems: list[SystemEntry] = Field(
+        default_factory=lambda: list[SystemEntry](ALL_SYSTEMS),
         min_length=1,
-        description="Systems to answer the held-out questions; '+rag' adds retrieved chunks.",
+        description="Systems to answer the held-out questions: teacher, base, base+rag, ft, "
+        "ft+rag ('+rag' adds retrieved chunks), or NAME: SPEC, any other model scored on "
+        "the same key and compared with eval.deciding's first system (SPEC: "
+        "'provider:model' or {model, options, price, rag, margin}; see "
+        "docs/evaluation.md).",
     )
     answer_key: str | None = Field(
         None,
@@ -151,3 +209,50 @@ class EvalConfig(StrictModel):
     similarity_model: LocalModel = Field(
         DEFAULT_EMBEDDER, description="Embedding model for answer-to-reference similarity."
     )
+
+    @field_validator("systems", mode="before")
+    @classmethod
+    def _entries(cls, systems: Any) -> Any:
+        """A built-in name, or NAME: SPEC with one new name (a word) per entry."""
+        seen: set[str] = set()
+        for entry in systems if isinstance(systems, list) else []:
+            if isinstance(entry, str) and entry not in ALL_SYSTEMS:
+                raise ValueError(
+                    f"{entry!r} is not a system: write one of {', '.join(ALL_SYSTEMS)}, or "
+                    "NAME: SPEC for another model, e.g. {incumbent: 'openai:MODEL'}"
+                )
+            if not isinstance(entry, dict):
+                continue
+            if len(entry) != 1:
+                raise ValueError(
+                    f"{', '.join(map(str, entry))}: write one NAME: SPEC per entry, "
+                    "e.g. [ft+rag, {incumbent: 'openai:MODEL'}]"
+                )
+            (name,) = entry
+            if str(name).lower() in ALL_SYSTEMS or not _WORD.match(str(name)):
+                raise ValueError(
+                    f"{name!r} cannot name a system: use a word (letters, digits, - or _) "
+                    f"other than {', '.join(ALL_SYSTEMS)}; retrieval is `rag: true`, "
+                    "not a +rag name"
+                )
+            if name in seen:
+                raise ValueError(f"{name!r} names two systems: give each its own name")
+            seen.add(name)
+        return systems
+
+    @property
+    def system_names(self) -> list[str]:
+        """Every system's name, in the recipe's order."""
+        return [e if isinstance(e, str) else next(iter(e)) for e in self.systems]
+
+    @property
+    def named_systems(self) -> dict[str, NamedSystem]:
+        """The systems given as NAME: SPEC, by name."""
+        return {k: v for e in self.systems if isinstance(e, dict) for k, v in e.items()}
+
+    @property
+    def retrieval_systems(self) -> frozenset[str]:
+        """The systems given retrieved chunks: the teacher and the '+rag' students by
+        their name, a named system by its `rag`."""
+        named = {k for k, v in self.named_systems.items() if v.rag}
+        return frozenset(RETRIEVAL_SYSTEMS) | named

@@ -25,10 +25,11 @@ import math
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 
+from distill.config import RETRIEVAL_SYSTEMS
 from distill.eval_text import PRIMARY
 from distill.evaluate import stats
 from distill.results import (
@@ -45,7 +46,8 @@ from distill.results import (
 from distill.tables import Answer
 
 Row = Answer
-RETRIEVAL_SYSTEMS = ("teacher", "base+rag", "ft+rag")
+# `retrieval`, below: the names of the systems given retrieved chunks (the built-in ones
+# by default; the eval stage adds the named systems with `rag`, EvalConfig.retrieval_systems).
 
 # Pairwise verdicts, from the student's side. `first` was asked with the student as
 # answer A, `second` with the student as answer B.
@@ -128,7 +130,9 @@ def paired_difference(
     )
 
 
-def item_scores(rows: Sequence[Row], system: str) -> dict[str, dict[str, float]]:
+def item_scores(
+    rows: Sequence[Row], system: str, retrieval: Collection[str] = RETRIEVAL_SYSTEMS
+) -> dict[str, dict[str, float]]:
     """Per-question values of each metric with an interval: {metric: {item_id: value}}.
 
     Failures count as they do in the table: an unjudged answer is not correct, not a
@@ -160,7 +164,7 @@ def item_scores(rows: Sequence[Row], system: str) -> dict[str, dict[str, float]]
             for r in judged
             if r["vs_teacher"] is not None
         }
-    if uses_retrieval(system):
+    if uses_retrieval(system, retrieval):
         out["groundedness"] = {
             r["item_id"]: float(r["groundedness"])
             for r in answerable
@@ -180,11 +184,16 @@ def item_scores(rows: Sequence[Row], system: str) -> dict[str, dict[str, float]]
     return out
 
 
-def intervals(rows: Sequence[Row], system: str, seed: int = 0) -> SystemCI:
+def intervals(
+    rows: Sequence[Row],
+    system: str,
+    seed: int = 0,
+    retrieval: Collection[str] = RETRIEVAL_SYSTEMS,
+) -> SystemCI:
     """The 95% interval of each per-question metric of one system: Wilson's for shares
     (never zero width at 0% or 100%), a bootstrap for means."""
     out: dict[str, tuple[float, float] | None] = {}
-    for k, v in item_scores(rows, system).items():
+    for k, v in item_scores(rows, system, retrieval).items():
         if k in BINARY:
             w = stats.wilson(round(sum(v.values())), len(v))
             out[k] = (round(w[0], 4), round(w[1], 4)) if w else None
@@ -194,11 +203,18 @@ def intervals(rows: Sequence[Row], system: str, seed: int = 0) -> SystemCI:
     return SystemCI(**out)
 
 
-def comparisons(rows: Sequence[Row], systems: list[str], seed: int = 0) -> list[PairedComparison]:
-    """The deciding comparisons (DECIDING) with paired intervals, for the systems present."""
+def comparisons(
+    rows: Sequence[Row],
+    systems: list[str],
+    seed: int = 0,
+    retrieval: Collection[str] = RETRIEVAL_SYSTEMS,
+    pairs: Sequence[tuple[str, str]] = DECIDING,
+) -> list[PairedComparison]:
+    """The deciding comparisons (`pairs`: DECIDING, and eval.deciding's first system
+    against each named one) with paired intervals, for the systems present."""
     out = []
-    scores = {s: item_scores(rows, s) for s in systems}
-    for a, b in DECIDING:
+    scores = {s: item_scores(rows, s, retrieval) for s in systems}
+    for a, b in pairs:
         if a not in scores or b not in scores:
             continue
         for metric in (PRIMARY, "token_f1", "answer_words", "refusal"):
@@ -212,8 +228,9 @@ def comparisons(rows: Sequence[Row], systems: list[str], seed: int = 0) -> list[
     return out
 
 
-def uses_retrieval(system: str) -> bool:
-    return system in RETRIEVAL_SYSTEMS
+def uses_retrieval(system: str, retrieval: Collection[str] = RETRIEVAL_SYSTEMS) -> bool:
+    """Whether `system` was given retrieved chunks (`retrieval`: their names)."""
+    return system in retrieval
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -249,8 +266,33 @@ def _vs_teacher(judged: Sequence[Row]) -> VsTeacher | None:
     )
 
 
+def cost_per_1k(
+    rows: Sequence[Row], hourly_usd: float | None, unpriced: str = "set teacher.price"
+) -> tuple[float | None, str, float | None]:
+    """What 1,000 of these answers cost, how it was priced, and their compute seconds:
+    an API system at its price (the rows' cost_usd; none when its price is unknown:
+    `unpriced` says how to give one), a local one as compute time on this machine,
+    priced at `hourly_usd` when given. One system's rows."""
+    local = bool(rows and rows[0]["local"])
+    # Answers that reused another prompt's start are not timed (LlamaCppTeacher).
+    timed = [r for r in rows if not r["answer_error"] and r.get("timed", True)]
+    per_1k_s = sum(r["compute_s"] for r in timed) / len(timed) * 1000 if timed else None
+    if not local and all(r.get("priced", True) for r in rows):
+        cost = sum(r["cost_usd"] for r in rows) / len(rows) * 1000 if rows else None
+        return cost, "API prices", per_1k_s
+    if not local:
+        return None, f"price unknown ({unpriced})", per_1k_s
+    if hourly_usd is not None and per_1k_s is not None:
+        return per_1k_s / 3600 * hourly_usd, f"compute at ${hourly_usd:g}/h", per_1k_s
+    return None, "compute only", per_1k_s
+
+
 def system_metrics(
-    rows: Sequence[Row], system: str, hourly_usd: float | None, seed: int = 0
+    rows: Sequence[Row],
+    system: str,
+    hourly_usd: float | None,
+    seed: int = 0,
+    retrieval: Collection[str] = RETRIEVAL_SYSTEMS,
 ) -> SystemMetrics:
     # Long on purpose: one metric after another over the same rows, each with its CI.
     mine = [r for r in rows if r["system"] == system]
@@ -263,7 +305,7 @@ def system_metrics(
     grades = [c for r in scored if (c := r["correctness"]) is not None]
     local = bool(mine and mine[0]["local"])
     # Groundedness, citations and refusals only where there is retrieval.
-    rag = uses_retrieval(system)
+    rag = uses_retrieval(system, retrieval)
     grounded = [r["groundedness"] for r in answerable if r["groundedness"] is not None]
     citing = [r for r in ok if r["cited"]]
     # Accuracy needs the question's source chunks: your own questions referenced by
@@ -276,21 +318,10 @@ def system_metrics(
         and len(r["cited_chunk_ids"]) == len(r["cited"])  # no [n] beyond the documents
     ]
     refused = [r for r in unanswerable if r["refused"]]
-    # Answers that reused another prompt's start are not timed (LlamaCppTeacher).
     timed = [r for r in mine if not r["answer_error"] and r.get("timed", True)]
     compute = sum(r["compute_s"] for r in timed)
-    per_1k_s = compute / len(timed) * 1000 if timed else None
-    api_cost = sum(r["cost_usd"] for r in mine)
-    if not local and all(r.get("priced", True) for r in mine):
-        cost = api_cost / len(mine) * 1000 if mine else None
-        basis = "API prices"
-    elif not local:
-        cost, basis = None, "price unknown (set teacher.price)"
-    elif hourly_usd is not None and per_1k_s is not None:
-        cost = per_1k_s / 3600 * hourly_usd
-        basis = f"compute at ${hourly_usd:g}/h"
-    else:
-        cost, basis = None, "compute only"
+    unpriced = "set teacher.price" if system == "teacher" else f"give {system} a price"
+    cost, basis, per_1k_s = cost_per_1k(mine, hourly_usd, unpriced)
     return SystemMetrics(
         local=local,
         n=n,
@@ -310,7 +341,7 @@ def system_metrics(
             ]
         ),
         answer_words=_mean([float(len(r["answer"].split())) for r in ok]),
-        ci=intervals(rows, system, seed),
+        ci=intervals(rows, system, seed, retrieval),
         vs_teacher=_vs_teacher(judged) if system != "teacher" else None,
         groundedness=Groundedness(
             mean=_mean(grounded), judged=len(grounded), failed=n - len(grounded)
@@ -344,7 +375,11 @@ def system_metrics(
 
 
 def summarise(
-    rows: Sequence[Row], systems: list[str], hourly_usd: float | None = None, seed: int = 0
+    rows: Sequence[Row],
+    systems: list[str],
+    hourly_usd: float | None = None,
+    seed: int = 0,
+    retrieval: Collection[str] = RETRIEVAL_SYSTEMS,
 ) -> dict[str, SystemMetrics]:
     """Per-system metrics, in the order of `systems`."""
-    return {s: system_metrics(rows, s, hourly_usd, seed) for s in systems}
+    return {s: system_metrics(rows, s, hourly_usd, seed, retrieval) for s in systems}

@@ -3,7 +3,10 @@
 Systems (recipe `eval.systems`):
 - `teacher`: the generate stage's teacher, given the retrieved chunks;
 - `base` / `base+rag`: the student without its adapter, without / with retrieved chunks;
-- `ft` / `ft+rag`: the student with the trained adapter, without / with retrieved chunks.
+- `ft` / `ft+rag`: the student with the trained adapter, without / with retrieved chunks;
+- `NAME: SPEC`: any other model (e.g. the fine-tune the student replaces), built and
+  cached as the teacher is, with retrieved chunks when its `rag` says so, and compared
+  with `eval.deciding`'s first system on the answer key (distill.evaluate.decision).
 Students run here through llama.cpp (`eval.engine`, by default for a GGUF student
 when llama-cpp-python is installed: the base GGUF, and for `ft` the adapter
 exported as a LoRA GGUF into export/) or transformers, or through an
@@ -62,6 +65,7 @@ from distill.evaluate.grading import (
 )
 from distill.evaluate.items import SEEN, TRAFFIC, UNSEEN, Item, build_items
 from distill.evaluate.systems import System, answer, hardware, make_systems
+from distill.evaluate.versus import with_named
 from distill.grounding import (
     ANSWER_STOP,
     citations,
@@ -141,7 +145,10 @@ def run(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any
     write_rows(folder.answers, rows, Answer)
     write_rows(out / "judgements.parquet", judge.log if judge else [], Judgement)
 
-    decision = decide(decisive(rows), cfg.deciding, cfg.teacher_margin, cfg.examples, cfg.seed)
+    keyed = decisive(rows)  # not your traffic: it never decides
+    decision = decide(keyed, cfg.deciding, cfg.teacher_margin, cfg.examples, cfg.seed)
+    if decision is not None:  # the deciding system against each named one
+        decision = with_named(decision, keyed, cfg.named_systems, cfg.hardware_cost_per_hour)
     metrics = EvalMetrics(
         **_measured(recipe, folder, items, rows, systems),
         judge=judge_spec,
@@ -197,7 +204,7 @@ def _answer_all(
     params = {"max_tokens": cfg.max_new_tokens, "temperature": 0.0, "stop": ANSWER_STOP}
     rows: list[Answer] = []
     for system in systems:
-        rag = eval_metrics.uses_retrieval(system.name)
+        rag = system.rag
         mine = [
             it
             for it in items
@@ -214,6 +221,9 @@ def _answer_all(
             rows.append(_row(system, it, rag, c, latency, compute))
     for student in _students(systems):  # free the student before the judge loads
         student.release()
+    for s in systems:  # and a named system loaded here (the teacher may be the judge)
+        if s.named and isinstance(s.model, LocalTeacher):
+            s.model.release()
     return rows
 
 
@@ -285,8 +295,13 @@ def _measured(
         if r["eval_set"] == UNSEEN and r["key_facts"] == "[]" and r["kind"] != "unanswerable"
     ]
     seen = [r for r in rows if r["eval_set"] == SEEN]
-    names: list[str] = list(cfg.systems)
+    names = cfg.system_names
     seen_names: list[str] = [s for s in names if s in cfg.seen_systems]
+    rag = cfg.retrieval_systems
+    # The judged comparisons: the built-in ones, then the deciding system against each
+    # named one (the decision compares them on the answer key).
+    pairs = [*eval_metrics.DECIDING, *((cfg.deciding[0], n) for n in cfg.named_systems)]
+    hourly = cfg.hardware_cost_per_hour
     students = _students(systems)
     metrics: dict[str, Any] = {
         "questions": len(answerable),
@@ -304,8 +319,8 @@ def _measured(
         "student_weights": (
             students[0].gguf.name if students and isinstance(students[0], LlamaCppTeacher) else None
         ),
-        "systems": eval_metrics.summarise(unseen, names, cfg.hardware_cost_per_hour, cfg.seed),
-        "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed),
+        "systems": eval_metrics.summarise(unseen, names, hourly, cfg.seed, rag),
+        "comparisons": eval_metrics.comparisons(unseen, names, cfg.seed, rag, pairs),
         "bootstrap": Bootstrap(resamples=eval_metrics.N_BOOT, seed=cfg.seed, level=0.95),
         # Which adapter these numbers are of: publish refuses to put them on another one.
         "adapter_sha256": folder.adapter_id,
@@ -323,8 +338,8 @@ def _measured(
     if seen:
         metrics["seen"] = SeenMetrics(
             questions=len({r["item_id"] for r in seen}),
-            systems=eval_metrics.summarise(seen, seen_names, cfg.hardware_cost_per_hour, cfg.seed),
-            comparisons=eval_metrics.comparisons(seen, seen_names, cfg.seed),
+            systems=eval_metrics.summarise(seen, seen_names, hourly, cfg.seed, rag),
+            comparisons=eval_metrics.comparisons(seen, seen_names, cfg.seed, rag),
         )
     return metrics
 

@@ -1,7 +1,8 @@
 """The systems that answer: the teacher and the student with or without its adapter,
 through llama.cpp, transformers (both built by distill.teachers.factory.make_student)
-or an OpenAI-compatible endpoint; and how an answer is timed (alone, or a batch's wall
-time shared)."""
+or an OpenAI-compatible endpoint; any model the recipe names (`NAME: SPEC`, e.g. the
+fine-tune the student replaces), built as the teacher is; and how an answer is timed
+(alone, or a batch's wall time shared)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.config import PriceConfig
+from distill.errors import UserError
 from distill.recipe import Recipe
 from distill.runfolder import RunFolder
 from distill.teachers import Message
@@ -28,6 +31,8 @@ class System:
     model: Teacher  # what answers: the teacher, or the student (loaded here or served)
     local: bool  # compute on this machine (or a self-hosted endpoint), not an API bill
     student_here: bool = False  # the student built by make_student (not the teacher, not served)
+    rag: bool = False  # given the retrieved chunks (EvalConfig.retrieval_systems)
+    named: bool = False  # a NAME: SPEC of eval.systems (freed after answering if local)
 
 
 # A reply that repeats a run of this many tokens is cut there (LoopStop): about 12
@@ -36,6 +41,8 @@ LOOP_TOKENS = 16
 # Answers timed alone (the KV cache reset first), spread over the items: the latency
 # and compute figures. The others run in prompt order and reuse each other's start.
 TIMED_ANSWERS = 40
+FT = ("ft", "ft+rag")  # the systems answering with the adapter
+STUDENTS = ("base", "base+rag", *FT)
 
 
 def _llama_files(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
@@ -49,7 +56,7 @@ def _llama_files(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
     shipped = resolve_gguf(recipe.student)
     assert shipped is not None
     base = gguf_for_cpu(shipped, recipe.eval.gguf_type)
-    if not any(s.startswith("ft") for s in recipe.eval.systems):
+    if not set(FT) & set(recipe.eval.system_names):
         return base, None
     lora = folder.lora_gguf(recipe.name)
     if not made_from_current_adapter(lora, folder):
@@ -72,35 +79,46 @@ def _student(recipe: Recipe, folder: RunFolder) -> LocalTeacher:
     return make_student(ref, options, adapter, timed=TIMED_ANSWERS, stop_loops=LOOP_TOKENS)
 
 
+def _by_spec(
+    spec: str, options: dict[str, Any], price: PriceConfig | None, cache: RequestCache, salt: str
+) -> Teacher:
+    """A system given by spec (the teacher, a named one): its remote replies cached, so a
+    rerun pays nothing; one that runs here answers again (its latency is measured)."""
+    model = make_teacher(spec, options, price=price)
+    return model if model.runs_locally else with_cache(model, cache, salt)
+
+
 def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: str) -> list[System]:
     cfg = recipe.eval
+    names, named = cfg.system_names, cfg.named_systems
     needs_local = any(
-        not (cfg.ft_model if s.startswith("ft") else cfg.base_model)
-        for s in cfg.systems
-        if s != "teacher"
+        not (cfg.ft_model if s in FT else cfg.base_model) for s in names if s in STUDENTS
     )
     # Built once; each system gets its own (`another`), with the adapter for ft.
     student = _student(recipe, folder) if needs_local else None
     out = []
-    for name in cfg.systems:
-        # The teacher's remote replies are cached (a rerun pays nothing); students,
-        # local or served, answer again (their latency is what is measured).
+    for name in names:
+        rag = name in cfg.retrieval_systems
+        # Students, local or served, answer again (their latency is what is measured).
         if name == "teacher":
             g = recipe.teacher
-            teacher = make_teacher(g.model, g.options, price=g.price)
-            local = teacher.runs_locally
-            if not teacher.runs_locally:
-                teacher = with_cache(teacher, cache, salt)
-            out.append(System(name, teacher, local))
-        elif endpoint := cfg.ft_model if name.startswith("ft") else cfg.base_model:
+            teacher = _by_spec(g.model, g.options, g.price, cache, salt)
+            out.append(System(name, teacher, teacher.runs_locally, rag=rag))
+        elif spec := named.get(name):
+            try:
+                model = _by_spec(spec.model, spec.options, spec.price, cache, salt)
+            except UserError as e:  # the factory speaks of a teacher: say which system
+                raise UserError(f"eval.systems {name}: {e}") from None
+            out.append(System(name, model, model.runs_locally, rag=rag, named=True))
+        elif endpoint := cfg.ft_model if name in FT else cfg.base_model:
             # A served student: its cost is the hardware's, like a local one, and it
             # answers every time: the adapter behind the endpoint may have changed
             # since the last eval (a cached reply would be the old adapter's).
-            out.append(System(name, make_teacher(endpoint, cfg.student_options), True))
+            out.append(System(name, make_teacher(endpoint, cfg.student_options), True, rag=rag))
         else:
             assert student is not None
-            ft = name.startswith("ft")
-            out.append(System(name, student.another(adapter=ft), True, student_here=True))
+            model = student.another(adapter=name in FT)
+            out.append(System(name, model, True, student_here=True, rag=rag))
     return out
 
 

@@ -9,6 +9,8 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from distill.results import (
 from distill.runfolder import RunFolder, RunOptions
 from tests.conftest import REPO, write_recipe
 from tests.evaluate.test_metrics import TableParser
-from tests.fakes.openai_server import serve
+from tests.fakes.openai_server import FakeOpenAI, serve
 
 pytestmark = pytest.mark.slow
 
@@ -288,16 +290,35 @@ def key_recipe(tmp_path: Path, url: str, extra: str = "") -> Path:
     )
 
 
-def test_eval_with_an_answer_key_decides_without_a_judge(
-    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextmanager
+def key_and_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reply: Callable[[dict[str, Any]], str]
+) -> Iterator[tuple[FakeOpenAI, str]]:
+    """KEY as tmp_path/key.jsonl and the loopback server answering with `reply`: the
+    server, and the options (YAML) that reach it."""
     monkeypatch.setenv("DISTILL_TEST_KEY", "test-key-" + "z" * 24)
     (tmp_path / "key.jsonl").write_text(
         "\n".join(json.dumps(r) for r, _ in KEY) + "\n\n", encoding="utf-8"
     )
     with serve() as (server, url):
-        server.reply = key_scripted
-        path = key_recipe(tmp_path, url, "  judge_items: 4\n")
+        server.reply = reply
+        yield server, f"{{base_url: '{url}', api_key_env: DISTILL_TEST_KEY, ramp_s: 0}}"
+
+
+def test_eval_with_an_answer_key_decides_without_a_judge(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with key_and_server(tmp_path, monkeypatch, key_scripted) as (server, opts):
+        path = write_recipe(
+            tmp_path,
+            "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+            f"teacher: {{model: 'openai:gpt-4o-mini', options: {opts}}}\n"
+            "eval:\n  systems: [base+rag, ft+rag]\n  answer_key: key.jsonl\n"
+            "  generated: false\n  judge_items: 4\n  seen_set: false\n  unanswerable: 2\n"
+            "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"
+            f"  student_options: {opts}\n",
+            name="eval.yaml",
+        )
         counts = evaluate.run(load_recipe(path), RunFolder(ingested), RunOptions())
         # 2 systems x (4 answerable + 1 verified unanswerable + 2 verified twins) answers;
         # the judge grades 4 questions x 2 systems and checks itself twice on each.
@@ -443,3 +464,76 @@ def test_your_traffic_is_asked_and_reported_apart_from_the_decision(
     report = (ingested / "eval" / "report.md").read_text()
     assert "## Your traffic: 2 of your own questions, held out" in report
     assert any(s.startswith("On 2 of your own questions, held out: ") for s in m.what_this_means)
+
+
+def incumbent_scripted(body: dict[str, Any]) -> str:
+    """The students as key_scripted; the incumbent fine-tune knows every key fact without
+    documents (it was trained on them); the old RAG system answers as ft-student does."""
+    if body["model"] == "ft:gpt-4o-mini:acme::xyz":
+        question = body["messages"][-1]["content"].strip().splitlines()[-1]
+        fact = KEY_FACTS.get(question, "")
+        return f"It is {fact if isinstance(fact, str) else fact[0]}." if fact else "No idea."
+    return key_scripted(body)
+
+
+def test_named_systems_are_answered_once_and_compared_with_the_deciding_one(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    named = {"ft:gpt-4o-mini:acme::xyz", "old-rag"}
+    with key_and_server(tmp_path, monkeypatch, incumbent_scripted) as (server, opts):
+        path = write_recipe(
+            tmp_path,
+            "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
+            "eval:\n  answer_key: key.jsonl\n  generated: false\n  judge_items: 0\n"
+            "  seen_set: false\n  unanswerable: 2\n  hardware_cost_per_hour: 3.6\n"
+            "  systems:\n    - base+rag\n    - ft+rag\n"
+            "    - incumbent:\n        model: 'openai:ft:gpt-4o-mini:acme::xyz'\n"
+            f"        options: {opts}\n        price: {{input: 0.3, output: 1.2}}\n"
+            f"    - old: {{model: 'openai:old-rag', options: {opts}, rag: true}}\n"
+            "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"
+            f"  student_options: {opts}\n",
+            name="eval.yaml",
+        )
+        recipe = load_recipe(path)
+        evaluate.run(recipe, RunFolder(ingested), RunOptions())
+        first = [r for r in server.requests if r["model"] in named]
+        sent = len(server.requests)
+        # A rerun: the students answer again, the named systems come from the cache.
+        evaluate.run(recipe, RunFolder(ingested), RunOptions())
+        again = server.requests[sent:]
+        assert len(again) == 2 * 7 and not [r for r in again if r["model"] in named]
+    # 4 answerable key questions for the incumbent; the old RAG system also gets the
+    # verified unanswerable and the two twins, as the +rag students do.
+    assert sum(r["model"] == "old-rag" for r in first) == 7
+    incumbent = [r for r in first if r["model"] != "old-rag"]
+    assert len(incumbent) == 4
+    assert not any("<document" in r["messages"][-1]["content"] for r in incumbent)
+
+    out = ingested / "eval"
+    raw = read_json(out / "metrics.json")
+    assert EvalMetrics.model_validate(raw).model_dump(mode="json") == raw
+    d = read_metrics(out / "metrics.json").decision
+    assert d is not None and set(d.named) == {"incumbent", "old"}
+    inc, old = d.named["incumbent"], d.named["old"]
+    assert inc.model == "openai:ft:gpt-4o-mini:acme::xyz" and not inc.rag and old.rag
+    assert (inc.comparison.system, inc.comparison.against) == ("ft+rag", "incumbent")
+    assert inc.comparison.n == 4 and (inc.comparison.wins, inc.comparison.losses) == (0, 0)
+    assert d.sets[-1].accuracy["incumbent"].k == 4
+    # 11 prompt and 7 completion tokens an answer at $0.30 / $1.20 per million.
+    assert inc.cost_basis == "API prices"
+    assert inc.cost_per_1k_usd == round((11 * 0.3 + 7 * 1.2) / 1e6 * 1000, 4)
+    assert old.cost_per_1k_usd is None and old.cost_basis == "price unknown (give old a price)"
+    assert inc.deciding_cost_basis == "compute at $3.6/h"
+    assert any(ln.startswith("Does `ft+rag` match `incumbent`") for ln in d.verdict_lines)
+
+    answers = read_rows(out / "answers.parquet")
+    mine = [r for r in answers if r["system"] == "incumbent"]
+    assert len(mine) == 4 and all(r["fact_correct"] and not r["retrieved_chunk_ids"] for r in mine)
+    theirs = [r for r in answers if r["system"] == "old"]
+    assert len(theirs) == 7 and all(r["retrieved_chunk_ids"] for r in theirs)
+
+    report = (out / "report.md").read_text()
+    assert "## Against the named systems: does `ft+rag` match them?" in report
+    assert "| incumbent | `openai:ft:gpt-4o-mini:acme::xyz` | no | 100% [" in report
+    assert "> Does `ft+rag` match `old` (openai:old-rag, with retrieval)?" in report
+    assert "<code>incumbent</code>" in (out / "report.html").read_text()
