@@ -332,8 +332,8 @@ def _measured(
             questions=sum(it.kind == "answerable" for it in asked.values()),
             user_references=sum(it.reference_by == "user" for it in asked.values()),
             cannot_answer=sum(it.kind != "answerable" for it in asked.values()),
-            systems=eval_metrics.summarise(traffic, names, cfg.hardware_cost_per_hour, cfg.seed),
-            comparisons=eval_metrics.comparisons(traffic, names, cfg.seed),
+            systems=eval_metrics.summarise(traffic, names, hourly, cfg.seed, rag),
+            comparisons=eval_metrics.comparisons(traffic, names, cfg.seed, rag, pairs),
         )
     if seen:
         metrics["seen"] = SeenMetrics(
