@@ -58,7 +58,9 @@ async def _read_json(request: Any) -> Any:
     async for part in request.stream():
         body += part
         if len(body) > MAX_BODY:
-            raise RequestError(413, f"the request body is over {MAX_BODY:,} bytes", "too_large")
+            raise RequestError(
+                413, f"the request body is over {MAX_BODY:,} bytes", "request_too_large"
+            )
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -160,7 +162,8 @@ def create_app(assistant: Assistant) -> Any:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         what = f"{request.method} {request.url.path}"
-        return _error(RequestError(exc.status_code, f"{what}: {exc.detail}", "not_found"))
+        code = "not_found" if exc.status_code == 404 else "method_not_allowed"
+        return _error(RequestError(exc.status_code, f"{what}: {exc.detail}", code))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -127,7 +127,12 @@ class LocalStudent(Student):
                 raise Cancelled
             loop.call_soon_threadsafe(on_text, text)
 
-        return await loop.run_in_executor(self.worker, self._answer, messages, params, piece)
+        def answer() -> Reply:
+            if cancelled.is_set():  # gone while it waited in the queue
+                raise Cancelled
+            return self._answer(messages, params, piece)
+
+        return await loop.run_in_executor(self.worker, answer)
 
     def _answer(self, messages: list[Message], params: dict[str, Any], piece: OnText) -> Reply:
         t0 = time.perf_counter()

@@ -77,10 +77,14 @@ def parse(body: Any, model: str, defaults: dict[str, Any]) -> ChatRequest:
     if body.get("n", 1) != 1:
         raise RequestError(400, "n must be 1: this server answers once per request", param="n")
     params = dict(defaults)
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
     if max_tokens is not None:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise RequestError(400, "max_tokens must be a whole number of at least 1", "max_tokens")
+            raise RequestError(
+                400, "max_tokens must be a whole number of at least 1", param="max_tokens"
+            )
         params["max_tokens"] = max_tokens
     for name, low, high in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)):
         if (value := _number(body, name, low, high)) is not None:

@@ -187,11 +187,15 @@ def test_bad_requests_get_4xx_with_openais_error_object(
         with pytest.raises(openai.BadRequestError) as bad:
             sdk.chat.completions.create(**{**ask(), **change})
         assert reason in bad.value.message, (reason, bad.value.message)
+        if "max_tokens" in change:
+            assert bad.value.param == "max_tokens"
     with httpx.Client(base_url=url) as http:
         r = http.post("/chat/completions", content=b"{not json")
         assert r.status_code == 400 and "not JSON" in _error(r)["message"]
         r = http.get("/chat/nothing")
         assert r.status_code == 404 and _error(r)["code"] == "not_found"
+        r = http.get("/chat/completions")
+        assert r.status_code == 405 and _error(r)["code"] == "method_not_allowed"
     assert len(fake.requests) == 0  # none reached the student
 
 

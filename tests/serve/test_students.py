@@ -99,6 +99,30 @@ def test_the_student_answers_with_its_retrieval(served: tuple[Assistant, str]) -
     assert pieces[-1].usage.completion_tokens == whole.usage.completion_tokens <= 25
 
 
+def test_through_transformers_the_reply_comes_whole(run: dict[str, Any]) -> None:
+    """`eval.engine: transformers`: the same student (the model and the adapter folder),
+    generated whole and streamed as one piece; its context is the model's."""
+    recipe = load_recipe(run["recipe"], ["eval.engine=transformers"])
+    assistant = open_assistant(recipe, run["recipe"])
+    try:
+        student = assistant.student
+        assert isinstance(student, LocalStudent) and student.llama is None
+        assert "transformers" in student.description and student.n_ctx == 8192
+        with running(create_app(assistant), "127.0.0.1", free_port()) as url:
+            with openai.OpenAI(base_url=url, api_key="unused", max_retries=0) as sdk:
+                ask = {"model": "srv", "messages": [{"role": "user", "content": "Is SMS ok?"}]}
+                whole = sdk.chat.completions.create(**ask)
+                pieces = [
+                    c.choices[0].delta.content
+                    for c in sdk.chat.completions.create(**ask, stream=True)
+                    if c.choices and c.choices[0].delta.content
+                ]
+    finally:
+        student.close()
+    assert whole.choices[0].message.content and pieces == [whole.choices[0].message.content]
+    assert whole.usage is not None and whole.usage.prompt_tokens > 50
+
+
 def test_a_prompt_over_the_context_is_a_400(served: tuple[Assistant, str]) -> None:
     assistant, url = served
     assert assistant.student.n_ctx == 4096
