@@ -2,6 +2,8 @@
 
 - `--merge`: the base student with the adapter folded in, saved as safetensors with
   its tokenizer (export/merged/); loads anywhere transformers or vLLM loads a model.
+- `--ollama` (implies `--gguf`): an Ollama Modelfile beside the GGUF (export/Modelfile:
+  the student's chat template, stop tokens and system prompt; distill.modelfile).
 - `--gguf`: llama.cpp's converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py)
   turn the merged model (export/<name>-<type>.gguf) or the adapter alone
   (export/<name>-lora-<type>.gguf, applied with llama.cpp's --lora) into GGUF. The
@@ -234,19 +236,61 @@ Serve with vLLM (OpenAI-compatible; ask for model "{recipe.name}"):
 Serve with llama.cpp (after `distill export RECIPE --gguf --adapter-only`):
 
     llama-server -m BASE.gguf --lora {folder.lora_gguf(recipe.name)}
+
+Serve with Ollama (after `distill export RECIPE --ollama`):
+
+    ollama create {recipe.name} -f {folder.export_dir / "Modelfile"}
+
+Serve with its retrieval, OpenAI-compatible (see docs/serving.md):
+
+    distill serve RECIPE --port 8080
 """
 
 
+def write_modelfile(recipe: Recipe, folder: RunFolder, made: Path, adapter_only: bool) -> Path:
+    """export/Modelfile for Ollama: FROM the merged GGUF `made`, or (`adapter_only`) FROM
+    the student's GGUF with ADAPTER `made`; SYSTEM the answer template's system prompt
+    without documents (what eval's `ft` system is asked with)."""
+    from distill.grounding import answer_prompt
+    from distill.modelfile import modelfile
+    from distill.models import resolve_gguf
+    from distill.prompts import load_templates
+
+    prompt = answer_prompt(load_templates(recipe).answer, "", [])
+    system = next((m["content"] for m in prompt if m["role"] == "system"), None)
+    if adapter_only:
+        base = resolve_gguf(recipe.student)
+        if base is None:
+            raise UserError(
+                f"--ollama --adapter-only needs a GGUF student for FROM, not {recipe.student}; "
+                "export the merged model instead: distill export RECIPE --ollama"
+            )
+        text = modelfile(base, system, made, folder.export_dir)
+    else:
+        text = modelfile(made, system, None, folder.export_dir)
+    out = folder.export_dir / "Modelfile"
+    write_text(out, text)
+    return out
+
+
 def export(
-    recipe: Recipe, *, merge_weights: bool, to_gguf: bool, outtype: str, adapter_only: bool
+    recipe: Recipe,
+    *,
+    merge_weights: bool,
+    to_gguf: bool,
+    outtype: str,
+    adapter_only: bool,
+    ollama: bool = False,
 ) -> dict[str, Any]:
     run = RunFolder(recipe.run_path)
     _adapter(run)
     made: dict[str, Any] = {}
     if merge_weights:
         made["merged"] = str(merge(recipe, run))
-    if to_gguf:
+    if to_gguf or ollama:
         made["gguf"] = str(gguf(recipe, run, outtype, adapter_only))
+    if ollama:
+        made["modelfile"] = str(write_modelfile(recipe, run, Path(made["gguf"]), adapter_only))
     done = {k: {"path": v, "at": now()} for k, v in made.items()}
     run.change(lambda m: m.setdefault("exports", {}).update(done))
     return made

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from distill.keyfacts import mentions
-from distill.prompts import fence
+from distill.prompts import Template, fence
 
 # The tasks whose request is a question (decontamination compares those).
 QUESTION_TASKS = ("qa", "multi_hop", "raft", "multi_turn")
@@ -60,6 +60,14 @@ _CITE = re.compile(r"\[\d{1,2}\]")
 def numbered(chunks: Sequence[Mapping[str, Any]]) -> list[str]:
     """Chunks as numbered, fenced documents: the context of every answer prompt."""
     return [fence(str(n), c["text"], c["heading_path"]) for n, c in enumerate(chunks, start=1)]
+
+
+def answer_prompt(
+    template: Template, question: str, hits: Sequence[Mapping[str, Any]]
+) -> list[dict[str, str]]:
+    """The student's prompt, as eval asks it and `distill serve` sends it: the answer
+    template with the retrieved chunks `hits` as numbered documents ([]: no retrieval)."""
+    return template.render(passages=numbered(hits), question=question)
 
 
 def citations(text: str) -> list[int]:

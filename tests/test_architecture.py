@@ -15,7 +15,8 @@ PACKAGE = TESTS.parent / "distill"
 STAGES = ("ingest", "generate", "curate", "review", "train", "evaluate", "publish")
 # The core modules that drive the stages (the CLI and the pipeline call them; the
 # preflight, doctor and init look at what they will need).
-DRIVERS = {"cli", "pipeline", "preflight", "doctor", "scaffold"}
+# `distill serve` drives eval's student (the same model, adapter and settings).
+DRIVERS = {"cli", "pipeline", "preflight", "doctor", "scaffold", "serve"}
 
 
 def modules() -> dict[str, set[str]]:
@@ -105,6 +106,7 @@ EXEMPT = {
     "distill.cli.app": "through the CLI: cli/test_commands.py",
     "distill.cli.publish": "through the CLI: cli/test_commands.py, integration/test_end_to_end.py",
     "distill.cli.review": "through the CLI: integration/test_review_loop.py, review/test_server.py",
+    "distill.cli.serve": "through the CLI: serve/test_app.py, serve/test_students.py",
     "distill.config": "recipe models: test_recipe.py",
     "distill.curate.checks": "curate/test_stage.py, test_keyed_pairs.py",
     "distill.curate.config": "recipe model: test_recipe.py, curate/test_stage.py",
@@ -142,6 +144,8 @@ EXEMPT = {
     "distill.review.exports": "curate/test_stage.py",
     "distill.review.records": "review/test_stage.py, integration/test_review_loop.py",
     "distill.review_gate": "review/test_stage.py, integration/test_review_loop.py",
+    "distill.serve.assistant": "serve/test_app.py, serve/test_students.py",
+    "distill.serve.wire": "through the SDK and on the wire: serve/test_app.py",
     "distill.teachers": "backends by prefix: teachers/test_base.py",
     "distill.teachers.fake": "the scripted teacher of most tests; teachers/test_base.py",
     "distill.teachers.judge": "teachers/test_llamacpp.py, train/test_preferences.py",

@@ -145,3 +145,30 @@ def test_export_errors_are_one_line(trained: dict[str, Any], tmp_path: Path) -> 
     )
     assert got.returncode == 2 and "no trained adapter yet" in got.stderr
     assert "Traceback" not in got.stderr
+
+
+def test_ollama_modelfile_beside_the_gguf(trained: dict[str, Any]) -> None:
+    """`--ollama` writes export/Modelfile: FROM the merged GGUF, or FROM the student's
+    GGUF with ADAPTER the LoRA GGUF; the recipe's system prompt; the student's stops.
+    (tests/test_modelfile.py checks its TEMPLATE renders what llama.cpp renders.)"""
+    from distill.models import resolve_gguf
+
+    export = trained["run"] / "export"
+    got = cli(trained, "--ollama", "--adapter-only")
+    assert got.returncode == 0, got.stderr
+    assert f"modelfile: {export / 'Modelfile'}" in got.stdout and "ollama create exp" in got.stdout
+    lines = (export / "Modelfile").read_text().splitlines()
+    base = resolve_gguf("smollm2-135m-instruct")
+    assert base is not None
+    assert lines[:2] == [f"FROM {base.resolve()}", "ADAPTER ./exp-lora-f16.gguf"]
+    assert (export / "exp-lora-f16.gguf").is_file()
+    assert 'PARAMETER stop "<|im_end|>"' in lines
+    system = next(line for line in lines if line.startswith("SYSTEM "))
+    assert system.startswith('SYSTEM """You are a helpful support assistant.')
+    assert "Cite the documents" not in system  # the prompt without documents (eval's ft)
+
+    got = cli(trained, "--ollama")
+    assert got.returncode == 0, got.stderr
+    lines = (export / "Modelfile").read_text().splitlines()
+    assert lines[0] == "FROM ./exp-f16.gguf" and not lines[1].startswith("ADAPTER")
+    assert (export / "exp-f16.gguf").is_file()

@@ -1,7 +1,7 @@
 """The `distill` command line. Errors from distill print one line and exit non-zero.
 
 The app and its shared options are in distill.cli.app; the commands register on it in
-the order `distill --help` lists them (commands, publish, review).
+the order `distill --help` lists them (commands, publish, review, serve).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 
-from distill.cli import commands, publish, review  # noqa: F401 - they register the commands
+from distill.cli import commands, publish, review, serve  # noqa: F401 - they register the commands
 from distill.cli.app import app
 from distill.errors import DistillError
 

@@ -150,17 +150,32 @@ def export_cmd(
             "--adapter-only", help="With --gguf: convert the adapter alone (llama.cpp --lora)."
         ),
     ] = False,
+    ollama: Annotated[
+        bool,
+        typer.Option(
+            "--ollama",
+            help="Also write an Ollama Modelfile beside the GGUF (implies --gguf; with "
+            "--adapter-only: FROM the student's GGUF, ADAPTER the LoRA GGUF).",
+        ),
+    ] = False,
 ) -> None:
-    """Export the trained adapter: merged safetensors and/or GGUF, in runs/<name>/export/.
+    """Export the trained adapter: merged safetensors and/or GGUF (and an Ollama
+    Modelfile), in runs/<name>/export/.
 
-    Always prints how to load the adapter with PEFT and serve it with vLLM or llama.cpp.
+    Always prints how to load the adapter with PEFT and serve it with vLLM, llama.cpp,
+    Ollama or `distill serve`.
     """
     from distill.export import export, usage
     from distill.runfolder import RunFolder
 
     r = load(recipe, set_)
     made = export(
-        r, merge_weights=merge, to_gguf=gguf, outtype=gguf_type, adapter_only=adapter_only
+        r,
+        merge_weights=merge,
+        to_gguf=gguf,
+        outtype=gguf_type,
+        adapter_only=adapter_only,
+        ollama=ollama,
     )
     for kind, path in made.items():
         typer.echo(f"{kind}: {path}")

@@ -68,11 +68,11 @@ from distill.evaluate.systems import System, answer, hardware, make_systems
 from distill.evaluate.versus import with_named
 from distill.grounding import (
     ANSWER_STOP,
+    answer_prompt,
     citations,
     clean_answer,
     final_answer,
     is_refusal,
-    numbered,
     quotes,
     support_score,
 )
@@ -211,10 +211,7 @@ def _answer_all(
             if (rag or it.kind == "answerable")
             and (it.eval_set != SEEN or system.name in cfg.seen_systems)
         ]
-        prompts = [
-            answer_tpl.render(passages=numbered(it.hits) if rag else [], question=it.question)
-            for it in mine
-        ]
+        prompts = [answer_prompt(answer_tpl, it.question, it.hits if rag else []) for it in mine]
         for it, (c, latency, compute) in zip(
             mine, answer(system, prompts, cfg.batch_size, params), strict=True
         ):

@@ -45,9 +45,10 @@ FT = ("ft", "ft+rag")  # the systems answering with the adapter
 STUDENTS = ("base", "base+rag", *FT)
 
 
-def _llama_files(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
-    """The student's GGUF and, when an ft system is asked for, its LoRA GGUF (exported
-    once into the run's export/ folder; exported again when the adapter changed)."""
+def _llama_files(recipe: Recipe, folder: RunFolder, ft: bool) -> tuple[Path, Path | None]:
+    """The student's GGUF and, with `ft` (an ft system is asked for), its LoRA GGUF
+    (exported once into the run's export/ folder; exported again when the adapter
+    changed)."""
     from distill.export import gguf as export_gguf
     from distill.export import made_from_current_adapter
     from distill.gguf_cpu import gguf_for_cpu
@@ -56,7 +57,7 @@ def _llama_files(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
     shipped = resolve_gguf(recipe.student)
     assert shipped is not None
     base = gguf_for_cpu(shipped, recipe.eval.gguf_type)
-    if not set(FT) & set(recipe.eval.system_names):
+    if not ft:
         return base, None
     lora = folder.lora_gguf(recipe.name)
     if not made_from_current_adapter(lora, folder):
@@ -64,16 +65,17 @@ def _llama_files(recipe: Recipe, folder: RunFolder) -> tuple[Path, Path | None]:
     return base, lora
 
 
-def _student(recipe: Recipe, folder: RunFolder) -> LocalTeacher:
-    """The student loaded here, with its adapter: through llama.cpp, its GGUF (re-encoded
-    for this CPU, eval.gguf_type) and the adapter as a LoRA GGUF; through transformers,
-    the model and the trained adapter folder. `eval.engine` picks the runtime as a
-    `local:` teacher's `engine` does."""
+def load_student(recipe: Recipe, folder: RunFolder, *, ft: bool) -> LocalTeacher:
+    """The student loaded here, with its adapter (`ft`: for ft systems; `another(adapter=)`
+    picks per system): through llama.cpp, its GGUF (re-encoded for this CPU,
+    eval.gguf_type) and the adapter as a LoRA GGUF; through transformers, the model and
+    the trained adapter folder. `eval.engine` picks the runtime as a `local:` teacher's
+    `engine` does. `distill serve` answers with the same student."""
     engine = choose_engine(recipe.student, recipe.eval.engine)
     ref = recipe.student
     adapter: Path | None = folder.adapter_dir
     if engine == "llama.cpp":
-        gguf, lora = _llama_files(recipe, folder)
+        gguf, lora = _llama_files(recipe, folder, ft)
         ref, adapter = str(gguf), lora
     options = LocalOptions(engine=engine, dtype=recipe.eval.dtype)
     return make_student(ref, options, adapter, timed=TIMED_ANSWERS, stop_loops=LOOP_TOKENS)
@@ -95,7 +97,8 @@ def make_systems(recipe: Recipe, folder: RunFolder, cache: RequestCache, salt: s
         not (cfg.ft_model if s in FT else cfg.base_model) for s in names if s in STUDENTS
     )
     # Built once; each system gets its own (`another`), with the adapter for ft.
-    student = _student(recipe, folder) if needs_local else None
+    ft = bool(set(FT) & set(names))
+    student = load_student(recipe, folder, ft=ft) if needs_local else None
     out = []
     for name in names:
         rag = name in cfg.retrieval_systems

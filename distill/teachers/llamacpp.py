@@ -143,20 +143,18 @@ class LlamaCppModel:
         )
         register_special_tokens(control_tokens(self.llm))
 
-    def chat(
-        self,
+    @staticmethod
+    def request(
         messages: list[Message],
-        *,
-        schema: dict[str, Any] | None = None,
-        max_tokens: int = MAX_TOKENS,
-        temperature: float = TEMPERATURE,
-        top_p: float = TOP_P,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-        stop_loops: int | None = None,
-    ) -> Completion:
-        """One reply. `stop_loops=n` ends it where it starts repeating a run of n tokens
-        (see LoopStop); the reply is trimmed to before the repeat."""
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+        stop: list[str] | None,
+    ) -> dict[str, Any]:
+        """create_chat_completion's arguments for one reply (greedy at temperature 0):
+        `chat`'s, and `distill serve`'s streamed replies."""
         if messages and messages[-1]["role"] == "assistant":
             # A prefill (the start of a JSON reply) is what a grammar does better: the
             # schema constrains the whole reply, so the partial message is dropped.
@@ -179,6 +177,23 @@ class LlamaCppModel:
                 "type": "json_object",
                 "schema": bounded(schema, max_tokens),
             }
+        return kwargs
+
+    def chat(
+        self,
+        messages: list[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int = MAX_TOKENS,
+        temperature: float = TEMPERATURE,
+        top_p: float = TOP_P,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+        stop_loops: int | None = None,
+    ) -> Completion:
+        """One reply. `stop_loops=n` ends it where it starts repeating a run of n tokens
+        (see LoopStop); the reply is trimmed to before the repeat."""
+        kwargs = self.request(messages, schema, max_tokens, temperature, top_p, seed, stop)
         loop = None
         if stop_loops:
             loop = LoopStop(stop_loops, self.llm.token_eos())

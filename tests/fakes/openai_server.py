@@ -68,9 +68,36 @@ class FakeOpenAI:
             with self.lock:
                 self.answered[key] += 1
             return
-        self._send(handler, 200, json.dumps(self.chat_completion(body)))
+        if body.get("stream"):
+            self._stream(handler, body)
+        else:
+            self._send(handler, 200, json.dumps(self.chat_completion(body)))
         with self.lock:
             self.answered[key] += 1
+
+    def _stream(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """The reply as OpenAI streams it: server-sent chunks, a word each, the usage
+        chunk when `stream_options.include_usage` asks, then `data: [DONE]`."""
+        whole = self.chat_completion(body)
+        base = {k: whole[k] for k in ("id", "created", "model")}
+        base["object"] = "chat.completion.chunk"
+        text = whole["choices"][0]["message"]["content"] or ""
+        words = [w + " " for w in text.split(" ")[:-1]] + [text.split(" ")[-1]]
+        deltas = [{"role": "assistant", "content": ""}] + [{"content": w} for w in words if w]
+        events = [
+            {**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas
+        ]
+        events.append(
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": self.finish_reason}]}
+        )
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append({**base, "choices": [], "usage": whole["usage"]})
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        for e in events:
+            handler.wfile.write(f"data: {json.dumps(e)}\n\n".encode())
+        handler.wfile.write(b"data: [DONE]\n\n")
 
     def chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
         """A reply in OpenAI's chat-completion format."""
