@@ -41,15 +41,44 @@ def sparse_divergence(
                 lps[b, t, : len(pairs)] = torch.tensor([v for _, v in pairs])
                 valid[b, t, : len(pairs)] = True
     device = student_logits.device
-    ids, lps, valid = ids.to(device), lps.to(device), valid.to(device)
+    return topk_divergence(student_logits, ids.to(device), lps.to(device), valid.to(device), beta)
+
+
+def topk_divergence(
+    student_logits: Any,
+    ids: Any,
+    teacher_logprobs: Any,
+    valid: Any,
+    beta: float,
+    tail: Any = None,
+    num_items: Any = None,
+) -> Any:
+    """`sparse_divergence` on tensors: `ids`, `teacher_logprobs`, `valid` (B, T, K), the
+    teacher's top-k for the token logits row t predicts (a position with no valid entry
+    is not counted). `tail` (B, T): the log of the teacher's mass outside its top-k,
+    where the teacher computed it (a capture); None: TRL's, from the top-k's own sum.
+    With `tail`, the k + 1 buckets are renormalised (quantised log-probabilities sum to
+    1 only within their error). The sum over positions is divided by `num_items` (the
+    trainer's answer-token count across an accumulated batch, as GKD's own loss does),
+    else by the positions counted."""
+    import torch
+
     covered = valid.any(-1)
+    neg_inf = torch.full((), float("-inf"), device=student_logits.device)
     student = torch.log_softmax(student_logits.float(), -1).gather(-1, ids)
-    neg_inf = torch.full((), float("-inf"), device=device)
     student = torch.where(valid, student, neg_inf)
     s, mask = add_tail_bucket(student, valid)
-    t, _ = add_tail_bucket(torch.where(valid, lps, neg_inf), valid)
+    top = torch.where(valid, teacher_logprobs.float(), neg_inf)
+    if tail is None:
+        t, _ = add_tail_bucket(top, valid)
+    else:
+        rest = torch.where(covered, tail.float(), torch.zeros_like(tail.float()))
+        t = torch.log_softmax(torch.cat([top, rest.unsqueeze(-1)], -1), -1)
     per_position = jsd_divergence(s, t, beta, mask).sum(-1)
-    return per_position[covered].sum() / max(int(covered.sum()), 1)
+    total = per_position[covered].sum()
+    if num_items is not None:
+        return total / (num_items.to(total.device) if torch.is_tensor(num_items) else num_items)
+    return total / max(int(covered.sum()), 1)
 
 
 def make_trainer(base: type) -> type:
