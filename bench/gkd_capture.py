@@ -9,8 +9,8 @@ Each phase runs in its own process, so its peak RSS (`os.wait4`'s ru_maxrss) is 
   the full-vocabulary generalized JSD);
 - capture: the teacher's top-k on the rows, captured once at 16 bits (`prepare`); the
   8-bit capture is written from it (8-bit codes of float16 values: the same codes an
-  8-bit capture stores, within float16's 5e-4 relative error), and each is also
-  measured as `np.savez_compressed` would store it;
+  8-bit capture stores, within float16's 5e-4 relative error); bytes per token as
+  stored (zlib-compressed shards) and as the arrays hold them uncompressed;
 - from8, from16: `train_gkd` from each capture, the teacher named (its identity is
   checked) but never constructed (the run fails if it is);
 - yardstick: each trained adapter's full-vocabulary generalized JSD (beta 0.5) to the
@@ -129,15 +129,15 @@ def phase_capture(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     sizes: dict[str, Any] = {}
     for bits, store in ((16, store16), (8, store8)):
         tokens, size = store.size()
-        sizes[f"bits{bits}"] = {"bytes": size, "bytes_per_token": round(size / tokens, 1)}
-        compressed = out / f"compressed{bits}.npz"
-        total = 0
+        raw = 0
         for shard in store.shard_paths():
             with np.load(shard) as s:
-                np.savez_compressed(compressed, **{name: s[name] for name in s.files})
-            total += compressed.stat().st_size
-        compressed.unlink()
-        sizes[f"bits{bits}"]["compressed_bytes_per_token"] = round(total / tokens, 1)
+                raw += sum(s[name].nbytes for name in s.files)
+        sizes[f"bits{bits}"] = {
+            "bytes": size,
+            "bytes_per_token": round(size / tokens, 1),
+            "uncompressed_bytes_per_token": round(raw / tokens, 1),
+        }
     return {
         **figures,
         "answer_tokens": made.figures.tokens,
@@ -232,8 +232,8 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
             f"Capture: {cap['captured_rows']} rows, {cap['answer_tokens']} answer tokens in "
             f"{cap['seconds']} s (wall {cap['wall_s']} s with loading, peak RSS "
             f"{cap['peak_rss_gib']} GiB). Bytes per answer token: 8 bits {s8['bytes_per_token']}"
-            f" ({s8['compressed_bytes_per_token']} compressed), 16 bits "
-            f"{s16['bytes_per_token']} ({s16['compressed_bytes_per_token']} compressed). 8-bit "
+            f" ({s8['uncompressed_bytes_per_token']} uncompressed), 16 bits "
+            f"{s16['bytes_per_token']} ({s16['uncompressed_bytes_per_token']} uncompressed). 8-bit "
             f"error: mean {cap['bits8_abs_error']['mean']:.4f}, max "
             f"{cap['bits8_abs_error']['max']:.4f} nats; top-k mass mean "
             f"{cap['top_k_mass']['mean']:.3f} (min {cap['top_k_mass']['min']:.3f}).\n",

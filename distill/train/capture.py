@@ -9,8 +9,8 @@ tokenization, one row at a time. The teacher is loaded here (then freed, before 
 student loads) or asked through its server (`TokenScorer`), and only when some row is
 missing: a capture of the same rows by the same teacher is reused as it is, and a killed
 one resumes from its last whole shard. The pass then reads each row's top-k and tail
-bucket from the capture (`CapturedCollator`) and matches them with the sparse loss of
-distill/train/served.py (`captured_trainer`).
+bucket from the capture and matches them with the sparse top-k loss
+(distill/train/served.py: `CapturedCollator`, `captured_trainer`).
 
 Only off-policy GKD can read a capture (`gkd.lmbda` 0: the curated answers alone); the
 student's own samples need the teacher live. A capture is keyed by the teacher's
@@ -53,7 +53,6 @@ from distill.train.capture_store import (
 from distill.train.common import peak_memory_mb, reset_peak_memory
 from distill.train.config import GkdConfig, TrainConfig
 from distill.train.data import encode_rows, stop_ids
-from distill.train.served import topk_divergence
 from distill.train_results import CaptureFigures
 from distill.ui import console
 
@@ -330,73 +329,3 @@ class TeacherScorer:
             logprobs=lps,
             tail=tail_of(lps),
         )
-
-
-class CapturedCollator:
-    """distill/train/gkd.py's batches, with each row's captured teacher laid out where
-    the student's logits predict its tokens: `teacher_ids`, `teacher_logprobs`,
-    `teacher_valid` (B, T - 1, K) and `teacher_tail` (B, T - 1)."""
-
-    def __init__(self, base: Any, captured: Captured, max_length: int) -> None:
-        self.base, self.captured, self.max_length = base, captured, max_length
-
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        batch = self.base(examples)
-        b_size, width = batch["input_ids"].shape
-        k = int(self.captured.store.meta["top_k"])
-        ids = torch.zeros((b_size, width - 1, k), dtype=torch.long)
-        lps = torch.full((b_size, width - 1, k), float("-inf"))
-        tail = torch.zeros((b_size, width - 1))
-        for b, e in enumerate(examples):
-            row = self.captured.store.read(e["row_key"])
-            pad = width - min(len(e["input_ids"]), self.max_length)
-            kept = row.positions < self.max_length
-            cols = torch.from_numpy(pad + row.positions[kept] - 1)
-            ids[b, cols] = torch.from_numpy(row.ids[kept])
-            lps[b, cols] = torch.from_numpy(row.logprobs[kept])
-            tail[b, cols] = torch.from_numpy(row.tail[kept])
-        valid = torch.isfinite(lps)
-        return {
-            **batch,
-            "teacher_ids": ids,
-            "teacher_logprobs": lps,
-            "teacher_valid": valid,
-            "teacher_tail": tail,
-        }
-
-
-def captured_trainer(base: type) -> type:
-    """`base` (TRL's GKDTrainer) reading the teacher from the batch's capture: the same
-    batches, arguments and loss normalisation as GKD's, never sampling (lmbda 0) and
-    never running the teacher model (a stand-in with no weights)."""
-
-    gkd: Any = base
-
-    class CapturedGKDTrainer(base):
-        def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
-            # GKDTrainer's step draws on-policy samples with probability lmbda; a
-            # capture holds the curated answers only, so the draw is skipped.
-            return super(gkd, self).training_step(model, inputs, num_items_in_batch)
-
-        def compute_loss(
-            self,
-            model: Any,
-            inputs: Any,
-            return_outputs: bool = False,
-            num_items_in_batch: Any = None,
-        ) -> Any:
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-            loss = topk_divergence(
-                outputs.logits[:, :-1, :],
-                inputs["teacher_ids"],
-                inputs["teacher_logprobs"],
-                inputs["teacher_valid"],
-                self.beta,
-                tail=inputs["teacher_tail"],
-                num_items=num_items_in_batch,
-            )
-            return (loss, outputs) if return_outputs else loss
-
-    return CapturedGKDTrainer

@@ -10,7 +10,8 @@ A capture is one folder:
     shard-00001.npz    complete shards; the next one captures the rows they lack)
     ...
 
-Each shard holds numpy arrays (N answer tokens over R rows, K = top_k):
+Each shard holds numpy arrays (N answer tokens over R rows, K = top_k), zlib-compressed
+(`np.savez_compressed`: about a fifth smaller, measured on SmolLM2's teacher):
 
     keys       (R,) S64          each row's key: sha256 of its token ids and answer mask
                                  in the student's tokenization (`row_key`)
@@ -161,7 +162,7 @@ class CaptureStore:
         taken = [int(p.stem.removeprefix("shard-")) for p in self.shard_paths()]
         path = self.folder / f"shard-{max(taken, default=-1) + 1:05d}.npz"
         with atomic_path(path) as tmp, tmp.open("wb") as f:
-            np.savez(
+            np.savez_compressed(
                 f,
                 keys=np.array([k.encode() for k in keys], dtype="S64"),
                 offsets=offsets,

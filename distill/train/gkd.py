@@ -32,7 +32,7 @@ from distill.errors import InputError
 from distill.io import adapter_id
 from distill.models import inference_dtype, load_causal_lm, resolve_causal_lm
 from distill.train.backends import cuda_available
-from distill.train.capture import Captured, CapturedCollator, captured_trainer
+from distill.train.capture import Captured
 from distill.train.capture import prepare as prepare_capture
 from distill.train.capture_store import row_key
 from distill.train.common import (
@@ -49,7 +49,12 @@ from distill.train.common import (
 from distill.train.config import TrainConfig
 from distill.train.data import encode_rows, final_answer_span, stop_ids
 from distill.train.scoring import TokenScorer
-from distill.train.served import make_trainer, teacher_stand_in
+from distill.train.served import (
+    CapturedCollator,
+    captured_trainer,
+    make_trainer,
+    teacher_stand_in,
+)
 from distill.train.trl_private import trl_experimental
 from distill.train_results import GkdPass
 
@@ -246,7 +251,7 @@ def _train_gkd(
         if captured is not None:
             train, fits = keyed(train), keyed(fits)
             captured.require([e["row_key"] for e in train + fits])
-            collator = CapturedCollator(collator, captured, cfg.max_seq_length)
+            collator = CapturedCollator(collator, captured.store, cfg.max_seq_length)
             gkd_trainer = captured_trainer(gkd_trainer)
         elif served is not None:
             gkd_trainer = make_trainer(gkd_trainer)

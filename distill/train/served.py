@@ -1,14 +1,20 @@
-"""On-policy distillation against a served teacher: TRL's GKDTrainer with the teacher's
-top-k log-probabilities, read through `TokenScorer` (distill/train/scoring.py), in place
-of a teacher model in memory. The student matches them with TRL's sparse loss (the
-top-k tokens and one tail bucket for the rest of the vocabulary); the sampling
-(`lmbda`), the batches and everything else are GKDTrainer's own.
+"""Distillation against a teacher's top-k log-probabilities in place of a teacher model
+in memory: TRL's GKDTrainer with the student matching them through TRL's sparse loss
+(the top-k tokens and one tail bucket for the rest of the vocabulary).
+
+- served (`make_trainer`): asked at every step through `TokenScorer`
+  (distill/train/scoring.py); the sampling (`lmbda`), the batches and everything else
+  are GKDTrainer's own;
+- captured (`captured_trainer`, `CapturedCollator`): read from a capture of the curated
+  answers (distill/train/capture.py), each batch's top-k and tail laid out by the
+  collator; off-policy only, never sampling.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from distill.train.capture_store import CaptureStore
 from distill.train.scoring import TokenScorer
 from distill.train.trl_private import add_tail_bucket, jsd_divergence
 
@@ -143,3 +149,73 @@ def teacher_stand_in(config: Any) -> Any:
             raise RuntimeError("a served teacher is asked through TokenScorer.top_k")
 
     return ServedTeacherModule()
+
+
+class CapturedCollator:
+    """distill/train/gkd.py's batches, with each row's captured teacher laid out where
+    the student's logits predict its tokens: `teacher_ids`, `teacher_logprobs`,
+    `teacher_valid` (B, T - 1, K) and `teacher_tail` (B, T - 1)."""
+
+    def __init__(self, base: Any, store: CaptureStore, max_length: int) -> None:
+        self.base, self.store, self.max_length = base, store, max_length
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        batch = self.base(examples)
+        b_size, width = batch["input_ids"].shape
+        k = int(self.store.meta["top_k"])
+        ids = torch.zeros((b_size, width - 1, k), dtype=torch.long)
+        lps = torch.full((b_size, width - 1, k), float("-inf"))
+        tail = torch.zeros((b_size, width - 1))
+        for b, e in enumerate(examples):
+            row = self.store.read(e["row_key"])
+            pad = width - min(len(e["input_ids"]), self.max_length)
+            kept = row.positions < self.max_length
+            cols = torch.from_numpy(pad + row.positions[kept] - 1)
+            ids[b, cols] = torch.from_numpy(row.ids[kept])
+            lps[b, cols] = torch.from_numpy(row.logprobs[kept])
+            tail[b, cols] = torch.from_numpy(row.tail[kept])
+        valid = torch.isfinite(lps)
+        return {
+            **batch,
+            "teacher_ids": ids,
+            "teacher_logprobs": lps,
+            "teacher_valid": valid,
+            "teacher_tail": tail,
+        }
+
+
+def captured_trainer(base: type) -> type:
+    """`base` (TRL's GKDTrainer) reading the teacher from the batch's capture: the same
+    batches, arguments and loss normalisation as GKD's, never sampling (lmbda 0) and
+    never running the teacher model (a stand-in with no weights)."""
+
+    gkd: Any = base
+
+    class CapturedGKDTrainer(base):
+        def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
+            # GKDTrainer's step draws on-policy samples with probability lmbda; a
+            # capture holds the curated answers only, so the draw is skipped.
+            return super(gkd, self).training_step(model, inputs, num_items_in_batch)
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: Any,
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            loss = topk_divergence(
+                outputs.logits[:, :-1, :],
+                inputs["teacher_ids"],
+                inputs["teacher_logprobs"],
+                inputs["teacher_valid"],
+                self.beta,
+                tail=inputs["teacher_tail"],
+                num_items=num_items_in_batch,
+            )
+            return (loss, outputs) if return_outputs else loss
+
+    return CapturedGKDTrainer

@@ -1,8 +1,8 @@
-"""Teacher log-probabilities captured once (train.gkd.capture): the format round-trips
-within its quantisation error, the capture holds the teacher's distribution where the
-student predicts each answer token, a GKD pass trains from it with the teacher never
-constructed, a second capture does nothing and a killed one resumes, and a capture from
-another teacher, of other rows or for on-policy settings is one line.
+"""Teacher log-probabilities captured once (train.gkd.capture): the capture holds the
+teacher's distribution where the student predicts each answer token, a GKD pass trains
+from it with the teacher never constructed, a second capture does nothing and a killed
+one resumes, and a capture from another teacher, of other rows or for on-policy
+settings is one line (the format itself: test_capture_store.py).
 
 Fast tests run two-layer Llama models with random weights and SmolLM2's tokenizer (the
 student, and a teacher made from it with noise); the slow one distils the offline
@@ -20,17 +20,7 @@ import pytest
 from distill.errors import UserError
 from distill.train import capture as capture_module
 from distill.train import gkd as gkd_module
-from distill.train.capture_store import (
-    RANGE,
-    CaptureStore,
-    Scored,
-    dequantise,
-    id_bytes,
-    max_error,
-    pack_ids,
-    quantise,
-    unpack_ids,
-)
+from distill.train.capture_store import Scored
 from distill.train.config import TrainConfig
 from tests.train.test_sft import rows
 
@@ -125,86 +115,6 @@ def cfg(teacher: str | None, capture: dict[str, Any] | None = None, **gkd: Any) 
     return TrainConfig.model_validate({**base, "gkd": g})
 
 
-# -- the format -----------------------------------------------------------------------
-
-
-def test_log_probabilities_round_trip_within_their_quantisation_error() -> None:
-    rng = np.random.default_rng(0)
-    for bits in (8, 16):
-        lp = np.concatenate([-rng.exponential(3.0, 5000), [0.0, -1e-6, -1e-3, -RANGE]])
-        lp = lp[lp >= -RANGE].astype(np.float32)
-        back = dequantise(quantise(lp, bits), bits)
-        err = np.abs(back - lp)
-        assert (err <= max_error(lp, bits) + 1e-7).all(), (bits, lp[err.argmax()], err.max())
-        near = lp > -1e-2  # the companded 8-bit code keeps p ~ 1 within 1e-3 nats
-        assert err[near].max() < 2e-3, (bits, err[near].max())
-        # no entry stays no entry; below the range is the range's end
-        edge = dequantise(quantise(np.array([-np.inf, -50.0]), bits), bits)
-        assert edge[0] == -np.inf and (edge[1] == -RANGE if bits == 8 else edge[1] == -50.0)
-    assert max_error(np.array([-1.0]), 8)[0] < 0.02 and max_error(np.array([-5.0]), 8)[0] < 0.045
-    for vocab, width in ((49_152, 2), (151_665, 3), (1 << 25, 4)):
-        assert id_bytes(vocab) == width
-        ids = rng.integers(0, vocab, size=(7, 20))
-        ids[0, 0] = vocab - 1
-        assert (unpack_ids(pack_ids(ids, width)) == ids).all()
-
-
-def test_a_row_reads_back_from_its_shard_with_its_tail_mass(tmp_path: Path) -> None:
-    """A teacher distribution over a 151k vocabulary: the top-k and the tail bucket read
-    back hold the whole mass, within the quantisation error."""
-    rng = np.random.default_rng(1)
-    logits = rng.normal(0, 4, size=(30, 151_665)).astype(np.float64)
-    lp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-    order = np.argsort(-lp, axis=1)[:, :20]
-    top = np.take_along_axis(lp, order, axis=1)
-    mask = np.ones_like(lp, dtype=bool)
-    np.put_along_axis(mask, order, False, axis=1)
-    tail = np.logaddexp.reduce(np.where(mask, lp, -np.inf), axis=1)
-    for bits in (8, 16):
-        folder = tmp_path / f"b{bits}"
-        meta = {"teacher": {"x": 1}, "teacher_name": "t", "top_k": 20, "bits": bits}
-        store = CaptureStore.create(folder, {**meta, "id_bytes": 3, "vocabulary": "v"})
-        row = Scored(np.arange(1, 31), order, top.astype(np.float32), tail.astype(np.float32))
-        store.add(["k1"], [row])
-        got = CaptureStore.open(folder)
-        assert got is not None and set(got.rows) == {"k1"}
-        back = got.read("k1")
-        assert (back.ids == order).all() and (back.positions == np.arange(1, 31)).all()
-        assert (np.abs(back.logprobs - top) <= max_error(top, bits) + 1e-6).all()
-        assert (np.abs(back.tail - tail) <= max_error(tail, bits) + 1e-6).all()
-        mass = np.exp(back.logprobs).sum(1) + np.exp(back.tail)
-        # each bucket's probability within its log error: the whole mass within their sum
-        spread = np.exp(top) * np.expm1(max_error(top, bits))
-        bound = spread.sum(1) + np.exp(tail) * np.expm1(max_error(tail, bits))
-        assert (np.abs(mass - 1) <= bound + 1e-6).all()
-        assert np.abs(mass - 1).max() < (2e-2 if bits == 8 else 1e-3)
-        assert got.size() == (30, next(folder.glob("shard-*.npz")).stat().st_size)
-
-
-def test_the_loss_from_a_capture_is_the_sparse_jsd() -> None:
-    """Zero against the student's own top-k and tail, positive against another
-    distribution, with finite gradients where the teacher left positions unscored."""
-    import torch
-
-    from distill.train.served import topk_divergence
-
-    torch.manual_seed(0)
-    logits = torch.randn(1, 4, 50, requires_grad=True)
-    own = torch.log_softmax(logits.detach(), -1)
-    top = own.topk(5, -1)
-    rest = own.scatter(-1, top.indices, float("-inf")).logsumexp(-1)
-    valid = torch.ones(1, 4, 5, dtype=torch.bool)
-    valid[0, 1] = False  # an unscored position
-    zero = topk_divergence(logits, top.indices, top.values, valid, 0.5, tail=rest)
-    assert float(zero.detach()) == pytest.approx(0, abs=1e-6)
-    other = torch.log_softmax(torch.randn(1, 4, 50), -1).topk(5, -1)
-    loss = topk_divergence(logits, other.indices, other.values, valid, 0.5, tail=rest)
-    assert float(loss.detach()) > 0.01
-    loss.backward()
-    assert logits.grad is not None and torch.isfinite(logits.grad).all()
-    assert float(logits.grad[0, 1].abs().sum()) == 0  # the unscored position trains nothing
-
-
 # -- capture and train ------------------------------------------------------------------
 
 
@@ -214,16 +124,17 @@ def test_the_capture_holds_the_teachers_top_k_where_the_student_predicts_each_to
     import torch
 
     from distill.models import load_causal_lm
-    from distill.train.capture import CapturedCollator, prepare
+    from distill.train.capture import prepare
     from distill.train.data import encode_rows, stop_ids
     from distill.train.gkd import Collator, keyed
+    from distill.train.served import CapturedCollator
 
     c = cfg(tiny["teacher"], {"top_k": 8, "bits": 16})
     captured = prepare(tiny["student"], c, rows(3), tmp_path)
     assert captured.figures.captured_rows == 3 and captured.figures.top_k == 8
     teacher, tok = load_causal_lm(tiny["teacher"])
     encoded = keyed(encode_rows(tok, rows(3), stop_ids(tok)))
-    collate = CapturedCollator(Collator(tok.pad_token_id, 128), captured, 128)
+    collate = CapturedCollator(Collator(tok.pad_token_id, 128), captured.store, 128)
     batch = collate(encoded[:2])
     checked = 0
     for b, e in enumerate(encoded[:2]):
