@@ -87,24 +87,39 @@ def topk_divergence(
     return total / max(int(covered.sum()), 1)
 
 
+class TopKLoss:
+    """The trainers' compute_loss: the student's logits against a teacher given as top-k
+    log-probabilities, which each trainer finds its own way (`topk_loss`)."""
+
+    beta: float
+
+    def topk_loss(self, logits: Any, inputs: Any, num_items_in_batch: Any) -> Any:
+        raise NotImplementedError
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: Any,
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        # logits row t predicts token t + 1
+        loss = self.topk_loss(outputs.logits[:, :-1, :], inputs, num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
+
+
 def make_trainer(base: type) -> type:
     """`base` (TRL's GKDTrainer) with the served teacher in place of a local model: the
     same on-policy sampling (`lmbda`) and batches, the sparse top-k loss."""
 
-    class ServedGKDTrainer(base):
+    class ServedGKDTrainer(TopKLoss, base):
         served: TokenScorer
         # The loss is a mean over one micro-batch's scored positions: the Trainer divides
         # it by the gradient-accumulation steps (TRL's server path does the same).
         loss_is_scaled_for_ga = False
 
-        def compute_loss(
-            self,
-            model: Any,
-            inputs: Any,
-            return_outputs: bool = False,
-            num_items_in_batch: Any = None,
-        ) -> Any:
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        def topk_loss(self, logits: Any, inputs: Any, num_items_in_batch: Any) -> Any:
             labels = inputs["labels"]
             sequences, starts, where = [], [], []
             for row, mask, lab in zip(
@@ -128,8 +143,7 @@ def make_trainer(base: type) -> type:
                     if 0 <= col < t_size:
                         shifted[col] = pairs
                 teacher.append(shifted)
-            loss = sparse_divergence(outputs.logits[:, :-1, :], teacher, labels, self.beta)
-            return (loss, outputs) if return_outputs else loss
+            return sparse_divergence(logits, teacher, labels, self.beta)
 
     return ServedGKDTrainer
 
@@ -193,22 +207,15 @@ def captured_trainer(base: type) -> type:
 
     gkd: Any = base
 
-    class CapturedGKDTrainer(base):
+    class CapturedGKDTrainer(TopKLoss, base):
         def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
             # GKDTrainer's step draws on-policy samples with probability lmbda; a
             # capture holds the curated answers only, so the draw is skipped.
             return super(gkd, self).training_step(model, inputs, num_items_in_batch)
 
-        def compute_loss(
-            self,
-            model: Any,
-            inputs: Any,
-            return_outputs: bool = False,
-            num_items_in_batch: Any = None,
-        ) -> Any:
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-            loss = topk_divergence(
-                outputs.logits[:, :-1, :],
+        def topk_loss(self, logits: Any, inputs: Any, num_items_in_batch: Any) -> Any:
+            return topk_divergence(
+                logits,
                 inputs["teacher_ids"],
                 inputs["teacher_logprobs"],
                 inputs["teacher_valid"],
@@ -216,6 +223,5 @@ def captured_trainer(base: type) -> type:
                 tail=inputs["teacher_tail"],
                 num_items=num_items_in_batch,
             )
-            return (loss, outputs) if return_outputs else loss
 
     return CapturedGKDTrainer

@@ -373,6 +373,31 @@ def test_a_served_teacher_is_captured_as_the_loaded_one_is(
     assert trained.capture.captured_rows == 0 and trained.served is None
 
 
+def test_a_pass_from_the_capture_is_the_pass_against_the_live_server(
+    tiny: dict[str, str], served_teacher: str, tmp_path: Path
+) -> None:
+    """One row a step, lmbda 0: GKD asking the server at every step and GKD from its
+    capture (16 bits) compute the same loss on the same rows, step by step."""
+    from distill.train.gkd import train_gkd
+
+    served = {
+        "model": "openai:tiny",
+        "options": {"base_url": served_teacher, "logprobs": "prompt_logprobs", "top_k": 8},
+    }
+    common = {"served_teacher": served, "measure_eval": False, "max_steps": 3}
+    live_cfg = cfg(None, None, **common).model_copy(update={"batch_size": 1})
+    captured_cfg = cfg(None, {"top_k": 8, "bits": 16}, **common)
+    captured_cfg = captured_cfg.model_copy(update={"batch_size": 1})
+    live = train_gkd(tiny["student"], live_cfg, rows(4), tmp_path / "live")
+    stored = train_gkd(tiny["student"], captured_cfg, rows(4), tmp_path / "stored")
+    assert live.trainer == "GKD (served teacher, top-k)" and live.served is not None
+    assert stored.trainer == "GKD (captured teacher, top-k)"
+    a = [h["loss"] for h in live.log_history if "loss" in h]
+    b = [h["loss"] for h in stored.log_history if "loss" in h]
+    assert len(a) == len(b) == 3 and a[0] > 0.05
+    assert a == pytest.approx(b, rel=1e-3), (a, b)
+
+
 # -- the real student -------------------------------------------------------------------
 
 
