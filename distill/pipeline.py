@@ -162,14 +162,21 @@ def _train_extra(r: Recipe) -> dict[str, Any]:
 
 # Options added after run folders existed: left out of the hash while unset, so a run
 # made before them keeps its fingerprint (a new, unused option reruns nothing).
-UNSET_NOT_HASHED: dict[str, tuple[str, ...]] = {"generate": ("prompts",)}
+UNSET_NOT_HASHED: dict[str, tuple[str, ...]] = {
+    "generate": ("prompts",),
+    "train": ("gkd.capture",),
+}
 
 
 def fingerprint(stage: Stage, recipe: Recipe, folder: RunFolder, extra: dict[str, Any]) -> str:
     config = recipe.stage_config(stage.name).model_dump(mode="json")
-    for key in UNSET_NOT_HASHED.get(stage.name, ()):
-        if config.get(key) is None:
-            del config[key]
+    for dotted in UNSET_NOT_HASHED.get(stage.name, ()):
+        *parents, key = dotted.split(".")
+        section = config
+        for p in parents:
+            section = section[p]
+        if section.get(key) is None:
+            del section[key]
     return hash_json(
         {
             "stage": stage.name,

@@ -128,8 +128,17 @@ def review_problems(recipe: Recipe, network: bool) -> list[str]:
 
 
 def gkd_teacher_problems(recipe: Recipe) -> list[str]:
-    """A GKD teacher loaded here must be here; a served one needs its key's variable."""
+    """A GKD teacher loaded here must be here; a served one needs its key's variable; a
+    capture named without a teacher must be there."""
     g = recipe.train.gkd
+    if g.served_teacher is None and g.teacher is None:
+        assert g.capture is not None and g.capture.path is not None
+        if not (Path(g.capture.path).expanduser() / "capture.json").is_file():
+            return [
+                f"train.gkd.capture.path {g.capture.path} holds no capture (no capture.json): "
+                "give the folder a capture was written to, or name the teacher to capture"
+            ]
+        return []
     if g.served_teacher is None:
         assert g.teacher is not None
         why = model_problem(g.teacher, "train.gkd.teacher")

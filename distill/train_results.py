@@ -122,14 +122,29 @@ class ServedFigures(Strict):
     teacher_coverage: float | None  # the share of them scored; None: none asked
 
 
+class CaptureFigures(Strict):
+    """What a GKD pass from a captured teacher (train.gkd.capture) records of the capture."""
+
+    top_k: int
+    bits: int  # 8 or 16 per log-probability
+    rows: int  # the rows the pass reads from it (training and measured eval rows)
+    captured_rows: int  # of them, captured by this pass (0: all were in the capture)
+    tokens: int  # answer tokens in the capture
+    bytes: int  # the capture's shards
+    bytes_per_token: float
+    seconds: float  # capturing, in this pass (the teacher's loading included)
+    peak_memory_mb: float | None  # the capture's peak; None: nothing captured
+
+
 class GkdPass(PassResult, Examples):
     """On-policy distillation's result. In the file, `served`'s keys stand among the
     pass's own, and only with a served teacher."""
 
     start: str  # "base student" or "sft adapter"
     teacher: str | None
-    trainer: str  # "GKD", "GOLD" or "GKD (served teacher, top-k)"
+    trainer: str  # "GKD", "GOLD", "GKD (served teacher, top-k)" or "GKD (captured teacher, top-k)"
     served: ServedFigures | None = None
+    capture: CaptureFigures | None = None  # absent from the file without a capture
     first_loss: float | None
     last_loss: float | None
     eval_loss_before: float | None  # the eval rows' distillation loss; None: not measured
@@ -150,6 +165,8 @@ class GkdPass(PassResult, Examples):
     def _flat_served(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out: dict[str, Any] = handler(self)
         served = out.pop("served", None)
+        if out.get("capture", 1) is None:
+            del out["capture"]
         return {**out, **(served or {})}
 
 

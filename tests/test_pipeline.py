@@ -121,8 +121,9 @@ def test_deleted_stage_folder_is_rebuilt(setup: tuple[Path, Toy]) -> None:
 def test_an_unset_new_option_leaves_the_fingerprint_of_older_runs(
     setup: tuple[Path, Toy],
 ) -> None:
-    """generate.prompts came after run folders existed: unset, it is not hashed (an older
-    run does not rerun generate and everything after it); set, it is."""
+    """generate.prompts and train.gkd.capture came after run folders existed: unset, they
+    are not hashed (an older run does not rerun generate or train and what follows); set,
+    they are."""
     from distill.io import hash_json
     from distill.pipeline import fingerprint
 
@@ -140,3 +141,8 @@ def test_an_unset_new_option_leaves_the_fingerprint_of_older_runs(
     text = "name: toy\ningest:\n  paths: [docs]\ngenerate:\n  prompts: {path: q.jsonl}\n"
     with_prompts = load_recipe(write_recipe(path.parent, text))
     assert fingerprint(stage, with_prompts, folder, {}) != older
+    train = recipe.train.model_dump(mode="json")
+    assert train["gkd"].pop("capture") is None
+    upstream = {u: None for u in toy.stages["train"].upstream}
+    older_train = {"stage": "train", "config": train, "upstream": upstream, "extra": {}}
+    assert fingerprint(toy.stages["train"], recipe, folder, {}) == hash_json(older_train)

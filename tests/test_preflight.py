@@ -56,6 +56,8 @@ BAD = {
     "train: {method: gkd, gkd: {teacher: 'local:./no-teacher'}}": "./no-teacher does not exist",
     "train: {method: gkd, gkd: {served_teacher: {model: 'openai:t', options: "
     "{base_url: 'http://127.0.0.1:9/v1', api_key_env: MY_KEY}}}}": "needs an API key in $MY_KEY",
+    # A capture named in place of a teacher must be there.
+    "train: {method: gkd, gkd: {lmbda: 0, capture: {path: ./no-capture}}}": "holds no capture",
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 from distill.errors import InputError
 from distill.io import write_json
 from distill.train_results import (
+    CaptureFigures,
     DpoMetrics,
     GkdPass,
     PairStats,
@@ -55,6 +56,20 @@ def dpo_metrics(**kw: Any) -> DpoMetrics:
     margins = dict(first_margin=0.0, last_margin=0.8, last_accuracy=1.0)
     built = pair_stats().model_dump()
     return DpoMetrics(**{**EVERY_PASS, **built, **dpo, **margins, "peak_memory_mb": 1500.25, **kw})
+
+
+def capture_figures() -> CaptureFigures:
+    return CaptureFigures(
+        top_k=20,
+        bits=8,
+        rows=40,
+        captured_rows=0,
+        tokens=2_345,
+        bytes=191_000,
+        bytes_per_token=81.4,
+        seconds=0.0,
+        peak_memory_mb=None,
+    )
 
 
 def gkd_pass(served: bool = False, **kw: Any) -> GkdPass:
@@ -116,6 +131,12 @@ def written(m: TrainMetrics, tmp_path: Path) -> dict[str, Any]:
             {"gkd": gkd_pass(served=True)},
             GKD_KEYS + SERVED_KEYS + ["gkd", "method"],
             {"gkd": GKD_KEYS + SERVED_KEYS},
+        ),
+        (
+            "gkd",
+            {"gkd": gkd_pass(capture=capture_figures())},
+            GKD_KEYS + ["capture", "gkd", "method"],
+            {"gkd": [*GKD_KEYS, "capture"]},
         ),
         (
             "sft_then_gkd",

@@ -87,6 +87,32 @@ class ServedTeacherConfig(StrictModel):
         return self
 
 
+class CaptureConfig(StrictModel):
+    """The teacher's top-k log-probabilities on the curated answers, captured once into a
+    folder (distill/train/capture.py) and read by every GKD pass after it instead of the
+    teacher: off-policy distillation (gkd.lmbda 0) with no teacher loaded or called."""
+
+    top_k: int = Field(
+        20,
+        ge=1,
+        le=256,
+        description="Teacher log-probabilities kept per answer token, beside one tail bucket "
+        "for the rest of the vocabulary (a served teacher is asked for this many).",
+    )
+    bits: Literal[8, 16] = Field(
+        8,
+        description="How each log-probability is stored: 8 (one byte, square-root companded "
+        "over [-20, 0]: within 0.018 nats at -1, 0.04 at -5) or 16 (float16).",
+    )
+    path: str | None = Field(
+        None,
+        description="The capture's folder (relative to the cwd, like run_dir); null: the "
+        "run's train/teacher_logprobs/. Another run's folder trains a second student (same "
+        "tokenizer) from its capture; with no teacher named, the teacher is the one it was "
+        "captured from and every row must be in it.",
+    )
+
+
 class GkdConfig(StrictModel):
     """On-policy distillation against a teacher model: TRL's GKDTrainer when the teacher
     shares the student's tokenizer, TRL's GOLDTrainer (ULD loss, tokens aligned by bytes)
@@ -124,6 +150,12 @@ class GkdConfig(StrictModel):
     epochs: float = Field(1.0, gt=0, description="Passes over the training prompts.")
     max_steps: int | None = Field(
         None, ge=1, description="Stop after this many GKD optimizer steps (overrides epochs)."
+    )
+    capture: CaptureConfig | None = Field(
+        None,
+        description="Capture the teacher's top-k log-probabilities on the curated answers "
+        "once (the teacher loaded, or served, for that alone) and train from the capture: "
+        "needs lmbda 0 (on-policy samples need the teacher live).",
     )
     measure_eval: bool = Field(
         True,
@@ -212,10 +244,19 @@ class TrainConfig(StrictModel):
         g = self.gkd
         if g.teacher and g.served_teacher:
             raise ValueError("train.gkd: give teacher (loaded here) or served_teacher, not both")
-        if self.method in ("gkd", "sft_then_gkd") and not (g.teacher or g.served_teacher):
+        from_capture = g.capture is not None and g.capture.path is not None
+        if self.method in ("gkd", "sft_then_gkd") and not (
+            g.teacher or g.served_teacher or from_capture
+        ):
             raise ValueError(
                 f"train.method {self.method} needs train.gkd.teacher: the model the "
                 "student learns to match, e.g. qwen2.5-coder-0.5b-instruct (or "
-                "train.gkd.served_teacher)"
+                "train.gkd.served_teacher, or a capture's train.gkd.capture.path)"
+            )
+        if g.capture is not None and g.lmbda > 0:
+            raise ValueError(
+                f"train.gkd.capture reads the teacher on the curated answers only, but "
+                f"gkd.lmbda {g.lmbda} samples the student's own answers, which need the "
+                "teacher live: set train.gkd.lmbda to 0, or drop train.gkd.capture"
             )
         return self

@@ -16,6 +16,10 @@ takes the rows as conversations and masks the final assistant turn and its end-o
 (the same span SFT's masks cover); the teacher reads the prompt as the student's chat
 template renders it, so a teacher trained on the same chat format (ChatML for SmolLM2
 and Qwen) reads it best.
+
+With `gkd.capture` (lmbda 0: the curated answers only), the teacher's top-k on the rows
+is captured once before the student loads (distill/train/capture.py) and the pass reads
+it in place of the teacher, loaded or served.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from distill.errors import InputError
 from distill.io import adapter_id
 from distill.models import inference_dtype, load_causal_lm, resolve_causal_lm
 from distill.train.backends import cuda_available
+from distill.train.capture import Captured
+from distill.train.capture import prepare as prepare_capture
+from distill.train.capture_store import row_key
 from distill.train.common import (
     checkpoints_to_resume,
     common_args,
@@ -42,7 +49,12 @@ from distill.train.common import (
 from distill.train.config import TrainConfig
 from distill.train.data import encode_rows, final_answer_span, stop_ids
 from distill.train.scoring import TokenScorer
-from distill.train.served import make_trainer, teacher_stand_in
+from distill.train.served import (
+    CapturedCollator,
+    captured_trainer,
+    make_trainer,
+    teacher_stand_in,
+)
 from distill.train.trl_private import trl_experimental
 from distill.train_results import GkdPass
 
@@ -150,9 +162,15 @@ def train_gkd(
     adapter is saved to out/adapter (atomically). With `eval_rows`, the distillation
     loss on their curated answers (off-policy) is measured before and after. Returns
     the pass's result. A served teacher (`gkd.served_teacher`) is asked for its top-k
-    log-probabilities (distill/train/scoring.py, distill/train/served.py)."""
+    log-probabilities (distill/train/scoring.py, distill/train/served.py). With
+    `gkd.capture`, the teacher's top-k on the rows is captured first where the capture
+    lacks them, and the pass reads it instead of the teacher (distill/train/capture.py)."""
+    captured = None
+    if cfg.gkd.capture is not None:
+        measured = eval_rows if cfg.gkd.measure_eval else []
+        captured = prepare_capture(student_ref, cfg, [*rows, *(measured or [])], out)
     student = load_student(student_ref, cfg, start_adapter)
-    by = cfg.gkd.served_teacher
+    by = None if captured else cfg.gkd.served_teacher
     scorer: AbstractContextManager[TokenScorer | None] = (
         nullcontext() if by is None else TokenScorer(by.model, by.options, student.tok)
     )
@@ -167,6 +185,7 @@ def train_gkd(
             eval_rows=eval_rows,
             callbacks=callbacks,
             served=served,
+            captured=captured,
         )
 
 
@@ -181,12 +200,14 @@ def _train_gkd(
     eval_rows: list[dict[str, Any]] | None,
     callbacks: list[Any] | None,
     served: TokenScorer | None,
+    captured: Captured | None = None,
 ) -> GkdPass:
     """train_gkd's pass on a loaded student; `served`: the served teacher's client, open
-    for the whole pass (None: a local teacher, loaded here)."""
+    for the whole pass; `captured`: the teacher's capture (neither: a local teacher,
+    loaded here)."""
     if not cfg.gkd.measure_eval:
         eval_rows = None
-    if served is not None:
+    if served is not None or captured is not None:
         teacher, same_vocabulary = teacher_stand_in(student.model.config), True
     else:
         teacher, same_vocabulary = load_teacher(cfg, student.tok)
@@ -224,11 +245,20 @@ def _train_gkd(
     if same_vocabulary:
         evals = encode_rows(student.tok, eval_rows or [], stops)
         fits = [e for e in evals if final_answer_span(e)[0] < cfg.max_seq_length]
+        train = [encoded[i] for i in kept]
         gkd_trainer = trl_experimental("gkd").GKDTrainer
-        trainer = (make_trainer(gkd_trainer) if served else gkd_trainer)(
+        collator: Any = Collator(student.tok.pad_token_id, cfg.max_seq_length)
+        if captured is not None:
+            train, fits = keyed(train), keyed(fits)
+            captured.require([e["row_key"] for e in train + fits])
+            collator = CapturedCollator(collator, captured.store, cfg.max_seq_length)
+            gkd_trainer = captured_trainer(gkd_trainer)
+        elif served is not None:
+            gkd_trainer = make_trainer(gkd_trainer)
+        trainer = gkd_trainer(
             args=gkd_args(cfg, checkpoints, cuda, bf16),
-            data_collator=Collator(student.tok.pad_token_id, cfg.max_seq_length),
-            train_dataset=Dataset.from_list([encoded[i] for i in kept]),
+            data_collator=collator,
+            train_dataset=Dataset.from_list(train),
             eval_dataset=Dataset.from_list(fits) if fits else None,
             **common,
         )
@@ -254,9 +284,10 @@ def _train_gkd(
     return GkdPass(
         backend=student.backend,
         start="sft adapter" if start_adapter else "base student",
-        teacher=served.spec if served else cfg.gkd.teacher,
-        trainer=("GKD (served teacher, top-k)" if served else "GKD") if same_vocabulary else "GOLD",
+        teacher=_teacher_name(cfg, served, captured),
+        trainer=_trainer_name(served, captured) if same_vocabulary else "GOLD",
         served=served.report() if served else None,
+        capture=captured.figures if captured else None,
         examples=len(kept),
         **pass_figures(trainer, result, seconds, resumed).model_dump(),
         eval_loss=last_eval_loss(history),
@@ -268,6 +299,25 @@ def _train_gkd(
         **pass_metrics(student, out, cfg).model_dump(),
         log_history=history,
     )
+
+
+def _teacher_name(
+    cfg: TrainConfig, served: TokenScorer | None, captured: Captured | None
+) -> str | None:
+    if captured is not None:
+        return captured.teacher
+    return served.spec if served else cfg.gkd.teacher
+
+
+def _trainer_name(served: TokenScorer | None, captured: Captured | None) -> str:
+    if captured is not None:
+        return "GKD (captured teacher, top-k)"
+    return "GKD (served teacher, top-k)" if served else "GKD"
+
+
+def keyed(encoded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Encoded rows with the key their capture is stored under."""
+    return [{**e, "row_key": row_key(e)} for e in encoded]
 
 
 def _eval_loss(trainer: Any) -> float:

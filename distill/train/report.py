@@ -111,6 +111,19 @@ def _gkd_report(g: GkdPass, cfg: TrainConfig) -> str:
         if s
         else ""
     )
+    c = g.capture
+    captured = (
+        f"- the teacher's top {c.top_k} log-probabilities read from its capture ({c.bits} "
+        f"bits, {c.tokens} answer tokens, {c.bytes_per_token} bytes a token); "
+        + (
+            f"{c.captured_rows} of the {c.rows} rows captured in this pass, in {c.seconds} s "
+            f"(peak memory {c.peak_memory_mb} MB)\n"
+            if c.captured_rows
+            else f"all {c.rows} rows were in it: the teacher was neither loaded nor called\n"
+        )
+        if c
+        else ""
+    )
     held = (
         f"- on the {g.eval_examples} eval-split answers (no sampling): {loss} "
         f"{g.eval_loss_before} before, {g.eval_loss_after} after\n"
@@ -124,5 +137,5 @@ def _gkd_report(g: GkdPass, cfg: TrainConfig) -> str:
         f"{g.seconds} s; lmbda {k.lmbda} (share of steps on the student's own samples), "
         f"beta {k.beta}, temperature {k.temperature}\n"
         f"- loss ({loss} to the teacher): first step {g.first_loss}, last "
-        f"{g.last_loss}, mean {g.train_loss}\n" + served + held + _memory(g)
+        f"{g.last_loss}, mean {g.train_loss}\n" + served + captured + held + _memory(g)
     )

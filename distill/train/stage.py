@@ -18,7 +18,9 @@ exercises nearly all of the GPU path.
   student's own answers make the pairs and DPO continues from its adapter against it.
 - `gkd` / `sft_then_gkd`: on-policy distillation against `train.gkd.teacher`
   (distill/train/gkd.py): TRL's GKDTrainer when it shares the student's tokenizer,
-  GOLDTrainer when it does not; or against `train.gkd.served_teacher`'s top-k.
+  GOLDTrainer when it does not; or against `train.gkd.served_teacher`'s top-k; or,
+  with `train.gkd.capture`, against the teacher's top-k captured once into
+  train/teacher_logprobs/ (distill/train/capture.py).
 
 A checkpoint is written every `save_steps` to train/checkpoints/ (dpo_checkpoints/),
 and `distill train --resume` continues a killed run from the last one (the
@@ -28,7 +30,7 @@ Outputs in `train/`: adapter/ (adapter_model.safetensors, adapter_config.json,
 tokenizer), log.json (the trainer's log history), metrics.json, loss.png, report.md;
 with DPO also sft_adapter/, candidates.parquet (every sampled answer, graded),
 preferences.parquet and preferences.trl.jsonl (TRL's prompt/chosen/rejected format),
-dpo_log.json.
+dpo_log.json; with GKD gkd_log.json, gkd.png, and teacher_logprobs/ with a capture.
 """
 
 from __future__ import annotations
@@ -192,6 +194,8 @@ def _gkd(
     title = "GKD loss (generalized JSD to the teacher)"
     if gkd.trainer == "GOLD":
         title = "GOLD loss (ULD to the teacher, across tokenizers)"
+    elif gkd.capture is not None:
+        title = "GKD loss (generalized JSD to the captured teacher's top-k)"
     elif gkd.trainer != "GKD":
         title = "GKD loss (generalized JSD to the served teacher's top-k)"
     loss_plot(gkd.log_history, out / "gkd.png", title)

@@ -1,6 +1,6 @@
 """TRL's private names behind distill/train/trl_private.py: read from the versions it
-names, a TRL without them is one line naming the installed version, and the served
-teacher's sparse loss built on them."""
+names, a TRL without them is one line naming the installed version, and the sparse
+top-k loss built on them (a served teacher's, a captured one's)."""
 
 from __future__ import annotations
 
@@ -87,3 +87,27 @@ def test_the_sparse_loss_is_zero_against_the_students_own_top_k_and_skips_prompt
     one = float(sparse_divergence(logits, partly, prompt, 0.5))
     only_last = float(sparse_divergence(logits, [[None, None, other[0][2]]], labels, 0.5))
     assert one == pytest.approx(only_last)
+
+
+def test_the_loss_from_a_capture_is_the_sparse_jsd() -> None:
+    """Zero against the student's own top-k and tail, positive against another
+    distribution, with finite gradients where the teacher left positions unscored."""
+    import torch
+
+    from distill.train.served import topk_divergence
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 4, 50, requires_grad=True)
+    own = torch.log_softmax(logits.detach(), -1)
+    top = own.topk(5, -1)
+    rest = own.scatter(-1, top.indices, float("-inf")).logsumexp(-1)
+    valid = torch.ones(1, 4, 5, dtype=torch.bool)
+    valid[0, 1] = False  # an unscored position
+    zero = topk_divergence(logits, top.indices, top.values, valid, 0.5, tail=rest)
+    assert float(zero.detach()) == pytest.approx(0, abs=1e-6)
+    other = torch.log_softmax(torch.randn(1, 4, 50), -1).topk(5, -1)
+    loss = topk_divergence(logits, other.indices, other.values, valid, 0.5, tail=rest)
+    assert float(loss.detach()) > 0.01
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    assert float(logits.grad[0, 1].abs().sum()) == 0  # the unscored position trains nothing
