@@ -13,6 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class _Server(ThreadingHTTPServer):
+    # The listen backlog: socketserver's 5 drops connections when 16 clients arrive at
+    # once on a busy machine (distill serve's concurrency tests forward 16 at a time).
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -344,7 +351,7 @@ def serve() -> Iterator[tuple[FakeOpenAI, str]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
