@@ -157,9 +157,9 @@ def _argilla() -> Check:
 
     url = os.environ.get("ARGILLA_API_URL")
     if url:
-        from distill.preflight import _reachable
+        from distill.preflight import reachable
 
-        why = _reachable(url)
+        why = reachable(url)
         return Check(
             "argilla",
             why is None,

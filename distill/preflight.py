@@ -93,7 +93,7 @@ def spec_problems(spec: str, options: dict[str, Any] | None, where: str) -> list
     return out
 
 
-def _reachable(url: str, timeout_s: float = 3.0) -> str | None:
+def reachable(url: str, timeout_s: float = 3.0) -> str | None:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -121,7 +121,7 @@ def review_problems(recipe: Recipe, network: bool) -> list[str]:
     if not os.environ.get("ARGILLA_API_KEY") and (local is None or local["url"] != url):
         return [f"review: no API key for the Argilla server at {url}: set ARGILLA_API_KEY"]
     if network:
-        why = _reachable(url)
+        why = reachable(url)
         if why:
             return [f"review: the Argilla server at {url} does not answer: {why}"]
     return []

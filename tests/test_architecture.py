@@ -216,3 +216,18 @@ def test_a_flat_test_file_tests_a_core_module_or_is_cross_cutting() -> None:
         and not (PACKAGE / path.name.removeprefix("test_")).exists()
     ]
     assert wrong == []
+
+
+def test_no_private_name_crosses_a_module() -> None:
+    """A name with a leading underscore is its module's own: no other distill module
+    imports it (a helper two modules share is public, with a docstring)."""
+    crossing = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("distill"):
+                crossing += [
+                    f"{path.relative_to(PACKAGE.parent)}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert crossing == []

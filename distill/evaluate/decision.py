@@ -51,7 +51,8 @@ def _mean(xs: Sequence[float]) -> Mean:
     return Mean(n=len(xs), value=round(statistics.fmean(xs), 4) if xs else None)
 
 
-def _by_system(rows: Sequence[Answer], system: str, keep: Callable[[Answer], bool]) -> list[Answer]:
+def by_system(rows: Sequence[Answer], system: str, keep: Callable[[Answer], bool]) -> list[Answer]:
+    """`system`'s rows that `keep` keeps."""
     return [r for r in rows if r["system"] == system and keep(r)]
 
 
@@ -86,7 +87,7 @@ def compare(
     seed: int = 0,
 ) -> Comparison | None:
     """A paired comparison over the items both systems have a value for."""
-    mine, theirs = _by_system(rows, system, keep), _by_system(rows, against, keep)
+    mine, theirs = by_system(rows, system, keep), by_system(rows, against, keep)
     a, b = _values(mine, value), _values(theirs, value)
     ids = sorted(set(a) & set(b))
     if not ids:
@@ -118,11 +119,13 @@ def compare(
     )  # fmt: skip
 
 
-def _keyed(r: Answer) -> bool:
+def is_keyed(r: Answer) -> bool:
+    """An answerable question of the answer key (it has key facts)."""
     return r["kind"] == "answerable" and r["key_facts"] not in ("", "[]")
 
 
-def _correct(r: Answer) -> float | None:
+def key_correct(r: Answer) -> float | None:
+    """1 when the answer states every key fact, 0 when not, None when unscored."""
     return None if r["fact_correct"] is None else float(r["fact_correct"])
 
 
@@ -141,7 +144,7 @@ def _unanswerable(r: Answer) -> bool:
 
 
 def _set_result(rows: Sequence[Answer], name: str, deciding: tuple[str, str]) -> SetResult:
-    mine = [r for r in rows if _keyed(r) and (name == POOLED or r["eval_set"] == name)]
+    mine = [r for r in rows if is_keyed(r) and (name == POOLED or r["eval_set"] == name)]
     systems = list(dict.fromkeys(r["system"] for r in mine))
     rag = [r for r in mine if r["system"] == deciding[0] and r["retrieval_hit"] is not None]
     acc, rec = {}, {}
@@ -149,7 +152,7 @@ def _set_result(rows: Sequence[Answer], name: str, deciding: tuple[str, str]) ->
         scored = [r for r in mine if r["system"] == s and r["fact_correct"] is not None]
         acc[s] = _share(sum(bool(r["fact_correct"]) for r in scored), len(scored))
         rec[s] = _mean([r["fact_recall"] for r in scored if r["fact_recall"] is not None])
-    primary = compare(mine, *deciding, "key-fact accuracy", _correct, _keyed, name)
+    primary = compare(mine, *deciding, "key-fact accuracy", key_correct, is_keyed, name)
     return SetResult(
         eval_set=name,
         questions=len({r["item_id"] for r in mine}),
@@ -164,7 +167,7 @@ def _set_result(rows: Sequence[Answer], name: str, deciding: tuple[str, str]) ->
 def _detail(rows: Sequence[Answer], system: str) -> SystemDetail:
     mine = [r for r in rows if r["system"] == system]
     ok = [r for r in mine if not r["answer_error"]]
-    keyed = [r for r in ok if _keyed(r)]
+    keyed = [r for r in ok if is_keyed(r)]
     un = [r for r in ok if _unanswerable(r)]
     hit = [r for r in keyed if r["retrieval_hit"]]
     miss = [r for r in keyed if r["retrieval_hit"] is False]
@@ -217,7 +220,7 @@ def _examples(
     rows: Sequence[Answer], deciding: tuple[str, str], n: int
 ) -> dict[str, list[Example]]:
     a, b = deciding
-    by = {(r["item_id"], r["system"]): r for r in rows if _keyed(r)}
+    by = {(r["item_id"], r["system"]): r for r in rows if is_keyed(r)}
     out: dict[str, list[Example]] = {f"{a} right": [], f"{b} right": []}
     for (item, system), r in by.items():
         if system != a or (item, b) not in by:
@@ -307,24 +310,24 @@ def decide(
     seed: int = 0,
 ) -> Decision | None:
     """The decision over the answer key's rows; None when no row has key facts."""
-    if not any(_keyed(r) for r in rows):
+    if not any(is_keyed(r) for r in rows):
         return None
     a, b = deciding
-    present = {r["eval_set"] for r in rows if _keyed(r)}
+    present = {r["eval_set"] for r in rows if is_keyed(r)}
     sets = [_set_result(rows, s, deciding) for s in (UNSEEN, DEPLOYMENT) if s in present]
     pooled = _set_result(rows, POOLED, deciding)
     secondaries = [
         c
         for c in (
             compare(rows, a, b, "refusal on unanswerables", _refused, _unanswerable, POOLED),
-            compare(rows, a, b, "false refusal", _refused, _keyed, POOLED, better="lower"),
+            compare(rows, a, b, "false refusal", _refused, is_keyed, POOLED, better="lower"),
             compare(
                 rows,
                 a,
                 b,
                 "citation precision",
                 _precision,
-                _keyed,
+                is_keyed,
                 POOLED,
                 "continuous",
                 seed=seed,
@@ -335,7 +338,7 @@ def decide(
     if secondaries:
         adjusted = stats.holm({c.metric: c.p_value for c in secondaries})
         secondaries = [c.model_copy(update={"p_holm": adjusted[c.metric]}) for c in secondaries]
-    teacher = compare(rows, a, "teacher", "key-fact accuracy", _correct, _keyed, POOLED)
+    teacher = compare(rows, a, "teacher", "key-fact accuracy", key_correct, is_keyed, POOLED)
     d = Decision(
         deciding=deciding,
         sets=[*sets, pooled] if len(sets) > 1 else sets,

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from distill.decision_text import verdict_line
 from distill.evaluate import stats
 from distill.evaluate.config import NamedSystem
-from distill.evaluate.decision import _by_system, _correct, _keyed, compare
+from distill.evaluate.decision import by_system, compare, is_keyed, key_correct
 from distill.evaluate.metrics import cost_per_1k
 from distill.results import POOLED, Decision, Versus
 from distill.tables import Answer
@@ -32,12 +32,12 @@ def versus(
 ) -> Versus | None:
     """`a` against the named system `name` on the answer key, and what each costs; None
     when no question has an answer from both."""
-    c = compare(rows, a, name, "key-fact accuracy", _correct, _keyed, POOLED)
+    c = compare(rows, a, name, "key-fact accuracy", key_correct, is_keyed, POOLED)
     if c is None:
         return None
     # Over every answer each gave, as the speed table times them.
-    cost, basis, _ = cost_per_1k(_by_system(rows, name, _any), hourly_usd, f"give {name} a price")
-    own, own_basis, compute = cost_per_1k(_by_system(rows, a, _any), hourly_usd)
+    cost, basis, _ = cost_per_1k(by_system(rows, name, _any), hourly_usd, f"give {name} a price")
+    own, own_basis, compute = cost_per_1k(by_system(rows, a, _any), hourly_usd)
     return Versus(
         model=spec.model,
         rag=spec.rag,

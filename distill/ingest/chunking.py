@@ -11,7 +11,7 @@ from distill.ingest.config import IngestConfig
 from distill.io import sha256_text
 from distill.tables import Chunk, Document
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+MARKDOWN_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
 class TokenCounter(Protocol):
@@ -60,7 +60,7 @@ def split_sections(text: str, title: str) -> list[tuple[list[str], str]]:
     for line in text.splitlines():
         if line.lstrip().startswith(("```", "~~~")):
             in_fence = not in_fence
-        m = None if in_fence else _HEADING.match(line)
+        m = None if in_fence else MARKDOWN_HEADING.match(line)
         if m:
             flush()
             level = len(m[1])

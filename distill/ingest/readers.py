@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError
-from distill.ingest.chunking import _HEADING
+from distill.ingest.chunking import MARKDOWN_HEADING
 from distill.ingest.config import DatasetSource, IngestConfig, JsonlConfig
 from distill.ingest.discover import dangling, link_out
 from distill.io import sha256_bytes, sha256_text
@@ -391,7 +391,7 @@ def _normalise(text: str) -> str:
 
 def _title(text: str, fallback: str) -> str:
     for line in text.splitlines():
-        m = _HEADING.match(line)
+        m = MARKDOWN_HEADING.match(line)
         if m and len(m[1]) == 1:
             return m[2].strip()
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
