@@ -37,6 +37,8 @@ def serve(
     student (llama.cpp in this process by default); the reply's `distill` field maps its
     citations to chunks and documents. Needs `distill run RECIPE` first.
     """
+    from distill.errors import UserError
+    from distill.redact import redact
     from distill.serve.app import check_port, create_app, require
     from distill.serve.app import serve as run_server
     from distill.serve.assistant import open_assistant
@@ -44,11 +46,18 @@ def serve(
     require()
     check_port(host, port)
     r = load(recipe, set_)
+    if base_url and not (upstream or r.eval.ft_model):
+        raise UserError(
+            "--base-url names the upstream server: give --upstream openai:MODEL too (or set "
+            "eval.ft_model), or drop --base-url to answer with the student loaded here"
+        )
     options = {"base_url": base_url} if base_url else None
     assistant = open_assistant(r, recipe, upstream, options)
     typer.echo(
-        f"serving '{r.name}' at http://{host}:{port}/v1 ({assistant.student.description}; "
-        f"{assistant.k} chunks a question); Ctrl-C stops it",
+        redact(
+            f"serving '{r.name}' at http://{host}:{port}/v1 ({assistant.student.description}; "
+            f"{assistant.k} chunks a question); Ctrl-C stops it"
+        ),
         err=True,
     )
     try:

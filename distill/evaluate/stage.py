@@ -325,12 +325,17 @@ def _measured(
     traffic = [r for r in rows if r["eval_set"] == TRAFFIC]
     if traffic:
         asked = {it.item_id: it for it in items if it.eval_set == TRAFFIC}
+        user_refs = sum(it.reference_by == "user" for it in asked.values())
+        # Your file's answers may be the named system's own (its fine-tuning file, its
+        # stored completions): graded against them it would be graded against itself, so
+        # it is compared on your traffic only when the teacher wrote every reference.
+        traffic_pairs = eval_metrics.DECIDING if user_refs else pairs
         metrics["traffic"] = TrafficMetrics(
             questions=sum(it.kind == "answerable" for it in asked.values()),
-            user_references=sum(it.reference_by == "user" for it in asked.values()),
+            user_references=user_refs,
             cannot_answer=sum(it.kind != "answerable" for it in asked.values()),
             systems=eval_metrics.summarise(traffic, names, hourly, cfg.seed, rag),
-            comparisons=eval_metrics.comparisons(traffic, names, cfg.seed, rag, pairs),
+            comparisons=eval_metrics.comparisons(traffic, names, cfg.seed, rag, traffic_pairs),
         )
     if seen:
         metrics["seen"] = SeenMetrics(

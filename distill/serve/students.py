@@ -291,8 +291,12 @@ class UpstreamStudent(Student):
                 f"serving the adapter), not {spec}"
             )
         self.model = model
+        try:
+            key = api_key(spec, opts.api_key_env)
+        except UserError as e:  # worded for a teacher: say it of the upstream server
+            raise UserError(str(e).replace("teacher ", "--upstream ", 1)) from None
         self.client = AsyncOpenAI(
-            api_key=api_key(spec, opts.api_key_env),
+            api_key=key,
             base_url=opts.base_url,
             timeout=opts.timeout_s,
             max_retries=opts.max_retries,

@@ -31,7 +31,7 @@ import numpy as np
 
 from distill import distributed
 from distill.errors import UserError
-from distill.io import hash_json, sha256_file, write_json
+from distill.io import hash_json, sha256_file, sha256_text, write_json
 from distill.models import (
     OFFLINE_MODELS,
     load_causal_lm,
@@ -71,7 +71,10 @@ def teacher_identity(g: GkdConfig, memo: dict[str, str]) -> dict[str, Any] | Non
     `memo` maps 'path|size|mtime' to a sha256 already computed, and gains new ones."""
     if g.served_teacher is not None:
         s = g.served_teacher
-        return {"served": s.model, "logprobs": s.options.logprobs}
+        # The server too (hashed: a URL may carry credentials): two servers may serve
+        # other weights under one name.
+        server = sha256_text(str(s.options.base_url or ""))
+        return {"served": s.model, "logprobs": s.options.logprobs, "server": server}
     ref = g.teacher
     if ref is None:
         return None
@@ -220,7 +223,19 @@ def _fill(student_ref: str, cfg: TrainConfig, rows: list[dict[str, Any]], folder
         "seconds": round(seconds, 1),
         "peak_memory_mb": peak_memory_mb(_cuda(), own),
     }
-    write_json(folder / META, {**store.meta, "hashes": memo, "last_pass": last})
+    if identity.get("hub_id") and identity.get("revision") is None:
+        identity = teacher_identity(g, memo)  # its first load downloaded it: the revision
+    meta = {**store.meta, "teacher": identity, "hashes": memo, "last_pass": last}
+    write_json(folder / META, meta)
+
+
+def _same_teacher(want: dict[str, Any], have: dict[str, Any]) -> bool:
+    """The recipe's teacher is the captured one; a hub id captured before it was first
+    downloaded (a killed capture) has no revision on record, and matches by its id."""
+    if want == have:
+        return True
+    unknown = have.get("hub_id") is not None and have.get("revision") is None
+    return unknown and have["hub_id"] == want.get("hub_id")
 
 
 def _reused() -> dict[str, Any]:
@@ -236,7 +251,7 @@ def _check(store: CaptureStore, want: dict[str, Any], folder: Path) -> None:
             f"train.gkd.capture: {folder} was captured in another vocabulary than the "
             f"student's ({have['vocab_size']} tokens): {fix}"
         )
-    if want["teacher"] is not None and want["teacher"] != have["teacher"]:
+    if want["teacher"] is not None and not _same_teacher(want["teacher"], have["teacher"]):
         raise UserError(
             f"train.gkd.capture: {folder} holds {have['teacher_name']}'s log-probabilities, "
             f"not this recipe's teacher's (another model or other weights): {fix}"

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from distill.errors import UserError
 from distill.io import atomic_path, hash_json, read_json, write_json
 
 FORMAT = 1
@@ -139,7 +140,11 @@ class CaptureStore:
             return None
         meta = read_json(folder / META)
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{folder}: capture format {meta.get('format')}, not {FORMAT}")
+            raise UserError(
+                f"train.gkd.capture: {folder} holds capture format {meta.get('format')}, not "
+                f"{FORMAT}: delete it to capture again, or set train.gkd.capture.path to "
+                "another folder"
+            )
         return cls(folder, meta)
 
     @classmethod

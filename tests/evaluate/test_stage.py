@@ -275,14 +275,18 @@ def key_scripted(body: dict[str, Any]) -> str:
     return f"It is {fact} [{where}]."
 
 
-def key_recipe(tmp_path: Path, url: str, extra: str = "") -> Path:
-    """The answer-key recipe: two served students, key.jsonl, the teacher as judge."""
+def key_recipe(
+    tmp_path: Path, url: str, extra: str = "", systems: str = "[base+rag, ft+rag]"
+) -> Path:
+    """The answer-key recipe: two served students, key.jsonl, the teacher as judge.
+    `systems` may name the server's options as {opts}."""
     opts = f"{{base_url: '{url}', api_key_env: DISTILL_TEST_KEY, ramp_s: 0}}"
+    systems = systems.replace("{opts}", opts)
     return write_recipe(
         tmp_path,
         "name: small\ningest:\n  paths: [docs]\n  chunk_tokens: 64\n  chunk_overlap: 8\n"
         f"teacher: {{model: 'openai:gpt-4o-mini', options: {opts}}}\n"
-        "eval:\n  systems: [base+rag, ft+rag]\n  answer_key: key.jsonl\n"
+        f"eval:\n  systems: {systems}\n  answer_key: key.jsonl\n"
         "  generated: false\n  seen_set: false\n  unanswerable: 2\n"
         "  base_model: openai:base-student\n  ft_model: openai:ft-student\n"
         f"  student_options: {opts}\n{extra}",
@@ -440,11 +444,17 @@ def test_your_traffic_is_asked_and_reported_apart_from_the_decision(
 
     with serve() as (server, url):
         server.reply = scripted_traffic
-        path = key_recipe(tmp_path, url)  # the judge grades every answerable question
+        # The judge grades every answerable question. The incumbent answers like ft:
+        # compared on the key, never on traffic your answers referenced (they may be
+        # its own).
+        incumbent = "{incumbent: {model: 'openai:incumbent', rag: true, options: {opts}}}"
+        path = key_recipe(tmp_path, url, systems=f"[base+rag, ft+rag, {incumbent}]")
         counts = evaluate.run(load_recipe(path), RunFolder(ingested), RunOptions())
 
     m = read_metrics(ingested / "eval" / "metrics.json")
     d, t = m.decision, m.traffic
+    assert d is not None and set(d.named) == {"incumbent"}
+    assert t is not None and not [c for c in t.comparisons if "incumbent" in (c.system, c.against)]
     assert d is not None and t is not None
     assert counts["verdict"] == d.verdict == "not resolvable" and d.unanswerable == 3
     assert [(s.eval_set, s.questions) for s in d.sets] == [
@@ -460,7 +470,7 @@ def test_your_traffic_is_asked_and_reported_apart_from_the_decision(
     )  # fmt: skip
     answers = read_rows(ingested / "eval" / "answers.parquet")
     mine = [r for r in answers if r["eval_set"] == "traffic"]
-    assert len(mine) == 2 * 3 and {r["item_id"] for r in mine} == {t["id"] for t in TRAFFIC}
+    assert len(mine) == 3 * 3 and {r["item_id"] for r in mine} == {t["id"] for t in TRAFFIC}
     report = (ingested / "eval" / "report.md").read_text()
     assert "## Your traffic: 2 of your own questions, held out" in report
     assert any(s.startswith("On 2 of your own questions, held out: ") for s in m.what_this_means)

@@ -273,6 +273,14 @@ def test_a_missing_run_says_which_command_makes_it(tmp_path: Path) -> None:
     )
     assert got.returncode == 2 and "Traceback" not in got.stderr
     assert got.stderr.count("\n") == 1 and f"run `distill run {recipe}` first" in got.stderr
+    # --base-url alone would be dropped silently (the student loaded here instead).
+    alone = subprocess.run(
+        [sys.executable, "-m", "distill", "serve", str(recipe), "--port", str(free_port()),
+         "--base-url", "http://127.0.0.1:9/v1"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert alone.returncode != 0 and alone.stderr.count("\n") == 1
+    assert "--base-url names the upstream server: give --upstream openai:MODEL" in alone.stderr
     # An index and no adapter (served here, the student needs it).
     run = RunFolder(tmp_path / "runs" / "none")
     run.stage_dir("ingest")

@@ -435,3 +435,26 @@ def test_smollm2_distils_from_a_capture_without_its_teacher(
     student = PeftModel.from_pretrained(base, str(tmp_path / "adapter"))
     after = divergence(student, taught, tok)
     assert after < 0.8 * before, (before, after)
+
+
+def test_a_teachers_identity_names_its_server_and_a_hub_revision_found_later() -> None:
+    """Two servers serving other weights under one name are two teachers (the URL only
+    hashed); a hub id captured before its first download (no revision on record) is the
+    same teacher once its revision is known, and another id is not."""
+    import json
+
+    from distill.train.capture import _same_teacher, teacher_identity
+    from distill.train.config import GkdConfig
+
+    def served(url: str) -> dict[str, Any] | None:
+        opts = {"base_url": url, "api_key_env": "NONE"}
+        g = GkdConfig.model_validate({"served_teacher": {"model": "openai:t", "options": opts}})
+        return teacher_identity(g, {})
+
+    a, b = served("http://10.0.0.1:8000/v1"), served("http://10.0.0.2:8000/v1")
+    assert a is not None and b is not None and a != b
+    assert "10.0.0.1" not in json.dumps(a) and a == served("http://10.0.0.1:8000/v1")
+    unknown = {"hub_id": "org/teacher", "revision": None}
+    assert _same_teacher({"hub_id": "org/teacher", "revision": "abc123"}, unknown)
+    assert not _same_teacher({"hub_id": "org/other", "revision": "abc123"}, unknown)
+    assert not _same_teacher(unknown, {"hub_id": "org/teacher", "revision": "abc123"})

@@ -72,3 +72,16 @@ def test_a_row_reads_back_from_its_shard_with_its_tail_mass(tmp_path: Path) -> N
         assert (np.abs(mass - 1) <= bound + 1e-6).all()
         assert np.abs(mass - 1).max() < (2e-2 if bits == 8 else 1e-3)
         assert got.size() == (30, next(folder.glob("shard-*.npz")).stat().st_size)
+
+
+def test_a_capture_in_another_format_is_one_line(tmp_path: Path) -> None:
+    import json
+
+    import pytest
+
+    from distill.errors import UserError
+
+    (tmp_path / "capture.json").write_text(json.dumps({"format": 0}))
+    with pytest.raises(UserError, match=r"capture format 0, not .*: delete it") as e:
+        CaptureStore.open(tmp_path)
+    assert "\n" not in str(e.value)
